@@ -1,0 +1,177 @@
+"""
+Typed, frozen configuration objects.
+
+Everything a running gateway needs is validated once, at load time, into these
+values; nothing on the request path parses configuration.  Durations are
+seconds (float), sizes are bytes (int).
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import attrs
+
+IPNetwork = Union[IPv4Network, IPv6Network]
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class Location:
+    """Where a value was written: used to point errors at the user's file."""
+
+    file: str = "<config>"
+    line: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}" if self.path else where
+
+
+@attrs.frozen(kw_only=True)
+class ConfigIssue:
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """
+    The configuration is invalid.  Carries every issue found, each with file,
+    line and key path, so a user can fix them all in one go.
+    """
+
+    def __init__(self, issues: "list[ConfigIssue] | tuple[ConfigIssue, ...]"):
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+@attrs.frozen
+class Rate:
+    """``count`` events per ``per`` seconds, as in ``100/min``."""
+
+    count: int
+    per: float  # seconds
+
+
+@attrs.frozen(kw_only=True)
+class ListenerTLSConfig:
+    certificate: str
+    private_key: str = attrs.field(repr=False)
+    client_ca: Optional[str] = None
+    client_certificate: str = "none"  # none | optional | required
+
+
+@attrs.frozen(kw_only=True)
+class ListenerConfig:
+    name: str
+    endpoint: str
+    tls: Optional[ListenerTLSConfig] = None
+
+
+@attrs.frozen(kw_only=True)
+class AdminConfig:
+    endpoint: str
+    token: Optional[str] = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class LimitsConfig:
+    """Edge-safe defaults, close to Envoy's edge profile and NGINX's buffers."""
+
+    max_request_body: int = 10 * MiB  # 413
+    max_header_bytes: int = 64 * KiB  # 431 (request line + all header lines)
+    max_headers: int = 100  # 431
+    max_request_line: int = 8 * KiB  # 414
+    header_timeout: float = 10.0  # 408 when the request head is not complete in time
+    request_timeout: float = 60.0  # default whole-request upstream timeout (504)
+    idle_timeout: float = 300.0  # keep-alive connections with nothing to do are closed
+    drain_timeout: float = 30.0  # on shutdown, in-flight requests get this long
+
+
+@attrs.frozen(kw_only=True)
+class TargetConfig:
+    url: str
+    scheme: str  # "http" | "https"
+    host: str
+    port: int
+    weight: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamTimeoutsConfig:
+    connect: float = 5.0
+    read: float = 30.0  # time to the response head
+
+
+@attrs.frozen(kw_only=True)
+class PoolConfig:
+    max_idle_per_target: int = 128  # HTTPConnectionPool.maxPersistentPerHost
+    idle_timeout: float = 60.0  # HTTPConnectionPool.cachedConnectionTimeout
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamConfig:
+    name: str
+    targets: Tuple[TargetConfig, ...]
+    balance: str = "round_robin"
+    timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
+    pool: PoolConfig = PoolConfig()
+    location: Location = Location()
+
+
+@attrs.frozen(kw_only=True)
+class PluginSection:
+    """
+    One plugin's own settings, as written (plain dicts/lists/scalars).  The
+    plugin validates them itself when it is built; `location` lets its errors
+    point at the file and line.
+    """
+
+    name: str
+    enabled: bool = True
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    location: Location = Location()
+
+
+@attrs.frozen(kw_only=True)
+class RouteConfig:
+    name: str
+    path: str  # /exact, /prefix/*, /items/{id}, ~^/regex$
+    upstream: str
+    methods: Optional[frozenset] = None  # of upper-case str; None = any
+    host: Optional[str] = None  # exact or *.example.com; None = any
+    priority: int = 0
+    strip_prefix: Optional[str] = None
+    add_prefix: Optional[str] = None
+    preserve_host: bool = False  # send the client's Host upstream instead of the target's
+    timeout: Optional[float] = None  # whole request; default limits.request_timeout
+    plugins: Tuple[PluginSection, ...] = ()
+    index: int = 0  # position in the file: the last tie-breaker
+    location: Location = Location()
+
+
+@attrs.frozen(kw_only=True)
+class DemoConfig:
+    """In-process demo backends so a first run answers at once."""
+
+    endpoint: str = "tcp:5001:interface=127.0.0.1"
+
+
+@attrs.frozen(kw_only=True)
+class GatewayConfig:
+    source: Optional[str] = None  # the file it was read from (reload reads it again)
+    listeners: Tuple[ListenerConfig, ...]
+    admin: Optional[AdminConfig] = None
+    limits: LimitsConfig = LimitsConfig()
+    trusted_proxies: Tuple[IPNetwork, ...] = ()
+    upstreams: Mapping[str, UpstreamConfig] = attrs.field(factory=dict)
+    routes: Tuple[RouteConfig, ...] = ()
+    plugins: Tuple[PluginSection, ...] = ()
+    demo: Optional[DemoConfig] = None

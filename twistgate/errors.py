@@ -1,0 +1,117 @@
+"""
+The errors the gateway itself answers with, and their JSON body.
+
+One flat family: each class is an HTTP status and a short machine-readable
+code.  Raise one anywhere in the pipeline (or return it as a failure); the
+resource turns it into the contract's body
+``{"error": code, "message": text, "request_id": id}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Optional, Sequence, Tuple
+
+HeaderPairs = Tuple[Tuple[bytes, bytes], ...]
+
+
+def _pairs(headers: Iterable[Tuple["str | bytes", "str | bytes"]]) -> HeaderPairs:
+    return tuple(
+        (
+            k.encode("latin-1") if isinstance(k, str) else k,
+            v.encode("latin-1") if isinstance(v, str) else v,
+        )
+        for k, v in headers
+    )
+
+
+class GatewayError(Exception):
+    """An error answered by the gateway: ``status``, ``code``, a message and extra headers."""
+
+    status = 500
+    code = "internal_error"
+    default_message = "The gateway could not handle the request."
+
+    def __init__(
+        self,
+        message: Optional[str] = None,
+        *,
+        headers: Iterable[Tuple["str | bytes", "str | bytes"]] = (),
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.headers: HeaderPairs = _pairs(headers)
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        super().__init__(self.message)
+
+
+class BadRequest(GatewayError):
+    status, code, default_message = 400, "bad_request", "The request is malformed."
+
+
+class Unauthorized(GatewayError):
+    status, code, default_message = 401, "unauthorized", "Authentication is required."
+
+
+class Forbidden(GatewayError):
+    status, code, default_message = 403, "forbidden", "Access is denied."
+
+
+class RouteNotFound(GatewayError):
+    status, code, default_message = 404, "route_not_found", "No route matches the request."
+
+
+class MethodNotAllowed(GatewayError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, allow: Sequence[str], message: Optional[str] = None) -> None:
+        self.allow = tuple(allow)
+        super().__init__(
+            message or "The route does not accept this method.",
+            headers=[("Allow", ", ".join(self.allow))],
+        )
+
+
+class RequestTimeout(GatewayError):
+    status, code, default_message = 408, "request_timeout", "The request was not received in time."
+
+
+class PayloadTooLarge(GatewayError):
+    status, code, default_message = 413, "payload_too_large", "The request body is too large."
+
+
+class URITooLong(GatewayError):
+    status, code, default_message = 414, "uri_too_long", "The request line is too long."
+
+
+class RateLimited(GatewayError):
+    status, code, default_message = 429, "rate_limited", "Too many requests."
+
+
+class HeadersTooLarge(GatewayError):
+    status, code = 431, "request_header_fields_too_large"
+    default_message = "The request headers are too large."
+
+
+class UpstreamUnavailable(GatewayError):
+    status, code, default_message = 502, "bad_gateway", "The upstream service could not be reached."
+
+
+class ServiceUnavailable(GatewayError):
+    status, code, default_message = 503, "service_unavailable", "The service is unavailable."
+
+
+class UpstreamTimeout(GatewayError):
+    status, code, default_message = 504, "upstream_timeout", "The upstream service did not answer in time."
+
+
+def error_body(code: str, message: str, request_id: str) -> bytes:
+    """The contract's JSON error body."""
+    return json.dumps(
+        {"error": code, "message": message, "request_id": request_id},
+        separators=(",", ":"),
+    ).encode("utf-8")
