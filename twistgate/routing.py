@@ -1,0 +1,411 @@
+"""
+Request routing: from (method, Host, normalised path) to one configured route.
+
+`RouteTable` compiles every `RouteConfig` once.  Exact, parameter and prefix
+routes go into a segment trie per host form, so matching walks the request's
+segments once whatever the number of routes; only regex routes are tried one
+by one.  The candidates found are ranked by a key computed at construction
+(see ``docs/routing.md`` for the order), so `RouteTable.match` does no parsing
+and no sorting.
+
+The path given to `RouteTable.match` must be the output of
+`twistgate.pathnorm.normalize_path`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, FrozenSet, Generic, Iterable, List, Optional, Pattern, Tuple, TypeVar
+from urllib.parse import unquote
+
+import attrs
+
+from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
+from twistgate.errors import MethodNotAllowed
+from twistgate.pathnorm import InvalidPath, normalize_path
+
+__all__ = ["RouteMatch", "RouteRow", "RouteTable", "format_routes", "normalize_host"]
+
+T = TypeVar("T")
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
+
+
+@attrs.frozen
+class RouteMatch(Generic[T]):
+    """
+    The route chosen for a request.
+
+    :ivar config: the route's configuration.
+    :ivar payload: what the route table was built with for this route.
+    :ivar params: ``{name}`` segments and regex named groups, percent-decoded.
+    :ivar rewritten_path: the path to send upstream, after ``strip_prefix``
+        and ``add_prefix``.
+    """
+
+    config: RouteConfig
+    payload: T
+    params: Dict[str, str]
+    rewritten_path: str
+
+
+@attrs.frozen(kw_only=True)
+class RouteRow:
+    """One route as `twistgate routes` and the admin API show it."""
+
+    rank: int  # 1 = preferred first when several routes match a request
+    priority: int
+    host: str  # "*" = any host
+    methods: str  # "*" = any method
+    path: str
+    kind: str  # exact | param | regex | prefix
+    name: str
+    upstream: str
+    rewrite: str  # "" when the path is forwarded unchanged
+    config: RouteConfig = attrs.field(repr=False)
+
+
+def normalize_host(value: Optional[str]) -> Optional[str]:
+    """
+    The host part of a ``Host`` header as routes compare it: lower-case,
+    without port or a trailing dot; IPv6 literals keep their brackets.
+
+    :param value: the header value (``"API.example.com:8443"``,
+        ``"[::1]:8080"``) or None.
+    :return: e.g. ``"api.example.com"``, ``"[::1]"``; None if empty.
+    """
+    if not value:
+        return None
+    host = value.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end != -1:
+            host = host[: end + 1]
+    else:
+        colon = host.find(":")
+        if colon != -1 and host.find(":", colon + 1) == -1:
+            host = host[:colon]
+    if host.endswith("."):
+        host = host[:-1]
+    return host or None
+
+
+class _Route(Generic[T]):
+    """A compiled route: everything `match` needs, computed once."""
+
+    __slots__ = (
+        "config", "payload", "kind", "accepts", "host_key", "segments",
+        "prefix", "params_at", "regex", "strip", "add", "key", "rank",
+    )
+
+    def __init__(self, config: RouteConfig, payload: T, position: int) -> None:
+        self.config = config
+        self.payload = payload
+        self.rank = 0
+        self.kind, self.segments, self.prefix, self.params_at, self.regex = _parse_path(config.path)
+        self.host_key, host_rank = _parse_host(config.host)
+        if config.methods is None:
+            self.accepts: Optional[FrozenSet[str]] = None
+        elif not config.methods:
+            raise ValueError("methods: must not be empty (leave it out to accept any method)")
+        else:
+            methods = frozenset(config.methods)
+            self.accepts = methods | {"HEAD"} if "GET" in methods else methods
+        self.strip = _rewrite_prefix(config.strip_prefix, "strip_prefix")
+        self.add = _rewrite_prefix(config.add_prefix, "add_prefix")
+        literals = sum(1 for s in self.segments if s is not None)
+        if self.kind == "exact":
+            path_rank: Tuple[int, ...] = (0,)
+        elif self.kind == "param":
+            path_rank = (1, -literals, len(self.params_at))
+        elif self.kind == "regex":
+            path_rank = (2, config.index, position)
+        else:
+            path_rank = (3, -len(self.segments), -literals)
+        self.key = (
+            -config.priority, host_rank, path_rank,
+            0 if config.methods is not None else 1, config.index, position,
+        )
+
+    def bind(self, path: str, segments: List[str]) -> RouteMatch[T]:
+        if self.params_at:
+            params = {name: _decode(segments[i]) for i, name in self.params_at}
+        elif self.regex is not None:
+            found = self.regex.match(path)
+            assert found is not None
+            params = {k: _decode(v) for k, v in found.groupdict().items() if v is not None}
+        else:
+            params = {}
+        return RouteMatch(self.config, self.payload, params, self.rewrite(path))
+
+    def rewrite(self, path: str) -> str:
+        strip = self.strip
+        if strip is not None:
+            if path == strip:
+                path = "/"
+            elif path.startswith(strip) and path[len(strip)] == "/":
+                path = path[len(strip):]
+        if self.add is not None:
+            path = self.add + path
+        return path
+
+
+def _decode(value: str) -> str:
+    return unquote(value, errors="replace") if "%" in value else value
+
+
+def _parse_path(
+    path: str,
+) -> Tuple[str, Tuple[Optional[str], ...], bool, Tuple[Tuple[int, str], ...], Optional[Pattern[str]]]:
+    """(kind, segments with None for params, is prefix, param positions, regex)."""
+    if path.startswith("~"):
+        try:
+            regex = re.compile(path[1:])
+        except re.error as e:
+            raise ValueError(f"path: invalid regular expression: {e}") from None
+        return "regex", (), False, (), regex
+    if not path.startswith("/"):
+        raise ValueError("path: must start with '/' (or '~' for a regular expression)")
+    prefix = path.endswith("/*")
+    body = path[:-2] if prefix else path
+    raw = body[1:].split("/") if body else []
+    segments: List[Optional[str]] = []
+    params: List[Tuple[int, str]] = []
+    for i, seg in enumerate(raw):
+        found = _PARAM.match(seg)
+        if found is not None:
+            name = found.group(1)
+            if any(name == n for _, n in params):
+                raise ValueError(f"path: parameter {{{name}}} appears twice")
+            params.append((i, name))
+            segments.append(None)
+            continue
+        if "{" in seg or "}" in seg:
+            raise ValueError("path: a parameter must be a whole segment named like {id}")
+        if "*" in seg:
+            raise ValueError("path: '*' is only allowed as the last segment, as in /api/*")
+        if seg == "" and (prefix or i != len(raw) - 1):
+            raise ValueError("path: empty segment ('//')")
+        try:
+            literal = normalize_path(("/" + seg).encode("utf-8"))[1:]
+        except InvalidPath as e:
+            raise ValueError(f"path: {e.message}") from None
+        if seg and not literal:
+            raise ValueError("path: '.' and '..' segments are not allowed")
+        segments.append(literal)
+    kind = "prefix" if prefix else ("param" if params else "exact")
+    return kind, tuple(segments), prefix, tuple(params), None
+
+
+def _parse_host(host: Optional[str]) -> Tuple[Optional[str], Tuple[int, int]]:
+    """(host key, host rank): key is None, ".suffix" or the exact host."""
+    if host is None or host.strip() == "*":
+        return None, (2, 0)
+    value = host.strip().lower()
+    if value.endswith("."):
+        value = value[:-1]
+    rest = value[2:] if value.startswith("*.") else value
+    if not rest or "*" in rest:
+        raise ValueError("host: use an exact name or a leading wildcard label, as in *.example.com")
+    if not rest.startswith("[") and ":" in rest:
+        raise ValueError("host: must not include a port (IPv6 addresses go in brackets)")
+    if value.startswith("*."):
+        return value[1:], (1, -len(rest))
+    return value, (0, 0)
+
+
+def _rewrite_prefix(value: Optional[str], key: str) -> Optional[str]:
+    if value is None:
+        return None
+    try:
+        prefix = normalize_path(value.encode("utf-8")).rstrip("/")
+    except InvalidPath as e:
+        raise ValueError(f"{key}: {e.message}") from None
+    return prefix or None
+
+
+class _Node:
+    __slots__ = ("literal", "param", "terminal", "prefix")
+
+    def __init__(self) -> None:
+        self.literal: Dict[str, _Node] = {}
+        self.param: Optional[_Node] = None
+        self.terminal: List[_Route] = []  # exact and param routes ending here
+        self.prefix: List[_Route] = []  # prefix routes whose prefix ends here
+
+
+class _RouteSet:
+    """The routes of one host form: a segment trie plus the regex routes."""
+
+    __slots__ = ("root", "regex")
+
+    def __init__(self) -> None:
+        self.root = _Node()
+        self.regex: List[_Route] = []
+
+    def add(self, route: _Route) -> None:
+        if route.regex is not None:
+            self.regex.append(route)
+            return
+        node = self.root
+        for seg in route.segments:
+            if seg is None:
+                if node.param is None:
+                    node.param = _Node()
+                node = node.param
+            else:
+                child = node.literal.get(seg)
+                if child is None:
+                    child = node.literal[seg] = _Node()
+                node = child
+        (node.prefix if route.prefix else node.terminal).append(route)
+
+    def collect(self, segments: List[str], path: str, out: List[_Route]) -> None:
+        end = len(segments)
+        stack = [(self.root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if node.prefix:
+                out.extend(node.prefix)
+            if i == end:
+                if node.terminal:
+                    out.extend(node.terminal)
+                continue
+            seg = segments[i]
+            child = node.literal.get(seg)
+            if child is not None:
+                stack.append((child, i + 1))
+            if node.param is not None and seg:
+                stack.append((node.param, i + 1))
+        for route in self.regex:
+            if route.regex.match(path):  # type: ignore[union-attr]
+                out.append(route)
+
+
+class RouteTable(Generic[T]):
+    """
+    All routes, compiled for matching.
+
+    :param entries: ``(route config, payload)`` pairs; the payload (for
+        example the route's filter chain) is handed back in `RouteMatch`.
+    :raises ConfigError: listing every route whose path, host, methods or
+        rewrites cannot be compiled.
+    """
+
+    def __init__(self, entries: Iterable[Tuple[RouteConfig, T]]) -> None:
+        routes: List[_Route[T]] = []
+        issues: List[ConfigIssue] = []
+        for position, (config, payload) in enumerate(entries):
+            try:
+                routes.append(_Route(config, payload, position))
+            except ValueError as e:
+                location = config.location
+                where = location.path or f"routes[{config.index}]"
+                key, _, message = str(e).partition(": ")
+                issues.append(
+                    ConfigIssue(location=attrs.evolve(location, path=f"{where}.{key}"), message=message)
+                )
+        if issues:
+            raise ConfigError(issues)
+        routes.sort(key=lambda r: r.key)
+        self._routes = routes
+        self._any = _RouteSet()
+        self._exact: Dict[str, _RouteSet] = {}
+        self._wild: Dict[str, _RouteSet] = {}
+        for rank, route in enumerate(routes, 1):
+            route.rank = rank
+            key = route.host_key
+            if key is None:
+                target = self._any
+            else:
+                table = self._wild if key.startswith(".") else self._exact
+                target = table.setdefault(key, _RouteSet())
+            target.add(route)
+        self._by_host = bool(self._exact or self._wild)
+
+    def match(self, method: str, host: Optional[str], path: str) -> Optional[RouteMatch[T]]:
+        """
+        The best route for a request, or None (404).
+
+        :param method: the request method, as sent (methods are case-sensitive).
+        :param host: the ``Host`` header value, with or without port, or None.
+        :param path: the normalised path (`normalize_path`), without query.
+        :raises MethodNotAllowed: if routes match the host and path but none
+            accepts ``method``; its ``allow`` lists what they accept.
+        """
+        segments = path[1:].split("/")
+        candidates = self._candidates(host, segments, path)
+        if not candidates:
+            return None
+        best: Optional[_Route[T]] = None
+        for route in candidates:
+            accepts = route.accepts
+            if (accepts is None or method in accepts) and (best is None or route.rank < best.rank):
+                best = route
+        if best is None:
+            allow = set()
+            for route in candidates:
+                allow |= route.accepts  # type: ignore[arg-type]
+            raise MethodNotAllowed(sorted(allow))
+        return best.bind(path, segments)
+
+    def _candidates(self, host: Optional[str], segments: List[str], path: str) -> List[_Route[T]]:
+        """Every route whose host and path match, whatever the method."""
+        out: List[_Route[T]] = []
+        if self._by_host:
+            name = normalize_host(host)
+            if name is not None:
+                exact = self._exact.get(name)
+                if exact is not None:
+                    exact.collect(segments, path, out)
+                if self._wild:
+                    dot = name.find(".", 1)
+                    while dot != -1:
+                        wild = self._wild.get(name[dot:])
+                        if wild is not None:
+                            wild.collect(segments, path, out)
+                        dot = name.find(".", dot + 1)
+        self._any.collect(segments, path, out)
+        return out
+
+    def rows(self) -> List[RouteRow]:
+        """The routes in the order the matcher prefers them."""
+        rows = []
+        for route in self._routes:
+            config = route.config
+            rewrite = []
+            if route.strip is not None:
+                rewrite.append(f"strip {route.strip}")
+            if route.add is not None:
+                rewrite.append(f"add {route.add}")
+            rows.append(
+                RouteRow(
+                    rank=route.rank,
+                    priority=config.priority,
+                    host=config.host or "*",
+                    methods=",".join(sorted(config.methods)) if config.methods is not None else "*",
+                    path=config.path,
+                    kind=route.kind,
+                    name=config.name,
+                    upstream=config.upstream,
+                    rewrite=", ".join(rewrite),
+                    config=config,
+                )
+            )
+        return rows
+
+
+def format_routes(table: RouteTable[object]) -> str:
+    """A plain-text table of `RouteTable.rows`, one line per route."""
+    header = ("#", "PRIORITY", "HOST", "METHODS", "PATH", "KIND", "ROUTE", "UPSTREAM", "REWRITE")
+    lines = [header] + [
+        (
+            str(r.rank), str(r.priority), r.host, r.methods, r.path,
+            r.kind, r.name, r.upstream, r.rewrite or "-",
+        )
+        for r in table.rows()
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines
+    ) + "\n"
