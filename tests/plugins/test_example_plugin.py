@@ -1,0 +1,93 @@
+"""
+The example third-party plugin (examples/twistgate-example-plugin), installed
+for real and found through the ``twistgate`` entry point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, PluginSection, RouteConfig
+from twistgate.exchange import ProxyRequest, ProxyResponse
+from twistgate.plugins import PluginContext, PluginRegistry, build_plugins
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "twistgate-example-plugin"
+
+
+def _can_build_without_isolation() -> bool:
+    """setuptools < 70.1 needs the separate ``wheel`` package to build wheels."""
+    try:
+        version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major_minor = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    return major_minor >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
+@pytest.fixture(scope="session")
+def example_plugin_installed() -> None:
+    """pip-install the example into this interpreter's environment, once per session."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
+    if _can_build_without_isolation():
+        command.append("--no-build-isolation")
+    # else pip fetches setuptools for an isolated build from the configured index.
+    subprocess.run([*command, str(EXAMPLE)], check=True, capture_output=True, text=True)
+    importlib.invalidate_caches()
+
+
+def result_of(d: Deferred) -> Any:
+    results: List[Any] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+def context_factory(name: str) -> PluginContext:
+    return PluginContext(name=name, clock=Clock(), http_client=None)
+
+
+def config(options: dict) -> GatewayConfig:
+    return GatewayConfig(
+        listeners=(ListenerConfig(name="l", endpoint="tcp:0"),),
+        routes=(RouteConfig(name="r", path="/*", upstream="u"),),
+        plugins=(PluginSection(name="example_headers", options=options),),
+    )
+
+
+def test_discovered_through_the_entry_point(example_plugin_installed):
+    entry_points = importlib.metadata.entry_points(group="twistgate")
+    assert "example_headers" in {ep.name for ep in entry_points}
+    assert "example_headers" in PluginRegistry.default().names()
+
+
+def test_works_through_build_plugins(example_plugin_installed):
+    plugins = build_plugins(
+        config({"response_headers": {"X-Served-By": "twistgate"}, "block_paths": ["/admin"]}),
+        context_factory,
+    ).for_route("r")
+    assert plugins.names == ("example_headers",)
+
+    blocked = result_of(plugins.on_request(ProxyRequest(method=b"GET", path="/admin"), None))
+    assert blocked.status == 403 and blocked.body == b'{"blocked": "/admin"}'
+    assert result_of(plugins.on_request(ProxyRequest(method=b"GET", path="/admin/x"), None)) is None
+
+    response = result_of(plugins.on_response(ProxyRequest(method=b"GET", path="/"), ProxyResponse(status=200)))
+    assert response.headers.getRawHeaders(b"X-Served-By") == [b"twistgate"]
+
+
+def test_bad_options_are_config_errors(example_plugin_installed):
+    with pytest.raises(ConfigError, match="plugin 'example_headers': response_headers must be a mapping"):
+        build_plugins(config({"response_headers": ["X-A: b"]}), context_factory)

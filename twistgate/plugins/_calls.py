@@ -1,0 +1,411 @@
+"""
+Calling the hooks of built plugins: per route for requests, per gateway for
+startup and shutdown.
+
+The per-request hooks are not called through pluggy's hook caller: pluggy
+hooks are synchronous, and ours may return Deferreds or coroutines that must
+settle before the next plugin runs.  `build_plugins` precomputes each route's
+ordered `_Call` lists once; here they are walked per request.  When every
+result is synchronous the returned Deferred has already fired, and the
+reactor is never involved.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+
+import attrs
+import pluggy
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+
+from twistgate.config.model import GatewayConfig, Location
+from twistgate.errors import GatewayError
+from twistgate.exchange import ProxyRequest, ProxyResponse, Response
+
+__all__ = ["GatewayPlugins", "PluginError", "PluginStartupError", "RoutePlugins"]
+
+_log = Logger(namespace="twistgate.plugins")
+
+
+class PluginError(GatewayError):
+    """A plugin failed while handling a request; the details are in the log."""
+
+    status, code = 500, "plugin_error"
+    default_message = "The gateway could not handle the request."
+
+
+class PluginStartupError(Exception):
+    """
+    A plugin's `on_startup` failed: the gateway must not start.
+
+    :ivar plugin: the plugin's configured name.
+    :ivar route: the route of a per-route instance, ``None`` for a global one.
+    """
+
+    def __init__(self, plugin: str, route: Optional[str], error: BaseException) -> None:
+        self.plugin = plugin
+        self.route = route
+        where = f" (route {route!r})" if route is not None else ""
+        super().__init__(
+            f"plugin {plugin!r}{where} failed to start: {type(error).__name__}: {error}"
+        )
+
+
+@attrs.frozen(eq=False)
+class _Instance:
+    """One built plugin: a configured name, for one route or for all."""
+
+    name: str
+    route: Optional[str]
+    plugin: object
+    location: Location
+
+
+class _Call:
+    """One hook implementation of one instance, ready to call with the hook's arguments."""
+
+    __slots__ = ("plugin", "route", "function", "picks")
+
+    def __init__(
+        self,
+        instance: _Instance,
+        impl: pluggy.HookImpl,
+        spec_argnames: Sequence[str],
+    ) -> None:
+        self.plugin = instance.name
+        self.route = instance.route
+        self.function: Callable[..., Any] = impl.function
+        argnames = tuple(impl.argnames)
+        # Opt-in arguments: pass only (and in the order of) what the
+        # implementation declares.
+        self.picks: Optional[Tuple[int, ...]] = (
+            None
+            if argnames == tuple(spec_argnames)
+            else tuple(spec_argnames.index(arg) for arg in argnames)
+        )
+
+    def __call__(self, args: Tuple[Any, ...]) -> Any:
+        if self.picks is None:
+            return self.function(*args)
+        return self.function(*[args[i] for i in self.picks])
+
+    def __repr__(self) -> str:
+        return f"<_Call {self.plugin}.{self.function.__name__} route={self.route}>"
+
+
+def _is_async(result: object) -> bool:
+    return isinstance(result, Deferred) or inspect.isawaitable(result)
+
+
+def _contain(call: _Call, hook: str, request: ProxyRequest) -> PluginError:
+    """Log the exception being handled, naming the plugin; the request gets a 500."""
+    _log.failure(
+        "Plugin {plugin!r} raised an exception in {hook} (route {route}, request {request_id})",
+        Failure(),
+        level=LogLevel.error,
+        plugin=call.plugin,
+        route=call.route,
+        hook=hook,
+        request_id=request.request_id,
+    )
+    return PluginError()
+
+
+def _bad_result(call: _Call, hook: str, request: ProxyRequest, result: object) -> PluginError:
+    _log.error(
+        "Plugin {plugin!r} returned {result_type} from {hook}; expected None or a Response "
+        "(route {route}, request {request_id})",
+        plugin=call.plugin,
+        route=call.route,
+        hook=hook,
+        result_type=type(result).__name__,
+        request_id=request.request_id,
+    )
+    return PluginError()
+
+
+class RoutePlugins:
+    """
+    The per-request hooks of one route, precomputed.
+
+    Each method calls the route's implementations of that hook in order,
+    settling a Deferred or coroutine result before calling the next.  When
+    every result is synchronous the returned Deferred has already fired.
+
+    :ivar names: the route's plugin names, in order.
+    :ivar empty: no plugin of this route implements a per-request hook: the
+        gateway may skip the hook calls altogether.
+    """
+
+    __slots__ = ("names", "empty", "_on_request", "_on_response", "_on_error")
+
+    def __init__(
+        self,
+        *,
+        names: Tuple[str, ...] = (),
+        on_request: Tuple[_Call, ...] = (),
+        on_response: Tuple[_Call, ...] = (),
+        on_error: Tuple[_Call, ...] = (),
+    ) -> None:
+        self.names = names
+        self._on_request = on_request
+        self._on_response = on_response
+        self._on_error = on_error
+        self.empty = not (on_request or on_response or on_error)
+
+    def __repr__(self) -> str:
+        return f"<RoutePlugins {list(self.names)}>"
+
+    # -- on_request ---------------------------------------------------------
+
+    def on_request(self, request: ProxyRequest, route: object) -> "Deferred[Optional[Response]]":
+        """
+        Call ``on_request`` until one returns a `Response`.
+
+        :return: a Deferred firing with that `Response` (answer it, skip the
+            upstream) or ``None`` (forward the request); failing with the
+            `GatewayError` a plugin raised, or with `PluginError` when a
+            plugin crashed (logged).
+        """
+        calls = self._on_request
+        args = (request, route)
+        for index, call in enumerate(calls):
+            try:
+                result = call(args)
+            except GatewayError:
+                return fail()
+            except Exception:
+                return fail(_contain(call, "on_request", request))
+            if result is None:
+                continue
+            if isinstance(result, Response):
+                return succeed(result)
+            if _is_async(result):
+                return Deferred.fromCoroutine(self._on_request_async(index, result, request, args))
+            return fail(_bad_result(call, "on_request", request, result))
+        return succeed(None)
+
+    async def _on_request_async(
+        self, index: int, pending: Any, request: ProxyRequest, args: Tuple[Any, ...]
+    ) -> Optional[Response]:
+        calls = self._on_request
+        while True:
+            call = calls[index]
+            try:
+                result = (await pending) if _is_async(pending) else pending
+            except (GatewayError, CancelledError):
+                raise
+            except Exception:
+                raise _contain(call, "on_request", request) from None
+            if isinstance(result, Response):
+                return result
+            if result is not None:
+                raise _bad_result(call, "on_request", request, result)
+            index += 1
+            if index == len(calls):
+                return None
+            try:
+                pending = calls[index](args)
+            except GatewayError:
+                raise
+            except Exception:
+                raise _contain(calls[index], "on_request", request) from None
+
+    # -- on_response --------------------------------------------------------
+
+    def on_response(self, request: ProxyRequest, response: ProxyResponse) -> "Deferred[ProxyResponse]":
+        """
+        Call every ``on_response``; a returned `Response` replaces the
+        response for the following plugins and the client.
+
+        :return: a Deferred firing with the `ProxyResponse` to send (the same
+            object, edited in place, or a replacement made by
+            `Response.to_proxy_response`); failing with the `GatewayError` a
+            plugin raised, or with `PluginError` when a plugin crashed.
+        """
+        for index, call in enumerate(self._on_response):
+            try:
+                result = call((request, response))
+            except GatewayError:
+                return fail()
+            except Exception:
+                return fail(_contain(call, "on_response", request))
+            if result is None:
+                continue
+            if isinstance(result, Response):
+                response = result.to_proxy_response()
+                continue
+            if _is_async(result):
+                return Deferred.fromCoroutine(self._on_response_async(index, result, request, response))
+            return fail(_bad_result(call, "on_response", request, result))
+        return succeed(response)
+
+    async def _on_response_async(
+        self, index: int, pending: Any, request: ProxyRequest, response: ProxyResponse
+    ) -> ProxyResponse:
+        calls = self._on_response
+        while True:
+            call = calls[index]
+            try:
+                result = (await pending) if _is_async(pending) else pending
+            except (GatewayError, CancelledError):
+                raise
+            except Exception:
+                raise _contain(call, "on_response", request) from None
+            if isinstance(result, Response):
+                response = result.to_proxy_response()
+            elif result is not None:
+                raise _bad_result(call, "on_response", request, result)
+            index += 1
+            if index == len(calls):
+                return response
+            try:
+                pending = calls[index]((request, response))
+            except GatewayError:
+                raise
+            except Exception:
+                raise _contain(calls[index], "on_response", request) from None
+
+    # -- on_error -----------------------------------------------------------
+
+    def on_error(self, request: ProxyRequest, failure: Failure) -> "Deferred[Optional[Response]]":
+        """
+        Call ``on_error`` until one returns a `Response`.  Plugins that raise
+        (or return something else) are logged and skipped.
+
+        :return: a Deferred firing with the `Response` to send, or ``None``
+            for the gateway's default error answer.  It never fails.
+        """
+        args = (request, failure)
+        for index, call in enumerate(self._on_error):
+            try:
+                result = call(args)
+            except Exception:
+                _contain(call, "on_error", request)
+                continue
+            if result is None:
+                continue
+            if isinstance(result, Response):
+                return succeed(result)
+            if _is_async(result):
+                return Deferred.fromCoroutine(self._on_error_async(index, result, request, args))
+            _bad_result(call, "on_error", request, result)
+        return succeed(None)
+
+    async def _on_error_async(
+        self, index: int, pending: Any, request: ProxyRequest, args: Tuple[Any, ...]
+    ) -> Optional[Response]:
+        calls = self._on_error
+        while True:
+            call = calls[index]
+            try:
+                result = (await pending) if _is_async(pending) else pending
+            except CancelledError:
+                raise
+            except Exception:
+                _contain(call, "on_error", request)
+                result = None
+            if isinstance(result, Response):
+                return result
+            if result is not None:
+                _bad_result(call, "on_error", request, result)
+            index += 1
+            if index == len(calls):
+                return None
+            try:
+                pending = calls[index](args)
+            except Exception:
+                _contain(calls[index], "on_error", request)
+                pending = None
+
+
+class GatewayPlugins:
+    """
+    Every plugin instance of one configuration.
+
+    :ivar manager: a pluggy `PluginManager` with the hookspecs and every
+        instance (global and per-route) registered; ``check_pending()`` has
+        passed.  Request handling does not go through it.
+    """
+
+    def __init__(
+        self,
+        *,
+        manager: pluggy.PluginManager,
+        global_plugins: RoutePlugins,
+        routes: Mapping[str, RoutePlugins],
+        on_startup: Tuple[_Call, ...],
+        on_shutdown: Tuple[_Call, ...],
+    ) -> None:
+        self.manager = manager
+        self._global = global_plugins
+        self._routes = dict(routes)
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    def for_route(self, route_name: Optional[str]) -> RoutePlugins:
+        """
+        The hooks for requests on ``route_name``; ``None`` gives the global
+        plugins alone (for requests that matched no route, e.g. to customise
+        the 404 in `on_error`).
+
+        :raises KeyError: no route has that name.
+        """
+        if route_name is None:
+            return self._global
+        return self._routes[route_name]
+
+    def startup(self, gateway: object, config: GatewayConfig) -> "Deferred[None]":
+        """
+        Call every instance's ``on_startup``, one after the other.
+
+        :return: a Deferred that fires when all have finished, or fails with
+            `PluginStartupError` naming the first plugin that failed (the
+            others are not called).
+        """
+        return Deferred.fromCoroutine(self._startup(gateway, config))
+
+    async def _startup(self, gateway: object, config: GatewayConfig) -> None:
+        args = (gateway, config)
+        for call in self._on_startup:
+            try:
+                result = call(args)
+                if _is_async(result):
+                    await result
+            except Exception as error:
+                _log.failure(
+                    "Plugin {plugin!r} failed in on_startup (route {route})",
+                    Failure(),
+                    level=LogLevel.critical,
+                    plugin=call.plugin,
+                    route=call.route,
+                )
+                raise PluginStartupError(call.plugin, call.route, error) from error
+
+    def shutdown(self, gateway: object) -> "Deferred[None]":
+        """
+        Call every instance's ``on_shutdown``, in the reverse of the startup
+        order; exceptions are logged with the plugin's name and ignored.
+
+        :return: a Deferred that fires (never fails) when all have finished.
+        """
+        return Deferred.fromCoroutine(self._shutdown(gateway))
+
+    async def _shutdown(self, gateway: object) -> None:
+        args = (gateway,)
+        for call in self._on_shutdown:
+            try:
+                result = call(args)
+                if _is_async(result):
+                    await result
+            except Exception:
+                _log.failure(
+                    "Plugin {plugin!r} failed in on_shutdown (route {route})",
+                    Failure(),
+                    level=LogLevel.error,
+                    plugin=call.plugin,
+                    route=call.route,
+                )

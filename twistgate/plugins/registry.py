@@ -1,0 +1,141 @@
+"""
+Plugin names and their factories: the built-ins and the ``twistgate`` entry
+point group, imported only when a configuration names them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from twistgate.plugins.hookspecs import PROJECT_NAME
+
+__all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry"]
+
+_log = Logger(namespace="twistgate.plugins")
+
+
+@attrs.frozen
+class PluginContext:
+    """
+    What a plugin factory receives besides its options.
+
+    :ivar name: the plugin's configured name.
+    :ivar clock: the gateway's clock: use it for every timer and timestamp.
+    :ivar http_client: a ``treq.HTTPClient`` for side calls (on the gateway's
+        connection pool), or ``None`` when the configuration is only being
+        validated.
+    """
+
+    name: str
+    clock: IReactorTime
+    http_client: Optional[object] = None
+
+
+#: ``factory(options, context) -> plugin``: validates ``options`` (raising
+#: `ValueError` or `TypeError` with a helpful message) and returns an object
+#: with ``@hookimpl`` methods.
+PluginFactory = Callable[[Mapping[str, Any], PluginContext], object]
+
+
+#: The plugins that ship with twistgate, as import references so that only
+#: the configured ones are imported.
+BUILTIN_PLUGINS: Mapping[str, str] = {
+    "ip_allow": "twistgate.plugins.ip_allow:make_plugin",
+    "maintenance": "twistgate.plugins.maintenance:make_plugin",
+}
+
+_Source = Union[PluginFactory, str, importlib.metadata.EntryPoint]
+
+
+def _import_reference(reference: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in filter(None, attribute.split(".")):
+        target = getattr(target, part)
+    return target
+
+
+def _entry_points(group: str) -> Iterable[importlib.metadata.EntryPoint]:
+    found = importlib.metadata.entry_points()
+    if hasattr(found, "select"):  # Python >= 3.10
+        return found.select(group=group)
+    return found.get(group, ())  # type: ignore[attr-defined,no-any-return]  # pragma: no cover
+
+
+class PluginRegistry:
+    """
+    Plugin names and their factories.
+
+    A factory is given as a callable, as an import reference
+    (``"package.module:function"``) or found as an entry point; references and
+    entry points are imported only when `load` asks for that name, so an
+    installed but unused plugin costs nothing and cannot break startup.
+
+    :param factories: name -> factory, import reference or entry point.
+    :param entry_point_group: also offer the entry points of this group;
+        names in ``factories`` win over entry points of the same name.
+    """
+
+    def __init__(
+        self,
+        factories: Optional[Mapping[str, _Source]] = None,
+        *,
+        entry_point_group: Optional[str] = None,
+    ) -> None:
+        self._sources: Dict[str, _Source] = {}
+        if entry_point_group is not None:
+            for entry_point in _entry_points(entry_point_group):
+                if entry_point.name in self._sources:
+                    _log.warn(
+                        "Ignoring duplicate plugin entry point {name!r} ({value})",
+                        name=entry_point.name,
+                        value=entry_point.value,
+                    )
+                    continue
+                self._sources[entry_point.name] = entry_point
+        for name, source in (factories or {}).items():
+            self._sources[name] = source
+        self._loaded: Dict[str, PluginFactory] = {}
+
+    @classmethod
+    def default(cls) -> "PluginRegistry":
+        """The built-in plugins plus the ``twistgate`` entry points."""
+        return cls(BUILTIN_PLUGINS, entry_point_group=PROJECT_NAME)
+
+    def names(self) -> Tuple[str, ...]:
+        """Every available name, sorted; nothing is imported."""
+        return tuple(sorted(self._sources))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sources
+
+    def load(self, name: str) -> PluginFactory:
+        """
+        The factory for ``name``, imported now if need be.
+
+        :raises KeyError: ``name`` is not available.
+        :raises TypeError: the name does not lead to a callable.
+        :raises Exception: whatever importing the plugin raised.
+        """
+        if name in self._loaded:
+            return self._loaded[name]
+        source = self._sources[name]
+        if isinstance(source, importlib.metadata.EntryPoint):
+            factory = source.load()
+        elif isinstance(source, str):
+            factory = _import_reference(source)
+        else:
+            factory = source
+        if not callable(factory):
+            raise TypeError(
+                f"{factory!r} is not a plugin factory: expected a callable "
+                "taking (options, context)"
+            )
+        self._loaded[name] = factory
+        return factory  # type: ignore[no-any-return]
