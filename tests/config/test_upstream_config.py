@@ -1,0 +1,211 @@
+"""Tests for the upstreams section: targets, balance, timeouts and pool."""
+
+import textwrap
+
+import pytest
+
+from twistgate.config import (
+    ConfigError,
+    Location,
+    PoolConfig,
+    TargetConfig,
+    UpstreamConfig,
+    UpstreamTimeoutsConfig,
+    load_text,
+)
+
+HEAD = 'listeners: [{name: a, endpoint: "tcp:1"}]\n'
+
+
+def load(text):
+    return load_text(HEAD + textwrap.dedent(text).lstrip("\n"), filename="gw.yaml", environ={})
+
+
+def issues(text):
+    with pytest.raises(ConfigError) as info:
+        load(text)
+    return [(i.location.line, i.location.path, i.message) for i in info.value.issues]
+
+
+def test_upstream_full():
+    """Every key is read into UpstreamConfig, with the name's line as location."""
+    config = load(
+        """
+        upstreams:
+          users:
+            targets:
+              - url: http://127.0.0.1:5001
+                weight: 2
+              - url: https://Users.Internal
+            balance: round_robin
+            timeouts: {connect: 2s, read: 30s}
+            pool: {max_idle_per_target: 8, idle_timeout: 90s}
+        """
+    )
+    assert config.upstreams == {
+        "users": UpstreamConfig(
+            name="users",
+            targets=(
+                TargetConfig(url="http://127.0.0.1:5001", scheme="http", host="127.0.0.1", port=5001, weight=2),
+                TargetConfig(url="https://Users.Internal", scheme="https", host="users.internal", port=443),
+            ),
+            balance="round_robin",
+            timeouts=UpstreamTimeoutsConfig(connect=2.0, read=30.0),
+            pool=PoolConfig(max_idle_per_target=8, idle_timeout=90.0),
+            location=Location(file="gw.yaml", line=3, path="upstreams.users"),
+        )
+    }
+
+
+def test_upstream_defaults():
+    """Only targets is required; balance, timeouts and pool default from the model."""
+    upstream = load("upstreams:\n  u: {targets: [{url: 'http://h'}]}\n").upstreams["u"]
+    assert upstream.targets == (TargetConfig(url="http://h", scheme="http", host="h", port=80),)
+    assert upstream.balance == "round_robin"
+    assert upstream.timeouts == UpstreamTimeoutsConfig()
+    assert upstream.pool == PoolConfig()
+
+
+@pytest.mark.parametrize(
+    "url, scheme, host, port",
+    [
+        ("http://h", "http", "h", 80),
+        ("https://h/", "https", "h", 443),
+        ("HTTP://H:8080", "http", "h", 8080),
+        ("http://[::1]:9000", "http", "::1", 9000),
+    ],
+)
+def test_target_url_forms(url, scheme, host, port):
+    """Scheme and host are normalised, and the port defaults by scheme."""
+    target = load(f"upstreams:\n  u: {{targets: [{{url: '{url}'}}]}}\n").upstreams["u"].targets[0]
+    assert (target.url, target.scheme, target.host, target.port) == (url, scheme, host, port)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("ftp://h", "must start with http:// or https://"),
+        ("127.0.0.1:5001", "must start with http:// or https://"),
+        ("http://", "needs a host"),
+        ("http://h:99999", "invalid target url"),
+        ("http://h:0", "port from 1 to 65535"),
+        ("http://u:p@h", "must not contain credentials"),
+        ("http://h/api", "must not have a path ('/api')"),
+        ("http://h/?a=1", "must not have a query"),
+        ("http://h#x", "must not have a query or fragment"),
+    ],
+)
+def test_target_url_errors(url, message):
+    """Each rule on target URLs gives its own message at targets[i].url."""
+    found = issues(f"upstreams:\n  u:\n    targets:\n      - url: '{url}'\n")
+    assert len(found) == 1
+    assert found[0][:2] == (5, "upstreams.u.targets[0].url")
+    assert message in found[0][2]
+
+
+def test_targets_required_and_non_empty():
+    """An upstream needs at least one target."""
+    assert issues("upstreams:\n  u: {balance: round_robin}\n") == [
+        (3, "upstreams.u.targets", "required key 'targets' is missing")
+    ]
+    assert issues("upstreams:\n  u: {targets: []}\n") == [(3, "upstreams.u.targets", "must not be empty")]
+
+
+def test_target_weight_and_duplicates():
+    """Weights are ints >= 1; the same address twice is refused."""
+    found = issues(
+        """
+        upstreams:
+          u:
+            targets:
+              - {url: "http://h:1", weight: 0}
+              - {url: "http://h:2", weight: two}
+              - {url: "http://h:3"}
+              - {url: "http://H:3/"}
+        """
+    )
+    assert found == [
+        (5, "upstreams.u.targets[0].weight", "must be at least 1, got 0"),
+        (6, "upstreams.u.targets[1].weight", "expected an integer, got string 'two'"),
+        (
+            8,
+            "upstreams.u.targets[3]",
+            "duplicate target 'http://H:3/' (first on line 7); raise its weight instead",
+        ),
+    ]
+
+
+def test_balance_values():
+    """round_robin works; contract values are 'not implemented'; others unknown."""
+    found = issues(
+        """
+        upstreams:
+          a: {targets: [{url: "http://h"}], balance: least_connections}
+          b: {targets: [{url: "http://h"}], balance: round_robbin}
+        """
+    )
+    assert found == [
+        (
+            3,
+            "upstreams.a.balance",
+            "'least_connections' is part of the configuration contract but is not implemented "
+            "in this version yet; use 'round_robin'",
+        ),
+        (
+            4,
+            "upstreams.b.balance",
+            "unknown value 'round_robbin'; expected one of round_robin, consistent_hash, ip_hash, "
+            "least_connections, least_response_time, random; did you mean 'round_robin'?",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "key", ["least_connections", "ip_hash", "consistent_hash", "random", "least_response_time"]
+)
+def test_every_pending_balance_is_not_implemented(key):
+    """Every balance value named by the contract gets the not-implemented message."""
+    found = issues(f"upstreams:\n  u: {{targets: [{{url: 'http://h'}}], balance: {key}}}\n")
+    assert "is part of the configuration contract but is not implemented" in found[0][2]
+
+
+@pytest.mark.parametrize("key", ["health_check", "circuit_breaker", "retry", "tls"])
+def test_pending_upstream_keys(key):
+    """Contract keys of an upstream not implemented yet are refused as such."""
+    found = issues(f"upstreams:\n  u:\n    targets: [{{url: 'http://h'}}]\n    {key}: {{}}\n")
+    assert found == [
+        (
+            5,
+            f"upstreams.u.{key}",
+            f"'{key}' is part of the configuration contract but is not implemented in this version yet",
+        )
+    ]
+
+
+def test_timeouts_and_pool_errors():
+    """Timeouts are positive durations; pool keys are checked."""
+    found = issues(
+        """
+        upstreams:
+          u:
+            targets: [{url: "http://h"}]
+            timeouts: {connect: 0s, read: [1], write: 1s}
+            pool: {max_idle_per_target: 0, idle_timeout: 10}
+        """
+    )
+    assert found == [
+        (5, "upstreams.u.timeouts.write", "unknown key 'write'"),
+        (5, "upstreams.u.timeouts.connect", "must be longer than zero"),
+        (5, "upstreams.u.timeouts.read", "expected a duration like 30s, got list"),
+        (6, "upstreams.u.pool.max_idle_per_target", "must be at least 1, got 0"),
+        (
+            6,
+            "upstreams.u.pool.idle_timeout",
+            "a duration needs a unit: write 10s (or 10ms); units are ms, s, m, h and d",
+        ),
+    ]
+
+
+def test_upstreams_must_be_a_mapping():
+    """upstreams is a mapping of name to upstream."""
+    assert issues("upstreams: [a]\n") == [(2, "upstreams", "expected a mapping, got list")]

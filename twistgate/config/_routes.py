@@ -1,0 +1,178 @@
+"""
+``routes``: which requests go to which upstream.  Paths, hosts and methods
+are checked here so the router can trust them.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import ip_address
+from typing import Collection, Dict, FrozenSet, List, Optional, Tuple
+
+from twistgate.config._node import Node, closest, suggest
+from twistgate.config._pending import PENDING_KEYS
+from twistgate.config._sections import plugin_sections
+from twistgate.config.model import RouteConfig
+
+ROUTE_KEYS = (
+    "name", "path", "upstream", "methods", "host", "priority",
+    "strip_prefix", "add_prefix", "preserve_host", "timeout", "plugins",
+)  # fmt: skip
+STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_PARAMETER = re.compile(r"\{([^{}]*)\}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def routes(node: Node, upstream_names: Optional[Collection[str]]) -> Tuple[RouteConfig, ...]:
+    """
+    :param upstream_names: the names under ``upstreams``, or ``None`` when
+        that section was itself unreadable (then references are not checked,
+        to avoid a cascade of follow-on errors).
+    """
+    found: List[RouteConfig] = []
+    first_line: Dict[str, int] = {}
+    for index, item in enumerate(node.sequence() or ()):
+        one = route(index, item, upstream_names)
+        if one is None:
+            continue
+        if one.name in first_line:
+            item.issue(f"duplicate route name {one.name!r} (first on line {first_line[one.name]})")
+        first_line.setdefault(one.name, item.line)
+        found.append(one)
+    return tuple(found)
+
+
+def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> Optional[RouteConfig]:
+    fields = node.mapping(ROUTE_KEYS, required=("name", "path", "upstream"), pending=PENDING_KEYS["route"])
+    if fields is None:
+        return None
+    name = fields.read("name", Node.string, None)
+    path = fields.read("path", lambda n: n.convert(check_path, "a path like /api/*"), None)
+    upstream = fields.read("upstream", lambda n: upstream_reference(n, upstream_names), None)
+    config = RouteConfig(
+        name=name or "",
+        path=path or "",
+        upstream=upstream or "",
+        methods=fields.read("methods", methods, None),
+        host=fields.read("host", lambda n: n.convert(check_host, "a host name like api.example.com"), None),
+        priority=fields.read("priority", Node.integer, 0),
+        strip_prefix=fields.read("strip_prefix", prefix, None),
+        add_prefix=fields.read("add_prefix", prefix, None),
+        preserve_host=fields.read("preserve_host", Node.boolean, False),
+        timeout=fields.read("timeout", Node.duration, None),
+        plugins=fields.read("plugins", plugin_sections, ()),
+        index=index,
+        location=node.location(),
+    )
+    return config if name and path and upstream else None
+
+
+def upstream_reference(node: Node, names: Optional[Collection[str]]) -> Optional[str]:
+    name = node.string()
+    if name is None or names is None or name in names:
+        return name
+    if not names:
+        node.issue(f"unknown upstream {name!r}: no upstreams are defined (add it under 'upstreams')")
+    else:
+        node.issue(f"unknown upstream {name!r}{suggest(name, names)}")
+    return None
+
+
+def check_path(text: str) -> str:
+    """
+    ``/exact``, ``/prefix/*``, ``/items/{id}`` or ``~regex``.
+
+    :raises ValueError: saying which rule the path breaks.
+    """
+    if text.startswith("~"):
+        if len(text) == 1:
+            raise ValueError("a regex path needs a pattern after '~', like ~^/v[0-9]+/")
+        try:
+            re.compile(text[1:])
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {text[1:]!r}: {e}") from None
+        return text
+    if not text.startswith("/"):
+        raise ValueError(f"a path must start with '/' (or '~' for a regex), got {text!r}")
+    if re.search(r"[?#\s]", text):
+        raise ValueError(f"a path must not contain '?', '#' or whitespace, got {text!r}")
+    body = text[:-2] if text.endswith("/*") else text
+    if "*" in body:
+        raise ValueError(f"'*' is only allowed as a trailing '/*' (a prefix match), got {text!r}")
+    seen: List[str] = []
+    for segment in body.split("/"):
+        if "{" not in segment and "}" not in segment:
+            continue
+        match = _PARAMETER.fullmatch(segment)
+        if match is None:
+            raise ValueError(f"a parameter must be a whole segment like /{{id}}, got {segment!r} in {text!r}")
+        parameter = match.group(1)
+        if not _IDENTIFIER.fullmatch(parameter):
+            raise ValueError(f"invalid parameter name {parameter!r}; use letters, digits and _")
+        if parameter in seen:
+            raise ValueError(f"parameter {{{parameter}}} appears twice in {text!r}")
+        seen.append(parameter)
+    return text
+
+
+def check_host(text: str) -> Optional[str]:
+    """
+    An exact host name, ``*.example.com`` or an IPv6 literal in brackets,
+    lower-cased, without a port or trailing dot.  ``*`` alone means any host
+    and gives ``None``, as if the key were left out.
+    """
+    host = text.strip().lower()
+    if host == "*":
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ip_address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"expected an IPv6 address in brackets like [::1], got {text!r}") from None
+        return host
+    if ":" in host:
+        raise ValueError(f"a route's host must not include a port (IPv6 addresses go in brackets), got {text!r}")
+    host = host[:-1] if host.endswith(".") else host
+    name = host[2:] if host.startswith("*.") else host
+    if not _HOSTNAME.fullmatch(name):
+        raise ValueError(f"expected a host name like api.example.com or *.example.com, got {text!r}")
+    return host
+
+
+def methods(node: Node) -> Optional[FrozenSet[str]]:
+    """
+    Method tokens, upper-cased.  A near miss of a standard method (``GTE``)
+    is refused; any other token is allowed as an extension method.
+    """
+    items = node.sequence()
+    if items is None:
+        return None
+    if not items:
+        node.issue("must list at least one method; leave 'methods' out to allow any")
+        return None
+    found = set()
+    for item in items:
+        text = item.string()
+        if text is None:
+            continue
+        method = text.strip().upper()
+        if not _TOKEN.fullmatch(method):
+            item.issue(f"expected an HTTP method like GET, got {text!r}")
+            continue
+        if method not in STANDARD_METHODS and closest(method, STANDARD_METHODS):
+            item.issue(f"unknown method {text!r}{suggest(method, STANDARD_METHODS)}")
+            continue
+        found.add(method)
+    return frozenset(found)
+
+
+def prefix(node: Node) -> Optional[str]:
+    text = node.string()
+    if text is not None and not text.startswith("/"):
+        node.issue(f"must start with '/', got {text!r}")
+        return None
+    return text

@@ -1,0 +1,163 @@
+"""
+The small sections: listeners, limits, trusted proxies, plugins and demo.
+One function per section, each reading a `Node` and returning model values.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import ip_network
+from typing import Dict, List, Optional, Tuple
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+
+from twistgate.config._node import Node
+from twistgate.config.model import (
+    DemoConfig,
+    IPNetwork,
+    LimitsConfig,
+    ListenerConfig,
+    ListenerTLSConfig,
+    PluginSection,
+)
+
+LISTENER_KEYS = ("name", "endpoint", "tls")
+TLS_KEYS = ("certificate", "private_key", "client_ca", "client_certificate")
+CLIENT_CERTIFICATE = ("none", "optional", "required")
+LIMIT_SIZES = ("max_request_body", "max_header_bytes", "max_request_line")
+LIMIT_DURATIONS = ("header_timeout", "request_timeout", "idle_timeout", "drain_timeout")
+LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers",)
+DEMO_KEYS = ("endpoint",)
+
+
+def server_endpoint(node: Node) -> Optional[str]:
+    """
+    A Twisted server endpoint string, parsed now (against a `MemoryReactor`,
+    so nothing listens) so that a typo fails the load, not the start.
+    """
+    text = node.string()
+    if text is None:
+        return None
+    try:
+        serverFromString(MemoryReactor(), text)  # type: ignore[no-untyped-call]
+    except Exception as e:  # endpoint parsers raise ValueError, TypeError, OSError...
+        node.issue(f"invalid Twisted server endpoint {text!r}: {_endpoint_problem(e)}")
+        return None
+    return text
+
+
+def _endpoint_problem(error: Exception) -> str:
+    """Turn a parser's ``TypeError`` about its arguments into plain words."""
+    text = str(error)
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if unexpected:
+        return f"unknown option {unexpected.group(1)!r}"
+    missing = re.search(r"missing \d+ required positional argument: '(\w+)'", text)
+    if missing:
+        return f"missing {missing.group(1)!r} (for example tcp:8080)"
+    return text or type(error).__name__
+
+
+def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
+    found: List[ListenerConfig] = []
+    first_line: Dict[str, int] = {}
+    for item in node.sequence(non_empty=True) or ():
+        fields = item.mapping(LISTENER_KEYS, required=("name", "endpoint"))
+        if fields is None:
+            continue
+        name = fields.read("name", Node.string, None)
+        if name is not None:
+            if name in first_line:
+                fields["name"].issue(f"duplicate listener name {name!r} (first on line {first_line[name]})")
+            first_line.setdefault(name, fields["name"].line)
+        endpoint = fields.read("endpoint", server_endpoint, None)
+        tls = fields.read("tls", listener_tls, None)
+        if name is not None and endpoint is not None:
+            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls))
+    return tuple(found)
+
+
+def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
+    fields = node.mapping(TLS_KEYS, required=("certificate", "private_key"))
+    if fields is None:
+        return None
+    certificate = fields.read("certificate", Node.string, None)
+    private_key = fields.read("private_key", Node.string, None)
+    client_ca = fields.read("client_ca", Node.string, None)
+    client_certificate = fields.read("client_certificate", lambda n: n.choice(CLIENT_CERTIFICATE), "none")
+    if client_certificate != "none" and "client_ca" not in fields:
+        fields["client_certificate"].issue(
+            f"client_certificate: {client_certificate} needs 'client_ca', "
+            "the CA bundle that client certificates are checked against"
+        )
+    if certificate is None or private_key is None:
+        return None
+    return ListenerTLSConfig(
+        certificate=certificate,
+        private_key=private_key,
+        client_ca=client_ca,
+        client_certificate=client_certificate,
+    )
+
+
+def limits(node: Node) -> LimitsConfig:
+    fields = node.mapping(LIMIT_KEYS)
+    default = LimitsConfig()
+    if fields is None:
+        return default
+    values: Dict[str, object] = {}
+    for key in LIMIT_SIZES:
+        values[key] = fields.read(key, lambda n: n.size(min=1), getattr(default, key))
+    for key in LIMIT_DURATIONS:
+        values[key] = fields.read(key, Node.duration, getattr(default, key))
+    values["max_headers"] = fields.read("max_headers", lambda n: n.integer(min=1), default.max_headers)
+    return LimitsConfig(**values)  # type: ignore[arg-type]
+
+
+def trusted_proxies(node: Node) -> Tuple[IPNetwork, ...]:
+    """Addresses or CIDRs; host bits are allowed (``10.1.2.3/8`` is ``10.0.0.0/8``)."""
+    networks: List[IPNetwork] = []
+    for item in node.sequence() or ():
+        text = item.string()
+        if text is None:
+            continue
+        try:
+            networks.append(ip_network(text.strip(), strict=False))
+        except ValueError:
+            item.issue(f"expected an IP address or CIDR like 10.0.0.0/8, got {text!r}")
+    return tuple(networks)
+
+
+def plugin_sections(node: Node) -> Tuple[PluginSection, ...]:
+    """
+    ``name: {enabled: bool, ...options}`` per plugin.  Options stay plain
+    values: each plugin validates its own when it is built.
+    """
+    sections: List[PluginSection] = []
+    for name, plugin in node.entries() or ():
+        enabled = True
+        options: Dict[str, object] = {}
+        if not plugin.is_null():  # `name:` alone means "on, no options"
+            for key, value in plugin.entries() or ():
+                if key == "enabled":
+                    enabled = value.boolean() is not False
+                else:
+                    options[key] = value.plain()
+        sections.append(
+            PluginSection(name=name, enabled=enabled, options=options, location=plugin.location(at_key=True))
+        )
+    return tuple(sections)
+
+
+def demo(node: Node) -> Optional[DemoConfig]:
+    """``true`` for the default endpoint, ``{endpoint: ...}``, or ``false``."""
+    if node.kind == "boolean":
+        return DemoConfig() if node.boolean() else None
+    if node.kind != "mapping":
+        node.issue(f"expected true, false or a mapping like {{endpoint: 'tcp:5001'}}, got {node.describe()}")
+        return None
+    fields = node.mapping(DEMO_KEYS)
+    if fields is None:
+        return None
+    return DemoConfig(endpoint=fields.read("endpoint", server_endpoint, DemoConfig().endpoint))

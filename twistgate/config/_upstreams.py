@@ -1,0 +1,139 @@
+"""
+``upstreams``: named groups of targets, how to balance across them, and the
+timeouts and pool settings for talking to them.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+from twistgate.config._node import Node
+from twistgate.config._pending import PENDING_BALANCE, PENDING_KEYS
+from twistgate.config.model import (
+    PoolConfig,
+    TargetConfig,
+    UpstreamConfig,
+    UpstreamTimeoutsConfig,
+)
+
+UPSTREAM_KEYS = ("targets", "balance", "timeouts", "pool")
+TARGET_KEYS = ("url", "weight")
+TIMEOUT_KEYS = ("connect", "read")
+POOL_KEYS = ("max_idle_per_target", "idle_timeout")
+BALANCE = ("round_robin",)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def upstreams(node: Node) -> Dict[str, Optional[UpstreamConfig]]:
+    """
+    Every upstream by name; an invalid one maps to ``None`` so that routes
+    can still be checked against the names the user wrote.
+    """
+    return {name: upstream(name, value) for name, value in node.entries() or ()}
+
+
+def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
+    fields = node.mapping(UPSTREAM_KEYS, required=("targets",), pending=PENDING_KEYS["upstream"])
+    if fields is None:
+        return None
+    found = fields.read("targets", targets, None)
+    balance = fields.read("balance", lambda n: n.choice(BALANCE, pending=PENDING_BALANCE), "round_robin")
+    timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
+    pool_config = fields.read("pool", pool, PoolConfig())
+    if not found:
+        return None
+    return UpstreamConfig(
+        name=name,
+        targets=found,
+        balance=balance,
+        timeouts=timeouts,
+        pool=pool_config,
+        location=node.location(at_key=True),
+    )
+
+
+def targets(node: Node) -> Tuple[TargetConfig, ...]:
+    found: List[TargetConfig] = []
+    first_line: Dict[Tuple[str, str, int], int] = {}
+    for item in node.sequence(non_empty=True) or ():
+        one = target(item)
+        if one is None:
+            continue
+        address = (one.scheme, one.host, one.port)
+        if address in first_line:
+            item.issue(f"duplicate target {one.url!r} (first on line {first_line[address]}); raise its weight instead")
+            continue
+        first_line[address] = item.line
+        found.append(one)
+    return tuple(found)
+
+
+def target(node: Node) -> Optional[TargetConfig]:
+    fields = node.mapping(TARGET_KEYS, required=("url",))
+    if fields is None:
+        return None
+    weight = fields.read("weight", lambda n: n.integer(min=1), 1)
+    url = fields.read("url", Node.string, None)
+    if url is None:
+        return None
+    try:
+        scheme, host, port = split_target_url(url)
+    except ValueError as e:
+        fields["url"].issue(str(e))
+        return None
+    return TargetConfig(url=url, scheme=scheme, host=host, port=port, weight=weight)
+
+
+def split_target_url(url: str) -> Tuple[str, str, int]:
+    """
+    ``(scheme, host, port)`` of ``http(s)://host[:port][/]``.  Paths are
+    refused rather than silently dropped: use a route's ``add_prefix``.
+    """
+    example = "like http://10.0.0.5:8080"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"invalid target url {url!r}: {e}") from None
+    if parts.scheme.lower() not in DEFAULT_PORTS:
+        raise ValueError(f"a target url must start with http:// or https://, {example}; got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"a target url needs a host, {example}; got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"a target url must not contain credentials; got {url!r}")
+    if parts.path not in ("", "/"):
+        raise ValueError(
+            f"a target url must not have a path ({parts.path!r}); "
+            "use the route's add_prefix to send requests under a path"
+        )
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise ValueError(f"a target url must not have a query or fragment; got {url!r}")
+    if port == 0:
+        raise ValueError(f"a target url needs a port from 1 to 65535; got {url!r}")
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def upstream_timeouts(node: Node) -> UpstreamTimeoutsConfig:
+    fields = node.mapping(TIMEOUT_KEYS)
+    default = UpstreamTimeoutsConfig()
+    if fields is None:
+        return default
+    return UpstreamTimeoutsConfig(
+        connect=fields.read("connect", Node.duration, default.connect),
+        read=fields.read("read", Node.duration, default.read),
+    )
+
+
+def pool(node: Node) -> PoolConfig:
+    fields = node.mapping(POOL_KEYS)
+    default = PoolConfig()
+    if fields is None:
+        return default
+    return PoolConfig(
+        max_idle_per_target=fields.read(
+            "max_idle_per_target", lambda n: n.integer(min=1), default.max_idle_per_target
+        ),
+        idle_timeout=fields.read("idle_timeout", Node.duration, default.idle_timeout),
+    )
