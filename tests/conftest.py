@@ -1,0 +1,19 @@
+"""Shared fixtures.  The reactor is imported lazily (see PITFALLS: importing it here breaks --reactor=asyncio)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def reactor():
+    from twisted.internet import reactor as _reactor
+
+    return _reactor
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/integration/ uses real sockets or processes."""
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)

@@ -1,0 +1,113 @@
+"""
+A generation: everything built from one configuration, ready to serve.
+
+All per-route decisions that can be made at load time are made here (route
+table, rewrites, upstream pools, plugin call lists, forwarding policy), so the
+request path only looks things up.  A generation is immutable once built;
+a reload (later) builds a new one and swaps it in while requests that
+started on the old one finish there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+
+from twistgate.config.model import GatewayConfig, RouteConfig
+from twistgate.http import ForwardingPolicy
+from twistgate.plugins.manager import GatewayPlugins, PluginContext, build_plugins
+from twistgate.routing import RouteTable
+from twistgate.upstream.group import Upstream
+
+VIA = b"1.1 twistgate"
+
+
+class Route:
+    """A route at run time: its config and what it forwards to."""
+
+    __slots__ = ("name", "config", "upstream", "plugins", "timeout", "preserve_host")
+
+    def __init__(self, config: RouteConfig, upstream: Upstream, plugins: Any, timeout: float) -> None:
+        self.name = config.name
+        self.config = config
+        self.upstream = upstream
+        self.plugins = plugins
+        self.timeout = timeout
+        self.preserve_host = config.preserve_host
+
+    def __repr__(self) -> str:
+        return f"<Route {self.name} -> {self.upstream.name}>"
+
+
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters: List[Deferred[None]] = []
+
+    def add(self) -> None:
+        self.count += 1
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def idle(self) -> "Deferred[None]":
+        """Fires when no request is in flight."""
+        if self.count == 0:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
+
+
+class Generation:
+    """The gateway as built from one `GatewayConfig`."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        reactor: Any,
+        *,
+        inflight: Optional[InFlight] = None,
+        http_client_for: Optional[Callable[[str], Any]] = None,
+    ) -> None:
+        self.config = config
+        self.clock = reactor
+        self.via = VIA
+        self.inflight = inflight if inflight is not None else InFlight()
+        self.forwarding = ForwardingPolicy(config.trusted_proxies)
+        self.upstreams: Dict[str, Upstream] = {
+            name: Upstream(upstream, reactor) for name, upstream in config.upstreams.items()
+        }
+        side_client = None
+        if self.upstreams:
+            side_client = next(iter(self.upstreams.values())).http_client
+        self.plugins: GatewayPlugins = build_plugins(
+            config,
+            lambda name: PluginContext(name=name, clock=reactor, http_client=side_client),
+        )
+        self.global_plugins = self.plugins.for_route(None)
+        default_timeout = config.limits.request_timeout
+        entries = []
+        for route in config.routes:
+            runtime = Route(
+                route,
+                self.upstreams[route.upstream],
+                self.plugins.for_route(route.name),
+                route.timeout if route.timeout is not None else default_timeout,
+            )
+            entries.append((route, runtime))
+        self.routes: RouteTable[Route] = RouteTable(entries)
+
+    def exchange_done(self) -> None:
+        self.inflight.done()
+
+    def close(self) -> "Deferred[Any]":
+        """Close every upstream pool's idle connections."""
+        return DeferredList([u.close() for u in self.upstreams.values()], consumeErrors=True)

@@ -1,0 +1,177 @@
+"""
+HTTP header rules for a proxy hop: hop-by-hop stripping, forwarding headers,
+request ids.
+
+A gateway is one hop (RFC 9110 §7.6): connection-specific headers, and every
+header a `Connection` field names, belong to one connection and are never
+passed on; `Via` records the hop; `X-Forwarded-*` and `Forwarded` say who the
+client was, believed from the client only when the peer is a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from ipaddress import ip_address
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from twisted.web.http_headers import Headers, _nameEncoder
+
+from twistgate.config.model import IPNetwork
+
+# Header names in Twisted's canonical form, as `Headers._rawHeaders` keys
+# them (`te` becomes `TE`).  Using the raw dict avoids re-encoding names on
+# every request; `_nameEncoder` is Twisted's own (cached) canonicaliser.
+_canonical = _nameEncoder.encode
+
+HOP_BY_HOP = frozenset(
+    _canonical(name)
+    for name in (
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    )
+)
+
+_REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}\Z").match
+
+
+def connection_listed(values: Optional[Sequence[bytes]]) -> List[bytes]:
+    """The header names a `Connection` field lists, in canonical form."""
+    names: List[bytes] = []
+    for value in values or ():
+        for token in value.split(b","):
+            token = token.strip()
+            if token and token.lower() not in (b"close", b"keep-alive"):
+                names.append(_canonical(token))
+    return names
+
+
+def strip_hop_by_hop(raw: Dict[bytes, List[bytes]], connection: Optional[Sequence[bytes]] = None) -> None:
+    """
+    Remove hop-by-hop headers (and those named by `Connection`) from a
+    Twisted `Headers._rawHeaders` dict, in place.
+
+    Working on the raw dict avoids re-encoding names per header: this runs on
+    every request and every response.
+    """
+    if connection is None:
+        connection = raw.get(b"Connection")
+    for name in connection_listed(connection):
+        raw.pop(name, None)
+    for name in HOP_BY_HOP:
+        if name in raw:
+            del raw[name]
+
+
+def new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+def request_id_from(headers: Headers) -> str:
+    """The client's `X-Request-ID` when it is a sane token, else a fresh one."""
+    values = headers._rawHeaders.get(b"X-Request-Id")
+    if values and _REQUEST_ID_OK(values[0]):
+        return values[0].decode("ascii")
+    return new_request_id()
+
+
+class ForwardingPolicy:
+    """
+    Decides whom to believe about the client and writes the forwarding
+    headers.  Built once from `trusted_proxies`.
+    """
+
+    def __init__(self, trusted_proxies: Iterable[IPNetwork] = (), via: bytes = b"twistgate") -> None:
+        self._trusted = tuple(trusted_proxies)
+        self._via = via
+        self._trust_cache: Dict[str, bool] = {}
+
+    def is_trusted(self, address: str) -> bool:
+        if not self._trusted:
+            return False
+        known = self._trust_cache.get(address)
+        if known is None:
+            try:
+                ip = ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(ip in net for net in self._trusted)
+            if len(self._trust_cache) > 4096:
+                self._trust_cache.clear()
+            self._trust_cache[address] = known
+        return known
+
+    def client_address(self, peer: str, xff: Optional[Sequence[bytes]]) -> str:
+        """
+        The client as far as it can be believed: walk `X-Forwarded-For` from
+        the right while the hops are trusted proxies (the NGINX realip
+        "recursive" rule); the first untrusted address is the client.
+        """
+        if not xff or not self.is_trusted(peer):
+            return peer
+        hops = [h.strip() for v in xff for h in v.decode("latin-1").split(",") if h.strip()]
+        client = peer
+        for hop in reversed(hops):
+            client = hop
+            if not self.is_trusted(hop):
+                break
+        return client
+
+    def apply(
+        self,
+        raw: Dict[bytes, List[bytes]],
+        *,
+        peer: str,
+        scheme: str,
+        host: bytes,
+        version: bytes,
+    ) -> str:
+        """
+        Write X-Forwarded-For/-Proto/-Host, Forwarded and Via into the
+        outgoing request headers (a `_rawHeaders` dict) and return the
+        believed client address.  A client's own forwarding headers are kept
+        only when the peer is trusted; otherwise they are replaced, so a
+        client cannot spoof its address to the upstream.
+        """
+        trusted = self.is_trusted(peer) if self._trusted else False
+        if trusted:
+            client = self.client_address(peer, raw.get(b"X-Forwarded-For"))
+            xff = raw.get(b"X-Forwarded-For")
+            raw[b"X-Forwarded-For"] = [b", ".join(xff) + b", " + peer.encode("ascii")] if xff else [peer.encode("ascii")]
+            raw.setdefault(b"X-Forwarded-Proto", [scheme.encode("ascii")])
+            raw.setdefault(b"X-Forwarded-Host", [host])
+            fwd = raw.get(b"Forwarded")
+            element = _forwarded_element(peer, host, scheme)
+            raw[b"Forwarded"] = [b", ".join(fwd) + b", " + element] if fwd else [element]
+        else:
+            client = peer
+            peer_b = peer.encode("ascii")
+            raw[b"X-Forwarded-For"] = [peer_b]
+            raw[b"X-Forwarded-Proto"] = [b"https" if scheme == "https" else b"http"]
+            raw[b"X-Forwarded-Host"] = [host]
+            raw[b"Forwarded"] = [_forwarded_element(peer, host, scheme)]
+        via = (b"1.0 " if version == b"HTTP/1.0" else b"1.1 ") + self._via
+        old = raw.get(b"Via")
+        raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]
+        return client
+
+
+def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:
+    node = f'"[{peer}]"' if ":" in peer else peer
+    host_s = host.decode("latin-1")
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]*", host_s):
+        host_s = '"' + host_s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"for={node};host={host_s};proto={scheme}".encode("latin-1")
+
+
+def add_via(raw: Dict[bytes, List[bytes]], via: bytes) -> None:
+    old = raw.get(b"Via")
+    raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]

@@ -1,0 +1,295 @@
+"""
+The twisted.web glue: a channel that enforces the edge limits and a request
+that streams its body upstream.
+
+Twisted's stock `Request` reads a whole body (memory, then a temp file)
+before anything renders.  A gateway must decide at header time and stream,
+so `GatewayRequest` starts processing in `gotLength()` and feeds the body's
+chunks to a `StreamingBody` the upstream connection consumes.  This leans on
+semi-private parts of `twisted.web.http` (the channel's `_command`, `_path`,
+`_version`, `__first_line`); the HTTP/1.1 tests pin that behaviour.  Other
+channels (HTTP/2) take the stock buffered path, still size-limited.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http_headers import Headers
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+
+from twistgate.config.model import LimitsConfig
+from twistgate.errors import (
+    BadRequest,
+    GatewayError,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    RequestTimeout,
+    URITooLong,
+    error_body,
+)
+from twistgate.http import new_request_id, request_id_from
+from twistgate.upstream.body import BodyAborted, StreamingBody
+
+_log = Logger()
+
+
+def send_error(request: Any, error: GatewayError, request_id: Optional[str] = None) -> None:
+    """Answer `request` with the contract's JSON error body."""
+    if request.finished or request._disconnected or request.startedWriting:
+        return
+    if request_id is None:
+        request_id = request_id_from(request.requestHeaders)
+    body = error_body(error.code, error.message, request_id)
+    headers = Headers()
+    raw = headers._rawHeaders
+    raw[b"Content-Type"] = [b"application/json"]
+    raw[b"Content-Length"] = [b"%d" % len(body)]
+    raw[b"X-Request-Id"] = [request_id.encode("ascii")]
+    raw[b"Cache-Control"] = [b"no-store"]
+    for name, value in error.headers:
+        headers.addRawHeader(name, value)
+    channel = request.channel
+    if request.streaming and not request.body_complete or (channel is not None and not channel.persistent):
+        raw[b"Connection"] = [b"close"]
+    request.setResponseCode(error.status)
+    request.responseHeaders = headers
+    request.write(body)
+    request.finish()
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+class GatewayChannel(HTTPChannel):
+    """
+    HTTP/1.1 with the gateway's limits: request line (414), header bytes and
+    count (431), time to read a request head (408), and JSON bodies for every
+    error the channel itself answers.
+    """
+
+    _header_timer: Any = None
+
+    def __init__(self, limits: LimitsConfig) -> None:
+        super().__init__()
+        self.limits = limits
+        self.totalHeadersSize = limits.max_header_bytes
+        self.maxHeaders = limits.max_headers
+        # A longer line than any limit allows is refused by LineReceiver
+        # itself; lineLengthExceeded then answers 414 or 431.
+        self.MAX_LENGTH = max(limits.max_request_line, limits.max_header_bytes) + 1
+
+    # limits on the request head
+
+    def dataReceived(self, data: bytes) -> None:
+        if (
+            self._header_timer is None
+            and self._HTTPChannel__first_line  # type: ignore[attr-defined]
+            and not self._handlingRequest
+        ):
+            self._header_timer = self.callLater(self.limits.header_timeout, self._header_timed_out)
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+            if len(line) > self.limits.max_request_line:
+                return self._reject(URITooLong())
+        elif self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            return self._reject(HeadersTooLarge())
+        return super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+            self._reject(URITooLong())
+        else:
+            self._reject(HeadersTooLarge())
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self._reject(HeadersTooLarge("Too many request header fields."))
+            return False
+        return super().headerReceived(line)
+
+    def allHeadersReceived(self) -> None:
+        self._cancel_header_timer()
+        # Read Expect now: a streaming request is processed inside
+        # super().allHeadersReceived() and the gateway strips Expect from the
+        # headers before Twisted would look for it.
+        expect = self.requests[-1].requestHeaders.getRawHeaders(b"Expect")
+        wants_continue = bool(expect) and expect[0].lower() == b"100-continue" and self._version == b"HTTP/1.1"
+        self._continue_sent = False
+        super().allHeadersReceived()
+        if wants_continue:
+            self._send100Continue()
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        self._reject(RequestTimeout())
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            if self._header_timer.active():
+                self._header_timer.cancel()
+            self._header_timer = None
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's own answer to malformed requests (bad Content-Length,
+        # Content-Length with Transfer-Encoding, bad chunking...) is a bare 400;
+        # the contract wants the JSON body.
+        self._reject(BadRequest())
+
+    def _reject(self, error: GatewayError) -> None:
+        """Answer a request the channel cannot parse, then close."""
+        self._cancel_header_timer()
+        if self.transport is None or self.transport.disconnecting:
+            return
+        body = error_body(error.code, error.message, new_request_id())
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+            error.status,
+            _REASONS.get(error.status, b"Error"),
+            len(body),
+        )
+        self.transport.write(head + body)
+        self.persistent = False
+        self.loseConnection()
+
+    # streaming-body edge cases
+
+    _continue_sent = False
+
+    def _send100Continue(self) -> None:
+        # Once per request, and never after a response already went out (an early 413).
+        if not self._continue_sent and self.requests and not self.requests[-1].startedWriting:
+            self._continue_sent = True
+            super()._send100Continue()
+
+    def allContentReceived(self) -> None:
+        # A request answered before its body was complete has already left
+        # the queue and the connection is closing: the rest is discarded.
+        if not self.requests:
+            return
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._cancel_header_timer()
+        super().connectionLost(reason)
+
+
+class GatewayRequest(server.Request):
+    """A request whose body streams upstream as it arrives."""
+
+    defaultContentType = None  # never invent a Content-Type for upstream responses
+    _parsePOSTFormSubmission = False
+    body: Optional[StreamingBody] = None
+    streaming = False
+    body_complete = True
+    _received = 0
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["parsePOSTFormSubmission"] = False
+        super().__init__(channel, *args, **kwargs)
+
+    def gotLength(self, length: Optional[int]) -> None:
+        channel = self.channel
+        if length == 0 or not isinstance(channel, GatewayChannel):
+            return super().gotLength(length)
+        # A body follows on HTTP/1.1: route, authorise and connect now.
+        self.method = channel._command
+        self.uri = channel._path
+        self.clientproto = channel._version
+        self.path = self.uri.split(b"?", 1)[0]
+        self.args = {}
+        self.streaming = True
+        self.body_complete = False
+        if length is not None and length > channel.limits.max_request_body:
+            self.site = channel.site
+            send_error(self, PayloadTooLarge())
+            return
+        self.body = StreamingBody(length, channel.transport)
+        self.process()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if not self.streaming:
+            self._received += len(data)
+            if self._received > self.channel.limits.max_request_body and self.content is not None:
+                self.content.close()
+                self.content = None
+                self.channel._reject(PayloadTooLarge())
+                return
+            if self.content is not None:
+                self.content.write(data)
+            return
+        body = self.body
+        if body is None:
+            return  # answered already; the rest is discarded
+        if body.received + len(data) > self.channel.limits.max_request_body:
+            self.body = None
+            body.abort(BodyAborted("request body too large"))
+            if not self.startedWriting and not self.finished:
+                send_error(self, PayloadTooLarge())
+            return
+        body.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.streaming:
+            self.body_complete = True
+            if self.body is not None:
+                self.body.finish()
+            return
+        if self.content is None:
+            return  # refused as too large
+        super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        self.site = site = self.channel.site
+        try:
+            site.resource.render(self)
+        except Exception:
+            self.processingFailed(Failure())
+
+    def processingFailed(self, reason: Failure) -> None:
+        _log.failure("unhandled error handling {uri}", reason, uri=self.uri)
+        send_error(self, GatewayError())
+
+    def finish(self) -> None:
+        if not self.body_complete and self.channel is not None:
+            # Answered before the client finished sending: the unread rest of
+            # the body must not be parsed as a next request.
+            self.channel.persistent = False
+            if self.body is not None:
+                body, self.body = self.body, None
+                body.abort(BodyAborted("answered before the body was complete"))
+        super().finish()
+
+
+class GatewaySite(server.Site):
+    """A `Site` that builds `GatewayChannel`s and `GatewayRequest`s."""
+
+    displayTracebacks = False
+
+    def __init__(self, resource: Any, limits: LimitsConfig, reactor: IReactorTime) -> None:
+        super().__init__(
+            resource,
+            requestFactory=GatewayRequest,
+            parsePOSTFormSubmission=False,
+            reactor=reactor,
+            timeout=limits.idle_timeout,
+        )
+        self.limits = limits
+
+    def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
+        return _GenericHTTPChannelProtocol(GatewayChannel(self.limits))
+
+    def log(self, request: Any) -> None:
+        # Access logging is the gateway's own business (structured, per
+        # exchange); Twisted's combined log line would cost per request.
+        pass

@@ -1,0 +1,1 @@
+"""Everything about talking to upstream services."""

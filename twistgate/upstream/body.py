@@ -1,0 +1,144 @@
+"""
+A request body that streams from the client to the upstream.
+
+The client's bytes arrive (`write`) before, while and after the upstream
+connection exists; they are buffered only until the upstream starts consuming,
+and beyond a small buffer the client's socket is paused, so a large upload
+never sits whole in memory.  The upstream transport's back-pressure
+(`pauseProducing`) pauses the client in turn.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.web.iweb import IBodyProducer
+from twisted.python.failure import Failure
+from twisted.web.iweb import UNKNOWN_LENGTH
+from zope.interface import implementer
+
+BUFFER_HIGH_WATER = 64 * 1024
+
+
+class BodyAborted(Exception):
+    """The client's body will not be completed (too large, client gone)."""
+
+
+@implementer(IBodyProducer)
+class StreamingBody:
+    """An `IBodyProducer` fed by the gateway's request as chunks arrive."""
+
+    def __init__(self, length: Optional[int], client: Optional[IPushProducer]) -> None:
+        self.length = UNKNOWN_LENGTH if length is None else length
+        self._client = client  # the client's transport: paused for back-pressure
+        self._buffer: List[bytes] = []
+        self._buffered = 0
+        self._consumer: Optional[IConsumer] = None
+        self._finished: Optional[Deferred[None]] = None
+        self._complete = False
+        self._failure: Optional[Failure] = None
+        self._paused_client = False
+        self._upstream_paused = False
+        self.received = 0
+
+    # fed by the gateway request
+
+    def write(self, data: bytes) -> None:
+        if self._failure is not None:
+            return
+        self.received += len(data)
+        if self._consumer is not None and not self._buffer and not self._upstream_paused:
+            self._consumer.write(data)
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered > BUFFER_HIGH_WATER:
+            self._pause_client()
+
+    def finish(self) -> None:
+        self._complete = True
+        if self._consumer is not None and not self._buffer and self._finished is not None:
+            d, self._finished = self._finished, None
+            d.callback(None)
+
+    def abort(self, reason: Exception) -> None:
+        """The body cannot be completed: fail the upstream write."""
+        self._failure = Failure(reason)
+        self._buffer = []
+        self._resume_client()
+        if self._finished is not None:
+            d, self._finished = self._finished, None
+            d.errback(self._failure)
+
+    # IBodyProducer, driven by the upstream connection
+
+    def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
+        self._consumer = consumer
+        self._finished = d = Deferred()
+        if self._failure is not None:
+            self._finished = None
+            return fail(self._failure)
+        self._flush()
+        return d
+
+    def _flush(self) -> None:
+        consumer = self._consumer
+        if consumer is None or self._upstream_paused:
+            return
+        buffered, self._buffer, self._buffered = self._buffer, [], 0
+        for chunk in buffered:
+            consumer.write(chunk)
+        if not self._upstream_paused:
+            self._resume_client()
+        if self._complete and self._finished is not None:
+            d, self._finished = self._finished, None
+            d.callback(None)
+
+    def pauseProducing(self) -> None:
+        self._upstream_paused = True
+        self._pause_client()
+
+    def resumeProducing(self) -> None:
+        self._upstream_paused = False
+        self._flush()
+
+    def stopProducing(self) -> None:
+        # The upstream request was cancelled or failed: stop relaying.
+        self._failure = self._failure or Failure(BodyAborted("upstream request stopped"))
+        self._buffer = []
+        self._finished = None
+        self._resume_client()
+
+    def _pause_client(self) -> None:
+        if not self._paused_client and self._client is not None:
+            self._paused_client = True
+            self._client.pauseProducing()
+
+    def _resume_client(self) -> None:
+        if self._paused_client and self._client is not None:
+            self._paused_client = False
+            self._client.resumeProducing()
+
+
+@implementer(IBodyProducer)
+class BytesBody:
+    """A body already in memory (HTTP/2 requests, which Twisted buffers)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
+        consumer.write(self._data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
