@@ -14,9 +14,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 
-from twistgate.config.model import GatewayConfig, RouteConfig
+from twistgate.config.model import GatewayConfig, RouteConfig, UpstreamConfig
 from twistgate.http import ForwardingPolicy
 from twistgate.plugins.manager import GatewayPlugins, PluginContext, build_plugins
+from twistgate.plugins.registry import PluginRegistry
 from twistgate.routing import RouteTable
 from twistgate.upstream.group import Upstream
 
@@ -75,7 +76,8 @@ class Generation:
         reactor: Any,
         *,
         inflight: Optional[InFlight] = None,
-        http_client_for: Optional[Callable[[str], Any]] = None,
+        agent_for: Optional[Callable[[UpstreamConfig], Any]] = None,
+        plugin_registry: Optional[PluginRegistry] = None,
     ) -> None:
         self.config = config
         self.clock = reactor
@@ -83,7 +85,8 @@ class Generation:
         self.inflight = inflight if inflight is not None else InFlight()
         self.forwarding = ForwardingPolicy(config.trusted_proxies)
         self.upstreams: Dict[str, Upstream] = {
-            name: Upstream(upstream, reactor) for name, upstream in config.upstreams.items()
+            name: Upstream(upstream, reactor, agent_for(upstream) if agent_for else None)
+            for name, upstream in config.upstreams.items()
         }
         side_client = None
         if self.upstreams:
@@ -91,6 +94,7 @@ class Generation:
         self.plugins: GatewayPlugins = build_plugins(
             config,
             lambda name: PluginContext(name=name, clock=reactor, http_client=side_client),
+            registry=plugin_registry,
         )
         self.global_plugins = self.plugins.for_route(None)
         default_timeout = config.limits.request_timeout

@@ -192,7 +192,7 @@ class Exchange:
         self.target = target = upstream.choose()
         raw = preq.headers._rawHeaders
         raw[b"Host"] = [preq.state["host_header"]] if route.preserve_host else [target.host_header]
-        body = self.request.body
+        body = _body_of(self.request)
         # One timer at a time: first the time to the response head (the
         # upstream's read timeout, capped by the route's total), then what is
         # left of the route's total for the body.
@@ -374,7 +374,7 @@ class Exchange:
                 d.cancel()
             if self.relay is not None:
                 self.relay.abort()
-            body = self.request.body
+            body = getattr(self.request, "body", None)
             if body is not None:
                 self.request.body = None
                 body.abort(BodyAborted("client went away"))

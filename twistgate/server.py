@@ -54,7 +54,8 @@ def send_error(request: Any, error: GatewayError, request_id: Optional[str] = No
     for name, value in error.headers:
         headers.addRawHeader(name, value)
     channel = request.channel
-    if request.streaming and not request.body_complete or (channel is not None and not channel.persistent):
+    unread_body = not getattr(request, "body_complete", True)
+    if unread_body or (channel is not None and not channel.persistent):
         raw[b"Connection"] = [b"close"]
     request.setResponseCode(error.status)
     request.responseHeaders = headers

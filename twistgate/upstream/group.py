@@ -39,7 +39,7 @@ class Target:
 class Upstream:
     """A named group of targets behind one balancer, pool and agent."""
 
-    def __init__(self, config: UpstreamConfig, reactor: Any) -> None:
+    def __init__(self, config: UpstreamConfig, reactor: Any, agent: Any = None) -> None:
         self.config = config
         self.name = config.name
         self.targets: Tuple[Target, ...] = tuple(Target(t) for t in config.targets)
@@ -50,7 +50,8 @@ class Upstream:
         self.pool.cachedConnectionTimeout = config.pool.idle_timeout
         self.pool.retryAutomatically = True
         self.read_timeout = config.timeouts.read
-        self.agent = Agent(reactor, connectTimeout=config.timeouts.connect, pool=self.pool)
+        # `agent` lets tests put an in-memory agent in place of the network.
+        self.agent = agent if agent is not None else Agent(reactor, connectTimeout=config.timeouts.connect, pool=self.pool)
         self.http_client = HTTPClient(Agent(reactor, connectTimeout=config.timeouts.connect, pool=self.pool))
 
     def close(self) -> Any:
