@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.web.http import datetimeToString
 
 from twistgate.config.model import GatewayConfig, RouteConfig, UpstreamConfig
 from twistgate.http import ForwardingPolicy
@@ -108,6 +109,17 @@ class Generation:
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)
+
+    _date_second = -1
+    _date_value = b""
+
+    def http_date(self) -> bytes:
+        """The current time as an HTTP date, formatted at most once a second."""
+        now = int(self.clock.seconds())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_value = datetimeToString(now)
+        return self._date_value
 
     def exchange_done(self) -> None:
         self.inflight.done()

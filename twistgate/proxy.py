@@ -98,6 +98,7 @@ class Exchange:
         "client_gone",
         "answered",
         "request_id",
+        "host_header",
     )
 
     def __init__(self, generation: "Generation", request: Any) -> None:
@@ -115,6 +116,7 @@ class Exchange:
         self.client_gone = False
         self.answered = False
         self.request_id = ""
+        self.host_header = b""
 
     # -- request path --------------------------------------------------
 
@@ -168,7 +170,7 @@ class Exchange:
             params=match.params,
             started=generation.clock.seconds(),
         )
-        self.proxy_request.state["host_header"] = host_raw
+        self.host_header = host_raw
         if route.plugins.empty:
             self._forward()
         else:
@@ -191,7 +193,7 @@ class Exchange:
         upstream = route.upstream
         self.target = target = upstream.choose()
         raw = preq.headers._rawHeaders
-        raw[b"Host"] = [preq.state["host_header"]] if route.preserve_host else [target.host_header]
+        raw[b"Host"] = [self.host_header] if route.preserve_host else [target.host_header]
         body = _body_of(self.request)
         # One timer at a time: first the time to the response head (the
         # upstream's read timeout, capped by the route's total), then what is
@@ -199,7 +201,7 @@ class Exchange:
         clock = self.generation.clock
         self.deadline = clock.seconds() + route.timeout
         self.timer = clock.callLater(min(upstream.read_timeout, route.timeout), self._timeout)
-        d = upstream.agent.request(preq.method, target.base + preq.target, preq.headers, body)
+        d = upstream.send(target, preq.method, preq.target, preq.headers, body)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed)
 
@@ -272,6 +274,10 @@ class Exchange:
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         via = raw.get(b"Via")
         raw[b"Via"] = [b", ".join(via) + b", " + self.generation.via] if via else [self.generation.via]
+        if b"Date" not in raw:
+            # RFC 9110 §6.6.1: a recipient with a clock forwarding a response
+            # without Date adds one.
+            raw[b"Date"] = [self.generation.http_date()]
         if request.channel is not None and not getattr(request.channel, "persistent", True):
             raw[b"Connection"] = [b"close"]
         request.setResponseCode(presp.status, presp.reason)

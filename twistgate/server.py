@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http_headers import Headers
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol, datetimeToString
 
 from twistgate.config.model import LimitsConfig
 from twistgate.errors import (
@@ -51,6 +51,7 @@ def send_error(request: Any, error: GatewayError, request_id: Optional[str] = No
     raw[b"Content-Length"] = [b"%d" % len(body)]
     raw[b"X-Request-Id"] = [request_id.encode("ascii")]
     raw[b"Cache-Control"] = [b"no-store"]
+    raw[b"Date"] = [datetimeToString()]
     for name, value in error.headers:
         headers.addRawHeader(name, value)
     channel = request.channel
@@ -220,14 +221,16 @@ class GatewayRequest(server.Request):
 
     def handleContentChunk(self, data: bytes) -> None:
         if not self.streaming:
+            # Buffered (HTTP/2 streams): still never more than the limit.
+            if self.content is None:
+                return
             self._received += len(data)
-            if self._received > self.channel.limits.max_request_body and self.content is not None:
+            if self._received > self.site_limits().max_request_body:
                 self.content.close()
                 self.content = None
-                self.channel._reject(PayloadTooLarge())
+                send_error(self, PayloadTooLarge())
                 return
-            if self.content is not None:
-                self.content.write(data)
+            self.content.write(data)
             return
         body = self.body
         if body is None:
@@ -239,6 +242,11 @@ class GatewayRequest(server.Request):
                 send_error(self, PayloadTooLarge())
             return
         body.write(data)
+
+    def site_limits(self) -> LimitsConfig:
+        channel = self.channel
+        limits = getattr(channel, "limits", None)
+        return limits if limits is not None else channel.site.limits
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.streaming:
