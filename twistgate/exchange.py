@@ -11,7 +11,7 @@ a plugin returns to answer instead of the upstream.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import attrs
 from twisted.web.http_headers import Headers
@@ -113,11 +113,11 @@ class ProxyResponse:
     """
     The response head on its way back to the client (the body streams behind
     it).  `on_response` hooks may edit `status`, `reason` and `headers` in
-    place.  `body` is set only for responses the gateway made itself (plugin
+    place, and append to `body_filters` to see or transform the body.  `body` is set only for responses the gateway made itself (plugin
     answers, errors); upstream bodies are streamed and are ``None`` here.
     """
 
-    __slots__ = ("status", "reason", "headers", "body", "from_upstream")
+    __slots__ = ("status", "reason", "headers", "body", "from_upstream", "body_filters")
 
     def __init__(
         self,
@@ -133,6 +133,11 @@ class ProxyResponse:
         self.headers = headers if headers is not None else Headers()
         self.body = body
         self.from_upstream = from_upstream
+        #: Objects with ``write(data) -> bytes`` and ``finish() -> bytes``
+        #: (and optionally ``abort()``) that every body chunk passes through,
+        #: in order: compression, cache capture.  A filter that changes the
+        #: length removes Content-Length when it adds itself.
+        self.body_filters: Optional[List[Any]] = None
 
     def __repr__(self) -> str:
         return f"<ProxyResponse {self.status} upstream={self.from_upstream}>"

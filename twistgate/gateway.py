@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
 from twisted.web.http import datetimeToString
 
 from twistgate.config.model import GatewayConfig, RouteConfig, UpstreamConfig
@@ -20,9 +23,12 @@ from twistgate.http import ForwardingPolicy
 from twistgate.plugins.manager import GatewayPlugins, PluginContext, build_plugins
 from twistgate.plugins.registry import PluginRegistry
 from twistgate.routing import RouteTable
+from twistgate.stages import BuildContext, build_services, build_stages
 from twistgate.upstream.group import Upstream
 
 VIA = b"1.1 twistgate"
+
+_log = Logger()
 
 
 class Route:
@@ -89,13 +95,20 @@ class Generation:
             name: Upstream(upstream, reactor, agent_for(upstream) if agent_for else None)
             for name, upstream in config.upstreams.items()
         }
-        side_client = None
-        if self.upstreams:
-            side_client = next(iter(self.upstreams.values())).http_client
+        # The gateway's own calls (JWKS, plugins' side requests) go through
+        # treq over a pool of their own; health checks use each upstream's.
+        self.side_pool = HTTPConnectionPool(reactor, persistent=True)
+        side_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
+        self.http_client = side_client
+        self.build_context = BuildContext(config=config, clock=reactor, http_client=side_client)
+        self.services = build_services(self.build_context)
+        self.observers = self.build_context.observers
+        stages = {route.name: build_stages(route, self.build_context) for route in config.routes}
         self.plugins: GatewayPlugins = build_plugins(
             config,
             lambda name: PluginContext(name=name, clock=reactor, http_client=side_client),
             registry=plugin_registry,
+            stages=stages,
         )
         self.global_plugins = self.plugins.for_route(None)
         default_timeout = config.limits.request_timeout
@@ -124,6 +137,32 @@ class Generation:
     def exchange_done(self) -> None:
         self.inflight.done()
 
-    def close(self) -> "Deferred[Any]":
-        """Close every upstream pool's idle connections."""
-        return DeferredList([u.close() for u in self.upstreams.values()], consumeErrors=True)
+    def start(self) -> "Deferred[Any]":
+        """Start the services (background refreshes, checks) before serving."""
+        return _each(self.services.values(), "start")
+
+    def stop(self) -> "Deferred[Any]":
+        """Stop the services and close every upstream pool's idle connections."""
+        stopped = _each(self.services.values(), "stop")
+        pools = [u.pool for u in self.upstreams.values()] + [self.side_pool]
+        return stopped.addBoth(
+            lambda _: DeferredList([p.closeCachedConnections() for p in pools], consumeErrors=True)
+        )
+
+    close = stop
+
+
+def _each(objects: Any, method: str) -> "Deferred[Any]":
+    """Call `method` on each object that has it; wait for all; log failures."""
+    calls = []
+    for obj in objects:
+        fn = getattr(obj, method, None)
+        if fn is not None:
+            calls.append(maybeDeferred(fn))
+    return DeferredList(calls, consumeErrors=True).addCallback(_log_failures, method)
+
+
+def _log_failures(results: Any, method: str) -> None:
+    for ok, result in results:
+        if not ok:
+            _log.failure("a service failed to {method}", result, method=method)

@@ -1,6 +1,6 @@
 """
-One request's way through the gateway: route, plugins, upstream, and the
-response streamed back.
+One request's way through the gateway: route, stages and plugins, upstream,
+and the response streamed back.
 
 `Exchange` is a small state machine driven by Deferred callbacks (no
 coroutines on the hot path: a callback chain is cheaper).  Invariants:
@@ -12,33 +12,24 @@ to 502/504 with the JSON error body.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
-from twisted.internet.defer import CancelledError
-from twisted.internet.error import ConnectError, ConnectingCancelledError
-from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import ResponseNeverReceived
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from twistgate.errors import (
-    BadRequest,
-    GatewayError,
-    RouteNotFound,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    error_body,
-)
+from twistgate.errors import BadRequest, GatewayError, RouteNotFound, UpstreamTimeout
 from twistgate.exchange import ProxyRequest, ProxyResponse, Response
 from twistgate.http import request_id_from, strip_hop_by_hop
 from twistgate.pathnorm import normalize_path
+from twistgate.record import ExchangeRecord
 from twistgate.routing import normalize_host
 from twistgate.server import send_error
 from twistgate.upstream.body import BodyAborted, BytesBody
+from twistgate.upstream.group import UpstreamCall
 
 if TYPE_CHECKING:
     from twistgate.gateway import Generation, Route
@@ -71,15 +62,6 @@ def upstream_connection_header(response: Any) -> Optional[list]:
     return conn.getRawHeaders(b"Connection") if conn is not None else None
 
 
-def _describe(failure: Failure) -> GatewayError:
-    """Map a failure of the upstream call (not a GatewayError) to what the client sees."""
-    if failure.check(ConnectTimeoutError):
-        return UpstreamTimeout("Connecting to the upstream service timed out.")
-    if failure.check(ConnectError):
-        return UpstreamUnavailable()
-    return UpstreamUnavailable("The upstream service failed to answer.")
-
-
 class Exchange:
     """The state of one request between the client and an upstream."""
 
@@ -88,17 +70,18 @@ class Exchange:
         "request",
         "proxy_request",
         "route",
-        "target",
+        "call",
         "upstream_d",
         "upstream_response",
+        "response",
         "relay",
         "timer",
-        "deadline",
         "timed_out",
         "client_gone",
         "answered",
         "request_id",
         "host_header",
+        "error",
     )
 
     def __init__(self, generation: "Generation", request: Any) -> None:
@@ -106,17 +89,18 @@ class Exchange:
         self.request = request
         self.proxy_request: Optional[ProxyRequest] = None
         self.route: Optional["Route"] = None
-        self.target: Any = None
+        self.call: Optional[UpstreamCall] = None
         self.upstream_d: Any = None
         self.upstream_response: Any = None
+        self.response: Optional[ProxyResponse] = None
         self.relay: Optional[_BodyRelay] = None
         self.timer: Any = None
-        self.deadline = 0.0
         self.timed_out = False
         self.client_gone = False
         self.answered = False
         self.request_id = ""
         self.host_header = b""
+        self.error: Optional[GatewayError] = None
 
     # -- request path --------------------------------------------------
 
@@ -127,12 +111,9 @@ class Exchange:
         self.request_id = request_id_from(request.requestHeaders)
         request.notifyFinish().addBoth(self._finished)
         try:
-            uri = request.uri
-            path, _, query = uri.partition(b"?")
+            path, _, query = request.uri.partition(b"?")
             if not path.startswith(b"/"):
-                path, host_b = _absolute_form(path)
-                if host_b is not None:
-                    raw[b"Host"] = [host_b]
+                path, raw[b"Host"] = _absolute_form(path)
             hosts = raw.get(b"Host")
             if hosts is None or len(hosts) != 1:
                 if request.clientproto == b"HTTP/1.1" or hosts:
@@ -147,16 +128,14 @@ class Exchange:
             self._answer_error(Failure(error), generation.global_plugins)
             return
         self.route = route = match.payload
-        connection = raw.get(b"Connection")
-        strip_hop_by_hop(raw, connection)
+        strip_hop_by_hop(raw, raw.get(b"Connection"))
         for name in _DROP_FROM_REQUEST:
             raw.pop(name, None)
         peer = request.client.host if request.client is not None else ""
         scheme = "https" if request.isSecure() else "http"
-        client_ip = generation.forwarding.apply(
-            raw, peer=peer, scheme=scheme, host=host_raw, version=request.clientproto
-        )
+        client_ip = generation.forwarding.apply(raw, peer=peer, scheme=scheme, host=host_raw, version=request.clientproto)
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
+        self.host_header = host_raw
         self.proxy_request = ProxyRequest(
             method=request.method,
             path=match.rewritten_path,
@@ -170,17 +149,17 @@ class Exchange:
             params=match.params,
             started=generation.clock.seconds(),
         )
-        self.host_header = host_raw
+        # One timer bounds the whole upstream exchange (route timeout); the
+        # upstream bounds each attempt's wait for the head (read timeout).
+        self.timer = generation.clock.callLater(route.timeout, self._timeout)
         if route.plugins.empty:
             self._forward()
         else:
-            route.plugins.on_request(self.proxy_request, route).addCallbacks(
-                self._after_on_request, self._fail
-            )
+            route.plugins.on_request(self.proxy_request, route).addCallbacks(self._after_on_request, self._fail)
 
     def _after_on_request(self, answer: Optional[Response]) -> None:
-        if self.client_gone:
-            return
+        if self.client_gone or self.answered:
+            return  # the client left, or the route timeout answered meanwhile
         if answer is not None:
             self._respond(answer.to_proxy_response())
         else:
@@ -188,20 +167,11 @@ class Exchange:
 
     def _forward(self) -> None:
         route = self.route
-        preq = self.proxy_request
-        assert route is not None and preq is not None
-        upstream = route.upstream
-        self.target = target = upstream.choose()
-        raw = preq.headers._rawHeaders
-        raw[b"Host"] = [self.host_header] if route.preserve_host else [target.host_header]
-        body = _body_of(self.request)
-        # One timer at a time: first the time to the response head (the
-        # upstream's read timeout, capped by the route's total), then what is
-        # left of the route's total for the body.
-        clock = self.generation.clock
-        self.deadline = clock.seconds() + route.timeout
-        self.timer = clock.callLater(min(upstream.read_timeout, route.timeout), self._timeout)
-        d = upstream.send(target, preq.method, preq.target, preq.headers, body)
+        assert route is not None and self.proxy_request is not None
+        if route.preserve_host:
+            self.proxy_request.headers._rawHeaders[b"Host"] = [self.host_header]
+        self.call = UpstreamCall()
+        d = route.upstream.forward(self.proxy_request, _body_of(self.request), self.call, route.preserve_host)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed)
 
@@ -212,26 +182,20 @@ class Exchange:
             self.upstream_d.cancel()
         elif self.relay is not None:
             # The head went out already: all that is left is to cut both ends.
-            _log.warn(
-                "request {request_id} exceeded its timeout while streaming; aborting",
-                request_id=self.request_id,
-            )
+            _log.warn("request {request_id} exceeded its route timeout while streaming; aborting", request_id=self.request_id)
             self.relay.abort()
+        elif not self.answered:
+            # Still in on_request / on_response (a slow plugin).
+            self._fail(Failure(UpstreamTimeout("The request did not complete in time.")))
 
     def _upstream_failed(self, failure: Failure) -> None:
         self.upstream_d = None
         if self.client_gone:
             return
-        if self.timed_out and failure.check(CancelledError, ResponseNeverReceived, ConnectingCancelledError):
+        if self.timed_out:
             failure = Failure(UpstreamTimeout())
         elif not failure.check(GatewayError):
-            _log.info(
-                "upstream {target} failed for {request_id}: {reason}",
-                target=self.target.url if self.target is not None else "?",
-                request_id=self.request_id,
-                reason=failure.getErrorMessage(),
-            )
-            failure = Failure(_describe(failure))
+            failure = Failure(GatewayError())
         self._fail(failure)
 
     # -- response path --------------------------------------------------
@@ -242,18 +206,13 @@ class Exchange:
             _discard(response)
             return
         self.upstream_response = response
-        self._cancel_timer()
-        clock = self.generation.clock
-        self.timer = clock.callLater(max(0.0, self.deadline - clock.seconds()), self._timeout)
-        headers = response.headers
-        raw = headers._rawHeaders
+        raw = response.headers._rawHeaders
         strip_hop_by_hop(raw, upstream_connection_header(response))
         code = response.code
         if self.request.method != b"HEAD" and code not in _NO_BODY_STATUS and code >= 200:
             if response.length is not UNKNOWN_LENGTH:
                 raw[b"Content-Length"] = [b"%d" % response.length]
-        presp = ProxyResponse(status=code, reason=response.phrase, headers=headers, from_upstream=True)
-        self._respond(presp)
+        self._respond(ProxyResponse(status=code, reason=response.phrase, headers=response.headers, from_upstream=True))
 
     def _respond(self, presp: ProxyResponse) -> None:
         route = self.route
@@ -270,26 +229,31 @@ class Exchange:
                 _discard(upstream_response)
             return
         self.answered = True
+        self.response = presp
+        generation = self.generation
         raw = presp.headers._rawHeaders
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         via = raw.get(b"Via")
-        raw[b"Via"] = [b", ".join(via) + b", " + self.generation.via] if via else [self.generation.via]
+        raw[b"Via"] = [b", ".join(via) + b", " + generation.via] if via else [generation.via]
         if b"Date" not in raw:
             # RFC 9110 §6.6.1: a recipient with a clock forwarding a response
             # without Date adds one.
-            raw[b"Date"] = [self.generation.http_date()]
+            raw[b"Date"] = [generation.http_date()]
         if request.channel is not None and not getattr(request.channel, "persistent", True):
             raw[b"Connection"] = [b"close"]
         request.setResponseCode(presp.status, presp.reason)
         request.responseHeaders = presp.headers
+        filters = presp.body_filters
         if presp.from_upstream and upstream_response is not None:
-            self.relay = _BodyRelay(self)
+            self.relay = _BodyRelay(self, filters)
             upstream_response.deliverBody(self.relay)
             return
         if upstream_response is not None:
             _discard(upstream_response)  # replaced by a plugin
         body = presp.body or b""
-        if not presp.headers.hasHeader(b"Content-Length") and presp.status not in _NO_BODY_STATUS:
+        if filters:
+            body = _run_filters(filters, body, final=True)
+        if b"Content-Length" not in raw and presp.status not in _NO_BODY_STATUS:
             raw[b"Content-Length"] = [b"%d" % len(body)]
         self._cancel_timer()
         request.write(body)
@@ -330,6 +294,12 @@ class Exchange:
 
     def _answer_error(self, failure: Failure, plugins: Any) -> None:
         self._cancel_timer()
+        if self.upstream_d is not None:
+            d, self.upstream_d = self.upstream_d, None
+            d.cancel()
+        if self.upstream_response is not None:
+            _discard(self.upstream_response)  # e.g. on_response failed: its body is not wanted
+            self.upstream_response = None
         if not failure.check(GatewayError):
             _log.failure("unexpected error handling request {request_id}", failure, request_id=self.request_id)
         if plugins is None or plugins.empty:
@@ -344,11 +314,12 @@ class Exchange:
     def _send_error(self, failure: Failure, answer: Optional[Response]) -> None:
         if self.client_gone or self.answered:
             return
+        self.error = failure.value if failure.check(GatewayError) else GatewayError()
         if answer is not None:
             self._send(answer.to_proxy_response())
             return
         self.answered = True
-        send_error(self.request, failure.value if failure.check(GatewayError) else GatewayError(), self.request_id)
+        send_error(self.request, self.error, self.request_id)
 
     def _bare_proxy_request(self) -> ProxyRequest:
         request = self.request
@@ -371,7 +342,7 @@ class Exchange:
 
     def _finished(self, result: Any) -> None:
         """The client's side is over: finished, or the client went away."""
-        self.generation.exchange_done()
+        generation = self.generation
         if isinstance(result, Failure):
             self.client_gone = True
             self._cancel_timer()
@@ -384,34 +355,66 @@ class Exchange:
             if body is not None:
                 self.request.body = None
                 body.abort(BodyAborted("client went away"))
+        if generation.observers:
+            record = ExchangeRecord.of(self, generation.clock.seconds())
+            for observe in generation.observers:
+                try:
+                    observe(record)
+                except Exception:
+                    _log.failure("exchange observer {observer!r} failed", observer=observe)
+        generation.exchange_done()
 
 
 class _BodyRelay(Protocol):
     """
     Streams the upstream body to the client.  The upstream transport is
     registered as the client request's producer, so a slow client pauses the
-    upstream socket (back-pressure) and memory stays flat.
+    upstream socket (back-pressure) and memory stays flat.  Body filters
+    (compression, cache capture) see every chunk on the way.
     """
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, filters: Optional[List[Any]]) -> None:
         self.exchange = exchange
         self.request = exchange.request
+        self.filters = filters or None
 
     def connectionMade(self) -> None:
         self.request.registerProducer(self.transport, True)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.filters is not None:
+            data = _run_filters(self.filters, data, final=False)
+            if not data:
+                return
         self.request.write(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         request = self.request
         if request.producer is not None and request.channel is not None:
             request.unregisterProducer()
+        if self.filters is not None and reason.check(ResponseDone, PotentialDataLoss):
+            tail = _run_filters(self.filters, b"", final=True)
+            if tail and not request.finished and not self.exchange.client_gone:
+                request.write(tail)
+        elif self.filters is not None:
+            for body_filter in self.filters:
+                abort = getattr(body_filter, "abort", None)
+                if abort is not None:
+                    abort()
         self.exchange.body_done(reason)
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.stopProducing()
+
+
+def _run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:
+    """Pass `data` through each body filter in order; `final` flushes them."""
+    for body_filter in filters:
+        data = body_filter.write(data) if data else b""
+        if final:
+            data += body_filter.finish()
+    return data
 
 
 class _Discard(Protocol):
@@ -443,7 +446,7 @@ def _body_of(request: Any) -> Any:
     return BytesBody(data) if data else None
 
 
-def _absolute_form(target: bytes) -> "tuple[bytes, Optional[bytes]]":
+def _absolute_form(target: bytes) -> "tuple[bytes, list]":
     """
     RFC 9112 §3.2.2: a server must accept an absolute-form target; its
     authority replaces the Host header.  Anything else that does not start
@@ -452,9 +455,7 @@ def _absolute_form(target: bytes) -> "tuple[bytes, Optional[bytes]]":
     lower = target[:8].lower()
     for prefix in (b"http://", b"https://"):
         if lower.startswith(prefix):
-            rest = target[len(prefix) :]
-            authority, slash, path = rest.partition(b"/")
-            if not authority:
-                break
-            return slash + path if slash else b"/", authority
+            authority, slash, path = target[len(prefix) :].partition(b"/")
+            if authority:
+                return (slash + path if slash else b"/"), [authority]
     raise BadRequest("The request target must be an absolute path.")

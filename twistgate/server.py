@@ -194,7 +194,7 @@ class GatewayRequest(server.Request):
     body: Optional[StreamingBody] = None
     streaming = False
     body_complete = True
-    _received = 0
+    received_bytes = 0  # request body bytes read from the client
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         kwargs["parsePOSTFormSubmission"] = False
@@ -224,14 +224,15 @@ class GatewayRequest(server.Request):
             # Buffered (HTTP/2 streams): still never more than the limit.
             if self.content is None:
                 return
-            self._received += len(data)
-            if self._received > self.site_limits().max_request_body:
+            self.received_bytes += len(data)
+            if self.received_bytes > self.site_limits().max_request_body:
                 self.content.close()
                 self.content = None
                 send_error(self, PayloadTooLarge())
                 return
             self.content.write(data)
             return
+        self.received_bytes += len(data)
         body = self.body
         if body is None:
             return  # answered already; the rest is discarded

@@ -71,6 +71,7 @@ class GatewayService(MultiService):
     @inlineCallbacks
     def _start(self) -> Any:
         try:
+            yield self.generation.start()
             yield self.generation.plugins.startup(self, self.config)
         except Exception:
             _log.failure("a plugin failed in on_startup; stopping")
@@ -104,7 +105,7 @@ class GatewayService(MultiService):
             else:
                 timeout.cancel()
         yield self.generation.plugins.shutdown(self)
-        yield self.generation.close()
+        yield self.generation.stop()
         if self.demo is not None and self.demo.running:
             yield self.demo.stopService()
         # Let connection-closing callbacks run before the reactor goes.

@@ -10,6 +10,7 @@ from ipaddress import ip_address
 from typing import Collection, Dict, FrozenSet, List, Optional, Tuple
 
 from twistgate.config._node import Node, closest, suggest
+from twistgate.config import extensions
 from twistgate.config._pending import PENDING_KEYS
 from twistgate.config._sections import plugin_sections
 from twistgate.config.model import RouteConfig
@@ -47,7 +48,11 @@ def routes(node: Node, upstream_names: Optional[Collection[str]]) -> Tuple[Route
 
 
 def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> Optional[RouteConfig]:
-    fields = node.mapping(ROUTE_KEYS, required=("name", "path", "upstream"), pending=PENDING_KEYS["route"])
+    fields = node.mapping(
+        ROUTE_KEYS + tuple(extensions.ROUTE_SECTIONS),
+        required=("name", "path", "upstream"),
+        pending=PENDING_KEYS["route"] - set(extensions.ROUTE_SECTIONS),
+    )
     if fields is None:
         return None
     name = fields.read("name", Node.string, None)
@@ -65,6 +70,7 @@ def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> 
         preserve_host=fields.read("preserve_host", Node.boolean, False),
         timeout=fields.read("timeout", Node.duration, None),
         plugins=fields.read("plugins", plugin_sections, ()),
+        policies=extensions.read(fields, extensions.ROUTE_SECTIONS),
         index=index,
         location=node.location(),
     )

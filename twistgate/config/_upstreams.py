@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from twistgate.config._node import Node
+from twistgate.config import extensions
 from twistgate.config._pending import PENDING_BALANCE, PENDING_KEYS
 from twistgate.config.model import (
     PoolConfig,
@@ -34,7 +35,11 @@ def upstreams(node: Node) -> Dict[str, Optional[UpstreamConfig]]:
 
 
 def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
-    fields = node.mapping(UPSTREAM_KEYS, required=("targets",), pending=PENDING_KEYS["upstream"])
+    fields = node.mapping(
+        UPSTREAM_KEYS + tuple(extensions.UPSTREAM_SECTIONS),
+        required=("targets",),
+        pending=PENDING_KEYS["upstream"] - set(extensions.UPSTREAM_SECTIONS),
+    )
     if fields is None:
         return None
     found = fields.read("targets", targets, None)
@@ -49,6 +54,7 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         balance=balance,
         timeouts=timeouts,
         pool=pool_config,
+        policies=extensions.read(fields, extensions.UPSTREAM_SECTIONS),
         location=node.location(at_key=True),
     )
 

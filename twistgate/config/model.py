@@ -123,6 +123,9 @@ class UpstreamConfig:
     balance: str = "round_robin"
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     pool: PoolConfig = PoolConfig()
+    # Typed configs of extension sections (health_check, retry, tls...), by
+    # key; see twistgate.config.extensions.
+    policies: Mapping[str, Any] = attrs.field(factory=dict)
     location: Location = Location()
 
 
@@ -153,6 +156,8 @@ class RouteConfig:
     preserve_host: bool = False  # send the client's Host upstream instead of the target's
     timeout: Optional[float] = None  # whole request; default limits.request_timeout
     plugins: Tuple[PluginSection, ...] = ()
+    # Typed configs of extension sections (auth, rate_limit, cors...), by key.
+    policies: Mapping[str, Any] = attrs.field(factory=dict)
     index: int = 0  # position in the file: the last tie-breaker
     location: Location = Location()
 
@@ -175,3 +180,5 @@ class GatewayConfig:
     routes: Tuple[RouteConfig, ...] = ()
     plugins: Tuple[PluginSection, ...] = ()
     demo: Optional[DemoConfig] = None
+    # Typed configs of top-level extension sections (admin, auth...), by key.
+    sections: Mapping[str, Any] = attrs.field(factory=dict)

@@ -28,7 +28,7 @@ group keeping that order.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pluggy
 
@@ -185,6 +185,7 @@ def build_plugins(
     context_factory: Callable[[str], PluginContext],
     *,
     registry: Optional[PluginRegistry] = None,
+    stages: Optional[Mapping[str, Sequence[Tuple[str, object]]]] = None,
 ) -> "GatewayPlugins":
     """
     Build every plugin instance ``config`` asks for.
@@ -204,6 +205,9 @@ def build_plugins(
     :param registry: where names are looked up; default
         `PluginRegistry.default` (built-ins plus the ``twistgate`` entry
         points).
+    :param stages: route name -> the route's built-in stages (twistgate.stages)
+        as (section key, object); they run before the route's plugins and are
+        validated against the hook specifications like plugins.
     :raises ConfigError: with every issue found: unknown names (with the
         closest match), factories rejecting their options, plugins that do
         not match the hook specifications.
@@ -221,6 +225,12 @@ def build_plugins(
 
     route_instances: Dict[str, List[_Instance]] = {}
     for route in config.routes:
+        builtin: List[_Instance] = []
+        for key, obj in (stages or {}).get(route.name, ()):
+            location = getattr(route.policies.get(key), "location", route.location)
+            section = PluginSection(name=key, location=location)
+            if builder.register(section, obj, route.name):
+                builtin.append(_Instance(name=key, route=route.name, plugin=obj, location=section.location))
         builder.unique(route.plugins)
         own: Dict[str, Optional[_Instance]] = {}
         for section in route.plugins:
@@ -231,7 +241,7 @@ def build_plugins(
                 if builder.known(section) and section.enabled
                 else None
             )
-        ordered: List[_Instance] = []
+        ordered: List[_Instance] = list(builtin)
         for section in config.plugins:
             if section.name in own:
                 overriding = own[section.name]

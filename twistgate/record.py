@@ -1,0 +1,68 @@
+"""
+What happened to one request, for observers (metrics, access log, stats).
+
+Built once when the client's side is over, and only when some observer is
+registered, so a gateway without observability pays nothing for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class ExchangeRecord:
+    request_id: str
+    method: str
+    path: str  # the path as the client sent it, without query (never a label: unbounded)
+    route: Optional[str]  # None when no route matched
+    status: int  # what the client got (0 if the client left before any answer)
+    error: Optional[str]  # the gateway's error code when it answered itself
+    started: float  # clock seconds when the request head was read
+    finished: float
+    upstream: Optional[str]  # the upstream group's name
+    target: Optional[str]  # the last target tried (URL)
+    attempts: int  # upstream attempts (retries = attempts - 1)
+    upstream_head_seconds: Optional[float]  # from start until the upstream's response head
+    bytes_in: int  # request body bytes received
+    bytes_out: int  # response body bytes sent
+    client_ip: str
+    consumer: Optional[str]
+    client_gone: bool  # the client left before the response was complete
+    state: Any  # the ProxyRequest's state dict (cache status, auth details...)
+
+    @property
+    def duration(self) -> float:
+        return self.finished - self.started
+
+    @classmethod
+    def of(cls, exchange: Any, now: float) -> "ExchangeRecord":
+        request = exchange.request
+        preq = exchange.proxy_request
+        route = exchange.route
+        call = exchange.call
+        started = preq.started if preq is not None else now
+        target = call.target if call is not None else None
+        head_at = call.head_at if call is not None else None
+        return cls(
+            request_id=exchange.request_id,
+            method=request.method.decode("latin-1"),
+            path=request.uri.partition(b"?")[0].decode("latin-1"),
+            route=route.name if route is not None else None,
+            status=request.code if exchange.answered else 0,
+            error=exchange.error.code if exchange.error is not None else None,
+            started=started,
+            finished=now,
+            upstream=route.upstream.name if route is not None else None,
+            target=target.url if target is not None else None,
+            attempts=call.attempts if call is not None else 0,
+            upstream_head_seconds=(head_at - started) if head_at is not None else None,
+            bytes_in=getattr(request, "received_bytes", 0),
+            bytes_out=request.sentLength,
+            client_ip=preq.client_ip if preq is not None else (request.client.host if request.client else ""),
+            consumer=preq.consumer if preq is not None else None,
+            client_gone=exchange.client_gone,
+            state=preq.state if preq is not None else {},
+        )
