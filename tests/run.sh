@@ -4,11 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests drive for real.
+# Debian packages the integration tests drive for real: redis-server (shared
+# rate limits), postgresql (shared API keys), chromium (the dashboard),
+# openssl (test certificates), curl.
 need=()
-for tool in curl; do
-    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+for pair in curl:curl redis-server:redis-server chromium:chromium openssl:openssl; do
+    tool="${pair%%:*}"; package="${pair#*:}"
+    command -v "$tool" >/dev/null 2>&1 || need+=("$package")
 done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

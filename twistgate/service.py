@@ -20,8 +20,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig, Location
+from twistgate.config.model import GatewayConfig
 from twistgate.gateway import Generation
+from twistgate.listeners import build_listener
 from twistgate.resource import GatewayResource
 from twistgate.server import GatewaySite
 
@@ -48,18 +49,13 @@ class GatewayService(MultiService):
             self.demo = StreamServerEndpointService(serverFromString(reactor, config.demo.endpoint), demo_site)
             self.demo.setName("demo")
             self.demo.setServiceParent(self)
-        for index, listener in enumerate(config.listeners):
-            if listener.tls is not None:
-                raise ConfigError(
-                    [
-                        ConfigIssue(
-                            location=Location(file=config.source or "<config>", path=f"listeners[{index}].tls"),
-                            message="TLS listeners are not implemented in this version yet",
-                        )
-                    ]
-                )
-            svc = StreamServerEndpointService(serverFromString(reactor, listener.endpoint), self.site)
-            svc.setName(f"listener:{listener.name}")
+        self.tls_reloaders = []
+        for index, listener_config in enumerate(config.listeners):
+            listener = build_listener(listener_config, reactor, source=config.source, index=index)
+            if listener.reload is not None:
+                self.tls_reloaders.append(listener.reload)
+            svc = StreamServerEndpointService(listener.endpoint, self.site)
+            svc.setName(f"listener:{listener_config.name}")
             svc._raiseSynchronously = True  # a port in use fails start-up loudly
             svc.setServiceParent(self)
             self.listeners.append(svc)

@@ -17,8 +17,7 @@ so the request path has one mechanism, not two:
   run before the route's plugins, in ascending ``order``; a plugin marked
   ``tryfirst`` (ip_allow, maintenance) still runs before them.
 
-Register with the decorators and list the module in
-`twistgate.config.extensions.FEATURE_MODULES`:
+Register with the decorators from a module in `twistgate/features/`:
 
     @stage("rate_limit", order=300)
     def rate_limit_stage(config, route, context):

@@ -18,14 +18,15 @@ A parser records problems on the node (``node.issue(...)``) and returns None
 for an invalid section; it never raises.  Cross-references between sections
 (a route naming an authenticator) are checked where the feature is built,
 with the section's location.  Feature modules are imported from
-`FEATURE_MODULES` when a config is loaded, so each feature registers itself
-without editing the loader.  The same modules register their stages and
+the package `twistgate.features` when a config is loaded, so each feature
+registers itself without editing the loader.  The same modules register their stages and
 services (twistgate.stages).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any, Callable, Dict, Optional
 
 from twistgate.config._node import Node
@@ -36,9 +37,9 @@ GATEWAY_SECTIONS: Dict[str, SectionParser] = {}
 UPSTREAM_SECTIONS: Dict[str, SectionParser] = {}
 ROUTE_SECTIONS: Dict[str, SectionParser] = {}
 
-#: Feature modules: they register sections here and stages/services in
-#: twistgate.stages.  Imported once, on the first config load.
-FEATURE_MODULES: tuple = ()
+#: The package whose modules register features (sections here, stages and
+#: services in twistgate.stages); all are imported once, on the first load.
+FEATURE_PACKAGE = "twistgate.features"
 
 _loaded = False
 
@@ -70,8 +71,9 @@ def load_extensions() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in FEATURE_MODULES:
-            importlib.import_module(module)
+        package = importlib.import_module(FEATURE_PACKAGE)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            importlib.import_module(f"{FEATURE_PACKAGE}.{info.name}")
 
 
 def read(fields: Any, table: Dict[str, SectionParser]) -> Dict[str, Any]:
