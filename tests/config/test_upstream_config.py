@@ -136,7 +136,7 @@ def test_target_weight_and_duplicates():
 
 
 def test_balance_values():
-    """round_robin works; contract values are 'not implemented'; others unknown."""
+    """Every contract value works; others are unknown, with a suggestion."""
     found = issues(
         """
         upstreams:
@@ -146,40 +146,20 @@ def test_balance_values():
     )
     assert found == [
         (
-            3,
-            "upstreams.a.balance",
-            "'least_connections' is part of the configuration contract but is not implemented "
-            "in this version yet; use 'round_robin'",
-        ),
-        (
             4,
             "upstreams.b.balance",
-            "unknown value 'round_robbin'; expected one of round_robin, consistent_hash, ip_hash, "
-            "least_connections, least_response_time, random; did you mean 'round_robin'?",
+            "unknown value 'round_robbin'; expected one of consistent_hash, ip_hash, "
+            "least_connections, least_response_time, random, round_robin; did you mean 'round_robin'?",
         ),
     ]
 
 
 @pytest.mark.parametrize(
-    "key", ["least_connections", "ip_hash", "consistent_hash", "random", "least_response_time"]
+    "key", ["round_robin", "least_connections", "ip_hash", "consistent_hash", "random", "least_response_time"]
 )
-def test_every_pending_balance_is_not_implemented(key):
-    """Every balance value named by the contract gets the not-implemented message."""
-    found = issues(f"upstreams:\n  u: {{targets: [{{url: 'http://h'}}], balance: {key}}}\n")
-    assert "is part of the configuration contract but is not implemented" in found[0][2]
-
-
-@pytest.mark.parametrize("key", ["health_check", "circuit_breaker", "retry", "tls"])
-def test_pending_upstream_keys(key):
-    """Contract keys of an upstream not implemented yet are refused as such."""
-    found = issues(f"upstreams:\n  u:\n    targets: [{{url: 'http://h'}}]\n    {key}: {{}}\n")
-    assert found == [
-        (
-            5,
-            f"upstreams.u.{key}",
-            f"'{key}' is part of the configuration contract but is not implemented in this version yet",
-        )
-    ]
+def test_every_contract_balance_is_accepted(key):
+    """Every balance value named by the contract is implemented (twistgate.upstream.balancer)."""
+    assert load(f"upstreams:\n  u: {{targets: [{{url: 'http://h'}}], balance: {key}}}\n").upstreams["u"].balance == key
 
 
 def test_timeouts_and_pool_errors():

@@ -745,3 +745,46 @@ def test_cancellation_is_not_a_plugin_error():
     assert failure_of(d).check(CancelledError)
     assert events == []
     assert calls == [("a", "on_request")]
+
+
+def test_hook_on_breaker_state_change():
+    """Breaker transitions reach every implementation, with the arguments it asks for; failures are contained."""
+    from twisted.web.resource import Resource
+
+    from twistgate.config import load_text
+    from twistgate.testing import GatewayHarness
+
+    seen: list = []
+
+    class Watcher:
+        @hookimpl
+        def on_breaker_state_change(self, upstream, target, old, new):
+            seen.append((upstream, target, old, new))
+
+    class Broken:
+        @hookimpl
+        def on_breaker_state_change(self, new):
+            raise RuntimeError("pager down")
+
+    class Down(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            request.setResponseCode(503)
+            return b"down"
+
+    config = load_text(
+        'listeners: [{name: p, endpoint: "tcp:0"}]\n'
+        "upstreams:\n  app:\n    targets: [{url: 'http://a:80'}]\n"
+        "    circuit_breaker: {failure_threshold: 1, recovery_timeout: 5s}\n"
+        "routes: [{name: r, path: /, upstream: app}]\n"
+        "plugins: {broken: {}, watcher: {}}\n"
+    )
+    gw = GatewayHarness(
+        config, Down(), plugins={"watcher": lambda options, context: Watcher(), "broken": lambda options, context: Broken()}
+    )
+    with capturedLogs() as events:
+        assert gw.request("GET", "http://gw/").code == 503
+        gw.clock.advance(5)
+    assert seen == [("app", "http://a", "closed", "open"), ("app", "http://a", "open", "half_open")]
+    assert [e.get("plugin") for e in events if "log_failure" in e] == ["broken", "broken"]

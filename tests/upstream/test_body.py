@@ -83,3 +83,73 @@ def test_finish_before_start_fires_once_started():
     results = []
     body.startProducing(consumer).addCallback(results.append)
     assert consumer.data == [b"x"] and results == [None]
+
+
+# -- replay, for retries ------------------------------------------------------
+
+
+def test_a_body_not_yet_sent_is_always_replayable():
+    body = StreamingBody(5, None)
+    body.write(b"hello")
+    assert body.replayable
+    consumer = Consumer()
+    body.attempt().startProducing(consumer)
+    assert consumer.data == [b"hello"]
+
+
+def test_a_kept_body_is_sent_again_from_its_first_byte():
+    client = Client()
+    body = StreamingBody(None, client)
+    body.keep_for_replay(100)
+    first = Consumer()
+    view = body.attempt()
+    view.startProducing(first)
+    body.write(b"abc")
+    view.stopProducing()  # the attempt failed
+    assert body.replayable
+    body.write(b"def")  # still arriving: kept for the next attempt
+    second = Consumer()
+    done = body.attempt().startProducing(second)
+    body.write(b"g")
+    body.finish()
+    assert first.data == [b"abc"] and b"".join(second.data) == b"abcdefg"
+    results = []
+    done.addCallback(results.append)
+    assert results == [None]
+
+
+def test_a_stale_attempt_cannot_touch_the_body():
+    body = StreamingBody(None, Client())
+    body.keep_for_replay(100)
+    old = body.attempt()
+    old.startProducing(Consumer())
+    body.write(b"x")
+    old.stopProducing()
+    new = body.attempt()
+    consumer = Consumer()
+    new.startProducing(consumer)
+    old.stopProducing()
+    old.pauseProducing()
+    body.write(b"y")
+    assert consumer.data == [b"x", b"y"]
+    failed = []
+    old.startProducing(Consumer()).addErrback(failed.append)
+    assert failed and failed[0].check(BodyAborted)
+
+
+def test_a_body_larger_than_the_replay_buffer_cannot_be_replayed():
+    body = StreamingBody(None, Client())
+    body.keep_for_replay(4)
+    view = body.attempt()
+    view.startProducing(Consumer())
+    body.write(b"12345")
+    assert not body.replayable
+    view.stopProducing()
+    assert not body.replayable
+
+
+def test_without_keeping_a_sent_body_is_not_replayable():
+    body = StreamingBody(None, Client())
+    body.startProducing(Consumer())
+    body.write(b"x")
+    assert not body.replayable

@@ -1,14 +1,17 @@
 """
 ``upstreams``: named groups of targets, how to balance across them, and the
-timeouts and pool settings for talking to them.
+timeouts and pool settings for talking to them.  The resilience sections
+(health_check, circuit_breaker, retry, outlier_detection, discovery,
+hash_key) are extension sections: see twistgate.upstream.settings.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from twistgate.config._node import Node
+from twistgate.config._node import Fields, Node
 from twistgate.config import extensions
 from twistgate.config._pending import PENDING_BALANCE, PENDING_KEYS
 from twistgate.config.model import (
@@ -19,11 +22,12 @@ from twistgate.config.model import (
 )
 
 UPSTREAM_KEYS = ("targets", "balance", "timeouts", "pool")
-TARGET_KEYS = ("url", "weight")
-TIMEOUT_KEYS = ("connect", "read")
+TARGET_KEYS = ("url", "weight", "srv", "scheme")
+TIMEOUT_KEYS = ("connect", "read", "total")
 POOL_KEYS = ("max_idle_per_target", "idle_timeout")
-BALANCE = ("round_robin",)
+BALANCE = ("round_robin", "least_connections", "ip_hash", "consistent_hash", "random", "least_response_time")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_SRV_NAME = re.compile(r"_[A-Za-z0-9-]+\._(?:tcp|udp)\.(?:[A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]+\.?", re.I)
 
 
 def upstreams(node: Node) -> Dict[str, Optional[UpstreamConfig]]:
@@ -43,7 +47,11 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
     if fields is None:
         return None
     found = fields.read("targets", targets, None)
-    balance = fields.read("balance", lambda n: n.choice(BALANCE, pending=PENDING_BALANCE), "round_robin")
+    balance = fields.read(
+        "balance", lambda n: n.choice(BALANCE, pending=PENDING_BALANCE - set(BALANCE)), "round_robin"
+    )
+    if "hash_key" in fields and balance != "consistent_hash":
+        fields["hash_key"].issue(f"'hash_key' is only used by balance: consistent_hash (this upstream uses {balance})", at_key=True)
     timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
     pool_config = fields.read("pool", pool, PoolConfig())
     if not found:
@@ -66,7 +74,7 @@ def targets(node: Node) -> Tuple[TargetConfig, ...]:
         one = target(item)
         if one is None:
             continue
-        address = (one.scheme, one.host, one.port)
+        address = (one.scheme, one.host.lower(), one.port)
         if address in first_line:
             item.issue(f"duplicate target {one.url!r} (first on line {first_line[address]}); raise its weight instead")
             continue
@@ -76,10 +84,14 @@ def targets(node: Node) -> Tuple[TargetConfig, ...]:
 
 
 def target(node: Node) -> Optional[TargetConfig]:
-    fields = node.mapping(TARGET_KEYS, required=("url",))
+    fields = node.mapping(TARGET_KEYS, required=() if "srv" in _keys(node) else ("url",))
     if fields is None:
         return None
     weight = fields.read("weight", lambda n: n.integer(min=1), 1)
+    if "srv" in fields:
+        return srv_target(fields, weight)
+    if "scheme" in fields:
+        fields["scheme"].issue("'scheme' goes with 'srv' targets; a 'url' target names its scheme itself", at_key=True)
     url = fields.read("url", Node.string, None)
     if url is None:
         return None
@@ -89,6 +101,30 @@ def target(node: Node) -> Optional[TargetConfig]:
         fields["url"].issue(str(e))
         return None
     return TargetConfig(url=url, scheme=scheme, host=host, port=port, weight=weight)
+
+
+def srv_target(fields: Fields, weight: int) -> Optional[TargetConfig]:
+    """``{srv: _http._tcp.users.service.consul, scheme: http}``: addresses and ports from DNS."""
+    if "url" in fields:
+        fields["url"].issue("a target has either 'url' or 'srv', not both", at_key=True)
+        return None
+    scheme = fields.read("scheme", lambda n: n.choice(tuple(DEFAULT_PORTS)), "http")
+    name = fields.read("srv", Node.string, None)
+    if name is None:
+        return None
+    name = name.strip()
+    if not _SRV_NAME.fullmatch(name):
+        fields["srv"].issue(f"expected an SRV name like _http._tcp.users.service.consul, got {name!r}")
+        return None
+    name = name.rstrip(".").lower()
+    return TargetConfig(url=f"srv+{scheme}://{name}", scheme=scheme, host=name, port=0, weight=weight, srv=True)
+
+
+def _keys(node: Node) -> List[str]:
+    """The keys written in a mapping node, without reporting anything (the mapping read does)."""
+    if node.kind != "mapping":
+        return []
+    return [str(key.value) for key, _ in node.node.value]
 
 
 def split_target_url(url: str) -> Tuple[str, str, int]:
@@ -129,6 +165,7 @@ def upstream_timeouts(node: Node) -> UpstreamTimeoutsConfig:
     return UpstreamTimeoutsConfig(
         connect=fields.read("connect", Node.duration, default.connect),
         read=fields.read("read", Node.duration, default.read),
+        total=fields.read("total", Node.duration, default.total),
     )
 
 

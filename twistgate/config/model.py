@@ -61,11 +61,28 @@ class Rate:
 
 
 @attrs.frozen(kw_only=True)
+class ListenerCertificate:
+    """One more certificate of a TLS listener, chosen by SNI (twistgate.tls)."""
+
+    certificate: str  # PEM path, chain allowed
+    private_key: str = attrs.field(repr=False)  # PEM path
+    location: Location = attrs.field(default=Location(), eq=False)
+
+
+@attrs.frozen(kw_only=True)
 class ListenerTLSConfig:
     certificate: str
     private_key: str = attrs.field(repr=False)
     client_ca: Optional[str] = None
     client_certificate: str = "none"  # none | optional | required
+    # Added with TLS listeners (twistgate.tls): more certificates chosen by
+    # SNI, the lowest TLS version ("1.2" | "1.3"), HTTP/2 over ALPN, and where
+    # the block was written (certificate files are read when the listener is
+    # built and on reload, and their errors point here).
+    certificates: Tuple[ListenerCertificate, ...] = ()
+    min_version: str = "1.2"
+    http2: bool = True
+    location: Location = attrs.field(default=Location(), eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -102,12 +119,14 @@ class TargetConfig:
     host: str
     port: int
     weight: int = 1
+    srv: bool = False  # `host` is a DNS SRV name: addresses and ports come from DNS (port is 0)
 
 
 @attrs.frozen(kw_only=True)
 class UpstreamTimeoutsConfig:
     connect: float = 5.0
-    read: float = 30.0  # time to the response head
+    read: float = 30.0  # time to the response head, and between body chunks
+    total: Optional[float] = None  # every attempt and backoff until the head; None: the route's timeout
 
 
 @attrs.frozen(kw_only=True)

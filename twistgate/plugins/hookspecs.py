@@ -187,5 +187,34 @@ def on_error(request: ProxyRequest, failure: Failure) -> MaybeResponse:
     """
 
 
+# ---------------------------------------------------------------------------
+# Upstream events
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def on_breaker_state_change(upstream: str, target: str, old: str, new: str) -> None:
+    """
+    A target's circuit breaker changed state (see docs/resilience.md).
+
+    Alert, count or log it.  Called for every plugin instance that
+    implements it, when the transition happens (on a request's outcome, or
+    on the recovery timer for open -> half_open); the transition is also
+    logged by the gateway.
+
+    Synchronous: the return value is ignored; a returned Deferred or
+    coroutine is not waited for (its failure is logged).
+
+    Cannot short-circuit or veto the transition.  Exceptions are logged with
+    the plugin's name and ignored.
+
+    :param upstream: the upstream's name (``upstreams.<name>``).
+    :param target: the target's URL as configured (``http://10.0.0.5:8080``).
+    :param old: the state before: ``"closed"``, ``"open"`` or ``"half_open"``.
+    :param new: the state after.
+    :return: ``None``.
+    """
+
+
 #: The hooks, in the order above; tests and docs are checked against it.
-HOOK_NAMES = ("on_startup", "on_shutdown", "on_request", "on_response", "on_error")
+HOOK_NAMES = ("on_startup", "on_shutdown", "on_request", "on_response", "on_error", "on_breaker_state_change")

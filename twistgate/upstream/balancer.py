@@ -1,43 +1,228 @@
 """
-Choosing a target of an upstream.
+Choosing a target among the candidates of an upstream (the targets that are
+healthy, not ejected, and whose breaker lets a request through).
 
-Smooth weighted round robin (NGINX's algorithm): with weights 3:1 the order
-is a a b a, interleaved rather than bursts, and equal weights reduce to plain
-rotation.  The other strategies of the contract arrive with the resilience
-work; they will share this `choose()` interface.
+Every strategy has `pick(candidates, request)` and `rebuild(targets)` (the
+whole set changed: discovery).  Per-target state the strategies use lives on
+the targets themselves: ``weight``, ``in_flight``, the smooth round robin's
+current weight ``cw`` and the latency average (`LatencyAverage`).
+
+* ``round_robin``: NGINX's smooth weighted round robin: weights 3:1 give
+  a a b a, interleaved rather than bursts; equal weights are plain rotation.
+* ``least_connections``: fewest requests in flight per unit of weight; ties
+  are broken by the smooth round robin, so weights hold at low concurrency.
+* ``random``: weighted random (an injected `random.Random`).
+* ``least_response_time``: power of two choices (two random candidates,
+  the cheaper wins) on a decaying average of response-head latency times
+  the requests in flight (Finagle's "peak EWMA").
+* ``ip_hash`` / ``consistent_hash``: a hash ring (`HashRing`) on the client
+  address, a header or a cookie.
 """
 
 from __future__ import annotations
 
-from typing import Generic, List, Optional, Sequence, TypeVar
+import math
+from random import Random
+from typing import Any, List, Optional, Sequence
 
-T = TypeVar("T")
+from twistgate.upstream.hashring import HashRing
+from twistgate.upstream.settings import HashKeyConfig
+
+#: How fast the latency average forgets (seconds).
+LATENCY_DECAY = 5.0
 
 
-class RoundRobin(Generic[T]):
-    """Smooth weighted round robin over `targets` with integer `weights`."""
+class LatencyAverage:
+    """A time-decayed average of latency that jumps up at once on a slower sample (peak EWMA)."""
 
-    def __init__(self, targets: Sequence[T], weights: Optional[Sequence[int]] = None) -> None:
-        if not targets:
-            raise ValueError("an upstream needs at least one target")
-        self._targets = list(targets)
-        self._weights = list(weights) if weights is not None else [1] * len(self._targets)
-        self._total = sum(self._weights)
-        self._current = [0] * len(self._targets)
-        self._uniform = len(set(self._weights)) == 1
+    __slots__ = ("value", "at", "samples")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.at = 0.0
+        self.samples = 0
+
+    def current(self, now: float) -> float:
+        if not self.samples:
+            return 0.0
+        return self.value * math.exp(-max(0.0, now - self.at) / LATENCY_DECAY)
+
+    def add(self, sample: float, now: float) -> None:
+        value = self.current(now)
+        if not self.samples or sample > value:
+            self.value = sample
+        else:
+            # Time-decayed, but every sample counts for at least a tenth.
+            fresh = max(1 - math.exp(-max(0.0, now - self.at) / LATENCY_DECAY), 0.1)
+            self.value = value * (1 - fresh) + sample * fresh
+        self.at = now
+        self.samples += 1
+
+
+class RoundRobin:
+    """Smooth weighted round robin over whatever candidates it is given."""
+
+    def __init__(self) -> None:
         self._next = 0
+        self._uniform = True
 
-    def choose(self) -> T:
-        targets = self._targets
+    def rebuild(self, targets: Sequence[Any]) -> None:
+        self._uniform = len({t.weight for t in targets}) <= 1
+        for target in targets:
+            target.cw = 0
+
+    def pick(self, candidates: Sequence[Any], request: Any = None) -> Any:
+        if len(candidates) == 1:
+            return candidates[0]
         if self._uniform:
-            i = self._next
-            self._next = (i + 1) % len(targets)
-            return targets[i]
-        current: List[int] = self._current
-        best = 0
-        for i, w in enumerate(self._weights):
-            current[i] += w
-            if current[i] > current[best]:
-                best = i
-        current[best] -= self._total
-        return targets[best]
+            i = self._next % len(candidates)
+            self._next = i + 1
+            return candidates[i]
+        return smooth_pick(candidates)
+
+
+def smooth_pick(candidates: Sequence[Any]) -> Any:
+    """One step of NGINX's smooth weighted round robin over `candidates`."""
+    total = 0
+    best = None
+    for target in candidates:
+        target.cw += target.weight
+        total += target.weight
+        if best is None or target.cw > best.cw:
+            best = target
+    best.cw -= total
+    return best
+
+
+class LeastConnections:
+    """Fewest in-flight requests per unit of weight; the smooth round robin among ties."""
+
+    def rebuild(self, targets: Sequence[Any]) -> None:
+        for target in targets:
+            target.cw = 0
+
+    def pick(self, candidates: Sequence[Any], request: Any = None) -> Any:
+        if len(candidates) == 1:
+            return candidates[0]
+        tied: List[Any] = []
+        best_load = best_weight = 0
+        for target in candidates:
+            # in_flight / weight, compared without division.
+            if not tied or target.in_flight * best_weight < best_load * target.weight:
+                tied = [target]
+                best_load, best_weight = target.in_flight, target.weight
+            elif target.in_flight * best_weight == best_load * target.weight:
+                tied.append(target)
+        return tied[0] if len(tied) == 1 else smooth_pick(tied)
+
+
+class WeightedRandom:
+    """A candidate at random, in proportion to its weight."""
+
+    def __init__(self, rng: Random) -> None:
+        self.rng = rng
+        self._uniform = True
+
+    def rebuild(self, targets: Sequence[Any]) -> None:
+        self._uniform = len({t.weight for t in targets}) <= 1
+
+    def pick(self, candidates: Sequence[Any], request: Any = None) -> Any:
+        if self._uniform or len(candidates) == 1:
+            return candidates[self.rng.randrange(len(candidates))]
+        return self.rng.choices(candidates, weights=[t.weight for t in candidates])[0]
+
+
+class LeastResponseTime:
+    """Power of two random choices on latency average x (in flight + 1) / weight."""
+
+    def __init__(self, rng: Random, clock: Any) -> None:
+        self.rng = rng
+        self.clock = clock
+
+    def rebuild(self, targets: Sequence[Any]) -> None:
+        pass
+
+    def pick(self, candidates: Sequence[Any], request: Any = None) -> Any:
+        n = len(candidates)
+        if n == 1:
+            return candidates[0]
+        i = self.rng.randrange(n)
+        j = self.rng.randrange(n - 1)
+        if j >= i:
+            j += 1
+        a, b = candidates[i], candidates[j]
+        now = self.clock.seconds()
+        cost_a, cost_b = a.latency.current(now), b.latency.current(now)
+        # A target not measured yet costs what the other does: load decides.
+        if not a.latency.samples:
+            cost_a = cost_b
+        if not b.latency.samples:
+            cost_b = cost_a
+        score_a = (cost_a + 1e-4) * (a.in_flight + 1) / a.weight
+        score_b = (cost_b + 1e-4) * (b.in_flight + 1) / b.weight
+        return a if score_a <= score_b else b
+
+
+class ConsistentHash:
+    """A hash ring keyed on the client address, a header or a cookie."""
+
+    def __init__(self, key: HashKeyConfig) -> None:
+        self.key = key
+        self._header = key.name.encode("latin-1") if key.source == "header" else b""
+        self._ring: HashRing[Any] = HashRing([], _ring_name)
+        self._size = 0
+
+    def rebuild(self, targets: Sequence[Any]) -> None:
+        self._ring = HashRing(targets, _ring_name)
+        self._size = len(targets)
+
+    def key_of(self, request: Any) -> bytes:
+        source = self.key.source
+        if source == "header":
+            values = request.headers.getRawHeaders(self._header)
+            if values:
+                return values[0]
+        elif source == "cookie":
+            value = cookie_value(request.headers.getRawHeaders(b"Cookie") or (), self.key.name)
+            if value is not None:
+                return value
+        return (request.client_ip or request.peer_ip or "").encode("latin-1")
+
+    def pick(self, candidates: Sequence[Any], request: Any = None) -> Any:
+        key = self.key_of(request) if request is not None else b""
+        if len(candidates) == self._size:
+            chosen = self._ring.lookup(key)
+        else:
+            allowed = set(map(id, candidates))
+            chosen = self._ring.lookup(key, lambda t: id(t) in allowed)
+        return chosen if chosen is not None else candidates[0]
+
+
+def _ring_name(target: Any) -> str:
+    return target.ident
+
+
+def cookie_value(headers: Sequence[bytes], name: str) -> Optional[bytes]:
+    """The value of cookie `name` in `Cookie` header fields (RFC 6265 §4.2.1)."""
+    wanted = name.encode("latin-1")
+    for header in headers:
+        for pair in header.split(b";"):
+            key, eq, value = pair.strip().partition(b"=")
+            if eq and key == wanted:
+                return value.strip().strip(b'"')
+    return None
+
+
+def make_balancer(strategy: str, *, rng: Random, clock: Any, hash_key: Optional[HashKeyConfig]) -> Any:
+    """The strategy object for ``upstreams.X.balance``."""
+    if strategy == "least_connections":
+        return LeastConnections()
+    if strategy == "random":
+        return WeightedRandom(rng)
+    if strategy == "least_response_time":
+        return LeastResponseTime(rng, clock)
+    if strategy == "ip_hash":
+        return ConsistentHash(HashKeyConfig())
+    if strategy == "consistent_hash":
+        return ConsistentHash(hash_key or HashKeyConfig())
+    return RoundRobin()

@@ -6,6 +6,11 @@ connection exists; they are buffered only until the upstream starts consuming,
 and beyond a small buffer the client's socket is paused, so a large upload
 never sits whole in memory.  The upstream transport's back-pressure
 (`pauseProducing`) pauses the client in turn.
+
+For retries, `keep_for_replay(limit)` keeps what went upstream (up to
+``limit`` bytes) and `attempt()` gives each attempt its own producer view,
+rewound to the first byte; a body that outgrew the limit cannot be replayed
+(`replayable` is False) and is not retried once sent.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ class StreamingBody:
         self._paused_client = False
         self._upstream_paused = False
         self.received = 0
+        self._started = False  # an upstream consumed (some of) it
+        self._kept: Optional[List[bytes]] = None  # what went upstream, for a replay
+        self._kept_bytes = 0
+        self._keep_limit = -1  # -1: keep nothing, never replay once started
+        self._epoch = 0  # the current attempt's view (see attempt())
 
     # fed by the gateway request
 
@@ -50,7 +60,7 @@ class StreamingBody:
             return
         self.received += len(data)
         if self._consumer is not None and not self._buffer and not self._upstream_paused:
-            self._consumer.write(data)
+            self._send(data)
             return
         self._buffer.append(data)
         self._buffered += len(data)
@@ -76,6 +86,7 @@ class StreamingBody:
 
     def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
         self._consumer = consumer
+        self._started = True
         self._finished = d = Deferred()
         if self._failure is not None:
             self._finished = None
@@ -89,7 +100,7 @@ class StreamingBody:
             return
         buffered, self._buffer, self._buffered = self._buffer, [], 0
         for chunk in buffered:
-            consumer.write(chunk)
+            self._send(chunk)
         if not self._upstream_paused:
             self._resume_client()
         if self._complete and self._finished is not None:
@@ -106,10 +117,54 @@ class StreamingBody:
 
     def stopProducing(self) -> None:
         # The upstream request was cancelled or failed: stop relaying.
+        self._finished = None
+        self._consumer = None
+        if self.replayable:
+            # A retry may send it again: keep what arrives (the buffer
+            # limit pauses the client as usual).
+            self._upstream_paused = False
+            return
         self._failure = self._failure or Failure(BodyAborted("upstream request stopped"))
         self._buffer = []
-        self._finished = None
         self._resume_client()
+
+    # replay, for retries
+
+    def _send(self, chunk: bytes) -> None:
+        assert self._consumer is not None
+        if self._kept is not None:
+            self._kept_bytes += len(chunk)
+            if self._kept_bytes > self._keep_limit:
+                self._kept = None  # too large to keep: no replay once sent
+            else:
+                self._kept.append(chunk)
+        self._consumer.write(chunk)
+
+    def keep_for_replay(self, limit: int) -> None:
+        """Keep up to `limit` bytes of what goes upstream, so a retry can send it again."""
+        if not self._started:
+            self._keep_limit = limit
+            self._kept = []
+            self._kept_bytes = 0
+
+    @property
+    def replayable(self) -> bool:
+        """Whether another attempt can send the whole body from its first byte."""
+        return self._failure is None and (not self._started or self._kept is not None)
+
+    def attempt(self) -> "IBodyProducer":
+        """A producer for one more attempt, from the first byte (check `replayable` first)."""
+        if self._started:
+            kept = self._kept or []
+            self._buffer = kept + self._buffer
+            self._buffered = sum(map(len, self._buffer))
+            self._kept, self._kept_bytes = [], 0
+            self._consumer = None
+            self._finished = None
+            self._upstream_paused = False
+            self._started = False
+        self._epoch += 1
+        return _AttemptView(self, self._epoch)
 
     def _pause_client(self) -> None:
         if not self._paused_client and self._client is not None:
@@ -120,6 +175,36 @@ class StreamingBody:
         if self._paused_client and self._client is not None:
             self._paused_client = False
             self._client.resumeProducing()
+
+
+@implementer(IBodyProducer)
+class _AttemptView:
+    """One attempt's handle on a `StreamingBody`: calls from a stale attempt are ignored."""
+
+    def __init__(self, body: StreamingBody, epoch: int) -> None:
+        self._body = body
+        self._epoch = epoch
+        self.length = body.length
+
+    def _current(self) -> bool:
+        return self._body._epoch == self._epoch
+
+    def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
+        if not self._current():
+            return fail(BodyAborted("a later attempt owns the body"))
+        return self._body.startProducing(consumer)
+
+    def pauseProducing(self) -> None:
+        if self._current():
+            self._body.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._current():
+            self._body.resumeProducing()
+
+    def stopProducing(self) -> None:
+        if self._current():
+            self._body.stopProducing()
 
 
 @implementer(IBodyProducer)
@@ -142,3 +227,11 @@ class BytesBody:
 
     def stopProducing(self) -> None:
         pass
+
+    replayable = True
+
+    def keep_for_replay(self, limit: int) -> None:
+        pass  # in memory already
+
+    def attempt(self) -> "BytesBody":
+        return self

@@ -1,0 +1,308 @@
+"""
+One request's way to an upstream: choose a target, send, wait for the head
+under the read timeout, and on failure maybe retry on another target after
+a backoff, all under the total timeout.  `Upstream.forward` starts one
+`Forwarding` per request; cancelling its Deferred cancels whatever is under
+way (an attempt or a backoff).
+
+`Attempt` does the bookkeeping of one try on one target: in-flight count,
+latency, and the outcome fed to the breaker and the outlier detector exactly
+once (at the head for a failing status, otherwise when the body is over).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twistgate.errors import GatewayError, UpstreamTimeout
+from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, client_error, describe, kind_of
+from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
+from twistgate.upstream.watch import WatchedResponse
+
+if TYPE_CHECKING:
+    from twistgate.upstream.group import Upstream, UpstreamCall
+    from twistgate.upstream.target import Target
+
+_log = Logger()
+
+
+class Attempt:
+    """One try on one target, from send to the end of the body."""
+
+    __slots__ = ("upstream", "target", "ticket", "started", "breaker_due", "outlier_due", "closed")
+
+    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int]) -> None:
+        self.upstream = upstream
+        self.target = target
+        self.ticket = ticket
+        self.started = upstream.clock.seconds()
+        self.breaker_due = target.breaker is not None and ticket is not None
+        self.outlier_due = upstream.outlier is not None
+        self.closed = False
+        target.in_flight += 1
+
+    def failed(self, error: str) -> None:
+        """The attempt failed before a response head (connect failure, reset, timeout)."""
+        self.target.last_error = error
+        self._settle(False)
+        self._close()
+
+    def head(self, status: int) -> None:
+        """A response head arrived: latency, and failing statuses count at once."""
+        upstream, target = self.upstream, self.target
+        now = upstream.clock.seconds()
+        target.latency.add(now - self.started, now)
+        failing = False
+        if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
+            self.breaker_due = False
+            target.breaker.record(self.ticket, False)  # type: ignore[union-attr,arg-type]
+            failing = True
+        outlier = upstream.outlier
+        if self.outlier_due and status in outlier.config.statuses:  # type: ignore[union-attr]
+            self.outlier_due = False
+            outlier.record(target, False, upstream.targets)  # type: ignore[union-attr]
+            failing = True
+        if failing:
+            target.last_error = f"answered {status}"
+
+    def body_over(self, ok: bool, error: Optional[str]) -> None:
+        """The response body ended (`ok`: complete, or stopped by the gateway)."""
+        if not ok:
+            self.target.last_error = error
+        self._settle(ok)
+        self._close()
+
+    def abandon(self) -> None:
+        """Cancelled by the client or a timeout of the whole call: no outcome to record."""
+        if self.breaker_due:
+            self.breaker_due = False
+            self.target.breaker.release(self.ticket)  # type: ignore[union-attr,arg-type]
+        self.outlier_due = False
+        self._close()
+
+    def _settle(self, ok: bool) -> None:
+        if self.breaker_due:
+            self.breaker_due = False
+            self.target.breaker.record(self.ticket, ok)  # type: ignore[union-attr,arg-type]
+        if self.outlier_due:
+            self.outlier_due = False
+            self.upstream.outlier.record(self.target, ok, self.upstream.targets)  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.target.in_flight -= 1
+
+
+class Forwarding:
+    """The attempts of one request (see the module docstring)."""
+
+    def __init__(
+        self,
+        upstream: "Upstream",
+        policy: CallPolicy,
+        request: Any,
+        body: Any,
+        call: "UpstreamCall",
+        preserve_host: bool,
+    ) -> None:
+        self.upstream = upstream
+        self.policy = policy
+        self.request = request
+        self.body = body
+        self.call = call
+        self.preserve_host = preserve_host
+        self.result: Deferred[Any] = Deferred(self._cancel)
+        self.tried: List[Any] = []
+        self.current: Optional[Deferred[Any]] = None  # an attempt or a backoff wait
+        self.read_timer: Any = None
+        self.total_timer: Any = None
+        self.last_error: Optional[GatewayError] = None
+        self.done = False
+
+    def start(self) -> "Deferred[Any]":
+        policy = self.policy
+        if policy.total is not None:
+            self.total_timer = self.upstream.clock.callLater(policy.total, self._total_expired)
+        if policy.retry is not None:
+            self.upstream.budget.deposit()
+            keep = getattr(self.body, "keep_for_replay", None)
+            if keep is not None:
+                keep(policy.retry.replay_buffer)
+        self._attempt()
+        return self.result
+
+    # -- one attempt ---------------------------------------------------------
+
+    def _attempt(self, _: Any = None) -> None:
+        self.current = None
+        upstream = self.upstream
+        try:
+            target, ticket = upstream.admit(self.request, self.tried)
+        except GatewayError as error:
+            self._fail(self.last_error or error)
+            return
+        self.tried.append(target)
+        attempt = Attempt(upstream, target, ticket)
+        call = self.call
+        call.target = target
+        call.attempts += 1
+        request = self.request
+        if not self.preserve_host:
+            request.headers._rawHeaders[b"Host"] = [target.host_header]
+        body = self.body
+        if body is not None and self.policy.retry is not None and hasattr(body, "attempt"):
+            body = body.attempt()
+        try:
+            sent_to = upstream.with_connect_timeout(target, self.policy.connect)
+            d = upstream.send(sent_to, request.method, request.target, request.headers, body)
+        except Exception:
+            d = Deferred()
+            d.errback()
+        self.current = d
+        self.read_timer = upstream.clock.callLater(self.policy.read, d.cancel)
+        d.addBoth(self._settled, attempt)
+
+    def _settled(self, result: Any, attempt: Attempt) -> None:
+        self.current = None
+        timer, self.read_timer = self.read_timer, None
+        timed_out = timer is not None and not timer.active()
+        if timer is not None and not timed_out:
+            timer.cancel()
+        if self.done:
+            # Cancelled by the client, or the total timeout answered already.
+            if not isinstance(result, Failure):
+                _discard(result)
+            attempt.abandon()
+            return
+        if isinstance(result, Failure):
+            self._attempt_failed(result, attempt, timed_out)
+        else:
+            self._got_head(result, attempt)
+
+    def _attempt_failed(self, failure: Failure, attempt: Attempt, timed_out: bool) -> None:
+        if timed_out:
+            kind = CONNECT_FAILURE if failure.check(ConnectingCancelledError) else TIMEOUT
+            error = client_error(TIMEOUT, None)
+        else:
+            kind = kind_of(failure)
+            error = client_error(kind, failure)
+        reason = "no response head within the read timeout" if timed_out else describe(failure)
+        attempt.failed(reason)
+        _log.info(
+            "upstream {upstream}: {target} failed for {request_id}: {reason}",
+            upstream=self.upstream.name,
+            target=attempt.target.label,
+            request_id=self.request.request_id,
+            reason=reason,
+        )
+        self.last_error = error
+        if self._may_retry(kind, None, sent=kind != CONNECT_FAILURE):
+            return
+        self._fail(error)
+
+    def _got_head(self, response: Any, attempt: Attempt) -> None:
+        status = response.code
+        attempt.head(status)
+        watched = WatchedResponse(response, attempt.body_over, self.policy.read, self.upstream.clock)
+        retry = self.policy.retry
+        if retry is not None and status in retry.statuses:
+            if self._may_retry(None, status, sent=True):
+                _discard(watched)
+                return
+        self._succeed(watched)
+
+    # -- retries -------------------------------------------------------------
+
+    def _may_retry(self, kind: Optional[str], status: Optional[int], *, sent: bool) -> bool:
+        """Start the backoff before another attempt, if every rule allows one (see retry.py)."""
+        policy = self.policy
+        retry = policy.retry
+        if retry is None or self.call.attempts >= retry.attempts:
+            return False
+        if not retries_on(retry, kind, status):
+            return False
+        request = self.request
+        if sent and not safe_to_repeat(policy, request.method, request.headers):
+            return False
+        if self.body is not None and not getattr(self.body, "replayable", False):
+            return False  # sent, and not kept whole: it cannot be sent again
+        upstream = self.upstream
+        delay = backoff(retry, self.call.attempts, upstream.rng)
+        total = self.total_timer
+        if total is not None and total.getTime() <= upstream.clock.seconds() + delay:
+            return False  # the retry could not finish in time anyway
+        if not upstream.budget.withdraw():
+            _log.info("upstream {upstream}: retry budget exhausted; not retrying", upstream=upstream.name)
+            return False
+        wait = deferLater(upstream.clock, delay, lambda: None)
+        self.current = wait
+        wait.addCallbacks(self._attempt, _ignore_cancel)
+        return True
+
+    # -- the end ---------------------------------------------------------------
+
+    def _succeed(self, response: Any) -> None:
+        self.done = True
+        self._stop_total()
+        self.call.head_at = self.upstream.clock.seconds()
+        self.result.callback(response)
+
+    def _fail(self, error: GatewayError) -> None:
+        self.done = True
+        self._stop_total()
+        self.result.errback(Failure(error))
+
+    def _stop_total(self) -> None:
+        if self.total_timer is not None:
+            if self.total_timer.active():
+                self.total_timer.cancel()
+            self.total_timer = None
+
+    def _total_expired(self) -> None:
+        self.total_timer = None
+        if self.done:
+            return
+        self._fail(UpstreamTimeout())
+        self._halt()
+
+    def _cancel(self, _: Any) -> None:
+        # The exchange cancelled us (client gone, route timeout); Deferred
+        # errbacks `result` with CancelledError after this.
+        self.done = True
+        self._stop_total()
+        self._halt()
+
+    def _halt(self) -> None:
+        current, self.current = self.current, None
+        if current is not None:
+            current.cancel()
+
+
+def _ignore_cancel(failure: Failure) -> None:
+    failure.trap(CancelledError)
+
+
+def _discard(response: Any) -> None:
+    """Drop a response nobody will read (its connection is closed)."""
+    try:
+        response.deliverBody(_Discard())
+    except Exception:  # pragma: no cover - already delivered
+        pass
+
+
+class _Discard:
+    def makeConnection(self, transport: Any) -> None:
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
