@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http_headers import Headers
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol, datetimeToString
+from h2.exceptions import ProtocolError as H2ProtocolError
 
 from twistgate.config.model import LimitsConfig
 from twistgate.errors import (
@@ -56,7 +57,8 @@ def send_error(request: Any, error: GatewayError, request_id: Optional[str] = No
         headers.addRawHeader(name, value)
     channel = request.channel
     unread_body = not getattr(request, "body_complete", True)
-    if unread_body or (channel is not None and not channel.persistent):
+    # HTTP/2 streams have no `persistent` (nor a Connection header to send).
+    if unread_body or (channel is not None and not getattr(channel, "persistent", True)):
         raw[b"Connection"] = [b"close"]
     request.setResponseCode(error.status)
     request.responseHeaders = headers
@@ -228,7 +230,9 @@ class GatewayRequest(server.Request):
             if self.received_bytes > self.site_limits().max_request_body:
                 self.content.close()
                 self.content = None
+                stream = self.channel  # finish() forgets it
                 send_error(self, PayloadTooLarge())
+                _reset_h2_stream_when_answered(stream)
                 return
             self.content.write(data)
             return
@@ -279,6 +283,30 @@ class GatewayRequest(server.Request):
                 body, self.body = self.body, None
                 body.abort(BodyAborted("answered before the body was complete"))
         super().finish()
+
+
+def _reset_h2_stream_when_answered(stream: Any) -> None:
+    """
+    HTTP/2, answered before the body was complete: Twisted forgets a stream
+    once its response is sent, and a DATA frame the client sends after that
+    breaks the whole connection (KeyError in H2Connection).  Resetting the
+    stream with NO_ERROR right after the response (RFC 9113, 8.1) tells the
+    client to stop, and h2 then discards late frames itself.
+    """
+    conn = getattr(stream, "_conn", None)
+    sent = getattr(conn, "_streamCleanupCallbacks", {}).get(getattr(stream, "streamID", None))
+    if sent is None:
+        return
+
+    def reset(stream_id: int) -> int:
+        try:
+            conn.conn.reset_stream(stream_id)  # type: ignore[union-attr]
+        except H2ProtocolError:
+            return stream_id  # the client had finished sending after all
+        conn._tryToWriteControlData()  # type: ignore[union-attr]
+        return stream_id
+
+    sent.addCallback(reset)
 
 
 class GatewaySite(server.Site):

@@ -12,19 +12,30 @@ from typing import Dict, List, Optional, Tuple
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
-from twistgate.config._node import Node
+from twistgate.config._node import Fields, Node
 from twistgate.config.model import (
     DemoConfig,
     IPNetwork,
     LimitsConfig,
+    ListenerCertificate,
     ListenerConfig,
     ListenerTLSConfig,
     PluginSection,
 )
 
 LISTENER_KEYS = ("name", "endpoint", "tls")
-TLS_KEYS = ("certificate", "private_key", "client_ca", "client_certificate")
+TLS_KEYS = (
+    "certificate",
+    "private_key",
+    "client_ca",
+    "client_certificate",
+    "certificates",
+    "min_version",
+    "http2",
+)
+TLS_CERTIFICATE_KEYS = ("certificate", "private_key")
 CLIENT_CERTIFICATE = ("none", "optional", "required")
+TLS_MIN_VERSIONS = ("1.2", "1.3")
 LIMIT_SIZES = ("max_request_body", "max_header_bytes", "max_request_line")
 LIMIT_DURATIONS = ("header_timeout", "request_timeout", "idle_timeout", "drain_timeout")
 LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers",)
@@ -73,12 +84,21 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
             first_line.setdefault(name, fields["name"].line)
         endpoint = fields.read("endpoint", server_endpoint, None)
         tls = fields.read("tls", listener_tls, None)
+        if tls is not None and endpoint is not None and endpoint.split(":", 1)[0].strip().lower() == "ssl":
+            fields["endpoint"].issue(
+                "a listener with a 'tls' block takes a plain endpoint like tcp:8443; "
+                "'ssl:' would wrap TLS twice"
+            )
         if name is not None and endpoint is not None:
             found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls))
     return tuple(found)
 
 
 def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
+    """
+    Paths and choices only: the files are read when the listener is built
+    (and again on reload), with errors pointing at this block.
+    """
     fields = node.mapping(TLS_KEYS, required=("certificate", "private_key"))
     if fields is None:
         return None
@@ -91,6 +111,14 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
             f"client_certificate: {client_certificate} needs 'client_ca', "
             "the CA bundle that client certificates are checked against"
         )
+    elif "client_ca" in fields and client_certificate == "none" and _written(fields, "client_certificate", "none"):
+        fields["client_ca"].issue(
+            "client_ca is set but client_certificate is none, so no client certificate "
+            "would be asked for; set client_certificate: optional or required"
+        )
+    more = fields.read("certificates", _listener_certificates, ())
+    min_version = fields.read("min_version", _tls_version, "1.2")
+    http2 = fields.read("http2", Node.boolean, True)
     if certificate is None or private_key is None:
         return None
     return ListenerTLSConfig(
@@ -98,7 +126,40 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
         private_key=private_key,
         client_ca=client_ca,
         client_certificate=client_certificate,
+        certificates=more,
+        min_version=min_version,
+        http2=http2,
+        location=node.location(at_key=True),
     )
+
+
+def _written(fields: Fields, key: str, default: str) -> bool:
+    """Whether `key` is absent or written as exactly `default` (not merely invalid)."""
+    return key not in fields or fields[key].node.value == default
+
+
+def _listener_certificates(node: Node) -> Optional[Tuple[ListenerCertificate, ...]]:
+    found: List[ListenerCertificate] = []
+    for item in node.sequence() or ():
+        fields = item.mapping(TLS_CERTIFICATE_KEYS, required=TLS_CERTIFICATE_KEYS)
+        if fields is None:
+            continue
+        certificate = fields.read("certificate", Node.string, None)
+        private_key = fields.read("private_key", Node.string, None)
+        if certificate is not None and private_key is not None:
+            found.append(ListenerCertificate(certificate=certificate, private_key=private_key, location=item.location()))
+    return tuple(found)
+
+
+def _tls_version(node: Node) -> Optional[str]:
+    """``"1.2"`` or ``"1.3"``; an unquoted 1.2 (a YAML number) is accepted too."""
+    text = str(node.node.value) if node.kind in ("number", "integer", "string") else ""
+    if text in ("1", "1.0", "1.1"):
+        node.issue(f'TLS {text} is deprecated (RFC 8996) and never offered; use "1.2" or "1.3"')
+        return None
+    if node.kind == "number" and text in TLS_MIN_VERSIONS:
+        return text
+    return node.choice(TLS_MIN_VERSIONS)
 
 
 def limits(node: Node) -> LimitsConfig:

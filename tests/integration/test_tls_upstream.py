@@ -1,0 +1,236 @@
+"""
+TLS towards upstreams over real sockets: `Agent(reactor,
+contextFactory=policy_for(config))` against a real TLS upstream, which
+records the SNI it was sent and the client certificate it verified.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import pytest_twisted
+from OpenSSL import crypto
+from twisted.internet.ssl import Certificate, CertificateOptions, trustRootFromCertificates
+from twisted.web._newclient import ResponseNeverReceived
+import treq
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from tests.tls.harness import pki  # noqa: F401  (fixture)
+from twistgate.config import load_text
+from twistgate.upstream.tls import policy_for
+
+
+class WhoCalled(Resource):
+    """Answers with the subject of the client certificate it verified, or 'anonymous'."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        peer = request.transport.getPeerCertificate()
+        if peer is None:
+            return b"anonymous"
+        return peer.to_cryptography().subject.rfc4514_string().encode()
+
+
+class TLSUpstream:
+    def __init__(self, reactor, pki, *, require_client=False):
+        self.server_names = []
+        options = dict(
+            privateKey=_pkey(pki.upstream.private_key),
+            certificate=_x509(pki.upstream.cert),
+            contextForServerName=self._record,
+        )
+        if require_client:
+            options["trustRoot"] = trustRootFromCertificates([Certificate(_x509(pki.upstream_ca.cert))])
+        site = Site(WhoCalled())
+        site.log = lambda request: None
+        self.port = reactor.listenSSL(0, site, CertificateOptions(**options), interface="127.0.0.1")
+
+    def _record(self, server_name):
+        self.server_names.append(server_name)
+        return None  # keep the one certificate
+
+    @property
+    def number(self):
+        return self.port.getHost().port
+
+
+def _x509(cert):
+    return crypto.X509.from_cryptography(cert)
+
+
+def _pkey(key):
+    return crypto.PKey.from_cryptography_key(key)
+
+
+@pytest.fixture
+def upstreams(reactor):
+    started = []
+    pools = []
+
+    def start(pki, **kwargs):
+        upstream = TLSUpstream(reactor, pki, **kwargs)
+        started.append(upstream)
+        return upstream
+
+    start.pools = pools
+    yield start
+    for pool in pools:
+        pytest_twisted.blockon(pool.closeCachedConnections())
+    for upstream in started:
+        pytest_twisted.blockon(upstream.port.stopListening())
+
+
+def upstream_config(tls_yaml, port):
+    text = textwrap.dedent(
+        f"""
+        listeners: [{{name: a, endpoint: "tcp:1"}}]
+        upstreams:
+          svc:
+            targets: [{{url: "https://127.0.0.1:{port}"}}]
+        """
+    )
+    if tls_yaml is not None:
+        text += f"    tls: {tls_yaml}\n"
+    return load_text(text, filename="gw.yaml", environ={}).upstreams["svc"]
+
+
+def failure_text(caught):
+    """What the TLS layer said: the Agent wraps it in ResponseNeverReceived."""
+    return " ".join(str(reason.value) for reason in caught.value.reasons)
+
+
+@pytest_twisted.inlineCallbacks
+def fetch(reactor, upstreams, config):
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    upstreams.pools.append(pool)
+    agent = Agent(reactor, contextFactory=policy_for(config), pool=pool)
+    response = yield agent.request(b"GET", config.targets[0].url.encode() + b"/")
+    body = yield treq.content(response)
+    return response.code, body
+
+
+@pytest_twisted.inlineCallbacks
+def test_verified_against_the_configured_ca(reactor, pki, upstreams):
+    """The upstream's certificate chains to `ca` and names the target's IP: 200, and no SNI for an IP."""
+    upstream = upstreams(pki)
+    code, body = yield fetch(reactor, upstreams, upstream_config(f"{{ca: {pki.upstream_ca.certificate}}}", upstream.number))
+    assert (code, body) == (200, b"anonymous")
+    assert upstream.server_names == [None]
+
+
+@pytest_twisted.inlineCallbacks
+def test_server_name_is_sent_and_verified(reactor, pki, upstreams):
+    upstream = upstreams(pki)
+    config = upstream_config(f"{{ca: {pki.upstream_ca.certificate}, server_name: upstream.internal}}", upstream.number)
+    code, _ = yield fetch(reactor, upstreams, config)
+    assert code == 200 and upstream.server_names == [b"upstream.internal"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_wrong_server_name_is_refused(reactor, pki, upstreams):
+    """A certificate that does not name server_name fails verification (service_identity)."""
+    upstream = upstreams(pki)
+    config = upstream_config(f"{{ca: {pki.upstream_ca.certificate}, server_name: someone-else.internal}}", upstream.number)
+    with pytest.raises(ResponseNeverReceived) as caught:
+        yield fetch(reactor, upstreams, config)
+    assert "DNSMismatch" in failure_text(caught) and "someone-else.internal" in failure_text(caught)
+
+
+@pytest_twisted.inlineCallbacks
+def test_default_is_the_system_store_which_refuses_a_private_ca(reactor, pki, upstreams):
+    """No `tls` section: verification is still on, so a private CA's upstream is refused."""
+    upstream = upstreams(pki)
+    with pytest.raises(ResponseNeverReceived) as caught:
+        yield fetch(reactor, upstreams, upstream_config(None, upstream.number))
+    assert "certificate verify failed" in failure_text(caught)
+
+
+@pytest_twisted.inlineCallbacks
+def test_another_ca_is_refused(reactor, pki, upstreams):
+    upstream = upstreams(pki)
+    with pytest.raises(ResponseNeverReceived) as caught:
+        yield fetch(reactor, upstreams, upstream_config(f"{{ca: {pki.clients_ca.certificate}}}", upstream.number))
+    assert "certificate verify failed" in failure_text(caught)
+
+
+@pytest_twisted.inlineCallbacks
+def test_mtls_to_the_upstream(reactor, pki, upstreams):
+    """An upstream that requires a client certificate gets the gateway's; without one it refuses."""
+    upstream = upstreams(pki, require_client=True)
+    with_certificate = upstream_config(
+        f"{{ca: {pki.upstream_ca.certificate}, certificate: {pki.gateway_client.certificate}, "
+        f"private_key: {pki.gateway_client.key}}}",
+        upstream.number,
+    )
+    code, body = yield fetch(reactor, upstreams, with_certificate)
+    assert (code, body) == (200, b"CN=twistgate")
+    with pytest.raises(ResponseNeverReceived) as caught:
+        yield fetch(reactor, upstreams, upstream_config(f"{{ca: {pki.upstream_ca.certificate}}}", upstream.number))
+    assert "certificate required" in failure_text(caught)
+
+
+@pytest_twisted.inlineCallbacks
+def test_verify_false_still_encrypts_and_sends_sni(reactor, pki, upstreams):
+    """verify: false connects to an untrusted upstream (it is the operator's explicit choice)."""
+    upstream = upstreams(pki)
+    config = upstream_config("{verify: false, server_name: upstream.internal}", upstream.number)
+    code, _ = yield fetch(reactor, upstreams, config)
+    assert code == 200 and upstream.server_names == [b"upstream.internal"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_through_the_gateway_with_mtls_upstream(reactor, pki, upstreams):
+    """A whole gateway whose upstream Agent uses policy_for: a client's plain request reaches the mTLS upstream."""
+    from twisted.internet.threads import deferToThread
+
+    from tests.integration.conftest import http_request
+    from twistgate.gateway import Generation
+    from twistgate.resource import GatewayResource
+    from twistgate.server import GatewaySite
+
+    upstream = upstreams(pki, require_client=True)
+    config = load_text(
+        textwrap.dedent(
+            f"""
+            listeners: [{{name: a, endpoint: "tcp:0"}}]
+            upstreams:
+              svc:
+                targets: [{{url: "https://127.0.0.1:{upstream.number}"}}]
+                tls:
+                  ca: {pki.upstream_ca.certificate}
+                  certificate: {pki.gateway_client.certificate}
+                  private_key: {pki.gateway_client.key}
+                  server_name: upstream.internal
+            routes:
+              - {{name: all, path: /*, upstream: svc}}
+            """
+        ),
+        filename="gw.yaml",
+        environ={},
+    )
+    pool = HTTPConnectionPool(reactor)
+    upstreams.pools.append(pool)
+    generation = Generation(config, reactor, agent_for=lambda up: Agent(reactor, contextFactory=policy_for(up), pool=pool))
+    port = reactor.listenTCP(0, GatewaySite(GatewayResource(generation), config.limits, reactor), interface="127.0.0.1")
+    try:
+        reply = yield deferToThread(http_request, port.getHost().port, "GET", "/who")
+        assert (reply.status, reply.body) == (200, b"CN=twistgate")
+        assert upstream.server_names == [b"upstream.internal"]
+    finally:
+        yield port.stopListening()
+        yield generation.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_verify_false_with_a_client_certificate(reactor, pki, upstreams):
+    upstream = upstreams(pki, require_client=True)
+    config = upstream_config(
+        f"{{verify: false, certificate: {pki.gateway_client.certificate}, private_key: {pki.gateway_client.key}}}",
+        upstream.number,
+    )
+    code, body = yield fetch(reactor, upstreams, config)
+    assert (code, body) == (200, b"CN=twistgate")
