@@ -111,6 +111,8 @@ class _Route(Generic[T]):
         else:
             methods = frozenset(config.methods)
             self.accepts = methods | {"HEAD"} if "GET" in methods else methods
+            if "cors" in config.policies:  # CORS preflights; the cors stage 405s other OPTIONS
+                self.accepts = self.accepts | {"OPTIONS"}
         self.strip = _rewrite_prefix(config.strip_prefix, "strip_prefix")
         self.add = _rewrite_prefix(config.add_prefix, "add_prefix")
         literals = sum(1 for s in self.segments if s is not None)
