@@ -1,0 +1,134 @@
+"""
+The cache's configuration: the route section ``cache:`` and the top-level
+``cache:`` section (the shared store), parsed once into frozen values.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import attrs
+
+from twistgate.config._node import Node
+from twistgate.config.model import Location, MiB
+
+ROUTE_KEYS = (
+    "ttl",
+    "methods",
+    "max_object_size",
+    "max_variants",
+    "stale_while_revalidate",
+    "stale_if_error",
+    "collapse",
+    "collapse_timeout",
+    "client_directives",
+    "key_headers",
+    "key_consumer",
+)
+GATEWAY_KEYS = ("max_memory", "status_name")
+CACHEABLE_METHODS = ("GET", "HEAD")
+_STATUS_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+
+
+@attrs.frozen(kw_only=True)
+class RouteCacheConfig:
+    """``routes[].cache``."""
+
+    ttl: Optional[float] = None  # default lifetime for cacheable responses without explicit freshness
+    methods: Tuple[bytes, ...] = (b"GET", b"HEAD")
+    max_object_size: int = 1 * MiB
+    max_variants: int = 16
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    collapse: bool = True
+    collapse_timeout: float = 5.0  # how long a miss waits for another's fetch before going itself
+    client_directives: bool = True
+    key_headers: Tuple[bytes, ...] = ()
+    key_consumer: bool = False
+    location: Location = attrs.field(default=Location(), eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class CacheStoreConfig:
+    """Top-level ``cache``: the store every route shares."""
+
+    max_memory: int = 64 * MiB
+    status_name: str = "twistgate"  # the cache's name in Cache-Status
+    location: Location = attrs.field(default=Location(), eq=False)
+
+
+def parse_route(node: Node) -> Optional[RouteCacheConfig]:
+    fields = node.mapping(ROUTE_KEYS)
+    if fields is None:
+        return None
+    defaults = RouteCacheConfig()
+    return RouteCacheConfig(
+        ttl=fields.read("ttl", Node.duration, None),
+        methods=fields.read("methods", _methods, defaults.methods),
+        max_object_size=fields.read("max_object_size", lambda n: n.size(min=1), defaults.max_object_size),
+        max_variants=fields.read("max_variants", lambda n: n.integer(min=1), defaults.max_variants),
+        stale_while_revalidate=fields.read("stale_while_revalidate", _window, 0.0),
+        stale_if_error=fields.read("stale_if_error", _window, 0.0),
+        collapse=fields.read("collapse", Node.boolean, True),
+        collapse_timeout=fields.read("collapse_timeout", Node.duration, defaults.collapse_timeout),
+        client_directives=fields.read("client_directives", Node.boolean, True),
+        key_headers=fields.read("key_headers", _header_names, ()),
+        key_consumer=fields.read("key_consumer", Node.boolean, False),
+        location=node.location(at_key=True),
+    )
+
+
+def parse_gateway(node: Node) -> Optional[CacheStoreConfig]:
+    fields = node.mapping(GATEWAY_KEYS)
+    if fields is None:
+        return None
+    defaults = CacheStoreConfig()
+    return CacheStoreConfig(
+        max_memory=fields.read("max_memory", lambda n: n.size(min=1), defaults.max_memory),
+        status_name=fields.read("status_name", _status_name, defaults.status_name),
+        location=node.location(at_key=True),
+    )
+
+
+def _window(node: Node) -> Optional[float]:
+    return node.duration(positive=False)
+
+
+def _methods(node: Node) -> Optional[Tuple[bytes, ...]]:
+    items = node.sequence(non_empty=True)
+    if items is None:
+        return None
+    methods = []
+    for item in items:
+        name = item.string()
+        if name is None:
+            continue
+        if name.upper() not in CACHEABLE_METHODS:
+            item.issue(f"only GET and HEAD responses are cached, got {name!r}")
+            continue
+        methods.append(name.upper().encode("ascii"))
+    return tuple(dict.fromkeys(methods))
+
+
+def _header_names(node: Node) -> Optional[Tuple[bytes, ...]]:
+    items = node.sequence()
+    if items is None:
+        return None
+    names = []
+    for item in items:
+        name = item.string()
+        if name is None:
+            continue
+        if not all(c.isalnum() or c in "!#$%&'*+.^_`|~-" for c in name):
+            item.issue(f"{name!r} is not a header field name")
+            continue
+        names.append(name.encode("ascii"))
+    return tuple(names)
+
+
+def _status_name(node: Node) -> Optional[str]:
+    name = node.string()
+    if name is not None and not (set(name) <= _STATUS_NAME_CHARS and name[:1].isalpha()):
+        node.issue(f"{name!r} is not a valid Cache-Status name (a letter, then letters, digits, '-', '.', '_')")
+        return None
+    return name
