@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests drive for real: redis-server (shared
 # rate limits), postgresql (shared API keys), chromium (the dashboard),
-# openssl (test certificates), curl.
+# openssl (test certificates), promtool (metrics lint), curl.
 need=()
-for pair in curl:curl redis-server:redis-server chromium:chromium openssl:openssl; do
+for pair in curl:curl redis-server:redis-server chromium:chromium openssl:openssl promtool:prometheus; do
     tool="${pair%%:*}"; package="${pair#*:}"
     command -v "$tool" >/dev/null 2>&1 || need+=("$package")
 done

@@ -21,6 +21,10 @@ def _build(path: str):  # type: ignore[no-untyped-def]
     from twistgate.gateway import Generation
 
     config = load_file(path)
+    from twistgate.listeners import build_listener
+
+    for index, listener in enumerate(config.listeners):  # TLS listeners read their certificate files
+        build_listener(listener, MemoryReactorClock(), source=path, index=index)
     return Generation(config, MemoryReactorClock())
 
 
@@ -65,7 +69,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check.add_argument("file")
     routes = sub.add_parser("routes", help="print the route table in match order")
     routes.add_argument("file")
+    explain = sub.add_parser("explain", help="which route a request takes, why, and what runs on it")
+    explain.add_argument("file")
+    explain.add_argument("--method", default="GET")
+    explain.add_argument("--host", default=None)
+    explain.add_argument("--path", required=True)
+    explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    from twistgate.auth.cli import add_keys_command
+
+    add_keys_command(sub)  # `twistgate keys create|list|revoke` (twistgate/auth/cli.py)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return int(args.handler(args))
+    if args.command == "explain":
+        from twistgate.ops.explain import main as explain_main
+
+        return explain_main(args, _build)
     if args.command == "check":
         return _check(args.file)
     return _routes(args.file)

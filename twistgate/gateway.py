@@ -10,7 +10,9 @@ started on the old one finish there.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
+
+import attrs
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
@@ -18,7 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 from twisted.web.http import datetimeToString
 
-from twistgate.config.model import GatewayConfig, RouteConfig, UpstreamConfig
+from twistgate.config.model import GatewayConfig, Location, RouteConfig, UpstreamConfig
 from twistgate.http import ForwardingPolicy
 from twistgate.plugins.manager import GatewayPlugins, PluginContext, build_plugins
 from twistgate.plugins.registry import PluginRegistry
@@ -85,22 +87,42 @@ class Generation:
         inflight: Optional[InFlight] = None,
         agent_for: Optional[Callable[[UpstreamConfig], Any]] = None,
         plugin_registry: Optional[PluginRegistry] = None,
+        previous: Optional["Generation"] = None,
+        shared: Optional[Mapping[str, Any]] = None,
     ) -> None:
+        """
+        :param previous: the generation this one replaces (reload): its
+            upstreams whose configuration is unchanged are reused, with their
+            pools, health and breaker state.
+        :param shared: objects that outlive generations (the operations
+            state), put in the build context's services under their keys.
+        """
         self.config = config
         self.clock = reactor
         self.via = VIA
+        self.number = 0  # set when it starts serving (twistgate.ops)
+        self.agent_for = agent_for
+        self.plugin_registry = plugin_registry
         self.inflight = inflight if inflight is not None else InFlight()
         self.forwarding = ForwardingPolicy(config.trusted_proxies)
-        self.upstreams: Dict[str, Upstream] = {
-            name: Upstream(upstream, reactor, agent_for(upstream) if agent_for else None)
-            for name, upstream in config.upstreams.items()
-        }
+        self.upstreams: Dict[str, Upstream] = {}
+        self.borrowed: Set[str] = set()  # reused from `previous`: not ours to start or close yet
+        for name, upstream in config.upstreams.items():
+            reused = _reusable(previous, upstream)
+            if reused is not None:
+                self.upstreams[name] = reused
+                self.borrowed.add(name)
+            else:
+                self.upstreams[name] = self._new_upstream(upstream, reactor, agent_for)
+        self.owned: Set[str] = set(self.upstreams) - self.borrowed
         # The gateway's own calls (JWKS, plugins' side requests) go through
         # treq over a pool of their own; health checks use each upstream's.
         self.side_pool = HTTPConnectionPool(reactor, persistent=True)
         side_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
         self.http_client = side_client
-        self.build_context = BuildContext(config=config, clock=reactor, http_client=side_client)
+        self.build_context = BuildContext(
+            config=config, clock=reactor, http_client=side_client, services=dict(shared or {})
+        )
         self.services = build_services(self.build_context)
         self.observers = self.build_context.observers
         stages = {route.name: build_stages(route, self.build_context) for route in config.routes}
@@ -122,6 +144,17 @@ class Generation:
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)
+        self.routes_by_name: Dict[str, Route] = {route.name: runtime for route, runtime in entries}
+        # Services that act on the built generation (wrapping upstream sends
+        # for tracing, reading upstream state) get it once it is complete.
+        for svc in list(self.services.values()):
+            attach = getattr(svc, "attach_generation", None)
+            if attach is not None:
+                attach(self)
+
+    @staticmethod
+    def _new_upstream(config: UpstreamConfig, reactor: Any, agent_for: Optional[Callable[[UpstreamConfig], Any]]) -> Upstream:
+        return Upstream(config, reactor, agent_for(config) if agent_for else None)
 
     _date_second = -1
     _date_value = b""
@@ -138,18 +171,55 @@ class Generation:
         self.inflight.done()
 
     def start(self) -> "Deferred[Any]":
-        """Start the services (background refreshes, checks) before serving."""
-        return _each(self.services.values(), "start")
+        """Start the services (background refreshes, checks) and the upstreams this generation made."""
+        own = [self.upstreams[name] for name in sorted(self.upstreams) if name not in self.borrowed]
+        return _each(list(self.services.values()) + own, "start")
+
+    def take_over(self, previous: "Optional[Generation]") -> None:
+        """
+        This generation now serves in place of `previous`: the upstreams it
+        reused become its own to stop and close, and no longer the old one's.
+        """
+        self.owned |= self.borrowed
+        self.borrowed = set()
+        if previous is not None:
+            previous.owned -= {name for name, u in self.upstreams.items() if previous.upstreams.get(name) is u}
 
     def stop(self) -> "Deferred[Any]":
-        """Stop the services and close every upstream pool's idle connections."""
-        stopped = _each(self.services.values(), "stop")
-        pools = [u.pool for u in self.upstreams.values()] + [self.side_pool]
+        """Stop the services and the upstreams this generation owns; close their pools."""
+        owned = [self.upstreams[name] for name in sorted(self.owned)]
+        stopped = _each(list(self.services.values()) + owned, "stop")
+        pools = [u.pool for u in owned] + [self.side_pool]
         return stopped.addBoth(
             lambda _: DeferredList([p.closeCachedConnections() for p in pools], consumeErrors=True)
         )
 
     close = stop
+
+
+def _reusable(previous: "Optional[Generation]", config: UpstreamConfig) -> Optional[Upstream]:
+    """`previous`'s upstream of the same name if its configuration is the same (wherever it is written)."""
+    if previous is None:
+        return None
+    candidate = previous.upstreams.get(config.name)
+    if candidate is None or _comparable(candidate.config) != _comparable(config):
+        return None
+    return candidate
+
+
+def _comparable(value: Any) -> Any:
+    """A config value with its `Location`s left out: moving a section in the file changes nothing."""
+    if isinstance(value, Location):
+        return None
+    if attrs.has(type(value)):
+        return (type(value),) + tuple(
+            _comparable(getattr(value, f.name)) for f in attrs.fields(type(value)) if f.name != "location"
+        )
+    if isinstance(value, Mapping):
+        return tuple(sorted(((k, _comparable(v)) for k, v in value.items()), key=lambda kv: repr(kv[0])))
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    return value
 
 
 def _each(objects: Any, method: str) -> "Deferred[Any]":

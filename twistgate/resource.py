@@ -3,6 +3,13 @@ The one `IResource` of the gateway: every request enters here.
 
 It is a leaf: routing is the gateway's own (host, method, normalised path,
 priority), not Twisted's child traversal.
+
+`generation` is the whole configuration in force.  A reload replaces it
+with `swap`: one attribute assignment on the reactor thread, so the change
+is atomic.  `render` reads it once per request and the `Exchange` keeps that
+generation to the end, so a request never mixes two configurations, and the
+generation counts its own requests in flight (the old one is retired only
+when they are done).
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ class GatewayResource(Resource):
         super().__init__()
         self.generation = generation
         self.draining = False
+
+    def swap(self, generation: Generation) -> Generation:
+        """Serve `generation` from the next request on; returns the one it replaces."""
+        old, self.generation = self.generation, generation
+        return old
 
     def render(self, request: Any) -> int:
         generation = self.generation

@@ -99,9 +99,28 @@ def build_services(context: BuildContext) -> Dict[str, Any]:
     return context.services
 
 
+#: Gateway-wide stages: built for every route from the top-level section
+#: ``key`` (None when absent), e.g. tracing.  The factory may return None.
+GLOBAL_STAGES: Dict[str, Tuple[int, StageFactory]] = {}
+
+
+def global_stage(key: str, *, order: int) -> Callable[[StageFactory], StageFactory]:
+    """Register a stage built for every route (gateway-wide behaviour)."""
+
+    def decorate(factory: StageFactory) -> StageFactory:
+        GLOBAL_STAGES[key] = (order, factory)
+        return factory
+
+    return decorate
+
+
 def build_stages(route: RouteConfig, context: BuildContext) -> List[Tuple[str, object]]:
     """The route's stages, in running order, as (section key, stage object)."""
     built: List[Tuple[int, str, object]] = []
+    for key, (order, factory) in GLOBAL_STAGES.items():
+        obj = factory(context.config.sections.get(key), route, context)
+        if obj is not None:
+            built.append((order, key, obj))
     for key, section in route.policies.items():
         entry = STAGES.get(key)
         if entry is None:

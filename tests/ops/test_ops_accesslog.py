@@ -1,0 +1,81 @@
+"""The access log: one JSON (or text) line per request, with the documented fields."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from twisted.web.resource import Resource
+
+from tests.ops.helpers import yaml
+from twistgate.config import ConfigError, load_text
+from twistgate.testing import GatewayHarness
+
+CONFIG = yaml(
+    """
+    listeners: [{name: p, endpoint: "tcp:0"}]
+    upstreams: {app: {targets: [{url: "http://app:80"}]}}
+    routes:
+      - {name: r, path: "/r/*", upstream: app}
+    """
+)
+
+
+class Upstream(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"0123456789"
+
+
+def gateway(path, fmt="json"):
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {path}, format: {fmt}}}\n"), Upstream())
+    gw.generation.start()
+    return gw
+
+
+def test_json_line_per_request_with_the_fields(tmp_path):
+    log = tmp_path / "access.log"
+    gw = gateway(log)
+    gw.clock.advance(1700000000.25)
+    gw.content(gw.request("GET", "http://gw/r/a?token=secret", headers={"X-Request-ID": "req-1", "traceparent": "00-12345678901234567890123456789012-1234567890123456-01"}))
+    gw.content(gw.request("GET", "http://gw/missing"))
+    gw.generation.stop()
+    first, second = [json.loads(line) for line in log.read_text().splitlines()]
+    assert first == {
+        "time": "2023-11-14T22:13:20.250Z", "request_id": "req-1", "method": "GET", "path": "/r/a", "route": "r",
+        "status": 200, "error": None, "bytes_in": 0, "bytes_out": 10, "duration_ms": 0.0, "upstream": "app",
+        "upstream_target": "http://app", "upstream_duration_ms": 0.0, "retries": 0, "client_ip": "127.0.0.1",
+        "consumer": None, "cache": None, "client_gone": False, "trace_id": "12345678901234567890123456789012",
+    }
+    assert (second["route"], second["status"], second["error"], second["upstream"]) == (None, 404, "route_not_found", None)
+    assert "secret" not in log.read_text()
+
+
+def test_text_format(tmp_path):
+    log = tmp_path / "access.log"
+    gw = gateway(log, "text")
+    gw.content(gw.request("GET", "http://gw/r/a", headers={"X-Request-ID": "req-2"}))
+    gw.generation.stop()
+    line = log.read_text()
+    assert line.startswith('127.0.0.1 - - [1970-01-01T00:00:00.000Z] "GET /r/a" 200 10 0.0ms route=r target=http://app')
+    assert line.endswith("id=req-2\n")
+
+
+def test_stdout(capsys):
+    gw = gateway("-")
+    gw.content(gw.request("GET", "http://gw/r/a"))
+    assert json.loads(capsys.readouterr().out)["path"] == "/r/a"
+
+
+def test_missing_directory_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        gateway(tmp_path / "nope" / "access.log")
+    assert "access_log.path: directory" in str(error.value)
+
+
+def test_unknown_format_is_refused_with_its_line():
+    with pytest.raises(ConfigError) as error:
+        load_text(CONFIG + "access_log: {format: xml}\n", "gw.yaml")
+    assert "gw.yaml:6: access_log.format: unknown value 'xml'" in str(error.value)

@@ -1,0 +1,178 @@
+"""Prometheus metrics after known traffic, parsed back from the exposition."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.web.resource import Resource
+
+from tests.ops.helpers import yaml
+from twistgate.config import load_text
+from twistgate.errors import Forbidden, RateLimited, Unauthorized
+from twistgate.exchange import Response
+from twistgate.plugins import hookimpl
+from twistgate.testing import GatewayHarness
+
+
+class Upstream(Resource):
+    isLeaf = True
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def render(self, request: Any) -> bytes:
+        if request.path == b"/boom":
+            request.setResponseCode(503)
+        return b"x" * 10
+
+
+class Gatekeeper:
+    """Refuses by path, like auth and rate limiting would; marks cache results."""
+
+    def __init__(self, options: Any, context: Any) -> None:
+        pass
+
+    @hookimpl
+    def on_request(self, request: Any) -> Any:
+        if request.path == "/limited":
+            raise RateLimited(headers=[("Retry-After", "1")])
+        if request.path == "/anon":
+            raise Unauthorized()
+        if request.path == "/denied":
+            raise Forbidden()
+        if request.path == "/cached":
+            request.state["cache"] = "HIT"
+            return Response(status=200, body=b"cached")
+        if request.path == "/fresh":
+            request.state["cache"] = "miss"
+        return None
+
+
+CONFIG = yaml(
+    """
+    listeners: [{name: p, endpoint: "tcp:0"}]
+    upstreams: {app: {targets: [{url: "http://app:80"}, {url: "http://app2:80", weight: 2}]}}
+    routes:
+      - {name: api, path: "/*", host: gw, upstream: app, plugins: {gatekeeper: {}}}
+      - {name: only-get, path: "/get-only", methods: [GET], upstream: app}
+    """
+)
+
+
+def samples(gw: GatewayHarness) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
+    text = generate_latest(gw.generation.services["operations"].registry).decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(found: Dict, name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_by_route_method_and_status_class():
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    gw = GatewayHarness(load_text(CONFIG), Upstream(clock), clock=clock, plugins={"gatekeeper": Gatekeeper})
+    for path in ("/a", "/b", "/boom", "/limited", "/anon", "/denied", "/cached", "/fresh"):
+        gw.content(gw.request("GET", f"http://gw{path}"))
+    gw.content(gw.request("POST", "http://gw/a", data=b"12345"))
+    gw.content(gw.request("PURGE", "http://gw/a"))
+    gw.content(gw.request("POST", "http://gw/get-only"))
+    gw.content(gw.request("GET", "http://elsewhere/x"))
+    found = samples(gw)
+    assert value(found, "twistgate_requests_total", route="api", method="GET", status_class="2xx") == 4
+    assert value(found, "twistgate_requests_total", route="api", method="GET", status_class="5xx") == 1
+    assert value(found, "twistgate_requests_total", route="api", method="GET", status_class="4xx") == 3
+    assert value(found, "twistgate_requests_total", route="api", method="POST", status_class="2xx") == 2
+    assert value(found, "twistgate_requests_total", route="api", method="OTHER", status_class="2xx") == 1
+    assert value(found, "twistgate_requests_total", route="", method="GET", status_class="4xx") == 1  # 404
+    assert value(found, "twistgate_rate_limited_total", route="api") == 1
+    assert value(found, "twistgate_auth_rejected_total", route="api", reason="unauthorized") == 1
+    assert value(found, "twistgate_auth_rejected_total", route="api", reason="forbidden") == 1
+    assert value(found, "twistgate_cache_lookups_total", route="api", result="hit") == 1
+    assert value(found, "twistgate_cache_lookups_total", route="api", result="miss") == 1
+    assert value(found, "twistgate_response_body_bytes_total", route="api") >= 60  # 6 upstream bodies of 10
+    assert value(found, "twistgate_request_duration_seconds_count", route="api") == 11
+    assert value(found, "twistgate_upstream_duration_seconds_count", upstream="app") == 7
+    assert value(found, "twistgate_build_info", version=__import__("twistgate").__version__, python=__import__("platform").python_version(), twisted=__import__("twisted").__version__) == 1
+    assert value(found, "twistgate_config_generation") == 1
+    assert value(found, "twistgate_upstream_target_healthy", upstream="app", target="http://app2") == 1
+
+
+def test_labels_never_carry_paths_or_client_addresses():
+    gw = GatewayHarness(load_text(CONFIG), Upstream(None), plugins={"gatekeeper": Gatekeeper})
+    for i in range(20):
+        gw.content(gw.request("GET", f"http://gw/users/{i}?token=secret{i}"))
+    text = generate_latest(gw.generation.services["operations"].registry).decode()
+    assert "/users/" not in text and "secret" not in text and "127.0.0.1" not in text
+    series = [line for line in text.splitlines() if line.startswith("twistgate_requests_total{")]
+    assert len(series) == 1
+
+
+def test_latency_histogram_uses_the_gateway_clock():
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+    from twisted.web.server import NOT_DONE_YET
+
+    clock = Clock()
+    pending = []
+
+    class Slow(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            pending.append(request)
+            return NOT_DONE_YET
+
+    gw = GatewayHarness(load_text(CONFIG), Slow(), clock=clock, plugins={"gatekeeper": Gatekeeper})
+    d = gw.start("GET", "http://gw/slow")
+    clock.advance(0.3)
+    pending[0].write(b"done")
+    pending[0].finish()
+    gw.flush()
+    gw.content(d.result)
+    found = samples(gw)
+    assert value(found, "twistgate_request_duration_seconds_bucket", route="api", le="0.25") == 0
+    assert value(found, "twistgate_request_duration_seconds_bucket", route="api", le="0.5") == 1
+    assert value(found, "twistgate_upstream_duration_seconds_sum", upstream="app") == 0.3
+    assert value(found, "twistgate_requests_in_flight") == 0
+
+
+def test_each_gateway_has_its_own_registry():
+    a = GatewayHarness(load_text(CONFIG), Upstream(None), plugins={"gatekeeper": Gatekeeper})
+    b = GatewayHarness(load_text(CONFIG), Upstream(None), plugins={"gatekeeper": Gatekeeper})
+    a.content(a.request("GET", "http://gw/a"))
+    assert value(samples(a), "twistgate_requests_total", route="api", method="GET", status_class="2xx") == 1
+    assert value(samples(b), "twistgate_requests_total", route="api", method="GET", status_class="2xx") == 0
+
+
+def test_upstream_health_and_breaker_state_from_the_upstream_snapshot():
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from twistgate.ops.runtime import Operations
+
+    class Snapshotting:
+        def snapshot(self):
+            return [
+                {"url": "http://a", "weight": 1, "healthy": True, "breaker": "closed", "in_flight": 2},
+                {"url": "http://b", "weight": 1, "healthy": False, "breaker": {"state": "half-open"}, "in_flight": 0},
+            ]
+
+    ops = Operations(Clock())
+    ops.adopt(SimpleNamespace(upstreams={"u": Snapshotting()}, inflight=SimpleNamespace(count=3)))
+    text = generate_latest(ops.registry).decode()
+    assert 'twistgate_upstream_target_healthy{target="http://a",upstream="u"} 1.0' in text
+    assert 'twistgate_upstream_target_healthy{target="http://b",upstream="u"} 0.0' in text
+    assert 'twistgate_upstream_target_in_flight{target="http://a",upstream="u"} 2.0' in text
+    assert 'twistgate_upstream_breaker_state{state="half_open",target="http://b",upstream="u"} 1.0' in text
+    assert 'twistgate_upstream_breaker_state{state="open",target="http://b",upstream="u"} 0.0' in text
+    assert "twistgate_requests_in_flight 3.0" in text

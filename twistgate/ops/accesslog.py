@@ -1,0 +1,131 @@
+"""
+The access log: one line per finished request, JSON by default, emitted
+through `twisted.logger` on a logger of its own (namespace
+``twistgate.access``) whose observer writes to standard output or a file.
+
+Keeping access lines off the global log publisher means twistd's own log
+stays readable and the access log can be parsed line by line.  The query
+string is never logged (it may carry tokens), nor any header.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from typing import IO, Any, Dict, Optional
+
+from twisted.logger import FileLogObserver, Logger, LogPublisher
+
+from twistgate.config.model import ConfigError, ConfigIssue
+from twistgate.ops.metrics import NO_ROUTE
+
+_log = Logger()
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return round(seconds * 1000.0, 3) if seconds is not None else None
+
+
+def access_fields(record: Any) -> Dict[str, Any]:
+    """The fields of one access line (see docs/operations.md)."""
+    state = record.state or {}
+    trace = state.get("trace")
+    cache = state.get("cache")
+    return {
+        "time": iso_time(record.finished),
+        "request_id": record.request_id,
+        "method": record.method,
+        "path": record.path,
+        "route": record.route,
+        "status": record.status,
+        "error": record.error,
+        "bytes_in": record.bytes_in,
+        "bytes_out": record.bytes_out,
+        "duration_ms": _ms(max(record.duration, 0.0)),
+        "upstream": record.upstream,
+        "upstream_target": record.target,
+        "upstream_duration_ms": _ms(record.upstream_head_seconds),
+        "retries": max(record.attempts - 1, 0),
+        "client_ip": record.client_ip,
+        "consumer": record.consumer,
+        "cache": str(cache) if cache is not None else None,
+        "client_gone": record.client_gone,
+        "trace_id": getattr(trace, "trace_id", None),
+    }
+
+
+def format_json(event: Dict[str, Any]) -> Optional[str]:
+    fields = event.get("access")
+    if fields is None:
+        return None
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def format_text(event: Dict[str, Any]) -> Optional[str]:
+    f = event.get("access")
+    if f is None:
+        return None
+    return (
+        f'{f["client_ip"] or "-"} - {f["consumer"] or "-"} [{f["time"]}] "{f["method"]} {f["path"]}" '
+        f'{f["status"]} {f["bytes_out"]} {f["duration_ms"]}ms route={f["route"] or NO_ROUTE or "-"} '
+        f'target={f["upstream_target"] or "-"} retries={f["retries"]} cache={f["cache"] or "-"} '
+        f'error={f["error"] or "-"} id={f["request_id"]}\n'
+    )
+
+
+class AccessLog:
+    """A per-generation service: the observer that writes access lines."""
+
+    def __init__(self, settings: Any, *, stream: Optional[IO[str]] = None) -> None:
+        self.settings = settings
+        self._given = stream
+        self._file: Optional[IO[str]] = None
+        self._publisher = LogPublisher()
+        self.log = Logger(namespace="twistgate.access", observer=self._publisher)
+        self._observer: Optional[FileLogObserver] = None
+        if stream is not None:
+            self._attach(stream)
+
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        """Refuse a file path whose directory does not exist (at build, not at the first request)."""
+        if settings.path == "-":
+            return
+        directory = os.path.dirname(os.path.abspath(settings.path))
+        if not os.path.isdir(directory):
+            raise ConfigError(
+                [ConfigIssue(location=settings.location, message=f"access_log.path: directory {directory!r} does not exist")]
+            )
+
+    def _attach(self, stream: IO[str]) -> None:
+        formatter = format_text if self.settings.format == "text" else format_json
+        self._observer = FileLogObserver(stream, formatter)
+        self._publisher.addObserver(self._observer)
+
+    def start(self) -> None:
+        if self._observer is not None:
+            return
+        if self.settings.path == "-":
+            self._attach(sys.stdout)
+            return
+        self._file = open(self.settings.path, "a", encoding="utf-8", buffering=1)
+        self._attach(self._file)
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._publisher.removeObserver(self._observer)
+            self._observer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def observe(self, record: Any) -> None:
+        if self._observer is None:
+            return  # not started (twistgate check) or stopped
+        self.log.info("{access[method]} {access[path]} {access[status]}", access=access_fields(record))

@@ -1,0 +1,321 @@
+"""
+The admin listener's resource: ``/metrics``, the JSON admin API under
+``/admin/`` and the dashboard.
+
+Everything under ``/admin/`` needs ``Authorization: Bearer <token>``
+(compared in constant time), except the dashboard's own files, which hold
+no data: the page asks for the token and sends it as that header.
+``/metrics`` is open unless ``admin.metrics_auth`` is true.  Answers are
+JSON; errors have the contract's body.  The token is read from the serving
+generation, so a reload can rotate it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from importlib import resources
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource, getChildForRequest
+from twisted.web.server import NOT_DONE_YET
+
+from twistgate import __version__
+from twistgate.errors import GatewayError, error_body
+from twistgate.http import request_id_from
+from twistgate.ops.explain import explain
+from twistgate.ops.metrics import MetricsResource
+from twistgate.ops.redact import redacted
+from twistgate.ops.runtime import upstream_targets
+
+_log = Logger()
+
+STATIC_FILES = {
+    b"": ("dashboard.html", b"text/html; charset=utf-8"),
+    b"dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
+    b"dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
+}
+DASHBOARD_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    b"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class NotFound(GatewayError):
+    status, code, default_message = 404, "not_found", "No such admin resource."
+
+
+class MethodNotAllowed(GatewayError):
+    status, code, default_message = 405, "method_not_allowed", "The admin resource does not accept this method."
+
+
+class AdminUnauthorized(GatewayError):
+    status, code, default_message = 401, "unauthorized", "A valid admin bearer token is required."
+
+
+def static_file(name: str) -> bytes:
+    """A dashboard file shipped in the package (twistgate/static/)."""
+    return resources.files("twistgate").joinpath("static", name).read_bytes()
+
+
+def bearer_token(request: Any) -> Optional[bytes]:
+    value = request.getHeader(b"authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def token_matches(given: Optional[bytes], expected: str) -> bool:
+    """Constant-time comparison (hmac.compare_digest) of the presented token."""
+    if given is None:
+        return False
+    return hmac.compare_digest(given, expected.encode("utf-8"))
+
+
+class AdminResource(Resource):
+    """The admin listener's root: one leaf that dispatches on the path."""
+
+    isLeaf = True
+
+    def __init__(self, runtime: Any) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.metrics = MetricsResource(runtime.ops.registry)
+        self._static: Dict[bytes, Tuple[bytes, bytes]] = {}
+        self.routes: Dict[Tuple[bytes, bytes], Callable[[Any], Any]] = {
+            (b"GET", b"health"): self.health,
+            (b"GET", b"routes"): self.routes_list,
+            (b"GET", b"upstreams"): self.upstreams,
+            (b"GET", b"stats"): self.stats,
+            (b"GET", b"config"): self.config,
+            (b"GET", b"explain"): self.explain,
+            (b"POST", b"reload"): self.reload,
+        }
+
+    # -- dispatch ------------------------------------------------------------
+
+    def render(self, request: Any) -> Any:
+        request_id = request_id_from(request.requestHeaders)
+        request.setHeader(b"X-Request-Id", request_id.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        try:
+            return self._dispatch(request, request_id)
+        except GatewayError as error:
+            return self._error(request, error, request_id)
+
+    def _dispatch(self, request: Any, request_id: str) -> Any:
+        method = b"GET" if request.method == b"HEAD" else request.method
+        segments = request.path.split(b"/")[1:]
+        if segments == [b"metrics"]:
+            if method != b"GET":
+                raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
+            if self.settings().metrics_auth:
+                self._authorise(request)
+            return self.metrics.render_GET(request)
+        if not segments or segments[0] != b"admin":
+            raise NotFound()
+        if len(segments) == 1:  # /admin -> /admin/
+            request.setResponseCode(301)
+            request.setHeader(b"Location", b"/admin/")
+            return b""
+        name = segments[1]
+        if len(segments) == 2 and name in STATIC_FILES:
+            if method != b"GET":
+                raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
+            return self._static_file(request, name)
+        self._authorise(request)
+        if name == b"keys":
+            return self._keys(request, segments[2:])
+        if len(segments) != 2:
+            raise NotFound()
+        handler = self.routes.get((method, name))
+        if handler is None:
+            allowed = sorted(m.decode() for (m, n) in self.routes if n == name)
+            if not allowed:
+                raise NotFound()
+            raise MethodNotAllowed(headers=[("Allow", ", ".join(allowed))])
+        result = handler(request)
+        if hasattr(result, "addCallback"):
+            result.addCallback(lambda answer: self._send(request, *answer))
+            result.addErrback(self._failed, request, request_id)
+            return NOT_DONE_YET
+        return self._json(request, result)
+
+    def settings(self) -> Any:
+        return self.runtime.admin_settings()
+
+    def _authorise(self, request: Any) -> None:
+        given = bearer_token(request)
+        if token_matches(given, self.settings().token):
+            return
+        challenge = 'Bearer realm="twistgate-admin"'
+        if given is not None:
+            challenge += ', error="invalid_token"'
+        raise AdminUnauthorized(headers=[("WWW-Authenticate", challenge)])
+
+    # -- answers -------------------------------------------------------------
+
+    def _json(self, request: Any, data: Any, status: int = 200) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps(data, indent=1, default=str).encode("utf-8") + b"\n"
+
+    def _send(self, request: Any, data: Any, status: int = 200) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.write(self._json(request, data, status))
+        request.finish()
+
+    def _error(self, request: Any, error: GatewayError, request_id: str) -> bytes:
+        request.setResponseCode(error.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        for name, value in error.headers:
+            request.responseHeaders.addRawHeader(name, value)
+        return error_body(error.code, error.message, request_id)
+
+    def _failed(self, failure: Any, request: Any, request_id: str) -> None:
+        _log.failure("admin request {request_id} failed", failure, request_id=request_id)
+        if not request.finished:
+            request.write(self._error(request, GatewayError(), request_id))
+            request.finish()
+
+    def _static_file(self, request: Any, name: bytes) -> bytes:
+        cached = self._static.get(name)
+        if cached is None:
+            filename, content_type = STATIC_FILES[name]
+            cached = self._static[name] = (static_file(filename), content_type)
+        body, content_type = cached
+        request.setHeader(b"Content-Type", content_type)
+        request.setHeader(b"Content-Security-Policy", DASHBOARD_CSP)
+        request.setHeader(b"X-Frame-Options", b"DENY")
+        request.setHeader(b"Referrer-Policy", b"no-referrer")
+        return body
+
+    def _keys(self, request: Any, rest: list) -> Any:
+        """``/admin/keys...``: the auth feature's own admin resource, behind our token."""
+        auth = self.runtime.generation.services.get("auth")
+        make = getattr(auth, "admin_resource", None)
+        resource = make() if make is not None else None
+        if resource is None:
+            raise NotFound("API keys are not managed by this gateway (no key store configured).")
+        request.prepath = [b"admin", b"keys"]
+        request.postpath = list(rest)
+        return getChildForRequest(resource, request).render(request)
+
+    # -- endpoints -------------------------------------------------------------
+
+    def health(self, request: Any) -> Any:
+        runtime = self.runtime
+        generation = runtime.generation
+        ops = runtime.ops
+        upstreams = {}
+        for name, upstream in sorted(generation.upstreams.items()):
+            targets = upstream_targets(upstream)
+            upstreams[name] = {"targets": len(targets), "healthy": sum(1 for t in targets if t.get("healthy", True))}
+        draining = runtime.draining
+        body = {
+            "status": "draining" if draining else "ok",
+            "version": __version__,
+            "generation": ops.number,
+            "uptime_seconds": round(ops.clock.seconds() - ops.started, 3),
+            "in_flight": ops.in_flight(),
+            "open_connections": sum(ops.connections.values()),
+            "routes": len(generation.config.routes),
+            "upstreams": upstreams,
+            "last_reload": ops.last_reload,
+        }
+        return (body, 503) if draining else body
+
+    def routes_list(self, request: Any) -> Any:
+        generation = self.runtime.generation
+        rows = []
+        for row in generation.routes.rows():
+            runtime_route = _runtime_route(generation, row.name)
+            rows.append(
+                {
+                    "rank": row.rank, "name": row.name, "priority": row.priority, "host": row.host,
+                    "methods": row.methods, "path": row.path, "kind": row.kind, "upstream": row.upstream,
+                    "rewrite": row.rewrite or None,
+                    "timeout_seconds": runtime_route.timeout if runtime_route is not None else None,
+                    "policies": sorted(row.config.policies),
+                    "stages_and_plugins": list(runtime_route.plugins.names) if runtime_route is not None else [],
+                }
+            )
+        return {"generation": self.runtime.ops.number, "routes": rows}
+
+    def upstreams(self, request: Any) -> Any:
+        generation = self.runtime.generation
+        out = []
+        for name, upstream in sorted(generation.upstreams.items()):
+            targets = upstream_targets(upstream)
+            in_flight = [t.get("in_flight") for t in targets if t.get("in_flight") is not None]
+            out.append(
+                {
+                    "name": name,
+                    "balance": upstream.config.balance,
+                    "policies": sorted(upstream.config.policies),
+                    "in_flight": sum(in_flight) if in_flight else None,
+                    "healthy_targets": sum(1 for t in targets if t.get("healthy", True)),
+                    "targets": targets,
+                }
+            )
+        return {"generation": self.runtime.ops.number, "upstreams": out}
+
+    def stats(self, request: Any) -> Any:
+        ops = self.runtime.ops
+        body = ops.stats.snapshot()
+        body.update(
+            generation=ops.number,
+            uptime_seconds=round(ops.clock.seconds() - ops.started, 3),
+            in_flight=ops.in_flight(),
+            open_connections=sum(ops.connections.values()),
+        )
+        return body
+
+    def config(self, request: Any) -> Any:
+        config = self.runtime.generation.config
+        return {"generation": self.runtime.ops.number, "source": config.source, "config": redacted(config)}
+
+    def explain(self, request: Any) -> Any:
+        args = request.args
+        path = _arg(args, b"path")
+        if not path:
+            raise GatewayError("Query parameter 'path' is required, as in ?method=GET&host=api.example.com&path=/users/1", status=400, code="bad_request")
+        return explain(
+            self.runtime.generation,
+            method=_arg(args, b"method") or "GET",
+            host=_arg(args, b"host"),
+            path=path,
+        )
+
+    def reload(self, request: Any) -> Any:
+        def answer(outcome: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
+            if outcome["ok"]:
+                return outcome, 200
+            body = {
+                "error": "invalid_config" if outcome.get("issues") else "reload_failed",
+                "message": outcome.get("message", "The new configuration was rejected; the old one keeps serving."),
+                "request_id": request_id_from(request.requestHeaders),
+                **outcome,
+            }
+            return body, 400
+
+        return maybeDeferred(self.runtime.reload, reason="admin").addCallback(answer)
+
+
+def _arg(args: Dict[bytes, list], name: bytes) -> Optional[str]:
+    values = args.get(name)
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _runtime_route(generation: Any, name: str) -> Any:
+    routes = getattr(generation, "routes_by_name", None)
+    if routes is not None:
+        return routes.get(name)
+    return None

@@ -1,0 +1,171 @@
+"""
+Hot reload: build the new generation completely, then swap it in at once.
+
+The order is what makes it safe:
+
+1. read and validate the file; build the whole `Generation` (routes, plugins,
+   stages, services, pools), reusing unchanged upstreams with their pools,
+   health and breaker state.  Any error: rejected, the old one serves on.
+2. start its services and fire its plugins' ``on_startup``.  A failure:
+   rejected, what was started is stopped.
+3. swap `GatewayResource.generation`: one attribute assignment on the reactor
+   thread, so every request after it sees the new generation and every
+   request before it keeps the one it started on.
+4. retire the old generation once its own in-flight requests are done:
+   ``on_shutdown``, services stopped, the pools only it used closed.
+
+Reloads are serialised: one at a time, in the order asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
+from twisted.logger import Logger
+
+from twistgate.config import ConfigError, load_file
+from twistgate.gateway import Generation
+from twistgate.ops.runtime import KEY, Operations
+
+_log = Logger()
+
+
+def issue_dicts(error: ConfigError) -> List[Dict[str, Any]]:
+    return [
+        {"file": i.location.file, "line": i.location.line, "path": i.location.path, "message": i.message, "text": str(i)}
+        for i in error.issues
+    ]
+
+
+def changes(old: Generation, new: Generation) -> Dict[str, Any]:
+    """What the reload changed, by name, for the answer and the log."""
+    old_routes = {r.name: r for r in old.config.routes}
+    new_routes = {r.name: r for r in new.config.routes}
+    from twistgate.gateway import _comparable  # the same comparison as upstream reuse
+
+    return {
+        "routes_added": sorted(set(new_routes) - set(old_routes)),
+        "routes_removed": sorted(set(old_routes) - set(new_routes)),
+        "routes_changed": sorted(
+            n for n in set(old_routes) & set(new_routes) if _comparable(old_routes[n]) != _comparable(new_routes[n])
+        ),
+        "upstreams_added": sorted(set(new.upstreams) - set(old.upstreams)),
+        "upstreams_removed": sorted(set(old.upstreams) - set(new.upstreams)),
+        "upstreams_reused": sorted(new.borrowed),
+        "upstreams_rebuilt": sorted((set(old.upstreams) & set(new.upstreams)) - new.borrowed),
+    }
+
+
+class Reloader:
+    """Swaps generations in a `GatewayResource` and retires the old ones."""
+
+    def __init__(
+        self,
+        resource: Any,
+        ops: Operations,
+        clock: Any,
+        *,
+        startup: Callable[[Generation], Any] = lambda g: None,
+        shutdown: Callable[[Generation], Any] = lambda g: None,
+        after_swap: Optional[List[Callable[[Generation], Optional[List[str]]]]] = None,
+        load: Callable[[str], Any] = load_file,
+    ) -> None:
+        self.resource = resource
+        self.ops = ops
+        self.clock = clock
+        self.startup = startup
+        self.shutdown = shutdown
+        self.after_swap = after_swap if after_swap is not None else []
+        self.load = load
+        self.retiring: Dict[Generation, "Deferred[None]"] = {}
+        self._lock = DeferredLock()
+
+    def reload(self, path: Optional[str] = None, *, reason: str = "admin") -> "Deferred[Dict[str, Any]]":
+        """Fires with ``{"ok": bool, ...}``; never fails."""
+        return self._lock.run(self._reload, path, reason)
+
+    @inlineCallbacks
+    def _reload(self, path: Optional[str], reason: str) -> Any:
+        old = self.resource.generation
+        source = path or old.config.source
+        if source is None:
+            return self._rejected(reason, "The configuration was not read from a file: there is nothing to reload.")
+        try:
+            config = self.load(source)
+            new = Generation(
+                config, self.clock, previous=old, agent_for=old.agent_for,
+                plugin_registry=old.plugin_registry, shared={KEY: self.ops},
+            )
+        except ConfigError as error:
+            return self._rejected(reason, f"{source}: invalid configuration; the old one keeps serving.", issues=issue_dicts(error))
+        except Exception as error:  # a factory that raised something else: still the user's config
+            _log.failure("building the new configuration failed")
+            return self._rejected(reason, f"{source}: the configuration could not be built: {error}")
+        try:
+            yield new.start()
+            yield self.startup(new)
+        except Exception as error:
+            _log.failure("the new configuration failed to start; keeping the old one")
+            yield self._stop(new)
+            return self._rejected(reason, f"the new configuration failed to start: {error}")
+        # The swap: from here on every new request gets `new`.
+        changed = changes(old, new)
+        self.resource.swap(new)
+        new.take_over(old)
+        number = self.ops.adopt(new)
+        warnings: List[str] = []
+        for callback in self.after_swap:
+            try:
+                warnings.extend(callback(new) or ())
+            except Exception as error:
+                _log.failure("after-reload step failed")
+                warnings.append(str(error))
+        self.retire(old)
+        summary = {"generation": number, "reason": reason, "source": source, "changes": changed, "warnings": warnings}
+        self.ops.reload_done(True, summary)
+        _log.info("configuration reloaded ({reason}): generation {number}", reason=reason, number=number)
+        return {"ok": True, **summary}
+
+    def _rejected(self, reason: str, message: str, issues: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+        summary: Dict[str, Any] = {"reason": reason, "message": message, "generation": self.ops.number}
+        if issues:
+            summary["issues"] = issues
+        self.ops.reload_done(False, summary)
+        _log.error(
+            "configuration reload rejected ({reason}): {message}{details}",
+            reason=reason, message=message,
+            details="".join(f"\n  {i['text']}" for i in issues or ()),
+        )
+        return {"ok": False, **summary}
+
+    def retire(self, old: Generation) -> "Deferred[None]":
+        """Stop `old` once its own requests are done (streams included)."""
+        if old in self.retiring:
+            return self.retiring[old]
+        d = old.inflight.idle()
+        d.addCallback(lambda _: self._stop(old))
+        d.addErrback(lambda f: None if f.check(Exception) else f)
+        self.retiring[old] = d
+        return d
+
+    def _stop(self, generation: Generation) -> "Deferred[None]":
+        if getattr(generation, "_ops_stopped", False):
+            return succeed(None)
+        generation._ops_stopped = True  # type: ignore[attr-defined]
+        d = succeed(None)
+        d.addCallback(lambda _: self.shutdown(generation))
+        d.addErrback(lambda f: _log.failure("on_shutdown failed for a retired configuration", f))
+        d.addCallback(lambda _: generation.stop())
+        d.addBoth(lambda _: self._retired(generation))
+        return d
+
+    def _retired(self, generation: Generation) -> None:
+        self.ops.retired(generation)
+        self.retiring.pop(generation, None)
+
+    def stop_retiring(self) -> "Deferred[Any]":
+        """At shutdown: stop every generation still retiring, drained or not."""
+        from twisted.internet.defer import DeferredList
+
+        return DeferredList([self._stop(g) for g in list(self.retiring)], consumeErrors=True)

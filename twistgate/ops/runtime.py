@@ -1,0 +1,124 @@
+"""
+`Operations`: the part of the operations state that outlives a generation.
+
+Metrics counters, rolling stats, the generation number and the reload
+history belong to the gateway, not to one configuration: a reload must not
+reset a Prometheus counter.  One `Operations` is made per gateway (by the
+service, or by the first generation when there is no service, as in tests)
+and handed to every later generation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
+from twistgate.ops.stats import Stats
+
+#: The key under which generations find the shared `Operations` in their
+#: build context's services.
+KEY = "operations"
+
+
+def fallback_targets(upstream: Any) -> List[Dict[str, Any]]:
+    """What the targets themselves tell when the upstream has no ``snapshot()``."""
+    out = []
+    for t in getattr(upstream, "targets", ()):
+        breaker = getattr(t, "breaker", None)
+        out.append(
+            {
+                "url": t.url,
+                "weight": getattr(t, "weight", None) or t.config.weight,
+                "healthy": bool(getattr(t, "healthy", True)),
+                "breaker": getattr(breaker, "state", None) if breaker is not None else None,
+                "in_flight": getattr(t, "in_flight", None),
+            }
+        )
+    return out
+
+
+def upstream_targets(upstream: Any) -> List[Dict[str, Any]]:
+    snapshot = getattr(upstream, "snapshot", None)
+    if snapshot is not None:
+        try:
+            return [_normalise_target(t) for t in snapshot()]
+        except Exception:  # a broken snapshot must not break /metrics or the admin API
+            pass
+    return fallback_targets(upstream)
+
+
+def _normalise_target(target: Any) -> Dict[str, Any]:
+    """Accept ``breaker`` as a string or a mapping with a ``state``."""
+    out = dict(target)
+    breaker = out.get("breaker", out.get("breaker_state"))
+    if isinstance(breaker, dict):
+        breaker = breaker.get("state")
+    out["breaker"] = breaker
+    return out
+
+
+class Operations:
+    """Counters, stats and the live view of the gateway's generations."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.started = clock.seconds()
+        self.registry = new_registry()
+        self.metrics = GatewayMetrics(self.registry)
+        self.stats = Stats(clock)
+        self.current: Any = None  # the serving Generation
+        self.generations: List[Any] = []  # serving + draining
+        self.number = 0
+        self.connections: Dict[str, int] = {}
+        self.last_reload: Optional[Dict[str, Any]] = None
+        self.registry.register(LiveCollector(self))
+
+    def observe(self, record: Any) -> None:
+        self.metrics.observe(record)
+        self.stats.observe(record)
+
+    def adopt(self, generation: Any) -> int:
+        """`generation` serves from now on; returns its number."""
+        if generation is self.current:
+            return self.number
+        self.number += 1
+        generation.number = self.number
+        self.current = generation
+        if generation not in self.generations:
+            self.generations.append(generation)
+        self.metrics.last_reload_time.set(self.clock.seconds())
+        return self.number
+
+    def retired(self, generation: Any) -> None:
+        if generation in self.generations:
+            self.generations.remove(generation)
+
+    def in_flight(self) -> int:
+        return sum(g.inflight.count for g in self.generations)
+
+    def targets(self) -> Iterator[Tuple[str, Dict[str, Any]]]:
+        current = self.current
+        if current is None:
+            return
+        for name, upstream in sorted(current.upstreams.items()):
+            for target in upstream_targets(upstream):
+                yield name, target
+
+    def reload_done(self, ok: bool, summary: Dict[str, Any]) -> None:
+        self.metrics.reloads.labels("success" if ok else "failure").inc()
+        self.metrics.last_reload_ok.set(1 if ok else 0)
+        self.last_reload = {"ok": ok, "at": self.clock.seconds(), **summary}
+
+    def connection_opened(self, listener: str) -> None:
+        self.connections[listener] = self.connections.get(listener, 0) + 1
+
+    def connection_closed(self, listener: str) -> None:
+        self.connections[listener] = self.connections.get(listener, 1) - 1
+
+
+def operations_of(context: Any) -> Operations:
+    """The gateway's `Operations` from a build context, made on first use."""
+    ops = context.services.get(KEY)
+    if ops is None:
+        ops = context.services[KEY] = Operations(context.clock)
+    return ops

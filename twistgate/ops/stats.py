@@ -1,0 +1,114 @@
+"""
+Rolling statistics for the admin API and the dashboard: counts since start,
+and over a sliding window the request rate and p50/p95/p99 latency, per
+route and for the whole gateway.
+
+Observing costs an append to a bounded deque; percentiles are computed only
+when someone asks (an admin request), by sorting at most `max_samples`
+durations per route.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from twistgate.ops.metrics import NO_ROUTE, cache_label, status_class
+
+WINDOW = 300.0  # seconds of samples kept for the percentiles
+RATE_WINDOW = 10.0  # seconds the "requests per second" figure averages over
+MAX_SAMPLES = 4096  # per route: bounds memory and the cost of a sort
+
+
+def percentile(ordered: List[float], p: float) -> Optional[float]:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class _Series:
+    """One route's (or the gateway's) counts and recent samples."""
+
+    __slots__ = ("count", "status", "errors", "cache_hits", "cache_misses", "samples")
+
+    def __init__(self, max_samples: int) -> None:
+        self.count = 0
+        self.status: Dict[str, int] = {}
+        self.errors = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.samples: Deque[Tuple[float, float]] = deque(maxlen=max_samples)  # (finished, duration)
+
+    def add(self, record: Any, cache: Optional[str]) -> None:
+        self.count += 1
+        klass = status_class(record.status)
+        self.status[klass] = self.status.get(klass, 0) + 1
+        if record.status >= 500 or record.status == 0:
+            self.errors += 1
+        if cache == "hit":
+            self.cache_hits += 1
+        elif cache is not None:
+            self.cache_misses += 1
+        self.samples.append((record.finished, max(record.duration, 0.0)))
+
+    def summary(self, now: float, window: float) -> Dict[str, Any]:
+        recent = [d for t, d in self.samples if t >= now - window]
+        recent.sort()
+        rate_from = now - RATE_WINDOW
+        in_rate = sum(1 for t, _ in self.samples if t >= rate_from)
+        lookups = self.cache_hits + self.cache_misses
+        return {
+            "requests": self.count,
+            "errors": self.errors,
+            "status": dict(sorted(self.status.items())),
+            "rate_per_second": round(in_rate / RATE_WINDOW, 3),
+            "latency_ms": {
+                name: (round(value * 1000.0, 3) if value is not None else None)
+                for name, value in (
+                    ("p50", percentile(recent, 50)),
+                    ("p95", percentile(recent, 95)),
+                    ("p99", percentile(recent, 99)),
+                )
+            },
+            "samples": len(recent),
+            "cache": {
+                "hits": self.cache_hits,
+                "misses": self.cache_misses,
+                "hit_rate": round(self.cache_hits / lookups, 4) if lookups else None,
+            },
+        }
+
+
+class Stats:
+    """Counts and rolling latency per route, kept across reloads."""
+
+    def __init__(self, clock: Any, *, window: float = WINDOW, max_samples: int = MAX_SAMPLES) -> None:
+        self.clock = clock
+        self.window = window
+        self.max_samples = max_samples
+        self.total = _Series(max_samples)
+        self.routes: Dict[str, _Series] = {}
+
+    def observe(self, record: Any) -> None:
+        cache = cache_label(record.state.get("cache")) if record.state else None
+        self.total.add(record, cache)
+        name = record.route if record.route is not None else NO_ROUTE
+        series = self.routes.get(name)
+        if series is None:
+            series = self.routes[name] = _Series(self.max_samples)
+        series.add(record, cache)
+
+    def snapshot(self) -> Dict[str, Any]:
+        now = self.clock.seconds()
+        return {
+            "window_seconds": self.window,
+            "rate_window_seconds": RATE_WINDOW,
+            "total": self.total.summary(now, self.window),
+            "routes": {
+                (name if name != NO_ROUTE else "(no route)"): series.summary(now, self.window)
+                for name, series in sorted(self.routes.items())
+            },
+        }

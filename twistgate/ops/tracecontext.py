@@ -1,0 +1,119 @@
+"""
+W3C Trace Context (https://www.w3.org/TR/trace-context/): parsing and
+formatting of ``traceparent`` and ``tracestate``.
+
+Strict where the recommendation is: a version-00 ``traceparent`` is exactly
+55 lowercase hex characters and dashes; future versions may carry more after
+a dash; ``ff``, all-zero ids, several ``traceparent`` fields or any other
+malformation mean "start a new trace" and the ``tracestate`` is then
+discarded.  An invalid ``tracestate`` (bad key or value, a duplicate key, more
+than 32 members) is discarded whole; the ``traceparent`` still holds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable, List, Optional, Sequence
+
+import attrs
+
+_HEX = frozenset("0123456789abcdef")
+_OWS = " \t"
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+_KEY = re.compile(
+    r"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})\Z"
+)
+_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]\Z")
+MAX_MEMBERS = 32
+
+
+@attrs.frozen
+class TraceParent:
+    trace_id: str  # 32 lowercase hex
+    parent_id: str  # 16 lowercase hex
+    flags: int  # bit 0: sampled
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & 1)
+
+    def header(self) -> bytes:
+        return f"00-{self.trace_id}-{self.parent_id}-{self.flags:02x}".encode("ascii")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in _HEX for c in text)
+
+
+def parse_traceparent(values: Optional[Sequence[bytes]]) -> Optional[TraceParent]:
+    """The one ``traceparent`` field's value, or None if absent, repeated or invalid."""
+    if not values or len(values) != 1:
+        return None
+    try:
+        text = values[0].decode("ascii").strip(_OWS)
+    except UnicodeDecodeError:
+        return None
+    if len(text) < 55:
+        return None
+    version = text[:2]
+    if not _is_hex(version) or version == "ff":
+        return None
+    if version == "00" and len(text) != 55:
+        return None
+    if len(text) > 55 and text[55] != "-":
+        return None
+    if text[2] != "-" or text[35] != "-" or text[52] != "-":
+        return None
+    trace_id, parent_id, flags = text[3:35], text[36:52], text[53:55]
+    if not (_is_hex(trace_id) and _is_hex(parent_id) and _is_hex(flags)):
+        return None
+    if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+        return None
+    return TraceParent(trace_id, parent_id, int(flags, 16))
+
+
+def parse_tracestate(values: Optional[Sequence[bytes]]) -> Optional[bytes]:
+    """
+    Every ``tracestate`` field combined (in order), validated and with
+    whitespace normalised; None when absent, empty or invalid.
+    """
+    if not values:
+        return None
+    members: List[str] = []
+    keys = set()
+    for value in values:
+        try:
+            text = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        for member in text.split(","):
+            member = member.strip(_OWS)
+            if not member:
+                continue  # empty list members are allowed and dropped
+            key, eq, val = member.partition("=")
+            if not eq or not _KEY.match(key) or not _VALUE.match(val) or key in keys:
+                return None
+            keys.add(key)
+            members.append(f"{key}={val}")
+    if not members or len(members) > MAX_MEMBERS:
+        return None
+    return ",".join(members).encode("ascii")
+
+
+def random_hex(nbytes: int, source: Callable[[int], bytes] = os.urandom) -> str:
+    """A random non-zero id of ``nbytes`` bytes, as lowercase hex."""
+    while True:
+        value = source(nbytes).hex()
+        if value.strip("0"):
+            return value
+
+
+def ratio_sampled(trace_id: str, ratio: float) -> bool:
+    """Deterministic by trace id (like OpenTelemetry's TraceIdRatioBased): same id, same decision."""
+    if ratio >= 1.0:
+        return True
+    if ratio <= 0.0:
+        return False
+    return int(trace_id[16:], 16) < int(ratio * (1 << 64))

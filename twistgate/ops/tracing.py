@@ -1,0 +1,248 @@
+"""
+Distributed tracing: W3C Trace Context propagated upstream, and (optionally)
+one span per request and one per upstream attempt exported over OTLP.
+
+* `TraceStage` runs first on every route (a gateway-wide stage): it reads
+  the client's ``traceparent``/``tracestate`` (or starts a trace), keeps the
+  request's server span in ``request.state["trace"]`` and sends the trace on.
+* `AttemptTracing` wraps an upstream's per-attempt ``send``: each attempt
+  (retries included) goes out with a fresh child span id, so the upstream's
+  parent is the attempt, not the gateway's request span.
+* `Tracer` is the per-generation service tying both to the exporter; the
+  request span is made from the `ExchangeRecord` when the request is over.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Tuple
+
+import attrs
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+
+from twistgate.ops.tracecontext import TraceParent, parse_traceparent, parse_tracestate, random_hex, ratio_sampled
+from twistgate.plugins import hookimpl
+
+TRACEPARENT = b"Traceparent"  # Twisted's canonical form of the names
+TRACESTATE = b"Tracestate"
+SERVER, CLIENT = 2, 3  # OTLP SpanKind
+
+
+@attrs.define(slots=True)
+class TraceContext:
+    """The gateway's span of one request, as `TraceStage` set it up."""
+
+    trace_id: str
+    span_id: str
+    parent_id: Optional[str]  # the client's span, when it sent one
+    flags: int
+    tracestate: Optional[bytes] = None
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & 1)
+
+
+@attrs.define(slots=True)
+class Span:
+    """A finished span, ready for the exporter."""
+
+    trace_id: str
+    span_id: str
+    parent_id: Optional[str]
+    name: str
+    kind: int
+    start: float
+    end: float
+    attributes: List[Tuple[str, Any]]
+    error: Optional[str] = None
+    tracestate: Optional[bytes] = None
+
+
+class TraceStage:
+    """Per route: continue or start the trace and send it upstream."""
+
+    def __init__(self, tracer: "Tracer") -> None:
+        self.tracer = tracer
+
+    @hookimpl(tryfirst=True)
+    def on_request(self, request: Any) -> None:
+        request.state["trace"] = self.tracer.begin(request.headers)
+
+
+class Tracer:
+    """Begins traces and reports spans for one generation."""
+
+    def __init__(self, settings: Any, clock: Any, exporter: Any = None, *, random_id: Callable[[int], str] = random_hex) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.exporter = exporter
+        self.random_id = random_id
+        self._wrappers: List[AttemptTracing] = []
+
+    def begin(self, headers: Headers) -> TraceContext:
+        """Read the client's context (or start one) and set the outgoing headers."""
+        raw = headers._rawHeaders
+        parent = parse_traceparent(raw.get(TRACEPARENT))
+        if parent is None:
+            trace_id = self.random_id(16)
+            flags = 1 if ratio_sampled(trace_id, self.settings.sample_ratio) else 0
+            context = TraceContext(trace_id, self.random_id(8), None, flags)
+        else:
+            # Only the sampled bit is known to version 00; others are zeroed.
+            context = TraceContext(
+                parent.trace_id, self.random_id(8), parent.parent_id, parent.flags & 1,
+                parse_tracestate(raw.get(TRACESTATE)),
+            )
+        raw[TRACEPARENT] = [TraceParent(context.trace_id, context.span_id, context.flags).header()]
+        if context.tracestate is not None:
+            raw[TRACESTATE] = [context.tracestate]
+        else:
+            raw.pop(TRACESTATE, None)
+        return context
+
+    # -- spans ---------------------------------------------------------------
+
+    def observe(self, record: Any) -> None:
+        """The request span, from the exchange's record."""
+        context = record.state.get("trace") if record.state else None
+        if context is None or not context.sampled or self.exporter is None:
+            return
+        attributes: List[Tuple[str, Any]] = [
+            ("http.request.method", record.method),
+            ("url.path", record.path),
+            ("http.response.status_code", record.status),
+            ("client.address", record.client_ip),
+            ("twistgate.request_id", record.request_id),
+        ]
+        if record.route is not None:
+            attributes.append(("http.route", record.route))
+        if record.upstream is not None:
+            attributes.append(("twistgate.upstream", record.upstream))
+            attributes.append(("twistgate.attempts", record.attempts))
+        if record.consumer:
+            attributes.append(("twistgate.consumer", record.consumer))
+        error = record.error if record.status >= 500 or record.status == 0 else None
+        if record.client_gone:
+            error = error or "client_gone"
+        self.exporter.add(
+            Span(
+                trace_id=context.trace_id,
+                span_id=context.span_id,
+                parent_id=context.parent_id,
+                name=f"{record.method} {record.route}" if record.route else record.method,
+                kind=SERVER,
+                start=record.started,
+                end=record.finished,
+                attributes=attributes,
+                error=error,
+                tracestate=context.tracestate,
+            )
+        )
+
+    def attempt(self, parent: TraceParent, span_id: str, upstream: str, target: Any, method: bytes, start: float) -> Callable[[Any], Any]:
+        """The callback that reports one upstream attempt when its head (or failure) arrives."""
+
+        def settled(result: Any) -> Any:
+            exporter = self.exporter
+            if exporter is None:
+                return result
+            attributes: List[Tuple[str, Any]] = [
+                ("http.request.method", method.decode("latin-1")),
+                ("server.address", target.config.host),
+                ("server.port", target.config.port),
+                ("url.full", target.url),
+                ("twistgate.upstream", upstream),
+            ]
+            error = None
+            if isinstance(result, Failure):
+                error = result.type.__name__
+                attributes.append(("error.type", error))
+            else:
+                code = getattr(result, "code", 0)
+                attributes.append(("http.response.status_code", code))
+                if code >= 500:
+                    error = str(code)
+            exporter.add(
+                Span(
+                    trace_id=parent.trace_id,
+                    span_id=span_id,
+                    parent_id=parent.parent_id,
+                    name=f"{method.decode('latin-1')} {upstream}",
+                    kind=CLIENT,
+                    start=start,
+                    end=self.clock.seconds(),
+                    attributes=attributes,
+                    error=error,
+                )
+            )
+            return result
+
+        return settled
+
+    # -- lifetime --------------------------------------------------------------
+
+    def attach_generation(self, generation: Any) -> None:
+        """Wrap each upstream's per-attempt send (once per Upstream object, reused ones included)."""
+        for upstream in generation.upstreams.values():
+            wrapper = AttemptTracing.install(upstream)
+            if wrapper is None:
+                continue
+            self._wrappers.append(wrapper)
+            if wrapper.tracer is None:
+                wrapper.tracer = self
+
+    def start(self) -> Any:
+        for wrapper in self._wrappers:
+            wrapper.tracer = self  # this generation is about to serve
+        if self.exporter is not None:
+            return self.exporter.start()
+        return None
+
+    def stop(self) -> Any:
+        for wrapper in self._wrappers:
+            if wrapper.tracer is self:
+                wrapper.tracer = None
+        if self.exporter is not None:
+            return self.exporter.stop()
+        return None
+
+
+class AttemptTracing:
+    """
+    An upstream's ``send`` with a fresh child span per attempt.  The request's
+    headers are not touched (a retry must see the request span again): the
+    attempt gets a shallow copy with its own ``traceparent``.
+    """
+
+    def __init__(self, upstream: Any, send: Callable[..., Any]) -> None:
+        self.name = upstream.name
+        self.inner = send
+        self.tracer: Optional[Tracer] = None
+
+    @classmethod
+    def install(cls, upstream: Any) -> "Optional[AttemptTracing]":
+        current = getattr(upstream, "send", None)
+        if isinstance(current, cls):
+            return current
+        if current is None:
+            return None
+        wrapper = cls(upstream, current)
+        upstream.send = wrapper
+        return wrapper
+
+    def __call__(self, target: Any, method: bytes, path: bytes, headers: Headers, body: Any) -> Any:
+        tracer = self.tracer
+        raw = headers._rawHeaders
+        parent = parse_traceparent(raw.get(TRACEPARENT)) if tracer is not None else None
+        if parent is None:
+            return self.inner(target, method, path, headers, body)
+        span_id = tracer.random_id(8)  # type: ignore[union-attr]
+        attempt_headers = Headers()
+        attempt_raw = dict(raw)
+        attempt_raw[TRACEPARENT] = [TraceParent(parent.trace_id, span_id, parent.flags).header()]
+        attempt_headers._rawHeaders = attempt_raw
+        d = self.inner(target, method, path, attempt_headers, body)
+        if parent.sampled and tracer.exporter is not None:  # type: ignore[union-attr]
+            d.addBoth(tracer.attempt(parent, span_id, self.name, target, method, tracer.clock.seconds()))  # type: ignore[union-attr]
+        return d
