@@ -28,6 +28,7 @@ from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
 from twistgate.routing import normalize_host
 from twistgate.server import send_error
+from twistgate.tls import TLS_CONNECTION, tls_connection
 from twistgate.upstream.body import BodyAborted, BytesBody
 from twistgate.upstream.group import UpstreamCall
 
@@ -149,6 +150,10 @@ class Exchange:
             params=match.params,
             started=generation.clock.seconds(),
         )
+        if scheme == "https":  # for twistgate.tls.peer_identity (mTLS)
+            self.proxy_request.state[TLS_CONNECTION] = tls_connection(request)
+        if getattr(request, "streaming", False) or getattr(request, "received_bytes", 0):
+            self.proxy_request.state["request_body"] = True  # the cache cannot key a body (twistgate.cache)
         # One timer bounds the whole upstream exchange (route timeout); the
         # upstream bounds each attempt's wait for the head (read timeout).
         self.timer = generation.clock.callLater(route.timeout, self._timeout)
@@ -171,7 +176,7 @@ class Exchange:
         if route.preserve_host:
             self.proxy_request.headers._rawHeaders[b"Host"] = [self.host_header]
         self.call = UpstreamCall()
-        d = route.upstream.forward(self.proxy_request, _body_of(self.request), self.call, route.preserve_host)
+        d = route.upstream.forward(self.proxy_request, _body_of(self.request), self.call, route.preserve_host, route.config)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed)
 

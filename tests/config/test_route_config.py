@@ -282,19 +282,6 @@ def test_scalar_field_errors():
     ]
 
 
-@pytest.mark.parametrize("key", ["auth", "rate_limit", "cache", "cors", "headers"])
-def test_pending_route_keys(key):
-    """Contract keys of a route not implemented yet are refused as such."""
-    found = issues(f"routes:\n  - name: r\n    path: /\n    upstream: users\n    {key}: x\n")
-    assert found == [
-        (
-            9,
-            f"routes[0].{key}",
-            f"'{key}' is part of the configuration contract but is not implemented in this version yet",
-        )
-    ]
-
-
 def test_routes_must_be_a_list():
     """routes is a list of mappings."""
     assert issues("routes: {a: 1}\n") == [(5, "routes", "expected a list, got mapping")]
