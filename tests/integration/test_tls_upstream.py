@@ -184,7 +184,7 @@ def test_verify_false_still_encrypts_and_sends_sni(reactor, pki, upstreams):
 
 @pytest_twisted.inlineCallbacks
 def test_through_the_gateway_with_mtls_upstream(reactor, pki, upstreams):
-    """A whole gateway whose upstream Agent uses policy_for: a client's plain request reaches the mTLS upstream."""
+    """A whole gateway, configured only by upstreams.X.tls: a client's plain request reaches the mTLS upstream."""
     from twisted.internet.threads import deferToThread
 
     from tests.integration.conftest import http_request
@@ -212,9 +212,7 @@ def test_through_the_gateway_with_mtls_upstream(reactor, pki, upstreams):
         filename="gw.yaml",
         environ={},
     )
-    pool = HTTPConnectionPool(reactor)
-    upstreams.pools.append(pool)
-    generation = Generation(config, reactor, agent_for=lambda up: Agent(reactor, contextFactory=policy_for(up), pool=pool))
+    generation = Generation(config, reactor)  # the upstream's own Agent picks the TLS policy up
     port = reactor.listenTCP(0, GatewaySite(GatewayResource(generation), config.limits, reactor), interface="127.0.0.1")
     try:
         reply = yield deferToThread(http_request, port.getHost().port, "GET", "/who")

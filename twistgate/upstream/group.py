@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, _StandardEndpointFactory
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _StandardEndpointFactory
 from twisted.web.http_headers import Headers
 
 from twistgate.config.model import RouteConfig, UpstreamConfig
@@ -39,6 +39,7 @@ from twistgate.upstream.outlier import OutlierDetector
 from twistgate.upstream.retry import CallPolicy, call_policy
 from twistgate.upstream.settings import DiscoveryConfig, RetryConfig
 from twistgate.upstream.target import Target
+from twistgate.upstream.tls import policy_for as upstream_tls_policy
 
 __all__ = ["Target", "Upstream", "UpstreamCall", "plugin_notifier"]
 
@@ -89,13 +90,20 @@ class Upstream:
         self.pool.cachedConnectionTimeout = config.pool.idle_timeout
         self.pool.retryAutomatically = True
         self.read_timeout = config.timeouts.read
+        # https targets verify against upstreams.X.tls (CA, server_name,
+        # client certificate) or the system store; built once, here.
+        tls = upstream_tls_policy(config) if _uses_tls(config) else BrowserLikePolicyForHTTPS()
         # `agent` lets tests put an in-memory agent in place of the network.
-        self.agent = agent if agent is not None else Agent(reactor, connectTimeout=config.timeouts.connect, pool=self.pool)
+        self.agent = (
+            agent
+            if agent is not None
+            else Agent(reactor, contextFactory=tls, connectTimeout=config.timeouts.connect, pool=self.pool)
+        )
         self._prepared = isinstance(self.agent, Agent)
         #: One attempt: send(target, method, path, headers, body) -> Deferred[IResponse].
         #: An instance attribute, so observability can wrap it (ops tracing).
         self.send = self._send
-        self.http_client = HTTPClient(Agent(reactor, connectTimeout=config.timeouts.connect, pool=self.pool))
+        self.http_client = HTTPClient(Agent(reactor, contextFactory=tls, connectTimeout=config.timeouts.connect, pool=self.pool))
 
         policies = config.policies
         self.breaker_config = policies.get("circuit_breaker")
@@ -387,3 +395,7 @@ class _Drain(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         pass
+
+
+def _uses_tls(config: UpstreamConfig) -> bool:
+    return "tls" in config.policies or any(t.scheme == "https" for t in config.targets)
