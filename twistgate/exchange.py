@@ -31,6 +31,9 @@ def _header_pairs(headers: HeaderInput) -> Tuple[Tuple[bytes, bytes], ...]:
     return tuple((_to_bytes(k), _to_bytes(v)) for k, v in items)
 
 
+_NOT_ANSWERED = 1 << 30
+
+
 class ProxyRequest:
     """
     The request as the gateway will forward it.
@@ -67,6 +70,7 @@ class ProxyRequest:
         "consumer",
         "state",
         "started",
+        "answered_at",
     )
 
     def __init__(
@@ -98,6 +102,9 @@ class ProxyRequest:
         self.consumer = consumer
         self.state: Dict[str, Any] = {}
         self.started = started
+        #: The route layer (stage or plugin position) whose on_request
+        #: answered; on_response then unwinds only the layers outside it.
+        self.answered_at = _NOT_ANSWERED
 
     @property
     def target(self) -> bytes:

@@ -14,7 +14,8 @@ so the request path has one mechanism, not two:
   (``auth:``, ``rate_limit:``, ``cors:``...).  It is an object whose methods
   ``on_request``, ``on_response`` and ``on_error`` are marked with
   `twistgate.plugins.hookimpl` and have the plugin hook signatures.  Stages
-  run before the route's plugins, in ascending ``order``; a plugin marked
+  run before the route's plugins on the way in, in ascending ``order``, and
+  after them on the way out, in descending order; a plugin marked
   ``tryfirst`` (ip_allow, maintenance) still runs before them.
 
 Register with the decorators from a module in `twistgate/features/`:
@@ -36,13 +37,20 @@ import attrs
 from twistgate.config import extensions
 from twistgate.config.model import GatewayConfig, RouteConfig
 
-#: Stage orders of the built-in policies (gaps leave room).
+#: Stage orders of the built-in policies (gaps leave room).  Requests pass
+#: the stages in ascending order, responses in descending order (an onion),
+#: and a stage that answers a request itself is unwound only through the
+#: stages outside it.  Hence compression is outermost (it encodes whatever
+#: goes out, cache hits included), and the cache sits inside CORS, auth and
+#: rate limiting (each hit is still authorised, limited and given CORS
+#: headers) but outside the transforms (a stored response is already
+#: transformed, and is not transformed twice).
+ORDER_COMPRESSION = 50
 ORDER_CORS = 100
 ORDER_AUTH = 200
 ORDER_RATE_LIMIT = 300
+ORDER_CACHE = 350
 ORDER_TRANSFORM = 400
-ORDER_CACHE = 500
-ORDER_COMPRESSION = 600
 
 
 @attrs.define

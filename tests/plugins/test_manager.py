@@ -450,6 +450,7 @@ def test_not_called_through_pluggy():
 
 
 def test_on_response_replacement_seen_by_later_plugins():
+    """on_response unwinds: the plugin configured first sees the response last, after a replacement."""
     seen = []
 
     class Replace:
@@ -463,7 +464,7 @@ def test_on_response_replacement_seen_by_later_plugins():
             seen.append(response)
             response.headers.setRawHeaders(b"X-Later", [b"1"])
 
-    config = gateway_config([section("replace"), section("later")], [route_config("r")])
+    config = gateway_config([section("later"), section("replace")], [route_config("r")])
     plugins = build(config, replace=lambda o, c: Replace(), later=lambda o, c: Later()).for_route("r")
     original = ProxyResponse(status=200, from_upstream=True)
     result = result_of(plugins.on_response(request(), original))
@@ -484,13 +485,14 @@ def test_on_response_exception_is_contained():
 def test_on_response_async_chain():
     calls: list = []
     pending: Deferred = Deferred()
-    plugins, _ = single_route("a", "b", calls=calls, a={"on_response": lambda: pending}, b={})
+    # on_response unwinds: b (configured last, innermost) runs first.
+    plugins, _ = single_route("a", "b", calls=calls, a={}, b={"on_response": lambda: pending})
     response = ProxyResponse(status=200)
     d = plugins.on_response(request(), response)
-    assert calls == [("a", "on_response")]
+    assert calls == [("b", "on_response")]
     pending.callback(Response(status=410))
     assert result_of(d).status == 410
-    assert calls == [("a", "on_response"), ("b", "on_response")]
+    assert calls == [("b", "on_response"), ("a", "on_response")]
 
 
 # -- on_error ---------------------------------------------------------------------
@@ -788,3 +790,38 @@ def test_hook_on_breaker_state_change():
         gw.clock.advance(5)
     assert seen == [("app", "http://a", "closed", "open"), ("app", "http://a", "open", "half_open")]
     assert [e.get("plugin") for e in events if "log_failure" in e] == ["broken", "broken"]
+
+
+def test_on_response_unwinds_in_reverse_and_skips_layers_inside_an_answer():
+    """An onion: on_response runs innermost first; an answer unwinds from the layer that gave it outwards."""
+    order = []
+
+    def layer(name, answer=False):
+        class Layer:
+            @hookimpl
+            def on_request(self, request):
+                order.append(("request", name))
+                return Response(status=200, body=name.encode()) if answer else None
+
+            @hookimpl
+            def on_response(self, response):
+                order.append(("response", name))
+
+        return lambda o, c: Layer()
+
+    config = gateway_config([section("outer"), section("middle"), section("inner")], [route_config("r")])
+    plugins = build(config, outer=layer("outer"), middle=layer("middle"), inner=layer("inner")).for_route("r")
+    req = request()
+    assert result_of(plugins.on_request(req, None)) is None
+    result_of(plugins.on_response(req, ProxyResponse(status=200, from_upstream=True)))
+    assert order == [
+        ("request", "outer"), ("request", "middle"), ("request", "inner"),
+        ("response", "inner"), ("response", "middle"), ("response", "outer"),
+    ]  # fmt: skip
+
+    order.clear()
+    plugins = build(config, outer=layer("outer"), middle=layer("middle", answer=True), inner=layer("inner")).for_route("r")
+    req = request()
+    answer = result_of(plugins.on_request(req, None))
+    result_of(plugins.on_response(req, answer.to_proxy_response()))
+    assert order == [("request", "outer"), ("request", "middle"), ("response", "middle"), ("response", "outer")]

@@ -67,14 +67,16 @@ class _Instance:
 class _Call:
     """One hook implementation of one instance, ready to call with the hook's arguments."""
 
-    __slots__ = ("plugin", "route", "function", "picks")
+    __slots__ = ("plugin", "route", "function", "picks", "layer")
 
     def __init__(
         self,
         instance: _Instance,
         impl: pluggy.HookImpl,
         spec_argnames: Sequence[str],
+        layer: int = 0,
     ) -> None:
+        self.layer = layer  # the instance's position on its route (stages first)
         self.plugin = instance.name
         self.route = instance.route
         self.function: Callable[..., Any] = impl.function
@@ -182,6 +184,7 @@ class RoutePlugins:
             if result is None:
                 continue
             if isinstance(result, Response):
+                request.answered_at = call.layer
                 return succeed(result)
             if _is_async(result):
                 return Deferred.fromCoroutine(self._on_request_async(index, result, request, args))
@@ -201,6 +204,7 @@ class RoutePlugins:
             except Exception:
                 raise _contain(call, "on_request", request) from None
             if isinstance(result, Response):
+                request.answered_at = call.layer
                 return result
             if result is not None:
                 raise _bad_result(call, "on_request", request, result)
@@ -218,15 +222,23 @@ class RoutePlugins:
 
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> "Deferred[ProxyResponse]":
         """
-        Call every ``on_response``; a returned `Response` replaces the
-        response for the following plugins and the client.
+        Call ``on_response`` from the innermost layer outwards (the reverse
+        of ``on_request``); a returned `Response` replaces the response for
+        the following plugins and the client.  When a layer answered the
+        request itself (``on_request`` returned a `Response`), only that
+        layer and the layers outside it see the response: a cache hit is not
+        transformed a second time by the stages between the cache and the
+        upstream.
 
         :return: a Deferred firing with the `ProxyResponse` to send (the same
             object, edited in place, or a replacement made by
             `Response.to_proxy_response`); failing with the `GatewayError` a
             plugin raised, or with `PluginError` when a plugin crashed.
         """
+        answered_at = request.answered_at
         for index, call in enumerate(self._on_response):
+            if call.layer > answered_at:
+                continue  # inside the layer that answered: it never saw this exchange
             try:
                 result = call((request, response))
             except GatewayError:
@@ -260,6 +272,8 @@ class RoutePlugins:
             elif result is not None:
                 raise _bad_result(call, "on_response", request, result)
             index += 1
+            while index < len(calls) and calls[index].layer > request.answered_at:
+                index += 1
             if index == len(calls):
                 return response
             try:

@@ -164,8 +164,13 @@ class _Builder:
             manager.unregister(plugin)
         return ok
 
-    def calls(self, hook: str, instances: Sequence[_Instance]) -> Tuple[_Call, ...]:
-        """``hook``'s implementations among ``instances``: tryfirst, others, trylast; each in ``instances`` order."""
+    def calls(self, hook: str, instances: Sequence[_Instance], *, unwind: bool = False) -> Tuple[_Call, ...]:
+        """
+        ``hook``'s implementations among ``instances``: tryfirst, others,
+        trylast; each in ``instances`` order, or in reverse with ``unwind``
+        (responses travel back through the layers: an onion, as Envoy's
+        encoder filters).  Each call knows its layer: its instance's position.
+        """
         caller: pluggy.HookCaller = getattr(self.manager.hook, hook)
         assert caller.spec is not None
         by_plugin: Dict[int, List[pluggy.HookImpl]] = {}
@@ -175,7 +180,8 @@ class _Builder:
         for position, instance in enumerate(instances):
             for impl in by_plugin.get(id(instance.plugin), ()):
                 rank = 0 if impl.tryfirst else 2 if impl.trylast else 1
-                ranked.append((rank, position, _Call(instance, impl, caller.spec.argnames)))
+                order = -position if unwind else position
+                ranked.append((rank, order, _Call(instance, impl, caller.spec.argnames, layer=position)))
         ranked.sort(key=lambda entry: entry[:2])
         return tuple(call for _, _, call in ranked)
 
@@ -264,7 +270,7 @@ def build_plugins(
         return RoutePlugins(
             names=tuple(instance.name for instance in instances),
             on_request=builder.calls("on_request", instances),
-            on_response=builder.calls("on_response", instances),
+            on_response=builder.calls("on_response", instances, unwind=True),
             on_error=builder.calls("on_error", instances),
         )
 
