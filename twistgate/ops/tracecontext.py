@@ -18,7 +18,6 @@ from typing import Callable, List, Optional, Sequence
 
 import attrs
 
-_HEX = frozenset("0123456789abcdef")
 _OWS = " \t"
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -43,8 +42,11 @@ class TraceParent:
         return f"00-{self.trace_id}-{self.parent_id}-{self.flags:02x}".encode("ascii")
 
 
+_is_hex_match = re.compile(r"[0-9a-f]*\Z").match
+
+
 def _is_hex(text: str) -> bool:
-    return all(c in _HEX for c in text)
+    return _is_hex_match(text) is not None
 
 
 def parse_traceparent(values: Optional[Sequence[bytes]]) -> Optional[TraceParent]:

@@ -233,8 +233,12 @@ class AttemptTracing:
 
     def __call__(self, target: Any, method: bytes, path: bytes, headers: Headers, body: Any) -> Any:
         tracer = self.tracer
+        if tracer is None or tracer.exporter is None:
+            # No spans are exported: the request's own span id (set by
+            # begin()) is the parent the upstream sees; nothing to add.
+            return self.inner(target, method, path, headers, body)
         raw = headers._rawHeaders
-        parent = parse_traceparent(raw.get(TRACEPARENT)) if tracer is not None else None
+        parent = parse_traceparent(raw.get(TRACEPARENT))
         if parent is None:
             return self.inner(target, method, path, headers, body)
         span_id = tracer.random_id(8)  # type: ignore[union-attr]
