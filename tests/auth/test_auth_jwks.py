@@ -225,3 +225,19 @@ def test_jku_never_makes_the_gateway_fetch_elsewhere(issuer, rsa_key, rsa_key_2)
     assert gw.call(forged).code == 401
     assert all(hit == b"/.well-known/jwks.json" for hit in issuer.hits)
     gw.key_set.stop()
+
+
+def test_a_repeated_token_is_not_verified_again_but_still_expires(issuer, rsa_key, monkeypatch):
+    """Verified tokens are cached (no second signature check), yet exp is checked on every use."""
+    from twistgate.auth.jwt_auth import JwtAuthenticator
+
+    parsed = []
+    original = JwtAuthenticator._parse
+    monkeypatch.setattr(JwtAuthenticator, "_parse", lambda self, raw: parsed.append(raw) or original(self, raw))
+    gw = JwksGateway(issuer)
+    tok = short_lived(rsa_key, headers={"kid": "k1"}, exp=NOW + 60)
+    assert gw.call(tok).code == 200
+    assert gw.call(tok).code == 200
+    assert len(parsed) == 1  # the second use came from the cache
+    gw.clock.advance(61)
+    assert gw.call(tok).code == 401  # expired, cache or not

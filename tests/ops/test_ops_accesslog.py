@@ -79,3 +79,41 @@ def test_unknown_format_is_refused_with_its_line():
     with pytest.raises(ConfigError) as error:
         load_text(CONFIG + "access_log: {format: xml}\n", "gw.yaml")
     assert "gw.yaml:6: access_log.format: unknown value 'xml'" in str(error.value)
+
+
+def test_lines_are_flushed_on_the_interval_not_per_request(tmp_path):
+    """One write per flush_interval (like NGINX's flush=), not a syscall per request; 0 writes through."""
+    log = tmp_path / "access.log"
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {log}, flush_interval: 2s}}\n"), Upstream())
+    gw.generation.start()
+    gw.content(gw.request("GET", "http://gw/r/a"))
+    assert log.read_text() == ""  # buffered
+    gw.clock.advance(2)
+    assert len(log.read_text().splitlines()) == 1
+    gw.content(gw.request("GET", "http://gw/r/b"))
+    gw.generation.stop()  # stopping flushes what is left
+    assert len(log.read_text().splitlines()) == 2
+
+    through = tmp_path / "through.log"
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {through}, flush_interval: 0s}}\n"), Upstream())
+    gw.generation.start()
+    gw.content(gw.request("GET", "http://gw/r/a"))
+    assert len(through.read_text().splitlines()) == 1
+    gw.generation.stop()
+
+
+def test_iso_time_matches_datetime_formatting():
+    """The once-a-second cache gives exactly what datetime would (rounding included)."""
+    from datetime import datetime, timezone
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from twistgate.ops.accesslog import iso_time
+
+    @given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+    def check(seconds):
+        expected = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+        assert iso_time(seconds) == expected.replace("+00:00", "Z")
+
+    check()

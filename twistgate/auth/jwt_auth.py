@@ -104,6 +104,9 @@ def _string_set(value: Any, *, split: bool) -> FrozenSet[str]:
     return frozenset()
 
 
+_VERIFIED_CACHE_SIZE = 4096
+
+
 class JwtAuthenticator:
     kind = "jwt"
 
@@ -122,6 +125,12 @@ class JwtAuthenticator:
         self.allowlist = frozenset(config.algorithms)
         self.forward = tuple((claim_name, header.encode("ascii")) for claim_name, header in config.forward_claims)
         self._challenge = challenge("Bearer", realm=config.realm)
+        # Verified tokens (the exact signed string) -> (identity, time claims,
+        # kid, key).  A repeat of a token costs a dict lookup and the time
+        # checks instead of a signature verification and two JSON parses; an
+        # entry is used only while the key that verified it is still in the
+        # key set (rotation), and exp/nbf/iat are checked on every use.
+        self._verified: Dict[str, Tuple[Identity, Dict[str, Any], Optional[str], VerificationKey]] = {}
 
     # -- the authenticator interface -------------------------------------
 
@@ -135,24 +144,31 @@ class JwtAuthenticator:
         return token.strip().decode("latin-1")
 
     def verify(self, request: Any, raw: str) -> Any:
+        cached = self._verified.get(raw)
+        if cached is not None:
+            identity, times, kid, key = cached
+            if key in self.static_keys or (self.key_set is not None and key in (self.key_set.keys_for(kid) or ())):
+                self._check_times(times)
+                return identity
+            del self._verified[raw]  # its key was rotated out
         token = self._parse(raw)
         keys = [key for key in self.static_keys if token.alg in key.algorithms]
         for key in keys:
             if key.verifies(token.alg, token.signing_input, token.signature):
-                return self._accept(token)
+                return self._remember(raw, token, key, self._accept(token))
         key_set = self.key_set
         if key_set is None or token.alg not in key_set.allowlist:
             raise InvalidCredentials("bad signature")
         found = key_set.keys_for(token.kid)
         if found is not None:
-            return self._verify_with(token, found)
+            return self._verify_with(token, found, raw)
         # An unknown kid: perhaps a rotation; fetch again, at a bounded rate.
         fetching = key_set.refetch()
         if fetching is None:
             if not key_set.loaded:
                 raise BackendUnavailable("the issuer's key set could not be fetched")
             raise InvalidCredentials("unknown kid")
-        return fetching.addCallback(lambda _: self._after_refetch(token))
+        return fetching.addCallback(lambda _: self._after_refetch(token, raw))
 
     def strip(self, request: Any) -> None:
         value = first_header(request, b"Authorization")
@@ -169,20 +185,29 @@ class JwtAuthenticator:
 
     # -- inside ----------------------------------------------------------
 
-    def _after_refetch(self, token: _Token) -> Identity:
+    def _after_refetch(self, token: _Token, raw: str) -> Identity:
         assert self.key_set is not None
         found = self.key_set.keys_for(token.kid)
         if found is None:
             if not self.key_set.loaded:
                 raise BackendUnavailable("the issuer's key set could not be fetched")
             raise InvalidCredentials("unknown kid")
-        return self._verify_with(token, found)
+        return self._verify_with(token, found, raw)
 
-    def _verify_with(self, token: _Token, keys: List[VerificationKey]) -> Identity:
+    def _verify_with(self, token: _Token, keys: List[VerificationKey], raw: str) -> Identity:
         for key in keys:
             if key.verifies(token.alg, token.signing_input, token.signature):
-                return self._accept(token)
+                return self._remember(raw, token, key, self._accept(token))
         raise InvalidCredentials("bad signature")
+
+    def _remember(self, raw: str, token: _Token, key: VerificationKey, identity: Identity) -> Identity:
+        verified = self._verified
+        if len(verified) >= _VERIFIED_CACHE_SIZE:
+            del verified[next(iter(verified))]  # the oldest entry
+        claims = _json_object(token.payload)
+        times = {name: claims[name] for name in ("exp", "nbf", "iat") if name in claims}
+        verified[raw] = (identity, times, token.header.get("kid"), key)
+        return identity
 
     def _parse(self, raw: str) -> _Token:
         if not raw or len(raw) > MAX_TOKEN_BYTES:

@@ -72,7 +72,7 @@ def make_access_log(section: Optional[settings.AccessLogSettings], context: Any)
     if section is None:
         return None
     AccessLog.check(section)
-    access_log = AccessLog(section)
+    access_log = AccessLog(section, clock=context.clock)
     context.observers.append(access_log.observe)
     return access_log
 

@@ -11,12 +11,15 @@ string is never logged (it may carry tokens), nor any header.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from datetime import datetime, timezone
 from typing import IO, Any, Dict, Optional
 
-from twisted.logger import FileLogObserver, Logger, LogPublisher
+from twisted.internet.task import LoopingCall
+from twisted.logger import ILogObserver, Logger, LogPublisher
+from zope.interface import implementer
 
 from twistgate.config.model import ConfigError, ConfigIssue
 from twistgate.ops.metrics import NO_ROUTE
@@ -24,8 +27,24 @@ from twistgate.ops.metrics import NO_ROUTE
 _log = Logger()
 
 
+_second_prefix: list = [None, ""]  # [whole second, "YYYY-MM-DDTHH:MM:SS"]
+
+
 def iso_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC ISO 8601 with milliseconds; the date part is formatted once a second."""
+    # The same rounding as datetime.fromtimestamp: microseconds rounded, then
+    # milliseconds truncated (isoformat(timespec="milliseconds")).
+    frac, whole_f = math.modf(seconds)
+    micros = round(frac * 1e6)
+    whole = int(whole_f)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    if _second_prefix[0] != whole:
+        _second_prefix[0] = whole
+        _second_prefix[1] = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second_prefix[1]}.{micros // 1000:03d}Z"
 
 
 def _ms(seconds: Optional[float]) -> Optional[float]:
@@ -79,16 +98,40 @@ def format_text(event: Dict[str, Any]) -> Optional[str]:
     )
 
 
+@implementer(ILogObserver)
+class _LineWriter:
+    """
+    Writes each access event as a line.  Unlike twisted.logger's
+    FileLogObserver it does not flush per event: the access log flushes on a
+    timer (`flush_interval`), so a busy gateway makes one write a second, not
+    one per request.
+    """
+
+    def __init__(self, stream: IO[str], formatter: Any, flush_each: bool) -> None:
+        self.stream = stream
+        self.formatter = formatter
+        self.flush_each = flush_each
+
+    def __call__(self, event: Dict[str, Any]) -> None:
+        text = self.formatter(event)
+        if text:
+            self.stream.write(text)
+            if self.flush_each:
+                self.stream.flush()
+
+
 class AccessLog:
     """A per-generation service: the observer that writes access lines."""
 
-    def __init__(self, settings: Any, *, stream: Optional[IO[str]] = None) -> None:
+    def __init__(self, settings: Any, *, stream: Optional[IO[str]] = None, clock: Any = None) -> None:
         self.settings = settings
+        self.clock = clock
         self._given = stream
         self._file: Optional[IO[str]] = None
         self._publisher = LogPublisher()
         self.log = Logger(namespace="twistgate.access", observer=self._publisher)
-        self._observer: Optional[FileLogObserver] = None
+        self._observer: Optional[_LineWriter] = None
+        self._flusher: Optional[LoopingCall] = None
         if stream is not None:
             self._attach(stream)
 
@@ -105,8 +148,17 @@ class AccessLog:
 
     def _attach(self, stream: IO[str]) -> None:
         formatter = format_text if self.settings.format == "text" else format_json
-        self._observer = FileLogObserver(stream, formatter)
+        buffered = self.settings.flush_interval > 0 and self.clock is not None
+        self._observer = _LineWriter(stream, formatter, flush_each=not buffered)
         self._publisher.addObserver(self._observer)
+        if buffered:
+            self._flusher = LoopingCall(self.flush)
+            self._flusher.clock = self.clock
+            self._flusher.start(self.settings.flush_interval, now=False)
+
+    def flush(self) -> None:
+        if self._observer is not None:
+            self._observer.stream.flush()
 
     def start(self) -> None:
         if self._observer is not None:
@@ -114,11 +166,16 @@ class AccessLog:
         if self.settings.path == "-":
             self._attach(sys.stdout)
             return
-        self._file = open(self.settings.path, "a", encoding="utf-8", buffering=1)
+        self._file = open(self.settings.path, "a", encoding="utf-8", buffering=1 << 16)
         self._attach(self._file)
 
     def stop(self) -> None:
+        if self._flusher is not None:
+            if self._flusher.running:
+                self._flusher.stop()
+            self._flusher = None
         if self._observer is not None:
+            self.flush()
             self._publisher.removeObserver(self._observer)
             self._observer = None
         if self._file is not None:

@@ -16,7 +16,7 @@ from twistgate.config._sections import server_endpoint
 from twistgate.config.model import Location
 
 ADMIN_KEYS = ("endpoint", "token", "metrics_auth")
-ACCESS_LOG_KEYS = ("path", "format")
+ACCESS_LOG_KEYS = ("path", "format", "flush_interval")
 ACCESS_LOG_FORMATS = ("json", "text")
 TRACING_KEYS = (
     "propagate", "otlp_endpoint", "sample_ratio", "service_name", "headers",
@@ -39,6 +39,9 @@ class AdminSettings:
 class AccessLogSettings:
     path: str = "-"  # "-" is standard output
     format: str = "json"  # json | text
+    # Lines are buffered and written out this often (NGINX's `flush=`): one
+    # write per interval instead of one per request.  0 writes every line.
+    flush_interval: float = 1.0
     location: Location = Location()
 
 
@@ -82,6 +85,7 @@ def parse_access_log(node: Node) -> Optional[AccessLogSettings]:
     return AccessLogSettings(
         path=fields.read("path", Node.string, "-"),
         format=fields.read("format", lambda n: n.choice(ACCESS_LOG_FORMATS), "json"),
+        flush_interval=fields.read("flush_interval", lambda n: n.duration(positive=False), 1.0),
         location=node.location(at_key=True),
     )
 
