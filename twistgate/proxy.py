@@ -160,7 +160,7 @@ class Exchange:
         if route.plugins.empty:
             self._forward()
         else:
-            route.plugins.on_request(self.proxy_request, route).addCallbacks(self._after_on_request, self._fail)
+            _then(route.plugins.on_request(self.proxy_request, route), self._after_on_request, self._fail)
 
     def _after_on_request(self, answer: Optional[Response]) -> None:
         if self.client_gone or self.answered:
@@ -224,7 +224,7 @@ class Exchange:
         if route is None or route.plugins.empty:
             self._send(presp)
         else:
-            route.plugins.on_response(self.proxy_request, presp).addCallbacks(self._send, self._fail)
+            _then(route.plugins.on_response(self.proxy_request, presp), self._send, self._fail)
 
     def _send(self, presp: ProxyResponse) -> None:
         request = self.request
@@ -411,6 +411,18 @@ class _BodyRelay(Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.stopProducing()
+
+
+def _then(d: Any, callback: Any, errback: Any) -> None:
+    """
+    Continue with `d`'s result: at once when the stages and plugins answered
+    synchronously (an already-fired Deferred: the common case), without
+    adding callbacks to it; otherwise when it fires.
+    """
+    if d.called and not d.paused and not isinstance(d.result, Failure):
+        callback(d.result)
+    else:
+        d.addCallbacks(callback, errback)
 
 
 def _run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twistgate import stages
 from twistgate.auth.config import AuthSection, RouteAuthConfig
 from twistgate.auth.parse import parse_auth_section, parse_route_auth
 from twistgate.auth.policy import AuthStage, IdentityHeaderScrub, build_stage
 from twistgate.auth.service import AuthService
 from twistgate.config.extensions import gateway_section, route_section
 from twistgate.config.model import RouteConfig
-from twistgate.stages import ORDER_AUTH, BuildContext, service, stage
+from twistgate.stages import ORDER_AUTH, BuildContext, global_stage, service, stage
 
 gateway_section("auth")(parse_auth_section)
 route_section("auth")(parse_route_auth)
@@ -40,9 +39,7 @@ def identity_header_scrub(section: Any, route: RouteConfig, context: BuildContex
     return IdentityHeaderScrub(auth.identity_headers)
 
 
-# Gateway-wide stages are a newer seam (twistgate.stages.global_stage).
-_register_global = getattr(stages, "global_stage", None)
-if _register_global is not None:
-    _register_global("auth_identity_headers", order=ORDER_AUTH - 1)(identity_header_scrub)
+# Client copies of identity headers are scrubbed on every route, auth or not.
+global_stage("auth_identity_headers", order=ORDER_AUTH - 1)(identity_header_scrub)
 
 __all__ = ["auth_service", "auth_stage", "identity_header_scrub"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twistgate import stages
 from twistgate.cache.config import CacheStoreConfig, RouteCacheConfig, parse_gateway, parse_route
 from twistgate.cache.invalidation import Invalidation
 from twistgate.cache.service import CacheService
@@ -16,7 +15,7 @@ from twistgate.cache.stage import CacheStage
 from twistgate.compression import CompressionConfig, CompressionStage, parse_compression
 from twistgate.config.extensions import gateway_section, route_section
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
-from twistgate.stages import ORDER_CACHE, ORDER_COMPRESSION, BuildContext, service, stage
+from twistgate.stages import ORDER_CACHE, ORDER_COMPRESSION, BuildContext, global_stage, service, stage
 
 route_section("cache")(parse_route)
 gateway_section("cache")(parse_gateway)
@@ -66,9 +65,8 @@ def make_default_compression(section: Optional[CompressionConfig], route: RouteC
     return CompressionStage(section)
 
 
-# Gateway-wide stages are a newer seam (twistgate.stages.global_stage).
-_register_global = getattr(stages, "global_stage", None)
-if _register_global is not None:
-    _register_global("cache_invalidation", order=ORDER_CACHE)(make_invalidation)
-    _register_global("compression", order=ORDER_COMPRESSION)(make_default_compression)
-    gateway_section("compression")(parse_compression)  # only accepted where it can act
+# Unsafe methods invalidate cached entries on every route; a top-level
+# `compression` section applies to every route without its own.
+global_stage("cache_invalidation", order=ORDER_CACHE)(make_invalidation)
+global_stage("compression", order=ORDER_COMPRESSION)(make_default_compression)
+gateway_section("compression")(parse_compression)
