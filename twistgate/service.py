@@ -25,9 +25,11 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from twistgate.config import load_file
 from twistgate.config.model import GatewayConfig, ListenerConfig
 from twistgate.gateway import Generation
 from twistgate.listeners import build_listener
@@ -91,6 +93,7 @@ class GatewayService(MultiService):
             startup=lambda g: g.plugins.startup(self, g.config),
             shutdown=lambda g: g.plugins.shutdown(self),
             after_swap=[self._reload_tls, self._after_reload],
+            load=load_and_check_listeners,
         )
         self.demo: Optional[StreamServerEndpointService] = None
         self.listeners: List[StreamServerEndpointService] = []
@@ -296,6 +299,20 @@ class GatewayService(MultiService):
                 _log.failure("re-reading the certificates of listener {name} failed", name=name)
                 warnings.append(f"listener {name!r}: certificates not reloaded: {error}")
         return warnings
+
+
+def load_and_check_listeners(path: str) -> GatewayConfig:
+    """
+    Load a configuration for a reload, and open its TLS listeners'
+    certificates and keys as well: a broken certificate rejects the reload
+    (the old configuration keeps serving) instead of failing after the swap.
+    """
+    config = load_file(path)
+    check_reactor = MemoryReactorClock()
+    for index, listener in enumerate(config.listeners):
+        if listener.tls is not None:
+            build_listener(listener, check_reactor, source=config.source, index=index)
+    return config
 
 
 def _stat(path: str) -> Optional[Tuple[int, int, int]]:
