@@ -1,6 +1,5 @@
 """Tests for the routes section: paths, hosts, methods, references, plugins."""
 
-import textwrap
 
 import pytest
 
@@ -11,6 +10,7 @@ from twistgate.config import (
     RouteConfig,
     load_text,
 )
+from tests.config_helpers import config_loader
 
 HEAD = """\
 listeners: [{name: a, endpoint: "tcp:1"}]
@@ -20,14 +20,7 @@ upstreams:
 """  # 4 lines: routes start on line 5
 
 
-def load(text):
-    return load_text(HEAD + textwrap.dedent(text).lstrip("\n"), filename="gw.yaml", environ={})
-
-
-def issues(text):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    return [(i.location.line, i.location.path, i.message) for i in info.value.issues]
+load, issues = config_loader(HEAD)
 
 
 def one_route(**fields):

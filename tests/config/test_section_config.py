@@ -1,31 +1,22 @@
 """Tests for the small sections: listeners, limits, trusted_proxies, plugins, demo."""
 
-import textwrap
 from ipaddress import ip_network
 
 import pytest
 
 from twistgate.config import (
-    ConfigError,
     DemoConfig,
     LimitsConfig,
     ListenerTLSConfig,
     Location,
     PluginSection,
-    load_text,
 )
+from tests.config_helpers import config_loader
 
 HEAD = 'listeners: [{name: a, endpoint: "tcp:1"}]\n'
 
 
-def load(text):
-    return load_text(textwrap.dedent(text).lstrip("\n"), filename="gw.yaml", environ={})
-
-
-def issues(text):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    return [(i.location.line, i.location.path, i.message) for i in info.value.issues]
+load, issues = config_loader("")
 
 
 # -- listeners -----------------------------------------------------------------

@@ -1,30 +1,21 @@
 """Tests for the upstreams section: targets, balance, timeouts and pool."""
 
-import textwrap
 
 import pytest
 
 from twistgate.config import (
-    ConfigError,
     Location,
     PoolConfig,
     TargetConfig,
     UpstreamConfig,
     UpstreamTimeoutsConfig,
-    load_text,
 )
+from tests.config_helpers import config_loader
 
 HEAD = 'listeners: [{name: a, endpoint: "tcp:1"}]\n'
 
 
-def load(text):
-    return load_text(HEAD + textwrap.dedent(text).lstrip("\n"), filename="gw.yaml", environ={})
-
-
-def issues(text):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    return [(i.location.line, i.location.path, i.message) for i in info.value.issues]
+load, issues = config_loader(HEAD)
 
 
 def test_upstream_full():

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
+from twistgate.config import ListenerCertificate, ListenerTLSConfig
+from tests.config_helpers import config_loader
 
-import pytest
-
-from twistgate.config import ConfigError, ListenerCertificate, ListenerTLSConfig, load_text
-
-
-def load(text):
-    return load_text(textwrap.dedent(text).lstrip("\n"), filename="gw.yaml", environ={})
-
-
-def issues(text):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    return [(i.location.line, i.location.path, i.message) for i in info.value.issues]
+load, issues = config_loader("")
 
 
 def test_full_tls_block():

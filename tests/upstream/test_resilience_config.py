@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
-import pytest
-
-from twistgate.config import ConfigError, load_text
 from twistgate.upstream.settings import (
     BreakerConfig,
     DiscoveryConfig,
@@ -15,18 +10,12 @@ from twistgate.upstream.settings import (
     OutlierConfig,
     RetryConfig,
 )
+from tests.config_helpers import config_loader
 
 HEAD = 'listeners: [{name: a, endpoint: "tcp:1"}]\n'
 
 
-def load(text):
-    return load_text(HEAD + textwrap.dedent(text).lstrip("\n"), filename="gw.yaml", environ={})
-
-
-def issues(text):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    return [(i.location.line, i.location.path, i.message) for i in info.value.issues]
+load, issues = config_loader(HEAD)
 
 
 def test_contract_example_and_defaults():
