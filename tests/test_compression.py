@@ -13,7 +13,7 @@ import brotli
 import pytest
 
 from tests.cache.conftest import Gateway
-from twistgate.compression import _Brotli, _Gzip, accepted_codings
+from twistgate.policies.compression import _Brotli, _Gzip, accepted_codings
 from twistgate.config import ConfigError
 
 JSON = [("Content-Type", "application/json"), ("ETag", '"e1"')]

@@ -18,7 +18,7 @@ from twistgate.config import ConfigError, load_text
 from twistgate.exchange import Response
 from twistgate.plugins import hookimpl
 from twistgate.testing import GatewayHarness
-from twistgate.transform_response import _Envelope
+from twistgate.policies.transform.response import _Envelope
 
 
 class Scripted(Resource):

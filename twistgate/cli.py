@@ -75,9 +75,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     explain.add_argument("--host", default=None)
     explain.add_argument("--path", required=True)
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
-    from twistgate.auth.cli import add_keys_command
+    from twistgate.policies.auth.cli import add_keys_command
 
-    add_keys_command(sub)  # `twistgate keys create|list|revoke` (twistgate/auth/cli.py)
+    add_keys_command(sub)  # `twistgate keys create|list|revoke` (twistgate/policies/auth/cli.py)
     args = parser.parse_args(argv)
     if args.command == "keys":
         return int(args.handler(args))

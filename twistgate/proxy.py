@@ -153,7 +153,7 @@ class Exchange:
         if scheme == "https":  # for twistgate.tls.peer_identity (mTLS)
             self.proxy_request.state[TLS_CONNECTION] = tls_connection(request)
         if getattr(request, "streaming", False) or getattr(request, "received_bytes", 0):
-            self.proxy_request.state["request_body"] = True  # the cache cannot key a body (twistgate.cache)
+            self.proxy_request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
         # One timer bounds the whole upstream exchange (route timeout); the
         # upstream bounds each attempt's wait for the head (read timeout).
         self.timer = generation.clock.callLater(route.timeout, self._timeout)

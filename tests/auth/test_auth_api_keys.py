@@ -12,7 +12,7 @@ import pytest
 from twisted.internet.defer import Deferred
 
 from tests.auth.helpers import AuthGateway
-from twistgate.auth.keys import hash_key, new_key, parse_key
+from twistgate.policies.auth.keys import hash_key, new_key, parse_key
 from twistgate.testing import result_of
 
 
@@ -222,7 +222,7 @@ def test_cached_answers_need_no_deferred(db):
     gateway.get(headers={"X-API-Key": key})  # now cached
     from twisted.web.http_headers import Headers
 
-    from twistgate.auth.policy import AuthStage
+    from twistgate.policies.auth.policy import AuthStage
     from twistgate.exchange import ProxyRequest
 
     auth_stage = AuthStage(
@@ -237,7 +237,7 @@ def test_cached_answers_need_no_deferred(db):
 
 
 def test_store_timeout_is_503(db):
-    from twistgate.auth.key_store import KeyStore
+    from twistgate.policies.auth.key_store import KeyStore
 
     gateway = keys_gateway(db)
 

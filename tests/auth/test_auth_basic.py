@@ -9,7 +9,7 @@ import pytest
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from tests.auth.helpers import AuthGateway
-from twistgate.auth.basic import HtpasswdError, parse_htpasswd
+from twistgate.policies.auth.basic import HtpasswdError, parse_htpasswd
 
 
 def basic(user: str, password: str) -> dict:
@@ -101,7 +101,7 @@ def test_a_recent_success_is_remembered_not_the_password(gateway):
 
 
 def test_too_many_pending_checks_is_503(gateway):
-    from twistgate.auth.basic import MAX_PENDING
+    from twistgate.policies.auth.basic import MAX_PENDING
 
     gateway.runner.hold = True
     pending = [gateway.start(headers=basic("alice", f"guess-{i}")) for i in range(MAX_PENDING)]

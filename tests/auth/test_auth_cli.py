@@ -78,7 +78,7 @@ def test_expiry_uses_the_time_given(config, tmp_path):
     import argparse
     import io
 
-    from twistgate.auth.cli import run as run_keys
+    from twistgate.policies.auth.cli import run as run_keys
 
     out, err = io.StringIO(), io.StringIO()
     args = argparse.Namespace(config=str(config), authenticator=None, action="create", consumer="acme", expires_in="1h", json=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.auth.helpers import EchoUpstream, gateway_config
-from twistgate.auth.config import ApiKeyConfig, JwtConfig
+from twistgate.policies.auth.config import ApiKeyConfig, JwtConfig
 from twistgate.config import ConfigError
 from twistgate.testing import GatewayHarness
 

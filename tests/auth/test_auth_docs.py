@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from twistgate.auth import parse
+from twistgate.policies.auth import parse
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

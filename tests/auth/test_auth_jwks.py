@@ -229,7 +229,7 @@ def test_jku_never_makes_the_gateway_fetch_elsewhere(issuer, rsa_key, rsa_key_2)
 
 def test_a_repeated_token_is_not_verified_again_but_still_expires(issuer, rsa_key, monkeypatch):
     """Verified tokens are cached (no second signature check), yet exp is checked on every use."""
-    from twistgate.auth.jwt_auth import JwtAuthenticator
+    from twistgate.policies.auth.jwt_auth import JwtAuthenticator
 
     parsed = []
     original = JwtAuthenticator._parse

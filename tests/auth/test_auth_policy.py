@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.auth.helpers import HS_SECRET, NOW, AuthGateway, bearer, token
-from twistgate.auth.keys import new_key
+from twistgate.policies.auth.keys import new_key
 from twistgate.testing import result_of
 
 

@@ -17,7 +17,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from twistgate.cache.dates import format_http_date
+from twistgate.policies.cache.dates import format_http_date
 from twistgate.config import load_text
 from twistgate.testing import GatewayHarness
 from twistgate.upstream.body import BytesBody

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from twisted.web.http_headers import Headers
 
-from twistgate.cache.conditional import byte_range, not_modified, quoted
-from twistgate.cache.dates import format_http_date
-from twistgate.cache.entry import Entry
+from twistgate.policies.cache.conditional import byte_range, not_modified, quoted
+from twistgate.policies.cache.dates import format_http_date
+from twistgate.policies.cache.entry import Entry
 
 NOW = 1_800_000_000.0
 

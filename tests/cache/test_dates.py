@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from twistgate.cache.dates import format_http_date, parse_http_date
+from twistgate.policies.cache.dates import format_http_date, parse_http_date
 
 NOV_6_1994 = calendar.timegm((1994, 11, 6, 8, 49, 37, 0, 0, 0))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twistgate.cache.directives import (
+from twistgate.policies.cache.directives import (
     DELTA_MAX,
     first_member,
     parse,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from twistgate.cache.dates import format_http_date
-from twistgate.cache.entry import HEURISTIC_MAX, Entry
+from twistgate.policies.cache.dates import format_http_date
+from twistgate.policies.cache.entry import HEURISTIC_MAX, Entry
 
 NOW = 1_800_000_000.0
 

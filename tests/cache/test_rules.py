@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from twistgate.cache.dates import format_http_date
-from twistgate.cache.directives import NO_REQUEST_DIRECTIVES, request_directives, response_directives
-from twistgate.cache.entry import Entry
-from twistgate.cache.rules import fresh_for, refusal, stale_if_error, stale_while_revalidate, worth_storing
+from twistgate.policies.cache.dates import format_http_date
+from twistgate.policies.cache.directives import NO_REQUEST_DIRECTIVES, request_directives, response_directives
+from twistgate.policies.cache.entry import Entry
+from twistgate.policies.cache.rules import fresh_for, refusal, stale_if_error, stale_while_revalidate, worth_storing
 
 NOW = 1_800_000_000.0
 

@@ -6,8 +6,8 @@ import random
 
 from twisted.web.http_headers import Headers
 
-from twistgate.cache.entry import ENTRY_OVERHEAD, Entry
-from twistgate.cache.store import MemoryStore
+from twistgate.policies.cache.entry import ENTRY_OVERHEAD, Entry
+from twistgate.policies.cache.store import MemoryStore
 
 NOW = 1_800_000_000.0
 

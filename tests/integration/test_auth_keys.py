@@ -16,7 +16,7 @@ from twisted.web.server import Site
 
 from tests.auth.postgres import clear_keys, postgres_url  # noqa: F401  (a session fixture)
 from tests.integration.conftest import RecordingUpstream, http_request
-from twistgate.auth.keys import new_key
+from twistgate.policies.auth.keys import new_key
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

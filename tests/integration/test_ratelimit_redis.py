@@ -35,9 +35,9 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 
-from twistgate.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
-from twistgate.ratelimit.memory import MemoryBackend
-from twistgate.ratelimit.redis_backend import BackendUnavailable, RedisBackend
+from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
+from twistgate.policies.ratelimit.memory import MemoryBackend
+from twistgate.policies.ratelimit.redis_backend import BackendUnavailable, RedisBackend
 
 BIN = Path(sys.executable).parent
 S = 1_000_000

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from twistgate.config import ConfigError, load_text
-from twistgate.ratelimit import MemoryBackend, build_backend
-from twistgate.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
+from twistgate.policies.ratelimit import MemoryBackend, build_backend
+from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
 
 BASE = """
 listeners: [{name: p, endpoint: "tcp:0"}]

@@ -9,8 +9,8 @@ import random
 
 from twisted.internet.task import Clock
 
-from twistgate.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
-from twistgate.ratelimit.memory import MemoryBackend
+from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
+from twistgate.policies.ratelimit.memory import MemoryBackend
 
 S = 1_000_000
 

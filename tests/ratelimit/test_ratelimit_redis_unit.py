@@ -15,9 +15,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from twistgate.ratelimit.algorithms import FIXED_WINDOW, Limit
-from twistgate.ratelimit.redis_backend import BackendUnavailable, RedisBackend
-from twistgate.ratelimit.script import SCRIPT_BYTES, SCRIPT_SHA
+from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, Limit
+from twistgate.policies.ratelimit.redis_backend import BackendUnavailable, RedisBackend
+from twistgate.policies.ratelimit.script import SCRIPT_BYTES, SCRIPT_SHA
 from twistgate.testing import result_of
 
 LIMIT = [Limit(FIXED_WINDOW, 10, 60_000_000, 10)]

@@ -19,9 +19,9 @@ from twistgate.config._node import Node
 from twistgate.errors import RateLimited, ServiceUnavailable
 from twistgate.exchange import ProxyRequest, ProxyResponse
 from twistgate.plugins import hookimpl
-from twistgate.ratelimit.config import LimitConfig, RateLimitConfig
-from twistgate.ratelimit.redis_backend import BackendUnavailable
-from twistgate.ratelimit.stage import STATE_KEY, RateLimitStage
+from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig
+from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
+from twistgate.policies.ratelimit.stage import STATE_KEY, RateLimitStage
 from twistgate.config.model import Rate
 from twistgate.stages import STAGES, stage
 from twistgate.testing import GatewayHarness, result_of
@@ -264,7 +264,7 @@ def test_a_synchronous_backend_costs_no_deferred():
     """The memory backend decides inline: on_request returns a value, not a Deferred."""
     from twisted.internet.task import Clock
 
-    from twistgate.ratelimit.memory import MemoryBackend
+    from twistgate.policies.ratelimit.memory import MemoryBackend
 
     rl = stage_with(MemoryBackend(Clock()), "allow")
     req = request()
@@ -303,7 +303,7 @@ class LaterBackend:
     """Decides like the memory backend, but answers through a Deferred fired by the test (like Redis)."""
 
     def __init__(self, clock):
-        from twistgate.ratelimit.memory import MemoryBackend
+        from twistgate.policies.ratelimit.memory import MemoryBackend
 
         self.memory = MemoryBackend(clock)
         self.waiting = []

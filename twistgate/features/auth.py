@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twistgate.auth.config import AuthSection, RouteAuthConfig
-from twistgate.auth.parse import parse_auth_section, parse_route_auth
-from twistgate.auth.policy import AuthStage, IdentityHeaderScrub, build_stage
-from twistgate.auth.service import AuthService
+from twistgate.policies.auth.config import AuthSection, RouteAuthConfig
+from twistgate.policies.auth.parse import parse_auth_section, parse_route_auth
+from twistgate.policies.auth.policy import AuthStage, IdentityHeaderScrub, build_stage
+from twistgate.policies.auth.service import AuthService
 from twistgate.config.extensions import gateway_section, route_section
 from twistgate.config.model import RouteConfig
 from twistgate.stages import ORDER_AUTH, BuildContext, global_stage, service, stage

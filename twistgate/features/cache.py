@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twistgate.cache.config import CacheStoreConfig, RouteCacheConfig, parse_gateway, parse_route
-from twistgate.cache.invalidation import Invalidation
-from twistgate.cache.service import CacheService
-from twistgate.cache.stage import CacheStage
-from twistgate.compression import CompressionConfig, CompressionStage, parse_compression
+from twistgate.policies.cache.config import CacheStoreConfig, RouteCacheConfig, parse_gateway, parse_route
+from twistgate.policies.cache.invalidation import Invalidation
+from twistgate.policies.cache.service import CacheService
+from twistgate.policies.cache.stage import CacheStage
+from twistgate.policies.compression import CompressionConfig, CompressionStage, parse_compression
 from twistgate.config.extensions import gateway_section, route_section
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.stages import ORDER_CACHE, ORDER_COMPRESSION, BuildContext, global_stage, service, stage

@@ -2,8 +2,8 @@
 Traffic policy (docs/traffic.md): rate limiting, CORS and transformations.
 
 Registers the config sections, the rate-limit backend service and the
-per-route stages; the code lives in `twistgate.ratelimit`, `twistgate.cors`
-and `twistgate.transform*`.
+per-route stages; the code lives in `twistgate.policies.ratelimit`, `twistgate.policies.cors`
+and `twistgate.policies.transform.headers*`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any, Optional
 
 from twistgate.config.extensions import gateway_section, route_section
 from twistgate.config.model import RouteConfig
-from twistgate.cors import CorsConfig, CorsStage, cors_stage, parse_cors
-from twistgate.ratelimit import RateLimitStage, build_backend
-from twistgate.ratelimit.config import RateLimitConfig, RateLimitingConfig, parse_rate_limit, parse_rate_limiting
+from twistgate.policies.cors import CorsConfig, CorsStage, cors_stage, parse_cors
+from twistgate.policies.ratelimit import RateLimitStage, build_backend
+from twistgate.policies.ratelimit.config import RateLimitConfig, RateLimitingConfig, parse_rate_limit, parse_rate_limiting
 from twistgate.stages import ORDER_CORS, ORDER_RATE_LIMIT, ORDER_TRANSFORM, BuildContext, service, stage
-from twistgate.transform import HeadersConfig, HeadersStage, headers_stage, parse_headers
-from twistgate.transform_request import (
+from twistgate.policies.transform.headers import HeadersConfig, HeadersStage, headers_stage, parse_headers
+from twistgate.policies.transform.request import (
     QueryConfig,
     QueryStage,
     RewriteConfig,
@@ -27,7 +27,7 @@ from twistgate.transform_request import (
     query_stage,
     rewrite_stage,
 )
-from twistgate.transform_response import (
+from twistgate.policies.transform.response import (
     JsonEnvelopeConfig,
     JsonEnvelopeStage,
     SecurityHeadersConfig,

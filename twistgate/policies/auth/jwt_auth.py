@@ -1,0 +1,303 @@
+"""
+The ``jwt`` authenticator: a Bearer token (RFC 6750) that is a signed JWT
+(RFC 7519, JWS compact form).
+
+The token is split and checked here rather than by ``jwt.decode``, so that
+every rule is explicit: the ``alg`` must be on the authenticator's allowlist
+and allowed by the key that verifies it (`jwt_keys`); ``crit`` extensions,
+duplicate JSON members and oversized tokens are refused; ``jku``, ``x5u``,
+``jwk`` and ``x5c`` are ignored; ``exp`` is required and ``exp``/``nbf``/
+``iat`` are compared with the gateway's clock, with leeway; ``iss`` and
+``aud`` must match when configured, and a token carrying an ``aud`` is refused
+when no audience is configured (RFC 7519 §4.1.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, challenge, first_header, header_value
+from twistgate.policies.auth.config import JwtConfig
+from twistgate.policies.auth.jwks import KeySet
+from twistgate.policies.auth.jwt_keys import VerificationKey
+
+MAX_TOKEN_BYTES = 8192
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*\Z")
+_REGISTERED = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
+
+
+class _Token:
+    __slots__ = ("header", "payload", "signing_input", "signature", "alg", "kid")
+
+    def __init__(self, header: Dict[str, Any], payload: bytes, signing_input: bytes, signature: bytes) -> None:
+        self.header = header
+        self.payload = payload
+        self.signing_input = signing_input
+        self.signature = signature
+        self.alg: str = header["alg"]
+        self.kid: Optional[str] = header.get("kid")
+
+
+def _b64(segment: str) -> bytes:
+    if not _SEGMENT.match(segment):
+        raise InvalidCredentials("not base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidCredentials("not base64url") from None
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    result: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidCredentials(f"duplicate member {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidCredentials(f"{name} is not JSON")  # NaN and Infinity would defeat time checks
+
+
+def _json_object(data: bytes) -> Dict[str, Any]:
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidCredentials("not a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidCredentials("not a JSON object")
+    return value
+
+
+MAX_TIME = 1e13  # seconds: far beyond any real date, small enough for float arithmetic
+
+
+def _number(value: Any) -> bool:
+    """A NumericDate (RFC 7519 §2): a finite number within range (not a bool, NaN or 1e999)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return -MAX_TIME < value < MAX_TIME  # False for NaN too; no float conversion of huge ints
+
+
+def claim(claims: Dict[str, Any], name: str) -> Any:
+    """A claim by name, or by dotted path into nested objects (``realm_access.roles``)."""
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _string_set(value: Any, *, split: bool) -> FrozenSet[str]:
+    if isinstance(value, str):
+        return frozenset(value.split()) if split else frozenset({value})
+    if isinstance(value, list):
+        return frozenset(item for item in value if isinstance(item, str))
+    return frozenset()
+
+
+_VERIFIED_CACHE_SIZE = 4096
+
+
+class JwtAuthenticator:
+    kind = "jwt"
+
+    def __init__(
+        self,
+        config: JwtConfig,
+        clock: Any,
+        static_keys: Sequence[VerificationKey] = (),
+        key_set: Optional[KeySet] = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.static_keys = tuple(static_keys)
+        self.key_set = key_set
+        self.allowlist = frozenset(config.algorithms)
+        self.forward = tuple((claim_name, header.encode("ascii")) for claim_name, header in config.forward_claims)
+        self._challenge = challenge("Bearer", realm=config.realm)
+        # Verified tokens (the exact signed string) -> (identity, time claims,
+        # kid, key).  A repeat of a token costs a dict lookup and the time
+        # checks instead of a signature verification and two JSON parses; an
+        # entry is used only while the key that verified it is still in the
+        # key set (rotation), and exp/nbf/iat are checked on every use.
+        self._verified: Dict[str, Tuple[Identity, Dict[str, Any], Optional[str], VerificationKey]] = {}
+
+    # -- the authenticator interface -------------------------------------
+
+    def credentials(self, request: Any) -> Optional[str]:
+        value = first_header(request, b"Authorization")
+        if value is None:
+            return None
+        scheme, _, token = value.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None  # another scheme: Basic, or for the upstream
+        return token.strip().decode("latin-1")
+
+    def verify(self, request: Any, raw: str) -> Any:
+        cached = self._verified.get(raw)
+        if cached is not None:
+            identity, times, kid, key = cached
+            if key in self.static_keys or (self.key_set is not None and key in (self.key_set.keys_for(kid) or ())):
+                self._check_times(times)
+                return identity
+            del self._verified[raw]  # its key was rotated out
+        token = self._parse(raw)
+        keys = [key for key in self.static_keys if token.alg in key.algorithms]
+        for key in keys:
+            if key.verifies(token.alg, token.signing_input, token.signature):
+                return self._remember(raw, token, key, self._accept(token))
+        key_set = self.key_set
+        if key_set is None or token.alg not in key_set.allowlist:
+            raise InvalidCredentials("bad signature")
+        found = key_set.keys_for(token.kid)
+        if found is not None:
+            return self._verify_with(token, found, raw)
+        # An unknown kid: perhaps a rotation; fetch again, at a bounded rate.
+        fetching = key_set.refetch()
+        if fetching is None:
+            if not key_set.loaded:
+                raise BackendUnavailable("the issuer's key set could not be fetched")
+            raise InvalidCredentials("unknown kid")
+        return fetching.addCallback(lambda _: self._after_refetch(token, raw))
+
+    def strip(self, request: Any) -> None:
+        value = first_header(request, b"Authorization")
+        if value is not None and value[:7].lower() == b"bearer ":
+            request.headers.removeHeader(b"Authorization")
+
+    def challenge(self, error: Optional[InvalidCredentials]) -> bytes:
+        if error is None:
+            return self._challenge
+        params = {"realm": self.config.realm, "error": error.error}
+        if error.description:
+            params["error_description"] = error.description
+        return challenge("Bearer", **params)
+
+    # -- inside ----------------------------------------------------------
+
+    def _after_refetch(self, token: _Token, raw: str) -> Identity:
+        assert self.key_set is not None
+        found = self.key_set.keys_for(token.kid)
+        if found is None:
+            if not self.key_set.loaded:
+                raise BackendUnavailable("the issuer's key set could not be fetched")
+            raise InvalidCredentials("unknown kid")
+        return self._verify_with(token, found, raw)
+
+    def _verify_with(self, token: _Token, keys: List[VerificationKey], raw: str) -> Identity:
+        for key in keys:
+            if key.verifies(token.alg, token.signing_input, token.signature):
+                return self._remember(raw, token, key, self._accept(token))
+        raise InvalidCredentials("bad signature")
+
+    def _remember(self, raw: str, token: _Token, key: VerificationKey, identity: Identity) -> Identity:
+        verified = self._verified
+        if len(verified) >= _VERIFIED_CACHE_SIZE:
+            del verified[next(iter(verified))]  # the oldest entry
+        claims = _json_object(token.payload)
+        times = {name: claims[name] for name in ("exp", "nbf", "iat") if name in claims}
+        verified[raw] = (identity, times, token.header.get("kid"), key)
+        return identity
+
+    def _parse(self, raw: str) -> _Token:
+        if not raw or len(raw) > MAX_TOKEN_BYTES:
+            raise InvalidCredentials("empty or oversized token")
+        parts = raw.split(".")
+        if len(parts) != 3:
+            raise InvalidCredentials("not a JWS compact token")
+        header = _json_object(_b64(parts[0]))
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.allowlist:
+            raise InvalidCredentials(f"algorithm {alg!r} not allowed")
+        if "crit" in header:
+            raise InvalidCredentials("critical header extensions are not supported")
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
+            raise InvalidCredentials("malformed kid")
+        payload = _b64(parts[1])
+        signature = _b64(parts[2])
+        if not signature:
+            raise InvalidCredentials("no signature")
+        return _Token(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+    def _accept(self, token: _Token) -> Identity:
+        """The signature is good: now the claims."""
+        claims = _json_object(token.payload)
+        self._check_times(claims)
+        config = self.config
+        if config.issuer and claims.get("iss") not in config.issuer:
+            raise InvalidCredentials("wrong issuer")
+        if "aud" in claims or config.audience:
+            audiences = claims.get("aud")
+            listed = [audiences] if isinstance(audiences, str) else audiences if isinstance(audiences, list) else []
+            named = {a for a in listed if isinstance(a, str)}
+            if not named & set(config.audience):
+                raise InvalidCredentials("wrong audience")
+        for name in config.required_claims:
+            if claim(claims, name) is None:
+                raise InvalidCredentials(f"missing claim {name!r}")
+        consumer = claim(claims, config.consumer_claim)
+        if isinstance(consumer, (int, float)) and not isinstance(consumer, bool):
+            consumer = str(consumer)
+        if not isinstance(consumer, str) or not consumer:
+            raise InvalidCredentials(f"no {config.consumer_claim!r} claim to identify the consumer")
+        scopes_value = claim(claims, config.scopes_claim)
+        if scopes_value is None and config.scopes_claim == "scope":
+            scopes_value = claims.get("scp")  # Okta, Azure AD
+        headers = []
+        shown: Dict[str, Any] = {name: claims[name] for name in _REGISTERED if name in claims}
+        for name, header in self.forward:
+            value = claim(claims, name)
+            if value is None:
+                continue
+            encoded = header_value(value)
+            if encoded is not None:
+                headers.append((header, encoded))
+                shown[name] = value
+        if config.forward_consumer:
+            encoded = header_value(consumer)
+            if encoded is not None:
+                headers.append((config.forward_consumer.encode("ascii"), encoded))
+        scopes = _string_set(scopes_value, split=True)
+        return Identity(
+            consumer=consumer,
+            authenticator=self.name,
+            kind=self.kind,
+            scopes=scopes,
+            roles=_string_set(claim(claims, config.roles_claim), split=False),
+            details={
+                "authenticator": self.name,
+                "type": self.kind,
+                "consumer": consumer,
+                "claims": shown,
+                "scopes": sorted(scopes),
+            },
+            headers=tuple(headers),
+        )
+
+    def _check_times(self, claims: Dict[str, Any]) -> None:
+        now = self.clock.seconds()
+        leeway = self.config.leeway
+        exp = claims.get("exp")
+        if exp is None:
+            raise InvalidCredentials("no exp claim")
+        if not _number(exp):
+            raise InvalidCredentials("exp is not a number")
+        if now >= exp + leeway:
+            raise InvalidCredentials("expired", description="The access token expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and (not _number(nbf) or now + leeway < nbf):
+            raise InvalidCredentials("not yet valid")
+        iat = claims.get("iat")
+        if iat is not None and (not _number(iat) or iat > now + leeway):
+            raise InvalidCredentials("issued in the future")

@@ -1,0 +1,210 @@
+"""
+The per-route ``auth`` stage: who is calling, and may they call this route.
+
+For each request it first removes every identity header the gateway sets
+(client-sent copies must never reach the upstream), then tries the route's
+authenticators in order; the first identity that meets the route's
+requirements wins.  Then it sets `request.consumer`, puts the identity's
+details (never secrets) in ``request.state["auth"]``, removes the route's
+credentials unless ``keep_credentials`` is on, and adds the identity
+headers.  Otherwise:
+
+* 403 when some authenticator accepted the credentials but the identity does
+  not meet the requirements (or the mTLS subject/SAN is not allowed);
+* 503 when a backend (key store, JWKS) could not be consulted;
+* 401 with one ``WWW-Authenticate`` challenge per authenticator of the route.
+
+When every authenticator answers from memory the hook returns at once, with
+no Deferred.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, NotPermitted, challenge
+from twistgate.policies.auth.config import RouteAuthConfig
+from twistgate.config._node import suggest
+from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
+from twistgate.errors import Forbidden, ServiceUnavailable, Unauthorized
+from twistgate.plugins import hookimpl
+
+_log = Logger()
+
+
+class _Outcome:
+    """What the authenticators said so far, for the refusal."""
+
+    __slots__ = ("invalid", "forbidden", "missing_scopes", "unavailable")
+
+    def __init__(self) -> None:
+        self.invalid: Dict[str, InvalidCredentials] = {}
+        self.forbidden: Optional[Identity] = None
+        self.missing_scopes: Tuple[str, ...] = ()
+        self.unavailable = False
+
+
+class AuthStage:
+    def __init__(self, config: RouteAuthConfig, authenticators: List[Any], identity_headers: Any, route: str) -> None:
+        self.config = config
+        self.route = route
+        self.authenticators = tuple(authenticators)
+        self.identity_headers = tuple(sorted(identity_headers))
+        self.scopes = frozenset(config.scopes)
+        self.roles = frozenset(config.roles)
+        self.consumers = frozenset(config.consumers)
+        self.subjects = frozenset(config.allowed_subjects)
+        self.sans = frozenset(config.allowed_sans)
+
+    @hookimpl
+    def on_request(self, request: Any) -> Any:
+        headers = request.headers
+        for name in self.identity_headers:
+            headers.removeHeader(name)
+        return self._attempt(request, 0, _Outcome())
+
+    # -- trying the authenticators ------------------------------------------
+
+    def _attempt(self, request: Any, start: int, outcome: _Outcome) -> Any:
+        for index in range(start, len(self.authenticators)):
+            authenticator = self.authenticators[index]
+            credentials = authenticator.credentials(request)
+            if credentials is None:
+                continue
+            try:
+                result = authenticator.verify(request, credentials)
+            except Exception as error:
+                self._note(outcome, authenticator, error)
+                continue
+            if isinstance(result, Deferred):
+                return result.addCallbacks(
+                    self._verified,
+                    self._failed,
+                    callbackArgs=(request, index, outcome),
+                    errbackArgs=(request, index, outcome),
+                )
+            if self._admit(request, result, outcome):
+                return None
+        raise self._refusal(request, outcome)
+
+    def _verified(self, identity: Identity, request: Any, index: int, outcome: _Outcome) -> Any:
+        if self._admit(request, identity, outcome):
+            return None
+        return self._attempt(request, index + 1, outcome)
+
+    def _failed(self, failure: Failure, request: Any, index: int, outcome: _Outcome) -> Any:
+        self._note(outcome, self.authenticators[index], failure.value, failure)
+        return self._attempt(request, index + 1, outcome)
+
+    def _note(self, outcome: _Outcome, authenticator: Any, error: BaseException, failure: Optional[Failure] = None) -> None:
+        if isinstance(error, InvalidCredentials):
+            outcome.invalid[authenticator.name] = error
+        elif isinstance(error, NotPermitted):
+            outcome.forbidden = outcome.forbidden or error.identity
+        elif isinstance(error, BackendUnavailable):
+            outcome.unavailable = True
+        else:
+            _log.failure(
+                "authenticator {authenticator} failed unexpectedly on route {route}",
+                failure if failure is not None else Failure(error),
+                authenticator=authenticator.name,
+                route=self.route,
+            )
+            outcome.unavailable = True
+
+    # -- deciding ------------------------------------------------------------
+
+    def _admit(self, request: Any, identity: Identity, outcome: _Outcome) -> bool:
+        missing = tuple(sorted(self.scopes - identity.scopes))
+        allowed = (
+            not missing
+            and (not self.roles or not self.roles.isdisjoint(identity.roles))
+            and (not self.consumers or identity.consumer in self.consumers)
+            and (not self.subjects or identity.subject in self.subjects)
+            and (not self.sans or not self.sans.isdisjoint(identity.sans))
+        )
+        if not allowed:
+            if outcome.forbidden is None:
+                outcome.forbidden = identity
+                outcome.missing_scopes = missing
+            return False
+        request.consumer = identity.consumer
+        request.state["auth"] = dict(identity.details)
+        if not self.config.keep_credentials:
+            for authenticator in self.authenticators:
+                authenticator.strip(request)
+        headers = request.headers
+        for name, value in identity.headers:
+            headers.setRawHeaders(name, [value])
+        return True
+
+    def _refusal(self, request: Any, outcome: _Outcome) -> Exception:
+        if outcome.forbidden is not None:
+            identity = outcome.forbidden
+            request.state["auth"] = {**identity.details, "error": "forbidden"}
+            extra = []
+            if outcome.missing_scopes and identity.kind == "jwt":
+                # RFC 6750 §3.1: a token without the scope the route needs.
+                realm = next(a.config.realm for a in self.authenticators if a.name == identity.authenticator)
+                value = challenge("Bearer", realm=realm, error="insufficient_scope", scope=" ".join(self.scopes))
+                extra.append(("WWW-Authenticate", value))
+            return Forbidden("The authenticated consumer is not allowed to use this route.", headers=extra)
+        if outcome.unavailable:
+            request.state["auth"] = {"error": "unavailable"}
+            return ServiceUnavailable(
+                "Authentication is temporarily unavailable.", headers=[("Retry-After", "5")], code="auth_unavailable"
+            )
+        challenges = [
+            ("WWW-Authenticate", authenticator.challenge(outcome.invalid.get(authenticator.name)))
+            for authenticator in self.authenticators
+        ]
+        if outcome.invalid:
+            request.state["auth"] = {
+                "error": "invalid_credentials",
+                "rejected": {name: error.reason for name, error in outcome.invalid.items()},
+            }
+            return Unauthorized("The credentials are not valid.", headers=challenges)
+        request.state["auth"] = {"error": "no_credentials"}
+        return Unauthorized("Authentication is required.", headers=challenges)
+
+
+def build_stage(config: RouteAuthConfig, route: RouteConfig, context: Any) -> AuthStage:
+    """The route's stage; names are checked against the ``auth:`` section here."""
+    service = context.services.get("auth")
+    location = config.location
+
+    def problem(message: str) -> ConfigError:
+        return ConfigError([ConfigIssue(location=location, message=message)])
+
+    if service is None:
+        raise problem("the route names authenticators but there is no top-level 'auth' section")
+    known = service.authenticators
+    authenticators = []
+    for name in config.authenticators:
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise problem(f"unknown authenticator {name!r} (defined: {listed}){suggest(name, known)}")
+        authenticators.append(known[name])
+    kinds = {a.kind for a in authenticators}
+    if (config.scopes or config.roles) and "jwt" not in kinds:
+        raise problem("'scopes' and 'roles' come from JWT claims: add a jwt authenticator to 'any'")
+    if (config.allowed_subjects or config.allowed_sans) and "mtls" not in kinds:
+        raise problem("'allowed_subjects' and 'allowed_sans' come from client certificates: add an mtls authenticator")
+    return AuthStage(config, authenticators, service.identity_headers, route.name)
+
+
+class IdentityHeaderScrub:
+    """Removes client-sent identity headers on a route without ``auth:``."""
+
+    def __init__(self, identity_headers: Any) -> None:
+        self.identity_headers = tuple(sorted(identity_headers))
+
+    @hookimpl
+    def on_request(self, request: Any) -> None:
+        headers = request.headers
+        for name in self.identity_headers:
+            headers.removeHeader(name)

@@ -1,0 +1,166 @@
+"""
+The ``auth`` service: every authenticator of the ``auth:`` section, built
+once per generation, with what they need over time (key stores and their
+threads, JWKS refreshes, the bcrypt threads).  Files (PEM keys, htpasswd)
+are read here, so a bad one stops the gateway with the section's location.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, FrozenSet, List, Optional
+
+from twisted.logger import Logger
+
+from twistgate.policies.auth.api_keys import ApiKeyAuthenticator
+from twistgate.policies.auth.basic import BasicAuthenticator, HtpasswdError, parse_htpasswd
+from twistgate.policies.auth.config import ApiKeyConfig, AuthSection, BasicConfig, JwtConfig, MtlsConfig
+from twistgate.policies.auth.jwks import KeySet
+from twistgate.policies.auth.jwt_auth import JwtAuthenticator
+from twistgate.policies.auth.jwt_keys import HMAC, KeyProblem, VerificationKey, hmac_key, pem_key
+from twistgate.policies.auth.key_store import Database, KeyStore, dialect_for, runner_for
+from twistgate.policies.auth.mtls import MtlsAuthenticator
+from twistgate.config.model import ConfigError, ConfigIssue, Location
+
+_log = Logger()
+
+
+def _at(location: Location, key: str) -> Location:
+    return Location(file=location.file, line=location.line, path=f"{location.path}.{key}")
+
+
+class AuthService:
+    """Authenticators by name, and their lifetimes."""
+
+    def __init__(self, section: AuthSection, context: Any, *, peer_identity: Optional[Callable[[Any], Any]] = None) -> None:
+        self.section = section
+        self.clock = context.clock
+        self.http_client = context.http_client
+        self.authenticators: Dict[str, Any] = {}
+        self.stores: Dict[str, KeyStore] = {}
+        self.key_sets: List[KeySet] = []
+        self.password_runner: Any = None
+        issues: List[ConfigIssue] = []
+        for name, config in section.authenticators.items():
+            try:
+                self.authenticators[name] = self._build(config, peer_identity)
+            except ConfigError as error:
+                issues.extend(error.issues)
+        if issues:
+            raise ConfigError(issues)
+        headers = set()
+        for authenticator in self.authenticators.values():
+            headers.update(_identity_headers(authenticator.config))
+        #: Every header an authenticator may set upstream: client copies are always removed.
+        self.identity_headers: FrozenSet[bytes] = frozenset(headers)
+
+    def _build(self, config: Any, peer_identity: Optional[Callable[[Any], Any]]) -> Any:
+        if isinstance(config, ApiKeyConfig):
+            return ApiKeyAuthenticator(config, self._store(config), self.clock)
+        if isinstance(config, JwtConfig):
+            return self._jwt(config)
+        if isinstance(config, BasicConfig):
+            return self._basic(config)
+        assert isinstance(config, MtlsConfig)
+        return MtlsAuthenticator(config, peer_identity)
+
+    def _store(self, config: ApiKeyConfig) -> KeyStore:
+        store = self.stores.get(config.store)
+        if store is None:
+            dialect = dialect_for(config.store)
+            runner = runner_for(self.clock, dialect.threads, f"twistgate-keys-{dialect.name}")
+            store = KeyStore(Database(dialect), runner, self.clock, config.store_timeout)
+            self.stores[config.store] = store
+        return store
+
+    def _jwt(self, config: JwtConfig) -> JwtAuthenticator:
+        keys: List[VerificationKey] = []
+        if config.secret is not None:
+            try:
+                keys.append(hmac_key(config.secret, config.algorithms))
+            except Exception as error:
+                raise _problem(config, "secret", f"unusable secret: {error}") from None
+        if config.public_key is not None:
+            try:
+                with open(config.public_key, "rb") as f:
+                    keys.append(pem_key(f.read(), [a for a in config.algorithms if a not in HMAC]))
+            except OSError as error:
+                raise _problem(config, "public_key", f"cannot read {config.public_key!r}: {error.strerror}") from None
+            except KeyProblem as problem:
+                raise _problem(config, "public_key", f"{config.public_key!r}: {problem}") from None
+        key_set = None
+        asymmetric = [a for a in config.algorithms if a not in HMAC]
+        if config.jwks_url is not None and asymmetric:
+            key_set = KeySet(
+                config.jwks_url,
+                self.http_client,
+                self.clock,
+                asymmetric,
+                refresh=config.jwks_refresh,
+                min_interval=config.jwks_min_interval,
+                timeout=config.jwks_timeout,
+                name=config.name,
+            )
+            self.key_sets.append(key_set)
+        return JwtAuthenticator(config, self.clock, keys, key_set)
+
+    def _basic(self, config: BasicConfig) -> BasicAuthenticator:
+        try:
+            with open(config.htpasswd, "rb") as f:
+                users = parse_htpasswd(f.read())
+        except OSError as error:
+            raise _problem(config, "htpasswd", f"cannot read {config.htpasswd!r}: {error.strerror}") from None
+        except HtpasswdError as error:
+            raise _problem(config, "htpasswd", f"{config.htpasswd}: {error}") from None
+        if self.password_runner is None:
+            self.password_runner = runner_for(self.clock, 2, "twistgate-bcrypt")
+        return BasicAuthenticator(config, users, self.clock, self.password_runner)
+
+    # -- what other parts of the gateway use --------------------------------
+
+    def api_keys(self) -> Dict[str, ApiKeyAuthenticator]:
+        return {n: a for n, a in self.authenticators.items() if isinstance(a, ApiKeyAuthenticator)}
+
+    def admin_resource(self) -> Any:
+        """The ``/admin/keys`` resource, or None without an api_key authenticator."""
+        if not self.api_keys():
+            return None
+        from twistgate.policies.auth.admin import KeysResource
+
+        return KeysResource(self)
+
+    # -- lifetime ----------------------------------------------------------
+
+    def start(self) -> None:
+        for store in self.stores.values():
+            store.start()
+        if self.password_runner is not None:
+            self.password_runner.start()
+        for key_set in self.key_sets:
+            if key_set.url.startswith("http://"):
+                _log.warn(
+                    "authenticator {name} fetches its JWKS over plain HTTP ({url}); use https outside a trusted network",
+                    name=key_set.name,
+                    url=key_set.url,
+                )
+            key_set.start()
+
+    def stop(self) -> None:
+        for key_set in self.key_sets:
+            key_set.stop()
+        for store in self.stores.values():
+            store.stop()
+        if self.password_runner is not None:
+            self.password_runner.stop()
+
+
+def _problem(config: Any, key: str, message: str) -> ConfigError:
+    return ConfigError([ConfigIssue(location=_at(config.location, key), message=message)])
+
+
+def _identity_headers(config: Any) -> List[bytes]:
+    names = [config.forward_consumer]
+    if isinstance(config, JwtConfig):
+        names.extend(header for _, header in config.forward_claims)
+    if isinstance(config, MtlsConfig):
+        names.extend([config.forward_subject, config.forward_sans, config.forward_fingerprint, config.forward_issuer])
+    return [name.encode("ascii") for name in names if name]

@@ -1,0 +1,184 @@
+"""
+The three rate-limit algorithms, as pure functions over a small state.
+
+The Redis backend runs the same arithmetic in Lua (`twistgate.policies.ratelimit.script`)
+on the Redis server's clock.  To make the two backends give the same answers
+for the same traffic, both:
+
+* count time in whole microseconds (integers, exact in a double below 2**53);
+* do the float arithmetic in the same order (Lua numbers and Python floats
+  are both IEEE doubles, so identical operations give identical bits);
+* never consume anything when a request is denied, and consume from every
+  limit of a route only when all of them allow the request;
+* treat a state whose expiry has passed exactly like a fresh one (expiry is
+  set only once the state has become equivalent to a fresh one), so a key
+  dropped early by the memory LRU or by Redis `PEXPIRE` never changes an
+  answer.
+
+States (tuples, so the memory backend can keep them without copying):
+
+* token bucket: ``(tokens: float, last: int µs)``; fresh = full bucket.
+* fixed window: ``(window index: int, count: int)``; fresh = nothing counted.
+* sliding window: a `collections.deque` of the µs timestamps of the requests
+  allowed in the last period (an exact sliding log); fresh = empty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Deque, List, Optional, Sequence, Tuple
+
+import attrs
+
+TOKEN_BUCKET = 1
+FIXED_WINDOW = 2
+SLIDING_WINDOW = 3
+
+ALGORITHMS = {"token_bucket": TOKEN_BUCKET, "fixed_window": FIXED_WINDOW, "sliding_window": SLIDING_WINDOW}
+
+#: Token-bucket state is kept this long after it is full again, so that the
+#: float refill is certainly capped at the burst when the state expires
+#: (see the module docstring); 1 ms is many orders of magnitude above the
+#: rounding error.
+EXPIRY_SLACK_US = 1000
+
+MICROS = 1_000_000
+
+
+@attrs.frozen
+class Limit:
+    """One limit in backend units: ``count`` requests per ``period_us``."""
+
+    algorithm: int
+    count: int
+    period_us: int
+    burst: int  # bucket capacity for the token bucket; == count otherwise
+
+    def args(self) -> Tuple[str, str, str, str]:
+        """The Lua script's four arguments for this limit."""
+        return (str(self.algorithm), str(self.count), str(self.period_us), str(self.burst))
+
+
+@attrs.frozen
+class Outcome:
+    """One limit's answer for one request."""
+
+    allowed: bool
+    remaining: int  # requests left (after this one, if it was allowed)
+    reset_us: int  # until the quota is fully available again
+    retry_us: int  # until a denied request would be allowed; 0 when allowed
+
+
+@attrs.frozen
+class Decision:
+    """The answer for one request over every limit of its route."""
+
+    allowed: bool
+    outcomes: Tuple[Outcome, ...]
+
+
+class _Step:
+    """A limit's view of one request before anything is written."""
+
+    __slots__ = ("allowed", "commit", "outcome_if_denied")
+
+    def __init__(self, allowed: bool, commit: Any, outcome_if_denied: Outcome) -> None:
+        self.allowed = allowed
+        self.commit = commit  # () -> (new state, expires_us, Outcome)
+        self.outcome_if_denied = outcome_if_denied
+
+
+def _ceil_int(value: float) -> int:
+    return int(math.ceil(value))
+
+
+def token_bucket(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> _Step:
+    burst = float(limit.burst)
+    if state is None:
+        tokens, last = burst, now
+    else:
+        tokens, last = state
+        elapsed = now - last
+        if elapsed > 0:  # a clock that went back refills nothing
+            tokens = min(burst, tokens + float(elapsed) * limit.count / limit.period_us)
+    allowed = tokens >= 1.0
+    per, count = limit.period_us, limit.count
+    new_last = max(last, now)
+
+    def commit() -> Tuple[Tuple[float, int], int, Outcome]:
+        left = tokens - 1.0
+        reset = _ceil_int((burst - left) * per / count)
+        return (left, new_last), now + reset + EXPIRY_SLACK_US, Outcome(True, int(math.floor(left)), reset, 0)
+
+    denied = Outcome(
+        False,
+        int(math.floor(tokens)),
+        _ceil_int((burst - tokens) * per / count),
+        _ceil_int((1.0 - tokens) * per / count),
+    )
+    return _Step(allowed, commit, denied)
+
+
+def fixed_window(limit: Limit, state: Optional[Tuple[int, int]], now: int) -> _Step:
+    per = limit.period_us
+    window = int(math.floor(float(now) / per))
+    counted = state[1] if state is not None and state[0] == window else 0
+    end = (window + 1) * per
+    allowed = counted < limit.count
+
+    def commit() -> Tuple[Tuple[int, int], int, Outcome]:
+        return (window, counted + 1), end, Outcome(True, limit.count - counted - 1, end - now, 0)
+
+    denied = Outcome(False, max(0, limit.count - counted), end - now, end - now)
+    return _Step(allowed, commit, denied)
+
+
+def sliding_window(limit: Limit, state: Optional[Deque[int]], now: int) -> _Step:
+    per = limit.period_us
+    log: Deque[int] = state if state is not None else deque()
+    cutoff = now - per
+    while log and log[0] <= cutoff:
+        log.popleft()
+    allowed = len(log) < limit.count
+
+    def commit() -> Tuple[Deque[int], int, Outcome]:
+        log.append(now)
+        return log, log[-1] + per, Outcome(True, limit.count - len(log), log[-1] + per - now, 0)
+
+    reset = log[-1] + per - now if log else 0
+    retry = log[0] + per - now if log else 0
+    denied = Outcome(False, max(0, limit.count - len(log)), reset, retry)
+    return _Step(allowed, commit, denied)
+
+
+STEPS = {TOKEN_BUCKET: token_bucket, FIXED_WINDOW: fixed_window, SLIDING_WINDOW: sliding_window}
+
+
+def decide(
+    limits: Sequence[Limit], states: Sequence[Any], now: int
+) -> Tuple[Decision, List[Optional[Tuple[Any, int]]]]:
+    """
+    Decide one request against every limit of its route.
+
+    :param states: each limit's current state (None for fresh or expired).
+    :return: the decision, and per limit ``(new state, expires_us)`` to
+        store, or None where nothing is to be written.
+    """
+    steps = [STEPS[limit.algorithm](limit, state, now) for limit, state in zip(limits, states)]
+    if all(step.allowed for step in steps):
+        writes: List[Optional[Tuple[Any, int]]] = []
+        outcomes = []
+        for step in steps:
+            new_state, expires, outcome = step.commit()
+            writes.append((new_state, expires))
+            outcomes.append(outcome)
+        return Decision(True, tuple(outcomes)), writes
+    outcomes = []
+    for step in steps:
+        outcome = step.outcome_if_denied
+        if step.allowed:
+            # Not the limit that refused: report it as it stands, unspent.
+            outcome = attrs.evolve(outcome, allowed=True, retry_us=0)
+        outcomes.append(outcome)
+    return Decision(False, tuple(outcomes)), [None] * len(steps)

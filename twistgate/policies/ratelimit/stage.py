@@ -1,0 +1,161 @@
+"""
+The per-route rate-limit stage (order 300, after authentication, so
+``request.consumer`` is known).
+
+``on_request`` builds one storage key per limit from the request (no parsing:
+the key's parts were resolved when the route was built), asks the backend
+for one decision over all of them, and either lets the request through or
+raises `RateLimited` (429 with ``Retry-After`` and the rate-limit headers).
+``on_response`` and ``on_error`` add the headers to every other answer of
+the route.  When the backend cannot decide, ``on_backend_error`` says whether
+the request goes through (``allow``) or gets a 503 (``deny``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twistgate.errors import GatewayError, RateLimited, ServiceUnavailable
+from twistgate.exchange import ProxyRequest, ProxyResponse
+from twistgate.plugins import hookimpl
+from twistgate.policies.ratelimit.algorithms import Decision, Limit
+from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig
+from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
+from twistgate.policies.ratelimit.headers import decision_headers, policy_header, retry_after, sf_string
+from twistgate.policies.transform.headers import add_error_headers
+
+_log = Logger()
+
+#: ``request.state`` key holding this request's `Decision` (records show it too).
+STATE_KEY = "rate_limit"
+
+_MAX_KEY_TEXT = 200
+
+KeyPart = Callable[[ProxyRequest], str]
+
+
+def _part(spec: str) -> KeyPart:
+    """One key part as a function of the request, resolved once per route."""
+    if spec == "ip":
+        return lambda request: "ip=" + request.client_ip
+    if spec == "consumer":
+        # Unauthenticated requests are limited by address, never all together.
+        return lambda request: (
+            "consumer=" + str(request.consumer) if request.consumer is not None else "ip=" + request.client_ip
+        )
+    if spec == "route":
+        return lambda request: "route"
+    name = spec[len("header:") :].encode("ascii")
+
+    def header(request: ProxyRequest) -> str:
+        values = request.headers.getRawHeaders(name)
+        if not values:
+            return "ip=" + request.client_ip  # a missing header is not one shared bucket
+        return "h=" + b",".join(values).decode("latin-1")
+
+    return header
+
+
+class _Policy:
+    """One limit of the route, ready to key requests."""
+
+    __slots__ = ("prefix", "parts", "single")
+
+    def __init__(self, prefix: str, config: LimitConfig) -> None:
+        self.prefix = prefix
+        self.parts = tuple(_part(spec) for spec in config.key)
+        self.single = self.parts[0] if len(self.parts) == 1 else None
+
+    def key(self, request: ProxyRequest) -> str:
+        single = self.single
+        text = single(request) if single is not None else json.dumps([part(request) for part in self.parts])
+        if len(text) > _MAX_KEY_TEXT:
+            text = "#" + hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return self.prefix + text
+
+
+def _signature(config: LimitConfig, limit: Limit) -> str:
+    """Changes when the limit's meaning changes, so old state is not misread."""
+    text = f"{limit.algorithm}:{limit.count}:{limit.period_us}:{limit.burst}:{','.join(config.key)}"
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=4).hexdigest()
+
+
+class RateLimitStage:
+    """Limits one route's requests through a shared backend."""
+
+    def __init__(
+        self,
+        config: RateLimitConfig,
+        route_name: str,
+        backend: Any,
+        *,
+        on_backend_error: str = "allow",
+        key_prefix: str = "",
+    ) -> None:
+        self.backend = backend
+        self.deny_on_error = on_backend_error == "deny"
+        self.limits: Tuple[Limit, ...] = tuple(limit.limit() for limit in config.limits)
+        self.policies = tuple(
+            _Policy(f"{key_prefix}{route_name}:{index}:{_signature(lc, limit)}:", lc)
+            for index, (lc, limit) in enumerate(zip(config.limits, self.limits))
+        )
+        names = [lc.policy_name() for lc in config.limits]
+        self.names = tuple(sf_string(name).encode("ascii") for name in names)
+        self.policy = policy_header(names, self.limits)
+
+    def keys(self, request: ProxyRequest) -> List[str]:
+        return [policy.key(request) for policy in self.policies]
+
+    @hookimpl
+    def on_request(self, request: ProxyRequest) -> Optional["Deferred[None]"]:
+        try:
+            result = self.backend.decide(self.keys(request), self.limits)
+        except Exception:
+            return self._backend_failed(Failure(), request)
+        if isinstance(result, Deferred):
+            return result.addCallbacks(self._decided, self._backend_failed, (request,), errbackArgs=(request,))
+        self._decided(result, request)
+        return None
+
+    def _decided(self, decision: Decision, request: ProxyRequest) -> None:
+        request.state[STATE_KEY] = decision
+        if not decision.allowed:
+            headers = [(b"Retry-After", retry_after(decision))]
+            headers += decision_headers(self.names, self.limits, self.policy, decision)
+            raise RateLimited(headers=headers)
+
+    def _backend_failed(self, failure: Failure, request: ProxyRequest) -> None:
+        """The backend could not decide (an outage is logged by the backend)."""
+        if not failure.check(BackendUnavailable):
+            _log.failure("rate limiting: the backend failed to decide", failure)
+        if self.deny_on_error:
+            raise ServiceUnavailable(
+                "The rate limit service is unavailable.",
+                code="rate_limit_unavailable",
+                headers=[("Retry-After", "1")],
+            )
+        return None
+
+    @hookimpl
+    def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
+        decision = request.state.get(STATE_KEY)
+        if decision is not None:
+            raw = response.headers._rawHeaders
+            for name, value in decision_headers(self.names, self.limits, self.policy, decision):
+                raw[name] = [value]
+
+    @hookimpl
+    def on_error(self, request: ProxyRequest, failure: Failure) -> None:
+        """Other errors of the route (401, 502...) carry the headers too."""
+        decision = request.state.get(STATE_KEY)
+        error = failure.value
+        if decision is None or not decision.allowed or not isinstance(error, GatewayError):
+            return  # nothing decided yet, or our own 429 (it has them)
+        add_error_headers(failure, decision_headers(self.names, self.limits, self.policy, decision))
+

@@ -1,0 +1,1 @@
+"""Transformations: the request path and query, request and response headers, response presets."""
