@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import ip_network
 
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.http import ForwardingPolicy, connection_listed, request_id_from, strip_hop_by_hop
 
@@ -13,7 +13,7 @@ def _raw(*pairs):
     headers = Headers()
     for name, value in pairs:
         headers.addRawHeader(name, value)
-    return headers._rawHeaders
+    return headers.raw
 
 
 def test_strip_hop_by_hop_removes_standard_and_listed_headers():

@@ -13,7 +13,7 @@ from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.web.resource import Resource
 
 from twistgate.config import load_text
-from twistgate.exchange import Response
+from twistgate.messages import Response
 from twistgate.plugins import hookimpl
 from twistgate.testing import GatewayHarness, result_of
 

@@ -13,10 +13,11 @@ import pytest
 from twisted.internet.defer import fail
 from twisted.web.resource import Resource
 
-from twistgate.config import ConfigError, extensions, load_text
+from twistgate.config import ConfigError, load_text
+from twistgate.policies import Policy
+from tests.policy_helpers import add_policy, reset_sections
 from twistgate.config._node import Node
 from twistgate.plugins import hookimpl
-from twistgate.stages import STAGES, stage
 from twistgate.testing import GatewayHarness
 
 
@@ -87,28 +88,17 @@ def test_a_set_header_whose_value_is_missing_is_removed_so_clients_cannot_supply
     assert seen["headers"]["x-also"] == ["kept"]
 
 
+class Who:
+    @hookimpl
+    def on_request(self, request):
+        request.consumer = "alice"
+
+
 @pytest.fixture
-def fake_auth():
-    snapshots = dict(extensions.ROUTE_SECTIONS), dict(STAGES)
-
-    @extensions.route_section("who")
-    def parse(node: Node) -> object:
-        return node.boolean()
-
-    class Who:
-        @hookimpl
-        def on_request(self, request):
-            request.consumer = "alice"
-
-    @stage("who", order=200)
-    def make(config, route, context):
-        return Who()
-
+def fake_auth(monkeypatch):
+    add_policy(monkeypatch, Policy(name="who", key="who", parse=Node.boolean, build=lambda route, services: Who()), before="auth")
     yield
-    extensions.ROUTE_SECTIONS.clear()
-    extensions.ROUTE_SECTIONS.update(snapshots[0])
-    STAGES.clear()
-    STAGES.update(snapshots[1])
+    reset_sections()
 
 
 def test_consumer_substitution_after_authentication(fake_auth):

@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from twistgate.config import ConfigError, load_text
-from twistgate.exchange import Response
+from twistgate.messages import Response
 from twistgate.plugins import hookimpl
 from twistgate.testing import GatewayHarness
 from twistgate.policies.transform.response import _Envelope

@@ -18,8 +18,8 @@ from twistgate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from twistgate.exchange import ProxyRequest, ProxyResponse, Response
-from twistgate.plugins import hookimpl
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.plugins.hookspecs import hookimpl
 
 __all__ = [
     "__version__",

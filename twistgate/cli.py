@@ -11,26 +11,44 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from twisted.internet.testing import MemoryReactorClock
-
 from twistgate.config import ConfigError, load_file
 
 
 def _build(path: str):  # type: ignore[no-untyped-def]
-    """Load and build a generation exactly as the gateway would, without the network."""
-    from twistgate.gateway import Generation
+    """
+    Load, check and build a generation exactly as the gateway would, for
+    ``routes`` and ``explain`` (which show the built chains).  The reactor
+    is only handed to the objects it builds: nothing is started, nothing
+    listens.
+    """
+    from twisted.internet import reactor
 
-    config = load_file(path)
-    from twistgate.listeners import build_listener
+    from twistgate.generation import Generation
+    from twistgate.validation import load_checked
 
-    for index, listener in enumerate(config.listeners):  # TLS listeners read their certificate files
-        build_listener(listener, MemoryReactorClock(), source=path, index=index)
-    return Generation(config, MemoryReactorClock())
+    return Generation(load_checked(path), reactor)
+
+
+def _validate(path: str):  # type: ignore[no-untyped-def]
+    """
+    ``twistgate check``: load and validate (pure), read every file the
+    configuration names, and build its plugins (their factories validate
+    their own options); no generation, no listener, no reactor started.
+    """
+    from twisted.internet import reactor
+
+    from twistgate.plugins.instances import build_plugins
+    from twistgate.plugins.registry import PluginContext
+    from twistgate.validation import load_checked
+
+    config = load_checked(path)
+    build_plugins(config, lambda name: PluginContext(name=name, clock=reactor, http_client=None))
+    return config
 
 
 def _check(path: str) -> int:
     try:
-        generation = _build(path)
+        config = _validate(path)
     except ConfigError as error:
         print(f"{path}: invalid configuration", file=sys.stderr)
         for issue in error.issues:
@@ -39,7 +57,6 @@ def _check(path: str) -> int:
     except OSError as error:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
         return 1
-    config = generation.config
     print(
         f"{path}: ok ({len(config.listeners)} listeners, {len(config.upstreams)} upstreams, "
         f"{len(config.routes)} routes)"

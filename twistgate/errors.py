@@ -9,8 +9,14 @@ resource turns it into the contract's body
 
 from __future__ import annotations
 
+import copy
 import json
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from twisted.python.failure import Failure
+
+    from twistgate.headers import Headers
 
 HeaderPairs = Tuple[Tuple[bytes, bytes], ...]
 
@@ -109,9 +115,43 @@ class UpstreamTimeout(GatewayError):
     status, code, default_message = 504, "upstream_timeout", "The upstream service did not answer in time."
 
 
+#: Headers the JSON error answer sets itself.
+_ERROR_OWNED = frozenset(
+    {b"content-type", b"content-length", b"x-request-id", b"cache-control", b"date", b"connection", b"transfer-encoding"}
+)
+
+
+def add_error_headers(failure: "Failure", headers: Sequence[Tuple[bytes, bytes]]) -> None:
+    """
+    Give the `GatewayError` a failure carries extra response headers (from an
+    ``on_error`` hook), keeping those it has.  The error is copied first: the
+    same instance may be raised for other requests.
+    """
+    error = copy.copy(failure.value)
+    present = {name.lower() for name, _ in error.headers} | _ERROR_OWNED
+    error.headers = tuple(error.headers) + tuple((n, v) for n, v in headers if n.lower() not in present)
+    failure.value = error
+
+
 def error_body(code: str, message: str, request_id: str) -> bytes:
     """The contract's JSON error body."""
     return json.dumps(
         {"error": code, "message": message, "request_id": request_id},
         separators=(",", ":"),
     ).encode("utf-8")
+
+
+def error_response(error: GatewayError, request_id: str, date: bytes) -> "Tuple[int, Headers, bytes]":
+    """``(status, headers, body)`` of the gateway's own answer for `error`."""
+    from twistgate.headers import Headers
+
+    body = error_body(error.code, error.message, request_id)
+    headers = Headers()
+    raw = headers.raw
+    raw[b"Content-Type"] = [b"application/json"]
+    raw[b"X-Request-Id"] = [request_id.encode("ascii")]
+    raw[b"Cache-Control"] = [b"no-store"]
+    raw[b"Date"] = [date]
+    for name, value in error.headers:
+        headers.addRawHeader(name, value)
+    return error.status, headers, body

@@ -1,174 +1,365 @@
 """
-What plugins and pipeline stages see of one request/response exchange.
+One request's way through the gateway, top to bottom:
 
-`ProxyRequest` and `ProxyResponse` are deliberately mutable, slotted objects
-(as mitmproxy's flows and Envoy's header maps are): stages edit the headers
-that will be sent in place, and building a new frozen value per stage would
-cost allocations on the hot path for nothing.  `Response` is the frozen value
-a plugin returns to answer instead of the upstream.
+1. **accept**: the engine hands over a `Downstream` (the request head; the
+   body streams behind it);
+2. **route**: the target and Host are checked, the path normalised and
+   matched against the generation's route table;
+3. **policies, then plugins** (``on_request``): the route's chain as
+   `twistgate.chain` builds it; any layer may answer instead of the upstream;
+4. **choose target, forward**: `Upstream.forward` (balancer, breakers,
+   retries, timeouts) sends the request and fires with the response head;
+5. **respond**: the layers see the head in reverse order (``on_response``),
+   then the body streams to the client (`twistgate.relay`).
+
+`Exchange` is a small state machine driven by Deferred callbacks (no
+coroutines on the hot path: a callback chain is cheaper, and synchronous
+layers cost no reactor turn).  Invariants: exactly one of the response path
+or the error path answers; nothing is written after the client left or
+after the answer finished; a client that goes away cancels the upstream
+call or stops the upstream body; upstream failures map to 502/503/504 with
+the JSON error body; every callback chain ends in an errback that logs the
+request id.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional
 
-import attrs
-from twisted.web.http_headers import Headers
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import UNKNOWN_LENGTH
 
-HeaderInput = Union[
-    Mapping[Union[str, bytes], Union[str, bytes]],
-    Iterable[Tuple[Union[str, bytes], Union[str, bytes]]],
-]
+from twistgate.errors import GatewayError, RouteNotFound, UpstreamTimeout, error_response
+from twistgate.http import request_id_from, strip_hop_by_hop
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.pathnorm import normalize_path
+from twistgate.record import ExchangeRecord
+from twistgate.relay import BodyRelay, body_ended_cleanly, discard, run_filters
+from twistgate.request_target import split_target
+from twistgate.routing import normalize_host
+from twistgate.tls import TLS_CONNECTION, tls_connection
+from twistgate.upstream.body import BodyAborted
+from twistgate.upstream.group import UpstreamCall
+
+if TYPE_CHECKING:
+    from twistgate.engine.api import Downstream
+    from twistgate.generation import Generation, Route
+
+_log = Logger()
+
+# Not hop-by-hop by the RFC, but never passed on as received: the gateway
+# answers `Expect: 100-continue` itself, the client side frames the body
+# (its own Content-Length / Transfer-Encoding), and Host and X-Request-ID are
+# set by the gateway.
+_DROP_FROM_REQUEST = (b"Expect", b"Content-Length", b"Host", b"X-Request-Id")
+_NO_BODY_STATUS = frozenset({204, 304})
 
 
-def _to_bytes(value: Union[str, bytes]) -> bytes:
-    return value.encode("latin-1") if isinstance(value, str) else value
-
-
-def _header_pairs(headers: HeaderInput) -> Tuple[Tuple[bytes, bytes], ...]:
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((_to_bytes(k), _to_bytes(v)) for k, v in items)
-
-
-_NOT_ANSWERED = 1 << 30
-
-
-class ProxyRequest:
-    """
-    The request as the gateway will forward it.
-
-    :ivar method: the request method, e.g. ``b"GET"``.
-    :ivar path: the normalised path (percent-encoded, no query), after the
-        route's rewrites once routing has run.
-    :ivar query: the raw query string without ``?`` (``b""`` when absent); kept
-        byte for byte.
-    :ivar headers: the headers that will be sent upstream (hop-by-hop headers
-        already removed); edit them in place.
-    :ivar host: the Host the client asked for (lower-case, without port).
-    :ivar client_ip: the client address as believed through ``trusted_proxies``.
-    :ivar peer_ip: the address of the TCP peer.
-    :ivar scheme: ``"http"`` or ``"https"`` as the client used it.
-    :ivar request_id: the ``X-Request-ID`` (the client's or a generated one).
-    :ivar params: values of the route's ``{param}`` segments.
-    :ivar consumer: the authenticated identity, if any.
-    :ivar state: free space for plugins to pass data between hooks.
-    :ivar started: the gateway clock's time when the request head was read.
-    """
+class Exchange:
+    """The state of one request between the client and an upstream."""
 
     __slots__ = (
-        "method",
-        "path",
-        "query",
-        "headers",
-        "host",
-        "client_ip",
-        "peer_ip",
-        "scheme",
-        "request_id",
-        "params",
-        "consumer",
-        "state",
-        "started",
-        "answered_at",
-    )
+        "generation", "downstream", "proxy_request", "route", "call", "upstream_d", "upstream_response",
+        "response", "relay", "timer", "timed_out", "client_gone", "answered", "request_id", "host_header", "error",
+    )  # fmt: skip
 
-    def __init__(
-        self,
-        *,
-        method: bytes,
-        path: str,
-        query: bytes = b"",
-        headers: Optional[Headers] = None,
-        host: str = "",
-        client_ip: str = "",
-        peer_ip: str = "",
-        scheme: str = "http",
-        request_id: str = "",
-        params: Optional[Dict[str, str]] = None,
-        consumer: Optional[str] = None,
-        started: float = 0.0,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers if headers is not None else Headers()
-        self.host = host
-        self.client_ip = client_ip
-        self.peer_ip = peer_ip
-        self.scheme = scheme
-        self.request_id = request_id
-        self.params = params if params is not None else {}
-        self.consumer = consumer
-        self.state: Dict[str, Any] = {}
-        self.started = started
-        #: The route layer (stage or plugin position) whose on_request
-        #: answered; on_response then unwinds only the layers outside it.
-        self.answered_at = _NOT_ANSWERED
+    def __init__(self, generation: "Generation", downstream: "Downstream") -> None:
+        self.generation = generation
+        self.downstream = downstream
+        self.proxy_request: Optional[ProxyRequest] = None
+        self.route: Optional["Route"] = None
+        self.call: Optional[UpstreamCall] = None
+        self.upstream_d: Any = None
+        self.upstream_response: Any = None
+        self.response: Optional[ProxyResponse] = None
+        self.relay: Optional[BodyRelay] = None
+        self.timer: Any = None
+        self.timed_out = False
+        self.client_gone = False
+        self.answered = False
+        self.request_id = ""
+        self.host_header = b""
+        self.error: Optional[GatewayError] = None
 
-    @property
-    def target(self) -> bytes:
-        """The request target sent upstream: path plus raw query."""
-        path = self.path.encode("ascii")
-        return path + b"?" + self.query if self.query else path
+    # -- 1-3: accept, route, policies and plugins -----------------------------
 
-    def __repr__(self) -> str:
-        return f"<ProxyRequest {self.method.decode('ascii', 'replace')} {self.path} id={self.request_id}>"
+    def start(self) -> None:
+        downstream = self.downstream
+        generation = self.generation
+        headers = downstream.headers
+        raw = headers.raw
+        self.request_id = request_id_from(headers)
+        downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
+        try:
+            path, query, host_raw = split_target(downstream.target, raw.get(b"Host"), downstream.version)
+            host_s = host_raw.decode("latin-1") if host_raw else None
+            path_s = normalize_path(path)  # InvalidPath is a BadRequest
+            match = generation.routes.match(downstream.method.decode("latin-1"), host_s, path_s)
+            if match is None:
+                raise RouteNotFound()
+        except GatewayError as error:
+            self._answer_error(Failure(error), generation.global_plugins)
+            return
+        self.route = route = match.payload
+        strip_hop_by_hop(raw, raw.get(b"Connection"))
+        for name in _DROP_FROM_REQUEST:
+            raw.pop(name, None)
+        peer = downstream.client[0]
+        scheme = "https" if downstream.secure else "http"
+        client_ip = generation.forwarding.apply(raw, peer=peer, scheme=scheme, host=host_raw, version=downstream.version)
+        raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
+        self.host_header = host_raw
+        request = self.proxy_request = ProxyRequest(
+            method=downstream.method,
+            path=match.rewritten_path,
+            query=query,
+            headers=headers,
+            host=normalize_host(host_s) or "",
+            client_ip=client_ip,
+            peer_ip=peer,
+            scheme=scheme,
+            request_id=self.request_id,
+            params=match.params,
+            started=generation.clock.seconds(),
+        )
+        if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
+            request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
+        if downstream.body is not None:
+            request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
+        # One timer bounds the whole upstream exchange (route timeout); the
+        # upstream bounds each attempt's wait for the head (read timeout).
+        self.timer = generation.clock.callLater(route.timeout, self._timeout)
+        if route.chain.empty:
+            self._forward()
+        else:
+            _then(route.chain.on_request(request, route.info), self._after_on_request, self._fail, self._crashed)
+
+    def _after_on_request(self, answer: Optional[Response]) -> None:
+        if self.client_gone or self.answered:
+            return  # the client left, or the route timeout answered meanwhile
+        if answer is not None:
+            self._respond(answer.to_proxy_response())
+        else:
+            self._forward()
+
+    # -- 4: choose a target and forward -------------------------------------------
+
+    def _forward(self) -> None:
+        route = self.route
+        request = self.proxy_request
+        assert route is not None and request is not None
+        if route.preserve_host:
+            request.headers.raw[b"Host"] = [self.host_header]
+        self.call = UpstreamCall()
+        d = route.upstream.forward(request, self.downstream.body, self.call, route.preserve_host, route.config)
+        self.upstream_d = d
+        d.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
+
+    def _timeout(self) -> None:
+        self.timer = None
+        self.timed_out = True
+        if self.upstream_d is not None:
+            self.upstream_d.cancel()
+        elif self.relay is not None:
+            # The head went out already: all that is left is to cut both ends.
+            _log.warn("request {request_id} exceeded its route timeout while streaming; aborting", request_id=self.request_id)
+            self.relay.abort()
+        elif not self.answered:
+            # Still in on_request / on_response (a slow plugin).
+            self._fail(Failure(UpstreamTimeout("The request did not complete in time.")))
+
+    def _upstream_failed(self, failure: Failure) -> None:
+        self.upstream_d = None
+        if self.client_gone:
+            return
+        if self.timed_out:
+            failure = Failure(UpstreamTimeout())
+        elif not failure.check(GatewayError):
+            _log.failure("unexpected upstream failure for {request_id}", failure, request_id=self.request_id)
+            failure = Failure(GatewayError())
+        self._fail(failure)
+
+    # -- 5: respond ------------------------------------------------------------------
+
+    def _got_response(self, response: Any) -> None:
+        self.upstream_d = None
+        if self.client_gone:
+            discard(response)
+            return
+        self.upstream_response = response
+        headers = response.headers
+        raw = headers.raw
+        strip_hop_by_hop(raw, raw.get(b"Connection"))
+        code = response.code
+        if self.downstream.method != b"HEAD" and code not in _NO_BODY_STATUS and code >= 200:
+            if response.length is not UNKNOWN_LENGTH and response.length is not None:
+                raw[b"Content-Length"] = [b"%d" % response.length]
+        self._respond(ProxyResponse(status=code, reason=response.phrase, headers=headers, from_upstream=True))
+
+    def _respond(self, response: ProxyResponse) -> None:
+        route = self.route
+        if route is None or route.chain.empty:
+            self._send(response)
+        else:
+            _then(route.chain.on_response(self.proxy_request, response), self._send, self._fail, self._crashed)
+
+    def _send(self, response: ProxyResponse) -> None:
+        downstream = self.downstream
+        upstream_response = self.upstream_response
+        if self.client_gone or self.answered:
+            if upstream_response is not None:
+                discard(upstream_response)
+            return
+        self.answered = True
+        self.response = response
+        generation = self.generation
+        raw = response.headers.raw
+        raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
+        via = raw.get(b"Via")
+        raw[b"Via"] = [b", ".join(via) + b", " + generation.via] if via else [generation.via]
+        if b"Date" not in raw:
+            # RFC 9110 §6.6.1: a recipient with a clock forwarding a response
+            # without Date adds one.
+            raw[b"Date"] = [generation.http_date()]
+        filters = response.body_filters
+        if response.from_upstream and upstream_response is not None:
+            downstream.write_head(response.status, response.reason, response.headers)
+            self.relay = BodyRelay(downstream, filters, self._body_done)
+            upstream_response.deliverBody(self.relay)
+            return
+        if upstream_response is not None:
+            discard(upstream_response)  # replaced by a plugin
+        body = response.body or b""
+        if filters:
+            body = run_filters(filters, body, final=True)
+        self._cancel_timer()
+        downstream.respond(response.status, response.reason, response.headers, body)
+
+    def _body_done(self, reason: Failure) -> None:
+        """The upstream body ended: cleanly, or not."""
+        self.relay = None
+        self._cancel_timer()
+        downstream = self.downstream
+        if self.client_gone or downstream.finished:
+            return
+        if body_ended_cleanly(reason):
+            downstream.finish()
+            return
+        # The upstream broke off mid-body.  The status line is gone already:
+        # the only honest signal left is to end the client's connection
+        # without the terminating chunk, so the client sees the truncation.
+        _log.warn(
+            "upstream body for {request_id} failed: {reason}",
+            request_id=self.request_id,
+            reason=reason.getErrorMessage(),
+        )
+        downstream.abort()
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _fail(self, failure: Failure) -> None:
+        if self.client_gone:
+            return
+        if self.answered:
+            _log.failure("error after the response started ({request_id})", failure, request_id=self.request_id)
+            if self.relay is not None:
+                self.relay.abort()
+            else:
+                self._body_done(failure)
+            return
+        chain = self.route.chain if self.route is not None else self.generation.global_plugins
+        self._answer_error(failure, chain)
+
+    def _answer_error(self, failure: Failure, chain: Any) -> None:
+        self._cancel_timer()
+        if self.upstream_d is not None:
+            d, self.upstream_d = self.upstream_d, None
+            d.cancel()
+        if self.upstream_response is not None:
+            discard(self.upstream_response)  # e.g. on_response failed: its body is not wanted
+            self.upstream_response = None
+        if not failure.check(GatewayError):
+            _log.failure("unexpected error handling request {request_id}", failure, request_id=self.request_id)
+        if chain is None or chain.empty:
+            self._send_error(failure, None)
+            return
+        request = self.proxy_request or self._bare_request()
+        chain.on_error(request, failure).addCallbacks(
+            lambda answer: self._send_error(failure, answer),
+            lambda _: self._send_error(failure, None),
+        ).addErrback(self._crashed)
+
+    def _send_error(self, failure: Failure, answer: Optional[Response]) -> None:
+        if self.client_gone or self.answered:
+            return
+        self.error = failure.value if failure.check(GatewayError) else GatewayError()
+        if answer is not None:
+            self._send(answer.to_proxy_response())
+            return
+        self.answered = True
+        downstream = self.downstream
+        if not downstream.body_complete:
+            downstream.keep_alive = False  # the unread body must not be read as a next request
+        status, headers, body = error_response(self.error, self.request_id, self.generation.http_date())
+        downstream.respond(status, None, headers, body)
+
+    def _bare_request(self) -> ProxyRequest:
+        """What `on_error` sees of a request that never got as far as routing."""
+        downstream = self.downstream
+        return ProxyRequest(
+            method=downstream.method,
+            path=downstream.path.decode("latin-1"),
+            query=downstream.query,
+            headers=downstream.headers,
+            peer_ip=downstream.client[0],
+            request_id=self.request_id,
+        )
+
+    def _crashed(self, failure: Failure) -> None:
+        """The last errback of every chain: a bug, not a request error; never silent."""
+        _log.failure("internal error handling request {request_id}", failure, request_id=self.request_id)
+        if not self.client_gone and not self.downstream.finished:
+            self.downstream.abort()
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _finished(self, result: Any) -> None:
+        """The client's side is over: answered, or the client went away."""
+        generation = self.generation
+        if isinstance(result, Failure):
+            self.client_gone = True
+            self._cancel_timer()
+            if self.upstream_d is not None:
+                d, self.upstream_d = self.upstream_d, None
+                d.cancel()
+            if self.relay is not None:
+                self.relay.abort()
+            body = self.downstream.body
+            if body is not None and not self.downstream.body_complete:
+                body.abort(BodyAborted("client went away"))
+        if generation.observers:
+            record = ExchangeRecord.of(self, generation.clock.seconds())
+            for observe in generation.observers:
+                try:
+                    observe(record)
+                except Exception:
+                    _log.failure("exchange observer {observer!r} failed", observer=observe)
+        generation.exchange_done()
 
 
-class ProxyResponse:
+def _then(d: Any, callback: Any, errback: Any, crashed: Any) -> None:
     """
-    The response head on its way back to the client (the body streams behind
-    it).  `on_response` hooks may edit `status`, `reason` and `headers` in
-    place, and append to `body_filters` to see or transform the body.  `body` is set only for responses the gateway made itself (plugin
-    answers, errors); upstream bodies are streamed and are ``None`` here.
+    Continue with `d`'s result: at once when the layers answered
+    synchronously (an already-fired Deferred: the common case), without
+    adding callbacks to it; otherwise when it fires.
     """
-
-    __slots__ = ("status", "reason", "headers", "body", "from_upstream", "body_filters")
-
-    def __init__(
-        self,
-        *,
-        status: int,
-        headers: Optional[Headers] = None,
-        reason: Optional[bytes] = None,
-        body: Optional[bytes] = None,
-        from_upstream: bool = False,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers if headers is not None else Headers()
-        self.body = body
-        self.from_upstream = from_upstream
-        #: Objects with ``write(data) -> bytes`` and ``finish() -> bytes``
-        #: (and optionally ``abort()``) that every body chunk passes through,
-        #: in order: compression, cache capture.  A filter that changes the
-        #: length removes Content-Length when it adds itself.
-        self.body_filters: Optional[List[Any]] = None
-
-    def __repr__(self) -> str:
-        return f"<ProxyResponse {self.status} upstream={self.from_upstream}>"
-
-
-@attrs.frozen(kw_only=True)
-class Response:
-    """
-    A complete response a plugin returns to answer a request itself
-    (short-circuiting the upstream) or to replace the upstream's response.
-    """
-
-    status: int = 200
-    headers: Tuple[Tuple[bytes, bytes], ...] = attrs.field(default=(), converter=_header_pairs)
-    body: bytes = attrs.field(default=b"", converter=_to_bytes)
-
-    @classmethod
-    def json(cls, data: Any, status: int = 200, headers: HeaderInput = ()) -> "Response":
-        """A JSON response; ``Content-Type`` is set for you."""
-        pairs = _header_pairs(headers) + ((b"Content-Type", b"application/json"),)
-        return cls(status=status, headers=pairs, body=json.dumps(data).encode("utf-8"))
-
-    def to_proxy_response(self) -> ProxyResponse:
-        headers = Headers()
-        for name, value in self.headers:
-            headers.addRawHeader(name, value)
-        return ProxyResponse(status=self.status, headers=headers, body=self.body)
+    if d.called and not d.paused and not isinstance(d.result, Failure):
+        callback(d.result)
+    else:
+        d.addCallbacks(callback, errback).addErrback(crashed)

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+from http import HTTPStatus
 from ipaddress import ip_address
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from twisted.web.http_headers import Headers, _nameEncoder
+from twistgate.headers import Headers, canonical_name
 
 from twistgate.config.model import IPNetwork
 
-# Header names in Twisted's canonical form, as `Headers._rawHeaders` keys
-# them (`te` becomes `TE`).  Using the raw dict avoids re-encoding names on
-# every request; `_nameEncoder` is Twisted's own (cached) canonicaliser.
-_canonical = _nameEncoder.encode
+# Header names in canonical form, as `Headers.raw` keys them (`te` becomes
+# `TE`): the raw dict avoids re-encoding names on every request.
+_canonical = canonical_name
 
 HOP_BY_HOP = frozenset(
     _canonical(name)
@@ -56,7 +56,7 @@ def connection_listed(values: Optional[Sequence[bytes]]) -> List[bytes]:
 def strip_hop_by_hop(raw: Dict[bytes, List[bytes]], connection: Optional[Sequence[bytes]] = None) -> None:
     """
     Remove hop-by-hop headers (and those named by `Connection`) from a
-    Twisted `Headers._rawHeaders` dict, in place.
+    `Headers.raw` dict, in place.
 
     Working on the raw dict avoids re-encoding names per header: this runs on
     every request and every response.
@@ -76,7 +76,7 @@ def new_request_id() -> str:
 
 def request_id_from(headers: Headers) -> str:
     """The client's `X-Request-ID` when it is a sane token, else a fresh one."""
-    values = headers._rawHeaders.get(b"X-Request-Id")
+    values = headers.getRawHeaders(b"X-Request-Id")
     if values and _REQUEST_ID_OK(values[0]):
         return values[0].decode("ascii")
     return new_request_id()
@@ -136,7 +136,7 @@ class ForwardingPolicy:
     ) -> str:
         """
         Write X-Forwarded-For/-Proto/-Host, Forwarded and Via into the
-        outgoing request headers (a `_rawHeaders` dict) and return the
+        outgoing request headers (a `Headers.raw` dict) and return the
         believed client address.  A client's own forwarding headers are kept
         only when the peer is trusted; otherwise they are replaced, so a
         client cannot spoof its address to the upstream.
@@ -175,3 +175,23 @@ def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:
 def add_via(raw: Dict[bytes, List[bytes]], via: bytes) -> None:
     old = raw.get(b"Via")
     raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]
+
+
+# RFC 9110 §15 reason phrases where Python's table still has the RFC 7231 ones.
+_RFC9110_PHRASES = {
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    416: b"Range Not Satisfiable",
+    422: b"Unprocessable Content",
+}
+
+
+def reason_phrase(status: int) -> bytes:
+    """The RFC 9110 reason phrase of `status` (``b"Unknown"`` for unregistered codes)."""
+    phrase = _RFC9110_PHRASES.get(status)
+    if phrase is not None:
+        return phrase
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"

@@ -18,7 +18,8 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twistgate.config.model import ConfigError, ConfigIssue, ListenerConfig, Location
+from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location
+from twistgate.engine.twisted_web import GatewaySite
 from twistgate.tls import PeerTLSFactory, ServerTLS, build_server_contexts
 
 _log = Logger()
@@ -87,3 +88,8 @@ def _contexts(config: ListenerConfig, source: Optional[str], where: str) -> Any:
                 for issue in error.issues
             ]
         ) from None
+
+
+def site_for(resource: Any, limits: LimitsConfig, reactor: Any, *, on_connection: Any = None) -> Any:
+    """The protocol factory a listener serves `resource` with (the HTTP engine)."""
+    return GatewaySite(resource, limits, reactor, on_connection=on_connection)

@@ -39,7 +39,7 @@ class ExchangeRecord:
 
     @classmethod
     def of(cls, exchange: Any, now: float) -> "ExchangeRecord":
-        request = exchange.request
+        downstream = exchange.downstream
         preq = exchange.proxy_request
         route = exchange.route
         call = exchange.call
@@ -48,10 +48,10 @@ class ExchangeRecord:
         head_at = call.head_at if call is not None else None
         return cls(
             request_id=exchange.request_id,
-            method=request.method.decode("latin-1"),
-            path=request.uri.partition(b"?")[0].decode("latin-1"),
+            method=downstream.method.decode("latin-1"),
+            path=downstream.target.partition(b"?")[0].decode("latin-1"),
             route=route.name if route is not None else None,
-            status=request.code if exchange.answered else 0,
+            status=downstream.code if exchange.answered else 0,
             error=exchange.error.code if exchange.error is not None else None,
             started=started,
             finished=now,
@@ -59,9 +59,9 @@ class ExchangeRecord:
             target=target.url if target is not None else None,
             attempts=call.attempts if call is not None else 0,
             upstream_head_seconds=(head_at - started) if head_at is not None else None,
-            bytes_in=getattr(request, "received_bytes", 0),
-            bytes_out=request.sentLength,
-            client_ip=preq.client_ip if preq is not None else (request.client.host if request.client else ""),
+            bytes_in=downstream.received_bytes,
+            bytes_out=downstream.sent_bytes,
+            client_ip=preq.client_ip if preq is not None else downstream.client[0],
             consumer=preq.consumer if preq is not None else None,
             client_gone=exchange.client_gone,
             state=preq.state if preq is not None else {},

@@ -1,8 +1,10 @@
 """
-The one `IResource` of the gateway: every request enters here.
+The root `Resource` of the gateway: every request enters here.
 
-It is a leaf: routing is the gateway's own (host, method, normalised path,
-priority), not Twisted's child traversal.
+Engines hand each request to ``render`` as a `twistgate.engine.api.Downstream`
+(never twisted.web's `Request`); routing is the gateway's own (host,
+method, normalised path, priority, in `twistgate.exchange`), not Twisted's
+child traversal, so the root is a leaf.
 
 `generation` is the whole configuration in force.  A reload replaces it
 with `swap`: one attribute assignment on the reactor thread, so the change
@@ -16,11 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from twistgate.gateway import Generation
-from twistgate.proxy import Exchange
+from twistgate.exchange import Exchange
+from twistgate.generation import Generation
+
+_log = Logger()
 
 
 class GatewayResource(Resource):
@@ -30,16 +35,18 @@ class GatewayResource(Resource):
         super().__init__()
         self.generation = generation
         self.draining = False
+        generation.serve()
 
     def swap(self, generation: Generation) -> Generation:
         """Serve `generation` from the next request on; returns the one it replaces."""
         old, self.generation = self.generation, generation
+        generation.serve()
         return old
 
-    def render(self, request: Any) -> int:
+    def render(self, downstream: Any) -> int:
         generation = self.generation
-        if self.draining and request.channel is not None:
-            request.channel.persistent = False  # answer, then close: we are stopping
+        if self.draining:
+            downstream.keep_alive = False  # answer, then close: we are stopping
         generation.inflight.add()
-        Exchange(generation, request).start()
+        Exchange(generation, downstream).start()
         return NOT_DONE_YET

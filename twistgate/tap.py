@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.python import usage
 
-from twistgate.config import ConfigError, load_file
+from twistgate.config import ConfigError
 
 
 class Options(usage.Options):
@@ -17,10 +17,16 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         from twisted.internet import reactor
 
-        from twistgate.gateway import Generation
+        from twistgate import _twisted_compat
+        from twistgate.generation import Generation
+        from twistgate.validation import load_checked
 
         try:
-            self.gateway_config = load_file(self["config"])
+            _twisted_compat.check()
+        except _twisted_compat.IncompatibleTwisted as error:
+            raise usage.UsageError(str(error))
+        try:
+            self.gateway_config = load_checked(self["config"])
             self.generation = Generation(self.gateway_config, reactor)
         except ConfigError as error:
             raise usage.UsageError(f"invalid configuration:\n{error}")

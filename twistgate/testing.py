@@ -6,10 +6,11 @@ whole gateway in memory, with no sockets and a `Clock` for time.
     response = gw.request("GET", "http://gw.test/users/1")
     assert response.code == 200
 
-The client side is `treq.testing.StubTreq` against the gateway's resource, the
-upstream side a `RequestTraversalAgent` per upstream: real twisted.web on
-both ends, in-memory transports in between.  Plugin authors can use it to
-test a plugin inside a real gateway.
+The client side is `treq.testing.StubTreq` against the gateway's resource
+(seen through the twisted.web engine's adapter), the upstream side a
+`RequestTraversalAgent` per upstream: real twisted.web on both ends,
+in-memory transports in between.  Plugin authors can use it to test a plugin
+inside a real gateway.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
 
 from twistgate.config.model import GatewayConfig, UpstreamConfig
-from twistgate.gateway import Generation
+from twistgate.engine.twisted_web import TwistedDownstream
+from twistgate.generation import Generation
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginRegistry
 from twistgate.resource import GatewayResource
 
-__all__ = ["GatewayHarness", "result_of"]
+__all__ = ["GatewayHarness", "TwistedWebFront", "result_of"]
 
 
 def result_of(d: "Deferred[Any]") -> Any:
@@ -70,7 +73,9 @@ class GatewayHarness:
             registry = PluginRegistry({**BUILTIN_PLUGINS, **plugins})
         self.generation = Generation(config, self.clock, agent_for=agent_for, plugin_registry=registry)
         self.resource = GatewayResource(self.generation)
-        self.client = StubTreq(self.resource)
+        #: The gateway as twisted.web sees it (for `StubTreq` and `RequestTraversalAgent`).
+        self.front = TwistedWebFront(self.resource)
+        self.client = StubTreq(self.front)
 
     def flush(self) -> None:
         """Move every pending byte, both hops, until nothing moves."""
@@ -98,6 +103,20 @@ class GatewayHarness:
         d = response.content()
         self.flush()
         return result_of(d)
+
+
+class TwistedWebFront(Resource):
+    """The gateway's root as twisted.web's `Site` sees it: each `Request` adapted to a `Downstream`."""
+
+    isLeaf = True
+
+    def __init__(self, root: GatewayResource) -> None:
+        super().__init__()
+        self.root = root
+
+    def render(self, request: Any) -> Any:
+        self.root.render(TwistedDownstream(request))
+        return NOT_DONE_YET
 
 
 def _pending(agent: Any) -> bool:

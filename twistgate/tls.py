@@ -56,10 +56,10 @@ class ClientIdentity:
 
 def peer_identity(request: Any) -> Optional[ClientIdentity]:
     """
-    The verified client certificate of `request` (a `ProxyRequest`, or a
-    twisted.web request over HTTP/1.1 or HTTP/2), or None: plain listeners,
-    listeners without ``client_ca``, and clients that sent no certificate.
-    Computed once per connection.
+    The verified client certificate of `request` (a `ProxyRequest`: the
+    exchange records the TLS connection it arrived on, over HTTP/1.1 or
+    HTTP/2), or None: plain listeners, listeners without ``client_ca``, and
+    clients that sent no certificate.  Computed once per connection.
     """
     connection = _tls_connection(request)
     if connection is None:
@@ -67,23 +67,15 @@ def peer_identity(request: Any) -> Optional[ClientIdentity]:
     return connection.client_identity()
 
 
-def tls_connection(request: Any) -> Optional["PeerTLSProtocol"]:
-    """The gateway TLS connection a twisted.web request arrived on, if any."""
-    transport = getattr(request, "transport", None)
-    if transport is None:
-        # HTTP/2: the request's channel is an H2Stream; the TLS transport sits
-        # behind the stream's connection.
-        channel = getattr(request, "channel", None)
-        transport = getattr(getattr(channel, "_conn", None), "transport", None)
+def tls_connection(transport: Any) -> Optional["PeerTLSProtocol"]:
+    """The gateway TLS connection behind a request's transport (`Downstream.transport`), if any."""
     return transport if isinstance(transport, PeerTLSProtocol) else None
 
 
 def _tls_connection(request: Any) -> Optional["PeerTLSProtocol"]:
-    state = getattr(request, "state", None)
-    if isinstance(state, dict):  # a ProxyRequest
-        connection = state.get(TLS_CONNECTION)
-        return connection if isinstance(connection, PeerTLSProtocol) else None
-    return tls_connection(request)
+    """The TLS connection the exchange recorded for a `ProxyRequest`."""
+    connection = request.state.get(TLS_CONNECTION)
+    return connection if isinstance(connection, PeerTLSProtocol) else None
 
 
 def identity_of(certificate: x509.Certificate) -> ClientIdentity:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from twistgate.exchange import ProxyRequest, ProxyResponse, Response
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.plugins import PluginContext, hookimpl
 
 __all__ = ["ExampleHeaders"]

@@ -59,7 +59,7 @@ class AuthGateway:
         self.harness = GatewayHarness(gateway_config(yaml), self.upstream)
         self.clock = self.harness.clock
         self.clock.advance(NOW)
-        self.auth = self.harness.generation.services.get("auth")
+        self.auth = self.harness.generation.services.auth
         self.records: List[Any] = []
         self.harness.generation.observers.append(self.records.append)
 

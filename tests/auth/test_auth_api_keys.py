@@ -220,10 +220,10 @@ def test_cached_answers_need_no_deferred(db):
     gateway = keys_gateway(db)
     _, key = create(gateway)
     gateway.get(headers={"X-API-Key": key})  # now cached
-    from twisted.web.http_headers import Headers
+    from twistgate.headers import Headers
 
     from twistgate.policies.auth.policy import AuthStage
-    from twistgate.exchange import ProxyRequest
+    from twistgate.messages import ProxyRequest
 
     auth_stage = AuthStage(
         gateway.harness.generation.config.routes[0].policies["auth"],

@@ -188,7 +188,6 @@ def test_a_weak_rsa_key_is_refused(tmp_path):
 
 
 def test_auth_is_no_longer_pending():
-    from twistgate.config import extensions
+    from twistgate.config import sections
 
-    extensions.load_extensions()
-    assert "auth" in extensions.GATEWAY_SECTIONS and "auth" in extensions.ROUTE_SECTIONS
+    assert "auth" in sections.gateway_sections() and "auth" in sections.route_sections()

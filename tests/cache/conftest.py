@@ -13,7 +13,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.protocol import Protocol
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -159,8 +159,8 @@ routes:
 """
         )
         self.harness = GatewayHarness(config, self.origin, clock=self.clock)
-        self.agent = RequestTraversalAgent(self.harness.resource)
-        self.service = self.harness.generation.services["cache"]
+        self.agent = RequestTraversalAgent(self.harness.front)
+        self.service = self.harness.generation.services.cache
 
     def flush(self) -> None:
         for _ in range(20):

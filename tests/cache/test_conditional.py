@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.policies.cache.conditional import byte_range, not_modified, quoted
 from twistgate.policies.cache.dates import format_http_date

@@ -554,11 +554,12 @@ def test_a_follower_waits_at_most_collapse_timeout():
 
 
 @pytest.fixture
-def consumer_stage():
+def consumer_stage(monkeypatch):
     """A stage before the cache that authenticates everyone as `alice` (and drops Authorization, as auth does)."""
-    from twistgate.config import extensions
+    from twistgate.config._node import Node
     from twistgate.plugins import hookimpl
-    from twistgate.stages import STAGES, stage
+    from twistgate.policies import Policy
+    from tests.policy_helpers import add_policy, reset_sections
 
     class Alice:
         @hookimpl
@@ -566,13 +567,9 @@ def consumer_stage():
             request.consumer = request.headers.getRawHeaders(b"X-Who", [b"alice"])[0].decode()
             request.headers.removeHeader(b"Authorization")
 
-    snapshot = (dict(extensions.ROUTE_SECTIONS), dict(STAGES))
-    extensions.route_section("whoami")(lambda node: node.boolean())
-    stage("whoami", order=200)(lambda config, route, context: Alice())
+    add_policy(monkeypatch, Policy(name="whoami", key="whoami", parse=Node.boolean, build=lambda route, services: Alice()), before="auth")
     yield
-    for table, saved in zip((extensions.ROUTE_SECTIONS, STAGES), snapshot):
-        table.clear()
-        table.update(saved)
+    reset_sections()
 
 
 def test_responses_to_authenticated_consumers_are_not_shared(consumer_stage):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.policies.cache.entry import ENTRY_OVERHEAD, Entry
 from twistgate.policies.cache.store import MemoryStore

@@ -21,9 +21,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from twistgate.config import load_text
-from twistgate.gateway import Generation
+from twistgate.generation import Generation
 from twistgate.resource import GatewayResource
-from twistgate.server import GatewaySite
+from twistgate.engine.twisted_web import GatewaySite
 
 class Recorded:
     """What an upstream received."""

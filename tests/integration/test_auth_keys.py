@@ -44,7 +44,7 @@ def start_gateway(servers, store, up, cache="10s"):
     generation.start()  # the auth service starts synchronously (its store threads)
     root, admin = Resource(), Resource()
     root.putChild(b"admin", admin)
-    admin.putChild(b"keys", generation.services["auth"].admin_resource())
+    admin.putChild(b"keys", generation.services.auth.admin_resource())
     site = Site(root)
     site.log = lambda request: None
     return port, servers.listen(site), generation
@@ -87,7 +87,7 @@ def test_create_use_revoke(servers, store_url):
 @pytest_twisted.inlineCallbacks
 def test_an_expired_key_is_refused(servers, store_url, reactor):
     port, _, generation = start_gateway(servers, store_url, servers.upstream(RecordingUpstream()))
-    authenticator = generation.services["auth"].authenticators["keys"]
+    authenticator = generation.services.auth.authenticators["keys"]
     expired, expired_key = new_key("keys", "acme", reactor.seconds() - 7200, 3600)
     current, current_key = new_key("keys", "acme", reactor.seconds(), 3600)
     yield authenticator.store.create(expired)

@@ -16,10 +16,10 @@ from twisted.internet.threads import deferToThread
 from tests.integration.conftest import RecordingUpstream
 from tests.tls.harness import client_context, h2_exchange, https_get, pki  # noqa: F401  (pki is a fixture)
 from twistgate.config import load_text
-from twistgate.gateway import Generation
+from twistgate.generation import Generation
 from twistgate.listeners import build_listener
 from twistgate.resource import GatewayResource
-from twistgate.server import GatewaySite
+from twistgate.engine.twisted_web import GatewaySite
 from twistgate.testing import result_of
 
 GATEWAY = """

@@ -87,7 +87,7 @@ def setup(servers, keys, tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_tokens_verified_against_the_jwks_and_rotation(setup, keys):
     port, generation, issuer, upstream, jwks_listener, setup_servers = setup
-    key_set = generation.services["auth"].key_sets[0]
+    key_set = generation.services.auth.key_sets[0]
     reply = yield deferToThread(bearer, port, signed(keys[0], "k1"))
     assert reply.status == 200
     assert upstream.requests[-1].header("x-user-id") == b"alice"

@@ -75,7 +75,7 @@ class Scripted(Resource):
 
 
 def generation_refreshing(generation: Any) -> bool:
-    return bool(generation.services["cache"].refreshing)
+    return bool(generation.services.cache.refreshing)
 
 
 def always(status: int, headers: List[Tuple[str, str]], body: bytes = b"body") -> Callable[[Recorded, int], Answer]:
@@ -301,7 +301,7 @@ def test_memory_stays_within_max_memory(servers, reactor):
     origin = Scripted(reactor)
     yaml = CONFIG.replace("{ROUTE}", "{max_object_size: 16KiB}") + "cache: {max_memory: 64KiB}\n"
     gw, generation = servers.gateway(yaml, up=servers.upstream(origin))
-    store = generation.services["cache"].store
+    store = generation.services.cache.store
     for n in range(12):
         origin.on(f"/{n}", always(200, [("Cache-Control", "max-age=600")], b"y" * 12000))
         yield get(gw, f"/{n}")

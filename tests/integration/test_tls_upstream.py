@@ -188,9 +188,9 @@ def test_through_the_gateway_with_mtls_upstream(reactor, pki, upstreams):
     from twisted.internet.threads import deferToThread
 
     from tests.integration.conftest import http_request
-    from twistgate.gateway import Generation
+    from twistgate.generation import Generation
     from twistgate.resource import GatewayResource
-    from twistgate.server import GatewaySite
+    from twistgate.engine.twisted_web import GatewaySite
 
     upstream = upstreams(pki, require_client=True)
     config = load_text(

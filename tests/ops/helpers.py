@@ -38,7 +38,7 @@ class AdminGateway:
         from twistgate.config import load_file
         from twistgate.ops.admin import AdminResource
         from twistgate.service import GatewayService
-        from twistgate.testing import GatewayHarness
+        from twistgate.testing import GatewayHarness, TwistedWebFront
 
         self.path = path
         self.upstream = upstream
@@ -48,7 +48,7 @@ class AdminGateway:
         self.clock = self.gw.clock
         self.service = GatewayService(config, self.clock, self.gw.generation, handle_signals=False)
         self.gw.resource = self.service.resource
-        self.gw.client = StubTreq(self.service.resource)
+        self.gw.client = StubTreq(TwistedWebFront(self.service.resource))
         self.admin_client = StubTreq(AdminResource(self.service))
 
     def rewrite(self, text: str) -> None:

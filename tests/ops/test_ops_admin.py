@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from twisted.web.resource import Resource
 
@@ -144,7 +145,8 @@ def test_keys_are_delegated_to_the_auth_service(gateway):
         def admin_resource(self):
             return Keys()
 
-    gateway.service.generation.services["auth"] = Auth()
+    generation = gateway.service.generation
+    generation.services = attrs.evolve(generation.services, auth=Auth())
     response, body = gateway.admin("DELETE", "/admin/keys/k123")
     assert response.code == 200 and body == b"keys:k123"
     response, _ = gateway.admin("DELETE", "/admin/keys/k123", token="bad")

@@ -10,7 +10,7 @@ from twisted.internet.testing import MemoryReactorClock
 from tests.ops.helpers import yaml
 from twistgate.cli import main
 from twistgate.config import load_text
-from twistgate.gateway import Generation
+from twistgate.generation import Generation
 from twistgate.ops.explain import explain
 
 CONFIG = yaml(

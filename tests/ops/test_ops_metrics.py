@@ -11,7 +11,7 @@ from twisted.web.resource import Resource
 from tests.ops.helpers import yaml
 from twistgate.config import load_text
 from twistgate.errors import Forbidden, RateLimited, Unauthorized
-from twistgate.exchange import Response
+from twistgate.messages import Response
 from twistgate.plugins import hookimpl
 from twistgate.testing import GatewayHarness
 
@@ -63,7 +63,7 @@ CONFIG = yaml(
 
 
 def samples(gw: GatewayHarness) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
-    text = generate_latest(gw.generation.services["operations"].registry).decode()
+    text = generate_latest(gw.generation.ops.registry).decode()
     out = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -110,7 +110,7 @@ def test_labels_never_carry_paths_or_client_addresses():
     gw = GatewayHarness(load_text(CONFIG), Upstream(None), plugins={"gatekeeper": Gatekeeper})
     for i in range(20):
         gw.content(gw.request("GET", f"http://gw/users/{i}?token=secret{i}"))
-    text = generate_latest(gw.generation.services["operations"].registry).decode()
+    text = generate_latest(gw.generation.ops.registry).decode()
     assert "/users/" not in text and "secret" not in text and "127.0.0.1" not in text
     series = [line for line in text.splitlines() if line.startswith("twistgate_requests_total{")]
     assert len(series) == 1
@@ -164,7 +164,7 @@ def test_upstream_health_and_breaker_state_from_the_upstream_snapshot():
         def snapshot(self):
             return [
                 {"url": "http://a", "weight": 1, "healthy": True, "breaker": "closed", "in_flight": 2},
-                {"url": "http://b", "weight": 1, "healthy": False, "breaker": {"state": "half-open"}, "in_flight": 0},
+                {"url": "http://b", "weight": 1, "healthy": False, "breaker": "half_open", "in_flight": 0},
             ]
 
     ops = Operations(Clock())

@@ -10,7 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from tests.ops.helpers import AdminGateway
-from twistgate.exchange import Response
+from twistgate.messages import Response
 from twistgate.plugins import hookimpl
 from twistgate.testing import result_of
 
@@ -106,8 +106,8 @@ def test_unchanged_upstreams_are_reused_with_their_pools(gateway):
     old = gateway.service.generation
     app, other = old.upstreams["app"], old.upstreams["other"]
     closed = []
-    app.pool.closeCachedConnections = lambda: closed.append("app")
-    other.pool.closeCachedConnections = lambda: closed.append("other")
+    app.client.close = lambda: closed.append("app")
+    other.client.close = lambda: closed.append("other")
     # `app` moves in the file (its location changes), `other` gets a new timeout.
     gateway.rewrite(
         CONFIG.replace("  app: {targets: [{url: \"http://app:80\"}]}\n", "")
@@ -124,7 +124,7 @@ def test_unchanged_upstreams_are_reused_with_their_pools(gateway):
 def test_reused_upstream_survives_two_reloads(gateway):
     app = gateway.service.generation.upstreams["app"]
     closed = []
-    app.pool.closeCachedConnections = lambda: closed.append("app")
+    app.client.close = lambda: closed.append("app")
     for value in ("two", "three"):
         gateway.rewrite(CONFIG.replace("value: one", f"value: {value}"))
         assert reload(gateway)["ok"]
@@ -176,8 +176,7 @@ def test_metrics_count_reloads_and_survive_them(gateway):
 
 def test_tls_listeners_get_their_new_config_after_the_swap(gateway):
     seen = []
-    gateway.service.tls_reloaders.append(seen.append)
-    gateway.service._tls_listener_names.append("public")
+    gateway.service.tls_reloaders["public"] = seen.append
     gateway.rewrite(CONFIG.replace("value: one", "value: two"))
     assert reload(gateway)["ok"]
     assert [listener.name for listener in seen] == ["public"]
@@ -202,4 +201,4 @@ def test_watching_the_file_reloads_when_it_changes(tmp_path):
     assert gateway.service.ops.last_reload["ok"] is False and gateway.service.ops.number == 2
     gateway.service.stopService()
     gateway.clock.advance(1)
-    assert not gateway.service._watcher or not gateway.service._watcher.running
+    assert not gateway.service.triggers.watching

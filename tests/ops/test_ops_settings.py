@@ -7,8 +7,8 @@ from twisted.internet.testing import MemoryReactorClock
 
 from tests.ops.helpers import yaml
 from twistgate.config import ConfigError, load_text
-from twistgate.features.ops import same_address
-from twistgate.gateway import Generation
+from twistgate.config.endpoints import same_address
+from twistgate.generation import Generation
 
 BASE = yaml(
     """
@@ -66,5 +66,5 @@ def test_reload_settings():
 
 def test_defaults_when_absent():
     generation = Generation(load_text(BASE), MemoryReactorClock())
-    assert "admin" not in generation.services and "access_log" not in generation.services
-    assert generation.services["tracing"].exporter is None  # propagation on, export off
+    assert "admin" not in generation.config.sections and generation.services.access_log is None
+    assert generation.services.tracer.exporter is None  # propagation on, export off

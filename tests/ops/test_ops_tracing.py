@@ -121,7 +121,7 @@ def test_one_span_per_request_and_per_attempt_exported_as_otlp_json():
     gw, upstream = gateway(
         'tracing: {otlp_endpoint: "http://collector:4318", service_name: edge, export_interval: 5s, headers: {Authorization: "Bearer x"}}\n'
     )
-    tracer = gw.generation.services["tracing"]
+    tracer = gw.generation.services.tracer
     spy = tracer.exporter.http_client = CollectorSpy()
     gw.generation.start()
     gw.clock.advance(100)
@@ -150,7 +150,7 @@ def test_one_span_per_request_and_per_attempt_exported_as_otlp_json():
 
 def test_unsampled_requests_export_nothing():
     gw, upstream = gateway('tracing: {otlp_endpoint: "http://collector:4318/v1/traces", sample_ratio: 0}\n')
-    spy = gw.generation.services["tracing"].exporter.http_client = CollectorSpy()
+    spy = gw.generation.services.tracer.exporter.http_client = CollectorSpy()
     gw.generation.start()
     gw.request("GET", "http://gw/a")
     gw.request("GET", "http://gw/a", headers={"traceparent": INCOMING[:-2] + "00"})

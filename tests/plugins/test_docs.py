@@ -31,19 +31,14 @@ def test_hook_names_match_the_specs():
 
 def test_exports():
     """The public names are pinned (klein's test_exports)."""
-    assert sorted(twistgate.plugins.__all__) == [
-        "BUILTIN_PLUGINS",
-        "GatewayPlugins",
-        "PROJECT_NAME",
-        "PluginContext",
-        "PluginError",
-        "PluginFactory",
-        "PluginRegistry",
-        "PluginStartupError",
-        "RoutePlugins",
-        "build_plugins",
-        "hookimpl",
-        "hookspec",
-    ]
+    assert sorted(twistgate.plugins.__all__) == sorted([
+        "BUILTIN_PLUGINS", "GatewayPlugins", "HOOK_NAMES", "PROJECT_NAME", "PluginContext", "PluginError",
+        "PluginFactory", "PluginRegistry", "PluginStartupError", "RouteChain", "RoutePlugins", "build_plugins",
+        "hookimpl", "hookspec", "MaybeDone", "MaybeResponse",
+        # what the hooks receive and answer with
+        "Headers", "ProxyRequest", "ProxyResponse", "Response", "RouteInfo",
+        "GatewayError", "BadRequest", "Unauthorized", "Forbidden", "PayloadTooLarge", "RateLimited",
+        "ServiceUnavailable", "UpstreamUnavailable", "UpstreamTimeout",
+    ])  # fmt: skip
     for name in twistgate.plugins.__all__:
         assert getattr(twistgate.plugins, name) is not None

@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, PluginSection, RouteConfig
-from twistgate.exchange import ProxyRequest, ProxyResponse
+from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins import PluginContext, PluginRegistry, build_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "twistgate-example-plugin"

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, Location, PluginSection, RouteConfig
 from twistgate.errors import Forbidden
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.plugins import PluginContext, PluginError, build_plugins
 from twistgate.plugins.ip_allow import IPAllow, make_plugin
 

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from twistgate.config.model import GatewayConfig, ListenerConfig, PluginSection, RouteConfig
 from twistgate.errors import ServiceUnavailable
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.plugins import PluginContext, build_plugins
 from twistgate.plugins.maintenance import DEFAULT_MESSAGE, Maintenance, make_plugin
 

@@ -25,7 +25,7 @@ from twistgate.config.model import (
     RouteConfig,
 )
 from twistgate.errors import Forbidden, RouteNotFound
-from twistgate.exchange import ProxyRequest, ProxyResponse, Response
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.plugins import (
     GatewayPlugins,
     PluginContext,

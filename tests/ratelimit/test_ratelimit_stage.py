@@ -14,16 +14,17 @@ import pytest
 from twisted.internet.defer import fail
 from twisted.web.resource import Resource
 
-from twistgate.config import extensions, load_text
+from twistgate.config import load_text
+from twistgate.policies import Policy
+from tests.policy_helpers import add_policy, reset_sections
 from twistgate.config._node import Node
 from twistgate.errors import RateLimited, ServiceUnavailable
-from twistgate.exchange import ProxyRequest, ProxyResponse
+from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins import hookimpl
 from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
 from twistgate.policies.ratelimit.stage import STATE_KEY, RateLimitStage
 from twistgate.config.model import Rate
-from twistgate.stages import STAGES, stage
 from twistgate.testing import GatewayHarness, result_of
 
 
@@ -157,30 +158,21 @@ def test_route_key_is_shared_by_everyone_and_combinations_split_it():
     assert codes(combo, 1, **{"X-Forwarded-For": "192.0.2.2", "X-Tenant": "a"}) == [200]
 
 
+class Who:
+    """A stand-in authentication stage: sets the consumer from X-Who."""
+
+    @hookimpl
+    def on_request(self, request):
+        who = request.headers.getRawHeaders(b"X-Who")
+        request.consumer = who[0].decode() if who else None
+
+
 @pytest.fixture
-def fake_auth():
-    """A stand-in authentication stage (order 200): `who: true` sets the consumer from X-Who."""
-    snapshots = dict(extensions.ROUTE_SECTIONS), dict(STAGES)
-
-    @extensions.route_section("who")
-    def parse(node: Node) -> object:
-        return node.boolean()
-
-    class Who:
-        @hookimpl
-        def on_request(self, request):
-            who = request.headers.getRawHeaders(b"X-Who")
-            request.consumer = who[0].decode() if who else None
-
-    @stage("who", order=200)
-    def make(config, route, context):
-        return Who()
-
+def fake_auth(monkeypatch):
+    """`who: true` on a route runs `Who` where authentication runs."""
+    add_policy(monkeypatch, Policy(name="who", key="who", parse=Node.boolean, build=lambda route, services: Who()), before="auth")
     yield
-    extensions.ROUTE_SECTIONS.clear()
-    extensions.ROUTE_SECTIONS.update(snapshots[0])
-    STAGES.clear()
-    STAGES.update(snapshots[1])
+    reset_sections()
 
 
 def test_consumer_key_uses_the_identity_set_by_authentication(fake_auth):

@@ -26,12 +26,12 @@ from twisted.web.server import Site
 from tests.integration.conftest import RecordingUpstream
 from tests.tls.certs import Issued, TestPKI
 from twistgate.config import load_text
-from twistgate.gateway import Generation
+from twistgate.generation import Generation
 from twistgate.listeners import build_listener
 from twistgate.plugins import hookimpl
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginRegistry
 from twistgate.resource import GatewayResource
-from twistgate.server import GatewaySite
+from twistgate.engine.twisted_web import GatewaySite
 from twistgate.testing import result_of
 from twistgate.tls import peer_identity
 

@@ -13,7 +13,7 @@ from OpenSSL import crypto
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.tls import (
     TLS_CONNECTION,
     ClientIdentity,
@@ -22,6 +22,7 @@ from twistgate.tls import (
     build_server_contexts,
     identity_of,
     peer_identity,
+    tls_connection,
 )
 from twistgate.config.model import ListenerTLSConfig
 
@@ -115,18 +116,18 @@ def test_peer_identity_from_a_proxy_request(pki):
     assert peer_identity(request) is identity  # computed once per connection
 
 
-def test_peer_identity_from_twisted_requests(pki):
-    """HTTP/1.1: request.transport is the TLS connection; HTTP/2: it sits behind the stream's connection."""
+def test_the_tls_connection_of_a_downstream_transport(pki):
+    """The exchange keeps a request's transport only when it is one of the gateway's TLS connections."""
     connection = _connection(pki, verified=pki.client)
-    http11 = SimpleNamespace(transport=connection, channel=None)
-    http2 = SimpleNamespace(transport=None, channel=SimpleNamespace(_conn=SimpleNamespace(transport=connection)))
-    assert peer_identity(http11) == peer_identity(http2) == identity_of(pki.client.cert)
+    assert tls_connection(connection) is connection
+    assert tls_connection(object()) is None and tls_connection(None) is None
 
 
 def test_no_identity_without_a_verified_certificate(pki):
     """Plain connections, TLS without a client certificate, and foreign transports give None."""
-    assert peer_identity(SimpleNamespace(transport=_connection(pki), channel=None)) is None
-    assert peer_identity(SimpleNamespace(transport=object(), channel=None)) is None
+    unverified = ProxyRequest(method=b"GET", path="/")
+    unverified.state[TLS_CONNECTION] = _connection(pki)
+    assert peer_identity(unverified) is None
     assert peer_identity(ProxyRequest(method=b"GET", path="/")) is None
     spoofed = ProxyRequest(method=b"GET", path="/")
     spoofed.state[TLS_CONNECTION] = SimpleNamespace(client_identity=lambda: identity_of(pki.client.cert))

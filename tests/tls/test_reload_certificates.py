@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from twistgate.config import ConfigError
-from twistgate.service import load_and_check_listeners
+from twistgate.validation import load_checked as load_and_check_listeners
 
 
 def _config(tmp_path, pki, certificate):

@@ -14,10 +14,10 @@ from twisted.names import dns
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseNeverReceived
 from twisted.web.client import ResponseDone
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.config import load_text
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.upstream.group import Upstream, UpstreamCall
 
 

@@ -5,9 +5,9 @@ from random import Random
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.upstream.balancer import (
     ConsistentHash,
     LatencyAverage,

@@ -3,7 +3,7 @@
 from random import Random
 
 import attrs
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.upstream.retry import IDEMPOTENT_METHODS, backoff, call_policy, retries_on, safe_to_repeat
 from twistgate.upstream.settings import RetryConfig

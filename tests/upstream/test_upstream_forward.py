@@ -251,7 +251,8 @@ def test_in_flight_counts_until_the_body_is_over_and_snapshot_is_json():
     d2, _ = forward(upstream)
     assert sorted(agent.hosts()) == [b"a", b"b"]  # least connections spreads
     clock.advance(0.25)
-    agent.sent[0].deferred.callback(FakeResponse(200, None))
+    upstream_response = FakeResponse(200, None)
+    agent.sent[0].deferred.callback(upstream_response)
     response = outcome(d1)
     snapshot = upstream.snapshot()
     json.dumps(snapshot)
@@ -260,7 +261,6 @@ def test_in_flight_counts_until_the_body_is_over_and_snapshot_is_json():
     assert set(snapshot[0]) >= {"url", "weight", "healthy", "breaker", "in_flight", "ejected", "ejected_until", "ewma_ms", "last_error"}
     sink = []
     response.deliverBody(type("P", (), {"makeConnection": lambda s, t: None, "dataReceived": lambda s, data: sink.append(data), "connectionLost": lambda s, r: sink.append("end")})())
-    upstream_response = response._response
     upstream_response.send(b"abc")
     upstream_response.end()
     assert sink == [b"abc", "end"]
@@ -270,11 +270,11 @@ def test_in_flight_counts_until_the_body_is_over_and_snapshot_is_json():
 def test_a_body_that_stalls_is_cut_after_the_read_timeout():
     upstream, agent, clock = make_upstream("targets: [{url: 'http://a'}]\ntimeouts: {read: 5s}\noutlier_detection: {consecutive_failures: 1, max_ejected: 100%}")
     d, _ = forward(upstream)
-    agent.sent[0].deferred.callback(FakeResponse(200, None))
+    upstream_response = FakeResponse(200, None)
+    agent.sent[0].deferred.callback(upstream_response)
     response = outcome(d)
     lost = []
     response.deliverBody(type("P", (), {"makeConnection": lambda s, t: None, "dataReceived": lambda s, data: None, "connectionLost": lambda s, r: lost.append(r)})())
-    upstream_response = response._response
     clock.advance(4)
     upstream_response.send(b"x")  # each chunk restarts the timer
     clock.advance(4)
@@ -289,13 +289,14 @@ def test_a_body_that_stalls_is_cut_after_the_read_timeout():
 def test_back_pressure_suspends_the_body_timer():
     upstream, agent, clock = make_upstream("targets: [{url: 'http://a'}]\ntimeouts: {read: 5s}")
     d, _ = forward(upstream)
-    agent.sent[0].deferred.callback(FakeResponse(200, None))
+    upstream_response = FakeResponse(200, None)
+    agent.sent[0].deferred.callback(upstream_response)
     response = outcome(d)
     seen = {}
     response.deliverBody(type("P", (), {"makeConnection": lambda s, t: seen.setdefault("t", t), "dataReceived": lambda s, data: None, "connectionLost": lambda s, r: None})())
     seen["t"].pauseProducing()  # a slow client
     clock.advance(60)
-    assert not response._response.transport.stopped
+    assert not upstream_response.transport.stopped
     seen["t"].resumeProducing()
     clock.advance(5)
-    assert response._response.transport.stopped
+    assert upstream_response.transport.stopped

@@ -10,7 +10,7 @@ from typing import Callable, Dict, Mapping, Optional, TypeVar
 
 from twistgate.config import _routes, _sections, _upstreams
 from twistgate.config._node import Fields, Issues, Node, compose
-from twistgate.config import extensions
+from twistgate.config import sections
 from twistgate.config._pending import PENDING_KEYS
 from twistgate.config.model import (
     ConfigError,
@@ -69,11 +69,10 @@ def gateway(root: Node, source: Optional[str]) -> Optional[GatewayConfig]:
     if root.kind != "mapping":
         root.issue(f"the top level must be a mapping with at least 'listeners', got {root.describe()}")
         return None
-    extensions.load_extensions()
     fields = root.mapping(
-        GATEWAY_KEYS + tuple(extensions.GATEWAY_SECTIONS),
+        GATEWAY_KEYS + tuple(sections.gateway_sections()),
         required=("listeners",),
-        pending=PENDING_KEYS["gateway"] - set(extensions.GATEWAY_SECTIONS),
+        pending=PENDING_KEYS["gateway"] - set(sections.gateway_sections()),
     )
     if fields is None:
         return None
@@ -89,7 +88,7 @@ def gateway(root: Node, source: Optional[str]) -> Optional[GatewayConfig]:
         routes=_section(fields, "routes", lambda n: _routes.routes(n, upstreams if readable else None), ()),
         plugins=_section(fields, "plugins", _sections.plugin_sections, ()),
         demo=_section(fields, "demo", _sections.demo, None),
-        sections=extensions.read(fields, extensions.GATEWAY_SECTIONS),
+        sections=sections.read(fields, sections.gateway_sections()),
     )
 
 

@@ -10,7 +10,7 @@ from ipaddress import ip_address
 from typing import Collection, Dict, FrozenSet, List, Optional, Tuple
 
 from twistgate.config._node import Node, closest, suggest
-from twistgate.config import extensions
+from twistgate.config import sections
 from twistgate.config._pending import PENDING_KEYS
 from twistgate.config._sections import plugin_sections
 from twistgate.config.model import RouteConfig
@@ -49,9 +49,9 @@ def routes(node: Node, upstream_names: Optional[Collection[str]]) -> Tuple[Route
 
 def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> Optional[RouteConfig]:
     fields = node.mapping(
-        ROUTE_KEYS + tuple(extensions.ROUTE_SECTIONS),
+        ROUTE_KEYS + tuple(sections.route_sections()),
         required=("name", "path", "upstream"),
-        pending=PENDING_KEYS["route"] - set(extensions.ROUTE_SECTIONS),
+        pending=PENDING_KEYS["route"] - set(sections.route_sections()),
     )
     if fields is None:
         return None
@@ -70,7 +70,7 @@ def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> 
         preserve_host=fields.read("preserve_host", Node.boolean, False),
         timeout=fields.read("timeout", Node.duration, None),
         plugins=fields.read("plugins", plugin_sections, ()),
-        policies=extensions.read(fields, extensions.ROUTE_SECTIONS),
+        policies=sections.read(fields, sections.route_sections()),
         index=index,
         location=node.location(),
     )

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from twistgate.config._node import Fields, Node
-from twistgate.config import extensions
+from twistgate.config import sections
 from twistgate.config._pending import PENDING_BALANCE, PENDING_KEYS
 from twistgate.config.model import (
     PoolConfig,
@@ -40,9 +40,9 @@ def upstreams(node: Node) -> Dict[str, Optional[UpstreamConfig]]:
 
 def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
     fields = node.mapping(
-        UPSTREAM_KEYS + tuple(extensions.UPSTREAM_SECTIONS),
+        UPSTREAM_KEYS + tuple(sections.upstream_sections()),
         required=("targets",),
-        pending=PENDING_KEYS["upstream"] - set(extensions.UPSTREAM_SECTIONS),
+        pending=PENDING_KEYS["upstream"] - set(sections.upstream_sections()),
     )
     if fields is None:
         return None
@@ -62,7 +62,7 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         balance=balance,
         timeouts=timeouts,
         pool=pool_config,
-        policies=extensions.read(fields, extensions.UPSTREAM_SECTIONS),
+        policies=sections.read(fields, sections.upstream_sections()),
         location=node.location(at_key=True),
     )
 

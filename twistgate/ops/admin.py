@@ -199,7 +199,7 @@ class AdminResource(Resource):
 
     def _keys(self, request: Any, rest: list) -> Any:
         """``/admin/keys...``: the auth feature's own admin resource, behind our token."""
-        auth = self.runtime.generation.services.get("auth")
+        auth = self.runtime.generation.services.auth
         make = getattr(auth, "admin_resource", None)
         resource = make() if make is not None else None
         if resource is None:
@@ -244,7 +244,7 @@ class AdminResource(Resource):
                     "rewrite": row.rewrite or None,
                     "timeout_seconds": runtime_route.timeout if runtime_route is not None else None,
                     "policies": sorted(row.config.policies),
-                    "stages_and_plugins": list(runtime_route.plugins.names) if runtime_route is not None else [],
+                    "stages_and_plugins": list(runtime_route.chain.names) if runtime_route is not None else [],
                 }
             )
         return {"generation": self.runtime.ops.number, "routes": rows}

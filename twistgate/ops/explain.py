@@ -79,23 +79,19 @@ def why_beats(winner: Any, other: Any) -> str:
 
 
 def _pipeline(route: Any) -> Dict[str, Any]:
-    plugins = route.plugins
-    names = list(getattr(plugins, "names", ()))
-    order = {hook: [c.plugin for c in getattr(plugins, f"_{hook}", ())] for hook in ("on_request", "on_response", "on_error")}
-    policies = sorted(route.config.policies)
+    from twistgate.chain import POLICIES
+
+    layers = route.chain
+    names = list(layers.names)
+    builtin = {policy.name for policy in POLICIES}
     return {
         "stages_and_plugins": names,
-        "stages": [n for n in names if n in policies or n in _global_stage_keys()],
-        "plugins": [n for n in names if n not in policies and n not in _global_stage_keys()],
-        "hook_order": order,
-        "policies": policies,
+        "stages": [n for n in names if n in builtin],
+        "plugins": [n for n in names if n not in builtin],
+        "hook_order": {hook: layers.order(hook) for hook in ("on_request", "on_response", "on_error")},
+        "policies": sorted(route.config.policies),
     }
 
-
-def _global_stage_keys() -> List[str]:
-    from twistgate import stages
-
-    return list(getattr(stages, "GLOBAL_STAGES", {}))
 
 
 def _upstream(route: Any) -> Dict[str, Any]:

@@ -3,8 +3,9 @@ Hot reload: build the new generation completely, then swap it in at once.
 
 The order is what makes it safe:
 
-1. read and validate the file; build the whole `Generation` (routes, plugins,
-   stages, services, pools), reusing unchanged upstreams with their pools,
+1. read and validate the file, off the reactor thread (parsing, files,
+   certificates); build the whole `Generation` (routes, plugins, policies,
+   services, clients), reusing unchanged upstreams with their connections,
    health and breaker state.  Any error: rejected, the old one serves on.
 2. start its services and fire its plugins' ``on_startup``.  A failure:
    rejected, what was started is stopped.
@@ -24,9 +25,12 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from twistgate.config import ConfigError, load_file
-from twistgate.gateway import Generation
-from twistgate.ops.runtime import KEY, Operations
+from twisted.internet.defer import maybeDeferred
+
+from twistgate.config import ConfigError
+from twistgate.generation import Generation, comparable
+from twistgate.ops.runtime import Operations
+from twistgate.validation import load_checked
 
 _log = Logger()
 
@@ -42,13 +46,11 @@ def changes(old: Generation, new: Generation) -> Dict[str, Any]:
     """What the reload changed, by name, for the answer and the log."""
     old_routes = {r.name: r for r in old.config.routes}
     new_routes = {r.name: r for r in new.config.routes}
-    from twistgate.gateway import _comparable  # the same comparison as upstream reuse
-
     return {
         "routes_added": sorted(set(new_routes) - set(old_routes)),
         "routes_removed": sorted(set(old_routes) - set(new_routes)),
         "routes_changed": sorted(
-            n for n in set(old_routes) & set(new_routes) if _comparable(old_routes[n]) != _comparable(new_routes[n])
+            n for n in set(old_routes) & set(new_routes) if comparable(old_routes[n]) != comparable(new_routes[n])
         ),
         "upstreams_added": sorted(set(new.upstreams) - set(old.upstreams)),
         "upstreams_removed": sorted(set(old.upstreams) - set(new.upstreams)),
@@ -69,8 +71,15 @@ class Reloader:
         startup: Callable[[Generation], Any] = lambda g: None,
         shutdown: Callable[[Generation], Any] = lambda g: None,
         after_swap: Optional[List[Callable[[Generation], Optional[List[str]]]]] = None,
-        load: Callable[[str], Any] = load_file,
+        load: Callable[[str], Any] = load_checked,
+        run_blocking: Callable[..., Any] = maybeDeferred,
     ) -> None:
+        """
+        :param load: reads, validates and checks a configuration file
+            (blocking: files, parsing, certificates).
+        :param run_blocking: runs ``load`` (a thread pool in the service,
+            so a reload never stalls requests; synchronously in tests).
+        """
         self.resource = resource
         self.ops = ops
         self.clock = clock
@@ -78,6 +87,7 @@ class Reloader:
         self.shutdown = shutdown
         self.after_swap = after_swap if after_swap is not None else []
         self.load = load
+        self.run_blocking = run_blocking
         self.retiring: Dict[Generation, "Deferred[None]"] = {}
         self._lock = DeferredLock()
 
@@ -92,10 +102,10 @@ class Reloader:
         if source is None:
             return self._rejected(reason, "The configuration was not read from a file: there is nothing to reload.")
         try:
-            config = self.load(source)
+            config = yield self.run_blocking(self.load, source)
             new = Generation(
                 config, self.clock, previous=old, agent_for=old.agent_for,
-                plugin_registry=old.plugin_registry, shared={KEY: self.ops},
+                client_for=old.client_for, plugin_registry=old.plugin_registry,
             )
         except ConfigError as error:
             return self._rejected(reason, f"{source}: invalid configuration; the old one keeps serving.", issues=issue_dicts(error))
@@ -113,7 +123,7 @@ class Reloader:
         changed = changes(old, new)
         self.resource.swap(new)
         new.take_over(old)
-        number = self.ops.adopt(new)
+        number = new.number
         warnings: List[str] = []
         for callback in self.after_swap:
             try:
@@ -150,9 +160,9 @@ class Reloader:
         return d
 
     def _stop(self, generation: Generation) -> "Deferred[None]":
-        if getattr(generation, "_ops_stopped", False):
+        if generation.retired:
             return succeed(None)
-        generation._ops_stopped = True  # type: ignore[attr-defined]
+        generation.retired = True
         d = succeed(None)
         d.addCallback(lambda _: self.shutdown(generation))
         d.addErrback(lambda f: _log.failure("on_shutdown failed for a retired configuration", f))

@@ -3,9 +3,9 @@
 
 Metrics counters, rolling stats, the generation number and the reload
 history belong to the gateway, not to one configuration: a reload must not
-reset a Prometheus counter.  One `Operations` is made per gateway (by the
-service, or by the first generation when there is no service, as in tests)
-and handed to every later generation.
+reset a Prometheus counter.  One `Operations` is made per gateway (in the
+first generation's `twistgate.generation.Shared`) and handed to every later
+generation.
 """
 
 from __future__ import annotations
@@ -15,46 +15,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
 from twistgate.ops.stats import Stats
 
-#: The key under which generations find the shared `Operations` in their
-#: build context's services.
-KEY = "operations"
-
-
-def fallback_targets(upstream: Any) -> List[Dict[str, Any]]:
-    """What the targets themselves tell when the upstream has no ``snapshot()``."""
-    out = []
-    for t in getattr(upstream, "targets", ()):
-        breaker = getattr(t, "breaker", None)
-        out.append(
-            {
-                "url": t.url,
-                "weight": getattr(t, "weight", None) or t.config.weight,
-                "healthy": bool(getattr(t, "healthy", True)),
-                "breaker": getattr(breaker, "state", None) if breaker is not None else None,
-                "in_flight": getattr(t, "in_flight", None),
-            }
-        )
-    return out
-
-
 def upstream_targets(upstream: Any) -> List[Dict[str, Any]]:
-    snapshot = getattr(upstream, "snapshot", None)
-    if snapshot is not None:
-        try:
-            return [_normalise_target(t) for t in snapshot()]
-        except Exception:  # a broken snapshot must not break /metrics or the admin API
-            pass
-    return fallback_targets(upstream)
-
-
-def _normalise_target(target: Any) -> Dict[str, Any]:
-    """Accept ``breaker`` as a string or a mapping with a ``state``."""
-    out = dict(target)
-    breaker = out.get("breaker", out.get("breaker_state"))
-    if isinstance(breaker, dict):
-        breaker = breaker.get("state")
-    out["breaker"] = breaker
-    return out
+    """The targets of an upstream group as plain JSON values (admin API, metrics, dashboard)."""
+    return upstream.snapshot()
 
 
 class Operations:
@@ -109,16 +72,6 @@ class Operations:
         self.metrics.last_reload_ok.set(1 if ok else 0)
         self.last_reload = {"ok": ok, "at": self.clock.seconds(), **summary}
 
-    def connection_opened(self, listener: str) -> None:
-        self.connections[listener] = self.connections.get(listener, 0) + 1
-
-    def connection_closed(self, listener: str) -> None:
-        self.connections[listener] = self.connections.get(listener, 1) - 1
-
-
-def operations_of(context: Any) -> Operations:
-    """The gateway's `Operations` from a build context, made on first use."""
-    ops = context.services.get(KEY)
-    if ops is None:
-        ops = context.services[KEY] = Operations(context.clock)
-    return ops
+    def connection_changed(self, listener: str, delta: int) -> None:
+        """A connection opened (+1) or closed (-1) on `listener`."""
+        self.connections[listener] = self.connections.get(listener, 0) + delta

@@ -5,9 +5,10 @@ one span per request and one per upstream attempt exported over OTLP.
 * `TraceStage` runs first on every route (a gateway-wide stage): it reads
   the client's ``traceparent``/``tracestate`` (or starts a trace), keeps the
   request's server span in ``request.state["trace"]`` and sends the trace on.
-* `AttemptTracing` wraps an upstream's per-attempt ``send``: each attempt
-  (retries included) goes out with a fresh child span id, so the upstream's
-  parent is the attempt, not the gateway's request span.
+* `Tracer.traced_attempt` sends one upstream attempt (retries included)
+  with a fresh child span id, so the upstream's parent is the attempt, not
+  the gateway's request span; upstream groups call it through their
+  `twistgate.upstream.events.UpstreamEvents` while spans are exported.
 * `Tracer` is the per-generation service tying both to the exporter; the
   request span is made from the `ExchangeRecord` when the request is over.
 """
@@ -18,10 +19,10 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import attrs
 from twisted.python.failure import Failure
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.ops.tracecontext import TraceParent, parse_traceparent, parse_tracestate, random_hex, ratio_sampled
-from twistgate.plugins import hookimpl
+from twistgate.plugins.hookspecs import hookimpl
 
 TRACEPARENT = b"Traceparent"  # Twisted's canonical form of the names
 TRACESTATE = b"Tracestate"
@@ -78,11 +79,10 @@ class Tracer:
         self.clock = clock
         self.exporter = exporter
         self.random_id = random_id
-        self._wrappers: List[AttemptTracing] = []
 
     def begin(self, headers: Headers) -> TraceContext:
         """Read the client's context (or start one) and set the outgoing headers."""
-        raw = headers._rawHeaders
+        raw = headers.raw
         parent = parse_traceparent(raw.get(TRACEPARENT))
         if parent is None:
             trace_id = self.random_id(16)
@@ -180,73 +180,36 @@ class Tracer:
 
         return settled
 
+    def traced_attempt(
+        self, upstream: str, client: Any, target: Any, method: bytes, path: bytes, headers: Headers, body: Any
+    ) -> Any:
+        """
+        One upstream attempt with a fresh child span id: the upstream's parent
+        is the attempt, not the gateway's request span.  The request's headers
+        are not touched (a retry must see the request span again): the attempt
+        gets a shallow copy with its own ``traceparent``.
+        """
+        raw = headers.raw
+        parent = parse_traceparent(raw.get(TRACEPARENT))
+        if parent is None or self.exporter is None:
+            return client.request(target, method, path, headers, body)
+        span_id = self.random_id(8)
+        attempt_headers = Headers()
+        attempt_headers.raw = dict(raw)
+        attempt_headers.raw[TRACEPARENT] = [TraceParent(parent.trace_id, span_id, parent.flags).header()]
+        d = client.request(target, method, path, attempt_headers, body)
+        if parent.sampled:
+            d.addBoth(self.attempt(parent, span_id, upstream, target, method, self.clock.seconds()))
+        return d
+
     # -- lifetime --------------------------------------------------------------
 
-    def attach_generation(self, generation: Any) -> None:
-        """Wrap each upstream's per-attempt send (once per Upstream object, reused ones included)."""
-        for upstream in generation.upstreams.values():
-            wrapper = AttemptTracing.install(upstream)
-            if wrapper is None:
-                continue
-            self._wrappers.append(wrapper)
-            if wrapper.tracer is None:
-                wrapper.tracer = self
-
     def start(self) -> Any:
-        for wrapper in self._wrappers:
-            wrapper.tracer = self  # this generation is about to serve
         if self.exporter is not None:
             return self.exporter.start()
         return None
 
     def stop(self) -> Any:
-        for wrapper in self._wrappers:
-            if wrapper.tracer is self:
-                wrapper.tracer = None
         if self.exporter is not None:
             return self.exporter.stop()
         return None
-
-
-class AttemptTracing:
-    """
-    An upstream's ``send`` with a fresh child span per attempt.  The request's
-    headers are not touched (a retry must see the request span again): the
-    attempt gets a shallow copy with its own ``traceparent``.
-    """
-
-    def __init__(self, upstream: Any, send: Callable[..., Any]) -> None:
-        self.name = upstream.name
-        self.inner = send
-        self.tracer: Optional[Tracer] = None
-
-    @classmethod
-    def install(cls, upstream: Any) -> "Optional[AttemptTracing]":
-        current = getattr(upstream, "send", None)
-        if isinstance(current, cls):
-            return current
-        if current is None:
-            return None
-        wrapper = cls(upstream, current)
-        upstream.send = wrapper
-        return wrapper
-
-    def __call__(self, target: Any, method: bytes, path: bytes, headers: Headers, body: Any) -> Any:
-        tracer = self.tracer
-        if tracer is None or tracer.exporter is None:
-            # No spans are exported: the request's own span id (set by
-            # begin()) is the parent the upstream sees; nothing to add.
-            return self.inner(target, method, path, headers, body)
-        raw = headers._rawHeaders
-        parent = parse_traceparent(raw.get(TRACEPARENT))
-        if parent is None:
-            return self.inner(target, method, path, headers, body)
-        span_id = tracer.random_id(8)  # type: ignore[union-attr]
-        attempt_headers = Headers()
-        attempt_raw = dict(raw)
-        attempt_raw[TRACEPARENT] = [TraceParent(parent.trace_id, span_id, parent.flags).header()]
-        attempt_headers._rawHeaders = attempt_raw
-        d = self.inner(target, method, path, attempt_headers, body)
-        if parent.sampled and tracer.exporter is not None:  # type: ignore[union-attr]
-            d.addBoth(tracer.attempt(parent, span_id, self.name, target, method, tracer.clock.seconds()))  # type: ignore[union-attr]
-        return d

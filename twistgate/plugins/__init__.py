@@ -1,34 +1,62 @@
 """
-twistgate plugins: pluggy hooks called around every proxied request.
+twistgate plugins: the public API for plugin authors.
 
 Write a plugin as a class with ``@hookimpl`` methods named after the hooks in
-`twistgate.plugins.hookspecs`, plus a factory ``(options, context) -> plugin``
-published in the ``twistgate`` entry point group.  See ``docs/plugins.md``.
+`twistgate.plugins.hookspecs` (each documented there with its arguments'
+types), plus a factory ``(options, context) -> plugin`` published in the
+``twistgate`` entry point group.  What the hooks receive are the runtime
+classes exported here: `ProxyRequest`, `ProxyResponse`, `RouteInfo` and
+`Headers`; a plugin answers with a `Response` or raises a `GatewayError`
+subclass for the gateway's own JSON error.  See ``docs/plugins.md``.
 """
 
-from twistgate.plugins.hookspecs import PROJECT_NAME, hookimpl, hookspec
-from twistgate.plugins.manager import (
-    BUILTIN_PLUGINS,
-    GatewayPlugins,
-    PluginContext,
-    PluginError,
-    PluginFactory,
-    PluginRegistry,
-    PluginStartupError,
-    RoutePlugins,
-    build_plugins,
+from twistgate.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
+from twistgate.headers import Headers
+from twistgate.messages import ProxyRequest, ProxyResponse, Response, RouteInfo
+from twistgate.plugins.calls import PluginError, RouteChain, RoutePlugins
+from twistgate.plugins.hookspecs import HOOK_NAMES, PROJECT_NAME, MaybeDone, MaybeResponse, hookimpl, hookspec
+from twistgate.plugins.instances import build_plugins
+from twistgate.plugins.lifecycle import GatewayPlugins, PluginStartupError
+from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginFactory, PluginRegistry
 
 __all__ = [
     "BUILTIN_PLUGINS",
+    "BadRequest",
+    "Forbidden",
+    "GatewayError",
     "GatewayPlugins",
+    "HOOK_NAMES",
+    "Headers",
+    "MaybeDone",
+    "MaybeResponse",
     "PROJECT_NAME",
+    "PayloadTooLarge",
     "PluginContext",
     "PluginError",
     "PluginFactory",
     "PluginRegistry",
     "PluginStartupError",
+    "ProxyRequest",
+    "ProxyResponse",
+    "RateLimited",
+    "Response",
+    "RouteChain",
+    "RouteInfo",
     "RoutePlugins",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
     "build_plugins",
     "hookimpl",
     "hookspec",

@@ -17,7 +17,7 @@ Every hook may be a plain function or return a
 :class:`~twisted.internet.defer.Deferred` or a coroutine (``async def``); the
 gateway waits for the result before calling the next implementation.  The
 per-request hooks are *not* called through pluggy's hook caller: the gateway
-precomputes each route's call list at startup (see `twistgate.plugins.manager`).
+precomputes each route's call list at startup (see `twistgate.plugins.instances`).
 The call order is the configuration order, adjusted by ``tryfirst`` and
 ``trylast``.
 
@@ -26,31 +26,19 @@ See ``docs/plugins.md`` for the author's guide.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Optional, Union
+from typing import Any, Awaitable, Optional, Union
 
 import pluggy
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
-if TYPE_CHECKING:  # pragma: no cover
-    from typing import Protocol
+from twistgate.config.model import GatewayConfig
+from twistgate.messages import ProxyRequest, ProxyResponse, Response, RouteInfo
 
-    from twisted.internet.defer import Deferred
-    from twisted.python.failure import Failure
-
-    from twistgate.config.model import GatewayConfig, RouteConfig
-    from twistgate.exchange import ProxyRequest, ProxyResponse, Response
-
-    class RouteInfo(Protocol):
-        """What `on_request` receives as ``route``."""
-
-        @property
-        def name(self) -> str: ...
-
-        @property
-        def config(self) -> RouteConfig: ...
-
-    MaybeResponse = Union[
-        Optional[Response], "Deferred[Optional[Response]]", Awaitable[Optional[Response]]
-    ]
+#: What ``on_request``, ``on_response`` and ``on_error`` may return.
+MaybeResponse = Union[None, Response, "Deferred[Optional[Response]]", Awaitable[Optional[Response]]]
+#: What the lifecycle hooks may return.
+MaybeDone = Union[None, "Deferred[None]", Awaitable[None]]
 
 #: The pluggy project name: markers, hookspecs and the entry point group.
 PROJECT_NAME = "twistgate"
@@ -65,7 +53,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def on_startup(gateway: Any, config: GatewayConfig) -> Union[None, Deferred[None], Awaitable[None]]:
+def on_startup(gateway: Any, config: GatewayConfig) -> MaybeDone:
     """
     The gateway is starting, before its listeners accept connections.
 
@@ -86,7 +74,7 @@ def on_startup(gateway: Any, config: GatewayConfig) -> Union[None, Deferred[None
 
 
 @hookspec
-def on_shutdown(gateway: Any) -> Union[None, Deferred[None], Awaitable[None]]:
+def on_shutdown(gateway: Any) -> MaybeDone:
     """
     The gateway is stopping, after its listeners have closed.
 

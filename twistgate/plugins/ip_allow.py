@@ -21,7 +21,7 @@ import ipaddress
 from typing import Any, Mapping, Sequence, Tuple, Union
 
 from twistgate.errors import Forbidden
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.plugins._options import check_keys, string_list
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import PluginContext

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from twistgate.config import parse_duration
 from twistgate.errors import ServiceUnavailable
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.plugins._options import check_keys, string_list
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import PluginContext

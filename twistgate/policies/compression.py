@@ -20,12 +20,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from twistgate.policies.cache.directives import parse as parse_directives
-from twistgate.policies.cache.directives import split_list
+from twistgate.fields import parse_directives, split_list
 from twistgate.config._node import Node
-from twistgate.config.model import KiB, Location
-from twistgate.exchange import ProxyRequest, ProxyResponse
-from twistgate.plugins import hookimpl
+from twistgate.config.model import KiB, Location, RouteConfig
+from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 
 try:
     import brotli
@@ -252,3 +252,13 @@ def _add_vary(headers: Any) -> None:
     names = {name.lower() for line in lines for name in split_list(line.decode("latin-1"))}
     if "accept-encoding" not in names and "*" not in names:
         headers.addRawHeader(b"Vary", b"Accept-Encoding")
+
+
+def _build(route: RouteConfig, services: Any) -> Optional[CompressionStage]:
+    """The route's own ``compression``, else the top-level one as every route's default."""
+    config = route.policies.get("compression") or services.config.sections.get("compression")
+    return CompressionStage(config) if config is not None and config.enabled else None
+
+
+#: Compression is outermost: it encodes whatever leaves, cache hits included.
+POLICY = Policy(name="compression", key="compression", parse=parse_compression, build=_build, every_route=True)

@@ -24,7 +24,7 @@ route still gets 405.
 from __future__ import annotations
 
 import re
-from typing import FrozenSet, List, Optional, Pattern, Tuple
+from typing import Any, FrozenSet, List, Optional, Pattern, Tuple
 
 import attrs
 from twisted.python.failure import Failure
@@ -32,9 +32,12 @@ from twisted.python.failure import Failure
 from twistgate.config._node import Node
 from twistgate.config.model import ConfigError, ConfigIssue, Location, RouteConfig
 from twistgate.errors import Forbidden, GatewayError, MethodNotAllowed
-from twistgate.exchange import ProxyRequest, ProxyResponse, Response
-from twistgate.plugins import hookimpl
-from twistgate.policies.transform.headers import add_error_headers, add_vary
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
+from twistgate.policies._checks import issues_of
+from twistgate.errors import add_error_headers
+from twistgate.fields import add_vary
 
 CORS_KEYS = ("origins", "methods", "headers", "expose_headers", "credentials", "max_age")
 #: Without ``methods``, a route with ``methods`` allows those; else these.
@@ -241,7 +244,7 @@ class CorsStage:
 
     @hookimpl
     def on_request(self, request: ProxyRequest) -> Optional[Response]:
-        raw = request.headers._rawHeaders
+        raw = request.headers.raw
         origins = raw.get(b"Origin")
         origin = origins[0] if origins is not None and len(origins) == 1 else None
         if request.method == b"OPTIONS":
@@ -298,7 +301,7 @@ class CorsStage:
         state = request.state.get(_STATE_KEY)
         if state == _PREFLIGHT:
             return
-        raw = response.headers._rawHeaders
+        raw = response.headers.raw
         for name in _UPSTREAM_CORS:
             raw.pop(name, None)
         if state is not None:
@@ -356,3 +359,15 @@ def cors_stage(config: CorsConfig, route: RouteConfig) -> CorsStage:
                 ]
             )
     return CorsStage(config, route)
+
+
+def _build(route: RouteConfig, services: Any) -> CorsStage:
+    return cors_stage(route.policies["cors"], route)
+
+
+def _validate(route: RouteConfig, config: Any) -> List[ConfigIssue]:
+    return issues_of(cors_stage, route.policies["cors"], route)
+
+
+#: CORS: preflights answered here, response headers per the Fetch rules.
+POLICY = Policy(name="cors", key="cors", parse=parse_cors, build=_build, validate=_validate)

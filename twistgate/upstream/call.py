@@ -155,7 +155,7 @@ class Forwarding:
         call.attempts += 1
         request = self.request
         if not self.preserve_host:
-            request.headers._rawHeaders[b"Host"] = [target.host_header]
+            request.headers.raw[b"Host"] = [target.host_header]
         body = self.body
         if body is not None and self.policy.retry is not None and hasattr(body, "attempt"):
             body = body.attempt()

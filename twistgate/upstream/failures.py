@@ -11,8 +11,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.python.failure import Failure
-from twisted.web._newclient import RequestNotSent
 
+from twistgate._twisted_compat import RequestNotSent
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout, UpstreamUnavailable
 
 #: Kinds of failure (the names `retry.on` uses).

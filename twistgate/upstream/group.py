@@ -14,34 +14,34 @@ from __future__ import annotations
 
 import copy
 from random import Random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _StandardEndpointFactory
-from twisted.web.http_headers import Headers
+from twisted.web.client import BrowserLikePolicyForHTTPS
 
+from twistgate._twisted_compat.web_client import PooledAgentClient
 from twistgate.config.model import RouteConfig, UpstreamConfig
 from twistgate.errors import GatewayError
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.upstream.balancer import make_balancer
 from twistgate.upstream.breaker import OPEN, CircuitBreaker
 from twistgate.upstream.budget import RetryBudget
 from twistgate.upstream.call import Forwarding
 from twistgate.upstream.discovery import Discovery, Resolved, as_written, is_address, make_resolver, needs_dns
-from twistgate.upstream.events import BreakerNotifier, plugin_notifier
+from twistgate.upstream.client import AgentClient, endpoint_for
+from twistgate.upstream.events import UpstreamEvents
 from twistgate.upstream.failures import CircuitOpen, NoHealthyUpstream, with_retry_after
 from twistgate.upstream.health import HealthChecker
 from twistgate.upstream.outlier import OutlierDetector
 from twistgate.upstream.retry import CallPolicy, call_policy
 from twistgate.upstream.settings import DiscoveryConfig, RetryConfig
+from twistgate.headers import Headers
 from twistgate.upstream.target import Target
-from twistgate.upstream.tls import policy_for as upstream_tls_policy
+from twistgate.upstream.tls import policy_for as upstream_tls_policy, uses_tls
 
-__all__ = ["Target", "Upstream", "UpstreamCall", "plugin_notifier"]
+__all__ = ["Target", "Upstream", "UpstreamCall"]
 
 _log = Logger()
 
@@ -66,7 +66,7 @@ class UpstreamCall:
 
 
 class Upstream:
-    """A named group of targets behind one balancer, pool and agent."""
+    """A named group of targets behind one balancer and one client."""
 
     def __init__(
         self,
@@ -74,36 +74,47 @@ class Upstream:
         reactor: Any,
         agent: Any = None,
         *,
-        notify: Optional[BreakerNotifier] = None,
+        client: Any = None,
+        client_factory: Optional[Callable[[UpstreamConfig, Any], Any]] = None,
+        events: Optional[UpstreamEvents] = None,
         resolver: Any = None,
         rng: Optional[Random] = None,
     ) -> None:
+        """
+        :param agent: an `IAgent` to send through instead of the network
+            (in-memory upstreams in tests); requests then go by URL.
+        :param client: the `twistgate.upstream.client.UpstreamClient` to send
+            through; or `client_factory(config, tls_policy)` makes it; default:
+            the twisted.web engine's pooled `Agent`.
+        :param events: where breaker transitions and attempts are reported
+            (the plugins and tracer of the generation serving); it outlives
+            generations, like this upstream.
+        """
         self.config = config
         self.name = config.name
         self.clock = reactor
         self.rng = rng if rng is not None else Random()
-        #: Breaker transitions go here (the plugins' on_breaker_state_change);
-        #: a reload that reuses this upstream points it at the new plugins.
-        self.notify = notify
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = config.pool.max_idle_per_target
-        self.pool.cachedConnectionTimeout = config.pool.idle_timeout
-        self.pool.retryAutomatically = True
+        self.events = events if events is not None else UpstreamEvents()
         self.read_timeout = config.timeouts.read
         # https targets verify against upstreams.X.tls (CA, server_name,
         # client certificate) or the system store; built once, here.
-        tls = upstream_tls_policy(config) if _uses_tls(config) else BrowserLikePolicyForHTTPS()
-        # `agent` lets tests put an in-memory agent in place of the network.
-        self.agent = (
-            agent
-            if agent is not None
-            else Agent(reactor, contextFactory=tls, connectTimeout=config.timeouts.connect, pool=self.pool)
-        )
-        self._prepared = isinstance(self.agent, Agent)
-        #: One attempt: send(target, method, path, headers, body) -> Deferred[IResponse].
-        #: An instance attribute, so observability can wrap it (ops tracing).
-        self.send = self._send
-        self.http_client = HTTPClient(Agent(reactor, contextFactory=tls, connectTimeout=config.timeouts.connect, pool=self.pool))
+        self.tls_policy = upstream_tls_policy(config) if uses_tls(config) else BrowserLikePolicyForHTTPS()
+        if client is not None:
+            self.client = client
+        elif client_factory is not None:
+            self.client = client_factory(config, self.tls_policy)
+        elif agent is not None:
+            self.client = AgentClient(agent)
+        else:
+            self.client = PooledAgentClient(
+                reactor,
+                self.tls_policy,
+                connect_timeout=config.timeouts.connect,
+                max_idle_per_target=config.pool.max_idle_per_target,
+                idle_timeout=config.pool.idle_timeout,
+            )
+        #: Whether the client sends to `Target.endpoint` (made once per target).
+        self._endpoints = not isinstance(self.client, AgentClient)
 
         policies = config.policies
         self.breaker_config = policies.get("circuit_breaker")
@@ -166,8 +177,8 @@ class Upstream:
             target.breaker = CircuitBreaker(
                 self.breaker_config, self.clock, lambda old, new, t=target: self._breaker_moved(t, old, new)
             )
-        if self._prepared:
-            target.endpoint = self._endpoint(target, self.config.timeouts.connect)
+        if self._endpoints:
+            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
 
     def _retire(self, target: Target) -> None:
         """A target left the set: its timers go; requests in flight on it finish."""
@@ -201,11 +212,7 @@ class Upstream:
             new=new,
         )
         self._refresh()
-        if self.notify is not None:
-            try:
-                self.notify(upstream=self.name, target=target.url, old=old, new=new)
-            except Exception:
-                _log.failure("breaker state change notification failed")
+        self.events.breaker_changed(self.name, target.url, old, new)
 
     # -- choosing -------------------------------------------------------------
 
@@ -279,11 +286,9 @@ class Upstream:
         """
         return Forwarding(self, self.policy_for(route), request, body, call, preserve_host).start()
 
-    def _send(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> Any:
-        """One HTTP request to `target` (no retries, no timers); `self.send` may be wrapped (tracing)."""
-        if not self._prepared:
-            return self.agent.request(method, target.base + path, headers, body)
-        return self.agent._requestWithEndpoint(target.key, target.endpoint, method, target.uri, headers, body, path)
+    def send(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
+        """One HTTP request to `target` (no retries, no timers), traced when spans are exported."""
+        return self.events.send_attempt(self.name, self.client, target, method, path, headers, body)
 
     def with_connect_timeout(self, target: Target, connect: float) -> Target:
         """
@@ -291,36 +296,14 @@ class Upstream:
         differs from the upstream's: a copy with its own endpoint (made once).
         The state stays on `target`; the copy only carries the request.
         """
-        if not self._prepared or connect == self.config.timeouts.connect:
+        if not self._endpoints or connect == self.config.timeouts.connect:
             return target
         variant = target.endpoints.get(connect)
         if variant is None:
             variant = copy.copy(target)
-            variant.endpoint = self._endpoint(target, connect)
+            variant.endpoint = endpoint_for(target, self.clock, self.tls_policy, connect)
             target.endpoints[connect] = variant
         return variant
-
-    def _endpoint(self, target: Target, connect: float) -> Any:
-        """
-        The endpoint for `target` with this connect timeout.  Agent.request()
-        would parse the URL and build an endpoint (IDNA included) on every
-        call: about a third of its cost; targets are fixed, so it is made once.
-        """
-        factory = getattr(self.agent, "_endpointFactory", None)
-        policy = getattr(factory, "_policyForHTTPS", None)
-        address = target.address if target.address is not None else (target.name if is_address(target.name) else None)
-        if address is not None and policy is not None:
-            # Straight to the address (HostnameEndpoint would resolve even a
-            # literal, in a thread); TLS still checks the configured name.
-            kind = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
-            endpoint = kind(self.clock, address, target.port, timeout=connect, bindAddress=factory._bindAddress)
-            if target.config.scheme == "https":
-                name = target.name.encode("ascii") if target.name.isascii() else target.name.encode("idna")
-                endpoint = wrapClientTLS(policy.creatorForNetloc(name, target.port), endpoint)
-            return endpoint
-        if policy is not None and connect != self.config.timeouts.connect:
-            return _StandardEndpointFactory(self.clock, policy, connect, factory._bindAddress).endpointForURI(target.uri)
-        return self.agent._getEndpoint(target.uri)
 
     # -- health probes -----------------------------------------------------------
 
@@ -328,7 +311,7 @@ class Upstream:
         """GET the health path on `target` through the forwarding path; fires with the status."""
         config = self.health.config  # type: ignore[union-attr]
         headers = Headers({b"Host": [target.host_header], b"User-Agent": [b"twistgate-health-check"]})
-        d = maybeDeferred(self._send, target, b"GET", config.path.encode("ascii"), headers, None)
+        d = maybeDeferred(self.client.request, target, b"GET", config.path.encode("ascii"), headers, None)
 
         def got(response: Any) -> int:
             # The status is all a probe needs; a short body is read so the
@@ -374,7 +357,7 @@ class Upstream:
 
     def close(self) -> Any:
         """Close idle pooled connections (returns a Deferred)."""
-        return self.pool.closeCachedConnections()
+        return self.client.close()
 
     def snapshot(self) -> List[Dict[str, Any]]:
         """One plain dict per target (url, weight, healthy, breaker, in_flight, ejected, ewma_ms, last_error...)."""
@@ -396,6 +379,3 @@ class _Drain(Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         pass
 
-
-def _uses_tls(config: UpstreamConfig) -> bool:
-    return "tls" in config.policies or any(t.scheme == "https" for t in config.targets)

@@ -183,3 +183,8 @@ class _UnverifiedClientTLS:
         if self.sni is not None:
             connection.set_tlsext_host_name(self.sni)
         return connection
+
+
+def uses_tls(config: UpstreamConfig) -> bool:
+    """Whether `config` has https targets or a ``tls`` section (its TLS policy is then built)."""
+    return "tls" in config.policies or any(t.scheme == "https" for t in config.targets)

@@ -28,10 +28,12 @@ from twisted.python.failure import Failure
 
 from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, NotPermitted, challenge
 from twistgate.policies.auth.config import RouteAuthConfig
+from twistgate.policies.auth.parse import parse_route_auth
 from twistgate.config._node import suggest
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import Forbidden, ServiceUnavailable, Unauthorized
-from twistgate.plugins import hookimpl
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 
 _log = Logger()
 
@@ -172,28 +174,34 @@ class AuthStage:
         return Unauthorized("Authentication is required.", headers=challenges)
 
 
-def build_stage(config: RouteAuthConfig, route: RouteConfig, context: Any) -> AuthStage:
-    """The route's stage; names are checked against the ``auth:`` section here."""
-    service = context.services.get("auth")
+def check_route_auth(config: RouteAuthConfig, section: Any) -> List[ConfigIssue]:
+    """The route's authenticator names and conditions against the ``auth:`` section (pure)."""
     location = config.location
 
-    def problem(message: str) -> ConfigError:
-        return ConfigError([ConfigIssue(location=location, message=message)])
+    def problem(message: str) -> List[ConfigIssue]:
+        return [ConfigIssue(location=location, message=message)]
 
-    if service is None:
-        raise problem("the route names authenticators but there is no top-level 'auth' section")
-    known = service.authenticators
-    authenticators = []
+    if section is None:
+        return problem("the route names authenticators but there is no top-level 'auth' section")
+    known = section.authenticators
     for name in config.authenticators:
         if name not in known:
             listed = ", ".join(sorted(known)) or "none"
-            raise problem(f"unknown authenticator {name!r} (defined: {listed}){suggest(name, known)}")
-        authenticators.append(known[name])
-    kinds = {a.kind for a in authenticators}
+            return problem(f"unknown authenticator {name!r} (defined: {listed}){suggest(name, known)}")
+    kinds = {known[name].kind for name in config.authenticators}
     if (config.scopes or config.roles) and "jwt" not in kinds:
-        raise problem("'scopes' and 'roles' come from JWT claims: add a jwt authenticator to 'any'")
+        return problem("'scopes' and 'roles' come from JWT claims: add a jwt authenticator to 'any'")
     if (config.allowed_subjects or config.allowed_sans) and "mtls" not in kinds:
-        raise problem("'allowed_subjects' and 'allowed_sans' come from client certificates: add an mtls authenticator")
+        return problem("'allowed_subjects' and 'allowed_sans' come from client certificates: add an mtls authenticator")
+    return []
+
+
+def build_stage(config: RouteAuthConfig, route: RouteConfig, service: Any) -> AuthStage:
+    """The route's stage (the names were checked by `check_route_auth`)."""
+    issues = check_route_auth(config, service.section if service is not None else None)
+    if issues:
+        raise ConfigError(issues)
+    authenticators = [service.authenticators[name] for name in config.authenticators]
     return AuthStage(config, authenticators, service.identity_headers, route.name)
 
 
@@ -208,3 +216,30 @@ class IdentityHeaderScrub:
         headers = request.headers
         for name in self.identity_headers:
             headers.removeHeader(name)
+
+
+def _build_auth(route: RouteConfig, services: Any) -> AuthStage:
+    return build_stage(route.policies["auth"], route, services.auth)
+
+
+def _validate_auth(route: RouteConfig, config: Any) -> List[ConfigIssue]:
+    return check_route_auth(route.policies["auth"], config.sections.get("auth"))
+
+
+def _build_scrub(route: RouteConfig, services: Any) -> Optional[IdentityHeaderScrub]:
+    """
+    On routes WITHOUT ``auth:``, still remove client-sent copies of the
+    identity headers the gateway sets elsewhere: an upstream that trusts
+    X-User-Id on its private routes must never see a forged one from a
+    public route.  (Routes with ``auth:`` do this in their own stage.)
+    """
+    auth = services.auth
+    if "auth" in route.policies or auth is None or not auth.identity_headers:
+        return None
+    return IdentityHeaderScrub(auth.identity_headers)
+
+
+#: Client copies of identity headers are removed on every route, auth or not.
+IDENTITY_SCRUB = Policy(name="identity_headers", build=_build_scrub)
+#: Who is calling, and whether they may call this route.
+AUTH = Policy(name="auth", key="auth", parse=parse_route_auth, build=_build_auth, validate=_validate_auth)

@@ -12,11 +12,12 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional
 from twisted.logger import Logger
 
 from twistgate.policies.auth.api_keys import ApiKeyAuthenticator
-from twistgate.policies.auth.basic import BasicAuthenticator, HtpasswdError, parse_htpasswd
+from twistgate.policies.auth.basic import BasicAuthenticator
+from twistgate.policies.auth.files import jwt_keys, read_htpasswd
 from twistgate.policies.auth.config import ApiKeyConfig, AuthSection, BasicConfig, JwtConfig, MtlsConfig
 from twistgate.policies.auth.jwks import KeySet
 from twistgate.policies.auth.jwt_auth import JwtAuthenticator
-from twistgate.policies.auth.jwt_keys import HMAC, KeyProblem, VerificationKey, hmac_key, pem_key
+from twistgate.policies.auth.jwt_keys import HMAC
 from twistgate.policies.auth.key_store import Database, KeyStore, dialect_for, runner_for
 from twistgate.policies.auth.mtls import MtlsAuthenticator
 from twistgate.config.model import ConfigError, ConfigIssue, Location
@@ -24,17 +25,20 @@ from twistgate.config.model import ConfigError, ConfigIssue, Location
 _log = Logger()
 
 
-def _at(location: Location, key: str) -> Location:
-    return Location(file=location.file, line=location.line, path=f"{location.path}.{key}")
-
-
 class AuthService:
     """Authenticators by name, and their lifetimes."""
 
-    def __init__(self, section: AuthSection, context: Any, *, peer_identity: Optional[Callable[[Any], Any]] = None) -> None:
+    def __init__(
+        self,
+        section: AuthSection,
+        *,
+        clock: Any,
+        http_client: Any,
+        peer_identity: Optional[Callable[[Any], Any]] = None,
+    ) -> None:
         self.section = section
-        self.clock = context.clock
-        self.http_client = context.http_client
+        self.clock = clock
+        self.http_client = http_client
         self.authenticators: Dict[str, Any] = {}
         self.stores: Dict[str, KeyStore] = {}
         self.key_sets: List[KeySet] = []
@@ -73,20 +77,7 @@ class AuthService:
         return store
 
     def _jwt(self, config: JwtConfig) -> JwtAuthenticator:
-        keys: List[VerificationKey] = []
-        if config.secret is not None:
-            try:
-                keys.append(hmac_key(config.secret, config.algorithms))
-            except Exception as error:
-                raise _problem(config, "secret", f"unusable secret: {error}") from None
-        if config.public_key is not None:
-            try:
-                with open(config.public_key, "rb") as f:
-                    keys.append(pem_key(f.read(), [a for a in config.algorithms if a not in HMAC]))
-            except OSError as error:
-                raise _problem(config, "public_key", f"cannot read {config.public_key!r}: {error.strerror}") from None
-            except KeyProblem as problem:
-                raise _problem(config, "public_key", f"{config.public_key!r}: {problem}") from None
+        keys = jwt_keys(config)
         key_set = None
         asymmetric = [a for a in config.algorithms if a not in HMAC]
         if config.jwks_url is not None and asymmetric:
@@ -104,13 +95,7 @@ class AuthService:
         return JwtAuthenticator(config, self.clock, keys, key_set)
 
     def _basic(self, config: BasicConfig) -> BasicAuthenticator:
-        try:
-            with open(config.htpasswd, "rb") as f:
-                users = parse_htpasswd(f.read())
-        except OSError as error:
-            raise _problem(config, "htpasswd", f"cannot read {config.htpasswd!r}: {error.strerror}") from None
-        except HtpasswdError as error:
-            raise _problem(config, "htpasswd", f"{config.htpasswd}: {error}") from None
+        users = read_htpasswd(config)
         if self.password_runner is None:
             self.password_runner = runner_for(self.clock, 2, "twistgate-bcrypt")
         return BasicAuthenticator(config, users, self.clock, self.password_runner)
@@ -151,10 +136,6 @@ class AuthService:
             store.stop()
         if self.password_runner is not None:
             self.password_runner.stop()
-
-
-def _problem(config: Any, key: str, message: str) -> ConfigError:
-    return ConfigError([ConfigIssue(location=_at(config.location, key), message=message)])
 
 
 def _identity_headers(config: Any) -> List[bytes]:

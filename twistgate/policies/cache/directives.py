@@ -18,55 +18,16 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 import attrs
 
+from twistgate import fields
+
 #: RFC 9111 §1.2.2: a delta-seconds too large to represent is 2^31.
 DELTA_MAX = 2147483648
 
-_ELEMENT = re.compile(
-    r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:=([!#$%&'*+.^_`|~0-9A-Za-z-]+|\"(?:[^\"\\]|\\.)*\"))?\s*\Z",
-    re.S,
-)
 _DIGITS = re.compile(r"[0-9]+\Z")
-_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 
-
-def split_list(value: str) -> List[str]:
-    """Split a list-based field value on commas that are not inside quotes."""
-    items: List[str] = []
-    start = 0
-    quoted = False
-    escaped = False
-    for index, char in enumerate(value):
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            items.append(value[start:index])
-            start = index + 1
-    items.append(value[start:])
-    return [item for item in (i.strip() for i in items) if item]
-
-
-def parse(lines: Optional[Sequence[bytes]]) -> Dict[str, Optional[str]]:
-    """Every well-formed directive, name lower-cased, quotes removed; first occurrence wins."""
-    found: Dict[str, Optional[str]] = {}
-    if not lines:
-        return found
-    for line in lines:
-        for element in split_list(line.decode("latin-1")):
-            match = _ELEMENT.match(element)
-            if match is None:
-                continue
-            name = match.group(1).lower()
-            if name in found:
-                continue
-            value = match.group(2)
-            if value is not None and value.startswith('"'):
-                value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
-            found[name] = value
-    return found
+# The list syntax is shared with other fields (Accept-Encoding, Connection...).
+split_list = fields.split_list
+parse = fields.parse_directives
 
 
 def delta_seconds(value: Optional[str]) -> Optional[int]:

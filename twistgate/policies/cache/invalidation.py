@@ -11,13 +11,16 @@ read route stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
+
+from twistgate.config.model import RouteConfig
 
 from twistgate.policies.cache.keys import location_key, uri_key
 from twistgate.policies.cache.rules import SAFE_METHODS
 from twistgate.policies.cache.store import MemoryStore
-from twistgate.exchange import ProxyRequest, ProxyResponse
-from twistgate.plugins import hookimpl
+from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 
 
 def invalidate_after(store: MemoryStore, upstream: str, request: ProxyRequest, response: ProxyResponse) -> None:
@@ -42,3 +45,17 @@ class Invalidation:
     def on_response(self, request: ProxyRequest, response: Any) -> None:
         if request.method not in SAFE_METHODS and response.from_upstream:
             invalidate_after(self.store, self.upstream, request, response)
+
+
+def _build(route: RouteConfig, services: Any) -> Optional[Invalidation]:
+    """On routes without ``cache`` that reach an upstream a cached route uses."""
+    if "cache" in route.policies:
+        return None
+    cached = {r.upstream for r in services.config.routes if "cache" in r.policies}
+    if route.upstream not in cached:
+        return None
+    return Invalidation(services.cache.store, route.upstream)
+
+
+#: Unsafe methods invalidate what the cache stored for their target, on every route.
+POLICY = Policy(name="cache_invalidation", build=_build)

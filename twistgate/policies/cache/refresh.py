@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Hashable, List, Optional, Set, Tuple
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.policies.cache.conditional import use_validators
 from twistgate.policies.cache.config import RouteCacheConfig
@@ -25,7 +26,7 @@ from twistgate.policies.cache.entry import Entry
 from twistgate.policies.cache.keys import UriKey, VariantKey, variant_key, vary_names
 from twistgate.policies.cache.rules import refusal
 from twistgate.policies.cache.store import MemoryStore
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.http import strip_hop_by_hop
 from twistgate.upstream.group import UpstreamCall
 
@@ -69,7 +70,7 @@ def fetch(
     timer = clock.callLater(timeout, expire)
 
     def got(response: Any) -> "Deferred[Tuple[Any, Optional[bytes]]]":
-        strip_hop_by_hop(response.headers._rawHeaders)
+        strip_hop_by_hop(response.headers.raw)
         body: Deferred[Optional[bytes]] = Deferred()
         reading.append(_Collect(limit, body))
         response.deliverBody(reading[0])
@@ -83,26 +84,38 @@ def fetch(
     return forwarded.addCallback(got).addBoth(settled)
 
 
+@attrs.frozen
+class RefreshPath:
+    """How a route's revalidations reach its upstream: the group, Host handling, the route's timeout."""
+
+    upstream: Any  # twistgate.upstream.group.Upstream
+    preserve_host: bool
+    timeout: float
+
+
 class BackgroundRefresh:
     """Refreshes stale entries for one route, at most one fetch per variant at a time."""
 
-    def __init__(self, store: MemoryStore, config: RouteCacheConfig, clock: Any, running: Set[Hashable]) -> None:
+    def __init__(
+        self, store: MemoryStore, config: RouteCacheConfig, clock: Any, running: Set[Hashable], path: Optional[RefreshPath]
+    ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.running = running  # shared by every route of the gateway
+        self.path = path
 
-    def start(self, request: ProxyRequest, route: Any, key: UriKey, variant: VariantKey, extra: Tuple[Any, ...], entry: Entry) -> None:
-        upstream = getattr(route, "upstream", None)
+    def start(self, request: ProxyRequest, key: UriKey, variant: VariantKey, extra: Tuple[Any, ...], entry: Entry) -> None:
+        path = self.path
         flight = (key, variant)
-        if upstream is None or flight in self.running:
+        if path is None or flight in self.running:
             return
         self.running.add(flight)
         headers = Headers({name: list(lines) for name, lines in request.headers.getAllRawHeaders()})
         for name in (b"Range", b"If-Range"):
             headers.removeHeader(name)
         use_validators(headers, entry)
-        preserve_host = bool(getattr(route, "preserve_host", False))
+        preserve_host = path.preserve_host
         if preserve_host:
             headers.setRawHeaders(b"Host", [request.host.encode("latin-1")])
         copy = ProxyRequest(
@@ -119,8 +132,7 @@ class BackgroundRefresh:
             consumer=request.consumer,
         )
         sent = self.clock.seconds()
-        timeout = getattr(route, "timeout", 60.0)
-        d = fetch(upstream, copy, self.clock, timeout, self.config.max_object_size, preserve_host)
+        d = fetch(path.upstream, copy, self.clock, path.timeout, self.config.max_object_size, preserve_host)
         d.addCallback(self._done, key, variant, extra, entry, copy, sent)
         d.addErrback(
             lambda f: _log.info("background revalidation of {path} failed: {reason}", path=request.path, reason=f.getErrorMessage())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from twistgate.policies.cache.entry import Entry
-from twistgate.exchange import Response
+from twistgate.messages import Response
 
 #: What a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5), plus Last-Modified.
 _NOT_MODIFIED_FIELDS = frozenset(

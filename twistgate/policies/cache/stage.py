@@ -12,15 +12,17 @@ records storable responses with a body filter as they stream to the client.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
+
+from twistgate.config.model import ConfigIssue, RouteConfig
 
 from twisted.python.failure import Failure
-from twisted.web.http_headers import Headers
+from twistgate.headers import Headers
 
 from twistgate.policies.cache import respond
 from twistgate.policies.cache.capture import Capture
 from twistgate.policies.cache.conditional import byte_range, not_modified, restore, same_representation, use_validators
-from twistgate.policies.cache.config import RouteCacheConfig
+from twistgate.policies.cache.config import CacheStoreConfig, RouteCacheConfig, parse_route
 from twistgate.policies.cache.directives import (
     NO_REQUEST_DIRECTIVES,
     RequestDirectives,
@@ -30,13 +32,14 @@ from twistgate.policies.cache.directives import (
 from twistgate.policies.cache.entry import Entry
 from twistgate.policies.cache.invalidation import invalidate_after
 from twistgate.policies.cache.keys import UriKey, VariantKey, field_value, uri_key, variant_key, vary_names
-from twistgate.policies.cache.refresh import BackgroundRefresh
+from twistgate.policies.cache.refresh import BackgroundRefresh, RefreshPath
 from twistgate.policies.cache.rules import SAFE_METHODS, fresh_for, refusal, stale_if_error, stale_while_revalidate, worth_storing
 from twistgate.policies.cache.service import CONTEXT, CacheService
 from twistgate.policies.cache.status import BYPASS, HIT, MISS, REVALIDATED, STALE, cache_status
 from twistgate.errors import GatewayError
-from twistgate.exchange import ProxyRequest, ProxyResponse, Response
-from twistgate.plugins import hookimpl
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 
 _PRECONDITIONS = (b"If-Match", b"If-Unmodified-Since")
 _ERROR_STATUSES = frozenset({500, 502, 503, 504})
@@ -88,7 +91,20 @@ class _Context:
 class CacheStage:
     """The per-route cache; `service` is the gateway-wide store."""
 
-    def __init__(self, config: RouteCacheConfig, upstream: str, service: CacheService, clock: Any) -> None:
+    def __init__(
+        self,
+        config: RouteCacheConfig,
+        upstream: str,
+        service: CacheService,
+        clock: Any,
+        refresh_through: Any = None,
+    ) -> None:
+        """
+        :param upstream: the route's upstream name (part of the cache key).
+        :param refresh_through: a `twistgate.upstream.refresh.RefreshPath`
+            (how background revalidations reach the upstream), or None: stale
+            entries are then revalidated in the foreground only.
+        """
         self.config = config
         self.upstream = upstream
         self.service = service
@@ -96,7 +112,7 @@ class CacheStage:
         self.clock = clock
         self.name = service.status_name
         self.key_headers = tuple(name.decode("ascii") for name in config.key_headers)
-        self.refresh = BackgroundRefresh(service.store, config, clock, service.refreshing)
+        self.refresh = BackgroundRefresh(service.store, config, clock, service.refreshing, refresh_through)
 
     # -- request ------------------------------------------------------------
 
@@ -134,7 +150,7 @@ class CacheStage:
             if fresh_for(entry, context.directives, now):
                 return self._serve(request, context, entry, now, hit=True, collapsed=collapsed)
             if stale_while_revalidate(entry, context.directives, now, self.config.stale_while_revalidate):
-                self.refresh.start(request, route, context.key, context.variant, context.extra, entry)
+                self.refresh.start(request, context.key, context.variant, context.extra, entry)
                 return self._serve(request, context, entry, now, hit=True, detail="stale-while-revalidate")
             context.stale = entry
             context.fwd = "request" if entry.ttl(now) > 0 and not entry.directives.no_cache else "stale"
@@ -360,3 +376,27 @@ def _content_length(headers: Headers) -> Optional[int]:
         return int(lines[0])
     except ValueError:
         return None
+
+
+def _build(route: RouteConfig, services: Any) -> CacheStage:
+    timeout = route.timeout if route.timeout is not None else services.config.limits.request_timeout
+    path = RefreshPath(services.upstreams[route.upstream], route.preserve_host, timeout)
+    return CacheStage(route.policies["cache"], route.upstream, services.cache, services.clock, path)
+
+
+def _validate(route: RouteConfig, config: Any) -> List[ConfigIssue]:
+    section = route.policies["cache"]
+    store = config.sections.get("cache") or CacheStoreConfig()
+    if section.max_object_size > store.max_memory:
+        message = (
+            f"max_object_size ({section.max_object_size} bytes) is larger than the cache's "
+            f"max_memory ({store.max_memory} bytes): such responses could never be stored"
+        )
+        return [ConfigIssue(location=section.location, message=message)]
+    return []
+
+
+#: The shared RFC 9111 cache: inside CORS, auth and rate limiting (each hit is
+#: still authorised, limited and given CORS headers), outside the transforms
+#: (a stored response is already transformed, and is not transformed twice).
+POLICY = Policy(name="cache", key="cache", parse=parse_route, build=_build, validate=_validate)

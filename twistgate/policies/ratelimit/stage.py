@@ -17,18 +17,21 @@ import hashlib
 import json
 from typing import Any, Callable, List, Optional, Tuple
 
+from twistgate.config.model import RouteConfig
+
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.errors import GatewayError, RateLimited, ServiceUnavailable
-from twistgate.exchange import ProxyRequest, ProxyResponse
-from twistgate.plugins import hookimpl
+from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 from twistgate.policies.ratelimit.algorithms import Decision, Limit
-from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig
+from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, parse_rate_limit
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
 from twistgate.policies.ratelimit.headers import decision_headers, policy_header, retry_after, sf_string
-from twistgate.policies.transform.headers import add_error_headers
+from twistgate.errors import add_error_headers
 
 _log = Logger()
 
@@ -146,7 +149,7 @@ class RateLimitStage:
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
         decision = request.state.get(STATE_KEY)
         if decision is not None:
-            raw = response.headers._rawHeaders
+            raw = response.headers.raw
             for name, value in decision_headers(self.names, self.limits, self.policy, decision):
                 raw[name] = [value]
 
@@ -159,3 +162,17 @@ class RateLimitStage:
             return  # nothing decided yet, or our own 429 (it has them)
         add_error_headers(failure, decision_headers(self.names, self.limits, self.policy, decision))
 
+
+def _build(route: RouteConfig, services: Any) -> RateLimitStage:
+    section = services.rate_limiting
+    return RateLimitStage(
+        route.policies["rate_limit"],
+        route.name,
+        services.rate_limits,
+        on_backend_error=section.on_backend_error,
+        key_prefix=section.key_prefix,
+    )
+
+
+#: Rate limits (token bucket, fixed and sliding windows) on the memory or Redis backend.
+POLICY = Policy(name="rate_limit", key="rate_limit", parse=parse_rate_limit, build=_build)

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import attrs
 from twisted.python.failure import Failure
-from twisted.web.http_headers import _nameEncoder
+from twistgate.headers import canonical_name
 
 from twistgate.config._node import Node
 from twistgate.config.model import ConfigError, ConfigIssue, Location, RouteConfig
+from twistgate import errors, fields
+from twistgate.policies._checks import issues_of
 from twistgate.errors import GatewayError
-from twistgate.exchange import ProxyRequest, ProxyResponse
-from twistgate.plugins import hookimpl
+from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 
 #: Values every template may use besides the route's ``{param}`` segments.
 BUILTINS = ("consumer", "request_id", "client_ip", "host", "method")
@@ -42,7 +45,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_canonical = _nameEncoder.encode
+_canonical = canonical_name
 
 
 # -- templates ---------------------------------------------------------------
@@ -298,12 +301,12 @@ class HeadersStage:
     @hookimpl
     def on_request(self, request: ProxyRequest) -> None:
         if self.request is not None:
-            self.request.apply(request.headers._rawHeaders, request)
+            self.request.apply(request.headers.raw, request)
 
     @hookimpl
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
         if self.response is not None:
-            self.response.apply(response.headers._rawHeaders, request)
+            self.response.apply(response.headers.raw, request)
 
     @hookimpl
     def on_error(self, request: ProxyRequest, failure: Failure) -> None:
@@ -315,33 +318,9 @@ class HeadersStage:
         add_error_headers(failure, [(name, value) for name, values in raw.items() for value in values])
 
 
-#: Headers the JSON error answer sets itself (twistgate.server.send_error).
-_ERROR_OWNED = frozenset(
-    {b"content-type", b"content-length", b"x-request-id", b"cache-control", b"date", b"connection", b"transfer-encoding"}
-)
-
-
-def add_error_headers(failure: Failure, headers: Sequence[Tuple[bytes, bytes]]) -> None:
-    """
-    Give the `GatewayError` a failure carries extra response headers (from an
-    ``on_error`` hook), keeping those it has.  The error is copied first: the
-    same instance may be raised for other requests.
-    """
-    error = copy.copy(failure.value)
-    present = {name.lower() for name, _ in error.headers} | _ERROR_OWNED
-    error.headers = tuple(error.headers) + tuple((n, v) for n, v in headers if n.lower() not in present)
-    failure.value = error
-
-
-def add_vary(raw: Dict[bytes, List[bytes]], name: bytes) -> None:
-    """Add ``name`` to a raw header dict's ``Vary`` unless it (or ``*``) is there."""
-    values = raw.get(b"Vary")
-    if not values:
-        raw[b"Vary"] = [name]
-        return
-    present = {token.strip().lower() for value in values for token in value.split(b",")}
-    if name.lower() not in present and b"*" not in present:
-        raw[b"Vary"] = values + [name]
+# Shared with the other policies from their own homes.
+add_error_headers = errors.add_error_headers
+add_vary = fields.add_vary
 
 
 def headers_stage(config: HeadersConfig, route: RouteConfig) -> HeadersStage:
@@ -361,3 +340,15 @@ __all__ = [
     "parse_headers",
     "template",
 ]
+
+
+def _build(route: RouteConfig, services: Any) -> HeadersStage:
+    return headers_stage(route.policies["headers"], route)
+
+
+def _validate(route: RouteConfig, config: Any) -> List[ConfigIssue]:
+    return issues_of(headers_stage, route.policies["headers"], route)
+
+
+#: Header edits on the request and the response.
+POLICY = Policy(name="headers", key="headers", parse=parse_headers, build=_build, validate=_validate)

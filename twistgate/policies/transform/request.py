@@ -8,17 +8,19 @@ on the way up only, after ``strip_prefix`` / ``add_prefix``.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Pattern, Tuple, Union
+from typing import Any, Dict, List, Optional, Pattern, Tuple, Union
 from urllib.parse import quote, unquote_to_bytes
 
 import attrs
 
 from twistgate.config._node import Node
-from twistgate.config.model import Location, RouteConfig
+from twistgate.config.model import ConfigIssue, Location, RouteConfig
 from twistgate.errors import BadRequest
-from twistgate.exchange import ProxyRequest
+from twistgate.messages import ProxyRequest
 from twistgate.pathnorm import InvalidPath, normalize_path
-from twistgate.plugins import hookimpl
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
+from twistgate.policies._checks import issues_of
 from twistgate.policies.transform.headers import Template, check_templates, template
 
 __all__ = [
@@ -213,3 +215,19 @@ def query_stage(config: QueryConfig, route: RouteConfig) -> QueryStage:
 
 def rewrite_stage(config: RewriteConfig, route: RouteConfig) -> RewriteStage:
     return RewriteStage(config)
+
+
+def _validate_query(route: RouteConfig, config: Any) -> List[ConfigIssue]:
+    return issues_of(query_stage, route.policies["query"], route)
+
+
+#: The path rewrite (regex) sent upstream.
+REWRITE = Policy(
+    name="rewrite", key="rewrite", parse=parse_rewrite,
+    build=lambda route, services: rewrite_stage(route.policies["rewrite"], route),
+)  # fmt: skip
+#: Query parameter edits.
+QUERY = Policy(
+    name="query", key="query", parse=parse_query,
+    build=lambda route, services: query_stage(route.policies["query"], route), validate=_validate_query,
+)  # fmt: skip

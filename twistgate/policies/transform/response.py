@@ -30,8 +30,9 @@ from twisted.python.failure import Failure
 from twistgate.config._node import Node
 from twistgate.config.model import Location
 from twistgate.errors import GatewayError
-from twistgate.exchange import ProxyRequest, ProxyResponse
-from twistgate.plugins import hookimpl
+from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 from twistgate.policies.transform.headers import add_error_headers
 
 SECURITY_KEYS = ("hsts", "content_type_options", "frame_options", "referrer_policy")
@@ -142,7 +143,7 @@ class SecurityHeadersStage:
 
     @hookimpl
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
-        raw = response.headers._rawHeaders
+        raw = response.headers.raw
         for name, value in self.headers_for(request):
             if name not in raw:
                 raw[name] = [value]
@@ -158,7 +159,7 @@ def _secure(request: ProxyRequest) -> bool:
     (the gateway replaced it otherwise)."""
     if request.scheme == "https":
         return True
-    proto = request.headers._rawHeaders.get(b"X-Forwarded-Proto")
+    proto = request.headers.raw.get(b"X-Forwarded-Proto")
     return bool(proto) and proto[0].split(b",")[0].strip().lower() == b"https"
 
 
@@ -233,7 +234,7 @@ class JsonEnvelopeStage:
 
     @hookimpl
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
-        raw = response.headers._rawHeaders
+        raw = response.headers.raw
         if (
             not response.from_upstream  # a cache hit was wrapped when stored; plugin answers are the plugin's
             or request.method == b"HEAD"
@@ -254,3 +255,15 @@ class JsonEnvelopeStage:
         else:
             suffix = b"}"
         response.body_filters = (response.body_filters or []) + [_Envelope(self.prefix, suffix)]
+
+
+#: Security response headers (HSTS on HTTPS, nosniff, Referrer-Policy...), filling in what is missing.
+SECURITY_HEADERS = Policy(
+    name="security_headers", key="security_headers", parse=parse_security_headers,
+    build=lambda route, services: SecurityHeadersStage(route.policies["security_headers"]),
+)  # fmt: skip
+#: JSON bodies wrapped in an envelope.
+JSON_ENVELOPE = Policy(
+    name="json_envelope", key="json_envelope", parse=parse_json_envelope,
+    build=lambda route, services: JsonEnvelopeStage(route.policies["json_envelope"]),
+)  # fmt: skip

@@ -1,7 +1,8 @@
 """
-The extension seams features build on: config sections, services, per-route
-stages, body filters and exchange observers, exercised in a whole in-memory
-gateway.
+The chain: a new policy is one module plus one line in `chain.POLICIES`
+(its config section, its stage, body filters), the policies run in the
+listed order, and services and observers follow the generation's life;
+exercised in a whole in-memory gateway.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import attrs
 import pytest
 from twisted.web.resource import Resource
 
-from twistgate.config import ConfigError, extensions, load_text
+from twistgate import chain
+from twistgate.config import ConfigError, load_text
 from twistgate.config._node import Node
 from twistgate.config.model import Location
 from twistgate.plugins import hookimpl
-from twistgate.stages import SERVICES, STAGES, service, stage
+from twistgate.policies import Policy
 from twistgate.testing import GatewayHarness
+from tests.policy_helpers import add_policy, reset_sections
 
 
 @attrs.frozen
@@ -70,24 +73,13 @@ class Shout:
 class Counter:
     def __init__(self):
         self.calls = 0
-        self.started = self.stopped = False
-        self.records = []
-
-    def start(self):
-        self.started = True
-
-    def stop(self):
-        self.stopped = True
 
 
 @pytest.fixture
-def shout_feature():
-    """Register a `shout:` route section, its stage and a service, then restore the registries."""
-    tables = (extensions.ROUTE_SECTIONS, extensions.GATEWAY_SECTIONS, STAGES, SERVICES)
-    snapshots = [dict(table) for table in tables]
-    built = {}
+def shout_feature(monkeypatch):
+    """A `shout:` route section and its stage, as a new policy module would add them."""
+    built = {"counter": Counter()}
 
-    @extensions.route_section("shout")
     def parse(node: Node) -> Optional[ShoutConfig]:
         fields = node.mapping(("header",), required=("header",))
         if fields is None:
@@ -95,29 +87,16 @@ def shout_feature():
         header = fields.read("header", Node.string, None)
         return ShoutConfig(header=header, location=node.location()) if header else None
 
-    @extensions.gateway_section("counter")
-    def parse_counter(node: Node) -> object:
-        node.mapping(())
-        return object()
-
-    @service("counter", always=True)
-    def make_counter(section, context):
-        counter = Counter()
-        context.observers.append(counter.records.append)
-        built["counter"] = counter
-        return counter
-
-    @stage("shout", order=50)
-    def make_shout(config, route, context):
+    def build(route, services):
+        config = route.policies["shout"]
         if not config.header.startswith("X-"):
             raise ConfigError([])
-        built.setdefault("stages", []).append(Shout(config, context.services["counter"]))
+        built.setdefault("stages", []).append(Shout(config, built["counter"]))
         return built["stages"][-1]
 
+    add_policy(monkeypatch, Policy(name="shout", key="shout", parse=parse, build=build), before="auth")
     yield built
-    for table, snapshot in zip(tables, snapshots):
-        table.clear()
-        table.update(snapshot)
+    reset_sections()
 
 
 CONFIG = """
@@ -148,28 +127,68 @@ def test_unregistered_section_is_refused_by_name():
     assert "unknown key 'shout'" in str(error.value)
 
 
-def test_services_start_and_stop_with_the_generation(shout_feature):
-    gw = GatewayHarness(load_text(CONFIG), Upstream())
-    counter = shout_feature["counter"]
-    assert not counter.started
+def test_services_start_and_stop_with_the_generation(tmp_path):
+    """The access log (a service with a lifetime) starts and stops with the generation."""
+    log = tmp_path / "access.log"
+    gw = GatewayHarness(load_text(CONFIG.replace("    shout: {header: X-Shout}", "").replace(", shout: {header: X-Shout}", "") + f"access_log: {{path: {log}, flush_interval: 1s}}\n"), Upstream())
+    access_log = gw.generation.services.access_log
+    assert access_log in gw.generation.services.lifetimes
     gw.generation.start()
-    assert counter.started
+    gw.content(gw.request("GET", "http://gw/quiet"))
+    assert log.read_text() == ""  # buffered until the flush interval
+    gw.clock.advance(1)
+    assert len(log.read_text().splitlines()) == 1
     gw.generation.stop()
-    assert counter.stopped
+    gw.content(gw.request("GET", "http://gw/quiet"))
+    gw.clock.advance(5)
+    assert len(log.read_text().splitlines()) == 1  # stopped: its flusher is gone
 
 
 def test_observers_get_one_record_per_request(shout_feature):
     gw = GatewayHarness(load_text(CONFIG), Upstream())
+    records = []
+    gw.generation.observers.append(records.append)
     gw.clock.advance(100)
     gw.content(gw.request("GET", "http://gw/loud?q=1"))
     gw.content(gw.request("GET", "http://gw/missing"))
-    records = shout_feature["counter"].records
     assert len(records) == 2
     ok, missing = records
     assert (ok.route, ok.status, ok.method, ok.path) == ("loud", 200, "GET", "/loud")
     assert ok.upstream == "app" and ok.target == "http://app" and ok.attempts == 1
     assert ok.bytes_out == 11 and ok.started == 100 and ok.error is None
     assert (missing.route, missing.status, missing.error) == (None, 404, "route_not_found")
+
+
+def test_policies_run_in_the_listed_order_and_unwind_in_reverse(monkeypatch):
+    """Requests meet the policies in `chain.POLICIES` order; responses the reverse."""
+    seen = []
+
+    class Mark:
+        def __init__(self, name):
+            self.name = name
+
+        @hookimpl
+        def on_request(self, request):
+            seen.append(("request", self.name))
+
+        @hookimpl
+        def on_response(self, request, response):
+            seen.append(("response", self.name))
+
+    for name, before in (("first", "compression"), ("second", "auth"), ("third", "json_envelope")):
+        add_policy(monkeypatch, Policy(name=name, build=lambda route, services, name=name: Mark(name)), before=before)
+    gw = GatewayHarness(load_text(CONFIG.replace(", shout: {header: X-Shout}", "")), Upstream())
+    gw.content(gw.request("GET", "http://gw/quiet"))
+    assert seen == [("request", "first"), ("request", "second"), ("request", "third"),
+                    ("response", "third"), ("response", "second"), ("response", "first")]
+    assert [n for n in gw.generation.routes_by_name["quiet"].chain.names if n in ("first", "second", "third")] == ["first", "second", "third"]
+    reset_sections()
+
+
+def test_every_policy_has_a_unique_name_and_key():
+    names = [policy.name for policy in chain.POLICIES]
+    keys = [policy.key for policy in chain.POLICIES if policy.key is not None]
+    assert len(names) == len(set(names)) and len(keys) == len(set(keys))
 
 
 def test_stage_factory_errors_refuse_the_config(shout_feature):

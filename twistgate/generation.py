@@ -2,10 +2,13 @@
 A generation: everything built from one configuration, ready to serve.
 
 All per-route decisions that can be made at load time are made here (route
-table, rewrites, upstream pools, plugin call lists, forwarding policy), so the
-request path only looks things up.  A generation is immutable once built;
-a reload (later) builds a new one and swaps it in while requests that
-started on the old one finish there.
+table, rewrites, upstream clients, each route's chain of policies and
+plugins, forwarding policy), so the request path only looks things up.  A
+generation is immutable once built; a reload builds a new one and swaps it
+in while requests that started on the old one finish there.
+
+What outlives a generation is `Shared`: the operations state (metrics,
+stats, reload history) and the `UpstreamEvents` every upstream reports to.
 """
 
 from __future__ import annotations
@@ -13,20 +16,27 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 import attrs
-
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
-from treq.client import HTTPClient
 from twisted.web.http import datetimeToString
 
-from twistgate.config.model import GatewayConfig, Location, RouteConfig, UpstreamConfig
+from twistgate import chain
+from twistgate.config.model import ConfigError, GatewayConfig, Location, RouteConfig, UpstreamConfig
 from twistgate.http import ForwardingPolicy
-from twistgate.plugins.manager import GatewayPlugins, PluginContext, build_plugins
-from twistgate.plugins.registry import PluginRegistry
+from twistgate.messages import RouteInfo
+from twistgate.ops.runtime import Operations
+from twistgate.plugins.calls import RouteChain
+from twistgate.plugins.instances import GatewayPlugins, build_plugins
+from twistgate.plugins.registry import PluginContext, PluginRegistry
 from twistgate.routing import RouteTable
-from twistgate.stages import BuildContext, build_services, build_stages
+from twistgate.services import Services, build_services
+from twistgate.upstream.events import UpstreamEvents
 from twistgate.upstream.group import Upstream
+from twistgate.validation import validate
+
+__all__ = ["Generation", "InFlight", "Route", "Shared", "comparable"]
 
 VIA = b"1.1 twistgate"
 
@@ -34,24 +44,30 @@ _log = Logger()
 
 
 class Route:
-    """A route at run time: its config and what it forwards to."""
+    """A route at run time: its config, its upstream and its chain."""
 
-    __slots__ = ("name", "config", "upstream", "plugins", "timeout", "preserve_host")
+    __slots__ = ("name", "config", "upstream", "chain", "timeout", "preserve_host", "info")
 
-    def __init__(self, config: RouteConfig, upstream: Upstream, plugins: Any, timeout: float) -> None:
+    def __init__(self, config: RouteConfig, upstream: Upstream, chain: RouteChain, timeout: float) -> None:
         self.name = config.name
         self.config = config
         self.upstream = upstream
-        self.plugins = plugins
+        self.chain = chain
         self.timeout = timeout
         self.preserve_host = config.preserve_host
+        self.info = RouteInfo(name=config.name, config=config, upstream=upstream.name)
+
+    @property
+    def plugins(self) -> RouteChain:
+        """The former name of `chain`."""
+        return self.chain
 
     def __repr__(self) -> str:
         return f"<Route {self.name} -> {self.upstream.name}>"
 
 
 class InFlight:
-    """Counts requests being handled, so shutdown can wait for them."""
+    """Counts requests being handled, so shutdown and reload can wait for them."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -76,6 +92,14 @@ class InFlight:
         return d
 
 
+@attrs.define
+class Shared:
+    """What the generations of one gateway share: it outlives each of them."""
+
+    ops: Operations
+    events: UpstreamEvents = attrs.field(factory=UpstreamEvents)
+
+
 class Generation:
     """The gateway as built from one `GatewayConfig`."""
 
@@ -84,26 +108,38 @@ class Generation:
         config: GatewayConfig,
         reactor: Any,
         *,
-        inflight: Optional[InFlight] = None,
         agent_for: Optional[Callable[[UpstreamConfig], Any]] = None,
+        client_for: Optional[Callable[[UpstreamConfig, Any], Any]] = None,
         plugin_registry: Optional[PluginRegistry] = None,
         previous: Optional["Generation"] = None,
-        shared: Optional[Mapping[str, Any]] = None,
+        shared: Optional[Shared] = None,
     ) -> None:
         """
+        :param agent_for: an `IAgent` per upstream instead of the network
+            (in-memory upstreams in tests).
+        :param client_for: ``(upstream config, tls policy) -> UpstreamClient``:
+            the forwarded hop's client (the engine's); default: Twisted's Agent.
         :param previous: the generation this one replaces (reload): its
             upstreams whose configuration is unchanged are reused, with their
             pools, health and breaker state.
-        :param shared: objects that outlive generations (the operations
-            state), put in the build context's services under their keys.
+        :param shared: what outlives generations; default: ``previous``'s, or new.
         """
+        issues = validate(config)  # pure: the same checks as `twistgate check`
+        if issues:
+            raise ConfigError(issues)
         self.config = config
         self.clock = reactor
         self.via = VIA
-        self.number = 0  # set when it starts serving (twistgate.ops)
+        self.number = 0  # set when it starts serving (Operations.adopt)
+        self.retired = False  # stopped after a reload replaced it
         self.agent_for = agent_for
+        self.client_for = client_for
         self.plugin_registry = plugin_registry
-        self.inflight = inflight if inflight is not None else InFlight()
+        if shared is None:
+            shared = previous.shared if previous is not None else Shared(Operations(reactor))
+        self.shared = shared
+        self.ops = shared.ops
+        self.inflight = InFlight()
         self.forwarding = ForwardingPolicy(config.trusted_proxies)
         self.upstreams: Dict[str, Upstream] = {}
         self.borrowed: Set[str] = set()  # reused from `previous`: not ours to start or close yet
@@ -113,24 +149,22 @@ class Generation:
                 self.upstreams[name] = reused
                 self.borrowed.add(name)
             else:
-                self.upstreams[name] = self._new_upstream(upstream, reactor, agent_for)
+                self.upstreams[name] = self._new_upstream(upstream)
         self.owned: Set[str] = set(self.upstreams) - self.borrowed
-        # The gateway's own calls (JWKS, plugins' side requests) go through
-        # treq over a pool of their own; health checks use each upstream's.
+        # The gateway's own calls (JWKS, OTLP, plugins' side requests) go
+        # through treq over a pool of their own; health checks use each
+        # upstream's client.
         self.side_pool = HTTPConnectionPool(reactor, persistent=True)
-        side_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
-        self.http_client = side_client
-        self.build_context = BuildContext(
-            config=config, clock=reactor, http_client=side_client, services=dict(shared or {})
-        )
-        self.services = build_services(self.build_context)
-        self.observers = self.build_context.observers
-        stages = {route.name: build_stages(route, self.build_context) for route in config.routes}
+        self.http_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
+        self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams)
+        #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
+        self.observers = list(self.services.observers)
+        policies = {route.name: chain.build_policies(route, self.services) for route in config.routes}
         self.plugins: GatewayPlugins = build_plugins(
             config,
-            lambda name: PluginContext(name=name, clock=reactor, http_client=side_client),
+            lambda name: PluginContext(name=name, clock=reactor, http_client=self.http_client),
             registry=plugin_registry,
-            stages=stages,
+            stages=policies,
         )
         self.global_plugins = self.plugins.for_route(None)
         default_timeout = config.limits.request_timeout
@@ -145,16 +179,14 @@ class Generation:
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)
         self.routes_by_name: Dict[str, Route] = {route.name: runtime for route, runtime in entries}
-        # Services that act on the built generation (wrapping upstream sends
-        # for tracing, reading upstream state) get it once it is complete.
-        for svc in list(self.services.values()):
-            attach = getattr(svc, "attach_generation", None)
-            if attach is not None:
-                attach(self)
 
-    @staticmethod
-    def _new_upstream(config: UpstreamConfig, reactor: Any, agent_for: Optional[Callable[[UpstreamConfig], Any]]) -> Upstream:
-        return Upstream(config, reactor, agent_for(config) if agent_for else None)
+    def _new_upstream(self, config: UpstreamConfig) -> Upstream:
+        events = self.shared.events
+        if self.agent_for is not None:
+            return Upstream(config, self.clock, self.agent_for(config), events=events)
+        if self.client_for is not None:
+            return Upstream(config, self.clock, events=events, client_factory=self.client_for)
+        return Upstream(config, self.clock, events=events)
 
     _date_second = -1
     _date_value = b""
@@ -170,10 +202,21 @@ class Generation:
     def exchange_done(self) -> None:
         self.inflight.done()
 
+    # -- lifetime ------------------------------------------------------------
+
+    def serve(self) -> int:
+        """
+        This generation now answers new requests: upstream events (breaker
+        transitions, attempt spans) go to its plugins and tracer, metrics
+        count it.  Returns its number.
+        """
+        self.shared.events.serve(self.plugins, self.services.tracer)
+        return self.ops.adopt(self)
+
     def start(self) -> "Deferred[Any]":
         """Start the services (background refreshes, checks) and the upstreams this generation made."""
         own = [self.upstreams[name] for name in sorted(self.upstreams) if name not in self.borrowed]
-        return _each(list(self.services.values()) + own, "start")
+        return _each(self.services.lifetimes + own, "start")
 
     def take_over(self, previous: "Optional[Generation]") -> None:
         """
@@ -186,13 +229,11 @@ class Generation:
             previous.owned -= {name for name, u in self.upstreams.items() if previous.upstreams.get(name) is u}
 
     def stop(self) -> "Deferred[Any]":
-        """Stop the services and the upstreams this generation owns; close their pools."""
+        """Stop the services and the upstreams this generation owns; close their connections."""
         owned = [self.upstreams[name] for name in sorted(self.owned)]
-        stopped = _each(list(self.services.values()) + owned, "stop")
-        pools = [u.pool for u in owned] + [self.side_pool]
-        return stopped.addBoth(
-            lambda _: DeferredList([p.closeCachedConnections() for p in pools], consumeErrors=True)
-        )
+        stopped = _each(self.services.lifetimes + owned, "stop")
+        closing = [u.close for u in owned] + [self.side_pool.closeCachedConnections]
+        return stopped.addBoth(lambda _: DeferredList([maybeDeferred(c) for c in closing], consumeErrors=True))
 
     close = stop
 
@@ -202,23 +243,23 @@ def _reusable(previous: "Optional[Generation]", config: UpstreamConfig) -> Optio
     if previous is None:
         return None
     candidate = previous.upstreams.get(config.name)
-    if candidate is None or _comparable(candidate.config) != _comparable(config):
+    if candidate is None or comparable(candidate.config) != comparable(config):
         return None
     return candidate
 
 
-def _comparable(value: Any) -> Any:
+def comparable(value: Any) -> Any:
     """A config value with its `Location`s left out: moving a section in the file changes nothing."""
     if isinstance(value, Location):
         return None
     if attrs.has(type(value)):
         return (type(value),) + tuple(
-            _comparable(getattr(value, f.name)) for f in attrs.fields(type(value)) if f.name != "location"
+            comparable(getattr(value, f.name)) for f in attrs.fields(type(value)) if f.name != "location"
         )
     if isinstance(value, Mapping):
-        return tuple(sorted(((k, _comparable(v)) for k, v in value.items()), key=lambda kv: repr(kv[0])))
+        return tuple(sorted(((k, comparable(v)) for k, v in value.items()), key=lambda kv: repr(kv[0])))
     if isinstance(value, (list, tuple)):
-        return tuple(_comparable(v) for v in value)
+        return tuple(comparable(v) for v in value)
     return value
 
 

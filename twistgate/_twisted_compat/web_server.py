@@ -1,14 +1,14 @@
 """
-The twisted.web glue: a channel that enforces the edge limits and a request
-that streams its body upstream.
+The twisted.web engine's channel and request (``engine: twisted``).
 
 Twisted's stock `Request` reads a whole body (memory, then a temp file)
 before anything renders.  A gateway must decide at header time and stream,
 so `GatewayRequest` starts processing in `gotLength()` and feeds the body's
 chunks to a `StreamingBody` the upstream connection consumes.  This leans on
-semi-private parts of `twisted.web.http` (the channel's `_command`, `_path`,
-`_version`, `__first_line`); the HTTP/1.1 tests pin that behaviour.  Other
-channels (HTTP/2) take the stock buffered path, still size-limited.
+private parts of `twisted.web.http` (the channel's `_command`, `_path`,
+`_version`, `__first_line`, `_receivedHeaderSize`...), which is why it lives
+in `twistgate._twisted_compat` (checked at startup by `check()`).  HTTP/2
+streams take the stock buffered path, still size-limited.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from twistgate.errors import (
     URITooLong,
     error_body,
 )
-from twistgate.http import new_request_id, request_id_from
+from twistgate.http import new_request_id, reason_phrase, request_id_from
 from twistgate.upstream.body import BodyAborted, StreamingBody
 
 _log = Logger()
@@ -60,18 +60,10 @@ def send_error(request: Any, error: GatewayError, request_id: Optional[str] = No
     # HTTP/2 streams have no `persistent` (nor a Connection header to send).
     if unread_body or (channel is not None and not getattr(channel, "persistent", True)):
         raw[b"Connection"] = [b"close"]
-    request.setResponseCode(error.status)
+    request.setResponseCode(error.status, reason_phrase(error.status))
     request.responseHeaders = headers
     request.write(body)
     request.finish()
-
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-}
 
 
 class GatewayChannel(HTTPChannel):
@@ -159,7 +151,7 @@ class GatewayChannel(HTTPChannel):
         body = error_body(error.code, error.message, new_request_id())
         head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
             error.status,
-            _REASONS.get(error.status, b"Error"),
+            reason_phrase(error.status),
             len(body),
         )
         self.transport.write(head + body)
@@ -266,7 +258,7 @@ class GatewayRequest(server.Request):
     def process(self) -> None:
         self.site = site = self.channel.site
         try:
-            site.resource.render(self)
+            site.handle(self)
         except Exception:
             self.processingFailed(Failure())
 
@@ -309,25 +301,32 @@ def _reset_h2_stream_when_answered(stream: Any) -> None:
     sent.addCallback(reset)
 
 
-class GatewaySite(server.Site):
-    """A `Site` that builds `GatewayChannel`s and `GatewayRequest`s."""
+class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
+    """twisted.web's HTTP/1.1-or-HTTP/2 protocol, reporting its connection's start and end."""
 
-    displayTracebacks = False
+    def __init__(self, channel: HTTPChannel, on_connection: Any) -> None:
+        super().__init__(channel)
+        self._on_connection = on_connection
 
-    def __init__(self, resource: Any, limits: LimitsConfig, reactor: IReactorTime) -> None:
-        super().__init__(
-            resource,
-            requestFactory=GatewayRequest,
-            parsePOSTFormSubmission=False,
-            reactor=reactor,
-            timeout=limits.idle_timeout,
-        )
-        self.limits = limits
+    def makeConnection(self, transport: Any) -> None:
+        self._on_connection(1)
+        super().makeConnection(transport)
 
-    def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
-        return _GenericHTTPChannelProtocol(GatewayChannel(self.limits))
+    def connectionLost(self, reason: Failure) -> None:
+        self._on_connection(-1)
+        super().connectionLost(reason)
 
-    def log(self, request: Any) -> None:
-        # Access logging is the gateway's own business (structured, per
-        # exchange); Twisted's combined log line would cost per request.
-        pass
+
+def channel_protocol(channel: HTTPChannel, on_connection: Any = None) -> _GenericHTTPChannelProtocol:
+    """
+    The protocol twisted.web wraps an HTTP/1.1 channel in (it switches to
+    HTTP/2 on ALPN h2); `on_connection(+1 / -1)` counts connections.
+    """
+    if on_connection is None:
+        return _GenericHTTPChannelProtocol(channel)
+    return _CountedChannelProtocol(channel, on_connection)
+
+
+def h2_tls_transport(request: Any) -> Any:
+    """The TLS transport behind an HTTP/2 stream (its `transport` is None)."""
+    return getattr(getattr(getattr(request, "channel", None), "_conn", None), "transport", None)

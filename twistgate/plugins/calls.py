@@ -1,6 +1,6 @@
 """
-Calling the hooks of built plugins: per route for requests, per gateway for
-startup and shutdown.
+Calling the per-request hooks of a route: its policies and plugins, as one
+chain (`RouteChain`).
 
 The per-request hooks are not called through pluggy's hook caller: pluggy
 hooks are synchronous, and ours may return Deferreds or coroutines that must
@@ -13,7 +13,7 @@ reactor is never involved.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 import pluggy
@@ -23,9 +23,9 @@ from twisted.python.failure import Failure
 
 from twistgate.config.model import GatewayConfig, Location
 from twistgate.errors import GatewayError
-from twistgate.exchange import ProxyRequest, ProxyResponse, Response
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
 
-__all__ = ["GatewayPlugins", "PluginError", "PluginStartupError", "RoutePlugins"]
+__all__ = ["PluginError", "RouteChain", "RoutePlugins"]
 
 _log = Logger(namespace="twistgate.plugins")
 
@@ -35,23 +35,6 @@ class PluginError(GatewayError):
 
     status, code = 500, "plugin_error"
     default_message = "The gateway could not handle the request."
-
-
-class PluginStartupError(Exception):
-    """
-    A plugin's `on_startup` failed: the gateway must not start.
-
-    :ivar plugin: the plugin's configured name.
-    :ivar route: the route of a per-route instance, ``None`` for a global one.
-    """
-
-    def __init__(self, plugin: str, route: Optional[str], error: BaseException) -> None:
-        self.plugin = plugin
-        self.route = route
-        where = f" (route {route!r})" if route is not None else ""
-        super().__init__(
-            f"plugin {plugin!r}{where} failed to start: {type(error).__name__}: {error}"
-        )
 
 
 @attrs.frozen(eq=False)
@@ -129,7 +112,7 @@ def _bad_result(call: _Call, hook: str, request: ProxyRequest, result: object) -
     return PluginError()
 
 
-class RoutePlugins:
+class RouteChain:
     """
     The per-request hooks of one route, precomputed.
 
@@ -159,7 +142,12 @@ class RoutePlugins:
         self.empty = not (on_request or on_response or on_error)
 
     def __repr__(self) -> str:
-        return f"<RoutePlugins {list(self.names)}>"
+        return f"<RouteChain {list(self.names)}>"
+
+    def order(self, hook: str) -> List[str]:
+        """The layers implementing `hook` (``on_request``...), by name, in the order they are called."""
+        calls = {"on_request": self._on_request, "on_response": self._on_response, "on_error": self._on_error}[hook]
+        return [call.plugin for call in calls]
 
     # -- on_request ---------------------------------------------------------
 
@@ -336,90 +324,5 @@ class RoutePlugins:
                 pending = None
 
 
-class GatewayPlugins:
-    """
-    Every plugin instance of one configuration.
-
-    :ivar manager: a pluggy `PluginManager` with the hookspecs and every
-        instance (global and per-route) registered; ``check_pending()`` has
-        passed.  Request handling does not go through it.
-    """
-
-    def __init__(
-        self,
-        *,
-        manager: pluggy.PluginManager,
-        global_plugins: RoutePlugins,
-        routes: Mapping[str, RoutePlugins],
-        on_startup: Tuple[_Call, ...],
-        on_shutdown: Tuple[_Call, ...],
-    ) -> None:
-        self.manager = manager
-        self._global = global_plugins
-        self._routes = dict(routes)
-        self._on_startup = on_startup
-        self._on_shutdown = on_shutdown
-
-    def for_route(self, route_name: Optional[str]) -> RoutePlugins:
-        """
-        The hooks for requests on ``route_name``; ``None`` gives the global
-        plugins alone (for requests that matched no route, e.g. to customise
-        the 404 in `on_error`).
-
-        :raises KeyError: no route has that name.
-        """
-        if route_name is None:
-            return self._global
-        return self._routes[route_name]
-
-    def startup(self, gateway: object, config: GatewayConfig) -> "Deferred[None]":
-        """
-        Call every instance's ``on_startup``, one after the other.
-
-        :return: a Deferred that fires when all have finished, or fails with
-            `PluginStartupError` naming the first plugin that failed (the
-            others are not called).
-        """
-        return Deferred.fromCoroutine(self._startup(gateway, config))
-
-    async def _startup(self, gateway: object, config: GatewayConfig) -> None:
-        args = (gateway, config)
-        for call in self._on_startup:
-            try:
-                result = call(args)
-                if _is_async(result):
-                    await result
-            except Exception as error:
-                _log.failure(
-                    "Plugin {plugin!r} failed in on_startup (route {route})",
-                    Failure(),
-                    level=LogLevel.critical,
-                    plugin=call.plugin,
-                    route=call.route,
-                )
-                raise PluginStartupError(call.plugin, call.route, error) from error
-
-    def shutdown(self, gateway: object) -> "Deferred[None]":
-        """
-        Call every instance's ``on_shutdown``, in the reverse of the startup
-        order; exceptions are logged with the plugin's name and ignored.
-
-        :return: a Deferred that fires (never fails) when all have finished.
-        """
-        return Deferred.fromCoroutine(self._shutdown(gateway))
-
-    async def _shutdown(self, gateway: object) -> None:
-        args = (gateway,)
-        for call in self._on_shutdown:
-            try:
-                result = call(args)
-                if _is_async(result):
-                    await result
-            except Exception:
-                _log.failure(
-                    "Plugin {plugin!r} failed in on_shutdown (route {route})",
-                    Failure(),
-                    level=LogLevel.error,
-                    plugin=call.plugin,
-                    route=call.route,
-                )
+#: The former name of `RouteChain`.
+RoutePlugins = RouteChain

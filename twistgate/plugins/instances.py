@@ -2,7 +2,7 @@
 Build the plugin instances a configuration asks for: the entry point of the
 plugin system (`build_plugins`), with the names the gateway uses re-exported
 from `twistgate.plugins.registry` (names -> factories) and
-`twistgate.plugins._calls` (calling the hooks).
+`twistgate.plugins.calls` (calling the hooks).
 
 `build_plugins` runs once per configuration (startup, reload, ``twistgate
 check``).  It resolves each configured name through a `PluginRegistry`
@@ -12,7 +12,7 @@ pluggy `PluginManager` holding the hookspecs (so misspelled hooks and wrong
 argument names are configuration errors), and precomputes, for every route
 and per-request hook, the ordered list of bound methods to call.
 
-Per request, `RoutePlugins` walks that list directly, without pluggy's hook
+Per request, `RouteChain` walks that list directly, without pluggy's hook
 caller: pluggy hooks are synchronous, and ours may return Deferreds or
 coroutines that must settle before the next plugin runs.  When every result is
 synchronous the returned Deferred has already fired; the reactor is never
@@ -34,14 +34,8 @@ import pluggy
 
 from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig, PluginSection
 from twistgate.plugins import hookspecs
-from twistgate.plugins._calls import (
-    GatewayPlugins,
-    PluginError,
-    PluginStartupError,
-    RoutePlugins,
-    _Call,
-    _Instance,
-)
+from twistgate.plugins.calls import PluginError, RouteChain, _Call, _Instance
+from twistgate.plugins.lifecycle import GatewayPlugins, PluginStartupError
 from twistgate.plugins.hookspecs import HOOK_NAMES, PROJECT_NAME
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginFactory, PluginRegistry
 
@@ -53,7 +47,7 @@ __all__ = [
     "PluginFactory",
     "PluginRegistry",
     "PluginStartupError",
-    "RoutePlugins",
+    "RouteChain",
     "build_plugins",
 ]
 
@@ -266,8 +260,8 @@ def build_plugins(
         raise ConfigError(builder.issues)
     builder.manager.check_pending()
 
-    def route_plugins(instances: Sequence[_Instance]) -> RoutePlugins:
-        return RoutePlugins(
+    def route_plugins(instances: Sequence[_Instance]) -> RouteChain:
+        return RouteChain(
             names=tuple(instance.name for instance in instances),
             on_request=builder.calls("on_request", instances),
             on_response=builder.calls("on_response", instances, unwind=True),

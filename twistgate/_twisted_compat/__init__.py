@@ -1,0 +1,88 @@
+"""
+Every use of Twisted's private API in twistgate, in one place.
+
+The twisted.web engine (``engine: twisted``) leans on private parts of
+`twisted.web.http` and `twisted.web.client` (`web_server`, `web_client`); a
+few service details live here.  Nothing else in twistgate may touch a
+Twisted name that starts with an underscore.  `check()` runs at startup and
+fails loudly, naming what is missing, when a Twisted release removed or
+renamed one of them; `pyproject.toml` pins Twisted to the releases tested.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.web._newclient import RequestNotSent
+
+__all__ = ["IncompatibleTwisted", "RequestNotSent", "check", "fail_start_loudly", "listening_port"]
+
+
+class IncompatibleTwisted(RuntimeError):
+    """The installed Twisted lacks a private name twistgate depends on."""
+
+
+def fail_start_loudly(service: StreamServerEndpointService) -> None:
+    """A listening service whose bind failure (port in use) raises from startService."""
+    service._raiseSynchronously = True  # type: ignore[attr-defined]
+
+
+def listening_port(service: StreamServerEndpointService) -> Any:
+    """A Deferred firing with the service's `IListeningPort` once it listens."""
+    return service._waitingForPort  # type: ignore[attr-defined]
+
+
+def _missing() -> List[str]:
+    import twisted.web.client as client
+    import twisted.web.http as http
+    from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
+
+    missing = []
+    for owner, names in (
+        (http.HTTPChannel, ("_command", "_path", "_version", "_HTTPChannel__first_line", "_handlingRequest",
+                             "_receivedHeaderSize", "_receivedHeaderCount", "_send100Continue",
+                             "_respondToBadRequestAndDisconnect")),
+        (http, ("_GenericHTTPChannelProtocol",)),
+        (client.Agent, ("_requestWithEndpoint",)),
+        (HTTP11ClientProtocol, ("_parser",)),
+        (StreamServerEndpointService, ("_raiseSynchronously",)),
+    ):  # fmt: skip
+        for name in names:
+            present = hasattr(owner, name) or _assigned_in(owner, name)
+            if not present:
+                missing.append(f"{getattr(owner, '__qualname__', getattr(owner, '__name__', owner))}.{name}")
+    if not _assigned_in(HTTPClientParser, "connHeaders"):
+        missing.append("HTTPClientParser.connHeaders")
+    return missing
+
+
+def _assigned_in(owner: Any, name: str) -> bool:
+    """An instance attribute the class's own code assigns (not visible on the class itself)."""
+    import inspect
+
+    for klass in getattr(owner, "__mro__", (owner,)):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        plain = name.replace(f"_{klass.__name__}__", "__")  # name-mangled attributes are written unmangled
+        if f"self.{plain} =" in source or f"self.{plain}=" in source:
+            return True
+    return False
+
+
+def check() -> None:
+    """Raise `IncompatibleTwisted` naming every private name that is gone."""
+    try:
+        missing = _missing()
+    except Exception as error:  # an import or constructor that changed shape
+        raise IncompatibleTwisted(f"this Twisted release is not supported by twistgate: {error}") from error
+    if missing:
+        import twisted
+
+        raise IncompatibleTwisted(
+            f"Twisted {twisted.__version__} lacks what twistgate's twisted.web engine uses: "
+            + ", ".join(missing)
+            + " (install the Twisted version pyproject.toml names)"
+        )

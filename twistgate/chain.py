@@ -1,0 +1,82 @@
+"""
+The request path, and the built-in policies in the order requests meet them.
+
+::
+
+    client ─▶ engine (twistgate.engine)           parse, edge limits: 400 408 413 414 431
+           ─▶ GatewayResource.render               the generation serving now
+           ─▶ Exchange.start (twistgate.exchange)  target and Host, path normalised, route matched: 404 405
+           ─▶ POLICIES below, in this order        on_request: any layer may answer itself
+           ─▶ the route's plugins                  on_request, in configuration order
+           ─▶ Upstream.forward (upstream/group)    choose a target, breakers, retries, timeouts: 502 503 504
+           ◀─ the same layers in reverse           on_response (an onion: a layer that answered
+                                                   is unwound only through itself and the layers outside it)
+           ◀─ BodyRelay (twistgate.relay)          the body streams back, body filters on the way
+
+A policy is one module (or package) of `twistgate.policies` with the same
+shape: its typed config section and parser, its validation, its stage, and
+a `twistgate.policies.Policy` value that ties them together.  Adding one is
+a new module plus one line in `POLICIES`.  A plugin marked ``tryfirst``
+(``ip_allow``, ``maintenance``) runs before the policies; ``trylast`` after
+the other plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Mapping, Tuple
+
+from twistgate.config.model import ConfigIssue, GatewayConfig, RouteConfig
+from twistgate.policies import Policy, compression, cors, tracing
+from twistgate.policies.auth import policy as auth
+from twistgate.policies.cache import invalidation, stage as cache
+from twistgate.policies.ratelimit import stage as rate_limit
+from twistgate.policies.transform import headers, request, response
+
+if TYPE_CHECKING:
+    from twistgate.services import Services
+
+__all__ = ["POLICIES", "build_policies", "route_sections", "validate"]
+
+#: Every built-in policy, in the order requests pass them (responses: reverse).
+POLICIES: Tuple[Policy, ...] = (
+    tracing.POLICY,  # first: every later layer and plugin sees the trace
+    compression.POLICY,  # outermost on the way out: encodes whatever leaves, cache hits included
+    cors.POLICY,  # preflights answered before authentication (the Fetch rules)
+    auth.IDENTITY_SCRUB,  # client copies of identity headers removed on routes without auth
+    auth.AUTH,
+    rate_limit.POLICY,  # after auth: limits may be per consumer
+    cache.POLICY,  # hits are authorised, limited and get CORS headers; never transformed twice
+    invalidation.POLICY,  # unsafe methods on uncached routes still invalidate
+    request.REWRITE,  # the path and query first: header templates may use them
+    request.QUERY,
+    headers.POLICY,
+    response.SECURITY_HEADERS,  # fills in what the route's own header edits left missing
+    response.JSON_ENVELOPE,
+)
+
+
+def route_sections() -> Mapping[str, object]:
+    """``routes[]`` keys of the policies, and their parsers (for the config loader)."""
+    return {policy.key: policy.parse for policy in POLICIES if policy.key is not None and policy.parse is not None}
+
+
+def build_policies(route: RouteConfig, services: "Services") -> List[Tuple[str, object]]:
+    """The route's stages, in running order, as ``(policy name, stage)``; once per route."""
+    built: List[Tuple[str, object]] = []
+    for policy in POLICIES:
+        if policy.key is not None and not policy.every_route and policy.key not in route.policies:
+            continue
+        stage = policy.build(route, services)
+        if stage is not None:
+            built.append((policy.name, stage))
+    return built
+
+
+def validate(config: GatewayConfig) -> List[ConfigIssue]:
+    """What the policies find wrong across sections, without building anything."""
+    issues: List[ConfigIssue] = []
+    for route in config.routes:
+        for policy in POLICIES:
+            if policy.validate is not None and policy.key in route.policies:
+                issues.extend(policy.validate(route, config))
+    return issues

@@ -1,0 +1,89 @@
+"""
+What the exchange needs from the client's side of a request: `Downstream`.
+
+Both engines implement it: the httptools HTTP/1.1 engine directly, and the
+twisted.web engine (HTTP/1.1 and HTTP/2) through an adapter.  Keeping the
+exchange on this interface is what makes the engines interchangeable and
+what keeps twisted.web's `Request` out of the gateway's core.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol, Tuple
+
+from twisted.internet.defer import Deferred
+
+from twistgate.headers import Headers
+
+
+class Downstream(Protocol):
+    """
+    One request from a client, and the way to answer it.
+
+    :ivar method: e.g. ``b"GET"``.
+    :ivar target: the request-target as sent (origin or absolute form).
+    :ivar path: the target's path part, raw bytes.
+    :ivar query: the target's query without ``?`` (``b""`` when absent).
+    :ivar version: ``b"HTTP/1.1"``, ``b"HTTP/1.0"`` or ``b"HTTP/2"``.
+    :ivar headers: every field as received.
+    :ivar client: the TCP peer as ``(host, port)``.
+    :ivar secure: the connection is TLS.
+    :ivar transport: the connection's transport (TLS peer certificate).
+    :ivar keep_alive: whether the connection stays open after this answer;
+        the gateway sets it False to close (draining, unread body).
+    :ivar expects_continue: the client sent ``Expect: 100-continue``.
+    :ivar body: the request body as a streaming `IBodyProducer`
+        (`twistgate.upstream.body.StreamingBody` or `BytesBody`), or None.
+    :ivar body_complete: the whole body has been received.
+    :ivar received_bytes: request-body bytes read so far.
+    :ivar sent_bytes: response-body bytes written so far.
+    :ivar code: the status sent, once sent.
+    :ivar started_writing: the response head went out (or is committed).
+    :ivar finished: the response is complete.
+    """
+
+    method: bytes
+    target: bytes
+    path: bytes
+    query: bytes
+    version: bytes
+    headers: Headers
+    client: Tuple[str, int]
+    secure: bool
+    transport: Any
+    keep_alive: bool
+    expects_continue: bool
+    body: Any
+    body_complete: bool
+    received_bytes: int
+    sent_bytes: int
+    code: int
+    started_writing: bool
+    finished: bool
+
+    def notify_finish(self) -> "Deferred[None]":
+        """Fires when the answer is written; fails when the client went away first."""
+
+    def send_interim(self, status: int, headers: Headers) -> None:
+        """A 1xx answer (100 Continue, 103 Early Hints) before the final one."""
+
+    def respond(self, status: int, reason: Optional[bytes], headers: Headers, body: bytes) -> None:
+        """A complete answer at once (Content-Length added when missing)."""
+
+    def write_head(self, status: int, reason: Optional[bytes], headers: Headers) -> None:
+        """Start a streamed answer; the head goes out with the first body bytes."""
+
+    def write(self, data: bytes) -> None:
+        """Body bytes of a streamed answer."""
+
+    def finish(self) -> None:
+        """The streamed answer is complete."""
+
+    def abort(self) -> None:
+        """Cut the connection: the client sees a truncated answer."""
+
+    def register_producer(self, producer: Any) -> None:
+        """Pause `producer` (a push producer) while the client cannot keep up."""
+
+    def unregister_producer(self) -> None:
+        """Stop pausing the registered producer."""

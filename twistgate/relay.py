@@ -1,0 +1,92 @@
+"""
+The response body's way from the upstream to the client.
+
+`BodyRelay` streams it with back-pressure: the upstream connection is
+registered as the client's producer, so a slow client pauses the upstream
+socket and memory stays flat.  Body filters (compression, cache capture) see
+every chunk on the way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional
+
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+__all__ = ["BodyRelay", "body_ended_cleanly", "discard", "run_filters"]
+
+
+def body_ended_cleanly(reason: Failure) -> bool:
+    """A body that ended with its framing (or, close-delimited, when the upstream closed)."""
+    return reason.check(ResponseDone, PotentialDataLoss) is not None
+
+
+def run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:
+    """Pass `data` through each body filter in order; `final` flushes them."""
+    for body_filter in filters:
+        data = body_filter.write(data) if data else b""
+        if final:
+            data += body_filter.finish()
+    return data
+
+
+class BodyRelay(Protocol):
+    """
+    Streams one upstream body to a `Downstream`; `done(reason)` is called
+    once, when the upstream body is over (cleanly or not).
+    """
+
+    def __init__(self, downstream: Any, filters: Optional[List[Any]], done: Callable[[Failure], None]) -> None:
+        self.downstream = downstream
+        self.filters = filters or None
+        self.done = done
+        self.registered = False
+
+    def connectionMade(self) -> None:
+        self.downstream.register_producer(self.transport)
+        self.registered = True
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.filters is not None:
+            data = run_filters(self.filters, data, final=False)
+            if not data:
+                return
+        self.downstream.write(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        downstream = self.downstream
+        if self.registered:
+            self.registered = False
+            downstream.unregister_producer()
+        if self.filters is not None:
+            if body_ended_cleanly(reason):
+                tail = run_filters(self.filters, b"", final=True)
+                if tail and not downstream.finished:
+                    downstream.write(tail)
+            else:
+                for body_filter in self.filters:
+                    abort = getattr(body_filter, "abort", None)
+                    if abort is not None:
+                        abort()
+        self.done(reason)
+
+    def abort(self) -> None:
+        """Stop the upstream body (its connection is closed, not reused)."""
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+class _Discard(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()
+
+
+def discard(response: Any) -> None:
+    """Drop an upstream response nobody will read (its connection is closed)."""
+    try:
+        response.deliverBody(_Discard())
+    except Exception:  # pragma: no cover - already delivered
+        pass
