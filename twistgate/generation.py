@@ -24,6 +24,7 @@ from twisted.web.http import datetimeToString
 
 from twistgate import chain
 from twistgate.config.model import ConfigError, GatewayConfig, Location, RouteConfig, UpstreamConfig
+from twistgate.files import FileMaterial, read_files_or_raise
 from twistgate.http import ForwardingPolicy
 from twistgate.messages import RouteInfo
 from twistgate.ops.runtime import Operations
@@ -113,6 +114,7 @@ class Generation:
         plugin_registry: Optional[PluginRegistry] = None,
         previous: Optional["Generation"] = None,
         shared: Optional[Shared] = None,
+        files: Optional[FileMaterial] = None,
     ) -> None:
         """
         :param agent_for: an `IAgent` per upstream instead of the network
@@ -123,10 +125,13 @@ class Generation:
             upstreams whose configuration is unchanged are reused, with their
             pools, health and breaker state.
         :param shared: what outlives generations; default: ``previous``'s, or new.
+        :param files: what the configuration's files hold, read beforehand
+            (a reload reads them in a thread); default: read now.
         """
         issues = validate(config)  # pure: the same checks as `twistgate check`
         if issues:
             raise ConfigError(issues)
+        self.files = files if files is not None else read_files_or_raise(config)
         self.config = config
         self.clock = reactor
         self.via = VIA
@@ -156,7 +161,7 @@ class Generation:
         # upstream's client.
         self.side_pool = HTTPConnectionPool(reactor, persistent=True)
         self.http_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
-        self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams)
+        self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams, self.files)
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
         policies = {route.name: chain.build_policies(route, self.services) for route in config.routes}
@@ -182,11 +187,12 @@ class Generation:
 
     def _new_upstream(self, config: UpstreamConfig) -> Upstream:
         events = self.shared.events
+        tls = self.files.upstream_tls.get(config.name)
         if self.agent_for is not None:
-            return Upstream(config, self.clock, self.agent_for(config), events=events)
+            return Upstream(config, self.clock, self.agent_for(config), events=events, tls_policy=tls)
         if self.client_for is not None:
-            return Upstream(config, self.clock, events=events, client_factory=self.client_for)
-        return Upstream(config, self.clock, events=events)
+            return Upstream(config, self.clock, events=events, client_factory=self.client_for, tls_policy=tls)
+        return Upstream(config, self.clock, events=events, tls_policy=tls)
 
     _date_second = -1
     _date_value = b""

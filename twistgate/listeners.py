@@ -47,16 +47,22 @@ class TLSServerEndpoint:
         return self.inner.listen(PeerTLSFactory(self.tls, False, factory, clock=self.clock))
 
 
-def build_listener(config: ListenerConfig, reactor: Any, *, source: Optional[str] = None, index: int = 0) -> Listener:
-    """The endpoint for one listener; raises ConfigError for what cannot be served."""
+def build_listener(
+    config: ListenerConfig, reactor: Any, *, source: Optional[str] = None, index: int = 0, contexts: Any = None
+) -> Listener:
+    """
+    The endpoint for one listener; raises ConfigError for what cannot be served.
+
+    :param contexts: its TLS contexts, read beforehand (`twistgate.files`); default: read now.
+    """
     endpoint = serverFromString(reactor, config.endpoint)
     if config.tls is None:
         return Listener(config=config, endpoint=endpoint)
     where = f"listeners[{index}].tls"
-    tls = ServerTLS(_contexts(config, source, where))
+    tls = ServerTLS(contexts if contexts is not None else _contexts(config, source, where))
 
-    def reload(new: ListenerConfig) -> None:
-        """Re-read the certificates; on any problem raise ConfigError and keep serving the old ones."""
+    def reload(new: ListenerConfig, contexts: Any = None) -> None:
+        """Use the new certificates (read beforehand, or now); on any problem raise ConfigError and keep the old ones."""
         if new.tls is None:
             raise ConfigError(
                 [
@@ -66,7 +72,7 @@ def build_listener(config: ListenerConfig, reactor: Any, *, source: Optional[str
                     )
                 ]
             )
-        tls.replace(_contexts(new, source, where))
+        tls.replace(contexts if contexts is not None else _contexts(new, source, where))
         _log.info("listener {name}: TLS certificates re-read", name=new.name)
 
     return Listener(config=config, endpoint=TLSServerEndpoint(endpoint, tls, reactor), reload=reload)

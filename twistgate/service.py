@@ -32,7 +32,7 @@ from twistgate.config.model import GatewayConfig, ListenerConfig
 from twistgate.generation import Generation
 from twistgate.listeners import build_listener, site_for
 from twistgate.ops.admin import AdminResource
-from twistgate.ops.reload import Reloader, load_checked
+from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.resource import GatewayResource
 
@@ -63,7 +63,7 @@ class GatewayService(MultiService):
             startup=lambda g: g.plugins.startup(self, g.config),
             shutdown=lambda g: g.plugins.shutdown(self),
             after_swap=[self._reload_tls, self._after_reload],
-            load=load_checked,
+            load=load_prepared,
             run_blocking=_in_thread(reactor),
         )
         self.triggers = ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals)
@@ -77,7 +77,8 @@ class GatewayService(MultiService):
         self.listeners: List[StreamServerEndpointService] = []
         self.tls_reloaders: Dict[str, Any] = {}
         for index, listener_config in enumerate(config.listeners):
-            listener = build_listener(listener_config, reactor, source=config.source, index=index)
+            contexts = first.files.listener_contexts.get(listener_config.name)
+            listener = build_listener(listener_config, reactor, source=config.source, index=index, contexts=contexts)
             if listener.reload is not None:
                 self.tls_reloaders[listener_config.name] = listener.reload
             name = listener_config.name
@@ -221,7 +222,7 @@ class GatewayService(MultiService):
                 warnings.append(f"listener {name!r} was removed: it keeps serving until a restart")
                 continue
             try:
-                reload(listener)
+                reload(listener, new.files.listener_contexts.get(name))
             except Exception as error:
                 _log.failure("re-reading the certificates of listener {name} failed", name=name)
                 warnings.append(f"listener {name!r}: certificates not reloaded: {error}")

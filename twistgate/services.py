@@ -15,6 +15,7 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple
 import attrs
 
 from twistgate.config.model import GatewayConfig
+from twistgate.files import FileMaterial
 from twistgate.ops.accesslog import AccessLog
 from twistgate.ops.otlp import OTLPExporter
 from twistgate.ops.runtime import Operations
@@ -66,12 +67,19 @@ class Services:
 
 
 def build_services(
-    config: GatewayConfig, clock: Any, http_client: Any, ops: Operations, upstreams: Mapping[str, Any]
+    config: GatewayConfig,
+    clock: Any,
+    http_client: Any,
+    ops: Operations,
+    upstreams: Mapping[str, Any],
+    files: Optional[FileMaterial] = None,
 ) -> Services:
     """Every service the configuration asks for, built once for one generation."""
     sections = config.sections
     auth_section = sections.get("auth")
-    auth = AuthService(auth_section, clock=clock, http_client=http_client) if auth_section is not None else None
+    auth = None
+    if auth_section is not None:
+        auth = AuthService(auth_section, clock=clock, http_client=http_client, files=files)
     rate_limiting = sections.get("rate_limiting") or RateLimitingConfig()
     cache = CacheService(sections.get("cache"))
     tracer = _tracer(sections.get("tracing"), clock, http_client, ops)

@@ -19,15 +19,15 @@ class Options(usage.Options):
 
         from twistgate import _twisted_compat
         from twistgate.generation import Generation
-        from twistgate.validation import load_checked
+        from twistgate.validation import load_prepared
 
         try:
             _twisted_compat.check()
         except _twisted_compat.IncompatibleTwisted as error:
             raise usage.UsageError(str(error))
         try:
-            self.gateway_config = load_checked(self["config"])
-            self.generation = Generation(self.gateway_config, reactor)
+            self.gateway_config, files = load_prepared(self["config"])
+            self.generation = Generation(self.gateway_config, reactor, files=files)
         except ConfigError as error:
             raise usage.UsageError(f"invalid configuration:\n{error}")
         except OSError as error:

@@ -6,23 +6,25 @@ sections at once (a route naming an authenticator, a cache object larger
 than the store) is checked here by pure functions over the frozen config
 (`validate`); what needs the files a configuration names (certificates,
 keys, CA bundles, htpasswd) is read and parsed by `check_files`.
-`load_checked` is both, as ``twistgate check`` and a reload run them: a
-reload runs it in a thread, so nothing here touches the reactor.
+`load_prepared` is both, keeping what the files hold (`twistgate.files`)
+for the generation to use: a reload runs it in a thread, so nothing here
+touches the reactor.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, List
+from typing import Any, Callable, Iterable, List, Tuple
 
 import attrs
 
 from twistgate import chain
 from twistgate.config import load_file
 from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig, Location
+from twistgate.files import FileMaterial, read_files
 from twistgate.routing import RouteTable
 
-__all__ = ["check_files", "load_checked", "validate"]
+__all__ = ["check_files", "load_checked", "load_prepared", "validate"]
 
 
 def validate(config: GatewayConfig) -> List[ConfigIssue]:
@@ -36,37 +38,32 @@ def validate(config: GatewayConfig) -> List[ConfigIssue]:
 
 def check_files(config: GatewayConfig) -> List[ConfigIssue]:
     """Read and parse every file the configuration names; what cannot be used."""
-    from twistgate.policies.auth.files import check_auth_files
-    from twistgate.tls import build_server_contexts
-    from twistgate.upstream.tls import policy_for, uses_tls
+    return list(read_files(config)[1]) + check_files_extra(config)
 
-    issues: List[ConfigIssue] = []
-    for index, listener in enumerate(config.listeners):
-        if listener.tls is not None:
-            where = f"listeners[{index}].tls"
-            issues.extend(_in_file(config, _raised(lambda: build_server_contexts(listener.tls, where=where))))
-    for upstream in config.upstreams.values():
-        if uses_tls(upstream):
-            issues.extend(_raised(lambda: policy_for(upstream)))
-    auth = config.sections.get("auth")
-    if auth is not None:
-        issues.extend(check_auth_files(auth))
+
+def load_prepared(path: str) -> Tuple[GatewayConfig, FileMaterial]:
+    """Load `path`, validate it, and read what its files hold; `ConfigError` with every issue."""
+    config = load_file(path)
+    material, file_issues = read_files(config)
+    issues = validate(config) + file_issues + check_files_extra(config)
+    if issues:
+        raise ConfigError(issues)
+    return config, material
+
+
+def check_files_extra(config: GatewayConfig) -> List[ConfigIssue]:
+    """File-system checks beyond reading: the access log's directory exists."""
     access_log = config.sections.get("access_log")
     if access_log is not None and access_log.path != "-":
         directory = os.path.dirname(os.path.abspath(access_log.path))
         if not os.path.isdir(directory):
-            message = f"access_log.path: directory {directory!r} does not exist"
-            issues.append(ConfigIssue(location=access_log.location, message=message))
-    return issues
+            return [ConfigIssue(location=access_log.location, message=f"access_log.path: directory {directory!r} does not exist")]
+    return []
 
 
 def load_checked(path: str) -> GatewayConfig:
     """Load `path`, validate it and check its files; `ConfigError` with every issue."""
-    config = load_file(path)
-    issues = validate(config) + check_files(config)
-    if issues:
-        raise ConfigError(issues)
-    return config
+    return load_prepared(path)[0]
 
 
 def _raised(check: Callable[[], Any]) -> List[ConfigIssue]:
@@ -75,18 +72,6 @@ def _raised(check: Callable[[], Any]) -> List[ConfigIssue]:
     except ConfigError as error:
         return list(error.issues)
     return []
-
-
-def _in_file(config: GatewayConfig, issues: Iterable[ConfigIssue]) -> List[ConfigIssue]:
-    """Issues of a config built from text carry "<config>": name the real file."""
-    if config.source is None:
-        return list(issues)
-    return [
-        attrs.evolve(issue, location=attrs.evolve(issue.location, file=config.source))
-        if issue.location.file == "<config>"
-        else issue
-        for issue in issues
-    ]
 
 
 def _admin_not_public(config: GatewayConfig) -> List[ConfigIssue]:

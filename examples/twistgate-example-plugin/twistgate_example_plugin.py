@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from twistgate.messages import ProxyRequest, ProxyResponse, Response
-from twistgate.plugins import PluginContext, hookimpl
+from twistgate.plugins import PluginContext, ProxyRequest, ProxyResponse, Response, hookimpl
 
 __all__ = ["ExampleHeaders"]
 

@@ -30,7 +30,7 @@ from twisted.internet.defer import maybeDeferred
 from twistgate.config import ConfigError
 from twistgate.generation import Generation, comparable
 from twistgate.ops.runtime import Operations
-from twistgate.validation import load_checked
+from twistgate.validation import load_prepared
 
 _log = Logger()
 
@@ -71,12 +71,13 @@ class Reloader:
         startup: Callable[[Generation], Any] = lambda g: None,
         shutdown: Callable[[Generation], Any] = lambda g: None,
         after_swap: Optional[List[Callable[[Generation], Optional[List[str]]]]] = None,
-        load: Callable[[str], Any] = load_checked,
+        load: Callable[[str], Any] = load_prepared,
         run_blocking: Callable[..., Any] = maybeDeferred,
     ) -> None:
         """
-        :param load: reads, validates and checks a configuration file
-            (blocking: files, parsing, certificates).
+        :param load: reads and validates a configuration file and reads the
+            files it names: ``(config, FileMaterial)`` (blocking: files,
+            parsing, certificates, hashing).
         :param run_blocking: runs ``load`` (a thread pool in the service,
             so a reload never stalls requests; synchronously in tests).
         """
@@ -102,10 +103,10 @@ class Reloader:
         if source is None:
             return self._rejected(reason, "The configuration was not read from a file: there is nothing to reload.")
         try:
-            config = yield self.run_blocking(self.load, source)
+            config, files = yield self.run_blocking(self.load, source)
             new = Generation(
                 config, self.clock, previous=old, agent_for=old.agent_for,
-                client_for=old.client_for, plugin_registry=old.plugin_registry,
+                client_for=old.client_for, plugin_registry=old.plugin_registry, files=files,
             )
         except ConfigError as error:
             return self._rejected(reason, f"{source}: invalid configuration; the old one keeps serving.", issues=issue_dicts(error))

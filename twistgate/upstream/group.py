@@ -77,6 +77,7 @@ class Upstream:
         client: Any = None,
         client_factory: Optional[Callable[[UpstreamConfig, Any], Any]] = None,
         events: Optional[UpstreamEvents] = None,
+        tls_policy: Any = None,
         resolver: Any = None,
         rng: Optional[Random] = None,
     ) -> None:
@@ -89,6 +90,8 @@ class Upstream:
         :param events: where breaker transitions and attempts are reported
             (the plugins and tracer of the generation serving); it outlives
             generations, like this upstream.
+        :param tls_policy: the TLS policy of https targets, read beforehand
+            (`twistgate.files`); default: built now from ``upstreams.X.tls``.
         """
         self.config = config
         self.name = config.name
@@ -98,7 +101,9 @@ class Upstream:
         self.read_timeout = config.timeouts.read
         # https targets verify against upstreams.X.tls (CA, server_name,
         # client certificate) or the system store; built once, here.
-        self.tls_policy = upstream_tls_policy(config) if uses_tls(config) else BrowserLikePolicyForHTTPS()
+        if tls_policy is None:
+            tls_policy = upstream_tls_policy(config) if uses_tls(config) else BrowserLikePolicyForHTTPS()
+        self.tls_policy = tls_policy
         if client is not None:
             self.client = client
         elif client_factory is not None:
@@ -177,8 +182,7 @@ class Upstream:
             target.breaker = CircuitBreaker(
                 self.breaker_config, self.clock, lambda old, new, t=target: self._breaker_moved(t, old, new)
             )
-        if self._endpoints:
-            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
+        target.endpoint = None  # made on first use (`send`)
 
     def _retire(self, target: Target) -> None:
         """A target left the set: its timers go; requests in flight on it finish."""
@@ -241,13 +245,6 @@ class Upstream:
             candidates = [t for t in candidates if t is not target]
         raise self._unavailable()
 
-    def choose(self, request: ProxyRequest) -> Target:
-        """The target the balancer would choose now (no breaker admission)."""
-        candidates = [t for t in self._ready if t.breaker is None or t.breaker.allows()]
-        if not candidates:
-            raise self._unavailable()
-        return self.balancer.pick(candidates, request)
-
     def _unavailable(self) -> GatewayError:
         up = [t for t in self.targets if t.healthy and t.outlier.ejected_until is None]
         blocked = [t.breaker for t in up if t.breaker is not None and not t.breaker.allows()]
@@ -288,7 +285,13 @@ class Upstream:
 
     def send(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
         """One HTTP request to `target` (no retries, no timers), traced when spans are exported."""
-        return self.events.send_attempt(self.name, self.client, target, method, path, headers, body)
+        return self.events.send_attempt(self.name, self, target, method, path, headers, body)
+
+    def request(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
+        """One HTTP request through the client, untraced (health probes); the target's endpoint is made once."""
+        if self._endpoints and target.endpoint is None:
+            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
+        return self.client.request(target, method, path, headers, body)
 
     def with_connect_timeout(self, target: Target, connect: float) -> Target:
         """
@@ -311,7 +314,7 @@ class Upstream:
         """GET the health path on `target` through the forwarding path; fires with the status."""
         config = self.health.config  # type: ignore[union-attr]
         headers = Headers({b"Host": [target.host_header], b"User-Agent": [b"twistgate-health-check"]})
-        d = maybeDeferred(self.client.request, target, b"GET", config.path.encode("ascii"), headers, None)
+        d = maybeDeferred(self.request, target, b"GET", config.path.encode("ascii"), headers, None)
 
         def got(response: Any) -> int:
             # The status is all a probe needs; a short body is read so the

@@ -34,9 +34,12 @@ class AuthService:
         *,
         clock: Any,
         http_client: Any,
+        files: Any = None,
         peer_identity: Optional[Callable[[Any], Any]] = None,
     ) -> None:
+        """:param files: `twistgate.files.FileMaterial` (keys and users read beforehand); default: read now."""
         self.section = section
+        self.files = files
         self.clock = clock
         self.http_client = http_client
         self.authenticators: Dict[str, Any] = {}
@@ -77,7 +80,8 @@ class AuthService:
         return store
 
     def _jwt(self, config: JwtConfig) -> JwtAuthenticator:
-        keys = jwt_keys(config)
+        prepared = self.files.jwt_keys.get(config.name) if self.files is not None else None
+        keys = prepared if prepared is not None else jwt_keys(config)
         key_set = None
         asymmetric = [a for a in config.algorithms if a not in HMAC]
         if config.jwks_url is not None and asymmetric:
@@ -95,10 +99,11 @@ class AuthService:
         return JwtAuthenticator(config, self.clock, keys, key_set)
 
     def _basic(self, config: BasicConfig) -> BasicAuthenticator:
-        users = read_htpasswd(config)
+        prepared = self.files.htpasswd.get(config.name) if self.files is not None else None
+        users, dummy = prepared if prepared is not None else (read_htpasswd(config), None)
         if self.password_runner is None:
             self.password_runner = runner_for(self.clock, 2, "twistgate-bcrypt")
-        return BasicAuthenticator(config, users, self.clock, self.password_runner)
+        return BasicAuthenticator(config, users, self.clock, self.password_runner, dummy)
 
     # -- what other parts of the gateway use --------------------------------
 
