@@ -167,7 +167,7 @@ class Forwarding:
             d.errback()
         self.current = d
         self.read_timer = upstream.clock.callLater(self.policy.read, d.cancel)
-        d.addBoth(self._settled, attempt)
+        d.addBoth(self._settled, attempt).addErrback(self._crashed)
 
     def _settled(self, result: Any, attempt: Attempt) -> None:
         self.current = None
@@ -243,8 +243,14 @@ class Forwarding:
             return False
         wait = deferLater(upstream.clock, delay, lambda: None)
         self.current = wait
-        wait.addCallbacks(self._attempt, _ignore_cancel)
+        wait.addCallbacks(self._attempt, _ignore_cancel).addErrback(self._crashed)
         return True
+
+    def _crashed(self, failure: Failure) -> None:
+        """A bug in an attempt's bookkeeping: logged with the request id, and the call fails (502)."""
+        _log.failure("internal error forwarding {request_id}", failure, request_id=self.request.request_id)
+        if not self.done:
+            self._fail(GatewayError())
 
     # -- the end ---------------------------------------------------------------
 

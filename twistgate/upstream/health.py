@@ -87,7 +87,7 @@ class HealthChecker:
         delay = self.rng.uniform(0, jitter) if jitter > 0 else 0
         d = deferLater(self.clock, delay, self._check, target) if delay else self._check(target)
         self._pending[target] = d
-        d.addBoth(self._settled, target)
+        d.addBoth(self._settled, target).addErrback(self._loop_failed, target)
         return d
 
     def _settled(self, result: Any, target: Any) -> None:
