@@ -110,8 +110,8 @@ class UpstreamTimeout(GatewayError):
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:
-    """The contract's JSON error body."""
+    """The contract's JSON error body: one line, ending in a newline (like curl users and log shippers expect)."""
     return json.dumps(
         {"error": code, "message": message, "request_id": request_id},
         separators=(",", ":"),
-    ).encode("utf-8")
+    ).encode("utf-8") + b"\n"
