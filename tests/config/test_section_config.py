@@ -201,7 +201,7 @@ limits:
 """
     )
     assert found == [
-        (3, "limits.max_request_body", "must be at least 1 bytes, got 0"),
+        (3, "limits.max_request_body", "must be at least 1 byte, got 0"),
         (4, "limits.header_timeout", "must be longer than zero"),
         (5, "limits.request_timeout", "a duration needs a unit: write 60s (or 60ms); units are ms, s, m, h and d"),
         (6, "limits.max_header_bytes", "ambiguous size unit 'KB' in '64KB': write 64KiB (1 KiB = 1024 bytes)"),

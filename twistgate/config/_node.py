@@ -28,6 +28,7 @@ import attrs
 import yaml
 from yaml.constructor import SafeConstructor
 
+from twistgate._text import plural
 from twistgate.config import _env
 from twistgate.config._pending import not_implemented
 from twistgate.config._units import parse_duration, parse_rate, parse_size
@@ -238,7 +239,7 @@ class Node:
     def size(self, *, min: int = 0) -> Optional[int]:
         size = self.convert(parse_size, "a size like 64KiB")
         if size is not None and size < min:
-            self.issue(f"must be at least {min} bytes, got {size}")
+            self.issue(f"must be at least {plural(min, 'byte')}, got {size}")
             return None
         return size
 
