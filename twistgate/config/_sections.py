@@ -9,10 +9,8 @@ import re
 from ipaddress import ip_network
 from typing import Dict, List, Optional, Tuple
 
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.testing import MemoryReactor
-
 from twistgate.config._node import Fields, Node
+from twistgate.config.endpoints import EndpointError, parse_server_endpoint, suggest_endpoint
 from twistgate.config.model import (
     DemoConfig,
     IPNetwork,
@@ -44,30 +42,24 @@ DEMO_KEYS = ("endpoint",)
 
 def server_endpoint(node: Node) -> Optional[str]:
     """
-    A Twisted server endpoint string, parsed now (against a `MemoryReactor`,
-    so nothing listens) so that a typo fails the load, not the start.
+    A Twisted server endpoint string, read now (twistgate.config.endpoints,
+    nothing is built) so that a typo or an impossible port fails the load,
+    not the start.
     """
+    if node.kind in ("integer", "number"):
+        hint = suggest_endpoint(node._constructed())
+        example = hint or "tcp:8080"
+        node.issue(f"expected an endpoint string like {example!r}, got {node.kind} {node.node.value}; did you mean {example!r}?")
+        return None
     text = node.string()
     if text is None:
         return None
     try:
-        serverFromString(MemoryReactor(), text)  # type: ignore[no-untyped-call]
-    except Exception as e:  # endpoint parsers raise ValueError, TypeError, OSError...
-        node.issue(f"invalid Twisted server endpoint {text!r}: {_endpoint_problem(e)}")
+        parse_server_endpoint(text)
+    except EndpointError as e:
+        node.issue(f"invalid Twisted server endpoint {text!r}: {e}")
         return None
     return text
-
-
-def _endpoint_problem(error: Exception) -> str:
-    """Turn a parser's ``TypeError`` about its arguments into plain words."""
-    text = str(error)
-    unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
-    if unexpected:
-        return f"unknown option {unexpected.group(1)!r}"
-    missing = re.search(r"missing \d+ required positional argument: '(\w+)'", text)
-    if missing:
-        return f"missing {missing.group(1)!r} (for example tcp:8080)"
-    return text or type(error).__name__
 
 
 def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
@@ -90,7 +82,8 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "'ssl:' would wrap TLS twice"
             )
         if name is not None and endpoint is not None:
-            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls))
+            location = fields["endpoint"].location()
+            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, location=location))
     return tuple(found)
 
 

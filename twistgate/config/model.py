@@ -26,9 +26,12 @@ class Location:
     file: str = "<config>"
     line: int = 0
     path: str = ""
+    column: int = 0  # set for YAML syntax errors, where the line alone is not enough
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         return f"{where}: {self.path}" if self.path else where
 
 
@@ -90,6 +93,8 @@ class ListenerConfig:
     name: str
     endpoint: str
     tls: Optional[ListenerTLSConfig] = None
+    # Where `endpoint` was written, for errors about it (address clashes).
+    location: Location = attrs.field(default=Location(), eq=False)
 
 
 @attrs.frozen(kw_only=True)
