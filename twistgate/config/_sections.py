@@ -30,6 +30,7 @@ TLS_KEYS = (
     "certificates",
     "min_version",
     "http2",
+    "groups",
 )
 TLS_CERTIFICATE_KEYS = ("certificate", "private_key")
 CLIENT_CERTIFICATE = ("none", "optional", "required")
@@ -112,6 +113,7 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
     more = fields.read("certificates", _listener_certificates, ())
     min_version = fields.read("min_version", _tls_version, "1.2")
     http2 = fields.read("http2", Node.boolean, True)
+    groups = fields.read("groups", _tls_groups, ListenerTLSConfig.__attrs_attrs__.groups.default)
     if certificate is None or private_key is None:
         return None
     return ListenerTLSConfig(
@@ -122,6 +124,7 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
         certificates=more,
         min_version=min_version,
         http2=http2,
+        groups=groups,
         location=node.location(at_key=True),
     )
 
@@ -142,6 +145,25 @@ def _listener_certificates(node: Node) -> Optional[Tuple[ListenerCertificate, ..
         if certificate is not None and private_key is not None:
             found.append(ListenerCertificate(certificate=certificate, private_key=private_key, location=item.location()))
     return tuple(found)
+
+
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _tls_groups(node: Node) -> Optional[Tuple[str, ...]]:
+    """OpenSSL group names (X25519, P-256, X25519MLKEM768...); whether this OpenSSL knows them is checked when the listener is built."""
+    found: List[str] = []
+    for item in node.sequence(non_empty=True) or ():
+        name = item.string()
+        if name is None:
+            continue
+        if not _GROUP_NAME.fullmatch(name):
+            item.issue(f"expected a key exchange group name like X25519 or P-256, got {name!r}")
+        elif name.lower() in (g.lower() for g in found):
+            item.issue(f"{name!r} is listed twice")
+        else:
+            found.append(name)
+    return tuple(found) if found else None
 
 
 def _tls_version(node: Node) -> Optional[str]:

@@ -85,6 +85,10 @@ class ListenerTLSConfig:
     certificates: Tuple[ListenerCertificate, ...] = ()
     min_version: str = "1.2"
     http2: bool = True
+    # Key exchange groups offered, in preference order (OpenSSL names).  The
+    # default is Mozilla's "intermediate" set; OpenSSL's own default also
+    # offers X448, P-521 and finite-field groups.
+    groups: Tuple[str, ...] = ("X25519", "P-256", "P-384")
     location: Location = attrs.field(default=Location(), eq=False)
 
 
