@@ -101,6 +101,8 @@ def run(
     store = BlockingKeyStore(Database(dialect_for(authenticators[name].store)))
     try:
         return _ACTIONS[args.action](args, name, store, now(), out, err)
+    except BrokenPipeError:
+        raise  # the reader of our output left (`| head`): twistgate.cli ends quietly
     except Exception as error:  # the store: unreachable, locked, permissions
         print(f"the key store of {name!r} failed: {type(error).__name__}: {error}", file=err)
         return 1
