@@ -44,7 +44,7 @@ done
 HAVE_NGINX=0
 command -v nginx >/dev/null && HAVE_NGINX=1
 
-# CPU layout on 2+ cores (as the shared harness): the proxy under test alone on
+# CPU layout on 2+ cores (as bench/compare.py): the proxy under test alone on
 # CPU 0, wrk and the upstream on CPU 1.
 PROXY_CPU=() LOAD_CPU=()
 if [[ $PIN -eq 1 ]] && command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then

@@ -1,7 +1,7 @@
 """
-A tiny Twisted upstream for bench/run.sh when nginx is not installed.
+A tiny Twisted upstream for bench/run.sh and bench/compare.py when nginx is not installed.
 
-Serves what the shared harness's nginx upstream serves: ``/`` a fixed
+Serves what the nginx upstream of bench/run.sh and bench/compare.py serves: ``/`` a fixed
 100-byte body, ``/64k`` 65 536 bytes; anything else is a 404.  No access
 log.  Usage: ``python bench/upstream.py PORT`` (listens on 127.0.0.1).
 """

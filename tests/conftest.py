@@ -12,6 +12,14 @@ def reactor():
     return _reactor
 
 
+@pytest.fixture(scope="session")
+def example_plugin_site(tmp_path_factory):
+    """The example plugin pip-installed into a temporary directory (never into the suite's venv)."""
+    from tests.installs import install_example_plugin
+
+    return install_example_plugin(tmp_path_factory.mktemp("example-plugin") / "site")
+
+
 def pytest_collection_modifyitems(items):
     """Everything under tests/integration/ uses real sockets or processes."""
     for item in items:

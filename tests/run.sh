@@ -6,9 +6,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests drive for real: redis-server (shared
 # rate limits), postgresql (shared API keys), chromium (the dashboard),
-# openssl (test certificates), promtool (metrics lint), curl.
+# openssl (test certificates, s_client), promtool (metrics lint), curl, and
+# systemd-analyze (docs/production.md's unit file is verified with it).
+# apt runs only when one of them is missing.
 need=()
-for pair in curl:curl redis-server:redis-server chromium:chromium openssl:openssl promtool:prometheus; do
+for pair in curl:curl redis-server:redis-server chromium:chromium openssl:openssl promtool:prometheus \
+            systemd-analyze:systemd; do
     tool="${pair%%:*}"; package="${pair#*:}"
     command -v "$tool" >/dev/null 2>&1 || need+=("$package")
 done
@@ -23,9 +26,9 @@ fi
 VENV="${TWISTGATE_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-# compat mode: a path entry, so twistd finds twisted/plugins/ in this tree.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    -e '.[test]' --config-settings editable_mode=compat
+# The README's development install: editable, a path entry for this tree
+# (pyproject.toml says why), so twistd finds twisted/plugins/ here.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
 # Regenerate twistd's plugin cache so no run complains about it.
 "$VENV/bin/python" -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 

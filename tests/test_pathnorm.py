@@ -18,7 +18,9 @@ from twistgate.pathnorm import InvalidPath, normalize_path
         (b"/", "/"),
         (b"/api/v1/users/42", "/api/v1/users/42"),
         (b"/a/b/", "/a/b/"),
-        (b"/a;b=c/d:e@f!$&'()*+,", "/a;b=c/d:e@f!$&'()*+,"),
+        (b"/a/d:e@f!$&'()*+,=", "/a/d:e@f!$&'()*+,="),
+        # an escaped ';' is data inside a segment, like %2F
+        (b"/a%3bb=c/d", "/a%3Bb=c/d"),
         (b"/.well-known/x", "/.well-known/x"),
         (b"/...", "/..."),
         # dot segments, never above the root
@@ -88,6 +90,16 @@ def test_normalize_table(raw: bytes, expected: str) -> None:
         b"/public/..;/admin",
         b"/public/.;x/admin",
         b"/public/%2e%2e;x/admin",
+        # path parameters: Tomcat, Jetty and Spring drop ";..." from a segment,
+        # so the upstream would serve /private/secret past /private/*'s policies
+        b"/private;x=1/secret",
+        b"/private;/secret",
+        b"/public/..;/private/x",
+        b"/a;jsessionid=0123",
+        b"/a/b;",
+        # an escaped ';' right after a dot segment is as ambiguous
+        b"/public/..%3b/private/x",
+        b"/public/.%3Bx/private",
     ],
 )
 def test_normalize_rejects(raw: bytes) -> None:
@@ -104,6 +116,12 @@ def test_invalid_path_is_a_400() -> None:
     assert isinstance(info.value, BadRequest)
     assert info.value.status == 400
     assert info.value.code == "invalid_path"
+
+
+def test_path_parameters_are_refused_with_a_clear_message() -> None:
+    with pytest.raises(InvalidPath) as info:
+        normalize_path(b"/private;x=1/secret")
+    assert "';'" in info.value.message and info.value.status == 400
 
 
 def test_common_paths_take_the_fast_path() -> None:
@@ -146,7 +164,7 @@ def test_normalize_is_idempotent_and_canonical(raw: bytes) -> None:
     for bad in ("/../", "/./", "//"):
         assert bad not in out
     assert not out.endswith(("/.", "/.."))
-    assert "\\" not in out and " " not in out and "%00" not in out
+    assert "\\" not in out and " " not in out and "%00" not in out and ";" not in out
 
 
 @given(_PATHS)
@@ -154,3 +172,39 @@ def test_fast_path_agrees_with_the_full_algorithm(raw: bytes) -> None:
     """Whenever the fast check accepts a path, the full algorithm leaves it unchanged."""
     if pathnorm._NORMAL.fullmatch(raw) is not None:
         assert pathnorm._normalize_slow(raw) == raw.decode("ascii")
+
+
+ROUTED = """
+listeners: [{name: p, endpoint: "tcp:0"}]
+upstreams:
+  app: {targets: [{url: "http://app.internal:8000"}]}
+routes:
+  - {name: private, path: "/private/*", upstream: app, plugins: {ip_allow: {cidrs: [10.0.0.0/8]}}}
+  - {name: public, path: "/*", upstream: app}
+"""
+
+
+@pytest.mark.parametrize("path", ["/private;x=1/secret", "/public/..;/private/x", "/private;/secret"])
+def test_path_parameters_cannot_reach_a_route_past_its_policies(path: str) -> None:
+    """Through the whole gateway: 400 before routing, nothing reaches the (Tomcat-like) upstream."""
+    import json
+
+    from twisted.web.resource import Resource
+
+    from twistgate.config import load_text
+    from twistgate.testing import GatewayHarness
+
+    class Upstream(Resource):
+        isLeaf = True
+        seen: list = []
+
+        def render(self, request):
+            self.seen.append(request.uri)
+            return b"secret"
+
+    upstream = Upstream()
+    gw = GatewayHarness(load_text(ROUTED, "t.yaml"), upstream)
+    response = gw.request("GET", "http://api.example" + path)
+    assert response.code == 400
+    assert json.loads(gw.content(response))["error"] == "invalid_path"
+    assert upstream.seen == []

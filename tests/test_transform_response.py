@@ -28,8 +28,11 @@ class Scripted(Resource):
 
     def render(self, request):
         path = request.path.decode()
-        if path == "/framed":
-            request.setHeader(b"X-Frame-Options", b"SAMEORIGIN")
+        if path in ("/framed", "/csp"):
+            if path == "/framed":
+                request.setHeader(b"X-Frame-Options", b"SAMEORIGIN")
+            else:
+                request.setHeader(b"Content-Security-Policy", b"default-src 'self'")
             request.setHeader(b"Content-Type", b"text/html")
             return b"<p>hi</p>"
         if path == "/json":
@@ -97,7 +100,26 @@ def test_preset_on_http_has_everything_but_hsts():
     assert h(response, "X-Content-Type-Options") == "nosniff"
     assert h(response, "X-Frame-Options") == "DENY"
     assert h(response, "Referrer-Policy") == "no-referrer"
+    assert h(response, "Content-Security-Policy") == "frame-ancestors 'none'"
     assert h(response, "Strict-Transport-Security") is None  # RFC 6797 §7.2: never over plain HTTP
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [("{frame_options: SAMEORIGIN}", "frame-ancestors 'self'"),  # follows frame_options unless set
+     ("{frame_ancestors: \"'self' https://partner.example\"}", "frame-ancestors 'self' https://partner.example"),
+     ("{frame_options: false}", None), ("{frame_ancestors: false}", None)],
+)
+def test_frame_ancestors(setting, expected):
+    gw = gateway(f"    security_headers: {setting}")
+    response, _ = get(gw, "/text")
+    assert h(response, "Content-Security-Policy") == expected
+
+
+def test_frame_ancestors_never_overrides_an_upstream_policy():
+    gw = gateway("    security_headers: true")
+    response, _ = get(gw, "/csp")
+    assert h(response, "Content-Security-Policy") == "default-src 'self'"
 
 
 def test_hsts_when_a_trusted_proxy_terminated_tls():
@@ -150,6 +172,7 @@ def test_gateway_errors_get_the_preset_too():
         ("{hsts: 'one year'}", "Strict-Transport-Security value"),
         ("{hsts: true}", "or false to leave it out"),
         ("{csp: x}", "unknown key 'csp'"),
+        ("{frame_ancestors: 'https://a.example; script-src *'}", "frame_ancestors"),
         ("yes-please", "expected true or false"),
     ],
 )

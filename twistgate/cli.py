@@ -1,15 +1,28 @@
 """
 The `twistgate` command: offline tools over a configuration file.
 
+    twistgate --version     print the version
     twistgate check FILE    validate (exit 0) or list every error (exit 1)
     twistgate routes FILE   print the route table in the order it matches
+    twistgate explain FILE --path P [--method M] [--host H] [--json]
+    twistgate keys create|list|revoke --config FILE ...
+
+Exit status, for every command: 0 done; 1 the configuration is invalid or
+cannot be read, or the operation failed (a key store error, an unknown key
+id); 2 a usage error (unknown command or option, a missing or malformed
+argument); 3 ``explain`` found no route for the request.  A reader that
+goes away (``twistgate explain ... --json | head``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
+
+from twistgate._text import plural
+from twistgate._version import __version__
 
 from twistgate.config import ConfigError, load_file
 
@@ -46,6 +59,12 @@ def _validate(path: str):  # type: ignore[no-untyped-def]
     return config
 
 
+EXIT_OK = 0
+EXIT_INVALID = 1  # invalid configuration, or the operation failed
+EXIT_USAGE = 2  # argparse's own status for usage errors
+EXIT_NO_ROUTE = 3  # `explain`: the request matches no route
+
+
 def _check(path: str) -> int:
     try:
         config = _validate(path)
@@ -53,15 +72,14 @@ def _check(path: str) -> int:
         print(f"{path}: invalid configuration", file=sys.stderr)
         for issue in error.issues:
             print(f"  {issue}", file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     except OSError as error:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"{path}: ok ({len(config.listeners)} listeners, {len(config.upstreams)} upstreams, "
-        f"{len(config.routes)} routes)"
-    )
-    return 0
+        return EXIT_INVALID
+    counts = (plural(len(config.listeners), "listener"), plural(len(config.upstreams), "upstream"),
+              plural(len(config.routes), "route"))
+    print(f"{path}: ok ({', '.join(counts)})")
+    return EXIT_OK
 
 
 def _routes(path: str) -> int:
@@ -70,17 +88,25 @@ def _routes(path: str) -> int:
     try:
         generation = _build(path)
     except ConfigError as error:
-        print(str(error), file=sys.stderr)
-        return 1
+        print(f"{path}: invalid configuration", file=sys.stderr)
+        for issue in error.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_INVALID
     except OSError as error:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     print(format_routes(generation.routes))
-    return 0
+    return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="twistgate", description="twistgate API gateway tools")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twistgate",
+        description="twistgate API gateway tools",
+        epilog="exit status: 0 done, 1 invalid configuration or failed operation, 2 usage error, "
+        "3 explain found no route",
+    )
+    parser.add_argument("--version", action="version", version=f"twistgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file")
@@ -95,7 +121,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from twistgate.policies.auth.cli import add_keys_command
 
     add_keys_command(sub)  # `twistgate keys create|list|revoke` (twistgate/policies/auth/cli.py)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command's exit status; usage errors and ``--version`` raise SystemExit (2 and 0) from argparse."""
+    args = _parser().parse_args(argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_OK
+    return status
+
+
+def _discard_stdout() -> None:
+    """The reader left (``| head``): send what is still buffered nowhere, so exit prints no error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "keys":
         return int(args.handler(args))
     if args.command == "explain":

@@ -134,11 +134,11 @@ def add_error_headers(failure: "Failure", headers: Sequence[Tuple[bytes, bytes]]
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:
-    """The contract's JSON error body."""
+    """The contract's JSON error body: one line, ending in a newline (like curl users and log shippers expect)."""
     return json.dumps(
         {"error": code, "message": message, "request_id": request_id},
         separators=(",", ":"),
-    ).encode("utf-8")
+    ).encode("utf-8") + b"\n"
 
 
 def error_response(error: GatewayError, request_id: str, date: bytes) -> "Tuple[int, Headers, bytes]":

@@ -17,8 +17,15 @@ and Envoy's ``normalize_path`` plus ``merge_slashes``:
   ``" < > [ ] ^ ` { | }``) are percent-encoded;
 * duplicate slashes are merged and ``.``/``..`` segments removed (never above
   the root); a trailing ``/`` is kept, and ``/a/.`` becomes ``/a/``;
-* segments such as ``..;x`` (Tomcat and Jetty read them as ``..``) are
-  rejected.
+* path parameters are rejected: a raw ``;`` anywhere in the path (Tomcat,
+  Jetty and Spring drop ``;...`` from each segment before mapping, so
+  ``/private;x=1/secret`` would reach ``/private/secret`` while the gateway
+  judged it by another route, and ``/public/..;/private`` would climb out of
+  ``/public``), and a dot segment followed by an escaped one (``..%3B``).
+  An escaped ``%3B`` elsewhere is data, like ``%2F``.  Refusing, not
+  stripping, is deliberate: the gateway cannot know which upstreams read
+  ``;`` as a parameter, and Spring Security's default firewall refuses the
+  same requests.
 
 The common case, a path that is already normal, costs one regular expression
 match and one ASCII decode.
@@ -42,7 +49,7 @@ class InvalidPath(BadRequest, ValueError):
 
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_SUB_DELIMS_ETC = b"!$&'()*+,;=:@"
+_SUB_DELIMS_ETC = b"!$&'()*+,=:@"  # ";" (path parameters) is refused
 _HEXDIGITS = frozenset(b"0123456789ABCDEFabcdef")
 
 # What each raw byte (other than "%" and "/") becomes: itself, an escape, or
@@ -52,13 +59,13 @@ for _b in _UNRESERVED | frozenset(_SUB_DELIMS_ETC):
     _RAW[_b] = chr(_b)
 for _b in list(b'"<>[]^`{|}') + list(range(0x80, 0x100)):
     _RAW[_b] = "%{:02X}".format(_b)
-# Rejected (left as None): 0x00-0x1F, space, 0x7F, backslash, "#", "?".
+# Rejected (left as None): 0x00-0x1F, space, 0x7F, backslash, "#", "?", ";".
 del _b
 
-# An already-normal path: non-empty segments of raw pchars (no "%"), none of
-# them a dot segment (nor "." / ".." followed by ";"), and an optional
-# trailing slash.  Segments cannot overlap "/", so matching is linear.
-_NORMAL = re.compile(rb"(?:/(?!\.\.?(?:[/;]|\Z))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
+# An already-normal path: non-empty segments of raw pchars other than ";"
+# (no "%"), none of them a dot segment, and an optional trailing slash.
+# Segments cannot overlap "/", so matching is linear.
+_NORMAL = re.compile(rb"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*/?")
 
 
 def normalize_path(raw: bytes) -> str:
@@ -70,7 +77,8 @@ def normalize_path(raw: bytes) -> str:
         this is what routes are matched against and what is sent upstream.
     :raises InvalidPath: if the path does not start with ``/`` or holds a
         malformed escape, NUL, a control character, space, backslash, ``#``,
-        ``?`` or an ambiguous dot segment such as ``..;x``.
+        ``?``, ``;`` (a path parameter) or an ambiguous dot segment such as
+        ``..%3B``.
     """
     if raw[:1] != b"/":
         raise InvalidPath("The request path must start with '/'.")
@@ -93,7 +101,7 @@ def _normalize_slow(raw: bytes) -> str:
                 out.pop()
             trailing = i == last
         else:
-            if segment[0] == "." and segment.split(";", 1)[0] in (".", ".."):
+            if segment[0] == "." and segment.split("%3B", 1)[0] in (".", ".."):
                 raise InvalidPath("The request path holds an ambiguous dot segment.")
             out.append(segment)
             trailing = False
@@ -141,4 +149,6 @@ def _why(byte: int) -> str:
         return "The request path holds a space."
     if byte < 0x20 or byte == 0x7F:
         return "The request path holds a control character."
+    if byte == 0x3B:
+        return "The request path holds a path parameter (';'), which the gateway does not accept."
     return "The request path holds a '{}' character.".format(chr(byte))

@@ -27,6 +27,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from twistgate._text import plural
 from twistgate._twisted_compat import fail_start_loudly, listening_port
 from twistgate.config.model import GatewayConfig, ListenerConfig
 from twistgate.generation import Generation
@@ -180,7 +181,7 @@ class GatewayService(MultiService):
         count = sum(g.inflight.count for g in generations)
         if not count:
             return DeferredList([])
-        _log.info("draining {count} requests in flight", count=count)
+        _log.info("draining {requests} in flight", requests=plural(count, "request"))
         idle = DeferredList([g.inflight.idle() for g in generations], consumeErrors=True)
         timeout = self.reactor.callLater(self.config.limits.drain_timeout, idle.cancel)
 

@@ -279,7 +279,12 @@ _OPTIONS = (
     SSL.OP_NO_COMPRESSION  # CRIME
     | SSL.OP_CIPHER_SERVER_PREFERENCE
     | SSL.OP_NO_RENEGOTIATION  # the verified identity is fixed for the connection's life
-    | SSL.OP_NO_TICKET  # no resumption: every connection verifies its client afresh
+    # No resumption: every connection verifies its client afresh.  Under TLS
+    # 1.3 OpenSSL then sends "stateful" tickets that name the session cache,
+    # which stays off (set_session_cache_mode below), so none ever resumes.
+    # (SSL_CTX_set_num_tickets, which would stop them being sent, is not
+    # reachable through pyOpenSSL.)
+    | SSL.OP_NO_TICKET
     | SSL.OP_SINGLE_ECDH_USE
 )
 CLIENT_VERIFY_MODES = {
@@ -353,6 +358,15 @@ def build_server_contexts(config: ListenerTLSConfig, *, where: str = "tls") -> S
             client_cas = read_ca_bundle(config.client_ca)
         except TLSFileError as e:
             issues.append(ConfigIssue(location=_at(location, e.key), message=str(e)))
+    unknown = unsupported_groups(config.groups)
+    if unknown:
+        issues.append(
+            ConfigIssue(
+                location=_at(location, "groups"),
+                message=f"this OpenSSL ({SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode()}) does not offer "
+                f"{', '.join(map(repr, unknown))}; known names include X25519, P-256, P-384, X448, P-521",
+            )
+        )
     if issues:
         raise ConfigError(issues)
     contexts = [_context(key, config, client_cas) for key in keys]
@@ -371,12 +385,37 @@ def _at(location: Location, key: str) -> Location:
     return Location(file=location.file, line=location.line, path=f"{location.path}.{key}")
 
 
+def _set_groups(context: SSL.Context, groups: Sequence[str]) -> bool:
+    """
+    Offer only `groups` for key exchange (TLS 1.2 ECDHE and TLS 1.3).
+    pyOpenSSL has no API for it yet: this calls OpenSSL's
+    ``SSL_CTX_set1_groups_list`` (spelt ``..._curves_list``, the same
+    function) through the bindings pyOpenSSL itself uses.
+    """
+    from OpenSSL._util import lib
+
+    setter = getattr(lib, "SSL_CTX_set1_curves_list", None)
+    if setter is None:  # pragma: no cover - a cryptography without the binding
+        raise RuntimeError("this pyOpenSSL/cryptography cannot restrict TLS key exchange groups")
+    return bool(setter(context._context, ":".join(groups).encode("ascii")))
+
+
+def unsupported_groups(groups: Sequence[str]) -> Tuple[str, ...]:
+    """The names in `groups` this OpenSSL does not know."""
+    probe = SSL.Context(SSL.TLS_SERVER_METHOD)
+    if _set_groups(probe, groups):
+        return ()
+    return tuple(group for group in groups if not _set_groups(SSL.Context(SSL.TLS_SERVER_METHOD), [group]))
+
+
 def _context(key: CertifiedKey, config: ListenerTLSConfig, client_cas: Sequence[x509.Certificate]) -> SSL.Context:
     """Every context of a listener verifies clients alike, so an SNI switch changes only the certificate."""
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(MIN_VERSIONS[config.min_version])
     context.set_options(_OPTIONS)
     context.set_cipher_list(TLS12_CIPHERS)
+    if not _set_groups(context, config.groups):  # checked by build_server_contexts; never expected here
+        raise ValueError(f"cannot offer TLS groups {config.groups!r}")
     context.use_certificate(key.chain[0])
     for intermediate in key.chain[1:]:
         context.add_extra_chain_cert(intermediate)
@@ -389,6 +428,8 @@ def _context(key: CertifiedKey, config: ListenerTLSConfig, client_cas: Sequence[
         store = context.get_cert_store()
         assert store is not None
         for ca in client_cas:
+            # X509Store takes pyOpenSSL's X509 only (not deprecated there);
+            # every Context call gets cryptography objects.
             store.add_cert(crypto.X509.from_cryptography(ca))
             # The CertificateRequest names these CAs, so clients pick the right certificate.
             context.add_client_ca(ca)

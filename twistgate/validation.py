@@ -20,7 +20,7 @@ import attrs
 
 from twistgate import chain
 from twistgate.config import load_file
-from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig, Location
+from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig
 from twistgate.files import FileMaterial, read_files
 from twistgate.routing import RouteTable
 
@@ -32,7 +32,6 @@ def validate(config: GatewayConfig) -> List[ConfigIssue]:
     issues: List[ConfigIssue] = []
     issues.extend(_raised(lambda: RouteTable((route, None) for route in config.routes)))
     issues.extend(chain.validate(config))
-    issues.extend(_admin_not_public(config))
     return issues
 
 
@@ -72,21 +71,3 @@ def _raised(check: Callable[[], Any]) -> List[ConfigIssue]:
     except ConfigError as error:
         return list(error.issues)
     return []
-
-
-def _admin_not_public(config: GatewayConfig) -> List[ConfigIssue]:
-    """The admin API must never share an address with a public listener."""
-    from twistgate.config.endpoints import same_address
-
-    admin = config.sections.get("admin")
-    if admin is None:
-        return []
-    issues = []
-    for index, listener in enumerate(config.listeners):
-        if same_address(admin.endpoint, listener.endpoint):
-            message = (
-                f"admin.endpoint {admin.endpoint!r} is the address of listener {listener.name!r} "
-                f"(listeners[{index}]); the admin API must never be on a public listener"
-            )
-            issues.append(ConfigIssue(location=getattr(admin, "location", Location()), message=message))
-    return issues

@@ -71,7 +71,7 @@ def test_bad_input(config, capsys, tmp_path):
     code, _, err = run(capsys, "list", "--config", str(other))
     assert code == 1 and "no api_key authenticator" in err
     code, _, err = run(capsys, "list", "--config", str(config), "--authenticator", "nope")
-    assert code == 1 and "nope" in err
+    assert code == 2 and "nope" in err
 
 
 def test_expiry_uses_the_time_given(config, tmp_path):

@@ -313,3 +313,67 @@ def test_odd_claim_shapes_are_401_not_500(rs_gateway):
     reply = rs_gateway.get(headers=bearer(signed_raw(good)))
     assert reply.upstream_headers["x-user-id"] == ["42"]
     assert reply.upstream_headers["x-user-email"] == ['{"a":[1,2]}']
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def signed_header(header_json: str, body: str) -> str:
+    signing_input = f"{b64(header_json.encode())}.{b64(body.encode())}"
+    signature = hmac.new(HS_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+@pytest.mark.parametrize("depth", [40, 1000, 2900])
+def test_deeply_nested_json_is_401_quickly_not_a_crash(rs_gateway, depth):
+    """Within the size cap, nesting is refused before json.loads can recurse (a RecursionError was a 503)."""
+    import time
+
+    claims = '"sub":"alice","iss":"https://idp.example/","aud":"my-api","exp":%d' % (NOW + 60)
+    for raw in (
+        signed_header('{"alg":"HS256","x":%s}' % nested(depth), "{%s}" % claims),
+        signed_raw('{%s,"x":%s}' % (claims, nested(depth))),
+        forge({"alg": "HS256"}, {}).split(".")[0] + "." + b64(nested(depth).encode()) + ".c2ln",
+    ):
+        assert len(raw) <= 8192
+        started = time.perf_counter()
+        expect_invalid(rs_gateway.get(headers=bearer(raw)))
+        assert time.perf_counter() - started < 0.5
+        assert rs_gateway.records[-1].state["auth"]["error"] == "invalid_credentials"
+
+
+def test_reasonable_nesting_is_still_accepted(rs_gateway):
+    claims = '"sub":"alice","iss":"https://idp.example/","aud":"my-api","exp":%d' % (NOW + 60)
+    reply = rs_gateway.get(headers=bearer(signed_raw('{%s,"realm_access":{"roles":[["a"]]}}' % claims)))
+    assert reply.code == 200
+
+
+def test_the_token_size_cap_is_configurable(tmp_path):
+    """max_token_size: larger tokens are refused before any decoding; the default is 8 KiB."""
+    gateway = AuthGateway(
+        f"""
+        auth:
+          tokens: {{type: jwt, algorithms: [HS256], secret: "{HS_SECRET}", max_token_size: 1KiB}}
+        routes:
+          - {{name: api, path: "/api/*", upstream: app, auth: [tokens]}}
+        """
+    )
+    small = token(HS_SECRET, "HS256")
+    assert gateway.get(headers=bearer(small)).code == 200
+    big = token(HS_SECRET, "HS256", padding="x" * 1200)
+    reply = gateway.get(headers=bearer(big))
+    assert reply.code == 401 and gateway.records[-1].state["auth"]["rejected"]["tokens"] == "empty or oversized token"
+
+
+def test_the_token_size_cap_is_validated():
+    from tests.config_helpers import config_loader
+
+    _, issues = config_loader('listeners: [{name: p, endpoint: "tcp:0"}]\n')
+    found = issues(
+        f"""
+        auth:
+          tokens: {{type: jwt, algorithms: [HS256], secret: "{HS_SECRET}", max_token_size: 10}}
+        """
+    )
+    assert [(path, "at least" in message) for _, path, message in found] == [("auth.tokens.max_token_size", True)]

@@ -101,6 +101,23 @@ def test_spoofed_identity_headers_are_removed_on_public_routes_too(gateway):
     assert seen["x-other"] == ["kept"]
 
 
+SPELLINGS = ("X_User_Id", "x-user_id", "X_USER-ID", "x_user_id")
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_underscore_spellings_of_identity_headers_are_removed(gateway, spelling):
+    """CGI/WSGI map `-` and `_` to one variable (HTTP_X_USER_ID): every spelling is a forgery."""
+    for path, headers in (
+        ("/public/x", {}),
+        ("/keys/x", {"X-API-Key": gateway.key}),
+        ("/either/x", bearer(token(HS_SECRET, "HS256"))),
+    ):
+        seen = gateway.get(path, headers={spelling: "root", "X_Consumer": "root", "X_Other": "kept", **headers}).upstream_headers
+        forged = [name for name, values in seen.items() if name.replace("_", "-") in ("x-user-id", "x-consumer") and "root" in values]
+        assert forged == [], (path, seen)
+        assert seen["x_other"] == ["kept"]  # only identity headers are scrubbed
+
+
 def test_a_credential_of_another_kind_is_left_alone(gateway):
     """On a keys-only route, an Authorization header is not the gateway's credential: it is forwarded."""
     reply = gateway.get("/keys/x", headers={"X-API-Key": gateway.key, "Authorization": "Bearer for-the-upstream"})

@@ -61,10 +61,22 @@ def test_listener_names_are_unique():
 @pytest.mark.parametrize(
     "endpoint, problem",
     [
-        ("tcpx:80", "Unknown endpoint type: 'tcpx'"),
-        ("tcp:abc", "invalid literal for int()"),
-        ("tcp:80:bogus=1", "unknown option 'bogus'"),
-        ("tcp", "missing 'port'"),
+        ("tcpx:80", "unknown endpoint type 'tcpx' (known: tcp, tcp6, ssl, unix"),
+        ("tcpx:80", "did you mean 'tcp'?"),
+        ("tcp:abc", "the port must be a number from 1 to 65535, got 'abc'"),
+        ("tcp:80:bogus=1", "unknown option 'bogus' for tcp (known: interface, backlog)"),
+        ("tcp", "tcp needs a port, for example tcp:8080"),
+        ("tcp:80800", "port 80800 is outside 1-65535 (0 means any free port)"),
+        ("tcp:-1", "port -1 is outside 1-65535"),
+        ("tcp:65536", "port 65536 is outside 1-65535"),
+        ("tcp:8080:interfac=127.0.0.1", "did you mean 'interface'?"),
+        ("8080", "it has no endpoint type; did you mean 'tcp:8080'?"),
+        (":8080", "did you mean 'tcp:8080'?"),
+        ("127.0.0.1:8080", "did you mean 'tcp:8080:interface=127.0.0.1'?"),
+        ("localhost:8080", "did you mean 'tcp:8080:interface=localhost'?"),
+        ("TCP:8080", "endpoint types are lower case"),
+        ("unix:", "unix needs a socket path"),
+        ("tcp:80:backlog=many", "backlog must be a number"),
     ],
 )
 def test_listener_endpoint_is_parsed_at_load(endpoint, problem):
@@ -75,6 +87,13 @@ def test_listener_endpoint_is_parsed_at_load(endpoint, problem):
     assert (line, path) == (3, "listeners[0].endpoint")
     assert message.startswith(f"invalid Twisted server endpoint '{endpoint}': ")
     assert problem in message
+
+
+def test_an_unquoted_port_number_suggests_tcp():
+    """`endpoint: 8080` is a YAML integer: say what to write instead."""
+    assert issues("listeners:\n  - name: a\n    endpoint: 8080\n") == [
+        (3, "listeners[0].endpoint", "expected an endpoint string like 'tcp:8080', got integer 8080; did you mean 'tcp:8080'?")
+    ]
 
 
 def test_listener_endpoints_accepted():
@@ -201,7 +220,7 @@ limits:
 """
     )
     assert found == [
-        (3, "limits.max_request_body", "must be at least 1 bytes, got 0"),
+        (3, "limits.max_request_body", "must be at least 1 byte, got 0"),
         (4, "limits.header_timeout", "must be longer than zero"),
         (5, "limits.request_timeout", "a duration needs a unit: write 60s (or 60ms); units are ms, s, m, h and d"),
         (6, "limits.max_header_bytes", "ambiguous size unit 'KB' in '64KB': write 64KiB (1 KiB = 1024 bytes)"),
@@ -294,9 +313,9 @@ def test_demo_forms():
 
 def test_demo_errors():
     """A bad endpoint or a wrong type is reported."""
-    assert issues(HEAD + "demo: {endpoint: 'nope:1'}\n") == [
-        (2, "demo.endpoint", "invalid Twisted server endpoint 'nope:1': Unknown endpoint type: 'nope'")
-    ]
+    [(line, path, message)] = issues(HEAD + "demo: {endpoint: 'nope:1'}\n")
+    assert (line, path) == (2, "demo.endpoint")
+    assert message.startswith("invalid Twisted server endpoint 'nope:1': unknown endpoint type 'nope' (known: tcp, tcp6, ssl, unix, ")
     assert issues(HEAD + "demo: 5001\n") == [
         (2, "demo", "expected true, false or a mapping like {endpoint: 'tcp:5001'}, got integer '5001'")
     ]

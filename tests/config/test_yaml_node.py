@@ -30,13 +30,10 @@ def test_syntax_error_has_line():
         """
     )
     assert triples(found) == [
-        (
-            5,
-            "",
-            "invalid YAML: while scanning a quoted scalar on line 3; found unexpected end of stream",
-        )
+        (3, "", "invalid YAML: a quoted value starts here but is never closed: add the closing quote")
     ]
     assert found[0].location.file == "gw.yaml"
+    assert str(found[0]).startswith("gw.yaml:3:15: invalid YAML")  # line and column of the opening quote
 
 
 def test_bad_indentation_line():

@@ -39,8 +39,8 @@ class TLSUpstream:
     def __init__(self, reactor, pki, *, require_client=False):
         self.server_names = []
         options = dict(
-            privateKey=_pkey(pki.upstream.private_key),
-            certificate=_x509(pki.upstream.cert),
+            privateKey=pki.upstream.private_key,  # cryptography objects: pyOpenSSL deprecated its own here
+            certificate=pki.upstream.cert,
             contextForServerName=self._record,
         )
         if require_client:
@@ -59,11 +59,8 @@ class TLSUpstream:
 
 
 def _x509(cert):
+    """For a trust root: X509Store takes pyOpenSSL's X509 (not deprecated there)."""
     return crypto.X509.from_cryptography(cert)
-
-
-def _pkey(key):
-    return crypto.PKey.from_cryptography_key(key)
 
 
 @pytest.fixture
@@ -232,3 +229,57 @@ def test_verify_false_with_a_client_certificate(reactor, pki, upstreams):
     )
     code, body = yield fetch(reactor, upstreams, config)
     assert (code, body) == (200, b"CN=twistgate")
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_on_both_sides_raises_no_deprecation_warning(reactor, pki, upstreams, recwarn):
+    """A TLS listener (with client certificates) in front of an mTLS upstream: pyOpenSSL warns about nothing."""
+    import warnings
+
+    from twisted.internet.threads import deferToThread
+
+    from tests.tls.harness import client_context, https_get
+    from twistgate.generation import Generation
+    from twistgate.listeners import build_listener
+    from twistgate.resource import GatewayResource
+    from twistgate.engine.twisted_web import GatewaySite
+
+    warnings.simplefilter("always")  # recwarn records every warning, even one seen before in this process
+    upstream = upstreams(pki, require_client=True)
+    config = load_text(
+        textwrap.dedent(
+            f"""
+            listeners:
+              - name: tls
+                endpoint: "tcp:0:interface=127.0.0.1"
+                tls:
+                  certificate: {pki.server.certificate}
+                  private_key: {pki.server.key}
+                  client_ca: {pki.clients_ca.certificate}
+                  client_certificate: optional
+            upstreams:
+              svc:
+                targets: [{{url: "https://127.0.0.1:{upstream.number}"}}]
+                tls:
+                  ca: {pki.upstream_ca.certificate}
+                  certificate: {pki.gateway_client.certificate}
+                  private_key: {pki.gateway_client.key}
+                  server_name: upstream.internal
+            routes:
+              - {{name: all, path: /*, upstream: svc}}
+            """
+        ),
+        filename="gw.yaml",
+        environ={},
+    )
+    generation = Generation(config, reactor)
+    listener = build_listener(config.listeners[0], reactor, source="gw.yaml")
+    port = yield listener.endpoint.listen(GatewaySite(GatewayResource(generation), config.limits, reactor))
+    try:
+        status, _, body = yield deferToThread(https_get, port.getHost().port, client_context(pki, client=pki.client), "/who")
+        assert (status, body) == (200, b"CN=twistgate")
+    finally:
+        yield port.stopListening()
+        yield generation.close()
+    deprecations = [str(w.message) for w in recwarn if issubclass(w.category, DeprecationWarning)]
+    assert deprecations == []

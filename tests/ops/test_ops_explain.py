@@ -123,7 +123,7 @@ def test_command_explains_offline(tmp_path, capsys):
 def test_command_exit_codes(tmp_path, capsys):
     path = tmp_path / "gw.yaml"
     path.write_text(CONFIG.replace("  - {name: catchall, path: /*,            upstream: web}\n", ""))
-    assert main(["explain", str(path), "--path", "/nothing"]) == 1
+    assert main(["explain", str(path), "--path", "/nothing"]) == 3
     path.write_text("listeners: []\n")
-    assert main(["explain", str(path), "--path", "/"]) == 2
+    assert main(["explain", str(path), "--path", "/"]) == 1
     assert "listeners: must not be empty" in capsys.readouterr().err

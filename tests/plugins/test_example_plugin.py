@@ -1,16 +1,14 @@
 """
 The example third-party plugin (examples/twistgate-example-plugin), installed
-for real and found through the ``twistgate`` entry point group.
+for real (into a temporary directory: the suite never installs into its own
+environment) and found through the ``twistgate`` entry point group.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any, List
 
 import pytest
@@ -22,28 +20,14 @@ from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, P
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins import PluginContext, PluginRegistry, build_plugins
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "twistgate-example-plugin"
 
-
-def _can_build_without_isolation() -> bool:
-    """setuptools < 70.1 needs the separate ``wheel`` package to build wheels."""
-    try:
-        version = importlib.metadata.version("setuptools")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    major_minor = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
-    return major_minor >= (70, 1) or importlib.util.find_spec("wheel") is not None
-
-
-@pytest.fixture(scope="session")
-def example_plugin_installed() -> None:
-    """pip-install the example into this interpreter's environment, once per session."""
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
-    if _can_build_without_isolation():
-        command.append("--no-build-isolation")
-    # else pip fetches setuptools for an isolated build from the configured index.
-    subprocess.run([*command, str(EXAMPLE)], check=True, capture_output=True, text=True)
+@pytest.fixture
+def example_plugin_installed(example_plugin_site, monkeypatch) -> None:
+    """The example, installed in a temporary directory, on sys.path for this test only."""
+    monkeypatch.syspath_prepend(str(example_plugin_site))
     importlib.invalidate_caches()
+    yield
+    sys.modules.pop("twistgate_example_plugin", None)
 
 
 def result_of(d: Deferred) -> Any:

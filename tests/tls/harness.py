@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import textwrap
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
@@ -139,10 +140,13 @@ def client_context(
         context.load_cert_chain(client.certificate, client.key)
     if alpn:
         context.set_alpn_protocols(list(alpn))
-    if minimum is not None:
-        context.minimum_version = minimum
-    if maximum is not None:
-        context.maximum_version = maximum
+    with warnings.catch_warnings():
+        # Some tests offer TLS 1.0/1.1 on purpose, to see them refused.
+        warnings.filterwarnings("ignore", "ssl.TLSVersion.TLSv1", DeprecationWarning)
+        if minimum is not None:
+            context.minimum_version = minimum
+        if maximum is not None:
+            context.maximum_version = maximum
     if ciphers is not None:
         context.set_ciphers(ciphers)
     return context

@@ -20,7 +20,7 @@ def write_config(tmp_path, certificate, key):
 
 def test_check_accepts_usable_files(pki, tmp_path, capsys):
     assert main(["check", write_config(tmp_path, pki.server.certificate, pki.server.key)]) == 0
-    assert ": ok (1 listeners" in capsys.readouterr().out
+    assert ": ok (1 listener" in capsys.readouterr().out
 
 
 def test_check_reports_a_missing_certificate_with_file_line_and_key(pki, tmp_path, capsys):

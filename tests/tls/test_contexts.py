@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
@@ -41,14 +41,12 @@ def handshake(pki, config, *, client=None, server_name="localhost"):
         ServerTLS(build_server_contexts(config)), False, Factory.forProtocol(lambda: received), clock=clock
     ).buildProtocol(None)
     server.received = received  # the application protocol, kept past connectionLost
-    client_certificate = None
-    if client is not None:
-        pem = open(client.certificate, "rb").read() + open(client.key, "rb").read()
-        client_certificate = PrivateCertificate.loadPEM(pem)
+    # The client's certificate as cryptography objects (pyOpenSSL deprecated passing its own X509/PKey).
+    extra = {} if client is None else {"certificate": client.cert, "privateKey": client.private_key}
     options = optionsForClientTLS(
         server_name,
         trustRoot=Certificate.loadPEM(open(pki.root.certificate, "rb").read()),
-        clientCertificate=client_certificate,
+        extraCertificateOptions=extra,
     )
     client_protocol = TLSMemoryBIOFactory(options, True, Factory.forProtocol(Protocol), clock=clock).buildProtocol(None)
     pump = iosim.connect(

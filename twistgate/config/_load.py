@@ -9,6 +9,7 @@ import os
 from typing import Callable, Dict, Mapping, Optional, TypeVar
 
 from twistgate.config import _routes, _sections, _upstreams
+from twistgate.config._addresses import check_addresses
 from twistgate.config._node import Fields, Issues, Node, compose
 from twistgate.config import sections
 from twistgate.config._pending import PENDING_KEYS
@@ -79,7 +80,7 @@ def gateway(root: Node, source: Optional[str]) -> Optional[GatewayConfig]:
     no_upstreams: Dict[str, Optional[UpstreamConfig]] = {}
     upstreams = _section(fields, "upstreams", _upstreams.upstreams, no_upstreams)
     readable = "upstreams" not in fields or fields["upstreams"].kind in ("mapping", "null")
-    return GatewayConfig(
+    config = GatewayConfig(
         source=source,
         listeners=_section(fields, "listeners", _sections.listeners, ()),
         limits=_section(fields, "limits", _sections.limits, LimitsConfig()),
@@ -90,6 +91,8 @@ def gateway(root: Node, source: Optional[str]) -> Optional[GatewayConfig]:
         demo=_section(fields, "demo", _sections.demo, None),
         sections=sections.read(fields, sections.gateway_sections()),
     )
+    check_addresses(config, fields, root.issues)
+    return config
 
 
 def _section(fields: Fields, key: str, parse: Callable[[Node], T], default: T) -> T:

@@ -28,7 +28,8 @@ import attrs
 import yaml
 from yaml.constructor import SafeConstructor
 
-from twistgate.config import _env
+from twistgate._text import plural
+from twistgate.config import _env, _yaml_errors
 from twistgate.config._pending import not_implemented
 from twistgate.config._units import parse_duration, parse_rate, parse_size
 from twistgate.config.model import ConfigIssue, Location, Rate
@@ -50,8 +51,8 @@ class Issues:
     environ: Mapping[str, str]
     found: List[ConfigIssue] = attrs.Factory(list)
 
-    def add(self, line: int, path: str, message: str) -> None:
-        location = Location(file=self.file, line=line, path=path)
+    def add(self, line: int, path: str, message: str, column: int = 0) -> None:
+        location = Location(file=self.file, line=line, path=path, column=column)
         self.found.append(ConfigIssue(location=location, message=message))
 
 
@@ -60,15 +61,15 @@ def compose(text: str, issues: Issues) -> "Node | None":
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        context = e.context
-        if context and e.context_mark is not None and e.context_mark is not mark:
-            context = f"{context} on line {e.context_mark.line + 1}"
-        problem = "; ".join(str(p) for p in (context, e.problem) if p)
-        issues.add(mark.line + 1 if mark else 0, "", f"invalid YAML: {problem}")
+        line, column, message = _yaml_errors.describe(e)
+        issues.add(line, "", f"invalid YAML: {message}", column=column)
         return None
     except yaml.reader.ReaderError as e:
-        issues.add(text.count("\n", 0, e.position) + 1, "", f"invalid YAML: {e.reason}")
+        line, column, message = _yaml_errors.describe_reader_error(e, text)
+        issues.add(line, "", f"invalid YAML: {message}", column=column)
+        return None
+    except yaml.YAMLError as e:  # no mark: say so plainly rather than crash
+        issues.add(0, "", f"invalid YAML: {type(e).__name__}")
         return None
     if root is None:
         issues.add(1, "", "the file is empty; it needs at least a 'listeners' section")
@@ -238,7 +239,7 @@ class Node:
     def size(self, *, min: int = 0) -> Optional[int]:
         size = self.convert(parse_size, "a size like 64KiB")
         if size is not None and size < min:
-            self.issue(f"must be at least {min} bytes, got {size}")
+            self.issue(f"must be at least {plural(min, 'byte')}, got {size}")
             return None
         return size
 

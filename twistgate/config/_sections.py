@@ -9,9 +9,8 @@ import re
 from ipaddress import ip_network
 from typing import Dict, List, Optional, Tuple
 
-from twisted.internet.endpoints import serverFromString
-
 from twistgate.config._node import Fields, Node
+from twistgate.config.endpoints import EndpointError, parse_server_endpoint, suggest_endpoint
 from twistgate.config.model import (
     DemoConfig,
     IPNetwork,
@@ -31,6 +30,7 @@ TLS_KEYS = (
     "certificates",
     "min_version",
     "http2",
+    "groups",
 )
 TLS_CERTIFICATE_KEYS = ("certificate", "private_key")
 CLIENT_CERTIFICATE = ("none", "optional", "required")
@@ -43,30 +43,24 @@ DEMO_KEYS = ("endpoint",)
 
 def server_endpoint(node: Node) -> Optional[str]:
     """
-    A Twisted server endpoint string, parsed now (with no reactor: nothing
-    listens) so that a typo fails the load, not the start.
+    A Twisted server endpoint string, read now (twistgate.config.endpoints,
+    nothing is built) so that a typo or an impossible port fails the load,
+    not the start.
     """
+    if node.kind in ("integer", "number"):
+        hint = suggest_endpoint(node._constructed())
+        example = hint or "tcp:8080"
+        node.issue(f"expected an endpoint string like {example!r}, got {node.kind} {node.node.value}; did you mean {example!r}?")
+        return None
     text = node.string()
     if text is None:
         return None
     try:
-        serverFromString(None, text)  # type: ignore[arg-type]
-    except Exception as e:  # endpoint parsers raise ValueError, TypeError, OSError...
-        node.issue(f"invalid Twisted server endpoint {text!r}: {_endpoint_problem(e)}")
+        parse_server_endpoint(text)
+    except EndpointError as e:
+        node.issue(f"invalid Twisted server endpoint {text!r}: {e}")
         return None
     return text
-
-
-def _endpoint_problem(error: Exception) -> str:
-    """Turn a parser's ``TypeError`` about its arguments into plain words."""
-    text = str(error)
-    unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
-    if unexpected:
-        return f"unknown option {unexpected.group(1)!r}"
-    missing = re.search(r"missing \d+ required positional argument: '(\w+)'", text)
-    if missing:
-        return f"missing {missing.group(1)!r} (for example tcp:8080)"
-    return text or type(error).__name__
 
 
 def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
@@ -89,7 +83,8 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "'ssl:' would wrap TLS twice"
             )
         if name is not None and endpoint is not None:
-            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls))
+            location = fields["endpoint"].location()
+            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, location=location))
     return tuple(found)
 
 
@@ -118,6 +113,7 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
     more = fields.read("certificates", _listener_certificates, ())
     min_version = fields.read("min_version", _tls_version, "1.2")
     http2 = fields.read("http2", Node.boolean, True)
+    groups = fields.read("groups", _tls_groups, ListenerTLSConfig.__attrs_attrs__.groups.default)
     if certificate is None or private_key is None:
         return None
     return ListenerTLSConfig(
@@ -128,6 +124,7 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
         certificates=more,
         min_version=min_version,
         http2=http2,
+        groups=groups,
         location=node.location(at_key=True),
     )
 
@@ -148,6 +145,25 @@ def _listener_certificates(node: Node) -> Optional[Tuple[ListenerCertificate, ..
         if certificate is not None and private_key is not None:
             found.append(ListenerCertificate(certificate=certificate, private_key=private_key, location=item.location()))
     return tuple(found)
+
+
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _tls_groups(node: Node) -> Optional[Tuple[str, ...]]:
+    """OpenSSL group names (X25519, P-256, X25519MLKEM768...); whether this OpenSSL knows them is checked when the listener is built."""
+    found: List[str] = []
+    for item in node.sequence(non_empty=True) or ():
+        name = item.string()
+        if name is None:
+            continue
+        if not _GROUP_NAME.fullmatch(name):
+            item.issue(f"expected a key exchange group name like X25519 or P-256, got {name!r}")
+        elif name.lower() in (g.lower() for g in found):
+            item.issue(f"{name!r} is listed twice")
+        else:
+            found.append(name)
+    return tuple(found) if found else None
 
 
 def _tls_version(node: Node) -> Optional[str]:

@@ -26,9 +26,12 @@ class Location:
     file: str = "<config>"
     line: int = 0
     path: str = ""
+    column: int = 0  # set for YAML syntax errors, where the line alone is not enough
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         return f"{where}: {self.path}" if self.path else where
 
 
@@ -82,6 +85,10 @@ class ListenerTLSConfig:
     certificates: Tuple[ListenerCertificate, ...] = ()
     min_version: str = "1.2"
     http2: bool = True
+    # Key exchange groups offered, in preference order (OpenSSL names).  The
+    # default is Mozilla's "intermediate" set; OpenSSL's own default also
+    # offers X448, P-521 and finite-field groups.
+    groups: Tuple[str, ...] = ("X25519", "P-256", "P-384")
     location: Location = attrs.field(default=Location(), eq=False)
 
 
@@ -90,6 +97,8 @@ class ListenerConfig:
     name: str
     endpoint: str
     tls: Optional[ListenerTLSConfig] = None
+    # Where `endpoint` was written, for errors about it (address clashes).
+    location: Location = attrs.field(default=Location(), eq=False)
 
 
 @attrs.frozen(kw_only=True)

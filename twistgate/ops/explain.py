@@ -217,7 +217,11 @@ def format_explanation(answer: Dict[str, Any]) -> str:
 
 
 def main(args: Any, build: Any) -> int:
-    """``twistgate explain FILE --method M --host H --path P [--json]``: exit 0 when a route matches."""
+    """
+    ``twistgate explain FILE --method M --host H --path P [--json]``: exit 0
+    when a route matches, 3 when none does, 1 for an invalid configuration
+    (the exit statuses of every ``twistgate`` command, twistgate.cli).
+    """
     import json
     import sys
 
@@ -229,13 +233,13 @@ def main(args: Any, build: Any) -> int:
         print(f"{args.file}: invalid configuration", file=sys.stderr)
         for issue in error.issues:
             print(f"  {issue}", file=sys.stderr)
-        return 2
+        return 1
     except OSError as error:
         print(f"{args.file}: cannot read: {error}", file=sys.stderr)
-        return 2
+        return 1
     answer = explain(generation, method=args.method.upper(), host=args.host, path=args.path)
     if args.json:
         print(json.dumps(answer, indent=2, default=str))
     else:
         print(format_explanation(answer), end="")
-    return 0 if answer["result"] == "matched" else 1
+    return 0 if answer["result"] == "matched" else 3

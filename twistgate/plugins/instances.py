@@ -205,7 +205,7 @@ def build_plugins(
     :param registry: where names are looked up; default
         `PluginRegistry.default` (built-ins plus the ``twistgate`` entry
         points).
-    :param stages: route name -> the route's built-in stages (twistgate.stages)
+    :param stages: route name -> the route's policies (twistgate.chain.build_policies)
         as (section key, object); they run before the route's plugins and are
         validated against the hook specifications like plugins.
     :raises ConfigError: with every issue found: unknown names (with the

@@ -1,6 +1,6 @@
 """
 The resilience sections of an upstream and a route, as frozen values, and
-their parsers (registered by `twistgate.features.resilience`).
+their parsers (listed in `twistgate.config.sections`).
 
 Everything is validated here, once: the request path only reads these
 values (through `twistgate.upstream.policy`).

@@ -20,8 +20,6 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
-    KeyPair,
-    PrivateCertificate,
     TLSVersion,
     optionsForClientTLS,
     platformTrust,
@@ -128,21 +126,23 @@ class UpstreamTLSPolicy:
         trust: Any = None
         if config.ca is not None:
             try:
+                # Trust anchors go into OpenSSL's X509Store, which takes
+                # pyOpenSSL's X509 (not deprecated there).
                 trust = trustRootFromCertificates(
                     [Certificate(crypto.X509.from_cryptography(c)) for c in read_certificates(config.ca, "CA bundle", "ca")]
                 )
             except TLSFileError as e:
                 problem(e)
-        client: Optional[PrivateCertificate] = None
-        chain: List[Any] = []
+        # The client certificate, its chain and key stay cryptography objects:
+        # CertificateOptions hands them to pyOpenSSL's Context, which has
+        # deprecated its own X509 and PKey there.
+        client: Dict[str, Any] = {}
         if config.certificate is not None and config.private_key is not None:
             try:
                 pair = read_certified_key(config.certificate, config.private_key)
-                client = PrivateCertificate.fromCertificateAndKeyPair(
-                    Certificate(crypto.X509.from_cryptography(pair.chain[0])),
-                    KeyPair(crypto.PKey.from_cryptography_key(pair.private_key)),
-                )
-                chain = [crypto.X509.from_cryptography(c) for c in pair.chain[1:]]
+                client = {"certificate": pair.chain[0], "privateKey": pair.private_key}
+                if len(pair.chain) > 1:
+                    client["extraCertChain"] = list(pair.chain[1:])
             except TLSFileError as e:
                 problem(e)
         if issues:
@@ -153,19 +153,11 @@ class UpstreamTLSPolicy:
                 "anyone on the path can impersonate it",
                 upstream=upstream,
             )
-            options = CertificateOptions(
-                privateKey=client.privateKey.original if client else None,
-                certificate=client.original if client else None,
-                extraCertChain=chain or None,
-                raiseMinimumTo=TLSVersion.TLSv1_2,
-            )
+            options = CertificateOptions(raiseMinimumTo=TLSVersion.TLSv1_2, **client)
             return lambda name: _UnverifiedClientTLS(options, name)
-        extra: Dict[str, Any] = {"raiseMinimumTo": TLSVersion.TLSv1_2}
-        if chain:
-            extra["extraCertChain"] = chain
         root = trust if trust is not None else platformTrust()
         return lambda name: optionsForClientTLS(
-            name, trustRoot=root, clientCertificate=client, extraCertificateOptions=extra
+            name, trustRoot=root, extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2, **client}
         )
 
 

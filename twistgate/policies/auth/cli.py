@@ -9,6 +9,11 @@ key store named in the configuration (no running gateway needed).
 ``create`` prints the key alone on stdout (so ``KEY=$(twistgate keys create
 ...)`` works) and the rest on stderr; the key is not shown again.  A running
 gateway sees a revocation made here within its ``cache_ttl``.
+
+Exit status (as for every ``twistgate`` command): 0 done; 1 the
+configuration is invalid or has no ``api_key`` authenticator, the key store
+failed, or no such key; 2 a usage error (a bad ``--consumer``,
+``--expires-in`` or ``--authenticator``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,18 @@ def add_keys_command(sub: Any) -> None:
     keys.set_defaults(handler=run)
 
 
+_NO_API_KEY_AUTHENTICATOR = """no api_key authenticator under 'auth'; add one, for example:
+
+auth:
+  keys:
+    type: api_key
+    header: X-API-Key
+    store: sqlite:var/twistgate.db
+
+then name it on the routes it protects (auth: [keys]) and run this command again.
+See docs/auth.md, "API keys"."""
+
+
 def _api_keys(config: Any) -> Dict[str, ApiKeyConfig]:
     section = config.sections.get("auth")
     if section is None:
@@ -74,16 +91,18 @@ def run(
         return 1
     authenticators = _api_keys(config)
     if not authenticators:
-        print(f"{args.config}: no api_key authenticator under 'auth'", file=err)
+        print(f"{args.config}: {_NO_API_KEY_AUTHENTICATOR}", file=err)
         return 1
     try:
         name = choose_authenticator(authenticators, args.authenticator)
     except AdminRequestError as error:
         print(error.message.replace("'authenticator'", "--authenticator"), file=err)
-        return 1
+        return 2
     store = BlockingKeyStore(Database(dialect_for(authenticators[name].store)))
     try:
         return _ACTIONS[args.action](args, name, store, now(), out, err)
+    except BrokenPipeError:
+        raise  # the reader of our output left (`| head`): twistgate.cli ends quietly
     except Exception as error:  # the store: unreachable, locked, permissions
         print(f"the key store of {name!r} failed: {type(error).__name__}: {error}", file=err)
         return 1

@@ -51,6 +51,9 @@ class JwtConfig:
     jwks_refresh: float = 300.0
     jwks_min_interval: float = 30.0
     jwks_timeout: float = 5.0
+    # Longer tokens are refused before anything is decoded (RFC 7515 sets no
+    # limit; 8 KiB is what NGINX's default header buffer would let through).
+    max_token_size: int = 8 * 1024
     forward_consumer: Optional[str] = None
     location: Location = Location()
     kind = "jwt"

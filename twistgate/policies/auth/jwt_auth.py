@@ -5,7 +5,9 @@ The ``jwt`` authenticator: a Bearer token (RFC 6750) that is a signed JWT
 The token is split and checked here rather than by ``jwt.decode``, so that
 every rule is explicit: the ``alg`` must be on the authenticator's allowlist
 and allowed by the key that verifies it (`jwt_keys`); ``crit`` extensions,
-duplicate JSON members and oversized tokens are refused; ``jku``, ``x5u``,
+duplicate JSON members, tokens longer than ``max_token_size`` (checked before
+anything is decoded) and JSON nested deeper than `MAX_JSON_DEPTH` (checked
+before ``json.loads`` could recurse) are refused; ``jku``, ``x5u``,
 ``jwk`` and ``x5c`` are ignored; ``exp`` is required and ``exp``/``nbf``/
 ``iat`` are compared with the gateway's clock, with leeway; ``iss`` and
 ``aud`` must match when configured, and a token carrying an ``aud`` is refused
@@ -25,7 +27,10 @@ from twistgate.policies.auth.config import JwtConfig
 from twistgate.policies.auth.jwks import KeySet
 from twistgate.policies.auth.jwt_keys import VerificationKey
 
-MAX_TOKEN_BYTES = 8192
+#: Deeper JSON in a header or payload is refused: real claims nest a few
+#: levels (``realm_access.roles``), while 8 KiB of ``[`` would make the JSON
+#: parser recurse thousands of levels (a RecursionError, whatever the library).
+MAX_JSON_DEPTH = 32
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*\Z")
 _REGISTERED = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
 
@@ -64,10 +69,37 @@ def _no_constants(name: str) -> Any:
     raise InvalidCredentials(f"{name} is not JSON")  # NaN and Infinity would defeat time checks
 
 
+def _too_deep(data: bytes) -> bool:
+    """Whether JSON text nests deeper than `MAX_JSON_DEPTH` (brackets inside strings do not count)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # the common case: not even that many brackets
+    depth = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 def _json_object(data: bytes) -> Dict[str, Any]:
+    if _too_deep(data):
+        raise InvalidCredentials("JSON nested too deeply")
     try:
         value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidCredentials("not a JSON object") from None
     if not isinstance(value, dict):
         raise InvalidCredentials("not a JSON object")
@@ -123,6 +155,7 @@ class JwtAuthenticator:
         self.static_keys = tuple(static_keys)
         self.key_set = key_set
         self.allowlist = frozenset(config.algorithms)
+        self.max_token_size = config.max_token_size
         self.forward = tuple((claim_name, header.encode("ascii")) for claim_name, header in config.forward_claims)
         self._challenge = challenge("Bearer", realm=config.realm)
         # Verified tokens (the exact signed string) -> (identity, time claims,
@@ -210,7 +243,7 @@ class JwtAuthenticator:
         return identity
 
     def _parse(self, raw: str) -> _Token:
-        if not raw or len(raw) > MAX_TOKEN_BYTES:
+        if not raw or len(raw) > self.max_token_size:
             raise InvalidCredentials("empty or oversized token")
         parts = raw.split(".")
         if len(parts) != 3:

@@ -46,6 +46,7 @@ TYPE_KEYS: Dict[str, Tuple[str, ...]] = {
         "jwks_refresh",
         "jwks_min_interval",
         "jwks_timeout",
+        "max_token_size",
     ),
     "basic": ("htpasswd", "cache_ttl"),
     "mtls": (
@@ -60,6 +61,7 @@ TYPE_KEYS: Dict[str, Tuple[str, ...]] = {
 ALL_KEYS = COMMON_KEYS + tuple(dict.fromkeys(k for keys in TYPE_KEYS.values() for k in keys))
 ROUTE_KEYS = ("any", "scopes", "roles", "consumers", "allowed_subjects", "allowed_sans", "keep_credentials")
 
+MIN_TOKEN_SIZE = 256  # the smallest signed JWT with an exp is about 150 bytes
 HMAC_ALGORITHMS = {"HS256": 32, "HS384": 48, "HS512": 64}  # minimum secret bytes (RFC 7518 §3.2)
 ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "ES256K", "EdDSA",
@@ -277,6 +279,7 @@ def _jwt(fields: Fields, common: Dict[str, Any]) -> Optional[JwtConfig]:
         jwks_refresh=fields.read("jwks_refresh", Node.duration, 300.0),
         jwks_min_interval=fields.read("jwks_min_interval", Node.duration, 30.0),
         jwks_timeout=fields.read("jwks_timeout", Node.duration, 5.0),
+        max_token_size=fields.read("max_token_size", lambda n: n.size(min=MIN_TOKEN_SIZE), 8 * 1024),
         **common,
     )
 

@@ -2,7 +2,10 @@
 The per-route ``auth`` stage: who is calling, and may they call this route.
 
 For each request it first removes every identity header the gateway sets
-(client-sent copies must never reach the upstream), then tries the route's
+(client-sent copies must never reach the upstream), in every spelling an
+upstream may read as the same name: case aside, CGI and WSGI servers (and
+nginx's ``underscores_in_headers``) map ``-`` and ``_`` to one variable, so
+``X_User_Id`` is ``X-User-Id`` to them.  Then it tries the route's
 authenticators in order; the first identity that meets the route's
 requirements wins.  Then it sets `request.consumer`, puts the identity's
 details (never secrets) in ``request.state["auth"]``, removes the route's
@@ -50,12 +53,33 @@ class _Outcome:
         self.unavailable = False
 
 
+def _folded(name: bytes) -> bytes:
+    """A header name as CGI/WSGI sees it: case and ``-``/``_`` do not matter."""
+    return name.lower().replace(b"_", b"-")
+
+
+class IdentityHeaders:
+    """Removes client-sent identity headers, in every spelling an upstream treats as the same."""
+
+    def __init__(self, names: Any) -> None:
+        self.names = tuple(sorted(names))
+        self.folded = frozenset(_folded(name) for name in self.names)
+
+    def scrub(self, headers: Any) -> None:
+        for name in self.names:
+            headers.removeHeader(name)
+        # The exact names are gone; what is left can only be a variant with "_".
+        variants = [name for name, _ in headers.getAllRawHeaders() if b"_" in name and _folded(name) in self.folded]
+        for name in variants:
+            headers.removeHeader(name)
+
+
 class AuthStage:
     def __init__(self, config: RouteAuthConfig, authenticators: List[Any], identity_headers: Any, route: str) -> None:
         self.config = config
         self.route = route
         self.authenticators = tuple(authenticators)
-        self.identity_headers = tuple(sorted(identity_headers))
+        self.identity_headers = IdentityHeaders(identity_headers)
         self.scopes = frozenset(config.scopes)
         self.roles = frozenset(config.roles)
         self.consumers = frozenset(config.consumers)
@@ -64,9 +88,7 @@ class AuthStage:
 
     @hookimpl
     def on_request(self, request: Any) -> Any:
-        headers = request.headers
-        for name in self.identity_headers:
-            headers.removeHeader(name)
+        self.identity_headers.scrub(request.headers)
         return self._attempt(request, 0, _Outcome())
 
     # -- trying the authenticators ------------------------------------------
@@ -209,13 +231,11 @@ class IdentityHeaderScrub:
     """Removes client-sent identity headers on a route without ``auth:``."""
 
     def __init__(self, identity_headers: Any) -> None:
-        self.identity_headers = tuple(sorted(identity_headers))
+        self.identity_headers = IdentityHeaders(identity_headers)
 
     @hookimpl
     def on_request(self, request: Any) -> None:
-        headers = request.headers
-        for name in self.identity_headers:
-            headers.removeHeader(name)
+        self.identity_headers.scrub(request.headers)
 
 
 def _build_auth(route: RouteConfig, services: Any) -> AuthStage:

@@ -5,7 +5,7 @@ The cache's configuration: the route section ``cache:`` and the top-level
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import attrs
 
@@ -25,7 +25,8 @@ ROUTE_KEYS = (
     "key_headers",
     "key_consumer",
 )
-GATEWAY_KEYS = ("max_memory", "status_name")
+GATEWAY_KEYS = ("max_memory", "status_name", "targeted_field", "cdn_cache_control")
+DEFAULT_TARGETED_FIELD = "Twistgate-Cache-Control"
 CACHEABLE_METHODS = ("GET", "HEAD")
 _STATUS_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
 
@@ -54,7 +55,26 @@ class CacheStoreConfig:
 
     max_memory: int = 64 * MiB
     status_name: str = "twistgate"  # the cache's name in Cache-Status
+    # RFC 9213 targeted fields, above Cache-Control: one addressed to this
+    # gateway alone (removed before the response goes on; None = none), then
+    # CDN-Cache-Control (passed on).
+    targeted_field: Optional[str] = DEFAULT_TARGETED_FIELD
+    cdn_cache_control: bool = True
     location: Location = attrs.field(default=Location(), eq=False)
+
+    @property
+    def targets(self) -> Tuple[bytes, ...]:
+        """The target list, lower-case, most specific first."""
+        names = [self.targeted_field] if self.targeted_field else []
+        if self.cdn_cache_control:
+            names.append("CDN-Cache-Control")
+        return tuple(dict.fromkeys(name.lower().encode("ascii") for name in names))
+
+    @property
+    def private_fields(self) -> Tuple[bytes, ...]:
+        """Targeted fields addressed to this gateway only: never passed on."""
+        own = self.targeted_field.lower().encode("ascii") if self.targeted_field else None
+        return (own,) if own and own != b"cdn-cache-control" else ()
 
 
 def parse_route(node: Node) -> Optional[RouteCacheConfig]:
@@ -86,8 +106,21 @@ def parse_gateway(node: Node) -> Optional[CacheStoreConfig]:
     return CacheStoreConfig(
         max_memory=fields.read("max_memory", lambda n: n.size(min=1), defaults.max_memory),
         status_name=fields.read("status_name", _status_name, defaults.status_name),
+        targeted_field=fields.read("targeted_field", _targeted_field, defaults.targeted_field) or None,
+        cdn_cache_control=fields.read("cdn_cache_control", Node.boolean, True),
         location=node.location(at_key=True),
     )
+
+
+def _targeted_field(node: Node) -> Optional[str]:
+    """A header field name, or false for none (returned as "")."""
+    if node.kind == "boolean":
+        if node.boolean():
+            node.issue(f"write a field name like {DEFAULT_TARGETED_FIELD}, or false for none")
+            return None
+        return ""
+    names = _header_names_of([node])
+    return names[0].decode("ascii") if names else None
 
 
 def _window(node: Node) -> Optional[float]:
@@ -114,6 +147,10 @@ def _header_names(node: Node) -> Optional[Tuple[bytes, ...]]:
     items = node.sequence()
     if items is None:
         return None
+    return _header_names_of(items)
+
+
+def _header_names_of(items: List[Node]) -> Tuple[bytes, ...]:
     names = []
     for item in items:
         name = item.string()

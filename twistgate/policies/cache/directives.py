@@ -81,7 +81,11 @@ class ResponseDirectives:
 def response_directives(lines: Optional[Sequence[bytes]]) -> ResponseDirectives:
     if not lines:
         return NO_RESPONSE_DIRECTIVES
-    found = parse(lines)
+    return response_directives_of(parse(lines))
+
+
+def response_directives_of(found: Dict[str, Optional[str]]) -> ResponseDirectives:
+    """Directives from parsed ``name -> argument`` pairs (Cache-Control's, or a targeted field's)."""
     no_cache = "no-cache" in found
     private = "private" in found
     return ResponseDirectives(

@@ -16,8 +16,13 @@ from twistgate.policies.cache.directives import (
     ResponseDirectives,
     delta_seconds,
     first_member,
-    response_directives,
 )
+from twistgate.policies.cache.targeted import headers_lookup, pairs_lookup, policy
+
+#: The RFC 9213 target list (lower-case names) and the targeted fields that
+#: are the gateway's own (kept for revalidation, never served).
+Targets = Tuple[Tuple[bytes, ...], Tuple[bytes, ...]]
+NO_TARGETS: Targets = ((), ())
 
 HeaderPairs = Tuple[Tuple[bytes, bytes], ...]
 
@@ -99,6 +104,8 @@ class Entry:
         "vary",
         "size",
         "last_used",
+        "targets",
+        "own",
     )
 
     def __init__(
@@ -113,6 +120,7 @@ class Entry:
         default_ttl: Optional[float] = None,
         vary: Tuple[str, ...] = (),
         age_lines: Sequence[bytes] = (),
+        targets: Targets = NO_TARGETS,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -120,7 +128,13 @@ class Entry:
         self.vary = vary
         self.request_time = request_time
         self.response_time = response_time
-        self.directives = directives = response_directives(values(headers, b"cache-control"))
+        self.targets = targets
+        self.directives, targeted = policy(pairs_lookup(headers), targets[0])
+        directives = self.directives
+        private = targets[1]
+        self.own: HeaderPairs = tuple(pair for pair in headers if pair[0].lower() in private)
+        if self.own:
+            headers = tuple(pair for pair in headers if pair[0].lower() not in private)
         dates = values(headers, b"date")
         date = parse_http_date(dates[0], response_time) if dates else None
         if not dates:
@@ -136,7 +150,8 @@ class Entry:
         self.etag: Optional[bytes] = etags[0].strip() if etags else None
         modified = values(headers, b"last-modified")
         self.last_modified = parse_http_date(modified[0], response_time) if modified else None
-        self.lifetime = self._lifetime(directives, values(headers, b"expires"), default_ttl)
+        # RFC 9213 §2.2: a targeted field replaces Cache-Control *and* Expires.
+        self.lifetime = self._lifetime(directives, [] if targeted else values(headers, b"expires"), default_ttl)
         self.size = ENTRY_OVERHEAD + len(body) + sum(len(n) + len(v) + 4 for n, v in headers)
         self.last_used = 0
 
@@ -188,18 +203,19 @@ class Entry:
         return Entry(
             status=self.status,
             reason=self.reason,
-            headers=merge(self.headers, fresh),
+            headers=merge(self.headers + self.own, fresh),
             body=self.body,
             request_time=request_time,
             response_time=response_time,
             default_ttl=default_ttl,
             vary=self.vary,
             age_lines=age_lines,
+            targets=self.targets,
         )
 
     def refreshed_by(self, headers: Any, request_time: float, response_time: float, default_ttl: Optional[float]) -> "Entry":
         """This entry updated by a 304's (or a HEAD 200's) `Headers`."""
-        directives = response_directives(headers.getRawHeaders(b"Cache-Control"))
+        directives, _ = policy(headers_lookup(headers), self.targets[0])
         fresh = snapshot(headers.getAllRawHeaders(), directives)
         return self.refreshed(fresh, headers.getRawHeaders(b"Age") or (), request_time, response_time, default_ttl)
 
@@ -216,9 +232,11 @@ class Entry:
         response_time: float,
         default_ttl: Optional[float],
         vary: Tuple[str, ...],
+        targets: Targets = NO_TARGETS,
     ) -> "Entry":
         """A new entry from an upstream response's status and `Headers`."""
         return cls(
+            targets=targets,
             status=status,
             reason=reason,
             headers=snapshot(headers.getAllRawHeaders(), directives),

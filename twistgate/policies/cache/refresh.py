@@ -21,12 +21,12 @@ from twistgate.headers import Headers
 
 from twistgate.policies.cache.conditional import use_validators
 from twistgate.policies.cache.config import RouteCacheConfig
-from twistgate.policies.cache.directives import response_directives
-from twistgate.policies.cache.entry import Entry
+from twistgate.policies.cache.entry import NO_TARGETS, Entry, Targets
 from twistgate.policies.cache.keys import UriKey, VariantKey, variant_key, vary_names
 from twistgate.policies.cache.rules import refusal
 from twistgate.policies.cache.store import MemoryStore
 from twistgate.messages import ProxyRequest
+from twistgate.policies.cache.targeted import headers_lookup, policy
 from twistgate.http import strip_hop_by_hop
 from twistgate.upstream.group import UpstreamCall
 
@@ -97,13 +97,20 @@ class BackgroundRefresh:
     """Refreshes stale entries for one route, at most one fetch per variant at a time."""
 
     def __init__(
-        self, store: MemoryStore, config: RouteCacheConfig, clock: Any, running: Set[Hashable], path: Optional[RefreshPath]
+        self,
+        store: MemoryStore,
+        config: RouteCacheConfig,
+        clock: Any,
+        running: Set[Hashable],
+        path: Optional[RefreshPath],
+        targets: Targets = NO_TARGETS,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.running = running  # shared by every route of the gateway
         self.path = path
+        self.targets = targets
 
     def start(self, request: ProxyRequest, key: UriKey, variant: VariantKey, extra: Tuple[Any, ...], entry: Entry) -> None:
         path = self.path
@@ -158,12 +165,12 @@ class BackgroundRefresh:
             return
         if response.code in _ERROR_STATUSES:
             return  # keep serving the stale one for as long as it is allowed
-        directives = response_directives(headers.getRawHeaders(b"Cache-Control"))
+        directives, targeted = policy(headers_lookup(headers), self.targets[0])
         vary = vary_names(headers.getRawHeaders(b"Vary"))
         reason = refusal(
             response.code,
             directives,
-            has_expires=headers.hasHeader(b"Expires"),
+            has_expires=headers.hasHeader(b"Expires") and not targeted,
             authorized=sent_request.headers.hasHeader(b"Authorization") or (
                 sent_request.consumer is not None and not config.key_consumer
             ),
@@ -174,6 +181,6 @@ class BackgroundRefresh:
             return
         fresh = Entry.from_response(
             response.code, response.phrase, headers, directives, body,
-            request_time=sent, response_time=now, default_ttl=config.ttl, vary=vary,
+            request_time=sent, response_time=now, default_ttl=config.ttl, vary=vary, targets=self.targets,
         )
         self.store.put(key, variant_key(sent_request.headers, vary, extra), fresh, config.max_variants)

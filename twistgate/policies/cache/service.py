@@ -25,6 +25,8 @@ class CacheService:
         self.store = MemoryStore(config.max_memory)
         self.leases = Leases()
         self.status_name = config.status_name.encode("ascii")
+        self.targets = config.targets  # RFC 9213 target list (twistgate.policies.cache.targeted)
+        self.private_fields = config.private_fields
         self.refreshing: Set[Hashable] = set()
         self.outcomes: Dict[str, int] = {}
 

@@ -27,8 +27,8 @@ from twistgate.policies.cache.directives import (
     NO_REQUEST_DIRECTIVES,
     RequestDirectives,
     request_directives,
-    response_directives,
 )
+from twistgate.policies.cache.targeted import headers_lookup, policy
 from twistgate.policies.cache.entry import Entry
 from twistgate.policies.cache.invalidation import invalidate_after
 from twistgate.policies.cache.keys import UriKey, VariantKey, field_value, uri_key, variant_key, vary_names
@@ -112,7 +112,8 @@ class CacheStage:
         self.clock = clock
         self.name = service.status_name
         self.key_headers = tuple(name.decode("ascii") for name in config.key_headers)
-        self.refresh = BackgroundRefresh(service.store, config, clock, service.refreshing, refresh_through)
+        self.targets = (service.targets, service.private_fields)
+        self.refresh = BackgroundRefresh(service.store, config, clock, service.refreshing, refresh_through, self.targets)
 
     # -- request ------------------------------------------------------------
 
@@ -234,6 +235,13 @@ class CacheStage:
 
     @hookimpl
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> Optional[Response]:
+        answer = self._on_response(request, response)
+        if response.from_upstream:
+            for name in self.targets[1]:  # addressed to this gateway: read above, never passed on
+                response.headers.removeHeader(name)
+        return answer
+
+    def _on_response(self, request: ProxyRequest, response: ProxyResponse) -> Optional[Response]:
         context = request.state.get(CONTEXT)
         if context is None or context.served:
             return None  # not ours, or our own answer passing through
@@ -266,12 +274,12 @@ class CacheStage:
 
     def _store_later(self, request: ProxyRequest, context: _Context, response: ProxyResponse, now: float) -> None:
         headers = response.headers
-        directives = response_directives(headers.getRawHeaders(b"Cache-Control"))
+        directives, targeted = policy(headers_lookup(headers), self.targets[0])
         vary = vary_names(headers.getRawHeaders(b"Vary"))
         reason = refusal(
             response.status,
             directives,
-            has_expires=headers.hasHeader(b"Expires"),
+            has_expires=headers.hasHeader(b"Expires") and not targeted,
             authorized=context.authorized,
             vary=vary,
         )
@@ -284,6 +292,7 @@ class CacheStage:
             entry = Entry.from_response(
                 response.status, response.reason, headers, directives, b"",
                 request_time=context.request_time, response_time=now, default_ttl=self.config.ttl, vary=vary,
+                targets=self.targets,
             )
             if not worth_storing(entry, self.config.stale_while_revalidate, self.config.stale_if_error):
                 reason = "not-reusable"

@@ -13,6 +13,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 import attrs
 
+from twistgate._text import plural
 from twistgate.config._node import Node
 from twistgate.config.model import ConfigIssue, Location, RouteConfig
 from twistgate.errors import BadRequest
@@ -78,7 +79,7 @@ def parse_rewrite(node: Node) -> Optional[RewriteConfig]:
         group = int(ref) if ref.isdigit() else regex.groupindex.get(ref)
         if group is None or group > regex.groups:
             replacement_node.issue(
-                f"{token} refers to a capture the regex does not have (it has {regex.groups} groups"
+                f"{token} refers to a capture the regex does not have (it has {plural(regex.groups, 'group')}"
                 f"{', named ' + ', '.join(regex.groupindex) if regex.groupindex else ''})"
             )
             return None

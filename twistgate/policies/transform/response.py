@@ -6,7 +6,9 @@ Response-side presets of a route: ``security_headers`` and the opt-in
   gateway answers included) that does not already carry it:
   ``Strict-Transport-Security`` (only on HTTPS, as RFC 6797 §7.2 requires:
   the client's scheme, or ``X-Forwarded-Proto`` from a trusted proxy),
-  ``X-Content-Type-Options: nosniff``, ``X-Frame-Options`` and
+  ``X-Content-Type-Options: nosniff``, ``X-Frame-Options``,
+  ``Content-Security-Policy: frame-ancestors ...`` (what CSP Level 2 uses
+  instead of X-Frame-Options; it follows ``frame_options`` unless set) and
   ``Referrer-Policy``.  Each can be changed or turned off.
 * ``json_envelope`` wraps an upstream's JSON response body as
   ``{"data": <body>, "meta": {"status": ..., "request_id": ...}}`` while it
@@ -35,11 +37,17 @@ from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
 from twistgate.policies.transform.headers import add_error_headers
 
-SECURITY_KEYS = ("hsts", "content_type_options", "frame_options", "referrer_policy")
+SECURITY_KEYS = ("hsts", "content_type_options", "frame_options", "frame_ancestors", "referrer_policy")
 DEFAULT_HSTS = "max-age=31536000; includeSubDomains"
 DEFAULT_FRAME_OPTIONS = "DENY"
 DEFAULT_REFERRER_POLICY = "no-referrer"
 FRAME_OPTIONS = ("DENY", "SAMEORIGIN")
+#: The frame-ancestors source list that says what each X-Frame-Options value says.
+FRAME_ANCESTORS_FOR = {"DENY": "'none'", "SAMEORIGIN": "'self'"}
+#: One source of a CSP source list: a keyword, a scheme ("https:") or a host
+#: source ("https://*.example.com:8443/path"); never ";" or ",", which would
+#: start another directive or policy.
+_SOURCE = re.compile(r"'self'|[A-Za-z][A-Za-z0-9+.-]*:|(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:\*\.)?[A-Za-z0-9.-]+(?::(?:\d+|\*))?(?:/[^\s;,']*)?")
 REFERRER_POLICIES = (
     "no-referrer",
     "no-referrer-when-downgrade",
@@ -61,6 +69,7 @@ class SecurityHeadersConfig:
     hsts: Optional[str] = DEFAULT_HSTS
     content_type_options: bool = True
     frame_options: Optional[str] = DEFAULT_FRAME_OPTIONS
+    frame_ancestors: Optional[str] = FRAME_ANCESTORS_FOR[DEFAULT_FRAME_OPTIONS]  # a CSP source list
     referrer_policy: Optional[str] = DEFAULT_REFERRER_POLICY
     location: Location = Location()
 
@@ -74,7 +83,8 @@ def parse_security_headers(node: Node) -> Optional[SecurityHeadersConfig]:
             return None
         if not enabled:
             return SecurityHeadersConfig(
-                hsts=None, content_type_options=False, frame_options=None, referrer_policy=None, location=location
+                hsts=None, content_type_options=False, frame_options=None, frame_ancestors=None,
+                referrer_policy=None, location=location,
             )
         return SecurityHeadersConfig(location=location)
     fields = node.mapping(SECURITY_KEYS)
@@ -94,10 +104,27 @@ def parse_security_headers(node: Node) -> Optional[SecurityHeadersConfig]:
             values[key] = value or None  # "" means off
         else:
             values[key] = default
+    if "frame_ancestors" in fields:
+        ancestors = _off_or(fields["frame_ancestors"], _frame_ancestors)
+        ok = ok and ancestors is not None
+        values["frame_ancestors"] = ancestors or None
+    else:  # say in CSP what X-Frame-Options says
+        values["frame_ancestors"] = FRAME_ANCESTORS_FOR.get(values["frame_options"] or "")
     nosniff = fields.read("content_type_options", Node.boolean, True)
     if not ok:
         return None
     return SecurityHeadersConfig(content_type_options=nosniff, location=location, **values)
+
+
+def _frame_ancestors(node: Node) -> Optional[str]:
+    """A CSP source list: 'none', 'self', schemes and hosts (nothing that could start another directive)."""
+    text = node.string()
+    sources = (text or "").split()
+    valid = sources == ["'none'"] or (sources and all(_SOURCE.fullmatch(source) for source in sources))
+    if text is not None and not valid:
+        node.issue(f"expected a frame_ancestors source list like \"'self' https://app.example\", got {text!r}")
+        return None
+    return text.strip() if text is not None else None
 
 
 def _off_or(node: Node, read: object) -> Optional[str]:
@@ -131,6 +158,8 @@ class SecurityHeadersStage:
             always.append((b"X-Content-Type-Options", b"nosniff"))
         if config.frame_options:
             always.append((b"X-Frame-Options", config.frame_options.encode("ascii")))
+        if config.frame_ancestors:
+            always.append((b"Content-Security-Policy", b"frame-ancestors " + config.frame_ancestors.encode("ascii")))
         if config.referrer_policy:
             always.append((b"Referrer-Policy", config.referrer_policy.encode("ascii")))
         self.always = tuple(always)

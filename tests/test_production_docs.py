@@ -1,0 +1,94 @@
+"""
+docs/production.md stays true: the unit file verifies with systemd-analyze,
+the container file parses (the official Dockerfile grammar) and has the
+stages the page promises, and every YAML block loads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twistgate.config import load_text
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "production.md").read_text(encoding="utf-8")
+UNIT = ROOT / "deploy" / "twistgate.service"
+CONTAINERFILE = ROOT / "deploy" / "Containerfile"
+
+
+def blocks(language: str):
+    return re.findall(rf"```{language}\n(.*?)```", DOC, flags=re.S)
+
+
+def test_the_page_shows_the_shipped_files():
+    assert UNIT.read_text() in blocks("ini")
+    assert CONTAINERFILE.read_text() in blocks("dockerfile")
+    shipped = (ROOT / "deploy" / "gw.yaml").read_text().splitlines(keepends=True)
+    body = "".join(shipped[next(i for i, line in enumerate(shipped) if not line.startswith("#")):])
+    assert "# deploy/gw.yaml\n" + body in blocks("yaml")
+
+
+def test_the_unit_file_verifies(tmp_path):
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is required in CI (tests/run.sh installs the systemd package)")
+        pytest.skip("systemd-analyze is not installed")
+    # verify checks that the programs exist: point them at this environment's
+    bin_dir = Path(sys.executable).parent
+    unit = tmp_path / "twistgate.service"
+    unit.write_text(UNIT.read_text().replace("/opt/twistgate/bin/", f"{bin_dir}/"))
+    result = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def test_the_unit_runs_unprivileged_with_reload_and_drain():
+    text = UNIT.read_text()
+    settings = dict(re.findall(r"^(\w+)=(.*)$", text, flags=re.M))
+    assert settings["User"] == "twistgate" and "root" not in settings["User"]
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert settings["KillSignal"] == "SIGTERM"
+    assert int(settings["TimeoutStopSec"]) > 30  # above limits.drain_timeout's default
+    assert settings["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+    assert "--nodaemon" in settings["ExecStart"] and "twistgate --config" in settings["ExecStart"]
+
+
+def test_the_container_file_parses_and_is_multi_stage_non_root_with_a_health_check():
+    dockerfile = pytest.importorskip("dockerfile")  # the official (BuildKit) parser, from PyPI
+    commands = dockerfile.parse_file(str(CONTAINERFILE))
+    stages = [c for c in commands if c.cmd == "FROM"]
+    assert len(stages) == 2 and stages[0].value[-2:] == ("AS", "build")
+    final = commands[commands.index(stages[-1]):]
+    users = [c.value[0] for c in final if c.cmd == "USER"]
+    assert users and not users[-1].startswith(("0", "root"))
+    [health] = [c for c in final if c.cmd == "HEALTHCHECK"]
+    assert "/livez" in " ".join(health.value)
+    assert any(c.cmd == "COPY" and "--from=build" in c.flags for c in final)
+    # every file the build copies from the repository exists
+    for copy in (c for c in commands if c.cmd == "COPY" and not c.flags):
+        for source in copy.value[:-1]:
+            assert (ROOT / source).exists(), source
+    entry = [c for c in final if c.cmd == "ENTRYPOINT"][0]
+    assert entry.json and entry.value[:2] == ("/opt/twistgate/bin/twistd", "--nodaemon")
+
+
+@pytest.mark.parametrize("index", range(len(blocks("yaml"))))
+def test_every_configuration_loads(index):
+    text = blocks("yaml")[index]
+    if "listeners:" not in text:  # a fragment (one section): give it the one required section
+        text = 'listeners: [{name: p, endpoint: "tcp:0"}]\n' + text
+    config = load_text(text, filename=f"production.md yaml block {index}", environ={"TWISTGATE_ADMIN_TOKEN": "t"})
+    assert config.listeners
+
+
+def test_the_container_configuration_loads_from_the_file():
+    from twistgate.config import load_file
+
+    assert load_file(str(ROOT / "deploy" / "gw.yaml"), environ={"TWISTGATE_ADMIN_TOKEN": "t"}).sections["admin"]
