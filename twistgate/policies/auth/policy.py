@@ -190,7 +190,8 @@ def build_stage(config: RouteAuthConfig, route: RouteConfig, context: Any) -> Au
             raise problem(f"unknown authenticator {name!r} (defined: {listed}){suggest(name, known)}")
         authenticators.append(known[name])
     kinds = {a.kind for a in authenticators}
-    if (config.scopes or config.roles) and "jwt" not in kinds:
+    grants = "jwt" in kinds or any(getattr(a, "grants_scopes", False) for a in authenticators)
+    if (config.scopes or config.roles) and not grants:
         raise problem("'scopes' and 'roles' come from JWT claims: add a jwt authenticator to 'any'")
     if (config.allowed_subjects or config.allowed_sans) and "mtls" not in kinds:
         raise problem("'allowed_subjects' and 'allowed_sans' come from client certificates: add an mtls authenticator")
