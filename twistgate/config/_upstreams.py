@@ -71,9 +71,9 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         fields["hash_key"].issue("the hash key is given twice: as balance's 'key' and as 'hash_key'", at_key=True)
     timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
     pool_config = fields.read("pool", pool, PoolConfig())
+    policies = extensions.read(fields, extensions.UPSTREAM_SECTIONS)
     if not found and source is None:
         return None
-    policies = extensions.read(fields, extensions.UPSTREAM_SECTIONS)
     if choice is not None:
         policies["balance"] = choice
     if source is not None:

@@ -128,7 +128,16 @@ class DeclaredOptions(OptionsSpec):
         values: Dict[str, Any] = {}
         for name, (convert, _) in self.fields.items():
             node = fields.nodes.get(name)
-            if node is not None and name not in reserved:
+            if node is None:
+                continue
+            if name in reserved:
+                # The gateway's own key (interval, timeout...): the option gets
+                # the value too; a mistake in it is the gateway's to report.
+                quiet = Node(node.node, node.path, Issues(node.issues.file, node.issues.environ), node.key_line)
+                value = convert(quiet)
+                if not quiet.issues.found:
+                    values[name] = value
+            else:
                 values[name] = convert(node)
         if len(owner.issues.found) != count or any(name not in values for name in self.required):
             return None

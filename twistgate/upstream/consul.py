@@ -29,12 +29,13 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 from urllib.parse import quote, urlencode, urlsplit
 
 import treq
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from twistgate.plugins.extension_points import ExtensionContext
 from twistgate.plugins.options import with_options
 from twistgate.upstream.discovery import Resolved
+from twistgate.upstream.failures import is_cancellation
 from twistgate.upstream.targets_from import DiscoverySupport, resolved_from_urls, urls_of
 
 __all__ = ["ConsulDiscovery", "ConsulError", "ConsulOptions", "consul", "parse_health_entries"]
@@ -150,7 +151,7 @@ class ConsulDiscovery:
         def settled(result: Any) -> Any:
             if timer.active():
                 timer.cancel()
-            if expired and isinstance(result, Failure) and result.check(CancelledError):
+            if expired and isinstance(result, Failure) and is_cancellation(result):
                 return Failure(ConsulError(f"no answer within {bound:g}s"))
             return result
 
