@@ -9,8 +9,6 @@ the isolation of each when it raises, hangs or answers wrongly.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict
@@ -208,18 +206,14 @@ def test_a_misbehaving_source_leaves_the_targets_unchanged(on_path, tmp_path, mo
     gw.generation.stop()
 
 
-def test_twistgate_check_validates_package_options(extension_packages, tmp_path):
-    """The `twistgate check` command, with the package on PYTHONPATH: file, line and key path."""
+def test_twistgate_check_validates_package_options(on_path, tmp_path, capsys):
+    """The `twistgate check` command (in process, the package on sys.path): file, line and key path."""
+    from twistgate.cli import main
+
     config = tmp_path / "gw.yaml"
     config.write_text(gateway_yaml(tmp_path, "    targets_from: {type: example_file, path: /t, intervl: 5s}"))
-    env = {**os.environ, "PYTHONPATH": str(extension_packages)}
-    done = subprocess.run(
-        [sys.executable, "-m", "twistgate.cli", "check", str(config)], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 1
-    assert f"{config}:5: upstreams.users.targets_from.intervl: unknown key 'intervl'; did you mean 'interval'?" in done.stderr
+    assert main(["check", str(config)]) == 1
+    expected = f"{config}:5: upstreams.users.targets_from.intervl: unknown key 'intervl'; did you mean 'interval'?"
+    assert expected in capsys.readouterr().err
     config.write_text(gateway_yaml(tmp_path, "    targets_from: {type: example_file, path: /t, interval: 5s}"))
-    done = subprocess.run(
-        [sys.executable, "-m", "twistgate.cli", "check", str(config)], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr
+    assert main(["check", str(config)]) == 0
