@@ -206,3 +206,20 @@ def test_using_extensions_is_scoped():
         current_registry().lookup(HEALTH_CHECKS, "mine")
     with pytest.raises(ValueError, match="unknown extension group"):
         ExtensionRegistry(extra={"twistgate.nope": {}})
+
+
+def test_a_reload_with_the_same_extensions_keeps_the_upstream():
+    """Equal configurations compare equal (declarations included): the upstream and its state are reused."""
+    from twistgate.gateway import Generation
+
+    text = HEAD + (
+        "    targets_from: {type: consul, url: 'http://c:8500', service: users}\n"
+        "    balance: {type: consistent_hash, key: 'header:X-User'}\n"
+        "    health_check: {type: tcp, interval: 5s}\n"
+    )
+    clock = Clock()
+    first = Generation(load_text(text, environ={}), clock)
+    second = Generation(load_text(text, environ={}), clock, previous=first)
+    assert second.upstreams["u"] is first.upstreams["u"]
+    changed = Generation(load_text(text.replace("users}", "orders}"), environ={}), clock, previous=second)
+    assert changed.upstreams["u"] is not second.upstreams["u"]

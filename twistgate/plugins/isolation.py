@@ -152,7 +152,10 @@ def _failed(label: Label, failure: Failure) -> ExtensionFailed:
     _log.failure(
         "{group} extension {extension!r} ({where}) failed in {method}()",
         failure,
-        **label.fields(),
+        group=label.group,
+        extension=label.name,
+        method=label.method,
+        where=label.where,
     )
     return ExtensionFailed(label.name, reason)
 

@@ -81,6 +81,17 @@ class OptionsSpec:
     keys: Optional[Tuple[str, ...]] = None
     required: Tuple[str, ...] = ()
 
+    def _identity(self) -> Any:
+        return type(self)
+
+    # Equal declarations compare equal, so a reload that finds the same
+    # extension with the same options keeps the upstream (and its state).
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OptionsSpec) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
     def known(self, fields_written: Collection[str], reserved: Collection[str]) -> Tuple[str, ...]:
         """The keys a section may hold: the reserved ones plus the options."""
         extra = fields_written if self.keys is None else self.keys
@@ -106,6 +117,9 @@ class ReaderOptions(OptionsSpec):
         self.required = tuple(required)
         self._read = read
 
+    def _identity(self) -> Any:
+        return (type(self), self.keys, self.required, self._read)
+
     def read(self, fields: Fields, reserved: Collection[str]) -> Optional[Dict[str, Any]]:
         return self._read(fields)
 
@@ -121,6 +135,9 @@ class DeclaredOptions(OptionsSpec):
             self.fields[name] = (converter_for(hints.get(name, Any), f"{cls.__name__}.{name}"), default)
         self.keys = tuple(self.fields)
         self.required = tuple(name for name, (_, default) in self.fields.items() if default is _MISSING)
+
+    def _identity(self) -> Any:
+        return (type(self), self.cls)
 
     def read(self, fields: Fields, reserved: Collection[str]) -> Optional[Dict[str, Any]]:
         owner = fields.owner

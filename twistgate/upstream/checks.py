@@ -84,7 +84,7 @@ class TcpCheck:
         else:
             endpoint = HostnameEndpoint(self.reactor, host, target.port, timeout=CONNECT_LIMIT)
 
-        def connected(protocol: Protocol) -> bool:
+        def connected(protocol: Any) -> bool:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
             return True

@@ -88,7 +88,7 @@ def parse_health_entries(entries: Any, scheme: str = "http") -> List[Resolved]:
         if not isinstance(entry, dict) or not isinstance(entry.get("Service"), dict):
             raise ConsulError("a service entry without a 'Service' object")
         service = entry["Service"]
-        node = entry.get("Node") if isinstance(entry.get("Node"), dict) else {}
+        node: Dict[str, Any] = entry["Node"] if isinstance(entry.get("Node"), dict) else {}
         checks = entry.get("Checks") or []
         if any(isinstance(c, dict) and c.get("Status", "passing") != "passing" for c in checks):
             continue
