@@ -25,3 +25,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+# Third-party extension packages installed with pip into a temporary directory.
+from tests.extension_packages import extension_packages, on_path  # noqa: E402,F401

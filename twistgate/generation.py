@@ -146,6 +146,11 @@ class Generation:
         self.ops = shared.ops
         self.inflight = InFlight()
         self.forwarding = ForwardingPolicy(config.trusted_proxies)
+        # The gateway's own calls (JWKS, OTLP, discovery, plugins' side
+        # requests) go through treq over a pool of their own; health checks
+        # use each upstream's client.
+        self.side_pool = HTTPConnectionPool(reactor, persistent=True)
+        self.http_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
         self.upstreams: Dict[str, Upstream] = {}
         self.borrowed: Set[str] = set()  # reused from `previous`: not ours to start or close yet
         for name, upstream in config.upstreams.items():
@@ -156,11 +161,6 @@ class Generation:
             else:
                 self.upstreams[name] = self._new_upstream(upstream)
         self.owned: Set[str] = set(self.upstreams) - self.borrowed
-        # The gateway's own calls (JWKS, OTLP, plugins' side requests) go
-        # through treq over a pool of their own; health checks use each
-        # upstream's client.
-        self.side_pool = HTTPConnectionPool(reactor, persistent=True)
-        self.http_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
         self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams, self.files)
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
@@ -186,13 +186,12 @@ class Generation:
         self.routes_by_name: Dict[str, Route] = {route.name: runtime for route, runtime in entries}
 
     def _new_upstream(self, config: UpstreamConfig) -> Upstream:
-        events = self.shared.events
-        tls = self.files.upstream_tls.get(config.name)
+        common = dict(events=self.shared.events, tls_policy=self.files.upstream_tls.get(config.name), side_client=self.http_client)
         if self.agent_for is not None:
-            return Upstream(config, self.clock, self.agent_for(config), events=events, tls_policy=tls)
+            return Upstream(config, self.clock, self.agent_for(config), **common)
         if self.client_for is not None:
-            return Upstream(config, self.clock, events=events, client_factory=self.client_for, tls_policy=tls)
-        return Upstream(config, self.clock, events=events, tls_policy=tls)
+            return Upstream(config, self.clock, client_factory=self.client_for, **common)
+        return Upstream(config, self.clock, **common)
 
     _date_second = -1
     _date_value = b""

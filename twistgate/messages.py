@@ -18,12 +18,14 @@ and ``consumer`` are str.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
-from twistgate.config.model import RouteConfig
 from twistgate.headers import Headers
+
+if TYPE_CHECKING:  # the configuration package needs this module: no import cycle at run time
+    from twistgate.config.model import RouteConfig
 
 HeaderInput = Union[
     Mapping[Union[str, bytes], Union[str, bytes]],
@@ -195,5 +197,5 @@ class RouteInfo:
     """
 
     name: str
-    config: RouteConfig
+    config: "RouteConfig"
     upstream: str

@@ -1,5 +1,5 @@
 """
-Tests for twistgate.plugins.manager: building plugins from configuration and
+Tests for twistgate.plugins.instances: building plugins from configuration and
 calling their hooks.
 """
 

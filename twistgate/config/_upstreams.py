@@ -1,19 +1,28 @@
 """
-``upstreams``: named groups of targets, how to balance across them, and the
-timeouts and pool settings for talking to them.  The resilience sections
-(health_check, circuit_breaker, retry, outlier_detection, discovery,
-hash_key) are extension sections: see twistgate.upstream.settings.
+``upstreams``: named groups of targets (or the source that lists them:
+``targets_from``), how to balance across them, and the timeouts and pool
+settings for talking to them.  The resilience sections (health_check,
+circuit_breaker, retry, outlier_detection, discovery, hash_key) are
+extension sections: see twistgate.upstream.settings.
+
+``balance`` and ``targets_from`` name extensions (built-in or from the
+``twistgate.balancers`` / ``twistgate.discovery`` entry-point groups, see
+twistgate.plugins.extension_points); when they carry options or name a
+third-party extension, the resolved `ExtensionChoice` is kept in the
+upstream's ``policies`` under ``balance`` / ``targets_from``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from twistgate.config._node import Fields, Node
 from twistgate.config import sections
-from twistgate.config._pending import PENDING_BALANCE, PENDING_KEYS
+from twistgate.config._pending import PENDING_KEYS
+from twistgate.plugins.extension_points import BALANCERS, ExtensionChoice, resolve
+from twistgate.plugins.options import defaults_at, peek, read_options
 from twistgate.config.model import (
     PoolConfig,
     TargetConfig,
@@ -21,7 +30,7 @@ from twistgate.config.model import (
     UpstreamTimeoutsConfig,
 )
 
-UPSTREAM_KEYS = ("targets", "balance", "timeouts", "pool")
+UPSTREAM_KEYS = ("targets", "targets_from", "balance", "timeouts", "pool")
 TARGET_KEYS = ("url", "weight", "srv", "scheme")
 TIMEOUT_KEYS = ("connect", "read", "total")
 POOL_KEYS = ("max_idle_per_target", "idle_timeout")
@@ -41,30 +50,75 @@ def upstreams(node: Node) -> Dict[str, Optional[UpstreamConfig]]:
 def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
     fields = node.mapping(
         UPSTREAM_KEYS + tuple(sections.upstream_sections()),
-        required=("targets",),
+        required=() if "targets_from" in _keys(node) else ("targets",),
         pending=PENDING_KEYS["upstream"] - set(sections.upstream_sections()),
     )
     if fields is None:
         return None
     found = fields.read("targets", targets, None)
-    balance = fields.read(
-        "balance", lambda n: n.choice(BALANCE, pending=PENDING_BALANCE - set(BALANCE)), "round_robin"
-    )
+    source = fields.read("targets_from", _targets_from, None)
+    if "targets" in fields and "targets_from" in fields:
+        fields["targets_from"].issue("an upstream has either 'targets' or 'targets_from', not both", at_key=True)
+    if "discovery" in fields and "targets_from" in fields:
+        fields["discovery"].issue(
+            "'discovery' re-resolves the host names of 'targets'; give targets_from its own interval and timeout",
+            at_key=True,
+        )
+    balance, choice = fields.read("balance", _balance, ("round_robin", None))
     if "hash_key" in fields and balance != "consistent_hash":
         fields["hash_key"].issue(f"'hash_key' is only used by balance: consistent_hash (this upstream uses {balance})", at_key=True)
+    elif "hash_key" in fields and choice is not None and "key" in _keys(fields["balance"]):
+        fields["hash_key"].issue("the hash key is given twice: as balance's 'key' and as 'hash_key'", at_key=True)
     timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
     pool_config = fields.read("pool", pool, PoolConfig())
-    if not found:
+    policies = sections.read(fields, sections.upstream_sections())
+    if not found and source is None:
         return None
+    if choice is not None:
+        policies["balance"] = choice
+    if source is not None:
+        policies["targets_from"] = source
     return UpstreamConfig(
         name=name,
-        targets=found,
+        targets=found or (),
         balance=balance,
         timeouts=timeouts,
         pool=pool_config,
-        policies=sections.read(fields, sections.upstream_sections()),
+        policies=policies,
         location=node.location(at_key=True),
     )
+
+
+def _targets_from(node: Node) -> Any:
+    from twistgate.upstream.targets_from import parse_targets_from
+
+    return parse_targets_from(node)
+
+
+def _balance(node: Node) -> Optional[Tuple[str, Optional[ExtensionChoice]]]:
+    """
+    ``balance: NAME`` or ``balance: {type: NAME, ...options}``: the name, and
+    the `ExtensionChoice` when it carries options or is not a built-in.
+    """
+    if node.kind == "mapping":
+        type_node = peek(node, "type")
+        extension = resolve(type_node, BALANCERS) if type_node is not None else None
+        if extension is None:
+            node.mapping(("type",) + tuple(_keys(node)), required=("type",))
+            return None
+        read = read_options(node, extension.options, ("type",))
+        if read is None or read[1] is None:
+            return None
+        return extension.name, ExtensionChoice(extension=extension, options=read[1], location=node.location(at_key=True))
+    extension = resolve(node, BALANCERS)
+    if extension is None:
+        return None
+    if extension.builtin:
+        return extension.name, None
+    options = defaults_at(node, extension.options)
+    if options is None:
+        return None
+    return extension.name, ExtensionChoice(extension=extension, options=options, location=node.location(at_key=True))
 
 
 def targets(node: Node) -> Tuple[TargetConfig, ...]:

@@ -152,7 +152,7 @@ class UpstreamConfig:
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     pool: PoolConfig = PoolConfig()
     # Typed configs of extension sections (health_check, retry, tls...), by
-    # key; see twistgate.config.extensions.
+    # key; see twistgate.config.sections.
     policies: Mapping[str, Any] = attrs.field(factory=dict)
     location: Location = Location()
 

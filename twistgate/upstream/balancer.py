@@ -3,7 +3,11 @@ Choosing a target among the candidates of an upstream (the targets that are
 healthy, not ejected, and whose breaker lets a request through).
 
 Every strategy has `pick(candidates, request)` and `rebuild(targets)` (the
-whole set changed: discovery).  Per-target state the strategies use lives on
+whole set changed: discovery): the gateway's hot path, on its own targets.
+Each is also an extension like any third-party balancer: a factory per name
+(`round_robin` ...) in the ``twistgate.balancers`` registry
+(`twistgate.plugins.extension_points`), and the public ``choose(targets,
+request)`` on `TargetInfo` / `RequestInfo` views.  Per-target state the strategies use lives on
 the targets themselves: ``weight``, ``in_flight``, the smooth round robin's
 current weight ``cw`` and the latency average (`LatencyAverage`).
 
@@ -21,12 +25,17 @@ current weight ``cw`` and the latency average (`LatencyAverage`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from random import Random
-from typing import Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
+from twistgate.plugins.options import NO_OPTIONS, with_options
 from twistgate.upstream.hashring import HashRing
-from twistgate.upstream.settings import HashKeyConfig
+from twistgate.upstream.settings import HashKeyConfig, hash_key_from_text
+
+if TYPE_CHECKING:
+    from twistgate.plugins.extension_points import ExtensionContext
 
 #: How fast the latency average forgets (seconds).
 LATENCY_DECAY = 5.0
@@ -59,7 +68,25 @@ class LatencyAverage:
         self.samples += 1
 
 
-class RoundRobin:
+class Strategy:
+    """What the built-in strategies share: the public extension method over `pick`."""
+
+    def rebuild(self, targets: Sequence[Any]) -> None:
+        pass
+
+    def pick(self, candidates: Sequence[Any], request: Any = None) -> Any:
+        raise NotImplementedError
+
+    def choose(self, targets: Sequence[Any], request: Any) -> Any:
+        """``twistgate.balancers``' method: one of `targets` (`TargetInfo`) for `request` (`RequestInfo`)."""
+        from twistgate.plugins.views import request_of, target_of
+
+        inner = [target_of(t) for t in targets]
+        chosen = self.pick(inner, request_of(request) if request is not None else None)
+        return targets[inner.index(chosen)]
+
+
+class RoundRobin(Strategy):
     """Smooth weighted round robin over whatever candidates it is given."""
 
     def __init__(self) -> None:
@@ -94,7 +121,7 @@ def smooth_pick(candidates: Sequence[Any]) -> Any:
     return best
 
 
-class LeastConnections:
+class LeastConnections(Strategy):
     """Fewest in-flight requests per unit of weight; the smooth round robin among ties."""
 
     def rebuild(self, targets: Sequence[Any]) -> None:
@@ -116,7 +143,7 @@ class LeastConnections:
         return tied[0] if len(tied) == 1 else smooth_pick(tied)
 
 
-class WeightedRandom:
+class WeightedRandom(Strategy):
     """A candidate at random, in proportion to its weight."""
 
     def __init__(self, rng: Random) -> None:
@@ -132,7 +159,7 @@ class WeightedRandom:
         return self.rng.choices(candidates, weights=[t.weight for t in candidates])[0]
 
 
-class LeastResponseTime:
+class LeastResponseTime(Strategy):
     """Power of two random choices on latency average x (in flight + 1) / weight."""
 
     def __init__(self, rng: Random, clock: Any) -> None:
@@ -163,7 +190,7 @@ class LeastResponseTime:
         return a if score_a <= score_b else b
 
 
-class ConsistentHash:
+class ConsistentHash(Strategy):
     """A hash ring keyed on the client address, a header or a cookie."""
 
     def __init__(self, key: HashKeyConfig) -> None:
@@ -214,7 +241,7 @@ def cookie_value(headers: Sequence[bytes], name: str) -> Optional[bytes]:
 
 
 def make_balancer(strategy: str, *, rng: Random, clock: Any, hash_key: Optional[HashKeyConfig]) -> Any:
-    """The strategy object for ``upstreams.X.balance``."""
+    """The strategy object for ``upstreams.X.balance`` (a built-in name)."""
     if strategy == "least_connections":
         return LeastConnections()
     if strategy == "random":
@@ -226,3 +253,47 @@ def make_balancer(strategy: str, *, rng: Random, clock: Any, hash_key: Optional[
     if strategy == "consistent_hash":
         return ConsistentHash(hash_key or HashKeyConfig())
     return RoundRobin()
+
+
+# -- the factories, as registered in twistgate.plugins.extension_points ------------
+
+
+@with_options(NO_OPTIONS)
+def round_robin(options: Mapping[str, Any]) -> RoundRobin:
+    return RoundRobin()
+
+
+@with_options(NO_OPTIONS)
+def least_connections(options: Mapping[str, Any]) -> LeastConnections:
+    return LeastConnections()
+
+
+@with_options(NO_OPTIONS)
+def random(options: Mapping[str, Any], context: "ExtensionContext") -> WeightedRandom:
+    return WeightedRandom(context.rng)
+
+
+@with_options(NO_OPTIONS)
+def least_response_time(options: Mapping[str, Any], context: "ExtensionContext") -> LeastResponseTime:
+    return LeastResponseTime(context.rng, context.clock)
+
+
+@with_options(NO_OPTIONS)
+def ip_hash(options: Mapping[str, Any]) -> ConsistentHash:
+    return ConsistentHash(HashKeyConfig())
+
+
+@dataclasses.dataclass(frozen=True)
+class HashOptions:
+    """``balance: {type: consistent_hash, key: header:X-User}`` (or the ``hash_key`` section)."""
+
+    key: str = "ip"
+
+    def __post_init__(self) -> None:
+        hash_key_from_text(self.key)  # ValueError: a config error
+
+
+@with_options(HashOptions)
+def consistent_hash(options: Mapping[str, Any]) -> ConsistentHash:
+    key = options.get("key", "ip")
+    return ConsistentHash(key if isinstance(key, HashKeyConfig) else hash_key_from_text(key))

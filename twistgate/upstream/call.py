@@ -1,5 +1,6 @@
 """
-One request's way to an upstream: choose a target, send, wait for the head
+One request's way to an upstream: choose a target (at once, or when an
+extension balancer's Deferred fires), send, wait for the head
 under the read timeout, and on failure maybe retry on another target after
 a backoff, all under the total timeout.  `Upstream.forward` starts one
 `Forwarding` per request; cancelling its Deferred cancels whatever is under
@@ -20,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twistgate.errors import GatewayError, UpstreamTimeout
+from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
 from twistgate.upstream.watch import WatchedResponse
@@ -142,12 +143,35 @@ class Forwarding:
 
     def _attempt(self, _: Any = None) -> None:
         self.current = None
-        upstream = self.upstream
         try:
-            target, ticket = upstream.admit(self.request, self.tried)
+            admitted = self.upstream.admit(self.request, self.tried)
         except GatewayError as error:
             self._fail(self.last_error or error)
             return
+        if isinstance(admitted, Deferred):  # an extension balancer is choosing
+            self.current = admitted
+            admitted.addCallbacks(self._send_to, self._not_admitted).addErrback(self._not_admitted)
+            return
+        self._send_to(admitted)
+
+    def _not_admitted(self, failure: Failure) -> None:
+        self.current = None
+        if self.done:
+            return  # cancelled while the balancer was choosing
+        if not failure.check(GatewayError):
+            _log.failure("choosing a target of {upstream} failed", failure, upstream=self.upstream.name)
+            failure = Failure(ServiceUnavailable())
+        self._fail(self.last_error or failure.value)
+
+    def _send_to(self, admitted: Any) -> None:
+        self.current = None
+        if self.done:
+            target, ticket = admitted
+            if ticket is not None:
+                target.breaker.release(ticket)
+            return
+        upstream = self.upstream
+        target, ticket = admitted
         self.tried.append(target)
         attempt = Attempt(upstream, target, ticket)
         call = self.call

@@ -1,7 +1,9 @@
 """
 An upstream group at run time: its targets and their state, balancer, pool
 and agent, the background work that watches them (health checks, DNS
-discovery), and `forward()`, the one way a request is sent to it.
+discovery, ``targets_from`` sources), and `forward()`, the one way a request
+is sent to it.  The balancer, health check and target source are extensions
+(built-in or from pip packages), made in `twistgate.upstream.wiring`.
 
 The forwarded hop uses a bare `Agent` over the group's own sized
 `HTTPConnectionPool`: no cookie jar, no content decoding, no redirects (see
@@ -16,16 +18,15 @@ import copy
 from random import Random
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.protocol import Protocol
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.client import BrowserLikePolicyForHTTPS
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from twistgate._twisted_compat.web_client import PooledAgentClient
 from twistgate.config.model import RouteConfig, UpstreamConfig
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest
-from twistgate.upstream.balancer import make_balancer
 from twistgate.upstream.breaker import OPEN, CircuitBreaker
 from twistgate.upstream.budget import RetryBudget
 from twistgate.upstream.call import Forwarding
@@ -33,21 +34,17 @@ from twistgate.upstream.discovery import Discovery, Resolved, as_written, is_add
 from twistgate.upstream.client import AgentClient, endpoint_for
 from twistgate.upstream.events import UpstreamEvents
 from twistgate.upstream.failures import CircuitOpen, NoHealthyUpstream, with_retry_after
-from twistgate.upstream.health import HealthChecker
 from twistgate.upstream.outlier import OutlierDetector
 from twistgate.upstream.retry import CallPolicy, call_policy
 from twistgate.upstream.settings import DiscoveryConfig, RetryConfig
 from twistgate.headers import Headers
 from twistgate.upstream.target import Target
 from twistgate.upstream.tls import policy_for as upstream_tls_policy, uses_tls
+from twistgate.upstream.wiring import build_balancer, build_health, build_targets_from
 
 __all__ = ["Target", "Upstream", "UpstreamCall"]
 
 _log = Logger()
-
-#: A health probe's body beyond this is not read (the connection is closed instead).
-DRAIN_LIMIT = 64 * 1024
-
 
 
 class UpstreamCall:
@@ -80,6 +77,7 @@ class Upstream:
         tls_policy: Any = None,
         resolver: Any = None,
         rng: Optional[Random] = None,
+        side_client: Any = None,
     ) -> None:
         """
         :param agent: an `IAgent` to send through instead of the network
@@ -92,6 +90,8 @@ class Upstream:
             generations, like this upstream.
         :param tls_policy: the TLS policy of https targets, read beforehand
             (`twistgate.files`); default: built now from ``upstreams.X.tls``.
+        :param side_client: the gateway's treq client, for what the upstream
+            asks of other services (``targets_from`` sources such as Consul).
         """
         self.config = config
         self.name = config.name
@@ -127,9 +127,20 @@ class Upstream:
         self.outlier = OutlierDetector(outlier, reactor, self._target_moved, self.name) if outlier else None
         retry: RetryConfig = policies.get("retry") or RetryConfig()
         self.budget = RetryBudget(retry.budget, retry.budget_window, retry.budget_min_per_second, reactor)
-        self.balancer = make_balancer(config.balance, rng=self.rng, clock=reactor, hash_key=policies.get("hash_key"))
+        #: The strategy and its pick(candidates, request): a target, or (an
+        #: extension from a package) a Deferred of one.
+        self.balancer, self._pick = build_balancer(config, reactor, self.rng)
         health = policies.get("health_check")
-        self.health = HealthChecker(health, reactor, self._probe, self._target_moved, self.rng, self.name) if health else None
+        self.health = (
+            build_health(health, self.name, reactor, self.rng, self.request, side_client, self._target_moved)
+            if health
+            else None
+        )
+        source = policies.get("targets_from")
+        side = side_client or (HTTPClient(Agent(reactor, connectTimeout=10)) if source else None)
+        self.targets_from = (
+            build_targets_from(source, self.name, reactor, self.rng, side, resolver, self._set_targets) if source else None
+        )
         discovery = policies.get("discovery")
         self._resolver = resolver
         self.discovery: Optional[Discovery] = None
@@ -220,10 +231,11 @@ class Upstream:
 
     # -- choosing -------------------------------------------------------------
 
-    def admit(self, request: ProxyRequest, tried: Sequence[Target] = ()) -> Tuple[Target, Optional[int]]:
+    def admit(self, request: ProxyRequest, tried: Sequence[Target] = ()) -> Any:
         """
         A target for `request` (preferring one not in `tried`) and its breaker
-        ticket; raises 503 `NoHealthyUpstream` / `CircuitOpen` when none is left.
+        ticket (a Deferred of both from an extension balancer); raises 503
+        `NoHealthyUpstream` / `CircuitOpen` when none is left.
         """
         candidates: Sequence[Target] = self._ready
         if tried:
@@ -234,8 +246,14 @@ class Upstream:
                 or [t for t in candidates if t is not last]
                 or candidates
             )
+        return self._place(candidates, request)
+
+    def _place(self, candidates: Sequence[Target], request: ProxyRequest) -> Any:
+        pick = self._pick
         while candidates:
-            target = self.balancer.pick(candidates, request)
+            target = pick(candidates, request)
+            if isinstance(target, Deferred):  # an extension balancer answering later
+                return target.addCallback(self._placed, candidates, request)
             breaker = target.breaker
             if breaker is None:
                 return target, None
@@ -244,6 +262,12 @@ class Upstream:
                 return target, ticket
             candidates = [t for t in candidates if t is not target]
         raise self._unavailable()
+
+    def _placed(self, target: Target, candidates: Sequence[Target], request: ProxyRequest) -> Any:
+        ticket = target.breaker.admit() if target.breaker is not None else None
+        if target.breaker is None or ticket is not None:
+            return target, ticket
+        return self._place([t for t in candidates if t is not target], request)
 
     def _unavailable(self) -> GatewayError:
         up = [t for t in self.targets if t.healthy and t.outlier.ejected_until is None]
@@ -308,21 +332,6 @@ class Upstream:
             target.endpoints[connect] = variant
         return variant
 
-    # -- health probes -----------------------------------------------------------
-
-    def _probe(self, target: Target) -> "Deferred[int]":
-        """GET the health path on `target` through the forwarding path; fires with the status."""
-        config = self.health.config  # type: ignore[union-attr]
-        headers = Headers({b"Host": [target.host_header], b"User-Agent": [b"twistgate-health-check"]})
-        d = maybeDeferred(self.request, target, b"GET", config.path.encode("ascii"), headers, None)
-
-        def got(response: Any) -> int:
-            # The status is all a probe needs; a short body is read so the
-            # connection can be pooled again, a long one is cut.
-            response.deliverBody(_Drain())
-            return response.code
-
-        return d.addCallback(got)
 
     # -- lifetime ------------------------------------------------------------
 
@@ -335,6 +344,8 @@ class Upstream:
             if self.discovery.resolver is None:
                 self.discovery.resolver = self._resolver or make_resolver(self.discovery.config, self.clock)
             self.discovery.start()
+        if self.targets_from is not None:
+            self.targets_from.start()
         if self.health is not None:
             self.health.start(self.targets)
         for target in self.targets:
@@ -351,6 +362,8 @@ class Upstream:
         self._starts = 0
         if self.discovery is not None:
             self.discovery.stop()
+        if self.targets_from is not None:
+            self.targets_from.stop()
         if self.health is not None:
             self.health.stop()
         for target in self.targets:
@@ -367,18 +380,4 @@ class Upstream:
         now = self.clock.seconds()
         return [target.snapshot(now) for target in self.targets]
 
-
-class _Drain(Protocol):
-    """Reads and drops a probe's response body, up to DRAIN_LIMIT bytes."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        self.seen += len(data)
-        if self.seen > DRAIN_LIMIT and self.transport is not None:
-            self.transport.stopProducing()
-
-    def connectionLost(self, reason: Any = None) -> None:
-        pass
 

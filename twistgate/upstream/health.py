@@ -3,7 +3,10 @@ Active health checks: every target is probed with ``GET <path>`` on a
 `LoopingCall` (on the injected clock) every ``interval``, each probe delayed
 by a random jitter in ``[0, jitter]`` so many gateways do not probe in step.
 
-A probe succeeds when an expected status arrives within ``timeout``.
+A probe succeeds when the check's verdict on its result is None within
+``timeout`` (the ``http`` check: an expected status; see
+twistgate.upstream.checks and, for third-party checks,
+twistgate.upstream.external).
 ``unhealthy_threshold`` consecutive failures take a target out of rotation;
 ``healthy_threshold`` consecutive successes bring it back.  Targets start
 healthy, so a gateway that starts before its first probes still serves.
@@ -14,7 +17,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,8 +27,10 @@ from twistgate.upstream.settings import HealthCheckConfig
 
 _log = Logger()
 
-#: probe(target) -> Deferred firing with the response status (fails on any error or timeout).
-Probe = Callable[[Any], "Deferred[int]"]
+#: probe(target) -> Deferred firing with the check's result (fails on any error or timeout).
+Probe = Callable[[Any], "Deferred[Any]"]
+#: verdict(result) -> None when healthy, else why not (for ``last_error``).
+Verdict = Callable[[Any], Optional[str]]
 
 
 class HealthChecker:
@@ -39,8 +44,11 @@ class HealthChecker:
         on_change: Callable[[Any], None],
         rng: Random,
         upstream: str = "",
+        verdict: Optional[Verdict] = None,
     ) -> None:
         self.config = config
+        #: The http status rule of `config` unless the check brings its own.
+        self.verdict: Verdict = verdict if verdict is not None else self._status_verdict
         self.clock = clock
         self.probe = probe
         self.on_change = on_change
@@ -97,7 +105,7 @@ class HealthChecker:
             result.trap(Exception)  # a cancelled probe (stop): nothing to record
 
     def _check(self, target: Any) -> "Deferred[None]":
-        d = self.probe(target)
+        d = maybeDeferred(self.probe, target)  # a probe that raises is a failed probe, not a dead loop
         timer = self.clock.callLater(self.config.timeout, d.cancel)
 
         def done(result: Any) -> None:
@@ -107,12 +115,14 @@ class HealthChecker:
             if isinstance(result, Failure):
                 reason = "timed out" if timed_out else describe(result)
                 self.record(target, False, f"health check {reason}")
-            elif self.config.expects(result):
-                self.record(target, True, None)
-            else:
-                self.record(target, False, f"health check answered {result}")
+                return
+            error = self.verdict(result)
+            self.record(target, error is None, error)
 
         return d.addBoth(done)
+
+    def _status_verdict(self, status: int) -> Optional[str]:
+        return None if self.config.expects(status) else f"health check answered {status}"
 
     def record(self, target: Any, ok: bool, error: Optional[str]) -> None:
         """One probe's outcome; moves the target between healthy and unhealthy at the thresholds."""

@@ -16,15 +16,22 @@ import attrs
 
 from twistgate.config._node import Node
 from twistgate.config.model import KiB, Location
+from twistgate.upstream.health_config import (  # noqa: F401  (re-exported: features/resilience.py)
+    HEALTH_CHECK_COMMON_KEYS,
+    HEALTH_CHECK_KEYS,
+    HTTP_CHECK_KEYS,
+    HealthCheckConfig,
+    parse_health_check,
+    read_http_check,
+    status,
+    status_ranges,
+)
 
 #: Failure kinds a retry may be made on, besides response statuses.
 RETRY_CONDITIONS = ("connect_failure", "reset", "timeout")
 DEFAULT_FAILURE_STATUSES: FrozenSet[int] = frozenset({502, 503, 504})
 FAMILIES = ("any", "ipv4", "ipv6")
 
-HEALTH_CHECK_KEYS = (
-    "path", "interval", "timeout", "jitter", "healthy_threshold", "unhealthy_threshold", "expected_statuses",
-)  # fmt: skip
 OUTLIER_KEYS = ("consecutive_failures", "statuses", "base_ejection_time", "max_ejection_time", "max_ejected")
 BREAKER_KEYS = ("failure_threshold", "recovery_timeout", "half_open_requests", "success_threshold", "statuses")
 RETRY_KEYS = (
@@ -34,28 +41,6 @@ ROUTE_RETRY_KEYS = ("attempts", "backoff", "max_backoff", "on", "replay_buffer",
 ROUTE_TIMEOUT_KEYS = ("connect", "read", "total")
 DISCOVERY_KEYS = ("interval", "timeout", "nameservers", "family")
 
-_STATUS_RANGE = re.compile(r"\s*([1-5]\d\d)\s*-\s*([1-5]\d\d)\s*")
-
-
-@attrs.frozen(kw_only=True)
-class HealthCheckConfig:
-    """``upstreams.X.health_check``: active probes of every target."""
-
-    path: str
-    interval: float = 10.0
-    timeout: float = 2.0
-    jitter: Optional[float] = None  # None: a tenth of the interval
-    healthy_threshold: int = 2
-    unhealthy_threshold: int = 3
-    expected_statuses: Tuple[Tuple[int, int], ...] = ((200, 399),)  # inclusive ranges
-    location: Location = attrs.field(default=Location(), eq=False)
-
-    @property
-    def effective_jitter(self) -> float:
-        return self.interval / 10 if self.jitter is None else self.jitter
-
-    def expects(self, status: int) -> bool:
-        return any(low <= status <= high for low, high in self.expected_statuses)
 
 
 @attrs.frozen(kw_only=True)
@@ -153,34 +138,6 @@ class HashKeyConfig:
 
 
 # -- parsers -------------------------------------------------------------------
-
-
-def parse_health_check(node: Node) -> Optional[HealthCheckConfig]:
-    fields = node.mapping(HEALTH_CHECK_KEYS, required=("path",))
-    if fields is None:
-        return None
-    default = HealthCheckConfig(path="/")
-    path = fields.read("path", Node.string, None)
-    if path is not None and not path.startswith("/"):
-        fields["path"].issue(f"must start with '/', got {path!r}")
-        path = None
-    interval = fields.read("interval", Node.duration, default.interval)
-    timeout = fields.read("timeout", Node.duration, min(default.timeout, interval / 2))
-    if timeout >= interval:
-        fields["timeout"].issue(f"must be shorter than the interval ({interval:g}s)")
-    config = HealthCheckConfig(
-        path=path or "/",
-        interval=interval,
-        timeout=timeout,
-        jitter=fields.read("jitter", lambda n: n.duration(positive=False), None),
-        healthy_threshold=fields.read("healthy_threshold", lambda n: n.integer(min=1), default.healthy_threshold),
-        unhealthy_threshold=fields.read(
-            "unhealthy_threshold", lambda n: n.integer(min=1), default.unhealthy_threshold
-        ),
-        expected_statuses=fields.read("expected_statuses", status_ranges, default.expected_statuses),
-        location=node.location(at_key=True),
-    )
-    return config if path is not None else None
 
 
 def parse_outlier_detection(node: Node) -> Optional[OutlierConfig]:
@@ -294,14 +251,23 @@ def parse_hash_key(node: Node) -> Optional[HashKeyConfig]:
     text = node.string()
     if text is None:
         return None
+    try:
+        key = hash_key_from_text(text)
+    except ValueError as error:
+        node.issue(str(error))
+        return None
+    return attrs.evolve(key, location=node.location())
+
+
+def hash_key_from_text(text: str) -> HashKeyConfig:
+    """``ip``, ``header:NAME`` or ``cookie:NAME`` as a `HashKeyConfig`; `ValueError` otherwise."""
     source, _, name = text.partition(":")
     source = source.strip().lower()
     if source == "ip" and not name:
-        return HashKeyConfig(location=node.location())
+        return HashKeyConfig()
     if source in ("header", "cookie") and name.strip():
-        return HashKeyConfig(source=source, name=name.strip(), location=node.location())
-    node.issue(f"expected ip, header:NAME or cookie:NAME, got {text!r}")
-    return None
+        return HashKeyConfig(source=source, name=name.strip())
+    raise ValueError(f"expected ip, header:NAME or cookie:NAME, got {text!r}")
 
 
 # -- value readers ---------------------------------------------------------------
@@ -321,39 +287,9 @@ def percentage(node: Node) -> Optional[float]:
     return float(match.group(1)) / 100
 
 
-def status(node: Node) -> Optional[int]:
-    value = node.integer(min=100)
-    if value is not None and value > 599:
-        node.issue(f"expected an HTTP status from 100 to 599, got {value}")
-        return None
-    return value
-
-
 def statuses(node: Node) -> Optional[FrozenSet[int]]:
     found = [status(item) for item in node.sequence() or ()]
     return frozenset(s for s in found if s is not None)
-
-
-def status_ranges(node: Node) -> Optional[Tuple[Tuple[int, int], ...]]:
-    """Statuses (``200``) and inclusive ranges (``"200-299"``)."""
-    ranges: List[Tuple[int, int]] = []
-    for item in node.sequence(non_empty=True) or ():
-        if item.kind == "integer":
-            value = status(item)
-            if value is not None:
-                ranges.append((value, value))
-            continue
-        text = item.string()
-        match = _STATUS_RANGE.fullmatch(text or "")
-        if text is not None and match is None:
-            item.issue(f"expected a status like 200 or a range like 200-299, got {text!r}")
-        elif match is not None:
-            low, high = int(match.group(1)), int(match.group(2))
-            if low > high:
-                item.issue(f"the range {text!r} is empty")
-            else:
-                ranges.append((low, high))
-    return tuple(ranges) or None
 
 
 def retry_on(node: Node) -> Optional[Tuple[FrozenSet[str], FrozenSet[int]]]:

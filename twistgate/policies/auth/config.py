@@ -11,10 +11,11 @@ from typing import Mapping, Optional, Tuple, Union
 import attrs
 
 from twistgate.config.model import Location
+from twistgate.plugins.extension_points import ExtensionChoice
 
 DEFAULT_REALM = "twistgate"
 DEFAULT_STORE = "sqlite:var/twistgate.db"
-KINDS = ("api_key", "jwt", "basic", "mtls")
+KINDS = ("api_key", "jwt", "basic", "mtls")  # the built-in types; packages add more
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +86,27 @@ class MtlsConfig:
     kind = "mtls"
 
 
-AuthenticatorConfig = Union[ApiKeyConfig, JwtConfig, BasicConfig, MtlsConfig]
+@attrs.frozen(kw_only=True)
+class PluginAuthConfig:
+    """
+    An authenticator from a package (``twistgate.authenticators`` entry
+    point): ``type`` is its name, `choice` it with its converted options.
+    ``realm`` and ``forward_consumer`` are the gateway's, as for built-ins.
+    """
+
+    name: str
+    type: str
+    choice: ExtensionChoice
+    realm: str = DEFAULT_REALM
+    forward_consumer: Optional[str] = None
+    location: Location = Location()
+
+    @property
+    def kind(self) -> str:
+        return self.type
+
+
+AuthenticatorConfig = Union[ApiKeyConfig, JwtConfig, BasicConfig, MtlsConfig, PluginAuthConfig]
 
 
 @attrs.frozen(kw_only=True)

@@ -1,5 +1,9 @@
 """
-Parsers of the ``auth:`` sections (top level and per route).  They record
+Parsers of the ``auth:`` sections (top level and per route).  An
+authenticator's ``type`` is looked up in the ``twistgate.authenticators``
+registry: the built-in types are read here, key by key; a package's type
+gets the common keys (``realm``, ``forward_consumer``) and the options it
+declares (twistgate.plugins.options).  They record
 every problem on the node, with file, line and key path, and return None for
 an invalid section; cross-references (a route naming an unknown
 authenticator) are checked when the gateway is built.
@@ -9,23 +13,31 @@ from __future__ import annotations
 
 import re
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
 
-from twistgate.policies.auth.base import is_token
 from twistgate.policies.auth.config import (
     DEFAULT_REALM,
     DEFAULT_STORE,
-    KINDS,
     ApiKeyConfig,
     AuthenticatorConfig,
     AuthSection,
     BasicConfig,
     JwtConfig,
     MtlsConfig,
+    PluginAuthConfig,
     RouteAuthConfig,
 )
 from twistgate.config._node import Fields, Node, suggest
-from twistgate.http import HOP_BY_HOP
+from twistgate.plugins.extension_points import AUTHENTICATORS, Extension, ExtensionChoice, resolve
+from twistgate.plugins.options import peek, read_options
+from twistgate.policies.auth.values import (  # noqa: F401  (also read from here)
+    header_name,
+    jwks_url,
+    non_negative,
+    one_or_more,
+    safe_text,
+    store_url,
+    strings,
+)
 
 COMMON_KEYS = ("type", "realm", "forward_consumer")
 TYPE_KEYS: Dict[str, Tuple[str, ...]] = {
@@ -68,105 +80,7 @@ ASYMMETRIC_ALGORITHMS = (
 )
 ALGORITHMS = tuple(HMAC_ALGORITHMS) + ASYMMETRIC_ALGORITHMS
 
-# Headers the gateway manages itself: an identity header may not replace them.
-_RESERVED = {name.lower() for name in HOP_BY_HOP} | {
-    b"host",
-    b"content-length",
-    b"x-request-id",
-    b"via",
-    b"forwarded",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"x-forwarded-port",
-    b"authorization",
-    b"cookie",
-}
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-# -- values ---------------------------------------------------------------
-
-
-def header_name(node: Node) -> Optional[str]:
-    """An HTTP field name the gateway may set or read."""
-    text = node.string()
-    if text is None:
-        return None
-    if not is_token(text):
-        node.issue(f"{text!r} is not a valid HTTP header name")
-        return None
-    if text.lower().encode("ascii") in _RESERVED:
-        node.issue(f"{text!r} is managed by the gateway and cannot be used here")
-        return None
-    return text
-
-
-def strings(node: Node) -> Optional[Tuple[str, ...]]:
-    """A list of non-empty strings."""
-    items = node.sequence()
-    if items is None:
-        return None
-    found = [item.string() for item in items]
-    return None if any(v is None for v in found) else tuple(found)  # type: ignore[misc]
-
-
-def one_or_more(node: Node) -> Optional[Tuple[str, ...]]:
-    """A string, or a non-empty list of strings."""
-    if node.kind == "list":
-        values = strings(node)
-        if values == ():
-            node.issue("must not be empty")
-            return None
-        return values
-    text = node.string()
-    return (text,) if text is not None else None
-
-
-def safe_text(node: Node) -> Optional[str]:
-    text = node.string()
-    if text is not None and _CONTROL.search(text):
-        node.issue("must not contain control characters")
-        return None
-    return text
-
-
-def non_negative(node: Node) -> Optional[float]:
-    return node.duration(positive=False)
-
-
-def jwks_url(node: Node) -> Optional[str]:
-    text = node.string()
-    if text is None:
-        return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        node.issue(f"expected an http:// or https:// URL, got {text!r}")
-        return None
-    return text
-
-
-def store_url(node: Node) -> Optional[str]:
-    text = node.string()
-    if text is None:
-        return None
-    if text.startswith("sqlite:"):
-        if not text[len("sqlite:") :]:
-            node.issue("sqlite: needs a file path, e.g. sqlite:var/twistgate.db")
-            return None
-        return text
-    if text.startswith(("postgresql://", "postgres://")):
-        from psycopg2.extensions import parse_dsn
-
-        try:
-            parse_dsn(text)
-        except Exception:
-            node.issue("invalid PostgreSQL URL (expected postgresql://user:password@host:port/database)")
-            return None
-        return text
-    node.issue("unknown key store; expected sqlite:PATH or postgresql://user:password@host/database")
-    return None
 
 
 # -- the top-level section -------------------------------------------------
@@ -192,28 +106,58 @@ def parse_auth_section(node: Node) -> Optional[AuthSection]:
 
 
 def _authenticator(name: str, node: Node) -> Optional[AuthenticatorConfig]:
+    type_node = peek(node, "type")
+    extension = resolve(type_node, AUTHENTICATORS) if type_node is not None else None
+    if extension is None:
+        if type_node is None:
+            node.mapping(ALL_KEYS + tuple(_written(node)), required=("type",))
+        return None
+    if not (extension.builtin and extension.name in TYPE_KEYS):
+        return _plugin(name, extension, node)
     fields = node.mapping(ALL_KEYS, required=("type",))
-    if fields is None or "type" not in fields:
+    if fields is None:
         return None
-    kind = fields["type"].choice(KINDS)
-    if kind is None:
-        return None
+    kind = extension.name
     allowed = set(COMMON_KEYS + TYPE_KEYS[kind])
     misplaced = [key for key in fields.nodes if key not in allowed]
     for key in misplaced:
         fields[key].issue(f"{key!r} does not apply to type {kind!r}", at_key=True)
-    common: Dict[str, Any] = dict(
-        name=name,
-        realm=fields.read("realm", safe_text, DEFAULT_REALM),
-        forward_consumer=fields.read("forward_consumer", header_name, None),
-        location=node.location(at_key=True),
-    )
+    common = _common(name, fields, node)
     count = len(node.issues.found)
     build = {"api_key": _api_key, "jwt": _jwt, "basic": _basic, "mtls": _mtls}[kind]
     config = build(fields, common)
     if misplaced or len(node.issues.found) != count:
         return None
     return config
+
+
+def _common(name: str, fields: Fields, node: Node) -> Dict[str, Any]:
+    return dict(
+        name=name,
+        realm=fields.read("realm", safe_text, DEFAULT_REALM),
+        forward_consumer=fields.read("forward_consumer", header_name, None),
+        location=node.location(at_key=True),
+    )
+
+
+def _plugin(name: str, extension: Extension, node: Node) -> Optional[PluginAuthConfig]:
+    """An authenticator from a package: the gateway's common keys, then the options it declares."""
+    count = len(node.issues.found)
+    read = read_options(node, extension.options, COMMON_KEYS)
+    if read is None:
+        return None
+    fields, options = read
+    common = _common(name, fields, node)
+    if options is None or len(node.issues.found) != count:
+        return None
+    choice = ExtensionChoice(extension=extension, options=options, location=common["location"])
+    return PluginAuthConfig(type=extension.name, choice=choice, **common)
+
+
+def _written(node: Node) -> List[str]:
+    if node.kind != "mapping":
+        return []
+    return [key for key, _, _ in node._pairs(node.node, report=False, seen=frozenset())]
 
 
 def _api_key(fields: Fields, common: Dict[str, Any]) -> Optional[ApiKeyConfig]:

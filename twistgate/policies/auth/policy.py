@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, NotPermitted, challenge
-from twistgate.policies.auth.config import RouteAuthConfig
+from twistgate.policies.auth.config import PluginAuthConfig, RouteAuthConfig
 from twistgate.policies.auth.parse import parse_route_auth
 from twistgate.config._node import suggest
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
@@ -211,7 +211,9 @@ def check_route_auth(config: RouteAuthConfig, section: Any) -> List[ConfigIssue]
             listed = ", ".join(sorted(known)) or "none"
             return problem(f"unknown authenticator {name!r} (defined: {listed}){suggest(name, known)}")
     kinds = {known[name].kind for name in config.authenticators}
-    if (config.scopes or config.roles) and "jwt" not in kinds:
+    # A package authenticator may grant scopes and roles itself (its answer carries them).
+    grants = "jwt" in kinds or any(isinstance(known[name], PluginAuthConfig) for name in config.authenticators)
+    if (config.scopes or config.roles) and not grants:
         return problem("'scopes' and 'roles' come from JWT claims: add a jwt authenticator to 'any'")
     if (config.allowed_subjects or config.allowed_sans) and "mtls" not in kinds:
         return problem("'allowed_subjects' and 'allowed_sans' come from client certificates: add an mtls authenticator")

@@ -1,6 +1,7 @@
 """
-The ``auth`` service: every authenticator of the ``auth:`` section, built
-once per generation, with what they need over time (key stores and their
+The ``auth`` service: every authenticator of the ``auth:`` section (built-in
+types and packages' alike, through the ``twistgate.authenticators``
+registry), built once per generation, with what they need over time (key stores and their
 threads, JWKS refreshes, the bcrypt threads).  Files (PEM keys, htpasswd)
 are read here, so a bad one stops the gateway with the section's location.
 """
@@ -14,7 +15,10 @@ from twisted.logger import Logger
 from twistgate.policies.auth.api_keys import ApiKeyAuthenticator
 from twistgate.policies.auth.basic import BasicAuthenticator
 from twistgate.policies.auth.files import jwt_keys, read_htpasswd
-from twistgate.policies.auth.config import ApiKeyConfig, AuthSection, BasicConfig, JwtConfig, MtlsConfig
+from twistgate.plugins.extension_points import AUTHENTICATORS, ExtensionChoice, ExtensionContext, current_registry
+from twistgate.policies.auth.builtins import AuthSupport, options_of
+from twistgate.policies.auth.config import ApiKeyConfig, AuthSection, BasicConfig, JwtConfig, MtlsConfig, PluginAuthConfig
+from twistgate.policies.auth.external import PluginAuthenticator
 from twistgate.policies.auth.jwks import KeySet
 from twistgate.policies.auth.jwt_auth import JwtAuthenticator
 from twistgate.policies.auth.jwt_keys import HMAC
@@ -61,13 +65,27 @@ class AuthService:
         self.identity_headers: FrozenSet[bytes] = frozenset(headers)
 
     def _build(self, config: Any, peer_identity: Optional[Callable[[Any], Any]]) -> Any:
-        if isinstance(config, ApiKeyConfig):
-            return ApiKeyAuthenticator(config, self._store(config), self.clock)
-        if isinstance(config, JwtConfig):
-            return self._jwt(config)
-        if isinstance(config, BasicConfig):
-            return self._basic(config)
-        assert isinstance(config, MtlsConfig)
+        """
+        One authenticator, through the ``twistgate.authenticators`` registry
+        for built-in and package types alike; a factory's failure is a
+        config error at the authenticator's location.
+        """
+        support = AuthSupport(self, config.name, config.location, peer_identity)
+        context = ExtensionContext(
+            name=config.kind, owner=f"auth.{config.name}", clock=self.clock, http_client=self.http_client, internal=support
+        )
+        if isinstance(config, PluginAuthConfig):
+            return PluginAuthenticator(config.choice.create(context), config, self.clock)
+        extension = current_registry().lookup(AUTHENTICATORS, config.kind)
+        made = ExtensionChoice(extension=extension, options=options_of(config), location=config.location).create(context)
+        return made.inner
+
+    # -- the built-in types (called by their factories, twistgate.policies.auth.builtins) --
+
+    def build_api_key(self, config: ApiKeyConfig) -> ApiKeyAuthenticator:
+        return ApiKeyAuthenticator(config, self._store(config), self.clock)
+
+    def build_mtls(self, config: MtlsConfig, peer_identity: Optional[Callable[[Any], Any]]) -> MtlsAuthenticator:
         return MtlsAuthenticator(config, peer_identity)
 
     def _store(self, config: ApiKeyConfig) -> KeyStore:
@@ -79,7 +97,7 @@ class AuthService:
             self.stores[config.store] = store
         return store
 
-    def _jwt(self, config: JwtConfig) -> JwtAuthenticator:
+    def build_jwt(self, config: JwtConfig) -> JwtAuthenticator:
         prepared = self.files.jwt_keys.get(config.name) if self.files is not None else None
         keys = prepared if prepared is not None else jwt_keys(config)
         key_set = None
@@ -98,7 +116,7 @@ class AuthService:
             self.key_sets.append(key_set)
         return JwtAuthenticator(config, self.clock, keys, key_set)
 
-    def _basic(self, config: BasicConfig) -> BasicAuthenticator:
+    def build_basic(self, config: BasicConfig) -> BasicAuthenticator:
         prepared = self.files.htpasswd.get(config.name) if self.files is not None else None
         users, dummy = prepared if prepared is not None else (read_htpasswd(config), None)
         if self.password_runner is None:

@@ -57,7 +57,7 @@ def decision_headers(names: Sequence[bytes], limits: Sequence[Limit], policy: by
         if tight_key is None or key < tight_key:
             tightest, tight_key = index, key
     outcome = decision.outcomes[tightest]
-    # Names in Twisted's canonical form: they go straight into `_rawHeaders`.
+    # Names in canonical form: they go straight into `Headers.raw`.
     return [
         (b"Ratelimit-Policy", policy),
         (b"Ratelimit", b", ".join(parts)),
