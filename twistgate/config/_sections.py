@@ -22,7 +22,7 @@ from twistgate.config.model import (
     PluginSection,
 )
 
-LISTENER_KEYS = ("name", "endpoint", "tls")
+LISTENER_KEYS = ("name", "endpoint", "tls", "h2c")
 TLS_KEYS = (
     "certificate",
     "private_key",
@@ -88,8 +88,9 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "a listener with a 'tls' block takes a plain endpoint like tcp:8443; "
                 "'ssl:' would wrap TLS twice"
             )
+        h2c = fields.read("h2c", Node.boolean, False)
         if name is not None and endpoint is not None:
-            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls))
+            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, h2c=h2c))
     return tuple(found)
 
 

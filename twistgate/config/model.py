@@ -90,6 +90,8 @@ class ListenerConfig:
     name: str
     endpoint: str
     tls: Optional[ListenerTLSConfig] = None
+    # Cleartext HTTP/2 with prior knowledge (twistgate.engine.protocol_switch).
+    h2c: bool = False
 
 
 @attrs.frozen(kw_only=True)
