@@ -114,7 +114,13 @@ def serves_http2(config: ListenerConfig) -> bool:
 
 
 def factory_for(
-    config: ListenerConfig, resource: Any, limits: LimitsConfig, reactor: Any, *, on_connection: Any = None
+    config: ListenerConfig,
+    resource: Any,
+    limits: LimitsConfig,
+    reactor: Any,
+    *,
+    on_connection: Any = None,
+    on_http2_error: Any = None,
 ) -> Any:
     """
     The protocol factory of one listener: HTTP/1.1 alone, or behind a
@@ -125,7 +131,7 @@ def factory_for(
         return site_for(resource, limits, reactor, on_connection=on_connection)
     return ProtocolSwitchFactory(
         site_for(resource, limits, reactor),
-        H2ServerFactory(resource, limits, reactor),
+        H2ServerFactory(resource, limits, reactor, on_error=on_http2_error),
         h2c=config.h2c and config.tls is None,
         clock=reactor,
         first_byte_timeout=limits.idle_timeout,

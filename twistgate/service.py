@@ -88,6 +88,7 @@ class GatewayService(MultiService):
                 config.limits,
                 reactor,
                 on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta),
+                on_http2_error=self.ops.metrics.http2_connection_error,
             )
             self.listeners.append(self._serve(f"listener:{name}", listener.endpoint, site))
         self._admin_settings = config.sections.get("admin")

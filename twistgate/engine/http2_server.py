@@ -406,8 +406,12 @@ def _code_name(code: int) -> str:
 class H2ServerProtocol(Protocol):
     """One client's HTTP/2 connection (after ALPN ``h2`` or the cleartext preface)."""
 
-    def __init__(self, handler: Any, settings: H2Settings, clock: Any, on_connection: Any = None) -> None:
+    def __init__(
+        self, handler: Any, settings: H2Settings, clock: Any, on_connection: Any = None, on_error: Any = None
+    ) -> None:
+        """:param on_error: called with the error code's name when a GOAWAY ends the connection on an error."""
         self.handler = handler
+        self.on_error = on_error
         self.settings = settings
         self.clock = clock
         self.on_connection = on_connection
@@ -518,6 +522,8 @@ class H2ServerProtocol(Protocol):
         self.closing = True
         self.transport.write(frame.serialize())
         self.transport.loseConnection()
+        if self.on_error is not None:
+            self.on_error(_code_name(code))
 
     def drain(self) -> None:
         """Accept no new streams (GOAWAY NO_ERROR); close once the open ones are answered."""
@@ -802,13 +808,21 @@ def _http_date(clock: Any) -> bytes:
 class H2ServerFactory(Factory):
     """Builds `H2ServerProtocol`s for one listener (used by `engine.protocol_switch`)."""
 
-    def __init__(self, handler: Any, limits: LimitsConfig, clock: Any, *, on_connection: Any = None) -> None:
+    def __init__(
+        self, handler: Any, limits: LimitsConfig, clock: Any, *, on_connection: Any = None, on_error: Any = None
+    ) -> None:
+        """
+        :param on_connection: called with +1 / -1 as connections open and close
+            (none when behind a `ProtocolSwitchFactory`, which counts).
+        :param on_error: called with the RFC 9113 name of each GOAWAY error code sent.
+        """
         self.handler = handler
         self.settings = H2Settings(limits)
         self.clock = clock
         self.on_connection = on_connection
+        self.on_error = on_error
 
     def buildProtocol(self, addr: Any) -> H2ServerProtocol:
-        protocol = H2ServerProtocol(self.handler, self.settings, self.clock, self.on_connection)
+        protocol = H2ServerProtocol(self.handler, self.settings, self.clock, self.on_connection, self.on_error)
         protocol.factory = self
         return protocol
