@@ -21,7 +21,8 @@ from twistgate.config.model import (
     UpstreamTimeoutsConfig,
 )
 
-UPSTREAM_KEYS = ("targets", "balance", "timeouts", "pool")
+UPSTREAM_KEYS = ("targets", "balance", "timeouts", "pool", "protocol")
+PROTOCOLS = ("http1", "h2", "h2c")
 TARGET_KEYS = ("url", "weight", "srv", "scheme")
 TIMEOUT_KEYS = ("connect", "read", "total")
 POOL_KEYS = ("max_idle_per_target", "idle_timeout")
@@ -54,6 +55,16 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         fields["hash_key"].issue(f"'hash_key' is only used by balance: consistent_hash (this upstream uses {balance})", at_key=True)
     timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
     pool_config = fields.read("pool", pool, PoolConfig())
+    protocol = fields.read("protocol", lambda n: n.choice(PROTOCOLS), "http1")
+    if found and protocol in ("h2", "h2c"):
+        wanted = "https" if protocol == "h2" else "http"
+        wrong = [t.url for t in found if t.scheme != wanted]
+        if wrong:
+            fields["protocol"].issue(
+                f"protocol: {protocol} needs {wanted}:// targets "
+                + ("(HTTP/2 over TLS, negotiated by ALPN)" if protocol == "h2" else "(cleartext HTTP/2)")
+                + f"; not {', '.join(wrong)}"
+            )
     if not found:
         return None
     return UpstreamConfig(
@@ -62,6 +73,7 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         balance=balance,
         timeouts=timeouts,
         pool=pool_config,
+        protocol=protocol,
         policies=sections.read(fields, sections.upstream_sections()),
         location=node.location(at_key=True),
     )

@@ -144,6 +144,8 @@ class UpstreamConfig:
     balance: str = "round_robin"
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     pool: PoolConfig = PoolConfig()
+    # http1 | h2 (TLS with ALPN) | h2c (cleartext, prior knowledge): twistgate.engine.http2_client
+    protocol: str = "http1"
     # Typed configs of extension sections (health_check, retry, tls...), by
     # key; see twistgate.config.extensions.
     policies: Mapping[str, Any] = attrs.field(factory=dict)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.web.client import BrowserLikePolicyForHTTPS
 
 from twistgate._twisted_compat.web_client import PooledAgentClient
+from twistgate.engine.http2_client import H2UpstreamClient
 from twistgate.config.model import RouteConfig, UpstreamConfig
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest
@@ -111,7 +112,9 @@ class Upstream:
             (in-memory upstreams in tests); requests then go by URL.
         :param client: the `twistgate.upstream.client.UpstreamClient` to send
             through; or `client_factory(config, tls_policy)` makes it; default:
-            the twisted.web engine's pooled `Agent`.
+            the twisted.web engine's pooled `Agent`.  ``protocol: h2 | h2c``
+            upstreams use `twistgate.engine.http2_client.H2UpstreamClient`
+            (unless `client` or `agent` is given).
         :param events: where breaker transitions and attempts are reported
             (the plugins and tracer of the generation serving); it outlives
             generations, like this upstream.
@@ -131,6 +134,9 @@ class Upstream:
         self.tls_policy = tls_policy
         if client is not None:
             self.client = client
+        elif config.protocol != "http1" and agent is None:
+            # HTTP/2 upstreams have their own client whatever the HTTP/1.1 engine is.
+            self.client = H2UpstreamClient(reactor, tls=config.protocol == "h2", idle_timeout=config.pool.idle_timeout)
         elif client_factory is not None:
             self.client = client_factory(config, self.tls_policy)
         elif agent is not None:

@@ -94,7 +94,9 @@ def policy_for(config: UpstreamConfig) -> IPolicyForHTTPS:
     tls = config.policies.get("tls")
     if tls is None:
         tls = UpstreamTLSConfig(location=_location(config))
-    return UpstreamTLSPolicy(tls, upstream=config.name)
+    # protocol: h2 offers only h2 over ALPN (twistgate.engine.http2_client).
+    alpn = [b"h2"] if getattr(config, "protocol", "http1") == "h2" else None
+    return UpstreamTLSPolicy(tls, upstream=config.name, alpn=alpn)
 
 
 def _location(config: UpstreamConfig) -> Location:
@@ -105,9 +107,11 @@ def _location(config: UpstreamConfig) -> Location:
 class UpstreamTLSPolicy:
     """Builds, once per host name, the TLS settings of connections to that host."""
 
-    def __init__(self, config: UpstreamTLSConfig, *, upstream: str = "") -> None:
+    def __init__(self, config: UpstreamTLSConfig, *, upstream: str = "", alpn: Optional[List[bytes]] = None) -> None:
+        """:param alpn: the protocols offered over ALPN (``[b"h2"]`` for HTTP/2 upstreams); None: no ALPN."""
         self.config = config
         self.server_name = config.server_name
+        self.alpn = alpn
         self._creators: Dict[str, Any] = {}
         self._make = self._loader(config, upstream)
 
@@ -158,6 +162,7 @@ class UpstreamTLSPolicy:
                 certificate=client.original if client else None,
                 extraCertChain=chain or None,
                 raiseMinimumTo=TLSVersion.TLSv1_2,
+                acceptableProtocols=self.alpn,
             )
             return lambda name: _UnverifiedClientTLS(options, name)
         extra: Dict[str, Any] = {"raiseMinimumTo": TLSVersion.TLSv1_2}
@@ -165,7 +170,7 @@ class UpstreamTLSPolicy:
             extra["extraCertChain"] = chain
         root = trust if trust is not None else platformTrust()
         return lambda name: optionsForClientTLS(
-            name, trustRoot=root, clientCertificate=client, extraCertificateOptions=extra
+            name, trustRoot=root, clientCertificate=client, acceptableProtocols=self.alpn, extraCertificateOptions=extra
         )
 
 
