@@ -65,6 +65,10 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
                 + ("(HTTP/2 over TLS, negotiated by ALPN)" if protocol == "h2" else "(cleartext HTTP/2)")
                 + f"; not {', '.join(wrong)}"
             )
+    policies = sections.read(fields, sections.upstream_sections())
+    health = policies.get("health_check")
+    if getattr(health, "type", "http") == "grpc" and protocol == "http1" and "health_check" in fields:
+        fields["health_check"].issue("a gRPC health check (type: grpc) needs protocol: h2 or h2c", at_key=True)
     if not found:
         return None
     return UpstreamConfig(
@@ -74,7 +78,7 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         timeouts=timeouts,
         pool=pool_config,
         protocol=protocol,
-        policies=sections.read(fields, sections.upstream_sections()),
+        policies=policies,
         location=node.location(at_key=True),
     )
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -51,7 +50,7 @@ from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
-from twistgate.engine.http2_common import from_h2_fields, response_problem, to_h2_fields
+from twistgate.engine.http2_common import DrainingH2Connection, from_h2_fields, goaway_frame, response_problem, to_h2_fields
 from twistgate.headers import Headers
 from twistgate.http import reason_phrase
 
@@ -376,7 +375,7 @@ class H2ClientProtocol(Protocol):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.h2 = H2Connection(config)
+        self.h2 = DrainingH2Connection(config)
         self.h2.local_settings = Settings(
             client=True,
             initial_values={
@@ -517,11 +516,8 @@ class H2ClientProtocol(Protocol):
         self.draining = True
         if self.streams:
             return
-        try:
-            self.h2.close_connection()
-        except ProtocolError:
-            pass
         self.write_out()
+        self.transport.write(goaway_frame(0, ErrorCodes.NO_ERROR))
         self.transport.loseConnection()
 
     def write_out(self) -> None:

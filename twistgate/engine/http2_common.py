@@ -12,12 +12,15 @@ The header block has been decoded by then, so HPACK state stays in step.
 from __future__ import annotations
 
 import re
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+from h2.connection import ConnectionState, H2Connection
 
 from twistgate.headers import Headers, canonical_name
 
 __all__ = [
     "PREFACE",
+    "DrainingH2Connection",
     "CONNECTION_SPECIFIC",
     "FrameScanner",
     "TokenBucket",
@@ -41,6 +44,34 @@ _lower_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z").match
 _bad_value = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 
 Field = Tuple[bytes, bytes]
+
+
+class DrainingH2Connection(H2Connection):
+    """
+    h2's connection, except that a graceful GOAWAY (NO_ERROR) received does
+    not close it: h2 moves to its CLOSED state on any GOAWAY and then refuses
+    every later frame (the peer's PING, DATA of streams still in flight),
+    where RFC 9113 §6.8 lets the streams below the last stream id finish.
+    The gateway sends its own graceful GOAWAY itself (`goaway_frame`) for
+    the same reason, and refuses new streams after it.
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        frames, events = super()._receive_goaway_frame(frame)
+        if frame.error_code == 0:
+            self.state_machine.state = ConnectionState.OPEN
+        return frames, events
+
+
+def goaway_frame(last_stream_id: int, code: int, debug: bytes = b"") -> bytes:
+    """A serialized GOAWAY frame (written by the engines, not through h2: see `DrainingH2Connection`)."""
+    from hyperframe.frame import GoAwayFrame
+
+    frame = GoAwayFrame(0)
+    frame.last_stream_id = last_stream_id
+    frame.error_code = code
+    frame.additional_data = debug
+    return frame.serialize()
 
 
 def _field_problem(name: bytes, value: bytes) -> Optional[str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -43,7 +42,6 @@ from h2.events import (
 from h2.exceptions import DenialOfServiceError, ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hpack.exceptions import HPACKError
-from hyperframe.frame import GoAwayFrame
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
@@ -55,7 +53,9 @@ from zope.interface import implementer
 
 from twistgate.config.model import LimitsConfig
 from twistgate.engine.http2_common import (
+    DrainingH2Connection,
     FrameScanner,
+    goaway_frame,
     TokenBucket,
     from_h2_fields,
     request_problem,
@@ -438,7 +438,7 @@ class H2ServerProtocol(Protocol):
             validate_outbound_headers=False,  # to_h2_fields() builds valid blocks
             normalize_outbound_headers=False,
         )
-        self.h2 = H2Connection(config)
+        self.h2 = DrainingH2Connection(config)
         # In force at once (the client's excess is refused even before it
         # acknowledges them), and what the first SETTINGS frame says.
         self.h2.local_settings = Settings(
@@ -516,11 +516,8 @@ class H2ServerProtocol(Protocol):
         if self.closing:
             return
         _log.info("HTTP/2 connection from {peer} ended: {code} ({reason})", peer=self.peer[0], code=_code_name(code), reason=reason)
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.h2.highest_inbound_stream_id
-        frame.error_code = code
         self.closing = True
-        self.transport.write(frame.serialize())
+        self.transport.write(goaway_frame(self.h2.highest_inbound_stream_id, code))
         self.transport.loseConnection()
         if self.on_error is not None:
             self.on_error(_code_name(code))
@@ -530,8 +527,8 @@ class H2ServerProtocol(Protocol):
         if self.goaway_sent or self.closing:
             return
         self.goaway_sent = True
-        self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.h2.highest_inbound_stream_id)
         self.write_out()
+        self.transport.write(goaway_frame(self.h2.highest_inbound_stream_id, ErrorCodes.NO_ERROR))
         if not self.streams:
             self.closing = True
             self.transport.loseConnection()

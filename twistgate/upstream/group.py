@@ -23,6 +23,7 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 
 from twistgate._twisted_compat.web_client import PooledAgentClient
 from twistgate.engine.http2_client import H2UpstreamClient
+from twistgate.upstream import grpc_health
 from twistgate.config.model import RouteConfig, UpstreamConfig
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest
@@ -358,6 +359,8 @@ class Upstream:
     def _probe(self, target: Target) -> "Deferred[int]":
         """GET the health path on `target` through the forwarding path; fires with the status."""
         config = self.health.config  # type: ignore[union-attr]
+        if config.type == "grpc":
+            return grpc_health.probe(self.request, target, config.grpc_service)
         headers = Headers({b"Host": [target.host_header], b"User-Agent": [b"twistgate-health-check"]})
         d = maybeDeferred(self.request, target, b"GET", config.path.encode("ascii"), headers, None)
 

@@ -24,7 +24,9 @@ FAMILIES = ("any", "ipv4", "ipv6")
 
 HEALTH_CHECK_KEYS = (
     "path", "interval", "timeout", "jitter", "healthy_threshold", "unhealthy_threshold", "expected_statuses",
+    "type", "grpc_service",
 )  # fmt: skip
+HEALTH_CHECK_TYPES = ("http", "grpc")
 OUTLIER_KEYS = ("consecutive_failures", "statuses", "base_ejection_time", "max_ejection_time", "max_ejected")
 BREAKER_KEYS = ("failure_threshold", "recovery_timeout", "half_open_requests", "success_threshold", "statuses")
 RETRY_KEYS = (
@@ -48,6 +50,9 @@ class HealthCheckConfig:
     healthy_threshold: int = 2
     unhealthy_threshold: int = 3
     expected_statuses: Tuple[Tuple[int, int], ...] = ((200, 399),)  # inclusive ranges
+    # http: GET path; grpc: grpc.health.v1.Health/Check for grpc_service ("" = the whole server)
+    type: str = "http"
+    grpc_service: str = ""
     location: Location = attrs.field(default=Location(), eq=False)
 
     @property
@@ -156,11 +161,20 @@ class HashKeyConfig:
 
 
 def parse_health_check(node: Node) -> Optional[HealthCheckConfig]:
-    fields = node.mapping(HEALTH_CHECK_KEYS, required=("path",))
+    grpc = _written_value(node, "type") == "grpc"
+    fields = node.mapping(HEALTH_CHECK_KEYS, required=() if grpc else ("path",))
     if fields is None:
         return None
     default = HealthCheckConfig(path="/")
-    path = fields.read("path", Node.string, None)
+    kind = fields.read("type", lambda n: n.choice(HEALTH_CHECK_TYPES), "http")
+    grpc_service = fields.read("grpc_service", Node.string, "")
+    if grpc:
+        for key in ("path", "expected_statuses"):
+            if key in fields:
+                fields[key].issue(f"'{key}' is for type: http; a gRPC health check calls grpc.health.v1.Health/Check", at_key=True)
+    elif "grpc_service" in fields:
+        fields["grpc_service"].issue("'grpc_service' goes with type: grpc", at_key=True)
+    path = fields.read("path", Node.string, None) if not grpc else "/grpc.health.v1.Health/Check"
     if path is not None and not path.startswith("/"):
         fields["path"].issue(f"must start with '/', got {path!r}")
         path = None
@@ -177,10 +191,24 @@ def parse_health_check(node: Node) -> Optional[HealthCheckConfig]:
         unhealthy_threshold=fields.read(
             "unhealthy_threshold", lambda n: n.integer(min=1), default.unhealthy_threshold
         ),
-        expected_statuses=fields.read("expected_statuses", status_ranges, default.expected_statuses),
+        expected_statuses=fields.read("expected_statuses", status_ranges, default.expected_statuses)
+        if not grpc
+        else default.expected_statuses,
+        type=kind or "http",
+        grpc_service=grpc_service or "",
         location=node.location(at_key=True),
     )
     return config if path is not None else None
+
+
+def _written_value(node: Node, key: str) -> object:
+    """The scalar written at `key` of a mapping node, without reporting anything (the mapping read does)."""
+    if node.kind != "mapping":
+        return None
+    for written, value in node.node.value:
+        if written.value == key:
+            return getattr(value, "value", None)
+    return None
 
 
 def parse_outlier_detection(node: Node) -> Optional[OutlierConfig]:
