@@ -518,6 +518,14 @@ class H2ClientProtocol(Protocol):
             return
         self.write_out()
         self.transport.write(goaway_frame(0, ErrorCodes.NO_ERROR))
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        # A TLS transport does not start its shutdown while a producer is registered.
+        try:
+            self.transport.unregisterProducer()
+        except Exception:
+            pass
         self.transport.loseConnection()
 
     def write_out(self) -> None:
@@ -529,7 +537,7 @@ class H2ClientProtocol(Protocol):
 
     def _die(self, reason: Failure) -> None:
         self.draining = True
-        self.transport.loseConnection()
+        self._close_transport()
         self._fail_all(reason)
 
     def _fail_all(self, reason: Failure) -> None:

@@ -238,6 +238,7 @@ class TokenBucket:
 # Frame types (RFC 9113 §6).
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 _END_STREAM, _ACK, _END_HEADERS = 0x1, 0x1, 0x4
+FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM = 0x6, 0xB
 
 
 class FrameScanner:
@@ -252,8 +253,11 @@ class FrameScanner:
       (PING, SETTINGS, PRIORITY, empty DATA and CONTINUATION, unknown
       extension frames) beyond a token bucket.
 
-    `feed` returns None, or the reason the connection must be cut (answered
-    with GOAWAY ENHANCE_YOUR_CALM).
+    It also answers one malformed frame h2 misnames: a SETTINGS ACK with a
+    payload is a FRAME_SIZE_ERROR (RFC 9113 §6.5), not a PROTOCOL_ERROR.
+
+    `feed` returns None, or ``(error code, reason)`` for the GOAWAY that
+    must end the connection (ENHANCE_YOUR_CALM for floods).
     """
 
     __slots__ = ("_skip", "_head", "_block", "_continuations", "max_block", "max_continuations", "control")
@@ -267,7 +271,7 @@ class FrameScanner:
         self.max_continuations = max_continuations
         self.control = control
 
-    def feed(self, data: bytes) -> Optional[str]:
+    def feed(self, data: bytes) -> Optional[Tuple[int, str]]:
         view = memoryview(data)
         offset = 0
         size = len(view)
@@ -288,9 +292,11 @@ class FrameScanner:
             kind = head[3]
             flags = head[4]
             self._skip = length
+            if kind == SETTINGS and flags & _ACK and length:
+                return FRAME_SIZE_ERROR, "SETTINGS ACK with a payload"
             problem = self._frame(kind, flags, length)
             if problem is not None:
-                return problem
+                return ENHANCE_YOUR_CALM, problem
         return None
 
     def _frame(self, kind: int, flags: int, length: int) -> Optional[str]:

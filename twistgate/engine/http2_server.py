@@ -484,7 +484,7 @@ class H2ServerProtocol(Protocol):
             return
         problem = self.scanner.feed(data)
         if problem is not None:
-            self.connection_error(ErrorCodes.ENHANCE_YOUR_CALM, problem)
+            self.connection_error(*problem)
             return
         try:
             events = self.h2.receive_data(data)
@@ -518,9 +518,17 @@ class H2ServerProtocol(Protocol):
         _log.info("HTTP/2 connection from {peer} ended: {code} ({reason})", peer=self.peer[0], code=_code_name(code), reason=reason)
         self.closing = True
         self.transport.write(goaway_frame(self.h2.highest_inbound_stream_id, code))
-        self.transport.loseConnection()
+        self._close_transport()
         if self.on_error is not None:
             self.on_error(_code_name(code))
+
+    def _close_transport(self) -> None:
+        # A TLS transport does not start its shutdown while a producer is registered.
+        try:
+            self.transport.unregisterProducer()
+        except Exception:
+            pass
+        self.transport.loseConnection()
 
     def drain(self) -> None:
         """Accept no new streams (GOAWAY NO_ERROR); close once the open ones are answered."""
@@ -531,7 +539,7 @@ class H2ServerProtocol(Protocol):
         self.transport.write(goaway_frame(self.h2.highest_inbound_stream_id, ErrorCodes.NO_ERROR))
         if not self.streams:
             self.closing = True
-            self.transport.loseConnection()
+            self._close_transport()
 
     def _arm_idle(self) -> None:
         if self.idle_timer is None and not self.closing:
@@ -583,7 +591,7 @@ class H2ServerProtocol(Protocol):
             self.goaway_sent = True  # the client will open no more streams
             if event.error_code != ErrorCodes.NO_ERROR or not self.streams:
                 self.closing = True
-                self.transport.loseConnection()
+                self._close_transport()
 
     def _request(self, event: RequestReceived) -> None:
         sid = event.stream_id
@@ -727,7 +735,7 @@ class H2ServerProtocol(Protocol):
             if self.goaway_sent and not self.closing:
                 self.closing = True
                 self.write_out()
-                self.transport.loseConnection()
+                self._close_transport()
             else:
                 self._arm_idle()
 
