@@ -28,10 +28,14 @@ class Answer:
     def __init__(self) -> None:
         self.interim: List[Fields] = []
         self.head: Optional[Fields] = None
-        self.body = b""
+        self._body = bytearray()
         self.trailers: Optional[Fields] = None
         self.ended = False
         self.reset: Optional[int] = None
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
 
     @property
     def status(self) -> int:
@@ -134,7 +138,7 @@ class H2Client:
         elif isinstance(event, h2.events.InformationalResponseReceived):
             answer.interim.append(event.headers)
         elif isinstance(event, h2.events.DataReceived):
-            answer.body += event.data
+            answer._body += event.data
             if self.auto_ack and event.flow_controlled_length:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.TrailersReceived):

@@ -430,6 +430,8 @@ class H2ServerProtocol(Protocol):
             control=TokenBucket(clock, CONTROL_RATE, CONTROL_BURST),
         )
         self.streams_served = 0
+        self.draining = False  # GOAWAY due once a stream in flight finishes
+        self._drain_now = False
         config = H2Configuration(
             client_side=False,
             header_encoding=None,
@@ -531,8 +533,16 @@ class H2ServerProtocol(Protocol):
         self.transport.loseConnection()
 
     def drain(self) -> None:
-        """Accept no new streams (GOAWAY NO_ERROR); close once the open ones are answered."""
+        """
+        Accept no new streams (GOAWAY NO_ERROR); close once the open ones are
+        answered.  With streams in flight the GOAWAY waits for the first of
+        them to finish (streams opened meanwhile are refused, safe to retry):
+        some clients (h2 among them) cannot take a GOAWAY before an answer.
+        """
         if self.goaway_sent or self.closing:
+            return
+        self.draining = True
+        if self.streams and not self._drain_now:
             return
         self.goaway_sent = True
         self.write_out()
@@ -554,6 +564,7 @@ class H2ServerProtocol(Protocol):
     def _idle(self) -> None:
         self.idle_timer = None
         if not self.streams:
+            self._drain_now = True
             self.drain()
 
     # -- events ---------------------------------------------------------------------
@@ -600,7 +611,7 @@ class H2ServerProtocol(Protocol):
         if problem is not None:
             self._refuse_malformed(sid, problem)
             return
-        if self.goaway_sent:
+        if self.goaway_sent or self.draining:
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         pseudo = {name: value for name, value in fields if name[:1] == b":"}
@@ -639,7 +650,9 @@ class H2ServerProtocol(Protocol):
         except Exception:
             _log.failure("unhandled error handling HTTP/2 stream {sid}", sid=sid)
             self.refuse(stream, GatewayError())
-        if not stream.keep_alive or getattr(self.handler, "draining", False):
+        # Only the gateway draining ends the connection: keep_alive = False
+        # for an unread body is handled per stream (RST_STREAM NO_ERROR).
+        if getattr(self.handler, "draining", False):
             self.drain()
 
     def _refuse_malformed(self, sid: int, problem: str) -> None:
@@ -731,6 +744,9 @@ class H2ServerProtocol(Protocol):
     def stream_over(self, stream: H2Stream, answered: bool) -> None:
         self.streams.pop(stream.stream_id, None)
         self.blocked.pop(stream.stream_id, None)
+        if self.draining and not self.goaway_sent and not self.closing:
+            self._drain_now = True
+            self.drain()
         if not self.streams:
             if self.goaway_sent and not self.closing:
                 self.closing = True
