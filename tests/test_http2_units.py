@@ -45,6 +45,11 @@ def config(listener: str = "", protocol: str = "", target: str = "http://127.0.0
     return BASE.replace("LISTENER", listener).replace("PROTOCOL", protocol).replace("TARGET", target).replace("EXTRA", extra)
 
 
+def test_h2c_is_for_cleartext_listeners():
+    text = config(', h2c: true, tls: {certificate: a.pem, private_key: b.pem}')
+    assert "h2c is cleartext HTTP/2" in issues(text)
+
+
 def test_h2c_and_protocol_are_read():
     loaded = load(config(", h2c: true", "protocol: h2c"))
     assert loaded.listeners[0].h2c is True

@@ -89,6 +89,11 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "'ssl:' would wrap TLS twice"
             )
         h2c = fields.read("h2c", Node.boolean, False)
+        if h2c and "tls" in fields:
+            fields["h2c"].issue(
+                "h2c is cleartext HTTP/2; a listener with 'tls' offers HTTP/2 over ALPN (tls.http2) instead",
+                at_key=True,
+            )
         if name is not None and endpoint is not None:
             found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, h2c=h2c))
     return tuple(found)
