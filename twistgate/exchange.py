@@ -31,6 +31,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.errors import GatewayError, RouteNotFound, UpstreamTimeout, error_response
+from twistgate.grpc import STATUS as GRPC_STATUS, code_for, error_response as grpc_error_response, is_grpc
+from twistgate.grpc import parse_timeout, status_of, status_trailers
+from twistgate.headers import Headers
 from twistgate.http import request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
@@ -54,6 +57,8 @@ _log = Logger()
 # set by the gateway.
 _DROP_FROM_REQUEST = (b"Expect", b"Content-Length", b"Host", b"X-Request-Id")
 _NO_BODY_STATUS = frozenset({204, 304})
+# Never forwarded as trailer fields (RFC 9110 §6.5.1: framing, routing, authentication).
+_NOT_TRAILERS = (b"Content-Length", b"Content-Type", b"Host", b"Authorization", b"Set-Cookie", b"Content-Encoding")
 
 
 class Exchange:
@@ -62,6 +67,7 @@ class Exchange:
     __slots__ = (
         "generation", "downstream", "proxy_request", "route", "call", "upstream_d", "upstream_response",
         "response", "relay", "timer", "timed_out", "client_gone", "answered", "request_id", "host_header", "error",
+        "grpc", "grpc_status",
     )  # fmt: skip
 
     def __init__(self, generation: "Generation", downstream: "Downstream") -> None:
@@ -81,6 +87,8 @@ class Exchange:
         self.request_id = ""
         self.host_header = b""
         self.error: Optional[GatewayError] = None
+        self.grpc = False  # a gRPC call: the gateway's own answers are gRPC-shaped (twistgate.grpc)
+        self.grpc_status: Optional[int] = None
 
     # -- 1-3: accept, route, policies and plugins -----------------------------
 
@@ -90,6 +98,7 @@ class Exchange:
         headers = downstream.headers
         raw = headers.raw
         self.request_id = request_id_from(headers)
+        self.grpc = is_grpc(headers)
         downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
         try:
             path, query, host_raw = split_target(downstream.target, raw.get(b"Host"), downstream.version)
@@ -129,7 +138,13 @@ class Exchange:
             request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
         # One timer bounds the whole upstream exchange (route timeout); the
         # upstream bounds each attempt's wait for the head (read timeout).
-        self.timer = generation.clock.callLater(route.timeout, self._timeout)
+        timeout = route.timeout
+        if self.grpc:
+            # The call's deadline bounds the route's timeout (DEADLINE_EXCEEDED when it passes).
+            deadline = parse_timeout(raw.get(b"Grpc-Timeout", (None,))[0])
+            if deadline is not None and deadline < timeout:
+                timeout = deadline
+        self.timer = generation.clock.callLater(timeout, self._timeout)
         if route.chain.empty:
             self._forward()
         else:
@@ -151,10 +166,17 @@ class Exchange:
         assert route is not None and request is not None
         if route.preserve_host:
             request.headers.raw[b"Host"] = [self.host_header]
-        self.call = UpstreamCall()
+        self.call = UpstreamCall(self._interim)
         d = route.upstream.forward(request, self.downstream.body, self.call, route.preserve_host, route.config)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
+
+    def _interim(self, status: int, headers: Any) -> None:
+        """An upstream 1xx: 103 Early Hints (and other informational answers) go to the client at once."""
+        if status in (100, 101) or self.client_gone or self.answered:
+            return  # the gateway answers Expect itself; 101 is never interim here
+        strip_hop_by_hop(headers.raw, headers.raw.get(b"Connection"))
+        self.downstream.send_interim(status, headers)
 
     def _timeout(self) -> None:
         self.timer = None
@@ -192,6 +214,8 @@ class Exchange:
         raw = headers.raw
         strip_hop_by_hop(raw, raw.get(b"Connection"))
         code = response.code
+        if self.grpc:
+            self.grpc_status = status_of(headers)  # a trailers-only answer carries it here
         if self.downstream.method != b"HEAD" and code not in _NO_BODY_STATUS and code >= 200:
             if response.length is not UNKNOWN_LENGTH and response.length is not None:
                 raw[b"Content-Length"] = [b"%d" % response.length]
@@ -244,7 +268,12 @@ class Exchange:
         if self.client_gone or downstream.finished:
             return
         if body_ended_cleanly(reason):
-            downstream.finish()
+            downstream.finish(self._trailers())
+            return
+        if self.timed_out and self.grpc:
+            # The call's deadline passed mid-stream: end it as gRPC does.
+            self.grpc_status = GRPC_STATUS["DEADLINE_EXCEEDED"]
+            downstream.finish(status_trailers(self.grpc_status, "Deadline Exceeded"))
             return
         # The upstream broke off mid-body.  The status line is gone already:
         # the only honest signal left is to end the client's connection
@@ -255,6 +284,22 @@ class Exchange:
             reason=reason.getErrorMessage(),
         )
         downstream.abort()
+
+    def _trailers(self) -> Optional[Headers]:
+        """The upstream response's trailer fields, as forwarded (hop-by-hop and framing fields left out)."""
+        upstream_response = self.upstream_response
+        trailers = getattr(upstream_response, "trailers", None) if upstream_response is not None else None
+        if not trailers:
+            return None
+        raw = trailers.raw
+        strip_hop_by_hop(raw, raw.get(b"Connection"))
+        for name in _NOT_TRAILERS:
+            raw.pop(name, None)
+        if self.grpc:
+            status = status_of(trailers)
+            if status is not None:
+                self.grpc_status = status
+        return trailers
 
     # -- errors ------------------------------------------------------------------------
 
@@ -301,7 +346,13 @@ class Exchange:
         downstream = self.downstream
         if not downstream.body_complete:
             downstream.keep_alive = False  # the unread body must not be read as a next request
-        status, headers, body = error_response(self.error, self.request_id, self.generation.http_date())
+        if self.grpc:
+            status, headers, body = grpc_error_response(
+                self.error, self.request_id, self.generation.http_date(), downstream.headers.raw.get(b"Content-Type", (None,))[0]
+            )
+            self.grpc_status = code_for(self.error)
+        else:
+            status, headers, body = error_response(self.error, self.request_id, self.generation.http_date())
         downstream.respond(status, None, headers, body)
 
     def _bare_request(self) -> ProxyRequest:

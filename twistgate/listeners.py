@@ -5,7 +5,10 @@ Plain listeners are any Twisted server endpoint string.  A listener with a
 ``tls`` block wraps that endpoint in TLS built by `twistgate.tls` (the
 ``ssl:`` endpoint string cannot verify client certificates, choose
 certificates by SNI or swap them on reload).  ALPN offers ``h2`` and
-``http/1.1``; the same `GatewaySite` serves both.
+``http/1.1``; `factory_for` sends ``h2`` connections to the HTTP/2 engine
+(`twistgate.engine.http2_server`) and the rest to the HTTP/1.1 one, and
+does the same on a cleartext listener with ``h2c: true`` for connections
+that start with the HTTP/2 preface.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location
+from twistgate.engine.http2_server import H2ServerFactory
+from twistgate.engine.protocol_switch import ProtocolSwitchFactory
 from twistgate.engine.twisted_web import GatewaySite
-from twistgate.tls import PeerTLSFactory, ServerTLS, build_server_contexts
+from twistgate.tls import H2_ENABLED, PeerTLSFactory, ServerTLS, build_server_contexts
 
 _log = Logger()
 
@@ -97,5 +102,38 @@ def _contexts(config: ListenerConfig, source: Optional[str], where: str) -> Any:
 
 
 def site_for(resource: Any, limits: LimitsConfig, reactor: Any, *, on_connection: Any = None) -> Any:
-    """The protocol factory a listener serves `resource` with (the HTTP engine)."""
+    """The HTTP/1.1 engine's protocol factory for `resource`."""
     return GatewaySite(resource, limits, reactor, on_connection=on_connection)
+
+
+def serves_http2(config: ListenerConfig) -> bool:
+    """Whether a listener speaks HTTP/2: ALPN h2 on TLS, or cleartext with ``h2c: true``."""
+    if config.tls is not None:
+        return config.tls.http2 and H2_ENABLED
+    return config.h2c
+
+
+def factory_for(
+    config: ListenerConfig,
+    resource: Any,
+    limits: LimitsConfig,
+    reactor: Any,
+    *,
+    on_connection: Any = None,
+    on_http2_error: Any = None,
+) -> Any:
+    """
+    The protocol factory of one listener: HTTP/1.1 alone, or behind a
+    `ProtocolSwitchFactory` that sends HTTP/2 connections (ALPN ``h2``, or
+    the cleartext preface with ``h2c: true``) to the HTTP/2 engine.
+    """
+    if not serves_http2(config):
+        return site_for(resource, limits, reactor, on_connection=on_connection)
+    return ProtocolSwitchFactory(
+        site_for(resource, limits, reactor),
+        H2ServerFactory(resource, limits, reactor, on_error=on_http2_error),
+        h2c=config.h2c and config.tls is None,
+        clock=reactor,
+        first_byte_timeout=limits.idle_timeout,
+        on_connection=on_connection,
+    )

@@ -32,6 +32,8 @@ class ExchangeRecord:
     consumer: Optional[str]
     client_gone: bool  # the client left before the response was complete
     state: Any  # the ProxyRequest's state dict (cache status, auth details...)
+    protocol: str = "HTTP/1.1"  # the client's: HTTP/1.0, HTTP/1.1 or HTTP/2
+    grpc_status: Optional[int] = None  # a gRPC call's status (from the upstream's trailers, or the gateway's own)
 
     @property
     def duration(self) -> float:
@@ -65,4 +67,9 @@ class ExchangeRecord:
             consumer=preq.consumer if preq is not None else None,
             client_gone=exchange.client_gone,
             state=preq.state if preq is not None else {},
+            protocol=_PROTOCOLS.get(downstream.version) or downstream.version.decode("latin-1"),
+            grpc_status=exchange.grpc_status,
         )
+
+
+_PROTOCOLS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/2": "HTTP/2", b"HTTP/1.0": "HTTP/1.0"}

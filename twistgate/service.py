@@ -31,7 +31,7 @@ from twistgate._text import plural
 from twistgate._twisted_compat import fail_start_loudly, listening_port
 from twistgate.config.model import GatewayConfig, ListenerConfig
 from twistgate.generation import Generation
-from twistgate.listeners import build_listener, site_for
+from twistgate.listeners import build_listener, factory_for
 from twistgate.ops.admin import AdminResource
 from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
@@ -83,8 +83,13 @@ class GatewayService(MultiService):
             if listener.reload is not None:
                 self.tls_reloaders[listener_config.name] = listener.reload
             name = listener_config.name
-            site = site_for(
-                self.resource, config.limits, reactor, on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta)
+            site = factory_for(
+                listener_config,
+                self.resource,
+                config.limits,
+                reactor,
+                on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta),
+                on_http2_error=self.ops.metrics.http2_connection_error,
             )
             self.listeners.append(self._serve(f"listener:{name}", listener.endpoint, site))
         self._admin_settings = config.sections.get("admin")

@@ -138,6 +138,32 @@ class Servers:
         site = GatewaySite(GatewayResource(generation), config.limits, self.reactor)
         return self.listen(site), generation
 
+    def gateway_listener(self, yaml: str, **ports: int) -> Tuple[int, Generation]:
+        """
+        The gateway behind its first listener as `twistd` serves it: the
+        listener's TLS, and its protocol factory (HTTP/2 by ALPN or h2c).
+        """
+        from twistgate.listeners import build_listener, factory_for
+
+        config = load_text(config_text(yaml, **ports), "test.yaml")
+        generation = Generation(config, self.reactor)
+        self.generations.append(generation)
+        listener_config = config.listeners[0]
+        listener = build_listener(listener_config, self.reactor)
+        factory = factory_for(
+            listener_config,
+            GatewayResource(generation),
+            config.limits,
+            self.reactor,
+            on_http2_error=generation.ops.metrics.http2_connection_error,
+        )
+        listening: List[Any] = []
+        listener.endpoint.listen(factory).addBoth(listening.append)
+        port = listening[0]
+        assert not isinstance(port, Exception), port
+        self.ports.append(port)
+        return port.getHost().port, generation
+
     def close(self) -> None:
         for port in self.ports:
             pytest_twisted.blockon(port.stopListening())

@@ -48,6 +48,7 @@ def test_json_line_per_request_with_the_fields(tmp_path):
         "status": 200, "error": None, "bytes_in": 0, "bytes_out": 10, "duration_ms": 0.0, "upstream": "app",
         "upstream_target": "http://app", "upstream_duration_ms": 0.0, "retries": 0, "client_ip": "127.0.0.1",
         "consumer": None, "cache": None, "client_gone": False, "trace_id": "12345678901234567890123456789012",
+        "protocol": "HTTP/1.1", "grpc_status": None,
     }
     assert (second["route"], second["status"], second["error"], second["upstream"]) == (None, 404, "route_not_found", None)
     assert "secret" not in log.read_text()

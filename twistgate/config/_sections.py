@@ -21,7 +21,7 @@ from twistgate.config.model import (
     PluginSection,
 )
 
-LISTENER_KEYS = ("name", "endpoint", "tls")
+LISTENER_KEYS = ("name", "endpoint", "tls", "h2c")
 TLS_KEYS = (
     "certificate",
     "private_key",
@@ -82,9 +82,15 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "a listener with a 'tls' block takes a plain endpoint like tcp:8443; "
                 "'ssl:' would wrap TLS twice"
             )
+        h2c = fields.read("h2c", Node.boolean, False)
+        if h2c and "tls" in fields:
+            fields["h2c"].issue(
+                "h2c is cleartext HTTP/2; a listener with 'tls' offers HTTP/2 over ALPN (tls.http2) instead",
+                at_key=True,
+            )
         if name is not None and endpoint is not None:
             location = fields["endpoint"].location()
-            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, location=location))
+            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, h2c=h2c, location=location))
     return tuple(found)
 
 

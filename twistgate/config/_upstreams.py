@@ -30,7 +30,8 @@ from twistgate.config.model import (
     UpstreamTimeoutsConfig,
 )
 
-UPSTREAM_KEYS = ("targets", "targets_from", "balance", "timeouts", "pool")
+UPSTREAM_KEYS = ("targets", "targets_from", "balance", "timeouts", "pool", "protocol")
+PROTOCOLS = ("http1", "h2", "h2c")
 TARGET_KEYS = ("url", "weight", "srv", "scheme")
 TIMEOUT_KEYS = ("connect", "read", "total")
 POOL_KEYS = ("max_idle_per_target", "idle_timeout")
@@ -71,7 +72,20 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         fields["hash_key"].issue("the hash key is given twice: as balance's 'key' and as 'hash_key'", at_key=True)
     timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
     pool_config = fields.read("pool", pool, PoolConfig())
+    protocol = fields.read("protocol", lambda n: n.choice(PROTOCOLS), "http1")
+    if found and protocol in ("h2", "h2c"):
+        wanted = "https" if protocol == "h2" else "http"
+        wrong = [t.url for t in found if t.scheme != wanted]
+        if wrong:
+            fields["protocol"].issue(
+                f"protocol: {protocol} needs {wanted}:// targets "
+                + ("(HTTP/2 over TLS, negotiated by ALPN)" if protocol == "h2" else "(cleartext HTTP/2)")
+                + f"; not {', '.join(wrong)}"
+            )
     policies = sections.read(fields, sections.upstream_sections())
+    health = policies.get("health_check")
+    if getattr(health, "type", "http") == "grpc" and protocol == "http1" and "health_check" in fields:
+        fields["health_check"].issue("a gRPC health check (type: grpc) needs protocol: h2 or h2c", at_key=True)
     if not found and source is None:
         return None
     if choice is not None:
@@ -84,6 +98,7 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         balance=balance,
         timeouts=timeouts,
         pool=pool_config,
+        protocol=protocol,
         policies=policies,
         location=node.location(at_key=True),
     )

@@ -99,6 +99,8 @@ class ListenerConfig:
     tls: Optional[ListenerTLSConfig] = None
     # Where `endpoint` was written, for errors about it (address clashes).
     location: Location = attrs.field(default=Location(), eq=False)
+    # Cleartext HTTP/2 with prior knowledge (twistgate.engine.protocol_switch).
+    h2c: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -151,6 +153,8 @@ class UpstreamConfig:
     balance: str = "round_robin"
     timeouts: UpstreamTimeoutsConfig = UpstreamTimeoutsConfig()
     pool: PoolConfig = PoolConfig()
+    # http1 | h2 (TLS with ALPN) | h2c (cleartext, prior knowledge): twistgate.engine.http2_client
+    protocol: str = "http1"
     # Typed configs of extension sections (health_check, retry, tls...), by
     # key; see twistgate.config.sections.
     policies: Mapping[str, Any] = attrs.field(factory=dict)

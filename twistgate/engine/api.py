@@ -1,8 +1,16 @@
 """
 What the exchange needs from the client's side of a request: `Downstream`.
 
-Both engines implement it: the httptools HTTP/1.1 engine directly, and the
-twisted.web engine (HTTP/1.1 and HTTP/2) through an adapter.  Keeping the
+The engines implement it: the HTTP/1.1 engine on httptools and the HTTP/2
+engine on h2 (`twistgate.engine.http2_server.H2Stream`) directly, and the
+twisted.web engine (HTTP/1.1) through an adapter.
+
+Trailers, both ways (added with the HTTP/2 engine):
+
+* request trailers arrive as ``body.trailers`` once the body is complete;
+* response trailers leave with ``finish(trailers=...)``; the exchange takes
+  them from the upstream response's ``trailers`` attribute (see
+  `twistgate.upstream.client`), read when its body is over.  Keeping the
 exchange on this interface is what makes the engines interchangeable and
 what keeps twisted.web's `Request` out of the gateway's core.
 """
@@ -34,6 +42,10 @@ class Downstream(Protocol):
     :ivar expects_continue: the client sent ``Expect: 100-continue``.
     :ivar body: the request body as a streaming `IBodyProducer`
         (`twistgate.upstream.body.StreamingBody` or `BytesBody`), or None.
+        Its ``trailers`` attribute (a `Headers`, or None) holds the
+        request's trailer fields once the body is complete; an upstream
+        client that can send trailers (HTTP/2; HTTP/1.1 chunked) sends them
+        after the last byte.
     :ivar body_complete: the whole body has been received.
     :ivar received_bytes: request-body bytes read so far.
     :ivar sent_bytes: response-body bytes written so far.
@@ -65,7 +77,11 @@ class Downstream(Protocol):
         """Fires when the answer is written; fails when the client went away first."""
 
     def send_interim(self, status: int, headers: Headers) -> None:
-        """A 1xx answer (100 Continue, 103 Early Hints) before the final one."""
+        """
+        A 1xx answer (100 Continue, 103 Early Hints) before the final one;
+        ignored once the final head is written (and 101 never goes this way).
+        The exchange forwards an upstream's 103 through it.
+        """
 
     def respond(self, status: int, reason: Optional[bytes], headers: Headers, body: bytes) -> None:
         """A complete answer at once (Content-Length added when missing)."""
@@ -76,8 +92,18 @@ class Downstream(Protocol):
     def write(self, data: bytes) -> None:
         """Body bytes of a streamed answer."""
 
-    def finish(self) -> None:
-        """The streamed answer is complete."""
+    def finish(self, trailers: Optional[Headers] = None) -> None:
+        """
+        The streamed answer is complete.  `trailers`: fields to send after
+        the body (an upstream response's ``trailers``, gRPC's
+        ``grpc-status``...): HTTP/2 sends them as a HEADERS frame with
+        END_STREAM; HTTP/1.1 as the chunked trailer section when the
+        response is chunked and the client said ``TE: trailers``; an engine
+        that cannot send them drops them.  A response finished with
+        trailers and no body or head written yet goes out as the head
+        followed by the trailers (gRPC's trailers-only answers are a
+        head with ``grpc-status`` and an empty body instead: `respond`).
+        """
 
     def abort(self) -> None:
         """Cut the connection: the client sees a truncated answer."""

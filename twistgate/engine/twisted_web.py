@@ -128,7 +128,8 @@ class TwistedDownstream:
         if not self.finished:
             self.request.write(data)
 
-    def finish(self) -> None:
+    def finish(self, trailers: Optional[Headers] = None) -> None:
+        # twisted.web cannot send trailer fields: they are dropped.
         if not self.finished:
             self.request.finish()
 

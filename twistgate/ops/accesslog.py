@@ -75,6 +75,8 @@ def access_fields(record: Any) -> Dict[str, Any]:
         "consumer": record.consumer,
         "cache": str(cache) if cache is not None else None,
         "client_gone": record.client_gone,
+        "protocol": record.protocol,
+        "grpc_status": record.grpc_status,
         "trace_id": getattr(trace, "trace_id", None),
     }
 
@@ -94,7 +96,9 @@ def format_text(event: Dict[str, Any]) -> Optional[str]:
         f'{f["client_ip"] or "-"} - {f["consumer"] or "-"} [{f["time"]}] "{f["method"]} {f["path"]}" '
         f'{f["status"]} {f["bytes_out"]} {f["duration_ms"]}ms route={f["route"] or NO_ROUTE or "-"} '
         f'target={f["upstream_target"] or "-"} retries={f["retries"]} cache={f["cache"] or "-"} '
-        f'error={f["error"] or "-"} id={f["request_id"]}\n'
+        f'error={f["error"] or "-"} proto={f["protocol"]} '
+        + (f'grpc_status={f["grpc_status"]} ' if f["grpc_status"] is not None else "")
+        + f'id={f["request_id"]}\n'
     )
 
 

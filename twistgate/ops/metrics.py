@@ -22,12 +22,21 @@ from prometheus_client.exposition import choose_encoder
 from twisted.web.resource import Resource
 
 from twistgate import __version__
+from twistgate.grpc import NAMES as GRPC_NAMES
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CACHE_RESULTS = frozenset({"hit", "miss", "stale", "bypass", "expired", "revalidated"})
 BREAKER_STATES = ("closed", "open", "half_open")
 NO_ROUTE = ""  # the route label of requests no route matched
+PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2"})
+HTTP2_ERRORS = frozenset(
+    {
+        "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+    }
+)  # fmt: skip
 
 
 def method_label(method: str) -> str:
@@ -75,6 +84,20 @@ class GatewayMetrics:
         self.cache = Counter("twistgate_cache_lookups", "Cache results (hit, miss, stale, bypass...).", ("route", "result"), registry=r)
         self.client_gone = Counter(
             "twistgate_client_disconnects", "Requests whose client left before the response was complete.", ("route",), registry=r,
+        )
+        self.protocols = Counter(
+            "twistgate_requests_by_protocol", "Requests answered, by the client's protocol (HTTP/1.1, HTTP/2).",
+            ("protocol",), registry=r,
+        )
+        self.grpc_calls = Counter(
+            "twistgate_grpc_calls", "gRPC calls answered, by route and gRPC status (OK, UNAVAILABLE...).",
+            ("route", "grpc_status"), registry=r,
+        )
+        self.http2_connection_errors = Counter(
+            "twistgate_http2_connection_errors",
+            "HTTP/2 connections the gateway ended with a GOAWAY error, by RFC 9113 error code "
+            "(ENHANCE_YOUR_CALM: rapid reset and other floods).",
+            ("code",), registry=r,
         )
         self.reloads = Counter("twistgate_config_reloads", "Configuration reloads, by result.", ("result",), registry=r)
         self.last_reload_ok = Gauge(
@@ -127,6 +150,14 @@ class GatewayMetrics:
                 child(self.cache, route, result).inc()
         if record.client_gone:
             child(self.client_gone, route).inc()
+        child(self.protocols, record.protocol if record.protocol in PROTOCOLS else "other").inc()
+        grpc_status = record.grpc_status
+        if grpc_status is not None:
+            child(self.grpc_calls, route, GRPC_NAMES.get(grpc_status, "other")).inc()
+
+    def http2_connection_error(self, code: str) -> None:
+        """The HTTP/2 engine ended a connection with a GOAWAY carrying `code` (an RFC 9113 name)."""
+        self._child(self.http2_connection_errors, code if code in HTTP2_ERRORS else "other").inc()
 
 
 class LiveCollector:

@@ -79,6 +79,7 @@ BUILTINS: Mapping[str, Mapping[str, str]] = {
     HEALTH_CHECKS: {
         "http": "twistgate.upstream.checks:http",
         "tcp": "twistgate.upstream.checks:tcp",
+        "grpc": "twistgate.upstream.checks:grpc",
     },
     AUTHENTICATORS: {
         name: f"twistgate.policies.auth.builtins:{name}" for name in ("api_key", "jwt", "basic", "mtls")

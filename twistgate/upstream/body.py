@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 from zope.interface import implementer
 
+from twistgate.headers import Headers
+
 BUFFER_HIGH_WATER = 64 * 1024
 
 
@@ -34,6 +36,9 @@ class BodyAborted(Exception):
 @implementer(IBodyProducer)
 class StreamingBody:
     """An `IBodyProducer` fed by the gateway's request as chunks arrive."""
+
+    #: The request's trailer fields, set by the engine before `finish` (HTTP/2; chunked HTTP/1.1).
+    trailers: Optional[Headers] = None
 
     def __init__(self, length: Optional[int], client: Optional[IPushProducer]) -> None:
         self.length = UNKNOWN_LENGTH if length is None else length
@@ -210,6 +215,8 @@ class _AttemptView:
 @implementer(IBodyProducer)
 class BytesBody:
     """A body already in memory (HTTP/2 requests, which Twisted buffers)."""
+
+    trailers: Optional[Headers] = None
 
     def __init__(self, data: bytes) -> None:
         self._data = data

@@ -185,7 +185,7 @@ class Forwarding:
             body = body.attempt()
         try:
             sent_to = upstream.with_connect_timeout(target, self.policy.connect)
-            d = upstream.send(sent_to, request.method, request.target, request.headers, body)
+            d = upstream.send(sent_to, request.method, request.target, request.headers, body, call.interim)
         except Exception:
             d = Deferred()
             d.errback()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Tuple
 
+import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
@@ -26,10 +27,11 @@ from twistgate.headers import Headers
 from twistgate.plugins.extension_points import ExtensionContext
 from twistgate.plugins.options import NO_OPTIONS, ReaderOptions, with_options
 from twistgate.plugins.views import TargetInfo, target_of
+from twistgate.upstream import grpc_health
 from twistgate.upstream.discovery import is_address
 from twistgate.upstream.health_config import HTTP_CHECK_KEYS, read_http_check
 
-__all__ = ["HttpCheck", "TcpCheck", "http", "tcp"]
+__all__ = ["GrpcCheck", "HttpCheck", "TcpCheck", "grpc", "http", "tcp"]
 
 #: A health probe's body beyond this is not read (the connection is closed instead).
 DRAIN_LIMIT = 64 * 1024
@@ -111,6 +113,40 @@ def http(options: Mapping[str, Any], context: ExtensionContext) -> HttpCheck:
 def tcp(options: Mapping[str, Any], context: ExtensionContext) -> TcpCheck:
     """``health_check: {type: tcp}``: connect only."""
     return TcpCheck(context.clock)
+
+
+class GrpcCheck:
+    """``grpc.health.v1.Health/Check`` through the upstream's HTTP/2 client; healthy when SERVING."""
+
+    def __init__(self, service: str, send: Send) -> None:
+        self.service = service
+        self.send = send
+
+    def probe(self, target: Any) -> "Deferred[int]":
+        return grpc_health.probe(self.send, target, self.service)
+
+    def verdict(self, status: int) -> Optional[str]:
+        return None if status == 200 else f"gRPC health check answered {status}"
+
+    def check(self, target: TargetInfo) -> "Deferred[bool]":
+        return self.probe(target_of(target)).addCallback(lambda status: self.verdict(status) is None)
+
+
+@attrs.frozen
+class GrpcCheckOptions:
+    """``health_check: {type: grpc, grpc_service: NAME}``; an empty name asks about the whole server."""
+
+    grpc_service: str = ""
+
+
+def grpc(options: Mapping[str, Any], context: ExtensionContext) -> GrpcCheck:
+    """``health_check: {type: grpc}`` on an ``h2``/``h2c`` upstream."""
+    if context.internal is None:
+        raise ValueError("the grpc check runs inside an upstream (type: grpc under upstreams.X.health_check)")
+    return GrpcCheck(options.get("grpc_service", ""), context.internal)
+
+
+grpc.Options = GrpcCheckOptions  # type: ignore[attr-defined]
 
 
 def _side_send(client: Any) -> Send:

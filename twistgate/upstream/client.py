@@ -6,10 +6,25 @@ method, path, headers, body)``, which fires with an `UpstreamResponse`:
 Twisted's `IResponse` shape (``code``, ``phrase``, ``length``,
 ``deliverBody``) with the gateway's own `Headers`, all fields included (the
 ``Connection`` field too: the names it lists must be dropped on the way
-back).  Two clients implement it:
+back), and ``trailers``: the trailer fields (`Headers`) once the body has
+been delivered to its end, or None (no trailers, or a client that cannot
+read them).
+
+Two optional parts, for clients that can (`twistgate.engine.http2_client`):
+
+* ``request(..., interim=callback)``: ``callback(status, headers)`` for each
+  1xx response before the final one (103 Early Hints are forwarded to the
+  client); a client whose ``request`` has no ``interim`` parameter is
+  never given one;
+* request trailers: ``body.trailers`` (see `twistgate.engine.api`) sent
+  after the body.
+
+The clients:
 
 * `twistgate.engine.http1_client` (the default engine): its own HTTP/1.1
   protocol and pool;
+* `twistgate.engine.http2_client`: HTTP/2 (``protocol: h2 | h2c``), a pool
+  of multiplexed connections per target;
 * `AgentClient` here: any Twisted `IAgent` (the twisted.web engine's pooled
   `Agent`, and the in-memory agents tests use).
 
@@ -34,7 +49,10 @@ class UpstreamClient(Protocol):
     """What an upstream group sends its attempts through."""
 
     def request(self, target: Any, method: bytes, path: bytes, headers: Headers, body: Any) -> "Deferred[Any]":
-        """Send one request to `target`; fires with the response once its head arrived."""
+        """
+        Send one request to `target`; fires with the response once its head
+        arrived.  (A client may also take ``interim=callback``: see above.)
+        """
 
     def close(self) -> "Deferred[Any]":
         """Close idle connections; requests in flight finish."""
@@ -81,6 +99,8 @@ class AgentResponse:
     """An `IResponse` from a Twisted agent, with the gateway's `Headers`."""
 
     __slots__ = ("_response", "code", "phrase", "version", "headers", "length")
+
+    trailers = None  # Twisted's client does not read trailer fields
 
     def __init__(self, response: Any, connection: Optional[list] = None) -> None:
         self._response = response

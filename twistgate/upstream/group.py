@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from twistgate._twisted_compat.web_client import PooledAgentClient
+from twistgate.engine.http2_client import H2UpstreamClient
+from twistgate.upstream import grpc_health
 from twistgate.config.model import RouteConfig, UpstreamConfig
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest
@@ -51,15 +53,40 @@ class UpstreamCall:
     """
     One request's dealings with an upstream: the target(s) tried and when the
     response head arrived.  The exchange keeps it for cancellation and for
-    its record (access log, metrics: retries = attempts - 1).
+    its record (access log, metrics: retries = attempts - 1), and may set
+    `interim` to hear the upstream's 1xx responses.
     """
 
-    __slots__ = ("target", "attempts", "head_at")
+    __slots__ = ("target", "attempts", "head_at", "interim")
 
-    def __init__(self) -> None:
+    def __init__(self, interim: Optional[Callable[[int, Headers], None]] = None) -> None:
         self.target: Optional[Target] = None
         self.attempts = 0
         self.head_at: Optional[float] = None
+        self.interim = interim
+
+
+def _takes_interim(client: Any) -> bool:
+    """Whether ``client.request`` accepts ``interim=`` (see `twistgate.upstream.client`)."""
+    import inspect
+
+    try:
+        return "interim" in inspect.signature(client.request).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+class _WithInterim:
+    """An upstream's ``request`` with an interim callback bound (for the traced send path)."""
+
+    __slots__ = ("upstream", "interim")
+
+    def __init__(self, upstream: "Upstream", interim: Callable[[int, Headers], None]) -> None:
+        self.upstream = upstream
+        self.interim = interim
+
+    def request(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
+        return self.upstream.request(target, method, path, headers, body, interim=self.interim)
 
 
 class Upstream:
@@ -84,7 +111,9 @@ class Upstream:
             (in-memory upstreams in tests); requests then go by URL.
         :param client: the `twistgate.upstream.client.UpstreamClient` to send
             through; or `client_factory(config, tls_policy)` makes it; default:
-            the twisted.web engine's pooled `Agent`.
+            the twisted.web engine's pooled `Agent`.  ``protocol: h2 | h2c``
+            upstreams use `twistgate.engine.http2_client.H2UpstreamClient`
+            (unless `client` or `agent` is given).
         :param events: where breaker transitions and attempts are reported
             (the plugins and tracer of the generation serving); it outlives
             generations, like this upstream.
@@ -106,6 +135,9 @@ class Upstream:
         self.tls_policy = tls_policy
         if client is not None:
             self.client = client
+        elif config.protocol != "http1" and agent is None:
+            # HTTP/2 upstreams have their own client whatever the HTTP/1.1 engine is.
+            self.client = H2UpstreamClient(reactor, tls=config.protocol == "h2", idle_timeout=config.pool.idle_timeout)
         elif client_factory is not None:
             self.client = client_factory(config, self.tls_policy)
         elif agent is not None:
@@ -120,6 +152,8 @@ class Upstream:
             )
         #: Whether the client sends to `Target.endpoint` (made once per target).
         self._endpoints = not isinstance(self.client, AgentClient)
+        #: Whether the client reports 1xx responses (``request(..., interim=...)``).
+        self.interim_capable = _takes_interim(self.client)
 
         policies = config.policies
         self.breaker_config = policies.get("circuit_breaker")
@@ -307,14 +341,26 @@ class Upstream:
         """
         return Forwarding(self, self.policy_for(route), request, body, call, preserve_host).start()
 
-    def send(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
-        """One HTTP request to `target` (no retries, no timers), traced when spans are exported."""
+    def send(
+        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None
+    ) -> "Deferred[Any]":
+        """
+        One HTTP request to `target` (no retries, no timers), traced when
+        spans are exported; `interim(status, headers)` hears 1xx responses
+        when the client can report them.
+        """
+        if interim is not None and self.interim_capable:
+            return self.events.send_attempt(self.name, _WithInterim(self, interim), target, method, path, headers, body)
         return self.events.send_attempt(self.name, self, target, method, path, headers, body)
 
-    def request(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
+    def request(
+        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None
+    ) -> "Deferred[Any]":
         """One HTTP request through the client, untraced (health probes); the target's endpoint is made once."""
         if self._endpoints and target.endpoint is None:
             target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
+        if interim is not None and self.interim_capable:
+            return self.client.request(target, method, path, headers, body, interim=interim)
         return self.client.request(target, method, path, headers, body)
 
     def with_connect_timeout(self, target: Target, connect: float) -> Target:

@@ -92,7 +92,9 @@ def policy_for(config: UpstreamConfig) -> IPolicyForHTTPS:
     tls = config.policies.get("tls")
     if tls is None:
         tls = UpstreamTLSConfig(location=_location(config))
-    return UpstreamTLSPolicy(tls, upstream=config.name)
+    # protocol: h2 offers only h2 over ALPN (twistgate.engine.http2_client).
+    alpn = [b"h2"] if getattr(config, "protocol", "http1") == "h2" else None
+    return UpstreamTLSPolicy(tls, upstream=config.name, alpn=alpn)
 
 
 def _location(config: UpstreamConfig) -> Location:
@@ -103,9 +105,11 @@ def _location(config: UpstreamConfig) -> Location:
 class UpstreamTLSPolicy:
     """Builds, once per host name, the TLS settings of connections to that host."""
 
-    def __init__(self, config: UpstreamTLSConfig, *, upstream: str = "") -> None:
+    def __init__(self, config: UpstreamTLSConfig, *, upstream: str = "", alpn: Optional[List[bytes]] = None) -> None:
+        """:param alpn: the protocols offered over ALPN (``[b"h2"]`` for HTTP/2 upstreams); None: no ALPN."""
         self.config = config
         self.server_name = config.server_name
+        self.alpn = alpn
         self._creators: Dict[str, Any] = {}
         self._make = self._loader(config, upstream)
 
@@ -153,11 +157,14 @@ class UpstreamTLSPolicy:
                 "anyone on the path can impersonate it",
                 upstream=upstream,
             )
-            options = CertificateOptions(raiseMinimumTo=TLSVersion.TLSv1_2, **client)
+            options = CertificateOptions(raiseMinimumTo=TLSVersion.TLSv1_2, acceptableProtocols=self.alpn, **client)
             return lambda name: _UnverifiedClientTLS(options, name)
         root = trust if trust is not None else platformTrust()
         return lambda name: optionsForClientTLS(
-            name, trustRoot=root, extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2, **client}
+            name,
+            trustRoot=root,
+            acceptableProtocols=self.alpn,
+            extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2, **client},
         )
 
 

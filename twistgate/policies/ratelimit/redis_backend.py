@@ -84,11 +84,34 @@ class RedisBackend:
 
     # -- lifetime -------------------------------------------------------
 
-    def start(self) -> None:
-        if not self._started:
-            self._started = True
-            endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
-            self._factory.startConnecting(endpoint)
+    def start(self) -> "Deferred[None]":
+        """
+        Connect; fires once connected, or after the connect timeout when
+        Redis is not there (the gateway starts anyway: decisions then follow
+        ``on_backend_error`` until it is).  So a gateway does not open its
+        listeners while its limits are still connecting.
+        """
+        ready: Deferred[None] = Deferred()
+        if self._started:
+            ready.callback(None)
+            return ready
+        self._started = True
+        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
+        connected = self._factory.deferred
+        self._factory.startConnecting(endpoint)
+        timer = self._reactor.callLater(self._connect_timeout, lambda: ready.called or ready.callback(None))
+
+        def done(_: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if not ready.called:
+                ready.callback(None)
+
+        if connected is not None:
+            connected.addBoth(done)
+        else:
+            done(None)
+        return ready
 
     def stop(self) -> "Deferred[Any]":
         self._started = False
