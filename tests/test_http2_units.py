@@ -73,7 +73,7 @@ def test_grpc_health_check_needs_http2_and_no_path():
     assert "needs protocol: h2 or h2c" in issues(config(extra="health_check: {type: grpc}"))
     assert "health_check.path: unknown key 'path'" in issues(config(protocol="protocol: h2c", extra="health_check: {type: grpc, path: /x}"))
     health = load(config(protocol="protocol: h2c", extra="health_check: {type: grpc, grpc_service: a.B}")).upstreams["g"].policies["health_check"]
-    assert (health.type, health.grpc_service) == ("grpc", "a.B")
+    assert (health.type, health.check.options["grpc_service"]) == ("grpc", "a.B")
 
 
 @pytest.mark.parametrize(
