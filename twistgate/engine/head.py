@@ -1,0 +1,149 @@
+"""
+Parsing one request head: llhttp (through httptools, every leniency off)
+plus the engine's own rules (`framing`) and limits.
+
+The server finds the head's end itself and feeds exactly the head here, so
+llhttp never sees a body and never decides where a message ends: the engine
+does, and only once the head passed every check.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from twistgate.engine.framing import VersionNotSupported, body_framing, check_request_line, connection_tokens
+from twistgate.engine.limits import ServerLimits
+from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
+from twistgate.headers import canonical_name
+
+__all__ = ["ParsedHead", "RequestHeadParser"]
+
+Raw = Dict[bytes, List[bytes]]
+
+
+class ParsedHead:
+    """A request head that passed every check."""
+
+    __slots__ = ("method", "target", "http11", "raw", "keep_alive", "expects_continue", "chunked", "length")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        http11: bool,
+        raw: Raw,
+        keep_alive: bool,
+        expects_continue: bool,
+        chunked: bool,
+        length: int,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http11 = http11
+        self.raw = raw
+        self.keep_alive = keep_alive
+        self.expects_continue = expects_continue
+        self.chunked = chunked
+        self.length = length
+
+
+class RequestHeadParser:
+    """Parses complete request heads (one per call), reusing one llhttp parser when it can."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self._limits = limits
+        self._parser: Optional[HttpRequestParser] = None
+        self._url = b""
+        self._fields: List[Tuple[bytes, bytes]] = []
+        self._head_done = False
+        self._message_done = False
+
+    def check_partial(self, buf: bytes) -> None:
+        """Refuse an incomplete head as soon as it cannot become a valid one."""
+        limits = self._limits
+        line_end = buf.find(b"\r\n")
+        if (line_end < 0 and len(buf) > limits.max_request_line) or line_end > limits.max_request_line:
+            raise URITooLong()
+        if len(buf) > limits.max_header_bytes:
+            raise HeadersTooLarge()
+        if b"\n" in buf and buf.count(b"\n") != buf.count(b"\r\n"):
+            raise BadRequest("Lines must end with CRLF.")
+
+    def parse(self, head: bytes) -> ParsedHead:
+        """``head`` runs up to and including its CRLFCRLF; raises a `GatewayError` to answer with."""
+        limits = self._limits
+        line_end = head.find(b"\r\n")
+        if line_end > limits.max_request_line:
+            raise URITooLong()
+        if len(head) > limits.max_header_bytes:
+            raise HeadersTooLarge()
+        check_request_line(head[:line_end])
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = HttpRequestParser(self)
+        self._url = b""
+        self._fields = fields = []
+        self._head_done = self._message_done = False
+        try:
+            parser.feed_data(head)
+        except HttpParserUpgrade:
+            pass  # httptools resumed the parser already; the engine frames what follows
+        except HttpParserError as error:
+            self._parser = None
+            raise BadRequest(f"Malformed request: {error}.") from None
+        if not self._head_done:
+            self._parser = None
+            raise BadRequest("Malformed request head.")
+        if not self._message_done:
+            self._parser = None  # llhttp waits for a body the engine reads itself: start afresh
+        if len(fields) > limits.max_headers:
+            raise HeadersTooLarge("Too many request header fields.")
+        version = parser.get_http_version()
+        if version == "1.1":
+            http11 = True
+        elif version == "1.0":
+            http11 = False
+        else:
+            raise VersionNotSupported()
+        raw: Raw = {}
+        for name, value in fields:
+            key = canonical_name(name)
+            if value[-1:] in (b" ", b"\t"):
+                value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
+            values = raw.get(key)
+            if values is None:
+                raw[key] = [value]
+            else:
+                values.append(value)
+        hosts = raw.get(b"Host")
+        if (hosts is None and http11) or (hosts is not None and len(hosts) != 1):
+            raise BadRequest("Exactly one Host header is required.")
+        chunked, length = body_framing(raw, http11)
+        if length > limits.max_request_body:
+            raise PayloadTooLarge()
+        connection = raw.get(b"Connection")
+        if connection is None:
+            keep_alive = http11
+        elif http11:
+            keep_alive = b"close" not in connection_tokens(connection)
+        else:
+            keep_alive = b"keep-alive" in connection_tokens(connection)
+        expect = raw.get(b"Expect")
+        expects_continue = http11 and expect is not None and expect[0].lower() == b"100-continue"
+        return ParsedHead(parser.get_method(), self._url, http11, raw, keep_alive, expects_continue, chunked, length)
+
+    # httptools callbacks (only a head is ever fed)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+
+    def on_message_complete(self) -> None:
+        self._message_done = True
