@@ -314,6 +314,8 @@ class HTTP1ServerProtocol(Protocol):
     # -- flow control ----------------------------------------------------------------
 
     def pause_reading(self, reason: int) -> None:
+        if self._closing:
+            return
         if not self._paused:
             self.transport.pauseProducing()
         self._paused |= reason
