@@ -76,6 +76,10 @@ class Reply:
 class _Collector:
     def __init__(self) -> None:
         self.replies: List[Reply] = []
+        self.parser: Any = None
+
+    def on_headers_complete(self) -> None:
+        self.replies[-1].status = self.parser.get_status_code()
 
     def on_message_begin(self) -> None:
         self.replies.append(Reply())
@@ -93,20 +97,14 @@ class _Collector:
         self.replies[-1].complete = True
 
 
-def parse_responses(data: bytes, head_only: bool = False) -> List[Reply]:
+def parse_responses(data: bytes) -> List[Reply]:
     """Every response in ``data`` (1xx included), parsed by llhttp."""
     collector = _Collector()
-    parser = httptools.HttpResponseParser(collector)
+    parser = collector.parser = httptools.HttpResponseParser(collector)
     try:
         parser.feed_data(data)
     except httptools.HttpParserUpgrade:
         pass
-    for reply in collector.replies:
-        reply.status = reply.status or 0
-    # status codes: re-read from the status lines, in order
-    lines = [line for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.")]
-    for reply, line in zip(collector.replies, lines):
-        reply.status = int(line.split(b" ")[1])
     return collector.replies
 
 
