@@ -25,17 +25,18 @@ from twisted.web.http import PotentialDataLoss
 
 from twistgate.engine import HTTP1ServerFactory, ServerLimits, ServerRequest
 from twistgate.engine.pool import UpstreamPool
-from twistgate.errors import UpstreamUnavailable
+from twistgate.engine.errors import UpstreamClosedConnection
 from twistgate.headers import Headers
 
-HOP_BY_HOP = (
-    b"Connection", b"Keep-Alive", b"Proxy-Connection", b"Te", b"TE", b"Trailer",
+HOP_BY_HOP = frozenset({
+    b"Connection", b"Keep-Alive", b"Proxy-Connection", b"TE", b"Trailer",
     b"Transfer-Encoding", b"Upgrade", b"Expect",
-)  # fmt: skip
+})  # fmt: skip
 
 
 def _strip(raw: dict) -> dict:
-    if any(name in raw for name in HOP_BY_HOP):
+    """``raw`` without hop-by-hop fields (a copy only when there is one)."""
+    if not HOP_BY_HOP.isdisjoint(raw):
         raw = {name: values for name, values in raw.items() if name not in HOP_BY_HOP}
     return raw
 
@@ -58,7 +59,7 @@ class Relay:
     def connectionLost(self, reason: Failure) -> None:
         request = self.request
         request.unregister_producer()
-        if reason.check(ResponseDone, PotentialDataLoss):
+        if reason.type is ResponseDone or reason.type is PotentialDataLoss:
             request.finish()
         else:
             request.abort()
@@ -92,8 +93,8 @@ class EngineProxy:
         response.deliverBody(Relay(request))
 
     def _failed(self, failure: Failure, request: ServerRequest) -> None:
-        error = UpstreamUnavailable()
-        body = b'{"error":"%s"}' % error.code.encode()
+        code = b"upstream_closed_connection" if failure.check(UpstreamClosedConnection) else b"bad_gateway"
+        body = b'{"error":"%s"}' % code
         request.keep_alive = False
         request.respond(502, None, Headers({b"Content-Type": [b"application/json"]}), body)
 

@@ -14,17 +14,21 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from twistgate.errors import BadRequest, GatewayError, error_body
+from twistgate.headers import canonical_name
 from twistgate.http import new_request_id
 from twistgate.engine.status import reason_for
 
 __all__ = [
     "NotImplementedCoding",
     "VersionNotSupported",
+    "OWS",
     "body_framing",
+    "canonical",
     "check_request_line",
     "connection_tokens",
     "error_response",
     "head_bytes",
+    "persists",
     "status_line",
 ]
 
@@ -41,6 +45,36 @@ class NotImplementedCoding(GatewayError):
 
 class VersionNotSupported(GatewayError):
     status, code, default_message = 505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served."
+
+
+OWS = (b" ", b"\t")
+_names: Dict[bytes, bytes] = {}
+
+
+def canonical(name: bytes) -> bytes:
+    """`canonical_name` for names straight off the wire, with a bounded cache of its own."""
+    key = _names.get(name)
+    if key is None:
+        key = canonical_name(name)
+        if len(_names) < 4096:
+            _names[name] = key
+    return key
+
+
+_KEEP_ALIVE_11 = {b"keep-alive": True, b"Keep-Alive": True, b"close": False, b"Close": False}
+_KEEP_ALIVE_10 = {b"keep-alive": True, b"Keep-Alive": True, b"close": False, b"Close": False}
+
+
+def persists(connection: Optional[List[bytes]], http11: bool) -> bool:
+    """Whether a message's connection may persist (RFC 9112 §9.3), from its `Connection` fields."""
+    if connection is None:
+        return http11
+    if len(connection) == 1:
+        known = _KEEP_ALIVE_11.get(connection[0]) if http11 else _KEEP_ALIVE_10.get(connection[0])
+        if known is not None:
+            return known
+    tokens = connection_tokens(connection)
+    return b"close" not in tokens if http11 else (b"keep-alive" in tokens and b"close" not in tokens)
 
 
 def check_request_line(line: bytes) -> None:

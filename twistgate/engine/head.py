@@ -9,14 +9,13 @@ does, and only once the head passed every check.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from twistgate.engine.framing import VersionNotSupported, body_framing, check_request_line, connection_tokens
+from twistgate.engine.framing import OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
 from twistgate.engine.limits import ServerLimits
 from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
-from twistgate.headers import canonical_name
 
 __all__ = ["ParsedHead", "RequestHeadParser"]
 
@@ -56,7 +55,8 @@ class RequestHeadParser:
         self._limits = limits
         self._parser: Optional[HttpRequestParser] = None
         self._url = b""
-        self._fields: List[Tuple[bytes, bytes]] = []
+        self._raw: Raw = {}
+        self._count = 0
         self._head_done = False
         self._message_done = False
 
@@ -84,7 +84,8 @@ class RequestHeadParser:
         if parser is None:
             parser = self._parser = HttpRequestParser(self)
         self._url = b""
-        self._fields = fields = []
+        self._raw = raw = {}
+        self._count = 0
         self._head_done = self._message_done = False
         try:
             parser.feed_data(head)
@@ -98,7 +99,7 @@ class RequestHeadParser:
             raise BadRequest("Malformed request head.")
         if not self._message_done:
             self._parser = None  # llhttp waits for a body the engine reads itself: start afresh
-        if len(fields) > limits.max_headers:
+        if self._count > limits.max_headers:
             raise HeadersTooLarge("Too many request header fields.")
         version = parser.get_http_version()
         if version == "1.1":
@@ -107,29 +108,13 @@ class RequestHeadParser:
             http11 = False
         else:
             raise VersionNotSupported()
-        raw: Raw = {}
-        for name, value in fields:
-            key = canonical_name(name)
-            if value[-1:] in (b" ", b"\t"):
-                value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
-            values = raw.get(key)
-            if values is None:
-                raw[key] = [value]
-            else:
-                values.append(value)
         hosts = raw.get(b"Host")
         if (hosts is None and http11) or (hosts is not None and len(hosts) != 1):
             raise BadRequest("Exactly one Host header is required.")
         chunked, length = body_framing(raw, http11)
         if length > limits.max_request_body:
             raise PayloadTooLarge()
-        connection = raw.get(b"Connection")
-        if connection is None:
-            keep_alive = http11
-        elif http11:
-            keep_alive = b"close" not in connection_tokens(connection)
-        else:
-            keep_alive = b"keep-alive" in connection_tokens(connection)
+        keep_alive = persists(raw.get(b"Connection"), http11)
         expect = raw.get(b"Expect")
         expects_continue = http11 and expect is not None and expect[0].lower() == b"100-continue"
         return ParsedHead(parser.get_method(), self._url, http11, raw, keep_alive, expects_continue, chunked, length)
@@ -140,7 +125,15 @@ class RequestHeadParser:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
+        key = canonical(name)
+        if value.endswith(OWS):
+            value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
+        values = self._raw.get(key)
+        if values is None:
+            self._raw[key] = [value]
+        else:
+            values.append(value)
+        self._count += 1
 
     def on_headers_complete(self) -> None:
         self._head_done = True

@@ -30,9 +30,10 @@ from twistgate.engine.errors import (
     UpstreamClosedConnection,
     UpstreamProtocolError,
 )
-from twistgate.engine.framing import CONTENT_LENGTH, TRANSFER_ENCODING, connection_tokens, head_bytes
+from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, connection_tokens, head_bytes, persists
 from twistgate.engine.response import UpstreamResponse
-from twistgate.headers import Headers, canonical_name
+from twistgate.engine.writer import SocketWriter
+from twistgate.headers import Headers
 
 if TYPE_CHECKING:
     from twistgate.engine.pool import UpstreamPool, _PooledRequest
@@ -43,6 +44,7 @@ _log = Logger()
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _VERSIONS = {"1.1": (b"HTTP", 1, 1), "1.0": (b"HTTP", 1, 0)}
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+_DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
 
 
 class HTTP1ClientProtocol(Protocol):
@@ -77,12 +79,15 @@ class HTTP1ClientProtocol(Protocol):
         self._pending_head: Optional[bytes] = None
         self._got_bytes = False
         self._phrase = b""
-        self._fields: List[Tuple[bytes, bytes]] = []
+        self._raw: dict = {}
         self._interim = False
         self._persist = False
         self._until_close = False
         self._message_done = False
         self._stopped = False
+
+    def connectionMade(self) -> None:
+        self.out = SocketWriter(self.transport)
 
     # -- sending ---------------------------------------------------------------
 
@@ -102,7 +107,7 @@ class HTTP1ClientProtocol(Protocol):
         if body is None:
             extra = b"Content-Length: 0\r\n" if method in _BODY_METHODS else b""
             self._sent = True
-            transport.write(head_bytes(line, raw, extra))
+            self.out.write(head_bytes(line, raw, extra))
             return
         if body.length is UNKNOWN_LENGTH:
             self._chunked = True
@@ -118,7 +123,7 @@ class HTTP1ClientProtocol(Protocol):
         if self._pending_head is not None and self._body is body:
             self._sent = True
             head, self._pending_head = self._pending_head, None
-            transport.write(head)
+            self.out.write(head)
         d.addCallbacks(self._body_finished, self._body_failed, callbackArgs=(body,), errbackArgs=(body,))
 
     def write(self, data: bytes) -> None:
@@ -132,7 +137,7 @@ class HTTP1ClientProtocol(Protocol):
         if head is not None:
             self._pending_head = None
             data = head + data
-        self.transport.write(data)
+        self.out.write(data)
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         pass  # the connection registered the body with its transport already
@@ -146,7 +151,7 @@ class HTTP1ClientProtocol(Protocol):
         self._body = None
         self._body_done = True
         if self._chunked:
-            self.transport.write(b"0\r\n\r\n")
+            self.out.write(b"0\r\n\r\n")
         self.transport.unregisterProducer()
         if self._message_done:
             self._complete()
@@ -188,24 +193,22 @@ class HTTP1ClientProtocol(Protocol):
         self._phrase += phrase
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
+        key = canonical(name)
+        if value.endswith(OWS):
+            value = value.rstrip(b" \t")
+        values = self._raw.get(key)
+        if values is None:
+            self._raw[key] = [value]
+        else:
+            values.append(value)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         code = parser.get_status_code()
-        raw: dict = {}
-        for name, value in self._fields:
-            key = canonical_name(name)
-            if value[-1:] in (b" ", b"\t"):
-                value = value.rstrip(b" \t")
-            values = raw.get(key)
-            if values is None:
-                raw[key] = [value]
-            else:
-                values.append(value)
+        raw, self._raw = self._raw, {}
         headers = Headers.__new__(Headers)
         headers.raw = raw
-        phrase, self._phrase, self._fields = self._phrase, b"", []
+        phrase, self._phrase = self._phrase, b""
         if code < 200 and code != 101:
             self._interim = True
             if self._on_interim is not None:
@@ -216,8 +219,7 @@ class HTTP1ClientProtocol(Protocol):
             return
         self._interim = False
         version = _VERSIONS.get(parser.get_http_version(), (b"HTTP", 1, 1))
-        tokens = connection_tokens(raw.get(b"Connection"))
-        self._persist = (b"close" not in tokens) if version[2] == 1 else (b"keep-alive" in tokens)
+        self._persist = persists(raw.get(b"Connection"), version[2] == 1)
         no_body = self._method == b"HEAD" or code in (204, 304) or code == 101
         length: Any = 0
         if not no_body:
@@ -280,7 +282,7 @@ class HTTP1ClientProtocol(Protocol):
             self._response = None
             self.close()
         if response is not None:
-            response._finished(Failure(ResponseDone()))
+            response._finished(_DONE)
 
     def _protocol_error(self, message: str) -> None:
         request, self._request = self._request, None
@@ -329,6 +331,7 @@ class HTTP1ClientProtocol(Protocol):
         """Hand the raw connection to ``protocol`` (after a 101); it never returns to the pool."""
         self._upgraded = protocol
         self._response = None
+        self.out.queue_only()
         if self._paused:
             self._paused = False
             self.transport.resumeProducing()

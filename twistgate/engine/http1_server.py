@@ -30,6 +30,7 @@ from twistgate.engine.framing import error_response
 from twistgate.engine.head import RequestHeadParser
 from twistgate.engine.limits import ServerLimits
 from twistgate.engine.request import ServerRequest
+from twistgate.engine.writer import SocketWriter
 from twistgate.errors import GatewayError, RequestTimeout
 from twistgate.headers import Headers
 from twistgate.upstream.body import BodyAborted, StreamingBody
@@ -83,6 +84,7 @@ class HTTP1ServerProtocol(Protocol):
         transport = self.transport
         peer = transport.getPeer()
         self.client = (getattr(peer, "host", ""), getattr(peer, "port", 0))
+        self.out = SocketWriter(transport)
         transport.registerProducer(WriteFlow(self), True)
         if self._on_connection is not None:
             self._on_connection(1)
@@ -279,6 +281,7 @@ class HTTP1ServerProtocol(Protocol):
         self._deadline.clear()
         self._state = _WAIT
         transport = self.transport
+        self.out.queue_only()
         transport.unregisterProducer()
         if self._paused:
             self._paused = 0
@@ -302,7 +305,7 @@ class HTTP1ServerProtocol(Protocol):
                 return
         if self._closing or self.transport is None:
             return
-        self.transport.write(error_response(error))
+        self.out.write(error_response(error))
         self._close()
 
     def _close(self) -> None:

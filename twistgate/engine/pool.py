@@ -38,6 +38,7 @@ _log = Logger()
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _IDEMPOTENCY_KEYS = (b"Idempotency-Key", b"X-Idempotency-Key")
+_PEEK_AFTER = 0.005  # seconds idle before taking a connection is worth a peek at its socket
 
 
 class UpstreamPool:
@@ -117,12 +118,15 @@ class UpstreamPool:
         stack = self._idle.get(key)
         if not stack:
             return None
-        oldest_allowed = self.clock.seconds() - self.idle_timeout
+        now = self.clock.seconds()
+        oldest_allowed = now - self.idle_timeout
         while stack:
             connection = stack.pop()
             connection.in_pool = False
-            if connection.idle_since > oldest_allowed and not connection.looks_closed():
-                return connection
+            if connection.idle_since > oldest_allowed:
+                # Idle for a moment only (a busy pool): the upstream had no reason to close it.
+                if now - connection.idle_since < _PEEK_AFTER or not connection.looks_closed():
+                    return connection
             connection.close()
         return None
 

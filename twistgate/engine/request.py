@@ -4,7 +4,7 @@ and the only way to answer it.
 
 The head is parsed and checked before the handler sees it; the body (if
 any) streams into a `StreamingBody` as it arrives.  The answer goes out as
-one `transport.write` whenever it can: `respond` writes head and body at
+one write whenever it can: `respond` writes head and body at
 once, and the streaming API writes the head with the first body bytes.  The
 engine frames the body itself (Content-Length, chunked, or close-delimited)
 and owns the `Connection` and `Transfer-Encoding` fields.
@@ -173,7 +173,7 @@ class ServerRequest:
             self.continue_sent = True
         data = head_bytes(status_line(b"HTTP/1.1", status, None), (headers or _EMPTY).raw, b"")
         self.sent_bytes += len(data)
-        channel.transport.write(data)
+        channel.out.write(data)
 
     # -- the final response ----------------------------------------------------
 
@@ -208,7 +208,7 @@ class ServerRequest:
         mode = self._mode
         if mode == _CHUNKED:
             self.sent_bytes += len(data) + 7
-            channel.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+            channel.out.write(b"%x\r\n%s\r\n" % (len(data), data))
             return
         if mode == _LENGTH:
             if len(data) > self._left:
@@ -218,7 +218,7 @@ class ServerRequest:
         elif mode == _NONE:
             return
         self.sent_bytes += len(data)
-        channel.transport.write(data)
+        channel.out.write(data)
 
     def finish(self) -> None:
         """The response is complete."""
@@ -228,7 +228,7 @@ class ServerRequest:
             self._start(b"", True)
         elif self._mode == _CHUNKED:
             self.sent_bytes += 5
-            self._channel.transport.write(b"0\r\n\r\n")
+            self._channel.out.write(b"0\r\n\r\n")
         elif self._mode == _LENGTH and self._left:
             # Shorter than announced: only closing tells the client.
             self.keep_alive = False
@@ -299,7 +299,7 @@ class ServerRequest:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         out = head + data if data else head
         self.sent_bytes += len(out)
-        channel.transport.write(out)
+        channel.out.write(out)
 
     def _own_framing_fields(self, raw: Any, status: int, final: bool) -> Any:
         """``raw`` without the fields the engine writes itself (a copy); notes ``Connection: close``."""
