@@ -33,6 +33,8 @@ HOP_BY_HOP = frozenset({
     b"Transfer-Encoding", b"Upgrade", b"Expect",
 })  # fmt: skip
 
+REPLAY_LIMIT = 64 * 1024
+
 
 def _strip(raw: dict) -> dict:
     """``raw`` without hop-by-hop fields (a copy only when there is one)."""
@@ -80,7 +82,10 @@ class EngineProxy:
         raw[b"Host"] = [self.host_header]
         headers = Headers.__new__(Headers)
         headers.raw = raw
-        d = self.pool.request(self.key, self.endpoint, request.method, request.target, headers, request.body)
+        body = request.body
+        if body is not None:
+            body.keep_for_replay(REPLAY_LIMIT)  # so the pool may send it again after a stale-connection race
+        d = self.pool.request(self.key, self.endpoint, request.method, request.target, headers, body)
         d.addCallbacks(self._answer, self._failed, callbackArgs=(request,), errbackArgs=(request,))
 
     def _answer(self, response: Any, request: ServerRequest) -> None:

@@ -367,3 +367,11 @@ def test_a_slow_upstream_pauses_the_client_upload():
     served.send(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n")
     served.send(b"x" * 100_000)  # nobody consumes the body yet
     assert served.transport.producerState == "paused"
+
+
+def test_closing_unregisters_the_write_flow_so_the_transport_really_closes():
+    """A transport with a paused producer would resume it instead of closing once drained."""
+    served = Served(ok)
+    served.transport.producer.pauseProducing()  # the client socket was full
+    served.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert served.closed and served.transport.producer is None

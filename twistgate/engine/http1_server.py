@@ -312,6 +312,8 @@ class HTTP1ServerProtocol(Protocol):
         self._closing = True
         self._buffer = b""
         self._deadline.clear()
+        # A transport with a (paused) producer resumes it instead of closing once drained.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     # -- flow control ----------------------------------------------------------------
