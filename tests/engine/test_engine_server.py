@@ -375,3 +375,14 @@ def test_closing_unregisters_the_write_flow_so_the_transport_really_closes():
     served.transport.producer.pauseProducing()  # the client socket was full
     served.send(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert served.closed and served.transport.producer is None
+
+
+def test_head_answered_with_respond_announces_the_get_length():
+    served = Served(lambda r: r.respond(200, None, Headers(), b"12345"))
+    assert served.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").output() == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+
+def test_no_100_once_the_body_is_complete():
+    served = Served().send(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi")
+    served.requests[0].send_interim(100)
+    assert served.output() == b""

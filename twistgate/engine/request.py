@@ -168,7 +168,7 @@ class ServerRequest:
         if channel is None or self.started_writing or self.version != b"HTTP/1.1":
             return
         if status == 100:
-            if self.continue_sent or not self.expects_continue:
+            if self.continue_sent or not self.expects_continue or self.body_complete:
                 return
             self.continue_sent = True
         data = head_bytes(status_line(b"HTTP/1.1", status, None), (headers or _EMPTY).raw, b"")
@@ -265,6 +265,8 @@ class ServerRequest:
             mode = _NONE
             if (status < 200 or status == 204) and CONTENT_LENGTH in raw:
                 raw = {name: values for name, values in raw.items() if name != CONTENT_LENGTH}
+            elif final and status >= 200 and status != 304 and CONTENT_LENGTH not in raw:
+                extra = b"Content-Length: %d\r\n" % len(data)  # HEAD: the length a GET would have
             data = b""
         elif final:
             mode = _LENGTH
