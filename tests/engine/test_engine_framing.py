@@ -180,3 +180,28 @@ def test_upgrade_request_with_a_body_is_framed_by_its_length():
     )
     assert [r.target for r in served.requests] == [b"/"]
     assert served.requests[0].received_bytes == len(smuggled)
+
+
+def test_a_head_trickling_in_byte_by_byte_is_fine():
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 200) for i in range(50)) + b"\r\n"
+    served = Served(ok)
+    for i in range(len(head)):
+        served.send(head[i : i + 1])
+    assert [r.status for r in served.responses()] == [200]
+
+
+def test_a_bare_lf_arriving_late_in_a_partial_head_is_refused_at_once():
+    served = Served(ok).send(b"GET / HTTP/1.1\r\nHost: a\r")
+    served.send(b"\nX-A: b")
+    assert served.output() == b""
+    served.send(b"\nX-B: c")
+    assert served.responses()[0].status == 400
+
+
+def test_a_flood_of_empty_lines_is_dropped_and_the_connection_idles_out():
+    served = Served(ok, limits=ServerLimits(idle_timeout=5))
+    for _ in range(100):
+        served.send(b"\r\n" * 1000)
+    assert served.output() == b""
+    served.clock.advance(5)
+    assert served.closed

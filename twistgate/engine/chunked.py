@@ -61,8 +61,8 @@ class ChunkedDecoder:
                 continue
             end = data.find(b"\n", pos)
             if end < 0:
+                self._check_partial(data, pos)
                 self._line += data[pos:]
-                self._check_partial()
                 return None
             line = self._line + data[pos : end + 1] if self._line else data[pos : end + 1]
             self._line = b""
@@ -73,12 +73,16 @@ class ChunkedDecoder:
                 return data[pos:]
         return None
 
-    def _check_partial(self) -> None:
-        if len(self._line) > _MAX_SIZE_LINE and self._state != _TRAILER:
+    def _check_partial(self, data: bytes, pos: int) -> None:
+        """An unfinished line: only the new bytes are checked (no quadratic rescans)."""
+        size = len(self._line) + len(data) - pos
+        if self._state == _TRAILER:
+            if size > self._trailer_room:
+                raise HeadersTooLarge("The request trailers are too large.")
+        elif size > _MAX_SIZE_LINE:
             raise BadRequest("Chunk size line too long.")
-        if self._state == _TRAILER and len(self._line) > self._trailer_room:
-            raise HeadersTooLarge("The request trailers are too large.")
-        if b"\r" in self._line[:-1]:
+        cr = data.find(b"\r", pos, len(data) - 1)
+        if cr >= 0 or (self._line.endswith(b"\r") and pos < len(data)):
             raise BadRequest("Chunked body lines must end with CRLF.")
 
     def _line_done(self, line: bytes) -> bool:

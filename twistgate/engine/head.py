@@ -59,21 +59,35 @@ class RequestHeadParser:
         self._count = 0
         self._head_done = False
         self._message_done = False
+        self._line_seen = False  # a partial head's request line ended within the limit
 
-    def check_partial(self, buf: bytes) -> None:
-        """Refuse an incomplete head as soon as it cannot become a valid one."""
+    def check_partial(self, buf: bytes, start: int) -> None:
+        """
+        Refuse an incomplete head as soon as it cannot become a valid one.
+        ``buf[:start]`` passed these checks before: only the rest is looked at.
+        """
         limits = self._limits
-        line_end = buf.find(b"\r\n")
-        if (line_end < 0 and len(buf) > limits.max_request_line) or line_end > limits.max_request_line:
-            raise URITooLong()
         if len(buf) > limits.max_header_bytes:
             raise HeadersTooLarge()
-        if b"\n" in buf and buf.count(b"\n") != buf.count(b"\r\n"):
-            raise BadRequest("Lines must end with CRLF.")
+        if not self._line_seen:
+            line_end = buf.find(b"\r\n", max(start - 1, 0))
+            if line_end < 0:
+                if len(buf) > limits.max_request_line:
+                    raise URITooLong()
+            elif line_end > limits.max_request_line:
+                raise URITooLong()
+            else:
+                self._line_seen = True
+        newline = buf.find(b"\n", start)
+        while newline >= 0:
+            if newline == 0 or buf[newline - 1] != 13:
+                raise BadRequest("Lines must end with CRLF.")
+            newline = buf.find(b"\n", newline + 1)
 
     def parse(self, head: bytes) -> ParsedHead:
         """``head`` runs up to and including its CRLFCRLF; raises a `GatewayError` to answer with."""
         limits = self._limits
+        self._line_seen = False
         line_end = head.find(b"\r\n")
         if line_end > limits.max_request_line:
             raise URITooLong()

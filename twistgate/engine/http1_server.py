@@ -64,6 +64,7 @@ class HTTP1ServerProtocol(Protocol):
         self.client: Tuple[str, int] = ("", 0)
         self._state = _HEAD
         self._buffer = b""
+        self._scanned = 0  # bytes of a partial head already searched for its end
         self._heads = RequestHeadParser(self._limits)
         self._current: Optional[ServerRequest] = None
         self._body_left = 0
@@ -138,19 +139,27 @@ class HTTP1ServerProtocol(Protocol):
 
     def _next_head(self) -> bool:
         buf = self._buffer
-        while buf[:2] == b"\r\n":  # RFC 9112 §2.2: empty lines before a request line are ignored
-            buf = buf[2:]
+        scanned = self._scanned
+        if not scanned and buf.startswith(b"\r\n"):
+            skip = 2  # RFC 9112 §2.2: empty lines before a request line are ignored
+            while buf.startswith(b"\r\n", skip):
+                skip += 2
+            buf = buf[skip:]
         if not buf:
             self._buffer = b""
             return False
-        end = buf.find(b"\r\n\r\n")
+        # Search only what was not searched before: a head trickling in byte
+        # by byte must not cost quadratic time.
+        end = buf.find(b"\r\n\r\n", scanned)
         if end < 0:
             self._buffer = buf
-            self._heads.check_partial(buf)
+            self._heads.check_partial(buf, scanned)
+            self._scanned = max(len(buf) - 3, 0)
             if self._deadline.kind != _HEADER_TIMER:
                 self._deadline.set(_HEADER_TIMER, self._limits.header_timeout)
             return False
         self._buffer = buf[end + 4 :]
+        self._scanned = 0
         self._deadline.clear()
         self._start_request(self._new_request(buf[: end + 4]))
         return True
