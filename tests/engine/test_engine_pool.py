@@ -85,7 +85,7 @@ def test_a_pooled_connection_is_reused():
     d = s.request()
     s.answer(OK)
     body_of(result(d))
-    d2 = s.request(target=b"/2")
+    s.request(target=b"/2")
     assert len(s.endpoint.connections) == 1
     assert s.connection()[1].value().endswith(b"GET /2 HTTP/1.1\r\nHost: up\r\n\r\n")
 
@@ -344,7 +344,7 @@ def test_idle_connections_expire_and_are_swept():
     _reused(s)
     s.clock.advance(4.0)
     assert s.connection(0)[1].disconnecting
-    d = s.request()
+    s.request()
     assert len(s.endpoint.connections) == 2
 
 
@@ -356,7 +356,6 @@ def test_an_expired_connection_is_never_taken_even_before_the_sweep():
     s.clock.advance(3.9)
     s.request()
     assert len(s.endpoint.connections) == 1
-    body_of  # noqa: B018
     s.answer(OK)
     s.clock.advance(4.0)
     s.request()

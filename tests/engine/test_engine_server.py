@@ -386,3 +386,12 @@ def test_no_100_once_the_body_is_complete():
     served = Served().send(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi")
     served.requests[0].send_interim(100)
     assert served.output() == b""
+
+
+def test_an_unusable_content_length_from_the_handler_is_replaced_by_chunking():
+    def handler(request):
+        request.write_head(200, None, Headers({b"Content-Length": [b"12x"]}))
+        request.write(b"abc")
+        request.finish()
+
+    assert Served(handler).send(GET).output() == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"

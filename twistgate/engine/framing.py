@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from twistgate.errors import BadRequest, GatewayError, error_body
-from twistgate.headers import canonical_name
+from twistgate.headers import Headers, canonical_name
 from twistgate.http import new_request_id
 from twistgate.engine.status import reason_for
 
@@ -29,6 +29,7 @@ __all__ = [
     "error_response",
     "head_bytes",
     "persists",
+    "wrap_headers",
     "status_line",
 ]
 
@@ -48,6 +49,14 @@ class VersionNotSupported(GatewayError):
 
 
 OWS = (b" ", b"\t")
+
+
+def wrap_headers(raw: Dict[bytes, List[bytes]]) -> Headers:
+    """A `Headers` around a dict the engine built itself (names canonical, values clean): no copy, no checks."""
+    headers = Headers.__new__(Headers)
+    headers.raw = raw
+    return headers
+
 _names: Dict[bytes, bytes] = {}
 
 

@@ -12,7 +12,7 @@ sent, the response fully read, and both sides allow it to persist.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from twisted.internet.defer import Deferred
@@ -30,7 +30,7 @@ from twistgate.engine.errors import (
     UpstreamClosedConnection,
     UpstreamProtocolError,
 )
-from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, connection_tokens, head_bytes, persists
+from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, connection_tokens, head_bytes, persists, wrap_headers
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter
 from twistgate.headers import Headers
@@ -206,8 +206,7 @@ class HTTP1ClientProtocol(Protocol):
         parser = self._parser
         code = parser.get_status_code()
         raw, self._raw = self._raw, {}
-        headers = Headers.__new__(Headers)
-        headers.raw = raw
+        headers = wrap_headers(raw)
         phrase, self._phrase = self._phrase, b""
         if code < 200 and code != 101:
             self._interim = True

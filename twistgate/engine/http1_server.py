@@ -26,13 +26,12 @@ from twisted.python.failure import Failure
 from twistgate.engine.chunked import ChunkedDecoder
 from twistgate.engine.deadline import Deadline
 from twistgate.engine.flow import PIPELINE_PAUSE, ReadFlow, WriteFlow
-from twistgate.engine.framing import error_response
+from twistgate.engine.framing import error_response, wrap_headers
 from twistgate.engine.head import RequestHeadParser
 from twistgate.engine.limits import ServerLimits
 from twistgate.engine.request import ServerRequest
 from twistgate.engine.writer import SocketWriter
 from twistgate.errors import GatewayError, RequestTimeout
-from twistgate.headers import Headers
 from twistgate.upstream.body import BodyAborted, StreamingBody
 
 __all__ = ["HTTP1ServerFactory", "HTTP1ServerProtocol"]
@@ -44,12 +43,6 @@ _IDLE_TIMER, _HEADER_TIMER, _BODY_TIMER = range(1, 4)
 _PIPELINE_BUFFER = 64 * 1024  # bytes of later requests held while a response is written
 
 Handler = Callable[[ServerRequest], Any]
-
-
-def _new_headers(raw: Any) -> Headers:
-    headers = Headers.__new__(Headers)
-    headers.raw = raw
-    return headers
 
 
 class HTTP1ServerProtocol(Protocol):
@@ -179,7 +172,7 @@ class HTTP1ServerProtocol(Protocol):
             parsed.method,
             parsed.target,
             b"HTTP/1.1" if parsed.http11 else b"HTTP/1.0",
-            _new_headers(parsed.raw),
+            wrap_headers(parsed.raw),
             parsed.keep_alive,
             parsed.expects_continue,
             body,

@@ -273,16 +273,19 @@ class ServerRequest:
             self._left = len(data)
             if CONTENT_LENGTH not in raw:
                 extra = b"Content-Length: %d\r\n" % len(data)
-        elif CONTENT_LENGTH in raw:
+        elif CONTENT_LENGTH in raw and _valid_length(raw[CONTENT_LENGTH]):
             mode = _LENGTH
-            value = raw[CONTENT_LENGTH][0]
-            self._left = int(value) if value.isdigit() else 0
+            self._left = int(raw[CONTENT_LENGTH][0])
         elif version == b"HTTP/1.1":
+            if CONTENT_LENGTH in raw:  # unusable: frame it ourselves
+                raw = {name: values for name, values in raw.items() if name != CONTENT_LENGTH}
             mode = _CHUNKED
             extra = b"Transfer-Encoding: chunked\r\n"
         else:
             mode = _CLOSE
             self.keep_alive = False
+            if CONTENT_LENGTH in raw:
+                raw = {name: values for name, values in raw.items() if name != CONTENT_LENGTH}
         self._mode = mode
         if status == 101:
             pass  # Connection: Upgrade is the handler's
@@ -339,3 +342,9 @@ class ServerRequest:
         self._start(b"", False)
         self._settle(None)
         channel.hand_over(protocol)
+
+
+def _valid_length(values: List[bytes]) -> bool:
+    """One decimal Content-Length (or the same one repeated)."""
+    first = values[0]
+    return first.isdigit() and all(value == first for value in values)
