@@ -392,3 +392,22 @@ def test_close_closes_idle_connections():
     s.lose(0)
     result(d)
     assert s.events == []  # closed by us, not by the upstream
+
+
+def test_a_second_response_nobody_asked_for_closes_the_connection():
+    """An upstream answering twice must not poison the next request on the connection."""
+    s = Setup()
+    d = s.request()
+    s.answer(OK + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!")
+    body = body_of(result(d))
+    assert body.data == b"ok"
+    assert s.pool.idle_count("k") == 0 and s.connection()[1].disconnecting
+
+
+def test_trailing_bytes_arriving_later_on_an_idle_connection_close_it():
+    s = Setup()
+    _reused(s)
+    s.answer(b"junk", 0)
+    assert s.connection(0)[1].disconnecting
+    s.request()
+    assert len(s.endpoint.connections) == 2  # the aborted one is not taken, even before its connectionLost

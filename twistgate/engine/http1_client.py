@@ -62,6 +62,7 @@ class HTTP1ClientProtocol(Protocol):
         self._upgraded: Optional[IProtocol] = None
         self._upgrade_rest = b""
         self._paused = False
+        self._release = False
         self.on_lost: Optional[Deferred[None]] = None  # fired when the connection is gone (pool.close)
         self._reset(None)
 
@@ -188,6 +189,16 @@ class HTTP1ClientProtocol(Protocol):
                 self._upgraded.dataReceived(rest)  # detached during the head callback
         except HttpParserError as error:
             self._protocol_error(str(error))
+        if self._release:
+            # Only now, with every byte of this read parsed: a connection that
+            # carried more than its one response is closed, never reused.
+            self._release = False
+            if not self._closing:
+                self._pool.release(self)
+
+    def on_message_begin(self) -> None:
+        if self._request is None and self._response is None:
+            raise UpstreamProtocolError("a response nobody asked for", sent=False, reused=self._reused)
 
     def on_status(self, phrase: bytes) -> None:
         self._phrase += phrase
@@ -276,7 +287,7 @@ class HTTP1ClientProtocol(Protocol):
             if self._paused:
                 self._paused = False
                 self.transport.resumeProducing()
-            self._pool.release(self)
+            self._release = True  # after this read is parsed (see dataReceived)
         else:
             self._response = None
             self.close()
@@ -311,6 +322,11 @@ class HTTP1ClientProtocol(Protocol):
             self.abort()
 
     # -- lifetime ----------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """Closed or closing: never to be used again."""
+        return self._closing
 
     def looks_closed(self) -> bool:
         """Whether the upstream already closed (or wrote to) this idle connection: a peek, no read."""

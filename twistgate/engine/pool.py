@@ -123,7 +123,7 @@ class UpstreamPool:
         while stack:
             connection = stack.pop()
             connection.in_pool = False
-            if connection.idle_since > oldest_allowed:
+            if connection.idle_since > oldest_allowed and not connection.closing:
                 # Idle for a moment only (a busy pool): the upstream had no reason to close it.
                 if now - connection.idle_since < _PEEK_AFTER or not connection.looks_closed():
                     return connection
