@@ -11,7 +11,9 @@ versions above 1.1 other than 2.0.  This module adds what it lets through
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.errors import BadRequest, GatewayError, error_body
 from twistgate.headers import Headers, canonical_name
@@ -29,6 +31,7 @@ __all__ = [
     "error_response",
     "head_bytes",
     "persists",
+    "response_length",
     "wrap_headers",
     "status_line",
 ]
@@ -124,6 +127,24 @@ def body_framing(raw: Dict[bytes, List[bytes]], http11: bool) -> Tuple[bool, int
     if lengths is None:
         return False, 0
     return False, int(lengths[0])
+
+
+def response_length(raw: Dict[bytes, List[bytes]], code: int, method: bytes) -> Tuple[Any, bool]:
+    """
+    A response body's ``(length, until_close)`` (RFC 9112 §6.3): none for HEAD,
+    204, 304 and 101; chunked or any other final coding is `UNKNOWN_LENGTH`,
+    and without chunked as the final coding (or without any length) the body
+    runs until the upstream closes.  llhttp has refused CL with TE already.
+    """
+    if method == b"HEAD" or code == 204 or code == 304 or code == 101:
+        return 0, False
+    codings = raw.get(TRANSFER_ENCODING)
+    if codings is not None:
+        return UNKNOWN_LENGTH, connection_tokens(codings)[-1:] != [b"chunked"]
+    lengths = raw.get(CONTENT_LENGTH)
+    if lengths is not None:
+        return int(lengths[0]), False
+    return UNKNOWN_LENGTH, True
 
 
 _status_lines: Dict[Tuple[bytes, int, bytes], bytes] = {}

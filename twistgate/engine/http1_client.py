@@ -30,7 +30,7 @@ from twistgate.engine.errors import (
     UpstreamClosedConnection,
     UpstreamProtocolError,
 )
-from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, connection_tokens, head_bytes, persists, wrap_headers
+from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter
 from twistgate.headers import Headers
@@ -229,22 +229,8 @@ class HTTP1ClientProtocol(Protocol):
             return
         self._interim = False
         version = _VERSIONS.get(parser.get_http_version(), (b"HTTP", 1, 1))
-        self._persist = persists(raw.get(b"Connection"), version[2] == 1)
-        no_body = self._method == b"HEAD" or code in (204, 304) or code == 101
-        length: Any = 0
-        if not no_body:
-            codings = raw.get(TRANSFER_ENCODING)
-            lengths = raw.get(CONTENT_LENGTH)
-            if codings is not None:
-                length = UNKNOWN_LENGTH
-                self._until_close = connection_tokens(codings)[-1:] != [b"chunked"]
-            elif lengths is not None:
-                length = int(lengths[0])
-            else:
-                length = UNKNOWN_LENGTH
-                self._until_close = True
-        if self._until_close or code == 101:
-            self._persist = False
+        length, self._until_close = response_length(raw, code, self._method)
+        self._persist = persists(raw.get(b"Connection"), version[2] == 1) and not self._until_close and code != 101
         response = UpstreamResponse(self, code, phrase, version, headers, length)
         self._response = response
         request, self._request = self._request, None
