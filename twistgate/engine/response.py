@@ -124,8 +124,11 @@ class _BodyProducer:
         if connection is not None:
             connection.stop_body(self._response)
 
-    # Twisted's IResponse body transports also answer these.
+    # Twisted's IResponse body transports also answer these (readBody aborts through them).
     def loseConnection(self) -> None:
+        self.stopProducing()
+
+    def abortConnection(self) -> None:
         self.stopProducing()
 
 
