@@ -62,7 +62,7 @@ class HTTP1ClientProtocol(Protocol):
         self._upgraded: Optional[IProtocol] = None
         self._upgrade_rest = b""
         self._paused = False
-        self._release = False
+        self._release: Any = False  # the response to report done after the current read
         self.on_lost: Optional[Deferred[None]] = None  # fired when the connection is gone (pool.close)
         self._reset(None)
 
@@ -189,12 +189,15 @@ class HTTP1ClientProtocol(Protocol):
                 self._upgraded.dataReceived(rest)  # detached during the head callback
         except HttpParserError as error:
             self._protocol_error(str(error))
-        if self._release:
+        done = self._release
+        if done:
             # Only now, with every byte of this read parsed: a connection that
             # carried more than its one response is closed, never reused.
             self._release = False
             if not self._closing:
                 self._pool.release(self)
+            if done is not True:
+                done._finished(_DONE)
 
     def on_message_begin(self) -> None:
         if self._request is None and self._response is None:
@@ -268,15 +271,16 @@ class HTTP1ClientProtocol(Protocol):
 
     def _complete(self) -> None:
         response = self._response
+        self._response = None
         if self._persist and not self._closing:
-            self._response = None
             if self._paused:
                 self._paused = False
                 self.transport.resumeProducing()
-            self._release = True  # after this read is parsed (see dataReceived)
-        else:
-            self._response = None
-            self.close()
+            # Released, then reported done, once this read is parsed (see
+            # dataReceived): the reader's next request may then take it.
+            self._release = response or True
+            return
+        self.close()
         if response is not None:
             response._finished(_DONE)
 
