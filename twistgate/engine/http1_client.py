@@ -11,7 +11,6 @@ sent, the response fully read, and both sides allow it to persist.
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any, Optional
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -32,7 +31,7 @@ from twistgate.engine.errors import (
 )
 from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
 from twistgate.engine.response import UpstreamResponse
-from twistgate.engine.writer import SocketWriter
+from twistgate.engine.writer import SocketWriter, peer_closed
 from twistgate.headers import Headers
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ __all__ = ["HTTP1ClientProtocol"]
 _log = Logger()
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _VERSIONS = {"1.1": (b"HTTP", 1, 1), "1.0": (b"HTTP", 1, 0)}
-_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
 
 
@@ -319,18 +317,8 @@ class HTTP1ClientProtocol(Protocol):
         return self._closing
 
     def looks_closed(self) -> bool:
-        """Whether the upstream already closed (or wrote to) this idle connection: a peek, no read."""
-        handle = getattr(self.transport, "getHandle", None)
-        sock = handle() if handle is not None else None
-        if not isinstance(sock, socket.socket):
-            return False
-        try:
-            sock.recv(1, _PEEK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        return True
+        """Whether the upstream already closed (or wrote to) this idle connection."""
+        return peer_closed(self.transport)
 
     def detach(self, protocol: IProtocol) -> None:
         """Hand the raw connection to ``protocol`` (after a 101); it never returns to the pool."""

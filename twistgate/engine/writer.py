@@ -16,7 +16,9 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable, Optional
 
-__all__ = ["SocketWriter"]
+__all__ = ["SocketWriter", "peer_closed"]
+
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class SocketWriter:
@@ -46,3 +48,22 @@ class SocketWriter:
     def queue_only(self) -> None:
         """From now on, everything goes through the transport (e.g. before handing it to another protocol)."""
         self._send = None
+
+
+def peer_closed(transport: Any) -> bool:
+    """
+    Whether the peer of an idle TCP connection closed it (or sent bytes
+    nobody asked for): a non-blocking peek, nothing is read.  Unknown (TLS,
+    no socket) counts as open.
+    """
+    get_handle = getattr(transport, "getHandle", None)
+    sock = get_handle() if get_handle is not None else None
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        sock.recv(1, _PEEK)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
