@@ -23,6 +23,7 @@ from twistgate.engine.status import reason_for
 __all__ = [
     "NotImplementedCoding",
     "VersionNotSupported",
+    "NAMES",
     "OWS",
     "body_framing",
     "canonical",
@@ -60,16 +61,16 @@ def wrap_headers(raw: Dict[bytes, List[bytes]]) -> Headers:
     headers.raw = raw
     return headers
 
-_names: Dict[bytes, bytes] = {}
+NAMES: Dict[bytes, bytes] = {}  # wire name -> canonical name (read it inline on hot paths)
 
 
 def canonical(name: bytes) -> bytes:
     """`canonical_name` for names straight off the wire, with a bounded cache of its own."""
-    key = _names.get(name)
+    key = NAMES.get(name)
     if key is None:
         key = canonical_name(name)
-        if len(_names) < 4096:
-            _names[name] = key
+        if len(NAMES) < 4096:
+            NAMES[name] = key
     return key
 
 

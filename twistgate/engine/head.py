@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from twistgate.engine.framing import OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
+from twistgate.engine.framing import NAMES, OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
 from twistgate.engine.limits import ServerLimits
 from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
 
@@ -139,7 +139,7 @@ class RequestHeadParser:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = canonical(name)
+        key = NAMES.get(name) or canonical(name)
         if value.endswith(OWS):
             value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
         values = self._raw.get(key)

@@ -29,7 +29,7 @@ from twistgate.engine.errors import (
     UpstreamClosedConnection,
     UpstreamProtocolError,
 )
-from twistgate.engine.framing import CONTENT_LENGTH, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
+from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter, peer_closed
 from twistgate.headers import Headers
@@ -205,7 +205,7 @@ class HTTP1ClientProtocol(Protocol):
         self._phrase += phrase
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = canonical(name)
+        key = NAMES.get(name) or canonical(name)
         if value.endswith(OWS):
             value = value.rstrip(b" \t")
         values = self._raw.get(key)
