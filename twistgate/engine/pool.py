@@ -127,6 +127,7 @@ class UpstreamPool:
                 # Idle for a moment only (a busy pool): the upstream had no reason to close it.
                 if now - connection.idle_since < _PEEK_AFTER or not connection.looks_closed():
                     return connection
+                self.event("closed_by_upstream", key)
             connection.close()
         return None
 
