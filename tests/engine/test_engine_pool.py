@@ -411,3 +411,27 @@ def test_trailing_bytes_arriving_later_on_an_idle_connection_close_it():
     assert s.connection(0)[1].disconnecting
     s.request()
     assert len(s.endpoint.connections) == 2  # the aborted one is not taken, even before its connectionLost
+
+
+def test_a_pooled_connection_whose_peer_closed_is_skipped_after_a_peek():
+    import socket
+
+    s = Setup()
+    _reused(s)
+    mine, theirs = socket.socketpair()
+    mine.setblocking(False)
+    s.connection(0)[1].getHandle = lambda: mine  # the StringTransport now has a socket behind it
+    theirs.close()  # the upstream closed while idle; its FIN is there, the reactor has not told us yet
+    s.clock.advance(1.0)
+    s.request()
+    assert len(s.endpoint.connections) == 2 and s.connection(0)[1].disconnecting
+    assert s.events == ["closed_by_upstream"]
+    mine.close()
+
+
+def test_a_busy_connection_is_not_peeked_at():
+    s = Setup()
+    _reused(s)
+    s.connection(0)[1].getHandle = lambda: (_ for _ in ()).throw(AssertionError("peeked"))
+    s.request()  # reused within 5 ms: no peek
+    assert len(s.endpoint.connections) == 1
