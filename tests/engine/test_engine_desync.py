@@ -8,6 +8,7 @@ in a body ever becomes a request.
 
 from __future__ import annotations
 
+import os
 from typing import Any, List
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,8 @@ from tests.engine.engine_fakes import Served
 from twistgate.engine import ServerLimits
 from twistgate.headers import Headers
 
+# More for a soak: ENGINE_DESYNC_EXAMPLES=10000 pytest tests/engine/test_engine_desync.py
+EXAMPLES = int(os.environ.get("ENGINE_DESYNC_EXAMPLES", "400"))
 SECOND = b"GET /second HTTP/1.1\r\nHost: b\r\nX-Marker: 1\r\n\r\n"
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: evil\r\n\r\n"
 
@@ -89,7 +92,7 @@ def first_requests(draw: Any) -> bytes:
     return head + body
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(first=first_requests(), cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=4))
 def test_random_framing_never_desynchronises_the_next_request(first: bytes, cuts: List[int]) -> None:
     served = Served(answer_after_body, limits=ServerLimits(max_request_body=1000))
