@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest_twisted
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl as tssl
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.threads import deferToThread
 from twisted.web.client import readBody
@@ -16,17 +19,39 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from tests.tls.harness import pki  # noqa: F401  (fixture)
+from zope.interface import implementer
+
 from twistgate.engine import HTTP1ServerFactory, ServerLimits
 from twistgate.engine.pool import UpstreamPool
 from twistgate.headers import Headers
 
 
-def _private(issued: Any) -> tssl.PrivateCertificate:
-    return tssl.PrivateCertificate.loadPEM(Path(issued.certificate).read_text() + Path(issued.key).read_text())
+@implementer(IOpenSSLContextFactory)
+class _Context:
+    """A server context built from `cryptography` objects (pyOpenSSL's own key and X509 types are deprecated)."""
+
+    def __init__(self, issued: Any, chain: Any = (), client_ca: Any = None) -> None:
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.use_certificate(issued.cert)
+        for intermediate in chain:
+            context.add_extra_chain_cert(intermediate.cert)
+        context.use_privatekey(issued.private_key)
+        if client_ca is not None:
+            context.get_cert_store().add_cert(crypto.X509.from_cryptography(client_ca.cert))
+            context.set_session_id(b"engine-test")
+            context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda conn, cert, err, depth, ok: bool(ok))
+        self.context = context
+
+    def getContext(self) -> Any:
+        return self.context
 
 
 def _ca(issued: Any) -> tssl.Certificate:
     return tssl.Certificate.loadPEM(Path(issued.certificate).read_text())
+
+
+def _common_name(cert: Any) -> str:
+    return cert.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
 @pytest_twisted.inlineCallbacks
@@ -34,17 +59,11 @@ def test_tls_listener_exposes_the_client_certificate(reactor, pki):  # noqa: F81
     seen: List[Any] = []
 
     def handler(request: Any) -> None:
-        cert = request.transport.getPeerCertificate()
-        seen.append((request.secure, cert.get_subject().CN))
-        request.respond(200, None, Headers(), b"hello " + cert.get_subject().CN.encode())
+        name = _common_name(request.transport.getPeerCertificate())
+        seen.append((request.secure, name))
+        request.respond(200, None, Headers(), b"hello " + name.encode())
 
-    server = _private(pki.server)
-    options = tssl.CertificateOptions(
-        privateKey=server.privateKey.original,
-        certificate=server.original,
-        extraCertChain=[_ca(pki.intermediate).original],
-        trustRoot=tssl.trustRootFromCertificates([_ca(pki.clients_ca)]),
-    )
+    options = _Context(pki.server, chain=[pki.intermediate], client_ca=pki.clients_ca)
     factory = HTTP1ServerFactory(handler, limits=ServerLimits(), clock=reactor, secure=True)
     port = yield SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(factory)
     try:
@@ -67,9 +86,8 @@ class _Hello(Resource):
 
 @pytest_twisted.inlineCallbacks
 def test_pool_reaches_a_tls_upstream_through_its_endpoint(reactor, pki):  # noqa: F811
-    upstream = _private(pki.upstream)
     site = Site(_Hello())
-    port = reactor.listenSSL(0, site, upstream.options(), interface="127.0.0.1")
+    port = reactor.listenSSL(0, site, _Context(pki.upstream), interface="127.0.0.1")
     pool = UpstreamPool(reactor)
     try:
         creator = tssl.optionsForClientTLS("upstream.internal", trustRoot=_ca(pki.upstream_ca))
