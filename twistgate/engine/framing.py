@@ -169,15 +169,14 @@ def status_line(version: bytes, status: int, reason: Optional[bytes]) -> bytes:
 def head_bytes(line: bytes, raw: Dict[bytes, List[bytes]], extra: bytes) -> bytes:
     """The status line, every field of ``raw``, ``extra`` (ready-made lines) and the blank line."""
     parts = [line]
-    append = parts.append
     for name, values in raw.items():
-        for value in values:
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
-    append(extra)
-    append(b"\r\n")
+        if len(values) == 1:
+            parts += (name, b": ", values[0], b"\r\n")  # one tuple extend beats four appends
+        else:
+            for value in values:
+                parts += (name, b": ", value, b"\r\n")
+    parts.append(extra)
+    parts.append(b"\r\n")
     return b"".join(parts)
 
 

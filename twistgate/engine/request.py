@@ -347,4 +347,4 @@ class ServerRequest:
 def _valid_length(values: List[bytes]) -> bool:
     """One decimal Content-Length (or the same one repeated)."""
     first = values[0]
-    return first.isdigit() and all(value == first for value in values)
+    return first.isdigit() and (len(values) == 1 or all(value == first for value in values))
