@@ -1,0 +1,156 @@
+"""
+Parsing one request head: llhttp (through httptools, every leniency off)
+plus the engine's own rules (`framing`) and limits.
+
+The server finds the head's end itself and feeds exactly the head here, so
+llhttp never sees a body and never decides where a message ends: the engine
+does, and only once the head passed every check.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from twistgate.engine.framing import NAMES, OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
+from twistgate.engine.limits import ServerLimits
+from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
+
+__all__ = ["ParsedHead", "RequestHeadParser"]
+
+Raw = Dict[bytes, List[bytes]]
+
+
+class ParsedHead:
+    """A request head that passed every check."""
+
+    __slots__ = ("method", "target", "http11", "raw", "keep_alive", "expects_continue", "chunked", "length")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        http11: bool,
+        raw: Raw,
+        keep_alive: bool,
+        expects_continue: bool,
+        chunked: bool,
+        length: int,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http11 = http11
+        self.raw = raw
+        self.keep_alive = keep_alive
+        self.expects_continue = expects_continue
+        self.chunked = chunked
+        self.length = length
+
+
+class RequestHeadParser:
+    """Parses complete request heads (one per call), reusing one llhttp parser when it can."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self._limits = limits
+        self._parser: Optional[HttpRequestParser] = None
+        self._url = b""
+        self._raw: Raw = {}
+        self._count = 0
+        self._head_done = False
+        self._message_done = False
+        self._line_seen = False  # a partial head's request line ended within the limit
+
+    def check_partial(self, buf: bytes, start: int) -> None:
+        """
+        Refuse an incomplete head as soon as it cannot become a valid one.
+        ``buf[:start]`` passed these checks before: only the rest is looked at.
+        """
+        limits = self._limits
+        if len(buf) > limits.max_header_bytes:
+            raise HeadersTooLarge()
+        if not self._line_seen:
+            line_end = buf.find(b"\r\n", max(start - 1, 0))
+            if line_end < 0:
+                if len(buf) > limits.max_request_line:
+                    raise URITooLong()
+            elif line_end > limits.max_request_line:
+                raise URITooLong()
+            else:
+                self._line_seen = True
+        newline = buf.find(b"\n", start)
+        while newline >= 0:
+            if newline == 0 or buf[newline - 1] != 13:
+                raise BadRequest("Lines must end with CRLF.")
+            newline = buf.find(b"\n", newline + 1)
+
+    def parse(self, head: bytes) -> ParsedHead:
+        """``head`` runs up to and including its CRLFCRLF; raises a `GatewayError` to answer with."""
+        limits = self._limits
+        self._line_seen = False
+        line_end = head.find(b"\r\n")
+        if line_end > limits.max_request_line:
+            raise URITooLong()
+        if len(head) > limits.max_header_bytes:
+            raise HeadersTooLarge()
+        check_request_line(head[:line_end])
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = HttpRequestParser(self)
+        self._url = b""
+        self._raw = raw = {}
+        self._count = 0
+        self._head_done = self._message_done = False
+        try:
+            parser.feed_data(head)
+        except HttpParserUpgrade:
+            pass  # httptools resumed the parser already; the engine frames what follows
+        except HttpParserError as error:
+            self._parser = None
+            raise BadRequest(f"Malformed request: {error}.") from None
+        if not self._head_done:
+            self._parser = None
+            raise BadRequest("Malformed request head.")
+        if not self._message_done:
+            self._parser = None  # llhttp waits for a body the engine reads itself: start afresh
+        if self._count > limits.max_headers:
+            raise HeadersTooLarge("Too many request header fields.")
+        version = parser.get_http_version()
+        if version == "1.1":
+            http11 = True
+        elif version == "1.0":
+            http11 = False
+        else:
+            raise VersionNotSupported()
+        hosts = raw.get(b"Host")
+        if (hosts is None and http11) or (hosts is not None and len(hosts) != 1):
+            raise BadRequest("Exactly one Host header is required.")
+        chunked, length = body_framing(raw, http11)
+        if length > limits.max_request_body:
+            raise PayloadTooLarge()
+        keep_alive = persists(raw.get(b"Connection"), http11)
+        expect = raw.get(b"Expect")
+        expects_continue = http11 and expect is not None and expect[0].lower() == b"100-continue"
+        return ParsedHead(parser.get_method(), self._url, http11, raw, keep_alive, expects_continue, chunked, length)
+
+    # httptools callbacks (only a head is ever fed)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = NAMES.get(name) or canonical(name)
+        if value.endswith(OWS):
+            value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
+        values = self._raw.get(key)
+        if values is None:
+            self._raw[key] = [value]
+        else:
+            values.append(value)
+        self._count += 1
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+
+    def on_message_complete(self) -> None:
+        self._message_done = True

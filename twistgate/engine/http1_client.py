@@ -1,0 +1,389 @@
+"""
+One upstream connection speaking HTTP/1.1 on httptools, one request at a time.
+
+The pool (`twistgate.engine.pool`) owns connections and calls `send`; the
+connection reports back to the pool's request object with plain calls
+(`head_received`, `failed`), never Deferreds.  The request head goes out
+with the first body bytes when the body producer has some at once.  A
+connection is offered back to the pool only when the request was fully
+sent, the response fully read, and both sides allow it to persist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import UNKNOWN_LENGTH
+
+from twistgate.engine.errors import (
+    ResponseBodyStopped,
+    ResponseBodyTruncated,
+    UpstreamClosedConnection,
+    UpstreamProtocolError,
+)
+from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
+from twistgate.engine.response import UpstreamResponse
+from twistgate.engine.writer import SocketWriter, peer_closed
+from twistgate.headers import Headers
+
+if TYPE_CHECKING:
+    from twistgate.engine.pool import UpstreamPool, _PooledRequest
+
+__all__ = ["HTTP1ClientProtocol"]
+
+_log = Logger()
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_VERSIONS = {"1.1": (b"HTTP", 1, 1), "1.0": (b"HTTP", 1, 0)}
+_DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
+
+
+class HTTP1ClientProtocol(Protocol):
+    """An upstream connection (see the module docstring)."""
+
+    def __init__(self, pool: "UpstreamPool", key: Any) -> None:
+        self._pool = pool
+        self.key = key
+        self._parser = HttpResponseParser(self)
+        self.requests = 0  # requests sent on this connection
+        self.idle_since = 0.0
+        self.in_pool = False
+        self._closing = False
+        self._aborted = False
+        self._upgraded: Optional[IProtocol] = None
+        self._upgrade_rest = b""
+        self._paused = False
+        self._release: Any = False  # the response to report done after the current read
+        self.on_lost: Optional[Deferred[None]] = None  # fired when the connection is gone (pool.close)
+        self._reset(None)
+
+    def _reset(self, request: Optional["_PooledRequest"]) -> None:
+        self._request = request
+        self._response: Optional[UpstreamResponse] = None
+        self._method = b""
+        self._on_interim: Any = None
+        self._reused = False
+        self._sent = False
+        self._body: Any = None
+        self._body_started = False
+        self._body_done = True
+        self._chunked = False
+        self._pending_head: Optional[bytes] = None
+        self._got_bytes = False
+        self._phrase = b""
+        self._raw: dict = {}
+        self._interim = False
+        self._persist = False
+        self._until_close = False
+        self._message_done = False
+        self._stopped = False
+
+    def connectionMade(self) -> None:
+        self.out = SocketWriter(self.transport)
+
+    # -- sending ---------------------------------------------------------------
+
+    def send(self, request: "_PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
+        """Write one request; the outcome goes to ``request`` (`head_received` / `failed`)."""
+        self._reset(request)
+        self._method = method
+        self._on_interim = on_interim
+        self._reused = reused
+        self.requests += 1
+        line = b"%s %s HTTP/1.1\r\n" % (method, target)
+        transport = self.transport
+        raw = headers.raw
+        if CONTENT_LENGTH in raw or TRANSFER_ENCODING in raw:
+            # The connection frames the body itself; a caller's own framing fields would contradict it.
+            raw = {name: values for name, values in raw.items() if name not in (CONTENT_LENGTH, TRANSFER_ENCODING)}
+        if body is None:
+            extra = b"Content-Length: 0\r\n" if method in _BODY_METHODS else b""
+            self._sent = True
+            self.out.write(head_bytes(line, raw, extra))
+            return
+        if body.length is UNKNOWN_LENGTH:
+            self._chunked = True
+            extra = b"Transfer-Encoding: chunked\r\n"
+        else:
+            extra = b"Content-Length: %d\r\n" % body.length
+        self._body = body
+        self._body_done = False
+        self._pending_head = head_bytes(line, raw, extra)
+        transport.registerProducer(body, True)
+        self._body_started = True
+        d = body.startProducing(self)
+        if self._pending_head is not None and self._body is body:
+            self._sent = True
+            head, self._pending_head = self._pending_head, None
+            self.out.write(head)
+        d.addCallbacks(self._body_finished, self._body_failed, callbackArgs=(body,), errbackArgs=(body,))
+
+    def write(self, data: bytes) -> None:
+        """`IConsumer.write`, for the request body producer."""
+        if self._body is None or not data:
+            return
+        if self._chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        head = self._pending_head
+        self._sent = True
+        if head is not None:
+            self._pending_head = None
+            data = head + data
+        self.out.write(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        pass  # the connection registered the body with its transport already
+
+    def unregisterProducer(self) -> None:
+        pass
+
+    def _body_finished(self, _: Any, body: Any) -> None:
+        if self._body is not body:
+            return
+        self._body = None
+        self._body_done = True
+        if self._chunked:
+            self.out.write(b"0\r\n\r\n")
+        self.transport.unregisterProducer()
+        if self._message_done:
+            self._complete()
+
+    def _body_failed(self, failure: Failure, body: Any) -> None:
+        if self._body is not body:
+            return None
+        self._body = None
+        self.transport.unregisterProducer()
+        request = self._request
+        if self._response is None and request is not None:
+            self._request = None
+            request.failed(failure, self)
+        self.abort()
+        return None
+
+    # -- receiving -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._upgraded is not None:
+            self._upgraded.dataReceived(data)
+            return
+        if self._request is None and self._response is None:
+            self.abort()  # bytes nobody asked for: this connection cannot be trusted
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0] :]
+            if self._upgraded is None:
+                self._upgrade_rest = rest
+            elif rest:
+                self._upgraded.dataReceived(rest)  # detached during the head callback
+        except HttpParserError as error:
+            self._protocol_error(str(error))
+        done = self._release
+        if done:
+            # Only now, with every byte of this read parsed: a connection that
+            # carried more than its one response is closed, never reused.
+            self._release = False
+            if not self._closing:
+                self._pool.release(self)
+            if done is not True:
+                done._finished(_DONE)
+
+    def on_message_begin(self) -> None:
+        if self._request is None and self._response is None:
+            raise UpstreamProtocolError("a response nobody asked for", sent=False, reused=self._reused)
+
+    def on_status(self, phrase: bytes) -> None:
+        self._phrase += phrase
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = NAMES.get(name) or canonical(name)
+        if value.endswith(OWS):
+            value = value.rstrip(b" \t")
+        values = self._raw.get(key)
+        if values is None:
+            self._raw[key] = [value]
+        else:
+            values.append(value)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        code = parser.get_status_code()
+        raw, self._raw = self._raw, {}
+        headers = wrap_headers(raw)
+        phrase, self._phrase = self._phrase, b""
+        if code < 200 and code != 101:
+            self._interim = True
+            if self._on_interim is not None:
+                try:
+                    self._on_interim(code, headers)
+                except Exception:
+                    _log.failure("on_interim failed")
+            return
+        self._interim = False
+        version = _VERSIONS.get(parser.get_http_version(), (b"HTTP", 1, 1))
+        length, self._until_close = response_length(raw, code, self._method)
+        self._persist = persists(raw.get(b"Connection"), version[2] == 1) and not self._until_close and code != 101
+        response = UpstreamResponse(self, code, phrase, version, headers, length)
+        self._response = response
+        request, self._request = self._request, None
+        if request is not None:
+            request.head_received(response)
+        if self._method == b"HEAD" and not self._message_done:
+            # llhttp would wait for the body a HEAD answer announces: end here, and do not reuse.
+            self._persist = False
+            self.on_message_complete()
+
+    def on_body(self, chunk: bytes) -> None:
+        response = self._response
+        if response is not None:
+            response._data(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._message_done:
+            return
+        self._message_done = True
+        response = self._response
+        if response is not None and response.code == 101:
+            return  # the connection waits for `detach`
+        if self._body_done:
+            self._complete()
+        elif self._body is not None:
+            # Answered before the request body was sent: stop sending, and do not reuse.
+            body, self._body = self._body, None
+            self.transport.unregisterProducer()
+            body.stopProducing()
+            self._persist = False
+            self._complete()
+
+    def _complete(self) -> None:
+        response = self._response
+        self._response = None
+        if self._persist and not self._closing:
+            if self._paused:
+                self._paused = False
+                self.transport.resumeProducing()
+            # Released, then reported done, once this read is parsed (see
+            # dataReceived): the reader's next request may then take it.
+            self._release = response or True
+            return
+        self.close()
+        if response is not None:
+            response._finished(_DONE)
+
+    def _protocol_error(self, message: str) -> None:
+        request, self._request = self._request, None
+        response, self._response = self._response, None
+        self.abort()
+        if request is not None:
+            error = UpstreamProtocolError(f"invalid response from upstream: {message}", sent=self._sent, reused=self._reused)
+            request.failed(Failure(error), self)
+        elif response is not None and not self._message_done:
+            response._finished(Failure(ResponseBodyTruncated(f"invalid response body: {message}")))
+
+    # -- body flow control (from UpstreamResponse's producer) ----------------------
+
+    def pause_body(self, response: UpstreamResponse) -> None:
+        if response is self._response and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resume_body(self, response: UpstreamResponse) -> None:
+        if response is self._response and self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def stop_body(self, response: UpstreamResponse) -> None:
+        if response is self._response:
+            self._stopped = True
+            self.abort()
+
+    # -- lifetime ----------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """Closed or closing: never to be used again."""
+        return self._closing
+
+    def looks_closed(self) -> bool:
+        """Whether the upstream already closed (or wrote to) this idle connection."""
+        return peer_closed(self.transport)
+
+    def detach(self, protocol: IProtocol) -> None:
+        """Hand the raw connection to ``protocol`` (after a 101); it never returns to the pool."""
+        self._upgraded = protocol
+        self._response = None
+        self.out.queue_only()
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+        protocol.makeConnection(self.transport)
+        rest, self._upgrade_rest = self._upgrade_rest, b""
+        if rest:
+            protocol.dataReceived(rest)
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Close at once (a cancelled or broken exchange); the connection is never reused."""
+        self._request = None
+        body, self._body = self._body, None
+        if body is not None:
+            self.transport.unregisterProducer()
+            body.stopProducing()
+        if not self._aborted:
+            self._aborted = self._closing = True
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._closing = True
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost.callback(None)
+        if self._upgraded is not None:
+            self._upgraded.connectionLost(reason)
+            return
+        if self.in_pool:
+            self._pool.lost_idle(self)
+            return
+        request, self._request = self._request, None
+        body, self._body = self._body, None
+        if body is not None:
+            body.stopProducing()
+        if request is not None:
+            if self._got_bytes:
+                error: Exception = UpstreamProtocolError(
+                    "the upstream closed the connection in the middle of the response head",
+                    sent=self._sent,
+                    reused=self._reused,
+                )
+            else:
+                error = UpstreamClosedConnection(
+                    "the upstream closed the connection before answering",
+                    sent=self._sent,
+                    reused=self._reused,
+                )
+            request.failed(Failure(error), self)
+            return
+        response, self._response = self._response, None
+        if response is not None and not self._message_done:
+            if self._stopped:
+                response._finished(Failure(ResponseBodyStopped("the response body was stopped by its reader")))
+            elif self._until_close:
+                response._finished(Failure(PotentialDataLoss()))
+            else:
+                response._finished(Failure(ResponseBodyTruncated("the upstream closed the connection mid-body")))

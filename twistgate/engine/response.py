@@ -1,0 +1,134 @@
+"""
+`UpstreamResponse`: an upstream's answer, shaped like Twisted's `IResponse`
+so gateway code written for `Agent` keeps working.
+
+Unlike Twisted's, ``headers`` holds every field as received, `Connection`
+and `Content-Length` included.  The body is delivered to one protocol
+(`deliverBody`); chunks that arrive before that are kept in order.  A
+``101`` answer can instead be `detach`ed: its connection then belongs to
+the caller (a WebSocket relay) and never returns to the pool.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
+
+from twisted.internet.interfaces import IProtocol, IPushProducer
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twistgate.headers import Headers
+
+if TYPE_CHECKING:
+    from twistgate.engine.http1_client import HTTP1ClientProtocol
+
+__all__ = ["UpstreamResponse"]
+
+
+class UpstreamResponse:
+    """
+    :ivar code: the status code.
+    :ivar phrase: the reason phrase as received.
+    :ivar version: ``(b"HTTP", 1, 1)`` like Twisted's.
+    :ivar headers: every field as received (names canonical).
+    :ivar length: the body length, or `UNKNOWN_LENGTH` (chunked, or until close).
+    """
+
+    __slots__ = ("code", "phrase", "version", "headers", "length", "request", "_connection", "_protocol", "_pending", "_end")
+
+    def __init__(
+        self,
+        connection: "HTTP1ClientProtocol",
+        code: int,
+        phrase: bytes,
+        version: Tuple[bytes, int, int],
+        headers: Headers,
+        length: Union[int, object],
+    ) -> None:
+        self.code = code
+        self.phrase = phrase
+        self.version = version
+        self.headers = headers
+        self.length = length
+        self.request: Any = None
+        self._connection: Optional["HTTP1ClientProtocol"] = connection
+        self._protocol: Optional[IProtocol] = None
+        self._pending: Optional[List[bytes]] = []
+        self._end: Optional[Failure] = None
+
+    def __repr__(self) -> str:
+        return f"<UpstreamResponse {self.code} {self.phrase!r}>"
+
+    def deliverBody(self, protocol: IProtocol) -> None:
+        """Stream the body to ``protocol`` (makeConnection, dataReceived..., connectionLost)."""
+        if self._protocol is not None or self._pending is None:
+            raise RuntimeError("the body was delivered already")
+        self._protocol = protocol
+        protocol.makeConnection(_BodyProducer(self))
+        pending, self._pending = self._pending, None
+        for chunk in pending:
+            protocol.dataReceived(chunk)
+        if self._end is not None:
+            self._connection = None
+            protocol.connectionLost(self._end)
+
+    def detach(self, protocol: IProtocol) -> None:
+        """For a ``101``: hand the raw connection (and bytes already read after the head) to ``protocol``."""
+        connection = self._connection
+        if self.code != 101 or connection is None or self._protocol is not None:
+            raise RuntimeError("only an undelivered 101 response can be detached")
+        self._connection = None
+        self._pending = None
+        connection.detach(protocol)
+
+    # fed by the connection
+
+    def _data(self, chunk: bytes) -> None:
+        protocol = self._protocol
+        if protocol is not None:
+            protocol.dataReceived(chunk)
+        elif self._pending is not None:
+            self._pending.append(chunk)
+
+    def _finished(self, reason: Failure) -> None:
+        if self._end is not None:
+            return
+        self._end = reason
+        protocol = self._protocol
+        if protocol is not None:
+            self._connection = None
+            protocol.connectionLost(reason)
+
+
+@implementer(IPushProducer)
+class _BodyProducer:
+    """What the body protocol sees as its transport: pausing it pauses the upstream socket."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
+
+    def pauseProducing(self) -> None:
+        connection = self._response._connection
+        if connection is not None:
+            connection.pause_body(self._response)
+
+    def resumeProducing(self) -> None:
+        connection = self._response._connection
+        if connection is not None:
+            connection.resume_body(self._response)
+
+    def stopProducing(self) -> None:
+        connection = self._response._connection
+        if connection is not None:
+            connection.stop_body(self._response)
+
+    # Twisted's IResponse body transports also answer these (readBody aborts through them).
+    def loseConnection(self) -> None:
+        self.stopProducing()
+
+    def abortConnection(self) -> None:
+        self.stopProducing()
+
+
