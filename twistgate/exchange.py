@@ -166,8 +166,24 @@ class Exchange:
         assert route is not None and request is not None
         if route.preserve_host:
             request.headers.raw[b"Host"] = [self.host_header]
+        downstream = self.downstream
+        if downstream.expects_continue:
+            downstream.send_interim(100, Headers())  # decided to forward: the client may send its body now
+        body = downstream.body
+        if body is not None and not downstream.body_complete and self.generation.config.limits.request_buffering:
+            # Read the whole body before choosing a target: a slow upload
+            # holds no upstream connection (nginx's proxy_request_buffering).
+            body.whole().addCallbacks(self._send_upstream, lambda _: None).addErrback(self._crashed)
+            return
+        self._send_upstream()
+
+    def _send_upstream(self, _: Any = None) -> None:
+        route = self.route
+        assert route is not None and self.proxy_request is not None
+        if self.client_gone or self.answered:
+            return
         self.call = UpstreamCall(self._interim)
-        d = route.upstream.forward(request, self.downstream.body, self.call, route.preserve_host, route.config)
+        d = route.upstream.forward(self.proxy_request, self.downstream.body, self.call, route.preserve_host, route.config)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
 

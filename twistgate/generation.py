@@ -24,6 +24,7 @@ from twisted.web.http import datetimeToString
 
 from twistgate import chain
 from twistgate.config.model import ConfigError, GatewayConfig, Location, RouteConfig, UpstreamConfig
+from twistgate.engine.upstream_client import pooled_client_factory
 from twistgate.files import FileMaterial, read_files_or_raise
 from twistgate.http import ForwardingPolicy
 from twistgate.messages import RouteInfo
@@ -138,6 +139,8 @@ class Generation:
         self.number = 0  # set when it starts serving (Operations.adopt)
         self.retired = False  # stopped after a reload replaced it
         self.agent_for = agent_for
+        if client_for is None and agent_for is None and config.engine == "httptools":
+            client_for = pooled_client_factory(reactor, on_event=self._pool_event)
         self.client_for = client_for
         self.plugin_registry = plugin_registry
         if shared is None:
@@ -192,6 +195,10 @@ class Generation:
         if self.client_for is not None:
             return Upstream(config, self.clock, client_factory=self.client_for, **common)
         return Upstream(config, self.clock, **common)
+
+    def _pool_event(self, event: str, upstream: str) -> None:
+        """The forwarded hop's pool: a stale connection retried, or one the upstream closed."""
+        self.ops.metrics.upstream_connection_event(event, upstream)
 
     _date_second = -1
     _date_value = b""

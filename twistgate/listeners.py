@@ -24,6 +24,8 @@ from zope.interface import implementer
 from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location
 from twistgate.engine.http2_server import H2ServerFactory
 from twistgate.engine.protocol_switch import ProtocolSwitchFactory
+from twistgate.engine.http1_server import HTTP1ServerFactory
+from twistgate.engine.limits import ServerLimits
 from twistgate.engine.twisted_web import GatewaySite
 from twistgate.tls import H2_ENABLED, PeerTLSFactory, ServerTLS, build_server_contexts
 
@@ -101,9 +103,38 @@ def _contexts(config: ListenerConfig, source: Optional[str], where: str) -> Any:
         ) from None
 
 
-def site_for(resource: Any, limits: LimitsConfig, reactor: Any, *, on_connection: Any = None) -> Any:
-    """The HTTP/1.1 engine's protocol factory for `resource`."""
-    return GatewaySite(resource, limits, reactor, on_connection=on_connection)
+def server_limits(limits: LimitsConfig) -> ServerLimits:
+    """The HTTP/1.1 engine's limits from the ``limits:`` section."""
+    return ServerLimits(
+        max_request_line=limits.max_request_line,
+        max_header_bytes=limits.max_header_bytes,
+        max_headers=limits.max_headers,
+        max_request_body=limits.max_request_body,
+        header_timeout=limits.header_timeout,
+        body_timeout=limits.body_timeout,
+        idle_timeout=limits.idle_timeout,
+    )
+
+
+def site_for(
+    resource: Any,
+    limits: LimitsConfig,
+    reactor: Any,
+    *,
+    engine: str = "httptools",
+    secure: bool = False,
+    on_connection: Any = None,
+) -> Any:
+    """
+    The HTTP/1.1 protocol factory for `resource`: the engine on httptools,
+    or (``engine: twisted``) twisted.web's; each request reaches
+    ``resource.render`` as a `twistgate.engine.api.Downstream`.
+    """
+    if engine == "twisted":
+        return GatewaySite(resource, limits, reactor, on_connection=on_connection)
+    return HTTP1ServerFactory(
+        resource.render, limits=server_limits(limits), clock=reactor, secure=secure, on_connection=on_connection
+    )
 
 
 def serves_http2(config: ListenerConfig) -> bool:
@@ -119,6 +150,7 @@ def factory_for(
     limits: LimitsConfig,
     reactor: Any,
     *,
+    engine: str = "httptools",
     on_connection: Any = None,
     on_http2_error: Any = None,
 ) -> Any:
@@ -127,10 +159,11 @@ def factory_for(
     `ProtocolSwitchFactory` that sends HTTP/2 connections (ALPN ``h2``, or
     the cleartext preface with ``h2c: true``) to the HTTP/2 engine.
     """
+    secure = config.tls is not None
     if not serves_http2(config):
-        return site_for(resource, limits, reactor, on_connection=on_connection)
+        return site_for(resource, limits, reactor, engine=engine, secure=secure, on_connection=on_connection)
     return ProtocolSwitchFactory(
-        site_for(resource, limits, reactor),
+        site_for(resource, limits, reactor, engine=engine, secure=secure),
         H2ServerFactory(resource, limits, reactor, on_error=on_http2_error),
         h2c=config.h2c and config.tls is None,
         clock=reactor,

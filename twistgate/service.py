@@ -88,6 +88,7 @@ class GatewayService(MultiService):
                 self.resource,
                 config.limits,
                 reactor,
+                engine=config.engine,
                 on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta),
                 on_http2_error=self.ops.metrics.http2_connection_error,
             )

@@ -102,17 +102,25 @@ class RawUpstreamFactory(protocol.Factory):
         return d
 
 
-def config_text(yaml: str, **ports: int) -> str:
+def config_text(yaml: str, engine: Optional[str] = None, **ports: int) -> str:
     text = textwrap.dedent(yaml)
     for name, port in ports.items():
         text = text.replace("{" + name + "}", str(port))
+    if engine is not None and not any(line.startswith("engine:") for line in text.splitlines()):
+        text += f"\nengine: {engine}\n"
     return text
 
 
-class Servers:
-    """Starts servers on free ports and stops them all at teardown."""
+#: The HTTP/1.1 engines every test through `servers` runs on (issue 12: the
+#: twisted.web engine stays selectable for one release, under the same tests).
+ENGINES = ("httptools", "twisted")
 
-    def __init__(self, reactor: Any) -> None:
+
+class Servers:
+    """Starts servers on free ports and stops them all at teardown; gateways run on `engine`."""
+
+    def __init__(self, reactor: Any, engine: str = "httptools") -> None:
+        self.engine = engine
         self.reactor = reactor
         self.ports: List[Any] = []
         self.generations: List[Generation] = []
@@ -132,10 +140,12 @@ class Servers:
         return self.listen(factory), factory
 
     def gateway(self, yaml: str, **ports: int) -> Tuple[int, Generation]:
-        config = load_text(config_text(yaml, **ports), "test.yaml")
+        from twistgate.listeners import site_for
+
+        config = load_text(config_text(yaml, self.engine, **ports), "test.yaml")
         generation = Generation(config, self.reactor)
         self.generations.append(generation)
-        site = GatewaySite(GatewayResource(generation), config.limits, self.reactor)
+        site = site_for(GatewayResource(generation), config.limits, self.reactor, engine=config.engine)
         return self.listen(site), generation
 
     def gateway_listener(self, yaml: str, **ports: int) -> Tuple[int, Generation]:
@@ -145,7 +155,7 @@ class Servers:
         """
         from twistgate.listeners import build_listener, factory_for
 
-        config = load_text(config_text(yaml, **ports), "test.yaml")
+        config = load_text(config_text(yaml, self.engine, **ports), "test.yaml")
         generation = Generation(config, self.reactor)
         self.generations.append(generation)
         listener_config = config.listeners[0]
@@ -155,6 +165,7 @@ class Servers:
             GatewayResource(generation),
             config.limits,
             self.reactor,
+            engine=config.engine,
             on_http2_error=generation.ops.metrics.http2_connection_error,
         )
         listening: List[Any] = []
@@ -171,9 +182,14 @@ class Servers:
             pytest_twisted.blockon(generation.close())
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: Any) -> str:
+    return request.param
+
+
 @pytest.fixture
-def servers(reactor: Any):
-    s = Servers(reactor)
+def servers(reactor: Any, engine: str):
+    s = Servers(reactor, engine)
     yield s
     s.close()
 

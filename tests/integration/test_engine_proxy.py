@@ -34,7 +34,13 @@ def _load_bench_proxy() -> Any:
 
 
 @pytest.fixture
-def engine(servers, reactor):
+def engine() -> str:
+    """These tests drive the engine directly, not a gateway: once is enough."""
+    return "httptools"
+
+
+@pytest.fixture
+def bench_proxy(servers, reactor):
     """Start the bench proxy in-process in front of an upstream port; yields (start(upstream_port) -> port, proxies)."""
     module = _load_bench_proxy()
     proxies: List[Any] = []
@@ -108,9 +114,9 @@ def _post(conn: http.client.HTTPConnection, headers: Any = None) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
-def test_upstream_answering_connection_close_never_costs_a_post(servers, engine, reactor):
+def test_upstream_answering_connection_close_never_costs_a_post(servers, bench_proxy, reactor):
     """Issue 18: `Connection: Close` (capital C) then a close 100 ms later: 30 pairs of back-to-back POSTs, all 200."""
-    start, _ = engine
+    start, _ = bench_proxy
     upstream = ScriptedFactory(reactor, b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 2\r\n\r\nok", close_after=0.1)
     port = start(servers.listen(upstream))
 
@@ -129,9 +135,9 @@ def test_upstream_answering_connection_close_never_costs_a_post(servers, engine,
 
 
 @pytest_twisted.inlineCallbacks
-def test_upstream_closing_idle_connections_after_1s(servers, engine, reactor):
+def test_upstream_closing_idle_connections_after_1s(servers, bench_proxy, reactor):
     """Issue 18: requests exactly 1 s apart to an upstream that closes connections idle for 1 s."""
-    start, proxies = engine
+    start, proxies = bench_proxy
     upstream = ScriptedFactory(reactor, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", idle_close=1.0)
     port = start(servers.listen(upstream))
     events: List[str] = []
@@ -211,8 +217,8 @@ class StreamerFactory(protocol.Factory):
 
 
 @pytest_twisted.inlineCallbacks
-def test_200_mib_download_streams_with_flat_memory(servers, engine):
-    start, _ = engine
+def test_200_mib_download_streams_with_flat_memory(servers, bench_proxy):
+    start, _ = bench_proxy
     total = 200 * MiB
     port = start(servers.listen(StreamerFactory(total)))
     before = _maxrss_mib()
@@ -234,8 +240,8 @@ def test_200_mib_download_streams_with_flat_memory(servers, engine):
 
 
 @pytest_twisted.inlineCallbacks
-def test_200_mib_upload_streams_with_flat_memory(servers, engine, reactor):
-    start, _ = engine
+def test_200_mib_upload_streams_with_flat_memory(servers, bench_proxy, reactor):
+    start, _ = bench_proxy
     total = 200 * MiB
     counted = ScriptedFactory(reactor, b"")
 
@@ -274,8 +280,8 @@ def test_200_mib_upload_streams_with_flat_memory(servers, engine, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_slow_client_pauses_the_upstream(servers, engine):
-    start, _ = engine
+def test_slow_client_pauses_the_upstream(servers, bench_proxy):
+    start, _ = bench_proxy
     upstream = StreamerFactory(200 * MiB)
     port = start(servers.listen(upstream))
 
@@ -298,8 +304,8 @@ def test_slow_client_pauses_the_upstream(servers, engine):
 
 
 @pytest_twisted.inlineCallbacks
-def test_keep_alive_and_pipelining_over_real_sockets(servers, engine, reactor):
-    start, _ = engine
+def test_keep_alive_and_pipelining_over_real_sockets(servers, bench_proxy, reactor):
+    start, _ = bench_proxy
     upstream = ScriptedFactory(reactor, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     port = start(servers.listen(upstream))
 

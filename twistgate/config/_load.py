@@ -22,7 +22,8 @@ from twistgate.config.model import (
 
 T = TypeVar("T")
 
-GATEWAY_KEYS = ("listeners", "limits", "trusted_proxies", "upstreams", "routes", "plugins", "demo")
+GATEWAY_KEYS = ("listeners", "limits", "trusted_proxies", "upstreams", "routes", "plugins", "demo", "engine")
+ENGINES = ("httptools", "twisted")
 
 
 def load_file(path: str, environ: Optional[Mapping[str, str]] = None) -> GatewayConfig:
@@ -89,6 +90,7 @@ def gateway(root: Node, source: Optional[str]) -> Optional[GatewayConfig]:
         routes=_section(fields, "routes", lambda n: _routes.routes(n, upstreams if readable else None), ()),
         plugins=_section(fields, "plugins", _sections.plugin_sections, ()),
         demo=_section(fields, "demo", _sections.demo, None),
+        engine=fields.read("engine", lambda n: n.choice(ENGINES), "httptools"),
         sections=sections.read(fields, sections.gateway_sections()),
     )
     check_addresses(config, fields, root.issues)

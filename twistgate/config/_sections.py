@@ -36,8 +36,9 @@ TLS_CERTIFICATE_KEYS = ("certificate", "private_key")
 CLIENT_CERTIFICATE = ("none", "optional", "required")
 TLS_MIN_VERSIONS = ("1.2", "1.3")
 LIMIT_SIZES = ("max_request_body", "max_header_bytes", "max_request_line")
-LIMIT_DURATIONS = ("header_timeout", "request_timeout", "idle_timeout", "drain_timeout")
-LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers",)
+LIMIT_DURATIONS = ("request_timeout", "idle_timeout", "drain_timeout")
+LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers", "client_header_timeout", "header_timeout",
+                                              "client_body_timeout", "request_buffering")
 DEMO_KEYS = ("endpoint",)
 
 
@@ -194,6 +195,12 @@ def limits(node: Node) -> LimitsConfig:
     for key in LIMIT_DURATIONS:
         values[key] = fields.read(key, Node.duration, getattr(default, key))
     values["max_headers"] = fields.read("max_headers", lambda n: n.integer(min=1), default.max_headers)
+    if "client_header_timeout" in fields and "header_timeout" in fields:
+        fields["header_timeout"].issue("'header_timeout' is the older name of 'client_header_timeout': set one", at_key=True)
+    header_key = "client_header_timeout" if "client_header_timeout" in fields else "header_timeout"
+    values["header_timeout"] = fields.read(header_key, Node.duration, default.header_timeout)
+    values["body_timeout"] = fields.read("client_body_timeout", Node.duration, default.body_timeout)
+    values["request_buffering"] = fields.read("request_buffering", Node.boolean, default.request_buffering)
     return LimitsConfig(**values)  # type: ignore[arg-type]
 
 

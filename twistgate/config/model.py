@@ -117,7 +117,9 @@ class LimitsConfig:
     max_header_bytes: int = 64 * KiB  # 431 (request line + all header lines)
     max_headers: int = 100  # 431
     max_request_line: int = 8 * KiB  # 414
-    header_timeout: float = 10.0  # 408 when the request head is not complete in time
+    header_timeout: float = 10.0  # client_header_timeout: 408 when the request head is not complete in time
+    body_timeout: float = 30.0  # client_body_timeout: 408 when no request-body byte comes for this long
+    request_buffering: bool = False  # read the whole body (up to max_request_body) before choosing a target
     request_timeout: float = 60.0  # default whole-request upstream timeout (504)
     idle_timeout: float = 300.0  # keep-alive connections with nothing to do are closed
     drain_timeout: float = 30.0  # on shutdown, in-flight requests get this long
@@ -212,5 +214,8 @@ class GatewayConfig:
     routes: Tuple[RouteConfig, ...] = ()
     plugins: Tuple[PluginSection, ...] = ()
     demo: Optional[DemoConfig] = None
+    # The HTTP/1.1 engine of the listeners and the forwarded hop:
+    # "httptools" (twistgate.engine) or "twisted" (twisted.web, kept for one release).
+    engine: str = "httptools"
     # Typed configs of top-level extension sections (admin, auth...), by key.
     sections: Mapping[str, Any] = attrs.field(factory=dict)

@@ -50,7 +50,8 @@ class ServerRequest:
     :ivar expects_continue: the client sent ``Expect: 100-continue``.
     :ivar body: the request body as it streams in, ``None`` when there is none.
     :ivar received_bytes: request body bytes read so far.
-    :ivar sent_bytes: response bytes written so far (head included).
+    :ivar sent_bytes: response body bytes written so far (as twisted.web
+        counts them: no head, no chunk framing).
     :ivar code: the response status once set.
     :ivar started_writing: the response head went out.
     :ivar finished: the response is complete (or was abandoned).
@@ -172,7 +173,6 @@ class ServerRequest:
                 return
             self.continue_sent = True
         data = head_bytes(status_line(b"HTTP/1.1", status, None), (headers or _EMPTY).raw, b"")
-        self.sent_bytes += len(data)
         channel.out.write(data)
 
     # -- the final response ----------------------------------------------------
@@ -207,7 +207,7 @@ class ServerRequest:
             return
         mode = self._mode
         if mode == _CHUNKED:
-            self.sent_bytes += len(data) + 7
+            self.sent_bytes += len(data)
             channel.out.write(b"%x\r\n%s\r\n" % (len(data), data))
             return
         if mode == _LENGTH:
@@ -220,15 +220,18 @@ class ServerRequest:
         self.sent_bytes += len(data)
         channel.out.write(data)
 
-    def finish(self) -> None:
-        """The response is complete."""
+    def finish(self, trailers: Optional[Headers] = None) -> None:
+        """
+        The response is complete.  `trailers` go out after a chunked body
+        (RFC 9112 §7.1.2); a body framed by its length cannot carry them and
+        they are dropped.
+        """
         if self._channel is None:
             return
         if not self.started_writing:
             self._start(b"", True)
         elif self._mode == _CHUNKED:
-            self.sent_bytes += 5
-            self._channel.out.write(b"0\r\n\r\n")
+            self._channel.out.write(head_bytes(b"0\r\n", trailers.raw, b"") if trailers else b"0\r\n\r\n")
         elif self._mode == _LENGTH and self._left:
             # Shorter than announced: only closing tells the client.
             self.keep_alive = False
@@ -300,10 +303,10 @@ class ServerRequest:
                 data = data[: self._left]
                 self.keep_alive = False
             self._left -= len(data)
-        elif mode == _CHUNKED and data:
+        self.sent_bytes += len(data)
+        if mode == _CHUNKED and data:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         out = head + data if data else head
-        self.sent_bytes += len(out)
         channel.out.write(out)
 
     def _own_framing_fields(self, raw: Any, status: int, final: bool) -> Any:

@@ -99,6 +99,16 @@ class GatewayMetrics:
             "(ENHANCE_YOUR_CALM: rapid reset and other floods).",
             ("code",), registry=r,
         )
+        self.stale_retries = Counter(
+            "twistgate_upstream_stale_connection_retries",
+            "Requests sent again on a fresh connection because the upstream had closed the pooled one.",
+            ("upstream",), registry=r,
+        )
+        self.closed_by_upstream = Counter(
+            "twistgate_upstream_connections_closed",
+            "Pooled connections the upstream closed (idle timeout, Connection: close).",
+            ("upstream",), registry=r,
+        )
         self.reloads = Counter("twistgate_config_reloads", "Configuration reloads, by result.", ("result",), registry=r)
         self.last_reload_ok = Gauge(
             "twistgate_config_last_reload_successful", "1 if the last reload succeeded (or none happened).", registry=r,
@@ -154,6 +164,11 @@ class GatewayMetrics:
         grpc_status = record.grpc_status
         if grpc_status is not None:
             child(self.grpc_calls, route, GRPC_NAMES.get(grpc_status, "other")).inc()
+
+    def upstream_connection_event(self, event: str, upstream: str) -> None:
+        """The forwarded hop's pool: ``stale_retry`` or ``closed_by_upstream`` on `upstream`'s connections."""
+        metric = self.stale_retries if event == "stale_retry" else self.closed_by_upstream
+        self._child(metric, upstream).inc()
 
     def http2_connection_error(self, code: str) -> None:
         """The HTTP/2 engine ended a connection with a GOAWAY carrying `code` (an RFC 9113 name)."""

@@ -52,11 +52,15 @@ class StreamingBody:
         self._paused_client = False
         self._upstream_paused = False
         self.received = 0
+        #: The client broke the body off (`abort`): an upstream attempt that
+        #: fails because of it is not the upstream's failure.
+        self.aborted_by_client = False
         self._started = False  # an upstream consumed (some of) it
         self._kept: Optional[List[bytes]] = None  # what went upstream, for a replay
         self._kept_bytes = 0
         self._keep_limit = -1  # -1: keep nothing, never replay once started
         self._epoch = 0  # the current attempt's view (see attempt())
+        self._whole: Optional[List["Deferred[None]"]] = None  # waiting for the whole body (request buffering)
 
     # fed by the gateway request
 
@@ -69,23 +73,52 @@ class StreamingBody:
             return
         self._buffer.append(data)
         self._buffered += len(data)
-        if self._buffered > BUFFER_HIGH_WATER:
+        if self._buffered > BUFFER_HIGH_WATER and self._whole is None:
             self._pause_client()
 
     def finish(self) -> None:
         self._complete = True
+        self._settle_whole(None)
         if self._consumer is not None and not self._buffer and self._finished is not None:
             d, self._finished = self._finished, None
             d.callback(None)
 
     def abort(self, reason: Exception) -> None:
-        """The body cannot be completed: fail the upstream write."""
+        """The body cannot be completed on the client's side (too large, stalled, client gone): fail the upstream write."""
+        self.aborted_by_client = True
         self._failure = Failure(reason)
         self._buffer = []
         self._resume_client()
+        self._settle_whole(self._failure)
         if self._finished is not None:
             d, self._finished = self._finished, None
             d.errback(self._failure)
+
+    def whole(self) -> "Deferred[None]":
+        """
+        Fires once the whole body has arrived (``limits.request_buffering``):
+        until then the client is never paused, so the engine's body limit
+        is what bounds the memory; fails if the body is aborted.
+        """
+        d: Deferred[None] = Deferred()
+        if self._failure is not None:
+            d.errback(self._failure)
+        elif self._complete:
+            d.callback(None)
+        else:
+            if self._whole is None:
+                self._whole = []
+            self._whole.append(d)
+            self._resume_client()
+        return d
+
+    def _settle_whole(self, failure: Optional[Failure]) -> None:
+        waiting, self._whole = self._whole, None
+        for d in waiting or ():
+            if failure is None:
+                d.callback(None)
+            else:
+                d.errback(failure)
 
     # IBodyProducer, driven by the upstream connection
 

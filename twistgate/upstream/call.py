@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
-from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, client_error, describe, kind_of
+from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
 from twistgate.upstream.watch import WatchedResponse
 
@@ -211,6 +211,14 @@ class Forwarding:
             self._got_head(result, attempt)
 
     def _attempt_failed(self, failure: Failure, attempt: Attempt, timed_out: bool) -> None:
+        if getattr(self.body, "aborted_by_client", False):
+            # The client broke its own upload (too large, stalled, gone): not
+            # the upstream's failure.  No breaker, ejection or retry budget is
+            # charged, and nothing is retried; the engine has answered (413,
+            # 408) or the client is gone.
+            attempt.abandon()
+            self._fail(ClientBodyFailed())
+            return
         if timed_out:
             kind = CONNECT_FAILURE if failure.check(ConnectingCancelledError) else TIMEOUT
             error = client_error(TIMEOUT, None)

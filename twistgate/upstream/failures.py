@@ -13,6 +13,7 @@ from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.python.failure import Failure
 
 from twistgate._twisted_compat import RequestNotSent
+from twistgate.engine.errors import UpstreamClosedConnection, UpstreamConnectionError
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout, UpstreamUnavailable
 
 #: Kinds of failure (the names `retry.on` uses).
@@ -42,10 +43,26 @@ def with_retry_after(error: GatewayError, seconds: Optional[float]) -> GatewayEr
     return error
 
 
+class ClientBodyFailed(GatewayError):
+    """The client's request body broke off (too large, stalled, client gone): the upstream is not at fault."""
+
+    status, code = 400, "request_body_incomplete"
+    default_message = "The request body was not completed."
+
+
+class UpstreamClosed(UpstreamUnavailable):
+    """The upstream closed the connection before answering (and the request could not safely go again)."""
+
+    code = "upstream_closed_connection"
+    default_message = "The upstream service closed the connection before answering."
+
+
 def kind_of(failure: Failure) -> str:
     """The kind of an attempt's failure (not a cancellation)."""
     if failure.check(ConnectError, DNSLookupError, RequestNotSent):
         return CONNECT_FAILURE
+    if failure.check(UpstreamConnectionError) and not failure.value.sent:
+        return CONNECT_FAILURE  # the connection was open, but nothing of the request went out
     return RESET
 
 
@@ -65,6 +82,8 @@ def client_error(kind: str, failure: Optional[Failure]) -> GatewayError:
         return UpstreamTimeout()
     if failure is not None and failure.check(ConnectTimeoutError):
         return UpstreamTimeout("Connecting to the upstream service timed out.")
+    if failure is not None and failure.check(UpstreamClosedConnection):
+        return UpstreamClosed()
     if kind == CONNECT_FAILURE:
         return UpstreamUnavailable()
     return UpstreamUnavailable("The upstream service failed to answer.")
