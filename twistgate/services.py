@@ -66,12 +66,26 @@ class Services:
 
 
 def build_services(
-    config: GatewayConfig, clock: Any, http_client: Any, ops: Operations, upstreams: Mapping[str, Any]
+    config: GatewayConfig,
+    clock: Any,
+    http_client: Any,
+    ops: Operations,
+    upstreams: Mapping[str, Any],
+    side_agent: Any = None,
 ) -> Services:
-    """Every service the configuration asks for, built once for one generation."""
+    """
+    Every service the configuration asks for, built once for one generation.
+
+    :param side_agent: the `Agent` under `http_client` (the gateway's own
+        calls), for clients that must not share its cookie jar.
+    """
     sections = config.sections
     auth_section = sections.get("auth")
-    auth = AuthService(auth_section, clock=clock, http_client=http_client) if auth_section is not None else None
+    auth = (
+        AuthService(auth_section, clock=clock, http_client=http_client, side_agent=side_agent)
+        if auth_section is not None
+        else None
+    )
     rate_limiting = sections.get("rate_limiting") or RateLimitingConfig()
     cache = CacheService(sections.get("cache"))
     tracer = _tracer(sections.get("tracing"), clock, http_client, ops)

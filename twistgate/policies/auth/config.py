@@ -14,7 +14,7 @@ from twistgate.config.model import Location
 
 DEFAULT_REALM = "twistgate"
 DEFAULT_STORE = "sqlite:var/twistgate.db"
-KINDS = ("api_key", "jwt", "basic", "mtls")
+KINDS = ("api_key", "jwt", "basic", "mtls", "forward")
 
 
 @attrs.frozen(kw_only=True)
@@ -82,7 +82,24 @@ class MtlsConfig:
     kind = "mtls"
 
 
-AuthenticatorConfig = Union[ApiKeyConfig, JwtConfig, BasicConfig, MtlsConfig]
+@attrs.frozen(kw_only=True)
+class ForwardConfig:
+    """An external authorization service asked once per request (twistgate.policies.auth.forward)."""
+
+    name: str
+    url: str
+    forward_headers: Tuple[str, ...] = ("Authorization", "Cookie")
+    copy_headers: Tuple[str, ...] = ()
+    consumer_header: Optional[str] = None  # a header of the 2xx answer naming the consumer
+    timeout: float = 2.0
+    cache_ttl: float = 0.0  # 0: ask every time
+    realm: str = DEFAULT_REALM
+    forward_consumer: Optional[str] = None
+    location: Location = Location()
+    kind = "forward"
+
+
+AuthenticatorConfig = Union[ApiKeyConfig, JwtConfig, BasicConfig, MtlsConfig, ForwardConfig]
 
 
 @attrs.frozen(kw_only=True)

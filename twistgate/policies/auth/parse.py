@@ -48,6 +48,7 @@ TYPE_KEYS: Dict[str, Tuple[str, ...]] = {
         "jwks_timeout",
     ),
     "basic": ("htpasswd", "cache_ttl"),
+    "forward": ("url", "forward_headers", "copy_headers", "consumer_header", "timeout", "cache_ttl"),
     "mtls": (
         "forward_subject",
         "forward_sans",
@@ -207,7 +208,9 @@ def _authenticator(name: str, node: Node) -> Optional[AuthenticatorConfig]:
         location=node.location(at_key=True),
     )
     count = len(node.issues.found)
-    build = {"api_key": _api_key, "jwt": _jwt, "basic": _basic, "mtls": _mtls}[kind]
+    from twistgate.policies.auth.forward import parse_forward  # it reads its options with the helpers here
+
+    build = {"api_key": _api_key, "jwt": _jwt, "basic": _basic, "mtls": _mtls, "forward": parse_forward}[kind]
     config = build(fields, common)
     if misplaced or len(node.issues.found) != count:
         return None
