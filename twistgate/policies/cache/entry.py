@@ -94,6 +94,7 @@ class Entry:
         "date",
         "initial_age",
         "lifetime",
+        "listed",
         "etag",
         "last_modified",
         "vary",
@@ -113,6 +114,7 @@ class Entry:
         default_ttl: Optional[float] = None,
         vary: Tuple[str, ...] = (),
         age_lines: Sequence[bytes] = (),
+        listed: bool = False,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -136,6 +138,7 @@ class Entry:
         self.etag: Optional[bytes] = etags[0].strip() if etags else None
         modified = values(headers, b"last-modified")
         self.last_modified = parse_http_date(modified[0], response_time) if modified else None
+        self.listed = listed
         self.lifetime = self._lifetime(directives, values(headers, b"expires"), default_ttl)
         self.size = ENTRY_OVERHEAD + len(body) + sum(len(n) + len(v) + 4 for n, v in headers)
         self.last_used = 0
@@ -149,7 +152,7 @@ class Entry:
         if expires:
             when = parse_http_date(expires[0], self.response_time)
             return 0.0 if when is None else max(0.0, when - self.date)
-        if self.status in HEURISTIC_STATUSES or directives.public:
+        if self.status in HEURISTIC_STATUSES or directives.public or self.listed:
             if default_ttl is not None:
                 return default_ttl
             if self.last_modified is not None:
@@ -195,6 +198,7 @@ class Entry:
             default_ttl=default_ttl,
             vary=self.vary,
             age_lines=age_lines,
+            listed=self.listed,
         )
 
     def refreshed_by(self, headers: Any, request_time: float, response_time: float, default_ttl: Optional[float]) -> "Entry":
@@ -216,6 +220,7 @@ class Entry:
         response_time: float,
         default_ttl: Optional[float],
         vary: Tuple[str, ...],
+        listed: bool = False,
     ) -> "Entry":
         """A new entry from an upstream response's status and `Headers`."""
         return cls(
@@ -228,6 +233,7 @@ class Entry:
             default_ttl=default_ttl,
             vary=vary,
             age_lines=headers.getRawHeaders(b"Age") or (),
+            listed=listed,
         )
 
     def __repr__(self) -> str:
