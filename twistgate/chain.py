@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List, Mapping, Tuple
 
 from twistgate.config.model import ConfigIssue, GatewayConfig, RouteConfig
-from twistgate.policies import Policy, compression, cors, tracing
+from twistgate.policies import Policy, compression, concurrency, cors, server_header, tracing
 from twistgate.policies.auth import policy as auth
 from twistgate.policies.cache import invalidation, stage as cache
 from twistgate.policies.ratelimit import stage as rate_limit
@@ -45,11 +45,13 @@ POLICIES: Tuple[Policy, ...] = (
     auth.IDENTITY_SCRUB,  # client copies of identity headers removed on routes without auth
     auth.AUTH,
     rate_limit.POLICY,  # after auth: limits may be per consumer
+    concurrency.POLICY,  # requests in flight per key; a rate-limited request never takes a slot
     cache.POLICY,  # hits are authorised, limited and get CORS headers; never transformed twice
     invalidation.POLICY,  # unsafe methods on uncached routes still invalidate
     request.REWRITE,  # the path and query first: header templates may use them
     request.QUERY,
     headers.POLICY,
+    server_header.POLICY,  # after headers: on the way out it runs first, so a route may still set its own
     response.SECURITY_HEADERS,  # fills in what the route's own header edits left missing
     response.JSON_ENVELOPE,
 )

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import attrs
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -90,6 +91,59 @@ def _contexts(config: ListenerConfig, source: Optional[str], where: str) -> Any:
         ) from None
 
 
-def site_for(resource: Any, limits: LimitsConfig, reactor: Any, *, on_connection: Any = None) -> Any:
-    """The protocol factory a listener serves `resource` with (the HTTP engine)."""
-    return GatewaySite(resource, limits, reactor, on_connection=on_connection)
+def site_for(
+    resource: Any, limits: LimitsConfig, reactor: Any, *, on_connection: Any = None, listener: str = ""
+) -> Any:
+    """
+    The protocol factory a listener serves `resource` with (the HTTP engine).
+    Each request learns the listener's name; the body read before routing is
+    bounded by the serving generation's ``body_cap``.
+    """
+    return GatewaySite(
+        resource,
+        limits,
+        reactor,
+        on_connection=on_connection,
+        listener=listener,
+        body_cap=lambda: resource.generation.body_cap,
+        own_headers=lambda secure: resource.generation.own_answers.headers(secure),
+    )
+
+
+@implementer(IStreamServerEndpoint)
+class LimitedEndpoint:
+    """
+    ``limits.max_connections``: any server endpoint whose factory builds no
+    protocol for a connection `admit()` refuses, so the reactor closes it at
+    once, before TLS or HTTP cost anything.  It wraps the outermost factory
+    (a TLS listener's too), so it works for any HTTP engine that reports its
+    connections (the ``on_connection`` count the limit compares against).
+    """
+
+    def __init__(self, inner: Any, admit: Callable[[], bool]) -> None:
+        self.inner = inner
+        self.admit = admit
+
+    def listen(self, factory: Any) -> Any:
+        return self.inner.listen(_LimitedFactory(factory, self.admit))
+
+
+class _LimitedFactory(ServerFactory):
+    def __init__(self, wrapped: Any, admit: Callable[[], bool]) -> None:
+        self.wrapped = wrapped
+        self.admit = admit
+
+    def logPrefix(self) -> str:
+        prefix = getattr(self.wrapped, "logPrefix", None)
+        return prefix() if prefix is not None else self.wrapped.__class__.__name__
+
+    def doStart(self) -> None:
+        self.wrapped.doStart()
+
+    def doStop(self) -> None:
+        self.wrapped.doStop()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if not self.admit():
+            return None  # the listening port closes the socket
+        return self.wrapped.buildProtocol(addr)

@@ -63,6 +63,8 @@ class ProxyRequest:
     :ivar consumer: the authenticated identity, if any.
     :ivar state: free space for plugins to pass data between hooks.
     :ivar started: the gateway clock's time when the request head was read.
+    :ivar uri: the request target as the client sent it (path and query,
+        before any rewrite).
     """
 
     __slots__ = (
@@ -80,6 +82,8 @@ class ProxyRequest:
         "state",
         "started",
         "answered_at",
+        "uri",
+        "_when_done",
     )
 
     def __init__(
@@ -97,6 +101,7 @@ class ProxyRequest:
         params: Optional[Dict[str, str]] = None,
         consumer: Optional[str] = None,
         started: float = 0.0,
+        uri: bytes = b"",
     ) -> None:
         self.method = method
         self.path = path
@@ -114,6 +119,23 @@ class ProxyRequest:
         #: The route layer (stage or plugin position) whose on_request
         #: answered; on_response then unwinds only the layers outside it.
         self.answered_at = _NOT_ANSWERED
+        self.uri = uri
+        self._when_done: Optional[List[Any]] = None
+
+    def when_done(self, callback: Any) -> None:
+        """
+        Call ``callback()`` once when the exchange is over, however it ended
+        (answered, refused, failed, or the client went away): for what a
+        layer holds for the request's duration (a concurrency slot).
+        """
+        if self._when_done is None:
+            self._when_done = []
+        self._when_done.append(callback)
+
+    def done(self) -> List[Any]:
+        """The callbacks of `when_done`, handed over once (the exchange calls them)."""
+        callbacks, self._when_done = self._when_done, None
+        return callbacks or []
 
     @property
     def target(self) -> bytes:

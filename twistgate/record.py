@@ -32,6 +32,8 @@ class ExchangeRecord:
     consumer: Optional[str]
     client_gone: bool  # the client left before the response was complete
     state: Any  # the ProxyRequest's state dict (cache status, auth details...)
+    logged: bool = True  # False: the route has `access_log: false`
+    listener: str = ""  # the listener the request arrived on
 
     @property
     def duration(self) -> float:
@@ -55,7 +57,10 @@ class ExchangeRecord:
             error=exchange.error.code if exchange.error is not None else None,
             started=started,
             finished=now,
-            upstream=route.upstream.name if route is not None else None,
+            upstream=(
+                call.upstream if call is not None and call.upstream is not None
+                else route.upstream.name if route is not None and route.upstream is not None else None
+            ),
             target=target.url if target is not None else None,
             attempts=call.attempts if call is not None else 0,
             upstream_head_seconds=(head_at - started) if head_at is not None else None,
@@ -65,4 +70,6 @@ class ExchangeRecord:
             consumer=preq.consumer if preq is not None else None,
             client_gone=exchange.client_gone,
             state=preq.state if preq is not None else {},
+            logged=route.config.access_log if route is not None else True,
+            listener=getattr(downstream, "listener", ""),
         )

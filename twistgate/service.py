@@ -30,7 +30,7 @@ from twisted.web.server import Site
 from twistgate._twisted_compat import fail_start_loudly, listening_port
 from twistgate.config.model import GatewayConfig, ListenerConfig
 from twistgate.generation import Generation
-from twistgate.listeners import build_listener, site_for
+from twistgate.listeners import LimitedEndpoint, build_listener, site_for
 from twistgate.ops.admin import AdminResource
 from twistgate.ops.reload import Reloader, load_checked
 from twistgate.ops.triggers import ReloadTriggers
@@ -82,9 +82,14 @@ class GatewayService(MultiService):
                 self.tls_reloaders[listener_config.name] = listener.reload
             name = listener_config.name
             site = site_for(
-                self.resource, config.limits, reactor, on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta)
+                self.resource,
+                config.limits,
+                reactor,
+                on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta),
+                listener=name,
             )
-            self.listeners.append(self._serve(f"listener:{name}", listener.endpoint, site))
+            endpoint = LimitedEndpoint(listener.endpoint, lambda name=name: self.ops.admit_connection(name))
+            self.listeners.append(self._serve(f"listener:{name}", endpoint, site))
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:

@@ -22,7 +22,7 @@ from twistgate.config.model import (
     PluginSection,
 )
 
-LISTENER_KEYS = ("name", "endpoint", "tls")
+LISTENER_KEYS = ("name", "endpoint", "tls", "redirect_https")
 TLS_KEYS = (
     "certificate",
     "private_key",
@@ -37,7 +37,7 @@ CLIENT_CERTIFICATE = ("none", "optional", "required")
 TLS_MIN_VERSIONS = ("1.2", "1.3")
 LIMIT_SIZES = ("max_request_body", "max_header_bytes", "max_request_line")
 LIMIT_DURATIONS = ("header_timeout", "request_timeout", "idle_timeout", "drain_timeout")
-LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers",)
+LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers", "max_connections")
 DEMO_KEYS = ("endpoint",)
 
 
@@ -88,9 +88,23 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "a listener with a 'tls' block takes a plain endpoint like tcp:8443; "
                 "'ssl:' would wrap TLS twice"
             )
+        redirect = fields.read("redirect_https", _https_port, None)
+        if redirect is not None and "tls" in fields:
+            fields["redirect_https"].issue("a TLS listener serves HTTPS itself; 'redirect_https' goes on a plain listener", at_key=True)
         if name is not None and endpoint is not None:
-            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls))
+            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, redirect_https=redirect))
     return tuple(found)
+
+
+def _https_port(node: Node) -> Optional[int]:
+    """``true`` (443), ``false`` (off) or a port number."""
+    if node.kind == "boolean":
+        return 443 if node.boolean() else None
+    port = node.integer(min=1)
+    if port is not None and port > 65535:
+        node.issue(f"expected a port from 1 to 65535 (or true for 443), got {port}")
+        return None
+    return port
 
 
 def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
@@ -172,6 +186,7 @@ def limits(node: Node) -> LimitsConfig:
     for key in LIMIT_DURATIONS:
         values[key] = fields.read(key, Node.duration, getattr(default, key))
     values["max_headers"] = fields.read("max_headers", lambda n: n.integer(min=1), default.max_headers)
+    values["max_connections"] = fields.read("max_connections", lambda n: n.integer(min=1), default.max_connections)
     return LimitsConfig(**values)  # type: ignore[arg-type]
 
 

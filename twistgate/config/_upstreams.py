@@ -11,6 +11,8 @@ import re
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+import attrs
+
 from twistgate.config._node import Fields, Node
 from twistgate.config import sections
 from twistgate.config._pending import PENDING_BALANCE, PENDING_KEYS
@@ -22,8 +24,8 @@ from twistgate.config.model import (
 )
 
 UPSTREAM_KEYS = ("targets", "balance", "timeouts", "pool")
-TARGET_KEYS = ("url", "weight", "srv", "scheme")
-TIMEOUT_KEYS = ("connect", "read", "total")
+TARGET_KEYS = ("url", "weight", "srv", "scheme", "backup")
+TIMEOUT_KEYS = ("connect", "read", "total", "write")
 POOL_KEYS = ("max_idle_per_target", "idle_timeout")
 BALANCE = ("round_robin", "least_connections", "ip_hash", "consistent_hash", "random", "least_response_time")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -55,6 +57,9 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
     timeouts = fields.read("timeouts", upstream_timeouts, UpstreamTimeoutsConfig())
     pool_config = fields.read("pool", pool, PoolConfig())
     if not found:
+        return None
+    if all(t.backup for t in found):
+        fields["targets"].issue("every target is a backup; at least one must be a primary (leave 'backup' out)")
         return None
     return UpstreamConfig(
         name=name,
@@ -88,8 +93,10 @@ def target(node: Node) -> Optional[TargetConfig]:
     if fields is None:
         return None
     weight = fields.read("weight", lambda n: n.integer(min=1), 1)
+    backup = fields.read("backup", Node.boolean, False)
     if "srv" in fields:
-        return srv_target(fields, weight)
+        found = srv_target(fields, weight)
+        return attrs.evolve(found, backup=backup) if found is not None else None
     if "scheme" in fields:
         fields["scheme"].issue("'scheme' goes with 'srv' targets; a 'url' target names its scheme itself", at_key=True)
     url = fields.read("url", Node.string, None)
@@ -100,7 +107,7 @@ def target(node: Node) -> Optional[TargetConfig]:
     except ValueError as e:
         fields["url"].issue(str(e))
         return None
-    return TargetConfig(url=url, scheme=scheme, host=host, port=port, weight=weight)
+    return TargetConfig(url=url, scheme=scheme, host=host, port=port, weight=weight, backup=backup)
 
 
 def srv_target(fields: Fields, weight: int) -> Optional[TargetConfig]:
@@ -166,6 +173,7 @@ def upstream_timeouts(node: Node) -> UpstreamTimeoutsConfig:
         connect=fields.read("connect", Node.duration, default.connect),
         read=fields.read("read", Node.duration, default.read),
         total=fields.read("total", Node.duration, default.total),
+        write=fields.read("write", Node.duration, default.write),
     )
 
 

@@ -9,9 +9,12 @@ seconds (float), sizes are bytes (int).
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, Union
 
 import attrs
+
+if TYPE_CHECKING:
+    from twistgate.config._edge import MatchConfig, RedirectConfig, RespondConfig, SplitArm, StickyConfig
 
 IPNetwork = Union[IPv4Network, IPv6Network]
 
@@ -90,6 +93,7 @@ class ListenerConfig:
     name: str
     endpoint: str
     tls: Optional[ListenerTLSConfig] = None
+    redirect_https: Optional[int] = None  # every request answers 308 to https on this port
 
 
 @attrs.frozen(kw_only=True)
@@ -110,6 +114,7 @@ class LimitsConfig:
     request_timeout: float = 60.0  # default whole-request upstream timeout (504)
     idle_timeout: float = 300.0  # keep-alive connections with nothing to do are closed
     drain_timeout: float = 30.0  # on shutdown, in-flight requests get this long
+    max_connections: Optional[int] = None  # client connections open at once, every listener together
 
 
 @attrs.frozen(kw_only=True)
@@ -120,6 +125,7 @@ class TargetConfig:
     port: int
     weight: int = 1
     srv: bool = False  # `host` is a DNS SRV name: addresses and ports come from DNS (port is 0)
+    backup: bool = False  # used only while no primary target is available
 
 
 @attrs.frozen(kw_only=True)
@@ -127,6 +133,7 @@ class UpstreamTimeoutsConfig:
     connect: float = 5.0
     read: float = 30.0  # time to the response head, and between body chunks
     total: Optional[float] = None  # every attempt and backoff until the head; None: the route's timeout
+    write: Optional[float] = None  # the upstream accepting none of the request body for this long: 504
 
 
 @attrs.frozen(kw_only=True)
@@ -166,7 +173,7 @@ class PluginSection:
 class RouteConfig:
     name: str
     path: str  # /exact, /prefix/*, /items/{id}, ~^/regex$
-    upstream: str
+    upstream: str  # "" when the route splits, redirects or responds itself
     methods: Optional[frozenset] = None  # of upper-case str; None = any
     host: Optional[str] = None  # exact or *.example.com; None = any
     priority: int = 0
@@ -179,6 +186,22 @@ class RouteConfig:
     policies: Mapping[str, Any] = attrs.field(factory=dict)
     index: int = 0  # position in the file: the last tie-breaker
     location: Location = Location()
+    # Edge routing (twistgate.config._edge).
+    listeners: Optional[Tuple[str, ...]] = None  # None: every listener serves the route
+    match: "Optional[MatchConfig]" = None  # header/cookie/query conditions, all must hold
+    split: "Tuple[SplitArm, ...]" = ()  # weighted upstreams instead of `upstream`
+    sticky: "Optional[StickyConfig]" = None
+    redirect: "Optional[RedirectConfig]" = None
+    respond: "Optional[RespondConfig]" = None
+    max_request_body: Optional[int] = None  # None: limits.max_request_body
+    access_log: bool = True
+
+    @property
+    def upstream_names(self) -> Tuple[str, ...]:
+        """Every upstream the route may send to (none for redirect and respond routes)."""
+        if self.split:
+            return tuple(arm.upstream for arm in self.split)
+        return (self.upstream,) if self.upstream else ()
 
 
 @attrs.frozen(kw_only=True)
@@ -201,3 +224,6 @@ class GatewayConfig:
     demo: Optional[DemoConfig] = None
     # Typed configs of top-level extension sections (admin, auth...), by key.
     sections: Mapping[str, Any] = attrs.field(factory=dict)
+    # `defaults:` read as a route (name "defaults"): what the gateway's own
+    # answers (404, 413, 431...) take from it; routes already have it merged in.
+    defaults: Optional[RouteConfig] = None

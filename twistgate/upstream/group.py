@@ -57,12 +57,13 @@ class UpstreamCall:
     its record (access log, metrics: retries = attempts - 1).
     """
 
-    __slots__ = ("target", "attempts", "head_at")
+    __slots__ = ("target", "attempts", "head_at", "upstream")
 
     def __init__(self) -> None:
         self.target: Optional[Target] = None
         self.attempts = 0
         self.head_at: Optional[float] = None
+        self.upstream: Optional[str] = None  # the group's name (a split route chooses one per request)
 
 
 class Upstream:
@@ -136,6 +137,7 @@ class Upstream:
         self._route_policies: Dict[str, Tuple[RouteConfig, CallPolicy]] = {}
         self.targets: Tuple[Target, ...] = ()
         self._ready: List[Target] = []
+        self._fallback: List[List[Target]] = []  # the worse tiers' available targets, best first
         self._tiered = False
         self._set_targets([as_written(t) for t in config.targets if not t.srv])
         self._starts = 0
@@ -188,16 +190,27 @@ class Upstream:
         OutlierDetector.forget(target)
 
     def _refresh(self) -> None:
-        """Recompute the candidates: healthy, not ejected, breaker not open (best priority first)."""
+        """
+        Recompute the candidates: healthy, not ejected, breaker not open, of
+        the best tier (priority) that has any.  Backup targets are a worse
+        tier: they serve only while no primary is available, and traffic
+        returns to a primary as soon as one is (health, breaker, ejection
+        each call this on every change).
+        """
         ready = [
             t
             for t in self.targets
             if t.healthy and t.outlier.ejected_until is None and (t.breaker is None or t.breaker.state != OPEN)
         ]
+        fallback: List[List[Target]] = []
         if self._tiered and ready:
-            best = min(t.priority for t in ready)
-            ready = [t for t in ready if t.priority == best]
+            tiers = sorted({t.priority for t in ready})
+            ready, fallback = (
+                [t for t in ready if t.priority == tiers[0]],
+                [[t for t in ready if t.priority == p] for p in tiers[1:]],
+            )
         self._ready = ready
+        self._fallback = fallback
 
     def _target_moved(self, target: Target) -> None:
         self._refresh()
@@ -216,37 +229,54 @@ class Upstream:
 
     # -- choosing -------------------------------------------------------------
 
-    def admit(self, request: ProxyRequest, tried: Sequence[Target] = ()) -> Tuple[Target, Optional[int]]:
+    def admit(
+        self, request: ProxyRequest, tried: Sequence[Target] = (), prefer: Optional[Target] = None
+    ) -> Tuple[Target, Optional[int]]:
         """
         A target for `request` (preferring one not in `tried`) and its breaker
         ticket; raises 503 `NoHealthyUpstream` / `CircuitOpen` when none is left.
+
+        :param prefer: the target a sticky cookie pins the client to; chosen
+            when it is a candidate now and not tried yet, else the balancer
+            chooses.  When every target of the best tier refuses (half-open
+            breakers), the next tier (the backups) is tried.
         """
-        candidates: Sequence[Target] = self._ready
-        if tried:
-            # Each retry prefers a target not tried yet, else one other than the last.
-            last = tried[-1]
-            candidates = (
-                [t for t in candidates if t not in tried]
-                or [t for t in candidates if t is not last]
-                or candidates
-            )
-        while candidates:
-            target = self.balancer.pick(candidates, request)
-            breaker = target.breaker
-            if breaker is None:
-                return target, None
-            ticket = breaker.admit()
-            if ticket is not None:
-                return target, ticket
-            candidates = [t for t in candidates if t is not target]
+        if prefer is not None and prefer not in tried and prefer in self._ready:
+            ticket = prefer.breaker.admit() if prefer.breaker is not None else None
+            if prefer.breaker is None or ticket is not None:
+                return prefer, ticket
+        for tier in (self._ready, *self._fallback):
+            candidates: Sequence[Target] = tier
+            if tried:
+                # Each retry prefers a target not tried yet, else one other than the last.
+                last = tried[-1]
+                candidates = (
+                    [t for t in candidates if t not in tried]
+                    or [t for t in candidates if t is not last]
+                    or candidates
+                )
+            while candidates:
+                target = self.balancer.pick(candidates, request)
+                breaker = target.breaker
+                if breaker is None:
+                    return target, None
+                ticket = breaker.admit()
+                if ticket is not None:
+                    return target, ticket
+                candidates = [t for t in candidates if t is not target]
         raise self._unavailable()
+
+    def available(self, target: Target) -> bool:
+        """Whether `target` would be chosen now if asked for: of the serving tier, breaker allowing."""
+        return target in self._ready and (target.breaker is None or target.breaker.allows())
 
     def choose(self, request: ProxyRequest) -> Target:
         """The target the balancer would choose now (no breaker admission)."""
-        candidates = [t for t in self._ready if t.breaker is None or t.breaker.allows()]
-        if not candidates:
-            raise self._unavailable()
-        return self.balancer.pick(candidates, request)
+        for tier in (self._ready, *self._fallback):
+            candidates = [t for t in tier if t.breaker is None or t.breaker.allows()]
+            if candidates:
+                return self.balancer.pick(candidates, request)
+        raise self._unavailable()
 
     def _unavailable(self) -> GatewayError:
         up = [t for t in self.targets if t.healthy and t.outlier.ejected_until is None]
@@ -277,14 +307,17 @@ class Upstream:
         call: UpstreamCall,
         preserve_host: bool = False,
         route: Optional[RouteConfig] = None,
+        prefer: Optional[Target] = None,
     ) -> "Deferred[Any]":
         """
         Send `request` to a target; fires with the upstream's `IResponse` once
         its head arrived, or fails with a `GatewayError` (502/503/504).
         Cancelling the Deferred cancels the upstream request.  `route`'s
-        ``timeouts`` and ``retry`` sections override the upstream's.
+        ``timeouts`` and ``retry`` sections override the upstream's;
+        `prefer` is tried first (see `admit`).
         """
-        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host).start()
+        call.upstream = self.name
+        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host, prefer).start()
 
     def send(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
         """One HTTP request to `target` (no retries, no timers), traced when spans are exported."""
