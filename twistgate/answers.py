@@ -17,10 +17,11 @@ import re
 from typing import Dict, List, Optional, Tuple, Union
 
 from twistgate.config._edge import RedirectConfig, RespondConfig
+from twistgate.errors import BadRequest
 from twistgate.headers import Headers
 from twistgate.messages import ProxyRequest, ProxyResponse
 
-__all__ = ["BUILTINS", "Redirect", "Respond", "https_location", "template_names"]
+__all__ = ["BUILTINS", "Redirect", "Respond", "https_location", "https_redirect", "template_names"]
 
 #: Names a redirect target may use besides the route's parameters.
 BUILTINS = ("host", "scheme", "path")
@@ -125,3 +126,14 @@ def https_location(host: bytes, port: int, path: bytes, query: bytes) -> Optiona
     authority = name if port == 443 else name + b":%d" % port
     target = path + (b"?" + query if query else b"")
     return b"https://" + authority + target
+
+
+def https_redirect(host: bytes, port: int, path: bytes, query: bytes) -> ProxyResponse:
+    """The 308 of ``redirect_https``; `BadRequest` without a usable host."""
+    location = https_location(host, port, path, query)
+    if location is None:
+        raise BadRequest("A Host header is needed to redirect to HTTPS.")
+    headers = Headers()
+    headers.raw[b"Location"] = [location]
+    headers.raw[b"Content-Length"] = [b"0"]
+    return ProxyResponse(status=308, headers=headers, body=b"")

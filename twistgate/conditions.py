@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote_plus
 
-from twistgate.config._edge import Condition, MatchConfig
+from twistgate.config._edge import MatchConfig
 from twistgate.headers import Headers
 
 __all__ = ["RequestFacts", "parse_cookies", "parse_query"]
@@ -96,10 +96,3 @@ class RequestFacts:
                 rows.append((f"{where} {condition.describe()}", condition.test(values), seen))
         return rows
 
-
-def first_failure(facts: RequestFacts, config: MatchConfig) -> Optional[Tuple[Condition, str]]:
-    """The first condition that does not hold, and what the request had (None: all hold)."""
-    for row, condition in zip(facts.explain(config), (*config.headers, *config.cookies, *config.query)):
-        if not row[1]:
-            return condition, row[2]
-    return None

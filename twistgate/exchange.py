@@ -30,10 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from twistgate.answers import https_location
+from twistgate.answers import https_redirect
 from twistgate.conditions import RequestFacts
-from twistgate.errors import BadRequest, GatewayError, PayloadTooLarge, RouteNotFound, UpstreamTimeout, error_response
-from twistgate.headers import Headers
+from twistgate.errors import GatewayError, PayloadTooLarge, RouteNotFound, UpstreamTimeout, error_response
 from twistgate.http import request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
@@ -333,14 +332,8 @@ class Exchange:
     # -- answers before or instead of the route ------------------------------------------
 
     def _to_https(self, host: bytes, port: int, path: bytes, query: bytes) -> None:
-        """``redirect_https``: 308 to the same host and path on the HTTPS port."""
-        location = https_location(host, port, path, query)
-        if location is None:
-            raise BadRequest("A Host header is needed to redirect to HTTPS.")
-        headers = Headers()
-        headers.raw[b"Location"] = [location]
-        headers.raw[b"Content-Length"] = [b"0"]
-        response = ProxyResponse(status=308, headers=headers, body=b"")
+        """``redirect_https``: 308 to the same host and path on the HTTPS port (BadRequest without a host)."""
+        response = https_redirect(host, port, path, query)
         self.generation.own_answers.on_response(self._bare_request(), response)  # `defaults` headers
         self._send(response)
 
@@ -388,13 +381,8 @@ class Exchange:
     def _finished(self, result: Any) -> None:
         """The client's side is over: answered, or the client went away."""
         generation = self.generation
-        request = self.proxy_request
-        if request is not None:
-            for callback in request.done():
-                try:
-                    callback()
-                except Exception:
-                    _log.failure("a when_done callback failed for {request_id}", request_id=self.request_id)
+        if self.proxy_request is not None:
+            self.proxy_request.run_done()  # what layers hold for the request (concurrency slots)
         if isinstance(result, Failure):
             self.client_gone = True
             self._cancel_timer()

@@ -21,6 +21,7 @@ import json
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import attrs
+from twisted.logger import Logger
 
 from twistgate.config.model import RouteConfig
 from twistgate.headers import Headers
@@ -41,6 +42,7 @@ def _header_pairs(headers: HeaderInput) -> Tuple[Tuple[bytes, bytes], ...]:
 
 
 _NOT_ANSWERED = 1 << 30
+_log = Logger()
 
 
 class ProxyRequest:
@@ -132,10 +134,14 @@ class ProxyRequest:
             self._when_done = []
         self._when_done.append(callback)
 
-    def done(self) -> List[Any]:
-        """The callbacks of `when_done`, handed over once (the exchange calls them)."""
+    def run_done(self) -> None:
+        """Call the `when_done` callbacks, once (the exchange does, when it is over)."""
         callbacks, self._when_done = self._when_done, None
-        return callbacks or []
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:
+                _log.failure("a when_done callback failed for request {request_id}", request_id=self.request_id)
 
     @property
     def target(self) -> bytes:

@@ -300,3 +300,95 @@ def _sleep(reactor: Any, seconds: float) -> Any:
     from twisted.internet.task import deferLater
 
     return deferLater(reactor, seconds, lambda: None)
+
+
+POLICIES = """
+listeners: [{name: public, endpoint: "tcp:0:interface=127.0.0.1"}]
+access_log: {path: "{log}", flush_interval: 0s}
+auth:
+  staff: {type: basic, htpasswd: "{htpasswd}"}
+upstreams:
+  app: {targets: [{url: "http://127.0.0.1:{up}"}]}
+routes:
+  - name: office
+    path: /office/*
+    upstream: app
+    auth: [staff]
+    plugins: {ip_allow: {cidrs: [10.0.0.0/8]}}
+  - name: local
+    path: /local/*
+    upstream: app
+    auth: [staff]
+    plugins: {ip_allow: {cidrs: [127.0.0.0/8]}}
+  - {name: slow, path: /slow/*, upstream: app, concurrency: {limit: 1, key: route}}
+  - {name: health, path: /health, upstream: app, access_log: false}
+  - {name: pages, path: /pages/*, upstream: app, cache: {ttl: {200: 60s, 404: 10s}}}
+"""
+
+
+class Slow(Resource):
+    """Holds /slow/* requests until released; counts /pages/* fetches; 404 for /pages/missing."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list = []
+        self.fetches: Counter = Counter()
+
+    def render(self, request: Any) -> Any:
+        from twisted.web.server import NOT_DONE_YET
+
+        if request.path.startswith(b"/slow/"):
+            self.held.append(request)
+            return NOT_DONE_YET
+        self.fetches[request.path] += 1
+        if request.path == b"/pages/missing":
+            request.setResponseCode(404)
+        return b"page"
+
+
+@pytest_twisted.inlineCallbacks
+def test_policies_over_real_sockets(reactor, servers, tmp_path):
+    import bcrypt
+    import json
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("ann:" + bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    log = tmp_path / "access.log"
+    upstream = Slow()
+    gateway = Live(reactor, POLICIES, up=servers.upstream(upstream), log=str(log), htpasswd=str(htpasswd))
+    yield gateway.start()
+    port = gateway.ports["public"]
+    try:
+        # Network rules before authentication: 403 from a denied address, never a password challenge.
+        reply = yield deferToThread(http_request, port, "GET", "/office/x")
+        assert reply.status == 403 and reply.header("WWW-Authenticate") is None
+        reply = yield deferToThread(http_request, port, "GET", "/local/x")  # an allowed address: now the challenge
+        assert reply.status == 401 and reply.header("WWW-Authenticate").startswith("Basic")
+
+        # Concurrency: the second request in flight is refused; the slot comes back when the first ends.
+        first = deferToThread(http_request, port, "GET", "/slow/1")
+        while not upstream.held:
+            yield _sleep(reactor, 0.02)
+        reply = yield deferToThread(http_request, port, "GET", "/slow/2")
+        assert reply.status == 429 and reply.json()["error"] == "concurrency_limited"
+        upstream.held.pop().finish()
+        assert (yield first).status == 200
+        second = deferToThread(http_request, port, "GET", "/slow/3")
+        while not upstream.held:
+            yield _sleep(reactor, 0.02)
+        upstream.held.pop().finish()
+        assert (yield second).status == 200
+
+        # Cache lifetimes per status.
+        for path in ("/pages/a", "/pages/a", "/pages/missing", "/pages/missing"):
+            yield deferToThread(http_request, port, "GET", path)
+        assert upstream.fetches == {b"/pages/a": 1, b"/pages/missing": 1}
+
+        # access_log: false
+        yield deferToThread(http_request, port, "GET", "/health")
+        routes = [json.loads(line)["route"] for line in log.read_text().splitlines()]
+        assert "health" not in routes and "slow" in routes and "office" in routes
+    finally:
+        yield gateway.stop()
