@@ -5,10 +5,13 @@ The request path, and the built-in policies in the order requests meet them.
 
     client ─▶ engine (twistgate.engine)           parse, edge limits: 400 408 413 414 431
            ─▶ GatewayResource.render               the generation serving now
-           ─▶ Exchange.start (twistgate.exchange)  target and Host, path normalised, route matched: 404 405
+           ─▶ Exchange.start (twistgate.exchange)  redirect_https: 308; target and Host, path
+                                                   normalised, route matched: 404 405; body: 413
            ─▶ POLICIES below, in this order        on_request: any layer may answer itself
            ─▶ the route's plugins                  on_request, in configuration order
-           ─▶ Upstream.forward (upstream/group)    choose a target, breakers, retries, timeouts: 502 503 504
+           ─▶ Destination.forward                  split arm, sticky target; then Upstream.forward:
+                                                   a target, breakers, retries, timeouts: 502 503 504
+                                                   (or the route's redirect / respond answer)
            ◀─ the same layers in reverse           on_response (an onion: a layer that answered
                                                    is unwound only through itself and the layers outside it)
            ◀─ BodyRelay (twistgate.relay)          the body streams back, body filters on the way
@@ -17,8 +20,10 @@ A policy is one module (or package) of `twistgate.policies` with the same
 shape: its typed config section and parser, its validation, its stage, and
 a `twistgate.policies.Policy` value that ties them together.  Adding one is
 a new module plus one line in `POLICIES`.  A plugin marked ``tryfirst``
-(``ip_allow``, ``maintenance``) runs before the policies; ``trylast`` after
-the other plugins.
+(``ip_allow``: network rules before authentication, so a denied address
+gets 403 and never a challenge) runs before the policies, after
+``tracing``; ``trylast`` after the other plugins.  docs/routing.md §8 is
+the user-facing list (a test keeps it in step with `POLICIES`).
 """
 
 from __future__ import annotations

@@ -46,11 +46,11 @@ def warnings(config: GatewayConfig) -> List[ConfigIssue]:
     for upstream in config.upstreams.values():
         outlier = upstream.policies.get("outlier_detection")
         fixed = [t for t in upstream.targets if not t.srv]
-        if outlier is not None and len(fixed) == len(upstream.targets):
-            if math.floor(len(fixed) * outlier.max_ejected + 1e-9) < 1:
-                what = "a single target" if len(fixed) == 1 else f"{len(fixed)} targets"
+        # Like twistgate.upstream.outlier: two or more targets can always lose one.
+        if outlier is not None and len(fixed) == len(upstream.targets) == 1:
+            if math.floor(outlier.max_ejected + 1e-9) < 1:
                 found.append(ConfigIssue(location=outlier.location, message=(
-                    f"upstream {upstream.name!r} has {what}: with max_ejected {outlier.max_ejected:.0%} outlier "
+                    f"upstream {upstream.name!r} has a single target: with max_ejected {outlier.max_ejected:.0%} outlier "
                     "detection never ejects one (as nginx ignores max_fails for a single server); "
                     "add targets, or rely on circuit_breaker and health_check"
                 )))
