@@ -331,6 +331,40 @@ def test_backup_targets_serve_only_while_no_primary_is_available_and_traffic_ret
     assert agent.hosts[-1] == b"primary"
 
 
+def test_backup_serves_while_the_primary_breaker_is_open_and_not_after():
+    agent = ByHost()
+    yaml = BACKUP.replace(
+        "targets: [{url: \"http://primary\"}, {url: \"http://spare\", backup: true}]",
+        "targets: [{url: \"http://primary\"}, {url: \"http://spare\", backup: true}]\n"
+        "    circuit_breaker: {failure_threshold: 1, recovery_timeout: 10s}\n"
+        "    outlier_detection: {consecutive_failures: 1, max_ejected: 100%}",
+    )
+    gw = harness(yaml, Named("unused"), agents={"api": agent})
+    upstream = gw.generation.upstreams["api"]
+    primary, spare = upstream.targets
+    primary.breaker.record(primary.breaker.admit(), False)  # open
+    gw.request("GET", "http://gw.test/x")
+    assert agent.hosts[-1] == b"spare"
+    gw.clock.advance(11)  # half-open: the primary takes a probe again
+    gw.request("GET", "http://gw.test/x")
+    assert agent.hosts[-1] == b"primary"
+    upstream.outlier.record(primary, False, upstream.targets)  # ejected now
+    gw.request("GET", "http://gw.test/x")
+    assert agent.hosts[-1] == b"spare"
+
+
+def test_sticky_values_are_hashes_or_hmacs_never_addresses():
+    from twistgate.config._edge import StickyConfig
+    from twistgate.destination import Sticky
+
+    plain = Sticky(StickyConfig(cookie="tg"), [])
+    keyed = Sticky(StickyConfig(cookie="tg", secret=b"s3cret"), [])
+    token = plain.token("api", "http://10.0.0.5:8080")
+    assert token == plain.token("api", "http://10.0.0.5:8080") and len(token) == 24
+    assert b"10.0.0.5" not in token and token != keyed.token("api", "http://10.0.0.5:8080")
+    assert token != plain.token("api", "http://10.0.0.6:8080")
+
+
 def test_no_target_at_all_is_503_even_with_backups():
     agent = ByHost()
     gw = harness(BACKUP, Named("unused"), agents={"api": agent})

@@ -108,6 +108,12 @@ def test_edge_routing_end_to_end(reactor, servers):
         reply = yield deferToThread(http_request, public, "GET", "/api/x", [("X-Canary", "0")])
         assert reply.body == b"api" and reply.header("Server") is None and reply.header("X-Edge") == "1"
 
+        # The engine's own refusals carry the defaults' fixed headers too (431, 413 before routing).
+        answer = yield deferToThread(raw_exchange, public, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 431") and b"X-Edge: 1\r\n" in answer
+        answer = yield deferToThread(raw_exchange, public, b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 413") and b"X-Edge: 1\r\n" in answer
+
         first = yield deferToThread(http_request, public, "GET", "/s/x")
         cookie = first.header("Set-Cookie").split(";")[0]
         served = Counter()
