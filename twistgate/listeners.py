@@ -16,10 +16,11 @@ import attrs
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import ServerFactory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location
+from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location, SessionResumptionConfig
 from twistgate.engine.twisted_web import GatewaySite
 from twistgate.tls import PeerTLSFactory, ServerTLS, build_server_contexts
 
@@ -28,11 +29,73 @@ _log = Logger()
 
 @attrs.define
 class Listener:
-    """A listener's endpoint, and how to re-read its certificates on reload (TLS only)."""
+    """A listener's endpoint, and how to re-read its certificates on reload and rotate its ticket key (TLS only)."""
 
     config: ListenerConfig
     endpoint: Any  # IStreamServerEndpoint
     reload: Optional[Callable[[ListenerConfig], None]] = None
+    rotation: Optional["TicketKeyRotation"] = None
+
+
+class TicketKeyRotation:
+    """
+    Automatic rotation of a TLS listener's session-ticket key: every
+    ``session_resumption.ticket_key_rotation`` the listener's contexts are
+    built afresh from the keys already in memory, so new connections get a
+    new random ticket key and an empty session cache; connections already
+    open keep theirs.  (pyOpenSSL gives no access to OpenSSL's ticket keys,
+    so a ticket issued under the old key is not resumed afterwards: that
+    client does one full handshake.)  Runs only while tickets are on.
+    """
+
+    def __init__(self, tls: ServerTLS, clock: Any, settings: SessionResumptionConfig, name: str) -> None:
+        self.tls = tls
+        self.clock = clock
+        self.settings = settings
+        self.name = name
+        self.rotations = 0
+        self._call: Optional[LoopingCall] = None
+        self._running = False
+
+    def start(self) -> None:
+        self._running = True
+        self._schedule()
+
+    def stop(self) -> None:
+        self._running = False
+        self._cancel()
+
+    def reset(self, settings: SessionResumptionConfig) -> None:
+        """A reload: the new settings' period from now on (the contexts were just rebuilt anyway)."""
+        self.settings = settings
+        if self._running:
+            self._cancel()
+            self._schedule()
+
+    def rotate(self) -> None:
+        rebuild = self.tls.contexts.rebuild
+        if rebuild is None:
+            return
+        try:
+            self.tls.replace(rebuild())
+        except Exception:  # pragma: no cover - the same keys built fine before
+            _log.failure("listener {name}: rotating the TLS ticket key failed; keeping the old one", name=self.name)
+            return
+        self.rotations += 1
+        _log.info("listener {name}: TLS session ticket key rotated", name=self.name)
+
+    def _schedule(self) -> None:
+        settings = self.settings
+        if not (settings.enabled and settings.tickets):
+            return
+        call = self._call = LoopingCall(self.rotate)
+        call.clock = self.clock
+        call.start(settings.ticket_key_rotation, now=False)
+
+    def _cancel(self) -> None:
+        if self._call is not None and self._call.running:
+            self._call.stop()
+        self._call = None
 
 
 @implementer(IStreamServerEndpoint)
@@ -55,6 +118,7 @@ def build_listener(config: ListenerConfig, reactor: Any, *, source: Optional[str
         return Listener(config=config, endpoint=endpoint)
     where = f"listeners[{index}].tls"
     tls = ServerTLS(_contexts(config, source, where))
+    rotation = TicketKeyRotation(tls, reactor, config.tls.resumption, config.name)
 
     def reload(new: ListenerConfig) -> None:
         """Re-read the certificates; on any problem raise ConfigError and keep serving the old ones."""
@@ -68,9 +132,10 @@ def build_listener(config: ListenerConfig, reactor: Any, *, source: Optional[str
                 ]
             )
         tls.replace(_contexts(new, source, where))
+        rotation.reset(new.tls.resumption)
         _log.info("listener {name}: TLS certificates re-read", name=new.name)
 
-    return Listener(config=config, endpoint=TLSServerEndpoint(endpoint, tls, reactor), reload=reload)
+    return Listener(config=config, endpoint=TLSServerEndpoint(endpoint, tls, reactor), reload=reload, rotation=rotation)
 
 
 def _contexts(config: ListenerConfig, source: Optional[str], where: str) -> Any:

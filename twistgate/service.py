@@ -76,10 +76,13 @@ class GatewayService(MultiService):
             self.demo = self._serve("demo", serverFromString(reactor, config.demo.endpoint), demo_site)
         self.listeners: List[StreamServerEndpointService] = []
         self.tls_reloaders: Dict[str, Any] = {}
+        self.rotations: List[Any] = []  # TLS ticket-key rotations, started and stopped with the service
         for index, listener_config in enumerate(config.listeners):
             listener = build_listener(listener_config, reactor, source=config.source, index=index)
             if listener.reload is not None:
                 self.tls_reloaders[listener_config.name] = listener.reload
+            if listener.rotation is not None:
+                self.rotations.append(listener.rotation)
             name = listener_config.name
             site = site_for(
                 self.resource,
@@ -151,6 +154,8 @@ class GatewayService(MultiService):
             return
         for svc in self:
             svc.startService()
+        for rotation in self.rotations:
+            rotation.start()
         self.triggers.install()
         self.triggers.watch(generation.config)
         _log.info(
@@ -165,6 +170,8 @@ class GatewayService(MultiService):
     def stopService(self) -> Any:
         Service.stopService(self)
         self.triggers.uninstall()
+        for rotation in self.rotations:
+            rotation.stop()
         yield DeferredList([svc.stopService() for svc in self.listeners if svc.running], consumeErrors=True)
         self.resource.draining = True
         yield self._drain()

@@ -47,6 +47,7 @@ def test_the_table_names_only_keys_that_exist():
     known = set(_load.GATEWAY_KEYS) | set(_routes.ROUTE_KEYS) | set(_sections.LISTENER_KEYS) | set(_sections.TLS_KEYS)
     known |= set(_sections.LIMIT_KEYS) | set(_upstreams.UPSTREAM_KEYS) | set(_upstreams.TARGET_KEYS)
     known |= set(_upstreams.TIMEOUT_KEYS) | set(_upstreams.POOL_KEYS) | set(_edge.STICKY_KEYS) | set(_edge.MATCH_KEYS)
+    known |= set(_sections.SESSION_RESUMPTION_KEYS)
     known |= set(sections.route_sections()) | set(sections.upstream_sections()) | set(sections.gateway_sections())
     known |= set(auth_parse.ALL_KEYS) | set(cache_config.ROUTE_KEYS) | set(cache_config.GATEWAY_KEYS)
     known |= set(settings.RETRY_KEYS) | set(settings.ROUTE_RETRY_KEYS) | set(settings.HEALTH_CHECK_KEYS)

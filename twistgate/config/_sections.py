@@ -9,6 +9,7 @@ import re
 from ipaddress import ip_network
 from typing import Dict, List, Optional, Tuple
 
+import attrs
 from twisted.internet.endpoints import serverFromString
 
 from twistgate.config._node import Fields, Node
@@ -19,7 +20,9 @@ from twistgate.config.model import (
     ListenerCertificate,
     ListenerConfig,
     ListenerTLSConfig,
+    NO_RESUMPTION,
     PluginSection,
+    SessionResumptionConfig,
 )
 
 LISTENER_KEYS = ("name", "endpoint", "tls", "redirect_https")
@@ -31,7 +34,9 @@ TLS_KEYS = (
     "certificates",
     "min_version",
     "http2",
+    "session_resumption",
 )
+SESSION_RESUMPTION_KEYS = ("cache", "tickets", "lifetime", "ticket_key_rotation")
 TLS_CERTIFICATE_KEYS = ("certificate", "private_key")
 CLIENT_CERTIFICATE = ("none", "optional", "required")
 TLS_MIN_VERSIONS = ("1.2", "1.3")
@@ -132,6 +137,7 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
     more = fields.read("certificates", _listener_certificates, ())
     min_version = fields.read("min_version", _tls_version, "1.2")
     http2 = fields.read("http2", Node.boolean, True)
+    resumption = fields.read("session_resumption", _session_resumption, None)  # None: ListenerTLSConfig.resumption
     if certificate is None or private_key is None:
         return None
     return ListenerTLSConfig(
@@ -143,7 +149,38 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
         min_version=min_version,
         http2=http2,
         location=node.location(at_key=True),
+        session_resumption=resumption,
     )
+
+
+def _session_resumption(node: Node) -> Optional[SessionResumptionConfig]:
+    """``true`` (the defaults), ``false`` (off), or ``{cache, tickets, lifetime, ticket_key_rotation}``."""
+    if node.kind == "boolean":
+        return SessionResumptionConfig() if node.boolean() else NO_RESUMPTION
+    fields = node.mapping(SESSION_RESUMPTION_KEYS)
+    if fields is None:
+        return None
+    default = SessionResumptionConfig()
+    count = len(node.issues.found)
+    config = SessionResumptionConfig(
+        cache=fields.read("cache", Node.boolean, default.cache),
+        tickets=fields.read("tickets", Node.boolean, default.tickets),
+        lifetime=fields.read("lifetime", Node.duration, default.lifetime),
+        ticket_key_rotation=fields.read("ticket_key_rotation", Node.duration, default.ticket_key_rotation),
+    )
+    if len(node.issues.found) != count:
+        return None
+    if config.lifetime < 1:
+        fields["lifetime"].issue("must be at least 1s (OpenSSL counts whole seconds)")
+        return None
+    if config.tickets and config.ticket_key_rotation < config.lifetime:
+        where = fields["ticket_key_rotation"] if "ticket_key_rotation" in fields else fields["lifetime"]
+        where.issue(
+            f"ticket_key_rotation ({config.ticket_key_rotation:g}s) is shorter than lifetime ({config.lifetime:g}s): "
+            "every rotation ends the sessions before their time"
+        )
+        return None
+    return attrs.evolve(config, enabled=config.cache or config.tickets)
 
 
 def _written(fields: Fields, key: str, default: str) -> bool:

@@ -73,6 +73,25 @@ class ListenerCertificate:
 
 
 @attrs.frozen(kw_only=True)
+class SessionResumptionConfig:
+    """
+    ``listeners[].tls.session_resumption``: resuming TLS sessions without a
+    full handshake (twistgate.tls).  The ticket key (and the session cache)
+    is replaced every `ticket_key_rotation`.
+    """
+
+    enabled: bool = True
+    cache: bool = True  # server-side session cache (TLS 1.2 session IDs, TLS 1.3 stateful tickets)
+    tickets: bool = True  # stateless tickets (RFC 5077, TLS 1.3 PSK tickets)
+    lifetime: float = 3600.0  # a session or ticket is resumable this long
+    ticket_key_rotation: float = 12 * 3600.0
+
+
+#: Resumption turned off (mTLS listeners, unless asked: every connection verifies its client).
+NO_RESUMPTION = SessionResumptionConfig(enabled=False, cache=False, tickets=False)
+
+
+@attrs.frozen(kw_only=True)
 class ListenerTLSConfig:
     certificate: str
     private_key: str = attrs.field(repr=False)
@@ -86,6 +105,18 @@ class ListenerTLSConfig:
     min_version: str = "1.2"
     http2: bool = True
     location: Location = attrs.field(default=Location(), eq=False)
+    session_resumption: Optional[SessionResumptionConfig] = None  # None: `resumption`'s default
+
+    @property
+    def resumption(self) -> SessionResumptionConfig:
+        """
+        The settings in force: as written, else on, except where client
+        certificates are verified (each connection then verifies its client
+        afresh unless ``session_resumption`` asks otherwise).
+        """
+        if self.session_resumption is not None:
+            return self.session_resumption
+        return NO_RESUMPTION if self.client_certificate != "none" else SessionResumptionConfig()
 
 
 @attrs.frozen(kw_only=True)
