@@ -135,7 +135,7 @@ class Exchange:
             request_id=self.request_id,
             params=match.params,
             started=generation.clock.seconds(),
-            uri=downstream.target,
+            uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
         )
         if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)

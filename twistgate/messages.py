@@ -65,8 +65,8 @@ class ProxyRequest:
     :ivar consumer: the authenticated identity, if any.
     :ivar state: free space for plugins to pass data between hooks.
     :ivar started: the gateway clock's time when the request head was read.
-    :ivar uri: the request target as the client sent it (path and query,
-        before any rewrite).
+    :ivar uri: the request target as the client sent it, in origin form
+        (path and query, before normalisation or any rewrite).
     """
 
     __slots__ = (
@@ -219,7 +219,9 @@ class RouteInfo:
     :ivar name: the route's ``name``.
     :ivar config: the route's whole validated configuration (`RouteConfig`);
         its ``plugins`` holds each plugin's own section.
-    :ivar upstream: the name of the upstream group it forwards to.
+    :ivar upstream: the name of the upstream group it forwards to (a
+        ``split`` route's first arm; ``""`` for a route that answers itself
+        with ``redirect`` or ``respond``).
     """
 
     name: str

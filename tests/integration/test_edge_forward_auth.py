@@ -157,3 +157,15 @@ class _Closing:
 
     def buildProtocol(self, addr: Any) -> None:
         return None
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_forwarded_uri_is_the_origin_form_even_for_an_absolute_target(servers):
+    from tests.integration.conftest import raw_exchange
+
+    port, _, service, _ = start(servers)
+    request = b"GET http://shop.example/private/x?a=1 HTTP/1.1\r\nHost: shop.example\r\nAuthorization: Bearer good\r\nConnection: close\r\n\r\n"
+    answer = yield deferToThread(raw_exchange, port, request)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert service.seen[-1][b"x-forwarded-uri"] == [b"/private/x?a=1"]
+    assert service.seen[-1][b"x-forwarded-host"] == [b"shop.example"]
