@@ -127,6 +127,8 @@ class Destination:
 
     def forward(self, request: Any, body: Any, call: Any, preserve_host: bool, route: Any) -> Any:
         """`Upstream.forward` on the chosen upstream (its Deferred)."""
+        if self.sticky is None and not self.split:  # the common case: one upstream, nothing to choose
+            return self.upstream.forward(request, body, call, preserve_host, route)
         upstream, prefer = self.choose(request)
         if self.split:
             request.state[SPLIT_STATE] = upstream.name

@@ -141,7 +141,7 @@ class Exchange:
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
         if downstream.body is not None:
             request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
-        if not self._body_allowed(route.max_request_body):
+        if downstream.body is not None and not self._body_allowed(route.max_request_body):
             return
         # One timer bounds the whole upstream exchange (route timeout); the
         # upstream bounds each attempt's wait for the head (read timeout).
@@ -172,7 +172,7 @@ class Exchange:
         if route.preserve_host:
             request.headers.raw[b"Host"] = [self.host_header]
         self.call = UpstreamCall()
-        d = route.destination.forward(request, self.downstream.body, self.call, route.preserve_host, route.config)
+        d = route.forward(request, self.downstream.body, self.call, route.preserve_host, route.config)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
 
@@ -341,8 +341,6 @@ class Exchange:
         """The route's ``max_request_body``: a declared larger body is 413 now; the engine counts the rest."""
         downstream = self.downstream
         body = downstream.body
-        if body is None:
-            return True
         downstream.max_body = limit
         length = getattr(body, "length", None)
         if isinstance(length, int) and length > limit or downstream.received_bytes > limit:
@@ -381,8 +379,9 @@ class Exchange:
     def _finished(self, result: Any) -> None:
         """The client's side is over: answered, or the client went away."""
         generation = self.generation
-        if self.proxy_request is not None:
-            self.proxy_request.run_done()  # what layers hold for the request (concurrency slots)
+        request = self.proxy_request
+        if request is not None and request.finishers:
+            request.run_done()  # what layers hold for the request (concurrency slots)
         if isinstance(result, Failure):
             self.client_gone = True
             self._cancel_timer()

@@ -55,7 +55,7 @@ class Route:
 
     __slots__ = (
         "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
-        "max_request_body",
+        "max_request_body", "forward",
     )  # fmt: skip
 
     def __init__(
@@ -73,6 +73,12 @@ class Route:
         self.destination = destination
         #: The upstream of a single-upstream route (a split's first arm); None when the route answers itself.
         self.upstream: Optional[Upstream] = destination.upstream if destination is not None else None
+        #: ``(request, body, call, preserve_host, route config) -> Deferred``: the upstream's own
+        #: forward when there is nothing to choose (one upstream, no sticky), else the destination's.
+        self.forward: Any = None
+        if destination is not None:
+            simple = destination.sticky is None and not destination.split
+            self.forward = destination.upstream.forward if simple else destination.forward
         self.answer = answer
         self.chain = chain
         self.timeout = timeout

@@ -85,7 +85,7 @@ class ProxyRequest:
         "started",
         "answered_at",
         "uri",
-        "_when_done",
+        "finishers",
     )
 
     def __init__(
@@ -122,7 +122,8 @@ class ProxyRequest:
         #: answered; on_response then unwinds only the layers outside it.
         self.answered_at = _NOT_ANSWERED
         self.uri = uri
-        self._when_done: Optional[List[Any]] = None
+        #: Callables for when the exchange is over (`when_done`); None while there are none.
+        self.finishers: Optional[List[Any]] = None
 
     def when_done(self, callback: Any) -> None:
         """
@@ -130,13 +131,13 @@ class ProxyRequest:
         (answered, refused, failed, or the client went away): for what a
         layer holds for the request's duration (a concurrency slot).
         """
-        if self._when_done is None:
-            self._when_done = []
-        self._when_done.append(callback)
+        if self.finishers is None:
+            self.finishers = []
+        self.finishers.append(callback)
 
     def run_done(self) -> None:
         """Call the `when_done` callbacks, once (the exchange does, when it is over)."""
-        callbacks, self._when_done = self._when_done, None
+        callbacks, self.finishers = self.finishers, None
         for callback in callbacks or ():
             try:
                 callback()

@@ -140,15 +140,20 @@ class _Route(Generic[T]):
 
     def bind(self, path: str, segments: List[str]) -> RouteMatch[T]:
         if self.params_at:
-            raw = {name: segments[i] for i, name in self.params_at}
+            params = {name: _decode(segments[i]) for i, name in self.params_at}
         elif self.regex is not None:
             found = self.regex.match(path)
             assert found is not None
-            raw = {k: v for k, v in found.groupdict().items() if v is not None}
+            params = {k: _decode(v) for k, v in found.groupdict().items() if v is not None}
         else:
-            return RouteMatch(self.config, self.payload, {}, self.rewrite(path))
-        params = {k: _decode(v) for k, v in raw.items()}
-        return RouteMatch(self.config, self.payload, params, self.rewrite(path), raw)
+            params = {}
+        if params and self.config.redirect is not None:  # only redirect targets need the encoded values
+            if self.params_at:
+                raw = {name: segments[i] for i, name in self.params_at}
+            else:
+                raw = {k: v for k, v in found.groupdict().items() if v is not None}
+            return RouteMatch(self.config, self.payload, params, self.rewrite(path), raw)
+        return RouteMatch(self.config, self.payload, params, self.rewrite(path))
 
     def admits(self, listener: Optional[str], facts: "Optional[RequestFacts]") -> bool:
         """The route's listeners and `match` conditions allow the request."""
