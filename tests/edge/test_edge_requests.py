@@ -553,3 +553,37 @@ routes:
     for _ in range(2):
         gw.request("GET", "http://gw.test/s/200")
     assert upstream.calls[b"/s/200"] == 2  # no explicit freshness and not listed: not reused
+
+
+def test_concurrency_slots_come_back_when_the_client_leaves_or_a_later_layer_refuses():
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+    from twisted.internet.error import ConnectionLost
+
+    class Hangs:
+        def request(self, method, uri, headers=None, bodyProducer=None):
+            return Deferred(lambda d: None)
+
+    yaml = CONCURRENCY + "  - {name: closed, path: /closed, upstream: api, concurrency: {limit: 1, key: route}, plugins: {maintenance: {}}}\n"
+    gw = harness(yaml.replace("/*,", "/a/*,"), Named("api"), agents={"api": Hangs()})
+    stage = _live(gw, "api", "concurrency")
+    left = FakeDownstream(target=b"/a/1", headers={b"Host": [b"gw.test"]})
+    serve(gw.generation, left)
+    assert stage.in_flight == {"ip=127.0.0.1": 1}
+    left._finish.errback(Failure(ConnectionLost()))  # the client went away mid-request
+    assert stage.in_flight == {}
+    closed = _live(gw, "closed", "concurrency")
+    for _ in range(3):
+        answered = serve(gw.generation, FakeDownstream(target=b"/closed", headers={b"Host": [b"gw.test"]}))
+        assert answered.answer[0] == 503  # maintenance, after the slot was taken
+    assert closed.in_flight == {}
+
+
+def _live(gw, route, name):
+    """The stage object the running chain calls (the one counting)."""
+    runtime = gw.generation.routes_by_name[route].chain
+    for call in getattr(runtime, "_on_request", ()):
+        owner = getattr(call.function, "__self__", None)
+        if call.plugin == name and owner is not None:
+            return owner
+    raise AssertionError(f"no {name} stage on {route}")
