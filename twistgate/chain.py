@@ -5,10 +5,13 @@ The request path, and the built-in policies in the order requests meet them.
 
     client ─▶ engine (twistgate.engine)           parse, edge limits: 400 408 413 414 431
            ─▶ GatewayResource.render               the generation serving now
-           ─▶ Exchange.start (twistgate.exchange)  target and Host, path normalised, route matched: 404 405
+           ─▶ Exchange.start (twistgate.exchange)  redirect_https: 308; target and Host, path
+                                                   normalised, route matched: 404 405; body: 413
            ─▶ POLICIES below, in this order        on_request: any layer may answer itself
            ─▶ the route's plugins                  on_request, in configuration order
-           ─▶ Upstream.forward (upstream/group)    choose a target, breakers, retries, timeouts: 502 503 504
+           ─▶ Destination.forward                  split arm, sticky target; then Upstream.forward:
+                                                   a target, breakers, retries, timeouts: 502 503 504
+                                                   (or the route's redirect / respond answer)
            ◀─ the same layers in reverse           on_response (an onion: a layer that answered
                                                    is unwound only through itself and the layers outside it)
            ◀─ BodyRelay (twistgate.relay)          the body streams back, body filters on the way
@@ -17,8 +20,10 @@ A policy is one module (or package) of `twistgate.policies` with the same
 shape: its typed config section and parser, its validation, its stage, and
 a `twistgate.policies.Policy` value that ties them together.  Adding one is
 a new module plus one line in `POLICIES`.  A plugin marked ``tryfirst``
-(``ip_allow``, ``maintenance``) runs before the policies; ``trylast`` after
-the other plugins.
+(``ip_allow``: network rules before authentication, so a denied address
+gets 403 and never a challenge) runs before the policies, after
+``tracing``; ``trylast`` after the other plugins.  docs/routing.md §8 is
+the user-facing list (a test keeps it in step with `POLICIES`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List, Mapping, Tuple
 
 from twistgate.config.model import ConfigIssue, GatewayConfig, RouteConfig
-from twistgate.policies import Policy, compression, cors, tracing
+from twistgate.policies import Policy, compression, concurrency, cors, server_header, tracing
 from twistgate.policies.auth import policy as auth
 from twistgate.policies.cache import invalidation, stage as cache
 from twistgate.policies.ratelimit import stage as rate_limit
@@ -45,11 +50,13 @@ POLICIES: Tuple[Policy, ...] = (
     auth.IDENTITY_SCRUB,  # client copies of identity headers removed on routes without auth
     auth.AUTH,
     rate_limit.POLICY,  # after auth: limits may be per consumer
+    concurrency.POLICY,  # requests in flight per key; a rate-limited request never takes a slot
     cache.POLICY,  # hits are authorised, limited and get CORS headers; never transformed twice
     invalidation.POLICY,  # unsafe methods on uncached routes still invalidate
     request.REWRITE,  # the path and query first: header templates may use them
     request.QUERY,
     headers.POLICY,
+    server_header.POLICY,  # after headers: on the way out it runs first, so a route may still set its own
     response.SECURITY_HEADERS,  # fills in what the route's own header edits left missing
     response.JSON_ENVELOPE,
 )

@@ -76,6 +76,10 @@ def _check(path: str) -> int:
     except OSError as error:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
         return EXIT_INVALID
+    from twistgate.validation import warnings
+
+    for warning in warnings(config):
+        print(f"  warning: {warning}", file=sys.stderr)
     counts = (plural(len(config.listeners), "listener"), plural(len(config.upstreams), "upstream"),
               plural(len(config.routes), "route"))
     print(f"{path}: ok ({', '.join(counts)})")
@@ -116,7 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("file")
     explain.add_argument("--method", default="GET")
     explain.add_argument("--host", default=None)
-    explain.add_argument("--path", required=True)
+    explain.add_argument("--path", required=True, help="the request target; a ?query is matched too")
+    explain.add_argument("--header", action="append", metavar="'NAME: VALUE'", help="a request header (repeatable)")
+    explain.add_argument("--cookie", action="append", metavar="NAME=VALUE", help="a cookie (repeatable)")
+    explain.add_argument("--listener", default=None, help="the listener the request arrives on")
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
     from twistgate.policies.auth.cli import add_keys_command
 

@@ -24,13 +24,15 @@ request id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from twistgate.errors import GatewayError, RouteNotFound, UpstreamTimeout, error_response
+from twistgate.answers import https_redirect
+from twistgate.conditions import RequestFacts
+from twistgate.errors import GatewayError, PayloadTooLarge, RouteNotFound, UpstreamTimeout, error_response
 from twistgate.grpc import STATUS as GRPC_STATUS, code_for, error_response as grpc_error_response, is_grpc
 from twistgate.grpc import parse_timeout, status_of, status_trailers
 from twistgate.headers import Headers
@@ -67,7 +69,7 @@ class Exchange:
     __slots__ = (
         "generation", "downstream", "proxy_request", "route", "call", "upstream_d", "upstream_response",
         "response", "relay", "timer", "timed_out", "client_gone", "answered", "request_id", "host_header", "error",
-        "grpc", "grpc_status",
+        "grpc", "grpc_status", "raw_params", "client_path",
     )  # fmt: skip
 
     def __init__(self, generation: "Generation", downstream: "Downstream") -> None:
@@ -89,6 +91,8 @@ class Exchange:
         self.error: Optional[GatewayError] = None
         self.grpc = False  # a gRPC call: the gateway's own answers are gRPC-shaped (twistgate.grpc)
         self.grpc_status: Optional[int] = None
+        self.raw_params: Dict[str, str] = {}
+        self.client_path = ""
 
     # -- 1-3: accept, route, policies and plugins -----------------------------
 
@@ -100,17 +104,25 @@ class Exchange:
         self.request_id = request_id_from(headers)
         self.grpc = is_grpc(headers)
         downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
+        listener = downstream.listener
         try:
             path, query, host_raw = split_target(downstream.target, raw.get(b"Host"), downstream.version)
+            if generation.https_redirects and listener in generation.https_redirects:
+                self._to_https(host_raw, generation.https_redirects[listener], path, query)  # before routing
+                return
             host_s = host_raw.decode("latin-1") if host_raw else None
             path_s = normalize_path(path)  # InvalidPath is a BadRequest
-            match = generation.routes.match(downstream.method.decode("latin-1"), host_s, path_s)
+            routes = generation.routes
+            facts = RequestFacts(headers, query) if routes.conditional else None
+            match = routes.match(downstream.method.decode("latin-1"), host_s, path_s, listener=listener, facts=facts)
             if match is None:
                 raise RouteNotFound()
         except GatewayError as error:
             self._answer_error(Failure(error), generation.global_plugins)
             return
         self.route = route = match.payload
+        self.raw_params = match.raw_params
+        self.client_path = path_s
         strip_hop_by_hop(raw, raw.get(b"Connection"))
         for name in _DROP_FROM_REQUEST:
             raw.pop(name, None)
@@ -131,11 +143,14 @@ class Exchange:
             request_id=self.request_id,
             params=match.params,
             started=generation.clock.seconds(),
+            uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
         )
         if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
         if downstream.body is not None:
             request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
+        if downstream.body is not None and not self._body_allowed(route.max_request_body):
+            return
         # One timer bounds the whole upstream exchange (route timeout); the
         # upstream bounds each attempt's wait for the head (read timeout).
         timeout = route.timeout
@@ -164,6 +179,10 @@ class Exchange:
         route = self.route
         request = self.proxy_request
         assert route is not None and request is not None
+        if route.destination is None:
+            # redirect / respond: the gateway answers, through the same layers.
+            self._respond(route.answer.response(request, self.raw_params, self.host_header, self.client_path))
+            return
         if route.preserve_host:
             request.headers.raw[b"Host"] = [self.host_header]
         downstream = self.downstream
@@ -183,7 +202,7 @@ class Exchange:
         if self.client_gone or self.answered:
             return
         self.call = UpstreamCall(self._interim)
-        d = route.upstream.forward(self.proxy_request, self.downstream.body, self.call, route.preserve_host, route.config)
+        d = route.forward(self.proxy_request, self.downstream.body, self.call, route.preserve_host, route.config)
         self.upstream_d = d
         d.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
 
@@ -209,7 +228,7 @@ class Exchange:
 
     def _upstream_failed(self, failure: Failure) -> None:
         self.upstream_d = None
-        if self.client_gone:
+        if self.client_gone or self.answered:
             return
         if self.timed_out:
             failure = Failure(UpstreamTimeout())
@@ -235,6 +254,9 @@ class Exchange:
         if self.downstream.method != b"HEAD" and code not in _NO_BODY_STATUS and code >= 200:
             if response.length is not UNKNOWN_LENGTH and response.length is not None:
                 raw[b"Content-Length"] = [b"%d" % response.length]
+        route = self.route
+        if route is not None and route.destination is not None and route.destination.sticky is not None:
+            route.destination.answered(self.proxy_request, self.call, headers)
         self._respond(ProxyResponse(status=code, reason=response.phrase, headers=headers, from_upstream=True))
 
     def _respond(self, response: ProxyResponse) -> None:
@@ -342,6 +364,8 @@ class Exchange:
             self.upstream_response = None
         if not failure.check(GatewayError):
             _log.failure("unexpected error handling request {request_id}", failure, request_id=self.request_id)
+        if self.route is None and self.generation.own_answers.stages and failure.check(GatewayError):
+            self.generation.own_answers.on_error(self._bare_request(), failure)  # `defaults` headers
         if chain is None or chain.empty:
             self._send_error(failure, None)
             return
@@ -371,6 +395,25 @@ class Exchange:
             status, headers, body = error_response(self.error, self.request_id, self.generation.http_date())
         downstream.respond(status, None, headers, body)
 
+    # -- answers before or instead of the route ------------------------------------------
+
+    def _to_https(self, host: bytes, port: int, path: bytes, query: bytes) -> None:
+        """``redirect_https``: 308 to the same host and path on the HTTPS port (BadRequest without a host)."""
+        response = https_redirect(host, port, path, query)
+        self.generation.own_answers.on_response(self._bare_request(), response)  # `defaults` headers
+        self._send(response)
+
+    def _body_allowed(self, limit: int) -> bool:
+        """The route's ``max_request_body``: a declared larger body is 413 now; the engine counts the rest."""
+        downstream = self.downstream
+        body = downstream.body
+        downstream.max_body = limit
+        length = getattr(body, "length", None)
+        if isinstance(length, int) and length > limit or downstream.received_bytes > limit:
+            self._fail(Failure(PayloadTooLarge()))
+            return False
+        return True
+
     def _bare_request(self) -> ProxyRequest:
         """What `on_error` sees of a request that never got as far as routing."""
         downstream = self.downstream
@@ -380,7 +423,10 @@ class Exchange:
             query=downstream.query,
             headers=downstream.headers,
             peer_ip=downstream.client[0],
+            client_ip=downstream.client[0],
+            scheme="https" if downstream.secure else "http",
             request_id=self.request_id,
+            uri=downstream.target,
         )
 
     def _crashed(self, failure: Failure) -> None:
@@ -399,8 +445,17 @@ class Exchange:
     def _finished(self, result: Any) -> None:
         """The client's side is over: answered, or the client went away."""
         generation = self.generation
+        request = self.proxy_request
+        if request is not None and request.finishers:
+            request.run_done()  # what layers hold for the request (concurrency slots)
         if isinstance(result, Failure):
-            self.client_gone = True
+            if result.check(GatewayError) and not self.answered:
+                # The engine answered itself (413, 408, 400 mid-body): an
+                # answer, not a client that left.
+                self.answered = True
+                self.error = result.value
+            else:
+                self.client_gone = True
             self._cancel_timer()
             if self.upstream_d is not None:
                 d, self.upstream_d = self.upstream_d, None

@@ -23,9 +23,12 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http import datetimeToString
 
 from twistgate import chain
+from twistgate.answers import Redirect, Respond
 from twistgate.config.model import ConfigError, GatewayConfig, Location, RouteConfig, UpstreamConfig
 from twistgate.engine.upstream_client import pooled_client_factory
 from twistgate.files import FileMaterial, read_files_or_raise
+from twistgate.destination import Destination
+from twistgate.own_answers import build_own_answers
 from twistgate.http import ForwardingPolicy
 from twistgate.messages import RouteInfo
 from twistgate.ops.runtime import Operations
@@ -46,18 +49,45 @@ _log = Logger()
 
 
 class Route:
-    """A route at run time: its config, its upstream and its chain."""
+    """
+    A route at run time: its config, its chain, and either where it sends
+    requests (`destination`: one upstream or a split) or the answer it gives
+    itself (`answer`: redirect or respond).
+    """
 
-    __slots__ = ("name", "config", "upstream", "chain", "timeout", "preserve_host", "info")
+    __slots__ = (
+        "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
+        "max_request_body", "forward",
+    )  # fmt: skip
 
-    def __init__(self, config: RouteConfig, upstream: Upstream, chain: RouteChain, timeout: float) -> None:
+    def __init__(
+        self,
+        config: RouteConfig,
+        destination: Optional[Destination],
+        chain: RouteChain,
+        timeout: float,
+        *,
+        answer: Any = None,
+        max_request_body: int = 0,
+    ) -> None:
         self.name = config.name
         self.config = config
-        self.upstream = upstream
+        self.destination = destination
+        #: The upstream of a single-upstream route (a split's first arm); None when the route answers itself.
+        self.upstream: Optional[Upstream] = destination.upstream if destination is not None else None
+        #: ``(request, body, call, preserve_host, route config) -> Deferred``: the upstream's own
+        #: forward when there is nothing to choose (one upstream, no sticky), else the destination's.
+        self.forward: Any = None
+        if destination is not None:
+            simple = destination.sticky is None and not destination.split
+            self.forward = destination.upstream.forward if simple else destination.forward
+        self.answer = answer
         self.chain = chain
         self.timeout = timeout
         self.preserve_host = config.preserve_host
-        self.info = RouteInfo(name=config.name, config=config, upstream=upstream.name)
+        self.max_request_body = max_request_body
+        upstream_name = self.upstream.name if self.upstream is not None else ""
+        self.info = RouteInfo(name=config.name, config=config, upstream=upstream_name)
 
     @property
     def plugins(self) -> RouteChain:
@@ -65,7 +95,8 @@ class Route:
         return self.chain
 
     def __repr__(self) -> str:
-        return f"<Route {self.name} -> {self.upstream.name}>"
+        where = ",".join(self.destination.names) if self.destination is not None else "itself"
+        return f"<Route {self.name} -> {where}>"
 
 
 class InFlight:
@@ -153,7 +184,8 @@ class Generation:
         # requests) go through treq over a pool of their own; health checks
         # use each upstream's client.
         self.side_pool = HTTPConnectionPool(reactor, persistent=True)
-        self.http_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
+        self.side_agent = Agent(reactor, connectTimeout=10, pool=self.side_pool)  # bare: forward auth's subrequests
+        self.http_client = HTTPClient(self.side_agent)
         self.upstreams: Dict[str, Upstream] = {}
         self.borrowed: Set[str] = set()  # reused from `previous`: not ours to start or close yet
         for name, upstream in config.upstreams.items():
@@ -164,7 +196,9 @@ class Generation:
             else:
                 self.upstreams[name] = self._new_upstream(upstream)
         self.owned: Set[str] = set(self.upstreams) - self.borrowed
-        self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams, self.files)
+        self.services: Services = build_services(
+            config, reactor, self.http_client, self.ops, self.upstreams, self.files, side_agent=self.side_agent
+        )
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
         policies = {route.name: chain.build_policies(route, self.services) for route in config.routes}
@@ -176,17 +210,37 @@ class Generation:
         )
         self.global_plugins = self.plugins.for_route(None)
         default_timeout = config.limits.request_timeout
+        default_body = config.limits.max_request_body
         entries = []
         for route in config.routes:
             runtime = Route(
                 route,
-                self.upstreams[route.upstream],
+                self._destination(route),
                 self.plugins.for_route(route.name),
                 route.timeout if route.timeout is not None else default_timeout,
+                answer=Redirect(route.redirect) if route.redirect else Respond(route.respond) if route.respond else None,
+                max_request_body=route.max_request_body if route.max_request_body is not None else default_body,
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)
         self.routes_by_name: Dict[str, Route] = {route.name: runtime for route, runtime in entries}
+        #: The most body any route accepts: what an engine reads before the route is known.
+        self.body_cap = max([default_body] + [r.max_request_body for _, r in entries])
+        #: What `defaults:` gives the answers no route makes (404, 405, engine refusals).
+        self.own_answers = build_own_answers(config.defaults, self.services)
+        #: Listener name -> the HTTPS port its requests are redirected to.
+        self.https_redirects: Dict[str, int] = {
+            listener.name: listener.redirect_https for listener in config.listeners if listener.redirect_https
+        }
+
+    def _destination(self, route: RouteConfig) -> Optional[Destination]:
+        if route.split:
+            arms = [(self.upstreams[arm.upstream], arm.weight) for arm in route.split]
+        elif route.upstream:
+            arms = [(self.upstreams[route.upstream], 1)]
+        else:
+            return None
+        return Destination(arms, route.sticky)
 
     def _new_upstream(self, config: UpstreamConfig) -> Upstream:
         common = dict(events=self.shared.events, tls_policy=self.files.upstream_tls.get(config.name), side_client=self.http_client)

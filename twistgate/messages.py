@@ -21,6 +21,7 @@ import json
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import attrs
+from twisted.logger import Logger
 
 from twistgate.headers import Headers
 
@@ -43,6 +44,7 @@ def _header_pairs(headers: HeaderInput) -> Tuple[Tuple[bytes, bytes], ...]:
 
 
 _NOT_ANSWERED = 1 << 30
+_log = Logger()
 
 
 class ProxyRequest:
@@ -65,6 +67,8 @@ class ProxyRequest:
     :ivar consumer: the authenticated identity, if any.
     :ivar state: free space for plugins to pass data between hooks.
     :ivar started: the gateway clock's time when the request head was read.
+    :ivar uri: the request target as the client sent it, in origin form
+        (path and query, before normalisation or any rewrite).
     """
 
     __slots__ = (
@@ -82,6 +86,8 @@ class ProxyRequest:
         "state",
         "started",
         "answered_at",
+        "uri",
+        "finishers",
     )
 
     def __init__(
@@ -99,6 +105,7 @@ class ProxyRequest:
         params: Optional[Dict[str, str]] = None,
         consumer: Optional[str] = None,
         started: float = 0.0,
+        uri: bytes = b"",
     ) -> None:
         self.method = method
         self.path = path
@@ -116,6 +123,28 @@ class ProxyRequest:
         #: The route layer (stage or plugin position) whose on_request
         #: answered; on_response then unwinds only the layers outside it.
         self.answered_at = _NOT_ANSWERED
+        self.uri = uri
+        #: Callables for when the exchange is over (`when_done`); None while there are none.
+        self.finishers: Optional[List[Any]] = None
+
+    def when_done(self, callback: Any) -> None:
+        """
+        Call ``callback()`` once when the exchange is over, however it ended
+        (answered, refused, failed, or the client went away): for what a
+        layer holds for the request's duration (a concurrency slot).
+        """
+        if self.finishers is None:
+            self.finishers = []
+        self.finishers.append(callback)
+
+    def run_done(self) -> None:
+        """Call the `when_done` callbacks, once (the exchange does, when it is over)."""
+        callbacks, self.finishers = self.finishers, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:
+                _log.failure("a when_done callback failed for request {request_id}", request_id=self.request_id)
 
     @property
     def target(self) -> bytes:
@@ -193,7 +222,9 @@ class RouteInfo:
     :ivar name: the route's ``name``.
     :ivar config: the route's whole validated configuration (`RouteConfig`);
         its ``plugins`` holds each plugin's own section.
-    :ivar upstream: the name of the upstream group it forwards to.
+    :ivar upstream: the name of the upstream group it forwards to (a
+        ``split`` route's first arm; ``""`` for a route that answers itself
+        with ``redirect`` or ``respond``).
     """
 
     name: str

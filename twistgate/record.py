@@ -34,6 +34,8 @@ class ExchangeRecord:
     state: Any  # the ProxyRequest's state dict (cache status, auth details...)
     protocol: str = "HTTP/1.1"  # the client's: HTTP/1.0, HTTP/1.1 or HTTP/2
     grpc_status: Optional[int] = None  # a gRPC call's status (from the upstream's trailers, or the gateway's own)
+    logged: bool = True  # False: the route has `access_log: false`
+    listener: str = ""  # the listener the request arrived on
 
     @property
     def duration(self) -> float:
@@ -57,7 +59,10 @@ class ExchangeRecord:
             error=exchange.error.code if exchange.error is not None else None,
             started=started,
             finished=now,
-            upstream=route.upstream.name if route is not None else None,
+            upstream=(
+                call.upstream if call is not None and call.upstream is not None
+                else route.upstream.name if route is not None and route.upstream is not None else None
+            ),
             target=target.url if target is not None else None,
             attempts=call.attempts if call is not None else 0,
             upstream_head_seconds=(head_at - started) if head_at is not None else None,
@@ -69,6 +74,8 @@ class ExchangeRecord:
             state=preq.state if preq is not None else {},
             protocol=_PROTOCOLS.get(downstream.version) or downstream.version.decode("latin-1"),
             grpc_status=exchange.grpc_status,
+            logged=route.config.access_log if route is not None else True,
+            listener=getattr(downstream, "listener", ""),
         )
 
 

@@ -20,11 +20,12 @@ from urllib.parse import unquote
 
 import attrs
 
+from twistgate.conditions import RequestFacts
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import MethodNotAllowed
 from twistgate.pathnorm import InvalidPath, normalize_path
 
-__all__ = ["RouteMatch", "RouteRow", "RouteTable", "format_routes", "normalize_host"]
+__all__ = ["RequestFacts", "RouteMatch", "RouteRow", "RouteTable", "destination_text", "format_routes", "normalize_host"]
 
 T = TypeVar("T")
 
@@ -41,12 +42,15 @@ class RouteMatch(Generic[T]):
     :ivar params: ``{name}`` segments and regex named groups, percent-decoded.
     :ivar rewritten_path: the path to send upstream, after ``strip_prefix``
         and ``add_prefix``.
+    :ivar raw_params: the same values as ``params``, still percent-encoded
+        as in the path (for URLs: redirect targets).
     """
 
     config: RouteConfig
     payload: T
     params: Dict[str, str]
     rewritten_path: str
+    raw_params: Dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -95,13 +99,15 @@ class _Route(Generic[T]):
 
     __slots__ = (
         "config", "payload", "kind", "accepts", "host_key", "segments",
-        "prefix", "params_at", "regex", "strip", "add", "key", "rank",
+        "prefix", "params_at", "regex", "strip", "add", "key", "rank", "listeners", "conditions",
     )
 
-    def __init__(self, config: RouteConfig, payload: T, position: int) -> None:
+    def __init__(self, config: RouteConfig, payload: T, position: int, regex_order: int = 0) -> None:
         self.config = config
         self.payload = payload
         self.rank = 0
+        self.listeners = frozenset(config.listeners) if config.listeners is not None else None
+        self.conditions = config.match
         self.kind, self.segments, self.prefix, self.params_at, self.regex = _parse_path(config.path)
         self.host_key, host_rank = _parse_host(config.host)
         if config.methods is None:
@@ -121,11 +127,14 @@ class _Route(Generic[T]):
         elif self.kind == "param":
             path_rank = (1, -literals, len(self.params_at))
         elif self.kind == "regex":
-            path_rank = (2, config.index, position)
+            path_rank = (2, regex_order)  # regex routes in file order (of each pattern's first route)
         else:
             path_rank = (3, -len(self.segments), -literals)
+        # A route with `match` conditions is more specific than the same path
+        # without: it ranks first whatever the order in the file.
+        conditions = config.match.count if config.match is not None else 0
         self.key = (
-            -config.priority, host_rank, path_rank,
+            -config.priority, host_rank, path_rank, -conditions,
             0 if config.methods is not None else 1, config.index, position,
         )
 
@@ -138,7 +147,20 @@ class _Route(Generic[T]):
             params = {k: _decode(v) for k, v in found.groupdict().items() if v is not None}
         else:
             params = {}
+        if params and self.config.redirect is not None:  # only redirect targets need the encoded values
+            if self.params_at:
+                raw = {name: segments[i] for i, name in self.params_at}
+            else:
+                raw = {k: v for k, v in found.groupdict().items() if v is not None}
+            return RouteMatch(self.config, self.payload, params, self.rewrite(path), raw)
         return RouteMatch(self.config, self.payload, params, self.rewrite(path))
+
+    def admits(self, listener: Optional[str], facts: "Optional[RequestFacts]") -> bool:
+        """The route's listeners and `match` conditions allow the request."""
+        if self.listeners is not None and listener not in self.listeners:
+            return False
+        conditions = self.conditions
+        return conditions is None or (facts is not None and facts.satisfy(conditions))
 
     def rewrite(self, path: str) -> str:
         strip = self.strip
@@ -297,9 +319,11 @@ class RouteTable(Generic[T]):
     def __init__(self, entries: Iterable[Tuple[RouteConfig, T]]) -> None:
         routes: List[_Route[T]] = []
         issues: List[ConfigIssue] = []
+        regex_order: Dict[str, int] = {}
         for position, (config, payload) in enumerate(entries):
+            order = regex_order.setdefault(config.path, len(regex_order)) if config.path.startswith("~") else 0
             try:
-                routes.append(_Route(config, payload, position))
+                routes.append(_Route(config, payload, position, order))
             except ValueError as e:
                 location = config.location
                 where = location.path or f"routes[{config.index}]"
@@ -324,14 +348,29 @@ class RouteTable(Generic[T]):
                 target = table.setdefault(key, _RouteSet())
             target.add(route)
         self._by_host = bool(self._exact or self._wild)
+        self._restricted = any(r.listeners is not None or r.conditions is not None for r in routes)
+        #: Some route has `match` conditions: callers pass `RequestFacts`.
+        self.conditional = any(r.conditions is not None for r in routes)
 
-    def match(self, method: str, host: Optional[str], path: str) -> Optional[RouteMatch[T]]:
+    def match(
+        self,
+        method: str,
+        host: Optional[str],
+        path: str,
+        *,
+        listener: Optional[str] = None,
+        facts: "Optional[RequestFacts]" = None,
+    ) -> Optional[RouteMatch[T]]:
         """
         The best route for a request, or None (404).
 
         :param method: the request method, as sent (methods are case-sensitive).
         :param host: the ``Host`` header value, with or without port, or None.
         :param path: the normalised path (`normalize_path`), without query.
+        :param listener: the name of the listener the request arrived on:
+            routes with ``listeners`` serve only theirs.
+        :param facts: the request's headers, cookies and query, for routes
+            with ``match`` conditions (without it, such routes never match).
         :raises MethodNotAllowed: if routes match the host and path but none
             accepts ``method``; its ``allow`` lists what they accept.
         """
@@ -339,6 +378,10 @@ class RouteTable(Generic[T]):
         candidates = self._candidates(host, segments, path)
         if not candidates:
             return None
+        if self._restricted:
+            candidates = [route for route in candidates if route.admits(listener, facts)]
+            if not candidates:
+                return None
         best: Optional[_Route[T]] = None
         for route in candidates:
             accepts = route.accepts
@@ -380,6 +423,9 @@ class RouteTable(Generic[T]):
                 rewrite.append(f"strip {route.strip}")
             if route.add is not None:
                 rewrite.append(f"add {route.add}")
+            regex_rewrite = config.policies.get("rewrite")
+            if regex_rewrite is not None:
+                rewrite.append(f"rewrite {regex_rewrite.regex.pattern} -> {regex_rewrite.text}")
             rows.append(
                 RouteRow(
                     rank=route.rank,
@@ -389,12 +435,23 @@ class RouteTable(Generic[T]):
                     path=config.path,
                     kind=route.kind,
                     name=config.name,
-                    upstream=config.upstream,
+                    upstream=destination_text(config),
                     rewrite=", ".join(rewrite),
                     config=config,
                 )
             )
         return rows
+
+
+def destination_text(config: RouteConfig) -> str:
+    """Where a route sends requests, in a few words: ``api``, ``api-v2:10,api:90``, ``redirect 301``..."""
+    if config.split:
+        return ",".join(f"{arm.upstream}:{arm.weight}" for arm in config.split)
+    if config.redirect is not None:
+        return f"redirect {config.redirect.status} {config.redirect.to}"
+    if config.respond is not None:
+        return f"respond {config.respond.status}"
+    return config.upstream
 
 
 def format_routes(table: RouteTable[object]) -> str:

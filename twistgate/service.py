@@ -31,7 +31,7 @@ from twistgate._text import plural
 from twistgate._twisted_compat import fail_start_loudly, listening_port
 from twistgate.config.model import GatewayConfig, ListenerConfig
 from twistgate.generation import Generation
-from twistgate.listeners import build_listener, factory_for
+from twistgate.listeners import LimitedEndpoint, build_listener, factory_for
 from twistgate.ops.admin import AdminResource
 from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
@@ -77,11 +77,14 @@ class GatewayService(MultiService):
             self.demo = self._serve("demo", serverFromString(reactor, config.demo.endpoint), demo_site)
         self.listeners: List[StreamServerEndpointService] = []
         self.tls_reloaders: Dict[str, Any] = {}
+        self.rotations: List[Any] = []  # TLS ticket-key rotations, started and stopped with the service
         for index, listener_config in enumerate(config.listeners):
             contexts = first.files.listener_contexts.get(listener_config.name)
             listener = build_listener(listener_config, reactor, source=config.source, index=index, contexts=contexts)
             if listener.reload is not None:
                 self.tls_reloaders[listener_config.name] = listener.reload
+            if listener.rotation is not None:
+                self.rotations.append(listener.rotation)
             name = listener_config.name
             site = factory_for(
                 listener_config,
@@ -89,10 +92,12 @@ class GatewayService(MultiService):
                 config.limits,
                 reactor,
                 engine=config.engine,
+                listener=name,
                 on_connection=lambda delta, name=name: self.ops.connection_changed(name, delta),
                 on_http2_error=self.ops.metrics.http2_connection_error,
             )
-            self.listeners.append(self._serve(f"listener:{name}", listener.endpoint, site))
+            endpoint = LimitedEndpoint(listener.endpoint, lambda name=name: self.ops.admit_connection(name))
+            self.listeners.append(self._serve(f"listener:{name}", endpoint, site))
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:
@@ -154,6 +159,8 @@ class GatewayService(MultiService):
             return
         for svc in self:
             svc.startService()
+        for rotation in self.rotations:
+            rotation.start()
         self.triggers.install()
         self.triggers.watch(generation.config)
         _log.info(
@@ -168,6 +175,8 @@ class GatewayService(MultiService):
     def stopService(self) -> Any:
         Service.stopService(self)
         self.triggers.uninstall()
+        for rotation in self.rotations:
+            rotation.stop()
         yield DeferredList([svc.stopService() for svc in self.listeners if svc.running], consumeErrors=True)
         self.resource.draining = True
         yield self._drain()

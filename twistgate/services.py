@@ -73,13 +73,19 @@ def build_services(
     ops: Operations,
     upstreams: Mapping[str, Any],
     files: Optional[FileMaterial] = None,
+    side_agent: Any = None,
 ) -> Services:
-    """Every service the configuration asks for, built once for one generation."""
+    """
+    Every service the configuration asks for, built once for one generation.
+
+    :param side_agent: the `Agent` under `http_client` (the gateway's own
+        calls), for clients that must not share its cookie jar.
+    """
     sections = config.sections
     auth_section = sections.get("auth")
     auth = None
     if auth_section is not None:
-        auth = AuthService(auth_section, clock=clock, http_client=http_client, files=files)
+        auth = AuthService(auth_section, clock=clock, http_client=http_client, files=files, side_agent=side_agent)
     rate_limiting = sections.get("rate_limiting") or RateLimitingConfig()
     cache = CacheService(sections.get("cache"))
     tracer = _tracer(sections.get("tracing"), clock, http_client, ops)

@@ -55,6 +55,7 @@ class GatewayHarness:
         clock: Optional[Clock] = None,
         agents: Optional[Mapping[str, Any]] = None,  # upstream name -> IAgent (spies, failures)
         plugins: Optional[Mapping[str, Any]] = None,  # extra plugin name -> factory
+        listener: str = "",  # the listener name requests arrive on (routes[].listeners, redirect_https)
     ) -> None:
         self.clock = clock if clock is not None else Clock()
         self._agents: List[RequestTraversalAgent] = []
@@ -74,7 +75,7 @@ class GatewayHarness:
         self.generation = Generation(config, self.clock, agent_for=agent_for, plugin_registry=registry)
         self.resource = GatewayResource(self.generation)
         #: The gateway as twisted.web sees it (for `StubTreq` and `RequestTraversalAgent`).
-        self.front = TwistedWebFront(self.resource)
+        self.front = TwistedWebFront(self.resource, listener)
         self.client = StubTreq(self.front)
 
     def flush(self) -> None:
@@ -110,12 +111,13 @@ class TwistedWebFront(Resource):
 
     isLeaf = True
 
-    def __init__(self, root: GatewayResource) -> None:
+    def __init__(self, root: GatewayResource, listener: str = "") -> None:
         super().__init__()
         self.root = root
+        self.listener = listener
 
     def render(self, request: Any) -> Any:
-        self.root.render(TwistedDownstream(request))
+        self.root.render(TwistedDownstream(request, self.listener))
         return NOT_DONE_YET
 
 

@@ -19,7 +19,7 @@ The identity API, for authenticators and plugins:
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 from cryptography import x509
@@ -31,7 +31,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.web.http import H2_ENABLED
 from zope.interface import implementer
 
-from twistgate.config.model import ConfigError, ConfigIssue, ListenerTLSConfig, Location
+from twistgate.config.model import ConfigError, ConfigIssue, ListenerTLSConfig, Location, SessionResumptionConfig
 
 __all__ = ["ClientIdentity", "peer_identity", "identity_of", "TLS_CONNECTION"]
 
@@ -141,10 +141,20 @@ class PeerTLSProtocol(BufferingTLSTransport):
         return self._identity  # type: ignore[no-any-return]
 
     def _compute_identity(self) -> Optional[ClientIdentity]:
-        if self.verified_certificate is None:
-            return None
+        certificate = self.verified_certificate
+        if certificate is None:
+            # A resumed session (session_resumption on an mTLS listener) is not
+            # verified again: it carries the certificate of the handshake that
+            # created it, which `_verify_client` passed (a certificate that
+            # fails verification fails the handshake, so no session has one).
+            try:
+                certificate = self.getHandle().get_peer_certificate()
+            except AttributeError:  # not connected (yet, or any more)
+                return None
+            if certificate is None:
+                return None
         try:
-            return identity_of(self.verified_certificate.to_cryptography())
+            return identity_of(certificate.to_cryptography())
         except Exception:  # OpenSSL accepted it but cryptography cannot parse it: fail closed
             _log.warn("a verified client certificate could not be parsed; no identity for this connection")
             return None
@@ -279,12 +289,6 @@ _OPTIONS = (
     SSL.OP_NO_COMPRESSION  # CRIME
     | SSL.OP_CIPHER_SERVER_PREFERENCE
     | SSL.OP_NO_RENEGOTIATION  # the verified identity is fixed for the connection's life
-    # No resumption: every connection verifies its client afresh.  Under TLS
-    # 1.3 OpenSSL then sends "stateful" tickets that name the session cache,
-    # which stays off (set_session_cache_mode below), so none ever resumes.
-    # (SSL_CTX_set_num_tickets, which would stop them being sent, is not
-    # reachable through pyOpenSSL.)
-    | SSL.OP_NO_TICKET
     | SSL.OP_SINGLE_ECDH_USE
 )
 CLIENT_VERIFY_MODES = {
@@ -300,6 +304,9 @@ class ServerContexts:
     default: SSL.Context
     by_name: Dict[str, SSL.Context]  # exact names and "*.suffix" wildcards, lower-case
     names: Tuple[Tuple[str, ...], ...]  # the names of each certificate, for logs and tests
+    #: The same contexts built afresh from the keys already read (no file is
+    #: read): a new ticket key and an empty session cache (key rotation).
+    rebuild: Optional[Callable[[], "ServerContexts"]] = attrs.field(default=None, repr=False)
 
     def for_server_name(self, server_name: Optional[bytes]) -> SSL.Context:
         if not server_name:
@@ -369,16 +376,22 @@ def build_server_contexts(config: ListenerTLSConfig, *, where: str = "tls") -> S
         )
     if issues:
         raise ConfigError(issues)
-    contexts = [_context(key, config, client_cas) for key in keys]
-    by_name: Dict[str, SSL.Context] = {}
-    for key, context in zip(keys, contexts):
-        for name in key.names:
-            by_name.setdefault(name, context)  # the first certificate listed wins a name
-    built = ServerContexts(default=contexts[0], by_name=by_name, names=tuple(key.names for key in keys))
-    if len(contexts) > 1:  # one certificate: no SNI callback to pay for
-        for context in contexts:
-            context.set_tlsext_servername_callback(built.select)
-    return built
+
+    def assemble() -> ServerContexts:
+        contexts = [_context(key, config, client_cas) for key in keys]
+        by_name: Dict[str, SSL.Context] = {}
+        for key, context in zip(keys, contexts):
+            for name in key.names:
+                by_name.setdefault(name, context)  # the first certificate listed wins a name
+        built = ServerContexts(
+            default=contexts[0], by_name=by_name, names=tuple(key.names for key in keys), rebuild=assemble
+        )
+        if len(contexts) > 1:  # one certificate: no SNI callback to pay for
+            for context in contexts:
+                context.set_tlsext_servername_callback(built.select)
+        return built
+
+    return assemble()
 
 
 def _at(location: Location, key: str) -> Location:
@@ -421,8 +434,8 @@ def _context(key: CertifiedKey, config: ListenerTLSConfig, client_cas: Sequence[
         context.add_extra_chain_cert(intermediate)
     context.use_privatekey(key.private_key)
     context.check_privatekey()
-    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-    # Required by OpenSSL whenever client certificates are verified.
+    _resumption(context, config.resumption)
+    # Required by OpenSSL whenever client certificates are verified, and for the session cache.
     context.set_session_id(b"twistgate")
     if client_cas:
         store = context.get_cert_store()
@@ -440,6 +453,25 @@ def _context(key: CertifiedKey, config: ListenerTLSConfig, client_cas: Sequence[
     protocols = (b"h2", b"http/1.1") if (config.http2 and H2_ENABLED) else (b"http/1.1",)
     context.set_alpn_select_callback(_alpn_selector(protocols))
     return context
+
+
+def _resumption(context: SSL.Context, settings: SessionResumptionConfig) -> None:
+    """
+    Session resumption: the server-side cache (TLS 1.2 session IDs; TLS 1.3
+    stateful tickets when tickets are off) and stateless tickets, each
+    resumable for `lifetime`.  The ticket key is the context's own random
+    one: `twistgate.listeners` rotates it by building the contexts afresh.
+    (After SNI switches the context, OpenSSL keeps resuming with the
+    first one's cache and key, so every context shares them.)
+    """
+    if not settings.enabled:
+        context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        context.set_options(SSL.OP_NO_TICKET)
+        return
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER if settings.cache else SSL.SESS_CACHE_OFF)
+    context.set_timeout(max(1, int(settings.lifetime)))
+    if not settings.tickets:
+        context.set_options(SSL.OP_NO_TICKET)
 
 
 def _alpn_selector(protocols: Tuple[bytes, ...]) -> Any:

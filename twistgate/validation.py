@@ -24,7 +24,7 @@ from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig
 from twistgate.files import FileMaterial, read_files
 from twistgate.routing import RouteTable
 
-__all__ = ["check_files", "load_checked", "load_prepared", "validate"]
+__all__ = ["check_files", "load_checked", "load_prepared", "validate", "warnings"]
 
 
 def validate(config: GatewayConfig) -> List[ConfigIssue]:
@@ -32,7 +32,90 @@ def validate(config: GatewayConfig) -> List[ConfigIssue]:
     issues: List[ConfigIssue] = []
     issues.extend(_raised(lambda: RouteTable((route, None) for route in config.routes)))
     issues.extend(chain.validate(config))
+    issues.extend(_edge_routes(config))
     return issues
+
+
+def warnings(config: GatewayConfig) -> List[ConfigIssue]:
+    """
+    What loads but will not do what it seems to (``twistgate check`` prints
+    these; the configuration is still valid).
+    """
+    import math
+
+    found: List[ConfigIssue] = []
+    for upstream in config.upstreams.values():
+        outlier = upstream.policies.get("outlier_detection")
+        fixed = [t for t in upstream.targets if not t.srv]
+        # Like twistgate.upstream.outlier: two or more targets can always lose one.
+        if outlier is not None and len(fixed) == len(upstream.targets) == 1:
+            if math.floor(outlier.max_ejected + 1e-9) < 1:
+                found.append(ConfigIssue(location=outlier.location, message=(
+                    f"upstream {upstream.name!r} has a single target: with max_ejected {outlier.max_ejected:.0%} outlier "
+                    "detection never ejects one (as nginx ignores max_fails for a single server); "
+                    "add targets, or rely on circuit_breaker and health_check"
+                )))
+    default_timeout = config.limits.request_timeout
+    for route in config.routes:
+        timeout = route.timeout if route.timeout is not None else default_timeout
+        overrides = route.policies.get("timeouts")
+        for name in route.upstream_names:
+            upstream = config.upstreams.get(name)
+            if upstream is None:
+                continue
+            read = overrides.read if overrides is not None and overrides.read is not None else upstream.timeouts.read
+            if read > timeout:
+                found.append(ConfigIssue(location=route.location, message=(
+                    f"route {route.name!r}: upstream {name!r} timeouts.read ({read:g}s) is longer than the route's "
+                    f"timeout ({timeout:g}s), so it has no effect: the route answers 504 first"
+                )))
+    return found
+
+
+def _edge_routes(config: GatewayConfig) -> List[ConfigIssue]:
+    """Listener names, redirect templates, and keys that need an upstream."""
+    from twistgate.answers import BUILTINS, template_names
+    from twistgate.config._node import suggest
+
+    issues: List[ConfigIssue] = []
+    listeners = [listener.name for listener in config.listeners]
+    for route in config.routes:
+        where = route.location
+
+        def issue(path: str, message: str) -> None:
+            issues.append(ConfigIssue(location=attrs.evolve(where, path=f"{where.path}.{path}"), message=message))
+
+        for name in route.listeners or ():
+            if name not in listeners:
+                issue("listeners", f"unknown listener {name!r} (defined: {', '.join(listeners)}){suggest(name, listeners)}")
+        if route.redirect is not None:
+            try:
+                names = template_names(route.redirect.to)
+            except ValueError as error:
+                issue("redirect.to", str(error))
+                names = ()
+            params = _route_params(route.path)
+            for name in names:
+                if name not in params and name not in BUILTINS:
+                    known = ", ".join(sorted(set(params) | set(BUILTINS)))
+                    issue("redirect.to", f"unknown substitution {{{name}}}; known here: {known}")
+        if not route.upstream_names:
+            for key in ("retry", "timeouts"):
+                if key in route.policies:
+                    issue(key, f"'{key}' applies to forwarded requests; this route answers itself")
+    return issues
+
+
+def _route_params(path: str) -> List[str]:
+    """The ``{param}`` names and regex named groups of a route path."""
+    import re
+
+    if path.startswith("~"):
+        try:
+            return list(re.compile(path[1:]).groupindex)
+        except re.error:
+            return []
+    return re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", path)
 
 
 def check_files(config: GatewayConfig) -> List[ConfigIssue]:

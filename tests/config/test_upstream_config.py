@@ -160,12 +160,12 @@ def test_timeouts_and_pool_errors():
         upstreams:
           u:
             targets: [{url: "http://h"}]
-            timeouts: {connect: 0s, read: [1], write: 1s}
+            timeouts: {connect: 0s, read: [1], send: 1s}
             pool: {max_idle_per_target: 0, idle_timeout: 10}
         """
     )
     assert found == [
-        (5, "upstreams.u.timeouts.write", "unknown key 'write'"),
+        (5, "upstreams.u.timeouts.send", "unknown key 'send'"),
         (5, "upstreams.u.timeouts.connect", "must be longer than zero"),
         (5, "upstreams.u.timeouts.read", "expected a duration like 30s, got list"),
         (6, "upstreams.u.pool.max_idle_per_target", "must be at least 1, got 0"),

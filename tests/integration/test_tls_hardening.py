@@ -72,10 +72,10 @@ def test_groups_are_configurable(tls, pki):
 
 @pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
 @pytest_twisted.inlineCallbacks
-def test_no_session_resumption(tls, pki, tmp_path, version):
-    """A saved session (ticket or id) never resumes: every connection is a full handshake."""
+def test_no_session_resumption_when_turned_off(tls, pki, tmp_path, version):
+    """With ``session_resumption: false`` a saved session (ticket or id) never resumes: every connection is a full handshake."""
     up, _ = tls.upstream()
-    port = tls.gateway(CERT, up=up)
+    port = tls.gateway(CERT + "session_resumption: false\n", up=up)
     session = str(tmp_path / "session.pem")
     first = yield deferToThread(s_client, port, pki, version, "-sess_out", session)
     assert negotiated(first) and "HTTP/1.1 200" in first

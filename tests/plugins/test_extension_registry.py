@@ -62,7 +62,7 @@ def test_the_built_ins_of_every_group():
         "consistent_hash", "ip_hash", "least_connections", "least_response_time", "random", "round_robin",
     )  # fmt: skip
     assert registry.names(HEALTH_CHECKS) == ("grpc", "http", "tcp")
-    assert registry.names(AUTHENTICATORS) == ("api_key", "basic", "jwt", "mtls")
+    assert registry.names(AUTHENTICATORS) == ("api_key", "basic", "forward", "jwt", "mtls")
     assert registry.names(DISCOVERY) == ("consul", "dns")
     for group, names in BUILTINS.items():
         for name in names:
@@ -116,7 +116,7 @@ def test_unknown_names_list_what_is_available_with_a_hint():
             "least_response_time, random, round_robin; did you mean 'least_connections'?",
         ),
         ("upstreams.u.health_check.type", "unknown value 'tpc'; expected one of grpc, http, tcp; did you mean 'tcp'?"),
-        ("auth.corp.type", "unknown value 'jvt'; expected one of api_key, basic, jwt, mtls; did you mean 'jwt'?"),
+        ("auth.corp.type", "unknown value 'jvt'; expected one of api_key, basic, forward, jwt, mtls; did you mean 'jwt'?"),
     ]
 
 

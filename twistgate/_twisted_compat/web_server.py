@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -55,6 +55,9 @@ def send_error(request: Any, error: GatewayError, request_id: Optional[str] = No
     raw[b"Date"] = [datetimeToString()]
     for name, value in error.headers:
         headers.addRawHeader(name, value)
+    for name, value in _own_headers(getattr(request, "site", None) or getattr(request.channel, "site", None), request.isSecure()):
+        if not headers.hasHeader(name):
+            headers.addRawHeader(name, value)
     channel = request.channel
     unread_body = not getattr(request, "body_complete", True)
     # HTTP/2 streams have no `persistent` (nor a Connection header to send).
@@ -64,6 +67,12 @@ def send_error(request: Any, error: GatewayError, request_id: Optional[str] = No
     request.responseHeaders = headers
     request.write(body)
     request.finish()
+
+
+def _own_headers(site: Any, secure: bool) -> Any:
+    """What `defaults:` adds to the engine's own refusals (the site knows the serving generation)."""
+    own = getattr(site, "own_headers", None)
+    return own(secure) if own is not None else ()
 
 
 class GatewayChannel(HTTPChannel):
@@ -149,10 +158,15 @@ class GatewayChannel(HTTPChannel):
         if self.transport is None or self.transport.disconnecting:
             return
         body = error_body(error.code, error.message, new_request_id())
-        head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+        extra = b"".join(
+            b"%s: %s\r\n" % (name, value)
+            for name, value in _own_headers(getattr(self, "site", None), ISSLTransport.providedBy(self.transport))
+        )
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n" % (
             error.status,
             reason_phrase(error.status),
             len(body),
+            extra,
         )
         self.transport.write(head + body)
         self.persistent = False
@@ -189,6 +203,7 @@ class GatewayRequest(server.Request):
     streaming = False
     body_complete = True
     received_bytes = 0  # request body bytes read from the client
+    max_body: Optional[int] = None  # the route's limit once known (Downstream.max_body)
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         kwargs["parsePOSTFormSubmission"] = False
@@ -206,7 +221,7 @@ class GatewayRequest(server.Request):
         self.args = {}
         self.streaming = True
         self.body_complete = False
-        if length is not None and length > channel.limits.max_request_body:
+        if length is not None and length > self.body_limit():
             self.site = channel.site
             send_error(self, PayloadTooLarge())
             return
@@ -219,7 +234,7 @@ class GatewayRequest(server.Request):
             if self.content is None:
                 return
             self.received_bytes += len(data)
-            if self.received_bytes > self.site_limits().max_request_body:
+            if self.received_bytes > self.body_limit():
                 self.content.close()
                 self.content = None
                 stream = self.channel  # finish() forgets it
@@ -232,13 +247,23 @@ class GatewayRequest(server.Request):
         body = self.body
         if body is None:
             return  # answered already; the rest is discarded
-        if body.received + len(data) > self.channel.limits.max_request_body:
-            self.body = None
-            body.abort(BodyAborted("request body too large"))
+        if body.received + len(data) > self.body_limit():
+            # 413 first: aborting the body fails the upstream request, whose
+            # 502 must not answer before it.
             if not self.startedWriting and not self.finished:
                 send_error(self, PayloadTooLarge())
+            self.body = None
+            body.abort(BodyAborted("request body too large"))
             return
         body.write(data)
+
+    def body_limit(self) -> int:
+        """The route's ``max_request_body`` once routed; before, the most any route allows."""
+        if self.max_body is not None:
+            return self.max_body
+        site = getattr(self.channel, "site", None)
+        cap = getattr(site, "body_cap", None)
+        return cap() if cap is not None else self.site_limits().max_request_body
 
     def site_limits(self) -> LimitsConfig:
         channel = self.channel

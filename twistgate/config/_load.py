@@ -22,8 +22,10 @@ from twistgate.config.model import (
 
 T = TypeVar("T")
 
-GATEWAY_KEYS = ("listeners", "limits", "trusted_proxies", "upstreams", "routes", "plugins", "demo", "engine")
+GATEWAY_KEYS = ("listeners", "limits", "trusted_proxies", "upstreams", "routes", "plugins", "demo", "engine", "defaults")
 ENGINES = ("httptools", "twisted")
+#: Top-level keys starting with this are ignored: a home for YAML anchors.
+EXTENSION_PREFIX = "x-"
 
 
 def load_file(path: str, environ: Optional[Mapping[str, str]] = None) -> GatewayConfig:
@@ -75,23 +77,29 @@ def gateway(root: Node, source: Optional[str]) -> Optional[GatewayConfig]:
         GATEWAY_KEYS + tuple(sections.gateway_sections()),
         required=("listeners",),
         pending=PENDING_KEYS["gateway"] - set(sections.gateway_sections()),
+        ignored_prefix=EXTENSION_PREFIX,
     )
     if fields is None:
         return None
     no_upstreams: Dict[str, Optional[UpstreamConfig]] = {}
     upstreams = _section(fields, "upstreams", _upstreams.upstreams, no_upstreams)
     readable = "upstreams" not in fields or fields["upstreams"].kind in ("mapping", "null")
+    names = upstreams if readable else None
+    defaults = None
+    if "defaults" in fields and not fields["defaults"].is_null():
+        defaults = _routes.defaults_fields(fields["defaults"])
     config = GatewayConfig(
         source=source,
         listeners=_section(fields, "listeners", _sections.listeners, ()),
         limits=_section(fields, "limits", _sections.limits, LimitsConfig()),
         trusted_proxies=_section(fields, "trusted_proxies", _sections.trusted_proxies, ()),
         upstreams={name: u for name, u in upstreams.items() if u is not None},
-        routes=_section(fields, "routes", lambda n: _routes.routes(n, upstreams if readable else None), ()),
+        routes=_section(fields, "routes", lambda n: _routes.routes(n, names, defaults), ()),
         plugins=_section(fields, "plugins", _sections.plugin_sections, ()),
         demo=_section(fields, "demo", _sections.demo, None),
         engine=fields.read("engine", lambda n: n.choice(ENGINES), "httptools"),
         sections=sections.read(fields, sections.gateway_sections()),
+        defaults=_routes.read_defaults(defaults, names) if defaults is not None else None,
     )
     check_addresses(config, fields, root.issues)
     return config

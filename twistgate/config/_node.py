@@ -53,7 +53,10 @@ class Issues:
 
     def add(self, line: int, path: str, message: str, column: int = 0) -> None:
         location = Location(file=self.file, line=line, path=path, column=column)
-        self.found.append(ConfigIssue(location=location, message=message))
+        issue = ConfigIssue(location=location, message=message)
+        # `defaults:` is read once per route that takes it: say each problem once.
+        if issue not in self.found:
+            self.found.append(issue)
 
 
 def compose(text: str, issues: Issues) -> "Node | None":
@@ -323,14 +326,20 @@ class Node:
         *,
         required: Collection[str] = (),
         pending: Collection[str] = (),
+        ignored_prefix: Optional[str] = None,
     ) -> Optional["Fields"]:
-        """A mapping with a fixed set of keys; unknown ones get a suggestion."""
+        """
+        A mapping with a fixed set of keys; unknown ones get a suggestion.
+        Keys starting with `ignored_prefix` are skipped without a word.
+        """
         entries = self.entries()
         if entries is None:
             return None
         fields: Dict[str, Node] = {}
         suggested: Set[Optional[str]] = set()
         for key, value in entries:
+            if ignored_prefix is not None and key.startswith(ignored_prefix):
+                continue
             if key in known:
                 fields[key] = value
             elif key in pending:
@@ -345,7 +354,7 @@ class Node:
             if key not in fields and key not in suggested:
                 line = self.location(at_key=True).line  # `tls:`, not its first child
                 self.issues.add(line, join(self.path, key), f"required key {key!r} is missing")
-        return Fields(self, fields)
+        return Fields(self, fields, suggested)
 
     def plain(self) -> Any:
         """Plain dicts, lists and scalars (plugin options), strings substituted."""
@@ -370,9 +379,10 @@ class Node:
 class Fields:
     """The known keys of one mapping, read with defaults."""
 
-    def __init__(self, owner: Node, nodes: Dict[str, Node]):
+    def __init__(self, owner: Node, nodes: Dict[str, Node], suggested: Collection[Optional[str]] = ()):
         self.owner = owner
         self.nodes = nodes
+        self.suggested = suggested  # known keys offered for misspelt ones
 
     def __contains__(self, key: str) -> bool:
         return key in self.nodes

@@ -9,8 +9,8 @@ import re
 from ipaddress import ip_address
 from typing import Collection, Dict, FrozenSet, List, Optional, Tuple
 
-from twistgate.config._node import Node, closest, suggest
-from twistgate.config import sections
+from twistgate.config._node import Fields, Node, closest, suggest
+from twistgate.config import _edge, sections
 from twistgate.config._pending import PENDING_KEYS
 from twistgate.config._sections import plugin_sections
 from twistgate.config.model import RouteConfig
@@ -18,7 +18,9 @@ from twistgate.config.model import RouteConfig
 ROUTE_KEYS = (
     "name", "path", "upstream", "methods", "host", "priority",
     "strip_prefix", "add_prefix", "preserve_host", "timeout", "plugins",
-)  # fmt: skip
+) + _edge.EDGE_KEYS  # fmt: skip
+#: Keys `defaults:` cannot give: they name one route.
+PER_ROUTE_ONLY = ("name", "path")
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -28,16 +30,20 @@ _LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
-def routes(node: Node, upstream_names: Optional[Collection[str]]) -> Tuple[RouteConfig, ...]:
+def routes(
+    node: Node, upstream_names: Optional[Collection[str]], defaults: Optional[Fields] = None
+) -> Tuple[RouteConfig, ...]:
     """
     :param upstream_names: the names under ``upstreams``, or ``None`` when
         that section was itself unreadable (then references are not checked,
         to avoid a cascade of follow-on errors).
+    :param defaults: the keys of ``defaults:`` (`defaults_fields`), given to
+        every route that does not set them.
     """
     found: List[RouteConfig] = []
     first_line: Dict[str, int] = {}
     for index, item in enumerate(node.sequence() or ()):
-        one = route(index, item, upstream_names)
+        one = route(index, item, upstream_names, defaults)
         if one is None:
             continue
         if one.name in first_line:
@@ -47,21 +53,81 @@ def routes(node: Node, upstream_names: Optional[Collection[str]]) -> Tuple[Route
     return tuple(found)
 
 
-def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> Optional[RouteConfig]:
+def defaults_fields(node: Node) -> Optional[Fields]:
+    """``defaults:``: any route key but ``name`` and ``path``, checked once here."""
+    known = tuple(k for k in ROUTE_KEYS if k not in PER_ROUTE_ONLY) + tuple(sections.route_sections())
+    return node.mapping(known, pending=PENDING_KEYS["route"] - set(sections.route_sections()))
+
+
+def read_defaults(fields: Fields, upstream_names: Optional[Collection[str]]) -> Optional[RouteConfig]:
+    """The defaults as one route (name "defaults", path ``/*``), for the gateway's own answers."""
+    return _route_config(-1, fields.owner, fields, upstream_names, name="defaults", path="/*", partial=True)
+
+
+def route(
+    index: int, node: Node, upstream_names: Optional[Collection[str]], defaults: Optional[Fields] = None
+) -> Optional[RouteConfig]:
     fields = node.mapping(
         ROUTE_KEYS + tuple(sections.route_sections()),
-        required=("name", "path", "upstream"),
+        required=("name", "path"),
         pending=PENDING_KEYS["route"] - set(sections.route_sections()),
     )
     if fields is None:
         return None
-    name = fields.read("name", Node.string, None)
-    path = fields.read("path", lambda n: n.convert(check_path, "a path like /api/*"), None)
+    if defaults is not None:
+        own_terminal = any(key in fields for key in _edge.TERMINAL_KEYS)
+        for key, value in defaults.nodes.items():
+            # Replaced as a whole by the route's own key; what the route does
+            # (upstream, split, redirect, respond) is one choice, never mixed.
+            if key not in fields and not (own_terminal and key in _edge.TERMINAL_KEYS):
+                fields.nodes[key] = value
+    terminal = [key for key in _edge.TERMINAL_KEYS if key in fields]
+    if not terminal:
+        # (or split, redirect or respond; a misspelt one is reported as such)
+        if not set(fields.suggested) & set(_edge.TERMINAL_KEYS):
+            node.issues.add(node.location(at_key=True).line, f"{node.path}.upstream", "required key 'upstream' is missing")
+    elif len(terminal) > 1:
+        fields[terminal[1]].issue(
+            f"a route has one of 'upstream', 'split', 'redirect' or 'respond'; this one has {' and '.join(map(repr, terminal))}",
+            at_key=True,
+        )
+    config = _route_config(index, node, fields, upstream_names)
+    return config if len(terminal) == 1 else None
+
+
+def _route_config(
+    index: int,
+    node: Node,
+    fields: Fields,
+    upstream_names: Optional[Collection[str]],
+    *,
+    name: Optional[str] = None,
+    path: Optional[str] = None,
+    partial: bool = False,
+) -> Optional[RouteConfig]:
+    if name is None:
+        name = fields.read("name", Node.string, None)
+    if path is None:
+        path = fields.read("path", lambda n: n.convert(check_path, "a path like /api/*"), None)
     upstream = fields.read("upstream", lambda n: upstream_reference(n, upstream_names), None)
+    split = fields.read("split", lambda n: _edge.parse_split(n, lambda u: upstream_reference(u, upstream_names)), ())
+    sticky = fields.read("sticky", _edge.parse_sticky, None)
+    redirect = fields.read("redirect", _edge.parse_redirect, None)
+    respond = fields.read("respond", _edge.parse_respond, None)
+    if sticky is not None and (redirect is not None or respond is not None):
+        fields["sticky"].issue("'sticky' pins clients to targets: it needs 'upstream' or 'split'", at_key=True)
     config = RouteConfig(
         name=name or "",
         path=path or "",
         upstream=upstream or "",
+        listeners=fields.read("listeners", _edge.parse_listeners, None),
+        match=fields.read("match", _edge.parse_match, None),
+        split=split,
+        sticky=sticky,
+        redirect=redirect,
+        respond=respond,
+        max_request_body=fields.read("max_request_body", lambda n: n.size(min=1), None),
+        access_log=fields.read("access_log", Node.boolean, True),
         methods=fields.read("methods", methods, None),
         host=fields.read("host", lambda n: n.convert(check_host, "a host name like api.example.com"), None),
         priority=fields.read("priority", Node.integer, 0),
@@ -74,7 +140,8 @@ def route(index: int, node: Node, upstream_names: Optional[Collection[str]]) -> 
         index=index,
         location=node.location(),
     )
-    return config if name and path and upstream else None
+    complete = upstream or split or redirect is not None or respond is not None
+    return config if name and path and (complete or partial) else None
 
 
 def upstream_reference(node: Node, names: Optional[Collection[str]]) -> Optional[str]:

@@ -9,6 +9,8 @@ import re
 from ipaddress import ip_network
 from typing import Dict, List, Optional, Tuple
 
+import attrs
+
 from twistgate.config._node import Fields, Node
 from twistgate.config.endpoints import EndpointError, parse_server_endpoint, suggest_endpoint
 from twistgate.config.model import (
@@ -18,10 +20,12 @@ from twistgate.config.model import (
     ListenerCertificate,
     ListenerConfig,
     ListenerTLSConfig,
+    NO_RESUMPTION,
     PluginSection,
+    SessionResumptionConfig,
 )
 
-LISTENER_KEYS = ("name", "endpoint", "tls", "h2c")
+LISTENER_KEYS = ("name", "endpoint", "tls", "h2c", "redirect_https")
 TLS_KEYS = (
     "certificate",
     "private_key",
@@ -31,14 +35,16 @@ TLS_KEYS = (
     "min_version",
     "http2",
     "groups",
+    "session_resumption",
 )
+SESSION_RESUMPTION_KEYS = ("cache", "tickets", "lifetime", "ticket_key_rotation")
 TLS_CERTIFICATE_KEYS = ("certificate", "private_key")
 CLIENT_CERTIFICATE = ("none", "optional", "required")
 TLS_MIN_VERSIONS = ("1.2", "1.3")
 LIMIT_SIZES = ("max_request_body", "max_header_bytes", "max_request_line")
 LIMIT_DURATIONS = ("request_timeout", "idle_timeout", "drain_timeout")
 LIMIT_KEYS = LIMIT_SIZES + LIMIT_DURATIONS + ("max_headers", "client_header_timeout", "header_timeout",
-                                              "client_body_timeout", "request_buffering")
+                                              "client_body_timeout", "request_buffering", "max_connections")
 DEMO_KEYS = ("endpoint",)
 
 
@@ -89,10 +95,26 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
                 "h2c is cleartext HTTP/2; a listener with 'tls' offers HTTP/2 over ALPN (tls.http2) instead",
                 at_key=True,
             )
+        redirect = fields.read("redirect_https", _https_port, None)
+        if redirect is not None and "tls" in fields:
+            fields["redirect_https"].issue("a TLS listener serves HTTPS itself; 'redirect_https' goes on a plain listener", at_key=True)
         if name is not None and endpoint is not None:
             location = fields["endpoint"].location()
-            found.append(ListenerConfig(name=name, endpoint=endpoint, tls=tls, h2c=h2c, location=location))
+            found.append(
+                ListenerConfig(name=name, endpoint=endpoint, tls=tls, h2c=h2c, redirect_https=redirect, location=location)
+            )
     return tuple(found)
+
+
+def _https_port(node: Node) -> Optional[int]:
+    """``true`` (443), ``false`` (off) or a port number."""
+    if node.kind == "boolean":
+        return 443 if node.boolean() else None
+    port = node.integer(min=1)
+    if port is not None and port > 65535:
+        node.issue(f"expected a port from 1 to 65535 (or true for 443), got {port}")
+        return None
+    return port
 
 
 def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
@@ -121,6 +143,7 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
     min_version = fields.read("min_version", _tls_version, "1.2")
     http2 = fields.read("http2", Node.boolean, True)
     groups = fields.read("groups", _tls_groups, ListenerTLSConfig.__attrs_attrs__.groups.default)
+    resumption = fields.read("session_resumption", _session_resumption, None)  # None: ListenerTLSConfig.resumption
     if certificate is None or private_key is None:
         return None
     return ListenerTLSConfig(
@@ -133,7 +156,38 @@ def listener_tls(node: Node) -> Optional[ListenerTLSConfig]:
         http2=http2,
         groups=groups,
         location=node.location(at_key=True),
+        session_resumption=resumption,
     )
+
+
+def _session_resumption(node: Node) -> Optional[SessionResumptionConfig]:
+    """``true`` (the defaults), ``false`` (off), or ``{cache, tickets, lifetime, ticket_key_rotation}``."""
+    if node.kind == "boolean":
+        return SessionResumptionConfig() if node.boolean() else NO_RESUMPTION
+    fields = node.mapping(SESSION_RESUMPTION_KEYS)
+    if fields is None:
+        return None
+    default = SessionResumptionConfig()
+    count = len(node.issues.found)
+    config = SessionResumptionConfig(
+        cache=fields.read("cache", Node.boolean, default.cache),
+        tickets=fields.read("tickets", Node.boolean, default.tickets),
+        lifetime=fields.read("lifetime", Node.duration, default.lifetime),
+        ticket_key_rotation=fields.read("ticket_key_rotation", Node.duration, default.ticket_key_rotation),
+    )
+    if len(node.issues.found) != count:
+        return None
+    if config.lifetime < 1:
+        fields["lifetime"].issue("must be at least 1s (OpenSSL counts whole seconds)")
+        return None
+    if config.tickets and config.ticket_key_rotation < config.lifetime:
+        where = fields["ticket_key_rotation"] if "ticket_key_rotation" in fields else fields["lifetime"]
+        where.issue(
+            f"ticket_key_rotation ({config.ticket_key_rotation:g}s) is shorter than lifetime ({config.lifetime:g}s): "
+            "every rotation ends the sessions before their time"
+        )
+        return None
+    return attrs.evolve(config, enabled=config.cache or config.tickets)
 
 
 def _written(fields: Fields, key: str, default: str) -> bool:
@@ -201,6 +255,7 @@ def limits(node: Node) -> LimitsConfig:
     values["header_timeout"] = fields.read(header_key, Node.duration, default.header_timeout)
     values["body_timeout"] = fields.read("client_body_timeout", Node.duration, default.body_timeout)
     values["request_buffering"] = fields.read("request_buffering", Node.boolean, default.request_buffering)
+    values["max_connections"] = fields.read("max_connections", lambda n: n.integer(min=1), default.max_connections)
     return LimitsConfig(**values)  # type: ignore[arg-type]
 
 

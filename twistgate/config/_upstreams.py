@@ -18,6 +18,8 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+import attrs
+
 from twistgate.config._node import Fields, Node
 from twistgate.config import sections
 from twistgate.config._pending import PENDING_KEYS
@@ -32,8 +34,8 @@ from twistgate.config.model import (
 
 UPSTREAM_KEYS = ("targets", "targets_from", "balance", "timeouts", "pool", "protocol")
 PROTOCOLS = ("http1", "h2", "h2c")
-TARGET_KEYS = ("url", "weight", "srv", "scheme")
-TIMEOUT_KEYS = ("connect", "read", "total")
+TARGET_KEYS = ("url", "weight", "srv", "scheme", "backup")
+TIMEOUT_KEYS = ("connect", "read", "total", "write")
 POOL_KEYS = ("max_idle_per_target", "idle_timeout")
 BALANCE = ("round_robin", "least_connections", "ip_hash", "consistent_hash", "random", "least_response_time")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -92,6 +94,9 @@ def upstream(name: str, node: Node) -> Optional[UpstreamConfig]:
         policies["balance"] = choice
     if source is not None:
         policies["targets_from"] = source
+    if found and all(t.backup for t in found):
+        fields["targets"].issue("every target is a backup; at least one must be a primary (leave 'backup' out)")
+        return None
     return UpstreamConfig(
         name=name,
         targets=found or (),
@@ -157,8 +162,10 @@ def target(node: Node) -> Optional[TargetConfig]:
     if fields is None:
         return None
     weight = fields.read("weight", lambda n: n.integer(min=1), 1)
+    backup = fields.read("backup", Node.boolean, False)
     if "srv" in fields:
-        return srv_target(fields, weight)
+        found = srv_target(fields, weight)
+        return attrs.evolve(found, backup=backup) if found is not None else None
     if "scheme" in fields:
         fields["scheme"].issue("'scheme' goes with 'srv' targets; a 'url' target names its scheme itself", at_key=True)
     url = fields.read("url", Node.string, None)
@@ -169,7 +176,7 @@ def target(node: Node) -> Optional[TargetConfig]:
     except ValueError as e:
         fields["url"].issue(str(e))
         return None
-    return TargetConfig(url=url, scheme=scheme, host=host, port=port, weight=weight)
+    return TargetConfig(url=url, scheme=scheme, host=host, port=port, weight=weight, backup=backup)
 
 
 def srv_target(fields: Fields, weight: int) -> Optional[TargetConfig]:
@@ -235,6 +242,7 @@ def upstream_timeouts(node: Node) -> UpstreamTimeoutsConfig:
         connect=fields.read("connect", Node.duration, default.connect),
         read=fields.read("read", Node.duration, default.read),
         total=fields.read("total", Node.duration, default.total),
+        write=fields.read("write", Node.duration, default.write),
     )
 
 

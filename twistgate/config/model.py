@@ -9,9 +9,12 @@ seconds (float), sizes are bytes (int).
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, Union
 
 import attrs
+
+if TYPE_CHECKING:
+    from twistgate.config._edge import MatchConfig, RedirectConfig, RespondConfig, SplitArm, StickyConfig
 
 IPNetwork = Union[IPv4Network, IPv6Network]
 
@@ -73,6 +76,25 @@ class ListenerCertificate:
 
 
 @attrs.frozen(kw_only=True)
+class SessionResumptionConfig:
+    """
+    ``listeners[].tls.session_resumption``: resuming TLS sessions without a
+    full handshake (twistgate.tls).  The ticket key (and the session cache)
+    is replaced every `ticket_key_rotation`.
+    """
+
+    enabled: bool = True
+    cache: bool = True  # server-side session cache (TLS 1.2 session IDs, TLS 1.3 stateful tickets)
+    tickets: bool = True  # stateless tickets (RFC 5077, TLS 1.3 PSK tickets)
+    lifetime: float = 3600.0  # a session or ticket is resumable this long
+    ticket_key_rotation: float = 12 * 3600.0
+
+
+#: Resumption turned off (mTLS listeners, unless asked: every connection verifies its client).
+NO_RESUMPTION = SessionResumptionConfig(enabled=False, cache=False, tickets=False)
+
+
+@attrs.frozen(kw_only=True)
 class ListenerTLSConfig:
     certificate: str
     private_key: str = attrs.field(repr=False)
@@ -90,6 +112,18 @@ class ListenerTLSConfig:
     # offers X448, P-521 and finite-field groups.
     groups: Tuple[str, ...] = ("X25519", "P-256", "P-384")
     location: Location = attrs.field(default=Location(), eq=False)
+    session_resumption: Optional[SessionResumptionConfig] = None  # None: `resumption`'s default
+
+    @property
+    def resumption(self) -> SessionResumptionConfig:
+        """
+        The settings in force: as written, else on, except where client
+        certificates are verified (each connection then verifies its client
+        afresh unless ``session_resumption`` asks otherwise).
+        """
+        if self.session_resumption is not None:
+            return self.session_resumption
+        return NO_RESUMPTION if self.client_certificate != "none" else SessionResumptionConfig()
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +135,7 @@ class ListenerConfig:
     location: Location = attrs.field(default=Location(), eq=False)
     # Cleartext HTTP/2 with prior knowledge (twistgate.engine.protocol_switch).
     h2c: bool = False
+    redirect_https: Optional[int] = None  # every request answers 308 to https on this port
 
 
 @attrs.frozen(kw_only=True)
@@ -123,6 +158,7 @@ class LimitsConfig:
     request_timeout: float = 60.0  # default whole-request upstream timeout (504)
     idle_timeout: float = 300.0  # keep-alive connections with nothing to do are closed
     drain_timeout: float = 30.0  # on shutdown, in-flight requests get this long
+    max_connections: Optional[int] = None  # client connections open at once, every listener together
 
 
 @attrs.frozen(kw_only=True)
@@ -133,6 +169,7 @@ class TargetConfig:
     port: int
     weight: int = 1
     srv: bool = False  # `host` is a DNS SRV name: addresses and ports come from DNS (port is 0)
+    backup: bool = False  # used only while no primary target is available
 
 
 @attrs.frozen(kw_only=True)
@@ -140,6 +177,7 @@ class UpstreamTimeoutsConfig:
     connect: float = 5.0
     read: float = 30.0  # time to the response head, and between body chunks
     total: Optional[float] = None  # every attempt and backoff until the head; None: the route's timeout
+    write: Optional[float] = None  # the upstream accepting none of the request body for this long: 504
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +219,7 @@ class PluginSection:
 class RouteConfig:
     name: str
     path: str  # /exact, /prefix/*, /items/{id}, ~^/regex$
-    upstream: str
+    upstream: str  # "" when the route splits, redirects or responds itself
     methods: Optional[frozenset] = None  # of upper-case str; None = any
     host: Optional[str] = None  # exact or *.example.com; None = any
     priority: int = 0
@@ -194,6 +232,22 @@ class RouteConfig:
     policies: Mapping[str, Any] = attrs.field(factory=dict)
     index: int = 0  # position in the file: the last tie-breaker
     location: Location = Location()
+    # Edge routing (twistgate.config._edge).
+    listeners: Optional[Tuple[str, ...]] = None  # None: every listener serves the route
+    match: "Optional[MatchConfig]" = None  # header/cookie/query conditions, all must hold
+    split: "Tuple[SplitArm, ...]" = ()  # weighted upstreams instead of `upstream`
+    sticky: "Optional[StickyConfig]" = None
+    redirect: "Optional[RedirectConfig]" = None
+    respond: "Optional[RespondConfig]" = None
+    max_request_body: Optional[int] = None  # None: limits.max_request_body
+    access_log: bool = True
+
+    @property
+    def upstream_names(self) -> Tuple[str, ...]:
+        """Every upstream the route may send to (none for redirect and respond routes)."""
+        if self.split:
+            return tuple(arm.upstream for arm in self.split)
+        return (self.upstream,) if self.upstream else ()
 
 
 @attrs.frozen(kw_only=True)
@@ -219,3 +273,6 @@ class GatewayConfig:
     engine: str = "httptools"
     # Typed configs of top-level extension sections (admin, auth...), by key.
     sections: Mapping[str, Any] = attrs.field(factory=dict)
+    # `defaults:` read as a route (name "defaults"): what the gateway's own
+    # answers (404, 413, 431...) take from it; routes already have it merged in.
+    defaults: Optional[RouteConfig] = None

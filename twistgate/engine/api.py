@@ -52,6 +52,14 @@ class Downstream(Protocol):
     :ivar code: the status sent, once sent.
     :ivar started_writing: the response head went out (or is committed).
     :ivar finished: the response is complete.
+    :ivar listener: the name of the listener (``listeners[].name``) the
+        request arrived on: routes with ``listeners`` and ``redirect_https``
+        depend on it.
+    :ivar max_body: the most request-body bytes to accept.  The engine
+        starts from the generation's ``body_cap`` (the largest any route
+        allows); the exchange sets the route's ``max_request_body`` as soon as
+        the route is known.  Beyond it the engine answers 413 if nothing was
+        sent yet, else cuts the body (as with ``limits.max_request_body``).
     """
 
     method: bytes
@@ -72,6 +80,8 @@ class Downstream(Protocol):
     code: int
     started_writing: bool
     finished: bool
+    listener: str
+    max_body: int
 
     def notify_finish(self) -> "Deferred[None]":
         """Fires when the answer is written; fails when the client went away first."""

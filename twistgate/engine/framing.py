@@ -180,11 +180,22 @@ def head_bytes(line: bytes, raw: Dict[bytes, List[bytes]], extra: bytes) -> byte
     return b"".join(parts)
 
 
-def error_response(error: GatewayError) -> bytes:
-    """The engine's own answer to ``error``: the gateway's JSON body, then the connection closes."""
+#: What the engine's own answers set themselves.
+_ERROR_OWNED = frozenset({b"content-type", b"content-length", b"x-request-id", b"cache-control", b"connection"})
+
+
+def error_response(error: GatewayError, own: Any = ()) -> bytes:
+    """
+    The engine's own answer to ``error``: the gateway's JSON body, then the
+    connection closes.  `own`: more ``(name, value)`` pairs for the gateway's
+    own answers (what ``defaults`` gives them), unless the error set them.
+    """
     request_id = new_request_id()
     body = error_body(error.code, error.message, request_id)
-    extra = b"".join(b"%s: %s\r\n" % pair for pair in error.headers)
+    pairs = list(error.headers)
+    taken = {name.lower() for name, _ in pairs} | _ERROR_OWNED
+    pairs += [(name, value) for name, value in own if name.lower() not in taken]
+    extra = b"".join(b"%s: %s\r\n" % pair for pair in pairs)
     return b"%sContent-Type: application/json\r\nContent-Length: %d\r\nX-Request-Id: %s\r\n" \
         b"Cache-Control: no-store\r\nConnection: close\r\n%s\r\n%s" % (
             status_line(b"HTTP/1.1", error.status, None),

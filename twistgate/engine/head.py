@@ -84,8 +84,12 @@ class RequestHeadParser:
                 raise BadRequest("Lines must end with CRLF.")
             newline = buf.find(b"\n", newline + 1)
 
-    def parse(self, head: bytes) -> ParsedHead:
-        """``head`` runs up to and including its CRLFCRLF; raises a `GatewayError` to answer with."""
+    def parse(self, head: bytes, max_body: Optional[int] = None) -> ParsedHead:
+        """
+        ``head`` runs up to and including its CRLFCRLF; raises a `GatewayError`
+        to answer with.  `max_body`: the largest body allowed now (default the
+        listener's ``max_request_body``).
+        """
         limits = self._limits
         self._line_seen = False
         line_end = head.find(b"\r\n")
@@ -126,7 +130,7 @@ class RequestHeadParser:
         if (hosts is None and http11) or (hosts is not None and len(hosts) != 1):
             raise BadRequest("Exactly one Host header is required.")
         chunked, length = body_framing(raw, http11)
-        if length > limits.max_request_body:
+        if length > (limits.max_request_body if max_body is None else max_body):
             raise PayloadTooLarge()
         keep_alive = persists(raw.get(b"Connection"), http11)
         expect = raw.get(b"Expect")

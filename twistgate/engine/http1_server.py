@@ -31,7 +31,7 @@ from twistgate.engine.head import RequestHeadParser
 from twistgate.engine.limits import ServerLimits
 from twistgate.engine.request import ServerRequest
 from twistgate.engine.writer import SocketWriter
-from twistgate.errors import GatewayError, RequestTimeout
+from twistgate.errors import GatewayError, PayloadTooLarge, RequestTimeout
 from twistgate.upstream.body import BodyAborted, StreamingBody
 
 __all__ = ["HTTP1ServerFactory", "HTTP1ServerProtocol"]
@@ -53,6 +53,9 @@ class HTTP1ServerProtocol(Protocol):
         self._limits = factory.limits
         self._clock = factory.clock
         self._on_connection = factory.on_connection
+        self._body_cap = factory.body_cap
+        self._own_headers = factory.own_headers
+        self.listener = factory.listener
         self.secure = factory.secure
         self.client: Tuple[str, int] = ("", 0)
         self._state = _HEAD
@@ -158,12 +161,12 @@ class HTTP1ServerProtocol(Protocol):
         return True
 
     def _new_request(self, head: bytes) -> ServerRequest:
-        parsed = self._heads.parse(head)
+        cap = self._body_cap()
+        parsed = self._heads.parse(head, cap)
         body = None
         if parsed.chunked:
             body = StreamingBody(None, self._read_flow)
-            limits = self._limits
-            self._chunks = ChunkedDecoder(limits.max_request_body, limits.max_header_bytes)
+            self._chunks = ChunkedDecoder(cap, self._limits.max_header_bytes)
         elif parsed.length:
             body = StreamingBody(parsed.length, self._read_flow)
             self._body_left = parsed.length
@@ -230,6 +233,8 @@ class HTTP1ServerProtocol(Protocol):
             return
         self._last_body = self._clock.seconds()
         request.received_bytes += len(piece)
+        if request.received_bytes > request.max_body:
+            raise PayloadTooLarge()  # the route's own limit (known once routed), below the listener's cap
         body = request.body
         if body is not None and not request.finished:
             body.write(piece)
@@ -298,16 +303,22 @@ class HTTP1ServerProtocol(Protocol):
         self._deadline.clear()
         request, self._current = self._current, None
         if request is not None and not request.finished:
-            if request.body is not None and not request.body_complete:
-                request.body.abort(BodyAborted(error.message))
             started = request.started_writing
+            unread = request.body if request.body is not None and not request.body_complete else None
+            if not started:
+                request.code = error.status
+            # Settled first: the gateway learns the engine answered (the
+            # request is over) before the body's abort reaches the upstream
+            # side, so no second answer races this one.
             request._settle(Failure(error))
+            if unread is not None:
+                unread.abort(BodyAborted(error.message))
             if started:
                 self.abort()
                 return
         if self._closing or self.transport is None:
             return
-        self.out.write(error_response(error))
+        self.out.write(error_response(error, self._own_headers(self.secure)))
         self._close()
 
     def _close(self) -> None:
@@ -374,6 +385,12 @@ class HTTP1ServerFactory(Factory):
     :param clock: timeouts run on it.
     :param secure: whether the listener is TLS (`ServerRequest.secure`).
     :param on_connection: called with +1 / -1 as connections open and close.
+    :param listener: the listener's name (`ServerRequest.listener`).
+    :param body_cap: ``() -> int``: the most body any route accepts now
+        (read before routing); default ``limits.max_request_body``.  Once
+        routed, a request's own ``max_body`` applies.
+    :param own_headers: ``(secure) -> pairs``: headers the engine's own
+        answers (400, 408, 413, 414, 431) carry (``defaults``).
     """
 
     noisy = False
@@ -386,7 +403,13 @@ class HTTP1ServerFactory(Factory):
         clock: IReactorTime,
         secure: bool = False,
         on_connection: Optional[Callable[[int], None]] = None,
+        listener: str = "",
+        body_cap: Optional[Callable[[], int]] = None,
+        own_headers: Optional[Callable[[bool], Any]] = None,
     ) -> None:
+        self.listener = listener
+        self.body_cap = body_cap if body_cap is not None else (lambda: limits.max_request_body)
+        self.own_headers = own_headers if own_headers is not None else (lambda secure: ())
         self.handler = handler
         self.limits = limits
         self.clock = clock

@@ -57,9 +57,10 @@ class DrainingH2Connection(H2Connection):
     """
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
+        before = self.state_machine.state  # CLIENT_OPEN or SERVER_OPEN (h2 has no plain OPEN)
         frames, events = super()._receive_goaway_frame(frame)
-        if frame.error_code == 0:
-            self.state_machine.state = ConnectionState.OPEN
+        if frame.error_code == 0 and before != ConnectionState.CLOSED:
+            self.state_machine.state = before
         return frames, events
 
 

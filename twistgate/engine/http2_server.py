@@ -141,6 +141,10 @@ class H2Stream:
         self.client = connection.peer
         self.secure = connection.secure
         self.transport = connection.transport
+        self.listener: str = connection.listener
+        #: The most request body allowed (413 on this stream beyond): the
+        #: listener's limit until the gateway routes the request and sets the route's.
+        self.max_body: int = connection.settings.max_body
         self.keep_alive = True
         self.body: Optional[StreamingBody] = None
         self.body_complete = not body_expected
@@ -323,7 +327,7 @@ class H2Stream:
         if body is None:
             self.connection.acknowledge(self, flow_controlled)
             return
-        if self.received_bytes > self.connection.settings.max_body:
+        if self.received_bytes > self.max_body:
             self.body = None
             body.abort(BodyAborted("request body too large"))
             self.connection.acknowledge(self, flow_controlled)
@@ -421,6 +425,7 @@ class H2ServerProtocol(Protocol):
         self.goaway_sent = False
         self.peer: Tuple[str, int] = ("", 0)
         self.secure = False
+        self.listener = ""  # set by the factory
         self.blocked: Dict[int, H2Stream] = {}  # streams with bytes queued for want of window
         self.idle_timer: Any = None
         self.resets = TokenBucket(clock, RESET_RATE, RESET_BURST)
@@ -830,13 +835,22 @@ class H2ServerFactory(Factory):
     """Builds `H2ServerProtocol`s for one listener (used by `engine.protocol_switch`)."""
 
     def __init__(
-        self, handler: Any, limits: LimitsConfig, clock: Any, *, on_connection: Any = None, on_error: Any = None
+        self,
+        handler: Any,
+        limits: LimitsConfig,
+        clock: Any,
+        *,
+        on_connection: Any = None,
+        on_error: Any = None,
+        listener: str = "",
     ) -> None:
         """
         :param on_connection: called with +1 / -1 as connections open and close
             (none when behind a `ProtocolSwitchFactory`, which counts).
         :param on_error: called with the RFC 9113 name of each GOAWAY error code sent.
+        :param listener: the listener's name (`H2Stream.listener`).
         """
+        self.listener = listener
         self.handler = handler
         self.settings = H2Settings(limits)
         self.clock = clock
@@ -845,5 +859,6 @@ class H2ServerFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> H2ServerProtocol:
         protocol = H2ServerProtocol(self.handler, self.settings, self.clock, self.on_connection, self.on_error)
+        protocol.listener = self.listener
         protocol.factory = self
         return protocol

@@ -55,6 +55,10 @@ class ServerRequest:
     :ivar code: the response status once set.
     :ivar started_writing: the response head went out.
     :ivar finished: the response is complete (or was abandoned).
+    :ivar listener: the name of the listener the request arrived on.
+    :ivar max_body: the most request body allowed (413 beyond): the
+        listener's cap until the gateway routes the request and sets the
+        route's own limit.
     """
 
     __slots__ = (
@@ -77,6 +81,8 @@ class ServerRequest:
         "finished",
         "body_complete",
         "continue_sent",
+        "listener",
+        "max_body",
         "_channel",
         "_reason",
         "_response_headers",
@@ -106,6 +112,8 @@ class ServerRequest:
         self.headers = headers
         self.client: Tuple[str, int] = channel.client
         self.secure: bool = channel.secure
+        self.listener: str = channel.listener
+        self.max_body: int = channel._body_cap()
         self.transport: Any = channel.transport
         self.keep_alive = keep_alive
         self.expects_continue = expects_continue

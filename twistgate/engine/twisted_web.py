@@ -38,10 +38,13 @@ def _to_twisted(headers: Headers) -> TwistedHeaders:
 class TwistedDownstream:
     """A twisted.web `Request` seen as a `twistgate.engine.api.Downstream`."""
 
-    __slots__ = ("request", "method", "target", "path", "query", "version", "headers", "client", "secure", "body")
+    __slots__ = (
+        "request", "method", "target", "path", "query", "version", "headers", "client", "secure", "body", "listener",
+    )  # fmt: skip
 
-    def __init__(self, request: GatewayRequest) -> None:
+    def __init__(self, request: GatewayRequest, listener: str = "") -> None:
         self.request = request
+        self.listener = listener
         self.method: bytes = request.method
         self.target: bytes = request.uri
         self.path, _, self.query = request.uri.partition(b"?")
@@ -86,6 +89,15 @@ class TwistedDownstream:
     @property
     def sent_bytes(self) -> int:
         return self.request.sentLength
+
+    @property
+    def max_body(self) -> int:
+        limit = getattr(self.request, "body_limit", None)  # a stock Request (tests) has read its body already
+        return limit() if limit is not None else getattr(self.request, "max_body", 0)
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self.request.max_body = value
 
     @property
     def code(self) -> int:
@@ -171,9 +183,24 @@ class GatewaySite(server.Site):
     displayTracebacks = False
 
     def __init__(
-        self, resource: Any, limits: LimitsConfig, reactor: IReactorTime, *, on_connection: Any = None
+        self,
+        resource: Any,
+        limits: LimitsConfig,
+        reactor: IReactorTime,
+        *,
+        on_connection: Any = None,
+        listener: str = "",
+        body_cap: Any = None,
+        own_headers: Any = None,
     ) -> None:
-        """:param on_connection: called with +1 / -1 as connections open and close."""
+        """
+        :param on_connection: called with +1 / -1 as connections open and close.
+        :param listener: the listener's name, given to each request (`Downstream.listener`).
+        :param body_cap: ``() -> int``: the most body any route accepts now
+            (the generation's ``body_cap``); default ``limits.max_request_body``.
+        :param own_headers: ``(secure) -> ((name, value), ...)``: headers
+            ``defaults:`` gives the engine's own refusals (400, 408, 413, 414, 431).
+        """
         super().__init__(
             resource,
             requestFactory=GatewayRequest,
@@ -183,12 +210,15 @@ class GatewaySite(server.Site):
         )
         self.limits = limits
         self.on_connection = on_connection
+        self.listener = listener
+        self.body_cap = body_cap if body_cap is not None else (lambda: limits.max_request_body)
+        self.own_headers = own_headers if own_headers is not None else (lambda secure: ())
 
     def protocol(self) -> Any:  # type: ignore[override]
         return channel_protocol(GatewayChannel(self.limits), self.on_connection)
 
     def handle(self, request: GatewayRequest) -> None:
-        self.resource.render(TwistedDownstream(request))
+        self.resource.render(TwistedDownstream(request, self.listener))
 
     def log(self, request: Any) -> None:
         # Access logging is the gateway's own business (structured, per

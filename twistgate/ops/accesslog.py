@@ -187,6 +187,6 @@ class AccessLog:
             self._file = None
 
     def observe(self, record: Any) -> None:
-        if self._observer is None:
-            return  # not started (twistgate check) or stopped
+        if self._observer is None or not record.logged:
+            return  # not started (twistgate check) or stopped; or a route with `access_log: false`
         self.log.info("{access[method]} {access[path]} {access[status]}", access=access_fields(record))

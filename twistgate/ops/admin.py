@@ -287,11 +287,17 @@ class AdminResource(Resource):
         path = _arg(args, b"path")
         if not path:
             raise GatewayError("Query parameter 'path' is required, as in ?method=GET&host=api.example.com&path=/users/1", status=400, code="bad_request")
+        headers = {}
+        for line in args.get(b"header", []):  # ?header=X-Canary:1 (repeatable)
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip()] = value.strip()
         return explain(
             self.runtime.generation,
             method=_arg(args, b"method") or "GET",
             host=_arg(args, b"host"),
             path=path,
+            headers=headers,
+            listener=_arg(args, b"listener"),
         )
 
     def reload(self, request: Any) -> Any:

@@ -109,6 +109,14 @@ class GatewayMetrics:
             "Pooled connections the upstream closed (idle timeout, Connection: close).",
             ("upstream",), registry=r,
         )
+        self.connections_refused = Counter(
+            "twistgate_connections_refused", "Client connections closed at once: limits.max_connections reached.",
+            ("listener",), registry=r,
+        )
+        self.split = Counter(
+            "twistgate_split_requests", "Requests of split routes, by route and the arm (upstream) chosen.",
+            ("route", "upstream"), registry=r,
+        )
         self.reloads = Counter("twistgate_config_reloads", "Configuration reloads, by result.", ("result",), registry=r)
         self.last_reload_ok = Gauge(
             "twistgate_config_last_reload_successful", "1 if the last reload succeeded (or none happened).", registry=r,
@@ -158,6 +166,9 @@ class GatewayMetrics:
             result = cache_label(state.get("cache"))
             if result is not None:
                 child(self.cache, route, result).inc()
+            arm = state.get("split")
+            if arm is not None:
+                child(self.split, route, arm).inc()
         if record.client_gone:
             child(self.client_gone, route).inc()
         child(self.protocols, record.protocol if record.protocol in PROTOCOLS else "other").inc()

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from twisted.logger import Logger
+
 from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
 from twistgate.ops.stats import Stats
+
+_log = Logger()
+
 
 def upstream_targets(upstream: Any) -> List[Dict[str, Any]]:
     """The targets of an upstream group as plain JSON values (admin API, metrics, dashboard)."""
@@ -33,6 +38,8 @@ class Operations:
         self.generations: List[Any] = []  # serving + draining
         self.number = 0
         self.connections: Dict[str, int] = {}
+        self.open_connections = 0  # every listener together (limits.max_connections)
+        self._refusal_logged = -1e9
         self.last_reload: Optional[Dict[str, Any]] = None
         self.registry.register(LiveCollector(self))
 
@@ -75,3 +82,25 @@ class Operations:
     def connection_changed(self, listener: str, delta: int) -> None:
         """A connection opened (+1) or closed (-1) on `listener`."""
         self.connections[listener] = self.connections.get(listener, 0) + delta
+        self.open_connections += delta
+
+    def admit_connection(self, listener: str) -> bool:
+        """
+        Whether a new connection on `listener` may be served under
+        ``limits.max_connections`` (of the generation serving now, so a reload
+        changes it); a refusal is counted, and logged at most every 10 s.
+        """
+        current = self.current
+        limit = current.config.limits.max_connections if current is not None else None
+        if limit is None or self.open_connections < limit:
+            return True
+        self.metrics.connections_refused.labels(listener).inc()
+        now = self.clock.seconds()
+        if now - self._refusal_logged >= 10:
+            self._refusal_logged = now
+            _log.warn(
+                "limits.max_connections ({limit}) reached: closing new connections (listener {listener})",
+                limit=limit,
+                listener=listener,
+            )
+        return False

@@ -82,7 +82,7 @@ BUILTINS: Mapping[str, Mapping[str, str]] = {
         "grpc": "twistgate.upstream.checks:grpc",
     },
     AUTHENTICATORS: {
-        name: f"twistgate.policies.auth.builtins:{name}" for name in ("api_key", "jwt", "basic", "mtls")
+        name: f"twistgate.policies.auth.builtins:{name}" for name in ("api_key", "jwt", "basic", "mtls", "forward")
     },
     DISCOVERY: {
         "dns": "twistgate.upstream.dns_source:dns",

@@ -71,7 +71,7 @@ class IPAllow:
             return False
         return not self.allow or any(address in network for network in self.allow)
 
-    @hookimpl
+    @hookimpl(tryfirst=True)  # network rules before authentication: a denied address gets 403, never a challenge
     def on_request(self, request: ProxyRequest) -> None:
         if not self.permits(request.client_ip):
             raise Forbidden(MESSAGE)

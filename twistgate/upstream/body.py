@@ -15,7 +15,7 @@ rewound to the first byte; a body that outgrew the limit cannot be replayed
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -244,6 +244,18 @@ class _AttemptView:
         if self._current():
             self._body.stopProducing()
 
+    @property
+    def replayable(self) -> bool:
+        return self._current() and self._body.replayable
+
+    @property
+    def trailers(self) -> Any:
+        return self._body.trailers
+
+    def attempt(self) -> "IBodyProducer":
+        """The body again from its first byte (the pool's retry on a fresh connection)."""
+        return self._body.attempt()
+
 
 @implementer(IBodyProducer)
 class BytesBody:
@@ -275,3 +287,81 @@ class BytesBody:
 
     def attempt(self) -> "BytesBody":
         return self
+
+
+@implementer(IBodyProducer)
+class WatchedBody:
+    """
+    One attempt's body with the upstream write timeout (nginx's
+    ``proxy_send_timeout``): while the upstream connection refuses more
+    bytes (it paused us), a timer runs; `stalled` is called when it expires.
+    `sent` is called once the whole body has been written, which is when
+    the wait for the response head (the read timeout) starts.
+    """
+
+    def __init__(self, body: IBodyProducer, clock: Any, timeout: float, stalled: Any, sent: Any) -> None:
+        self._body = body
+        self._clock = clock
+        self._timeout = timeout
+        self._stalled = stalled
+        self._sent = sent
+        self._timer: Any = None
+        self.length = body.length
+        self.done = False
+        self.sent = False  # the whole body was written
+        self.stalled_out = False  # the write timeout expired
+
+    def startProducing(self, consumer: IConsumer) -> "Deferred[None]":
+        return self._body.startProducing(consumer).addBoth(self._finished)
+
+    def _finished(self, result: Any) -> Any:
+        self._cancel()
+        if not self.done and not isinstance(result, Failure):
+            self.done = self.sent = True
+            self._sent()
+        self.done = True
+        return result
+
+    def pauseProducing(self) -> None:
+        if self._timer is None and not self.done:
+            self._timer = self._clock.callLater(self._timeout, self._expired)
+        self._body.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._cancel()
+        self._body.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._cancel()
+        self.done = True
+        self._body.stopProducing()
+
+    @property
+    def replayable(self) -> bool:
+        return bool(getattr(self._body, "replayable", False))
+
+    @property
+    def trailers(self) -> Any:
+        """The request's trailers (set by the client's engine when the body ends)."""
+        return getattr(self._body, "trailers", None)
+
+    def attempt(self) -> "WatchedBody":
+        """The body again from its first byte, watched the same way (the pool's retry on a fresh connection)."""
+        return WatchedBody(self._body.attempt(), self._clock, self._timeout, self._stalled, self._sent)
+
+    def stop(self) -> None:
+        """The attempt is over (a response head, a failure): no more timers."""
+        self._cancel()
+        self.done = True
+
+    def _expired(self) -> None:
+        self._timer = None
+        if not self.done:
+            self.done = self.stalled_out = True
+            self._stalled()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None

@@ -22,6 +22,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from twistgate.upstream.body import WatchedBody
+
+#: Request-body bytes kept for sending again without a retry policy (the pool's stale-connection retry).
+DEFAULT_REPLAY_BUFFER = 64 * 1024
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
 from twistgate.upstream.watch import WatchedResponse
@@ -112,8 +116,10 @@ class Forwarding:
         body: Any,
         call: "UpstreamCall",
         preserve_host: bool,
+        prefer: Any = None,
     ) -> None:
         self.upstream = upstream
+        self.prefer = prefer
         self.policy = policy
         self.request = request
         self.body = body
@@ -123,6 +129,7 @@ class Forwarding:
         self.tried: List[Any] = []
         self.current: Optional[Deferred[Any]] = None  # an attempt or a backoff wait
         self.read_timer: Any = None
+        self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
         self.total_timer: Any = None
         self.last_error: Optional[GatewayError] = None
         self.done = False
@@ -133,9 +140,11 @@ class Forwarding:
             self.total_timer = self.upstream.clock.callLater(policy.total, self._total_expired)
         if policy.retry is not None:
             self.upstream.budget.deposit()
-            keep = getattr(self.body, "keep_for_replay", None)
-            if keep is not None:
-                keep(policy.retry.replay_buffer)
+        # Kept (by reference) so a retry, or the pool's one retry on a fresh
+        # connection after the upstream closed a pooled one, can send it again.
+        keep = getattr(self.body, "keep_for_replay", None)
+        if keep is not None:
+            keep(policy.retry.replay_buffer if policy.retry is not None else DEFAULT_REPLAY_BUFFER)
         self._attempt()
         return self.result
 
@@ -144,7 +153,7 @@ class Forwarding:
     def _attempt(self, _: Any = None) -> None:
         self.current = None
         try:
-            admitted = self.upstream.admit(self.request, self.tried)
+            admitted = self.upstream.admit(self.request, self.tried, self.prefer)
         except GatewayError as error:
             self._fail(self.last_error or error)
             return
@@ -183,6 +192,14 @@ class Forwarding:
         body = self.body
         if body is not None and self.policy.retry is not None and hasattr(body, "attempt"):
             body = body.attempt()
+        watch = self._watch = None
+        if body is not None:
+            # While the body goes up, the write timeout watches the upstream
+            # taking it; the read timeout starts once it is all sent.
+            write = self.policy.write if self.policy.write is not None else self.policy.read
+            watch = self._watch = body = WatchedBody(
+                body, upstream.clock, write, lambda: self._stalled(watch), lambda: self._sent(watch)
+            )
         try:
             sent_to = upstream.with_connect_timeout(target, self.policy.connect)
             d = upstream.send(sent_to, request.method, request.target, request.headers, body, call.interim)
@@ -190,15 +207,33 @@ class Forwarding:
             d = Deferred()
             d.errback()
         self.current = d
-        self.read_timer = upstream.clock.callLater(self.policy.read, d.cancel)
-        d.addBoth(self._settled, attempt).addErrback(self._crashed)
+        if watch is None or watch.sent:
+            self.read_timer = upstream.clock.callLater(self.policy.read, d.cancel)
+        d.addBoth(self._settled, attempt, watch).addErrback(self._crashed)
 
-    def _settled(self, result: Any, attempt: Attempt) -> None:
+    def _sent(self, watch: Optional[WatchedBody]) -> None:
+        """The request body is all written: the wait for the head starts now."""
+        d = self.current
+        if watch is self._watch and self.read_timer is None and d is not None:
+            self.read_timer = self.upstream.clock.callLater(self.policy.read, d.cancel)
+
+    def _stalled(self, watch: Optional[WatchedBody]) -> None:
+        """The upstream took none of the body for the write timeout: this attempt fails (504)."""
+        d = self.current
+        if watch is self._watch and d is not None:
+            d.cancel()
+
+    def _settled(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody] = None) -> None:
         self.current = None
+        self._watch = None
         timer, self.read_timer = self.read_timer, None
         timed_out = timer is not None and not timer.active()
         if timer is not None and not timed_out:
             timer.cancel()
+        stalled = watch is not None and watch.stalled_out
+        if watch is not None:
+            timed_out = timed_out or stalled
+            watch.stop()
         if self.done:
             # Cancelled by the client, or the total timeout answered already.
             if not isinstance(result, Failure):
@@ -206,11 +241,11 @@ class Forwarding:
             attempt.abandon()
             return
         if isinstance(result, Failure):
-            self._attempt_failed(result, attempt, timed_out)
+            self._attempt_failed(result, attempt, timed_out, stalled)
         else:
             self._got_head(result, attempt)
 
-    def _attempt_failed(self, failure: Failure, attempt: Attempt, timed_out: bool) -> None:
+    def _attempt_failed(self, failure: Failure, attempt: Attempt, timed_out: bool, stalled: bool = False) -> None:
         if getattr(self.body, "aborted_by_client", False):
             # The client broke its own upload (too large, stalled, gone): not
             # the upstream's failure.  No breaker, ejection or retry budget is
@@ -225,7 +260,12 @@ class Forwarding:
         else:
             kind = kind_of(failure)
             error = client_error(kind, failure)
-        reason = "no response head within the read timeout" if timed_out else describe(failure)
+        if stalled:
+            reason = "the upstream took none of the request body within the write timeout"
+        elif timed_out:
+            reason = "no response head within the read timeout"
+        else:
+            reason = describe(failure)
         attempt.failed(reason)
         _log.info(
             "upstream {upstream}: {target} failed for {request_id}: {reason}",

@@ -57,13 +57,31 @@ class UpstreamCall:
     `interim` to hear the upstream's 1xx responses.
     """
 
-    __slots__ = ("target", "attempts", "head_at", "interim")
+    __slots__ = ("target", "attempts", "head_at", "interim", "upstream")
 
     def __init__(self, interim: Optional[Callable[[int, Headers], None]] = None) -> None:
         self.target: Optional[Target] = None
         self.attempts = 0
         self.head_at: Optional[float] = None
         self.interim = interim
+        self.upstream: Optional[str] = None  # the group's name (a split route chooses one per request)
+
+
+def _admitted(target: Target) -> Optional[Tuple[Target, Optional[int]]]:
+    """`target` and its breaker ticket, or None when its breaker lets nothing through."""
+    breaker = target.breaker
+    if breaker is None:
+        return target, None
+    ticket = breaker.admit()
+    return (target, ticket) if ticket is not None else None
+
+
+def _untried(tier: Sequence[Target], tried: Sequence[Target]) -> Sequence[Target]:
+    """A retry prefers a target not tried yet, else one other than the last."""
+    if not tried:
+        return tier
+    last = tried[-1]
+    return [t for t in tier if t not in tried] or [t for t in tier if t is not last] or tier
 
 
 def _takes_interim(client: Any) -> bool:
@@ -186,6 +204,7 @@ class Upstream:
         self._route_policies: Dict[str, Tuple[RouteConfig, CallPolicy]] = {}
         self.targets: Tuple[Target, ...] = ()
         self._ready: List[Target] = []
+        self._fallback: List[List[Target]] = []  # the worse tiers' available targets, best first
         self._tiered = False
         self._set_targets([as_written(t) for t in config.targets if not t.srv])
         self._starts = 0
@@ -237,16 +256,27 @@ class Upstream:
         OutlierDetector.forget(target)
 
     def _refresh(self) -> None:
-        """Recompute the candidates: healthy, not ejected, breaker not open (best priority first)."""
+        """
+        Recompute the candidates: healthy, not ejected, breaker not open, of
+        the best tier (priority) that has any.  Backup targets are a worse
+        tier: they serve only while no primary is available, and traffic
+        returns to a primary as soon as one is (health, breaker, ejection
+        each call this on every change).
+        """
         ready = [
             t
             for t in self.targets
             if t.healthy and t.outlier.ejected_until is None and (t.breaker is None or t.breaker.state != OPEN)
         ]
+        fallback: List[List[Target]] = []
         if self._tiered and ready:
-            best = min(t.priority for t in ready)
-            ready = [t for t in ready if t.priority == best]
+            tiers = sorted({t.priority for t in ready})
+            ready, fallback = (
+                [t for t in ready if t.priority == tiers[0]],
+                [[t for t in ready if t.priority == p] for p in tiers[1:]],
+            )
         self._ready = ready
+        self._fallback = fallback
 
     def _target_moved(self, target: Target) -> None:
         self._refresh()
@@ -265,43 +295,56 @@ class Upstream:
 
     # -- choosing -------------------------------------------------------------
 
-    def admit(self, request: ProxyRequest, tried: Sequence[Target] = ()) -> Any:
+    def admit(self, request: ProxyRequest, tried: Sequence[Target] = (), prefer: Optional[Target] = None) -> Any:
         """
         A target for `request` (preferring one not in `tried`) and its breaker
         ticket (a Deferred of both from an extension balancer); raises 503
         `NoHealthyUpstream` / `CircuitOpen` when none is left.
+
+        :param prefer: the target a sticky cookie pins the client to; chosen
+            when it is a candidate now and not tried yet, else the balancer
+            chooses.  When every target of the best tier refuses (half-open
+            breakers), the next tier (the backups) is tried.
         """
-        candidates: Sequence[Target] = self._ready
-        if tried:
-            # Each retry prefers a target not tried yet, else one other than the last.
-            last = tried[-1]
-            candidates = (
-                [t for t in candidates if t not in tried]
-                or [t for t in candidates if t is not last]
-                or candidates
-            )
-        return self._place(candidates, request)
+        if prefer is not None and prefer not in tried and prefer in self._ready:
+            admitted = _admitted(prefer)
+            if admitted is not None:
+                return admitted
+        tiers = [self._ready, *self._fallback]
+        return self._place(_untried(tiers[0], tried), request, tiers[1:], tried)
 
-    def _place(self, candidates: Sequence[Target], request: ProxyRequest) -> Any:
+    def _place(self, candidates: Sequence[Target], request: ProxyRequest, rest: List[Any], tried: Sequence[Target]) -> Any:
         pick = self._pick
-        while candidates:
-            target = pick(candidates, request)
-            if isinstance(target, Deferred):  # an extension balancer answering later
-                return target.addCallback(self._placed, candidates, request)
-            breaker = target.breaker
-            if breaker is None:
-                return target, None
-            ticket = breaker.admit()
-            if ticket is not None:
-                return target, ticket
-            candidates = [t for t in candidates if t is not target]
-        raise self._unavailable()
+        while True:
+            while candidates:
+                target = pick(candidates, request)
+                if isinstance(target, Deferred):  # an extension balancer answering later
+                    return target.addCallback(self._placed, candidates, request, rest, tried)
+                admitted = _admitted(target)
+                if admitted is not None:
+                    return admitted
+                candidates = [t for t in candidates if t is not target]
+            if not rest:
+                raise self._unavailable()
+            candidates, rest = _untried(rest[0], tried), rest[1:]
 
-    def _placed(self, target: Target, candidates: Sequence[Target], request: ProxyRequest) -> Any:
-        ticket = target.breaker.admit() if target.breaker is not None else None
-        if target.breaker is None or ticket is not None:
-            return target, ticket
-        return self._place([t for t in candidates if t is not target], request)
+    def _placed(self, target: Target, candidates: Sequence[Target], request: ProxyRequest, rest: List[Any], tried: Sequence[Target]) -> Any:
+        admitted = _admitted(target)
+        if admitted is not None:
+            return admitted
+        return self._place([t for t in candidates if t is not target], request, rest, tried)
+
+    def available(self, target: Target) -> bool:
+        """Whether `target` would be chosen now if asked for: of the serving tier, breaker allowing."""
+        return target in self._ready and (target.breaker is None or target.breaker.allows())
+
+    def choose(self, request: ProxyRequest) -> Any:
+        """The target the balancer would choose now (no breaker admission); a Deferred from an extension."""
+        for tier in (self._ready, *self._fallback):
+            candidates = [t for t in tier if t.breaker is None or t.breaker.allows()]
+            if candidates:
+                return self._pick(candidates, request)
+        raise self._unavailable()
 
     def _unavailable(self) -> GatewayError:
         up = [t for t in self.targets if t.healthy and t.outlier.ejected_until is None]
@@ -332,14 +375,17 @@ class Upstream:
         call: UpstreamCall,
         preserve_host: bool = False,
         route: Optional[RouteConfig] = None,
+        prefer: Optional[Target] = None,
     ) -> "Deferred[Any]":
         """
         Send `request` to a target; fires with the upstream's `IResponse` once
         its head arrived, or fails with a `GatewayError` (502/503/504).
         Cancelling the Deferred cancels the upstream request.  `route`'s
-        ``timeouts`` and ``retry`` sections override the upstream's.
+        ``timeouts`` and ``retry`` sections override the upstream's;
+        `prefer` is tried first (see `admit`).
         """
-        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host).start()
+        call.upstream = self.name
+        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host, prefer).start()
 
     def send(
         self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None

@@ -40,6 +40,7 @@ class CallPolicy:
     total: Optional[float] = None
     retry: Optional[RetryConfig] = None  # None: one attempt only
     non_idempotent: bool = False
+    write: Optional[float] = None  # the upstream accepting none of the body for this long fails the attempt
 
     @property
     def attempts(self) -> int:
@@ -49,7 +50,7 @@ class CallPolicy:
 def call_policy(upstream: UpstreamConfig, route: Optional[RouteConfig]) -> CallPolicy:
     """The upstream's timeouts and retry, with the route's overrides on top."""
     timeouts = upstream.timeouts
-    connect, read, total = timeouts.connect, timeouts.read, timeouts.total
+    connect, read, total, write = timeouts.connect, timeouts.read, timeouts.total, timeouts.write
     retry: Optional[RetryConfig] = upstream.policies.get("retry")
     non_idempotent = False
     if route is not None:
@@ -58,13 +59,14 @@ def call_policy(upstream: UpstreamConfig, route: Optional[RouteConfig]) -> CallP
             connect = overrides.connect if overrides.connect is not None else connect
             read = overrides.read if overrides.read is not None else read
             total = overrides.total if overrides.total is not None else total
+            write = overrides.write if overrides.write is not None else write
         route_retry: Optional[RouteRetryConfig] = route.policies.get("retry")
         if route_retry is not None:
             retry = route_retry.applied_to(retry)
             non_idempotent = route_retry.non_idempotent
     if retry is not None and retry.attempts <= 1:
         retry = None
-    return CallPolicy(connect=connect, read=read, total=total, retry=retry, non_idempotent=non_idempotent)
+    return CallPolicy(connect=connect, read=read, total=total, retry=retry, non_idempotent=non_idempotent, write=write)
 
 
 def safe_to_repeat(policy: CallPolicy, method: bytes, headers: Any) -> bool:

@@ -38,7 +38,7 @@ RETRY_KEYS = (
     "attempts", "backoff", "max_backoff", "on", "budget", "budget_window", "budget_min_per_second", "replay_buffer",
 )  # fmt: skip
 ROUTE_RETRY_KEYS = ("attempts", "backoff", "max_backoff", "on", "replay_buffer", "non_idempotent")
-ROUTE_TIMEOUT_KEYS = ("connect", "read", "total")
+ROUTE_TIMEOUT_KEYS = ("connect", "read", "total", "write")
 DISCOVERY_KEYS = ("interval", "timeout", "nameservers", "family")
 
 
@@ -114,6 +114,7 @@ class RouteTimeoutsConfig:
     connect: Optional[float] = None
     read: Optional[float] = None
     total: Optional[float] = None
+    write: Optional[float] = None
     location: Location = attrs.field(default=Location(), eq=False)
 
 
@@ -229,6 +230,7 @@ def parse_route_timeouts(node: Node) -> Optional[RouteTimeoutsConfig]:
         connect=fields.read("connect", Node.duration, None),
         read=fields.read("read", Node.duration, None),
         total=fields.read("total", Node.duration, None),
+        write=fields.read("write", Node.duration, None),
         location=node.location(at_key=True),
     )
 

@@ -16,6 +16,8 @@ from twistgate.upstream.breaker import CLOSED, CircuitBreaker
 from twistgate.upstream.outlier import OutlierState
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Added to a backup target's priority: after every DNS SRV priority (0-65535).
+BACKUP_TIER = 1 << 16
 
 
 def authority(host: str, port: int, scheme: str) -> str:
@@ -68,7 +70,9 @@ class Target:
         self.ident = self.url if address is None else f"{self.url}@{connect_to}"
         self.label = self.url if address is None else f"{self.url} ({address})"
         self.weight = weight if weight is not None else config.weight
-        self.priority = priority
+        # Lower is preferred: a backup only serves while no target of a
+        # better tier is available (twistgate.upstream.group).
+        self.priority = priority + (BACKUP_TIER if config.backup else 0)
         # active health (health.py): healthy until probes say otherwise
         self.healthy = True
         self.probe_successes = 0
@@ -100,6 +104,7 @@ class Target:
             "url": self.url,
             "address": self.address,
             "weight": self.weight,
+            "backup": self.config.backup,
             "healthy": self.healthy,
             "breaker": self.breaker.state if self.breaker is not None else CLOSED,
             "in_flight": self.in_flight,

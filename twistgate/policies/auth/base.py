@@ -7,10 +7,11 @@ An authenticator has four methods, all cheap and none parsing config:
 * ``credentials(request)``: its kind of credential in the request, or None
   when the client sent none (the next authenticator is tried);
 * ``verify(request, credentials)``: an `Identity`, or a Deferred of one, or
-  it raises `InvalidCredentials` (401), `NotPermitted` (403) or
-  `BackendUnavailable` (503);
+  it raises `InvalidCredentials` (401), `NotPermitted` (403),
+  `BackendUnavailable` (503) or `Answered` (an external service's answer,
+  passed on as it is);
 * ``strip(request)``: remove its credentials before forwarding;
-* ``challenge(error)``: its ``WWW-Authenticate`` value.
+* ``challenge(error)``: its ``WWW-Authenticate`` value (None: it has none).
 """
 
 from __future__ import annotations
@@ -49,7 +50,19 @@ class NotPermitted(Exception):
 
 
 class BackendUnavailable(Exception):
-    """The key store or the key set could not be consulted: 503."""
+    """The key store, the key set or the authorization service could not be consulted: 503."""
+
+
+class Answered(Exception):
+    """
+    An external authorization service refused and gave the client's answer
+    itself (the ``forward`` authenticator): it goes back as it is.
+    """
+
+    def __init__(self, response: Any, reason: str = "refused") -> None:
+        super().__init__(reason)
+        self.response = response  # a twistgate.messages.Response
+        self.reason = reason
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +75,7 @@ class Identity:
 
     consumer: str
     authenticator: str
-    kind: str  # api_key | jwt | basic | mtls
+    kind: str  # api_key | jwt | basic | mtls | forward
     scopes: FrozenSet[str] = frozenset()
     roles: FrozenSet[str] = frozenset()
     subject: Optional[str] = None  # certificate subject (mtls)

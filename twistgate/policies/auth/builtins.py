@@ -25,9 +25,9 @@ from twistgate.plugins.extension_points import ExtensionContext
 from twistgate.plugins.options import OptionsSpec
 from twistgate.plugins.views import RequestInfo, request_of
 from twistgate.policies.auth.base import Identity, InvalidCredentials
-from twistgate.policies.auth.config import ApiKeyConfig, BasicConfig, JwtConfig, MtlsConfig
+from twistgate.policies.auth.config import ApiKeyConfig, BasicConfig, ForwardConfig, JwtConfig, MtlsConfig
 
-__all__ = ["AuthSupport", "BuiltinAuthenticator", "api_key", "basic", "jwt", "mtls"]
+__all__ = ["AuthSupport", "BuiltinAuthenticator", "api_key", "basic", "forward", "jwt", "mtls"]
 
 
 @attrs.frozen
@@ -100,7 +100,12 @@ def mtls(options: Mapping[str, Any], context: ExtensionContext) -> BuiltinAuthen
     return BuiltinAuthenticator(support.service.build_mtls(_config(MtlsConfig, options, support), support.peer_identity))
 
 
-for _factory in (api_key, jwt, basic, mtls):
+def forward(options: Mapping[str, Any], context: ExtensionContext) -> BuiltinAuthenticator:
+    support = _support(context)
+    return BuiltinAuthenticator(support.service.build_forward(_config(ForwardConfig, options, support)))
+
+
+for _factory in (api_key, jwt, basic, mtls, forward):
     _factory.Options = _ParsedByAuthSection()  # type: ignore[attr-defined]
 
 

@@ -15,7 +15,7 @@ from twistgate.plugins.extension_points import ExtensionChoice
 
 DEFAULT_REALM = "twistgate"
 DEFAULT_STORE = "sqlite:var/twistgate.db"
-KINDS = ("api_key", "jwt", "basic", "mtls")  # the built-in types; packages add more
+KINDS = ("api_key", "jwt", "basic", "mtls", "forward")  # the built-in types; packages add more
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +87,23 @@ class MtlsConfig:
 
 
 @attrs.frozen(kw_only=True)
+class ForwardConfig:
+    """An external authorization service asked once per request (twistgate.policies.auth.forward)."""
+
+    name: str
+    url: str
+    forward_headers: Tuple[str, ...] = ("Authorization", "Cookie")
+    copy_headers: Tuple[str, ...] = ()
+    consumer_header: Optional[str] = None  # a header of the 2xx answer naming the consumer
+    timeout: float = 2.0
+    cache_ttl: float = 0.0  # 0: ask every time
+    realm: str = DEFAULT_REALM
+    forward_consumer: Optional[str] = None
+    location: Location = Location()
+    kind = "forward"
+
+
+@attrs.frozen(kw_only=True)
 class PluginAuthConfig:
     """
     An authenticator from a package (``twistgate.authenticators`` entry
@@ -106,7 +123,7 @@ class PluginAuthConfig:
         return self.type
 
 
-AuthenticatorConfig = Union[ApiKeyConfig, JwtConfig, BasicConfig, MtlsConfig, PluginAuthConfig]
+AuthenticatorConfig = Union[ApiKeyConfig, JwtConfig, BasicConfig, MtlsConfig, ForwardConfig, PluginAuthConfig]
 
 
 @attrs.frozen(kw_only=True)

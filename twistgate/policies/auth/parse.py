@@ -61,6 +61,7 @@ TYPE_KEYS: Dict[str, Tuple[str, ...]] = {
         "max_token_size",
     ),
     "basic": ("htpasswd", "cache_ttl"),
+    "forward": ("url", "forward_headers", "copy_headers", "consumer_header", "timeout", "cache_ttl"),
     "mtls": (
         "forward_subject",
         "forward_sans",
@@ -124,7 +125,9 @@ def _authenticator(name: str, node: Node) -> Optional[AuthenticatorConfig]:
         fields[key].issue(f"{key!r} does not apply to type {kind!r}", at_key=True)
     common = _common(name, fields, node)
     count = len(node.issues.found)
-    build = {"api_key": _api_key, "jwt": _jwt, "basic": _basic, "mtls": _mtls}[kind]
+    from twistgate.policies.auth.forward import parse_forward  # it reads its options with the helpers here
+
+    build = {"api_key": _api_key, "jwt": _jwt, "basic": _basic, "mtls": _mtls, "forward": parse_forward}[kind]
     config = build(fields, common)
     if misplaced or len(node.issues.found) != count:
         return None

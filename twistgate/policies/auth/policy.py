@@ -14,7 +14,9 @@ headers.  Otherwise:
 
 * 403 when some authenticator accepted the credentials but the identity does
   not meet the requirements (or the mTLS subject/SAN is not allowed);
-* 503 when a backend (key store, JWKS) could not be consulted;
+* the authorization service's own answer, as it is, when a ``forward``
+  authenticator's service refused;
+* 503 when a backend (key store, JWKS, authorization service) could not be consulted;
 * 401 with one ``WWW-Authenticate`` challenge per authenticator of the route.
 
 When every authenticator answers from memory the hook returns at once, with
@@ -23,13 +25,14 @@ no Deferred.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, NotPermitted, challenge
+from twistgate.messages import Response
+from twistgate.policies.auth.base import Answered, BackendUnavailable, Identity, InvalidCredentials, NotPermitted, challenge
 from twistgate.policies.auth.config import PluginAuthConfig, RouteAuthConfig
 from twistgate.policies.auth.parse import parse_route_auth
 from twistgate.config._node import suggest
@@ -44,13 +47,14 @@ _log = Logger()
 class _Outcome:
     """What the authenticators said so far, for the refusal."""
 
-    __slots__ = ("invalid", "forbidden", "missing_scopes", "unavailable")
+    __slots__ = ("invalid", "forbidden", "missing_scopes", "unavailable", "answer")
 
     def __init__(self) -> None:
         self.invalid: Dict[str, InvalidCredentials] = {}
         self.forbidden: Optional[Identity] = None
         self.missing_scopes: Tuple[str, ...] = ()
         self.unavailable = False
+        self.answer: Optional[Response] = None  # an authorization service's own answer (forward)
 
 
 def _folded(name: bytes) -> bytes:
@@ -113,7 +117,10 @@ class AuthStage:
                 )
             if self._admit(request, result, outcome):
                 return None
-        raise self._refusal(request, outcome)
+        refusal = self._refusal(request, outcome)
+        if isinstance(refusal, Response):
+            return refusal
+        raise refusal
 
     def _verified(self, identity: Identity, request: Any, index: int, outcome: _Outcome) -> Any:
         if self._admit(request, identity, outcome):
@@ -131,6 +138,8 @@ class AuthStage:
             outcome.forbidden = outcome.forbidden or error.identity
         elif isinstance(error, BackendUnavailable):
             outcome.unavailable = True
+        elif isinstance(error, Answered):
+            outcome.answer = outcome.answer or error.response
         else:
             _log.failure(
                 "authenticator {authenticator} failed unexpectedly on route {route}",
@@ -156,7 +165,7 @@ class AuthStage:
                 outcome.forbidden = identity
                 outcome.missing_scopes = missing
             return False
-        request.consumer = identity.consumer
+        request.consumer = identity.consumer or None  # a forward answer may name nobody
         request.state["auth"] = dict(identity.details)
         if not self.config.keep_credentials:
             for authenticator in self.authenticators:
@@ -166,7 +175,7 @@ class AuthStage:
             headers.setRawHeaders(name, [value])
         return True
 
-    def _refusal(self, request: Any, outcome: _Outcome) -> Exception:
+    def _refusal(self, request: Any, outcome: _Outcome) -> Union[Exception, Response]:
         if outcome.forbidden is not None:
             identity = outcome.forbidden
             request.state["auth"] = {**identity.details, "error": "forbidden"}
@@ -177,14 +186,19 @@ class AuthStage:
                 value = challenge("Bearer", realm=realm, error="insufficient_scope", scope=" ".join(self.scopes))
                 extra.append(("WWW-Authenticate", value))
             return Forbidden("The authenticated consumer is not allowed to use this route.", headers=extra)
+        if outcome.answer is not None:
+            # The authorization service answered the client itself: as it is.
+            request.state["auth"] = {"error": "refused_by_service", "status": outcome.answer.status}
+            return outcome.answer
         if outcome.unavailable:
             request.state["auth"] = {"error": "unavailable"}
             return ServiceUnavailable(
                 "Authentication is temporarily unavailable.", headers=[("Retry-After", "5")], code="auth_unavailable"
             )
         challenges = [
-            ("WWW-Authenticate", authenticator.challenge(outcome.invalid.get(authenticator.name)))
+            ("WWW-Authenticate", value)
             for authenticator in self.authenticators
+            if (value := authenticator.challenge(outcome.invalid.get(authenticator.name))) is not None
         ]
         if outcome.invalid:
             request.state["auth"] = {

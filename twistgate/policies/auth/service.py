@@ -17,8 +17,9 @@ from twistgate.policies.auth.basic import BasicAuthenticator
 from twistgate.policies.auth.files import jwt_keys, read_htpasswd
 from twistgate.plugins.extension_points import AUTHENTICATORS, ExtensionChoice, ExtensionContext, current_registry
 from twistgate.policies.auth.builtins import AuthSupport, options_of
-from twistgate.policies.auth.config import ApiKeyConfig, AuthSection, BasicConfig, JwtConfig, MtlsConfig, PluginAuthConfig
+from twistgate.policies.auth.config import ApiKeyConfig, AuthSection, BasicConfig, ForwardConfig, JwtConfig, MtlsConfig, PluginAuthConfig
 from twistgate.policies.auth.external import PluginAuthenticator
+from twistgate.policies.auth.forward import ForwardAuthenticator, forward_client
 from twistgate.policies.auth.jwks import KeySet
 from twistgate.policies.auth.jwt_auth import JwtAuthenticator
 from twistgate.policies.auth.jwt_keys import HMAC
@@ -40,12 +41,21 @@ class AuthService:
         http_client: Any,
         files: Any = None,
         peer_identity: Optional[Callable[[Any], Any]] = None,
+        side_agent: Any = None,
+        forward_client: Any = None,
     ) -> None:
-        """:param files: `twistgate.files.FileMaterial` (keys and users read beforehand); default: read now."""
+        """
+        :param files: `twistgate.files.FileMaterial` (keys and users read beforehand); default: read now.
+        :param side_agent: the gateway's `Agent` for its own calls; the
+            ``forward`` authenticators send their subrequests through it.
+        :param forward_client: a treq-like client for them instead (tests).
+        """
         self.section = section
         self.files = files
         self.clock = clock
         self.http_client = http_client
+        self.side_agent = side_agent
+        self._forward_client = forward_client
         self.authenticators: Dict[str, Any] = {}
         self.stores: Dict[str, KeyStore] = {}
         self.key_sets: List[KeySet] = []
@@ -87,6 +97,20 @@ class AuthService:
 
     def build_mtls(self, config: MtlsConfig, peer_identity: Optional[Callable[[Any], Any]]) -> MtlsAuthenticator:
         return MtlsAuthenticator(config, peer_identity)
+
+    def build_forward(self, config: ForwardConfig) -> ForwardAuthenticator:
+        return ForwardAuthenticator(config, self._forwarding_client(), self.clock)
+
+    def _forwarding_client(self) -> Any:
+        """One client for every forward authenticator: the side pool, no cookie jar, no redirects."""
+        if self._forward_client is None:
+            agent = self.side_agent
+            if agent is None:
+                from twisted.web.client import Agent
+
+                agent = Agent(self.clock, connectTimeout=10)
+            self._forward_client = forward_client(agent)
+        return self._forward_client
 
     def _store(self, config: ApiKeyConfig) -> KeyStore:
         store = self.stores.get(config.store)
@@ -167,4 +191,6 @@ def _identity_headers(config: Any) -> List[bytes]:
         names.extend(header for _, header in config.forward_claims)
     if isinstance(config, MtlsConfig):
         names.extend([config.forward_subject, config.forward_sans, config.forward_fingerprint, config.forward_issuer])
+    if isinstance(config, ForwardConfig):
+        names.extend(config.copy_headers)
     return [name.encode("ascii") for name in names if name]

@@ -36,6 +36,10 @@ class RouteCacheConfig:
     """``routes[].cache``."""
 
     ttl: Optional[float] = None  # default lifetime for cacheable responses without explicit freshness
+    # ``ttl: {200: 60s, 404: 10s}``: the default lifetime per status; a listed
+    # status is stored without explicit freshness even when the RFC's
+    # heuristic would not allow it (nginx's proxy_cache_valid), others are not.
+    ttl_by_status: Tuple[Tuple[int, float], ...] = ()
     methods: Tuple[bytes, ...] = (b"GET", b"HEAD")
     max_object_size: int = 1 * MiB
     max_variants: int = 16
@@ -47,6 +51,16 @@ class RouteCacheConfig:
     key_headers: Tuple[bytes, ...] = ()
     key_consumer: bool = False
     location: Location = attrs.field(default=Location(), eq=False)
+
+    def ttl_for(self, status: int) -> Optional[float]:
+        """The default lifetime of a response with this status (None: only its own headers give one)."""
+        if self.ttl_by_status:
+            return dict(self.ttl_by_status).get(status)
+        return self.ttl
+
+    def lists(self, status: int) -> bool:
+        """Whether ``ttl`` names this status (it is then storable like a heuristically cacheable one)."""
+        return any(code == status for code, _ in self.ttl_by_status)
 
 
 @attrs.frozen(kw_only=True)
@@ -82,8 +96,11 @@ def parse_route(node: Node) -> Optional[RouteCacheConfig]:
     if fields is None:
         return None
     defaults = RouteCacheConfig()
+    ttl = fields["ttl"] if "ttl" in fields else None
+    by_status = fields.read("ttl", _ttl_by_status, ()) if ttl is not None and ttl.kind == "mapping" else ()
     return RouteCacheConfig(
-        ttl=fields.read("ttl", Node.duration, None),
+        ttl=fields.read("ttl", Node.duration, None) if ttl is not None and ttl.kind != "mapping" else None,
+        ttl_by_status=by_status,
         methods=fields.read("methods", _methods, defaults.methods),
         max_object_size=fields.read("max_object_size", lambda n: n.size(min=1), defaults.max_object_size),
         max_variants=fields.read("max_variants", lambda n: n.integer(min=1), defaults.max_variants),
@@ -121,6 +138,27 @@ def _targeted_field(node: Node) -> Optional[str]:
         return ""
     names = _header_names_of([node])
     return names[0].decode("ascii") if names else None
+def _ttl_by_status(node: Node) -> Optional[Tuple[Tuple[int, float], ...]]:
+    """``{200: 60s, 404: 10s}``: a status from 200 to 599 (never 206 or 304) to a duration."""
+    found = []
+    count = len(node.issues.found)
+    for key, value in node.entries() or ():
+        try:
+            status = int(key)
+        except ValueError:
+            value.issue(f"expected a status code like 200 as the key, got {key!r}", at_key=True)
+            continue
+        if not 200 <= status <= 599 or status in (206, 304):
+            value.issue(f"{status} responses are never stored (use a final status from 200 to 599, not 206 or 304)", at_key=True)
+            continue
+        seconds = value.duration(positive=False)
+        if seconds is not None:
+            found.append((status, seconds))
+    if not found:
+        if len(node.issues.found) == count:
+            node.issue("name at least one status, like {200: 60s, 404: 10s}")
+        return None
+    return tuple(found)
 
 
 def _window(node: Node) -> Optional[float]:

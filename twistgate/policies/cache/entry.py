@@ -99,6 +99,7 @@ class Entry:
         "date",
         "initial_age",
         "lifetime",
+        "listed",
         "etag",
         "last_modified",
         "vary",
@@ -121,6 +122,7 @@ class Entry:
         vary: Tuple[str, ...] = (),
         age_lines: Sequence[bytes] = (),
         targets: Targets = NO_TARGETS,
+        listed: bool = False,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -150,6 +152,7 @@ class Entry:
         self.etag: Optional[bytes] = etags[0].strip() if etags else None
         modified = values(headers, b"last-modified")
         self.last_modified = parse_http_date(modified[0], response_time) if modified else None
+        self.listed = listed
         # RFC 9213 §2.2: a targeted field replaces Cache-Control *and* Expires.
         self.lifetime = self._lifetime(directives, [] if targeted else values(headers, b"expires"), default_ttl)
         self.size = ENTRY_OVERHEAD + len(body) + sum(len(n) + len(v) + 4 for n, v in headers)
@@ -164,7 +167,7 @@ class Entry:
         if expires:
             when = parse_http_date(expires[0], self.response_time)
             return 0.0 if when is None else max(0.0, when - self.date)
-        if self.status in HEURISTIC_STATUSES or directives.public:
+        if self.status in HEURISTIC_STATUSES or directives.public or self.listed:
             if default_ttl is not None:
                 return default_ttl
             if self.last_modified is not None:
@@ -211,6 +214,7 @@ class Entry:
             vary=self.vary,
             age_lines=age_lines,
             targets=self.targets,
+            listed=self.listed,
         )
 
     def refreshed_by(self, headers: Any, request_time: float, response_time: float, default_ttl: Optional[float]) -> "Entry":
@@ -233,6 +237,7 @@ class Entry:
         default_ttl: Optional[float],
         vary: Tuple[str, ...],
         targets: Targets = NO_TARGETS,
+        listed: bool = False,
     ) -> "Entry":
         """A new entry from an upstream response's status and `Headers`."""
         return cls(
@@ -246,6 +251,7 @@ class Entry:
             default_ttl=default_ttl,
             vary=vary,
             age_lines=headers.getRawHeaders(b"Age") or (),
+            listed=listed,
         )
 
     def __repr__(self) -> str:

@@ -161,7 +161,7 @@ class BackgroundRefresh:
         headers = response.headers
         config = self.config
         if response.code == 304:
-            self.store.put(key, variant, entry.refreshed_by(headers, sent, now, config.ttl), config.max_variants)
+            self.store.put(key, variant, entry.refreshed_by(headers, sent, now, config.ttl_for(entry.status)), config.max_variants)
             return
         if response.code in _ERROR_STATUSES:
             return  # keep serving the stale one for as long as it is allowed
@@ -175,12 +175,14 @@ class BackgroundRefresh:
                 sent_request.consumer is not None and not config.key_consumer
             ),
             vary=vary,
+            listed=config.lists(response.code),
         )
         if reason is not None or body is None or vary is None:
             self.store.remove(key, variant, entry)  # outdated, and nothing to replace it with
             return
         fresh = Entry.from_response(
             response.code, response.phrase, headers, directives, body,
-            request_time=sent, response_time=now, default_ttl=config.ttl, vary=vary, targets=self.targets,
+            request_time=sent, response_time=now, default_ttl=config.ttl_for(response.code), vary=vary,
+            listed=config.lists(response.code), targets=self.targets,
         )
         self.store.put(key, variant_key(sent_request.headers, vary, extra), fresh, config.max_variants)

@@ -20,11 +20,19 @@ NEVER_STORED = frozenset({206, 304})
 
 
 def refusal(
-    status: int, directives: ResponseDirectives, *, has_expires: bool, authorized: bool, vary: Optional[tuple]
+    status: int,
+    directives: ResponseDirectives,
+    *,
+    has_expires: bool,
+    authorized: bool,
+    vary: Optional[tuple],
+    listed: bool = False,
 ) -> Optional[str]:
     """
     Why a response to a GET may not be stored (a short token for
     Cache-Status ``detail``), or None when RFC 9111 §3 allows it.
+    `listed`: the route's ``ttl`` names this status, which stands for an
+    explicit lifetime (as nginx's ``proxy_cache_valid`` does).
     """
     if status < 200 or status in NEVER_STORED:
         return "status"
@@ -41,7 +49,7 @@ def refusal(
         return "authorization"  # §3.5
     if vary is None:
         return "vary-star"
-    if not (directives.explicit_lifetime or has_expires or directives.public or status in HEURISTIC_STATUSES):
+    if not (directives.explicit_lifetime or has_expires or directives.public or listed or status in HEURISTIC_STATUSES):
         return "status"
     return None
 

@@ -282,6 +282,7 @@ class CacheStage:
             has_expires=headers.hasHeader(b"Expires") and not targeted,
             authorized=context.authorized,
             vary=vary,
+            listed=self.config.lists(response.status),
         )
         expected = _content_length(headers)
         if reason is None and expected is not None and expected > self.config.max_object_size:
@@ -291,8 +292,8 @@ class CacheStage:
             assert vary is not None
             entry = Entry.from_response(
                 response.status, response.reason, headers, directives, b"",
-                request_time=context.request_time, response_time=now, default_ttl=self.config.ttl, vary=vary,
-                targets=self.targets,
+                request_time=context.request_time, response_time=now, default_ttl=self.config.ttl_for(response.status),
+                vary=vary, listed=self.config.lists(response.status), targets=self.targets,
             )
             if not worth_storing(entry, self.config.stale_while_revalidate, self.config.stale_if_error):
                 reason = "not-reusable"
@@ -324,7 +325,7 @@ class CacheStage:
         self, request: ProxyRequest, context: _Context, response: ProxyResponse, stale: Entry, now: float
     ) -> Response:
         """RFC 9111 §4.3.3-4: a 304 freshens the stored response, which then answers."""
-        fresh = stale.refreshed_by(response.headers, context.request_time, now, self.config.ttl)
+        fresh = stale.refreshed_by(response.headers, context.request_time, now, self.config.ttl_for(stale.status))
         assert context.key is not None
         if fresh.directives.no_store or fresh.directives.private:
             self.store.invalidate(context.key)
@@ -342,7 +343,7 @@ class CacheStage:
         if not same_representation(response.headers, stale):
             self.store.invalidate(context.key)
             return
-        fresh = stale.refreshed_by(response.headers, context.request_time, now, self.config.ttl)
+        fresh = stale.refreshed_by(response.headers, context.request_time, now, self.config.ttl_for(stale.status))
         self.store.put(context.key, context.variant, fresh, self.config.max_variants)
 
     def _tag(self, response: ProxyResponse, **status: Any) -> None:
@@ -395,6 +396,10 @@ def _build(route: RouteConfig, services: Any) -> CacheStage:
 
 def _validate(route: RouteConfig, config: Any) -> List[ConfigIssue]:
     section = route.policies["cache"]
+    if not route.upstream:
+        # Stored responses are keyed by the one upstream that made them.
+        what = "a split between upstreams" if route.split else "answers the gateway gives itself"
+        return [ConfigIssue(location=section.location, message=f"'cache' needs a route with one 'upstream', not {what}")]
     store = config.sections.get("cache") or CacheStoreConfig()
     if section.max_object_size > store.max_memory:
         message = (
