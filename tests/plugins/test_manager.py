@@ -13,7 +13,7 @@ import attrs
 import pytest
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock, deferLater
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from twistgate.config.model import (
@@ -349,6 +349,39 @@ def test_raising_plugin_gives_plugin_error_and_is_logged():
     [event] = [e for e in events if "log_failure" in e]
     assert (event["plugin"], event["hook"], event["request_id"]) == ("bad", "on_request", "abc")
     assert event["log_failure"].check(KeyError)
+
+
+def test_a_global_plugin_failure_names_the_route_being_served():
+    """Issue 17 item 5: a global plugin's one instance serves every route; its failures name the route that was served, not "None"."""
+    calls: list = []
+    bad = {"on_request": raise_(KeyError("x")), "on_response": lambda: "nonsense", "on_error": raise_(KeyError("y"))}
+    config = gateway_config([section("bad")], [route_config("users"), route_config("orders")])
+    plugins = build(config, **recorders(calls, bad=bad))
+    with capturedLogs() as events:
+        failure_of(plugins.for_route("users").on_request(request(request_id="r1"), Route("users", config.routes[0])))
+        failure_of(plugins.for_route("orders").on_response(request(request_id="r2"), ProxyResponse(status=200)))
+        result_of(plugins.for_route(None).on_error(request(request_id="r3"), Failure(RouteNotFound())))
+    logged = [(e["plugin"], e["hook"], e["route"], e["request_id"]) for e in events if e.get("plugin") == "bad"]
+    assert logged == [
+        ("bad", "on_request", "users", "r1"),
+        ("bad", "on_response", "orders", "r2"),
+        ("bad", "on_error", None, "r3"),
+    ]
+    texts = [formatEvent(e) for e in events if e.get("plugin") == "bad"]
+    assert "route 'users', request r1" in texts[0] and "route 'orders', request r2" in texts[1]
+    assert "no route matched, request r3" in texts[2]
+
+
+def test_a_global_plugin_startup_failure_says_which_instance():
+    """The lifecycle log says "the global instance" or names the route whose instance failed."""
+    config = gateway_config([section("g")], [route_config("r", section("own"))])
+    fail = {"on_startup": raise_(OSError("no"))}
+    for name, words in (("g", "the global instance"), ("own", "the instance of route 'r'")):
+        plugins = build(config, **recorders([], **{name: fail, ("own" if name == "g" else "g"): {}}))
+        with capturedLogs() as events:
+            failure_of(plugins.startup(None, config))
+        [event] = [e for e in events if e.get("hook") == "on_startup"]
+        assert words in formatEvent(event)
 
 
 def test_failing_deferred_gives_plugin_error():

@@ -260,8 +260,9 @@ def build_plugins(
         raise ConfigError(builder.issues)
     builder.manager.check_pending()
 
-    def route_plugins(instances: Sequence[_Instance]) -> RouteChain:
+    def route_plugins(route: Optional[str], instances: Sequence[_Instance]) -> RouteChain:
         return RouteChain(
+            route=route,
             names=tuple(instance.name for instance in instances),
             on_request=builder.calls("on_request", instances),
             on_response=builder.calls("on_response", instances, unwind=True),
@@ -271,8 +272,8 @@ def build_plugins(
     globals_only = [shared[s.name] for s in config.plugins if s.name in shared]
     return GatewayPlugins(
         manager=builder.manager,
-        global_plugins=route_plugins(list(dict.fromkeys(globals_only))),
-        routes={name: route_plugins(instances) for name, instances in route_instances.items()},
+        global_plugins=route_plugins(None, list(dict.fromkeys(globals_only))),
+        routes={name: route_plugins(name, instances) for name, instances in route_instances.items()},
         on_startup=builder.calls("on_startup", builder.instances),
         on_shutdown=builder.calls("on_shutdown", builder.instances)[::-1],
     )

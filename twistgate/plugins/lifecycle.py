@@ -20,6 +20,11 @@ __all__ = ["GatewayPlugins", "PluginStartupError"]
 _log = Logger(namespace="twistgate.plugins")
 
 
+def instance_of(route: Optional[str]) -> str:
+    """Which instance of a plugin, in words: the global one, or a route's own."""
+    return "the global instance" if route is None else f"the instance of route {route!r}"
+
+
 class PluginStartupError(Exception):
     """
     A plugin's `on_startup` failed: the gateway must not start.
@@ -92,11 +97,13 @@ class GatewayPlugins:
                     await result
             except Exception as error:
                 _log.failure(
-                    "Plugin {plugin!r} failed in on_startup (route {route})",
+                    "Plugin {plugin!r} failed in on_startup ({instance})",
                     Failure(),
                     level=LogLevel.critical,
                     plugin=call.plugin,
                     route=call.route,
+                    hook="on_startup",
+                    instance=instance_of(call.route),
                 )
                 raise PluginStartupError(call.plugin, call.route, error) from error
 
@@ -118,9 +125,11 @@ class GatewayPlugins:
                     await result
             except Exception:
                 _log.failure(
-                    "Plugin {plugin!r} failed in on_shutdown (route {route})",
+                    "Plugin {plugin!r} failed in on_shutdown ({instance})",
                     Failure(),
                     level=LogLevel.error,
                     plugin=call.plugin,
                     route=call.route,
+                    hook="on_shutdown",
+                    instance=instance_of(call.route),
                 )
