@@ -728,6 +728,37 @@ def test_misspelled_hook_and_wrong_arguments():
     assert "wrapper" in issues[3]
 
 
+def test_hook_methods_without_hookimpl_are_refused():
+    """Issue 17 item 4: a method named after a hook but not marked @hookimpl is a configuration error, not silently ignored."""
+    import pluggy
+
+    class Forgot:
+        def on_request(self, request):
+            return Response(status=403)
+
+        @hookimpl
+        def on_response(self, response):
+            pass
+
+    class OtherMarker:
+        @pluggy.HookimplMarker("datasette")
+        def on_error(self, request, failure):
+            pass
+
+    class Helper:  # other method names are the plugin's own business
+        def on_requests_seen(self):
+            pass
+
+    config = gateway_config([section("f", line=1), section("o", line=2), section("h", line=3)])
+    with pytest.raises(ConfigError) as raised:
+        build(config, f=lambda o, c: Forgot(), o=lambda o, c: OtherMarker(), h=lambda o, c: Helper())
+    issues = {issue.location.line: issue.message for issue in raised.value.issues}
+    assert sorted(issues) == [1, 2]
+    assert "plugin 'f': on_request() is not marked with @hookimpl" in issues[1]
+    assert "from twistgate.plugins" in issues[1]
+    assert "plugin 'o': on_error() is not marked with @hookimpl" in issues[2]
+
+
 def test_duplicate_section():
     with pytest.raises(ConfigError, match="configured twice"):
         build(gateway_config([section("a"), section("a", line=2)]), **recorders([], a={}))

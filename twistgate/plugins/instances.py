@@ -127,6 +127,8 @@ class _Builder:
         manager = self.manager
         if manager.is_registered(plugin):
             return True  # a factory handed out the same object twice
+        if not self.all_marked(section, plugin):
+            return False
         try:
             manager.register(plugin, name=_registration_name(section.name, route))
         except pluggy.PluginValidationError as error:
@@ -157,6 +159,26 @@ class _Builder:
         if not ok:
             manager.unregister(plugin)
         return ok
+
+    def all_marked(self, section: PluginSection, plugin: object) -> bool:
+        """
+        A method named after a hook but not marked ``@hookimpl`` would never
+        be called (pluggy registers marked methods only): a mistake to
+        report, not to ignore.
+        """
+        attribute = f"{PROJECT_NAME}_impl"
+        unmarked = [
+            hook
+            for hook in HOOK_NAMES
+            if callable(getattr(plugin, hook, None)) and getattr(getattr(plugin, hook), attribute, None) is None
+        ]
+        for hook in unmarked:
+            self.issue(
+                section,
+                f"plugin {section.name!r}: {hook}() is not marked with @hookimpl, so it would never be called; "
+                "decorate it with @hookimpl from twistgate.plugins",
+            )
+        return not unmarked
 
     def calls(self, hook: str, instances: Sequence[_Instance], *, unwind: bool = False) -> Tuple[_Call, ...]:
         """
