@@ -37,7 +37,7 @@ def test_exports():
         "hookimpl", "hookspec", "MaybeDone", "MaybeResponse",
         # what the hooks receive and answer with
         "Headers", "ProxyRequest", "ProxyResponse", "Response", "RouteInfo",
-        "GatewayError", "BadRequest", "Unauthorized", "Forbidden", "PayloadTooLarge", "RateLimited",
+        "GatewayError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "PayloadTooLarge", "RateLimited", "TooManyRequests",
         "ServiceUnavailable", "UpstreamUnavailable", "UpstreamTimeout",
     ])  # fmt: skip
     for name in twistgate.plugins.__all__:
