@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.errors import GatewayError, RouteNotFound, UpstreamTimeout, error_response
-from twistgate.http import request_id_from, strip_hop_by_hop
+from twistgate.http import relayed_reason, request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
@@ -195,7 +195,7 @@ class Exchange:
         if self.downstream.method != b"HEAD" and code not in _NO_BODY_STATUS and code >= 200:
             if response.length is not UNKNOWN_LENGTH and response.length is not None:
                 raw[b"Content-Length"] = [b"%d" % response.length]
-        self._respond(ProxyResponse(status=code, reason=response.phrase, headers=headers, from_upstream=True))
+        self._respond(ProxyResponse(status=code, reason=relayed_reason(response.phrase), headers=headers, from_upstream=True))
 
     def _respond(self, response: ProxyResponse) -> None:
         route = self.route

@@ -195,3 +195,27 @@ def reason_phrase(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
         return b"Unknown"
+
+
+#: What Twisted says for a status missing from its table; an upstream on
+#: Twisted sends it for 429, 431, 451...: the gateway gives the RFC phrase.
+TWISTED_UNKNOWN_PHRASE = b"Unknown Status"
+
+
+def relayed_reason(phrase: Optional[bytes]) -> Optional[bytes]:
+    """An upstream's reason phrase as the gateway relays it: ``None`` (the RFC 9110 phrase) when empty or Twisted's placeholder."""
+    if not phrase or phrase == TWISTED_UNKNOWN_PHRASE:
+        return None
+    return phrase
+
+
+class RFC9110Phrases:
+    """
+    For a twisted.web ``Request`` subclass: a status set without a phrase
+    gets its RFC 9110 phrase (`reason_phrase`), not Twisted's older table
+    (which lacks 429, 431, 451... and says "Unknown Status" for them).
+    """
+
+    def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:
+        super().setResponseCode(code, message or reason_phrase(code))  # type: ignore[misc]
+

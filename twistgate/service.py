@@ -30,11 +30,11 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults, inline
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from twistgate._text import plural
 from twistgate._twisted_compat import fail_start_loudly, hold_accepting, listening_port, resume_accepting
 from twistgate.config.model import GatewayConfig, ListenerConfig
+from twistgate.engine.twisted_web import plain_site
 from twistgate.generation import Generation
 from twistgate.listeners import build_listener, site_for
 from twistgate.ops.admin import AdminResource
@@ -77,8 +77,7 @@ class GatewayService(MultiService):
         if config.demo is not None:
             from twistgate.demo import demo_resource
 
-            demo_site = Site(demo_resource(reactor), reactor=reactor)
-            demo_site.log = lambda request: None  # type: ignore[method-assign]
+            demo_site = plain_site(demo_resource(reactor), reactor)
             self.demo = self._serve("demo", serverFromString(reactor, config.demo.endpoint), demo_site)
         self.listeners: List[StreamServerEndpointService] = []
         self.tls_reloaders: Dict[str, Any] = {}
@@ -95,9 +94,7 @@ class GatewayService(MultiService):
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:
-            admin_site = Site(AdminResource(self), reactor=reactor)
-            admin_site.displayTracebacks = False
-            admin_site.log = lambda request: None  # type: ignore[method-assign]
+            admin_site = plain_site(AdminResource(self), reactor)
             self.admin = self._serve("admin", serverFromString(reactor, self._admin_settings.endpoint), admin_site)
         #: Fires when the gateway serves; fails (with `PluginStartupError`
         #: when a plugin's ``on_startup`` failed) when it will not.
