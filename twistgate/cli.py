@@ -6,6 +6,7 @@ The `twistgate` command: offline tools over a configuration file.
     twistgate routes FILE   print the route table in the order it matches
     twistgate explain FILE --path P [--method M] [--host H] [--json]
     twistgate keys create|list|revoke --config FILE ...
+    twistgate plugins [--json]   installed plugins and extensions, with their options
 
 Exit status, for every command: 0 done; 1 the configuration is invalid or
 cannot be read, or the operation failed (a key store error, an unknown key
@@ -99,6 +100,39 @@ def _routes(path: str) -> int:
     return EXIT_OK
 
 
+def _plugins(as_json: bool) -> int:
+    """``twistgate plugins``: what is installed, what each one is for, and its options."""
+    import json
+
+    from twistgate.plugins.catalog import GROUP_TITLES, installed
+
+    found = installed()
+    if as_json:
+        print(json.dumps([entry.as_json() for entry in found], indent=1, default=str))
+        return EXIT_OK
+    for group, title in GROUP_TITLES.items():
+        print(title)
+        for entry in (e for e in found if e.group == group):
+            print(f"  {entry.name}  ({entry.origin})")
+            if entry.summary:
+                print(f"      {entry.summary}")
+            if entry.error is not None:
+                print(f"      error: {entry.error}")
+            elif entry.options is None:
+                print("      options: not declared (handed over as written)")
+            elif not entry.options:
+                print("      options: none")
+            for option in entry.options or ():
+                if not option.documented:
+                    print(f"      {option.name}")
+                    continue
+                default = "required" if option.required else f"default {json.dumps(option.default, default=str)}"
+                doc = f": {option.doc}" if option.doc else ""
+                print(f"      {option.name} ({option.type}, {default}){doc}")
+        print()
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twistgate",
@@ -118,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--host", default=None)
     explain.add_argument("--path", required=True)
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    plugins = sub.add_parser("plugins", help="list installed plugins and extensions with their options")
+    plugins.add_argument("--json", action="store_true", help="print the list as JSON")
     from twistgate.policies.auth.cli import add_keys_command
 
     add_keys_command(sub)  # `twistgate keys create|list|revoke` (twistgate/policies/auth/cli.py)
@@ -155,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
         return explain_main(args, _build)
     if args.command == "check":
         return _check(args.file)
+    if args.command == "plugins":
+        return _plugins(args.json)
     return _routes(args.file)
 
 

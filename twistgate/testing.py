@@ -27,10 +27,10 @@ from twisted.web.server import NOT_DONE_YET
 from twistgate.config.model import GatewayConfig, UpstreamConfig
 from twistgate.engine.twisted_web import TwistedDownstream
 from twistgate.generation import Generation
-from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginRegistry
+from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginRegistry
 from twistgate.resource import GatewayResource
 
-__all__ = ["GatewayHarness", "TwistedWebFront", "result_of"]
+__all__ = ["GatewayHarness", "TwistedWebFront", "build_plugin", "result_of"]
 
 
 def result_of(d: "Deferred[Any]") -> Any:
@@ -42,6 +42,33 @@ def result_of(d: "Deferred[Any]") -> Any:
     if isinstance(results[0], Failure):
         results[0].raiseException()
     return results[0]
+
+
+def build_plugin(
+    factory: Any,
+    options: Optional[Mapping[str, Any]] = None,
+    *,
+    name: str = "plugin",
+    clock: Optional[Any] = None,
+    context: Optional[PluginContext] = None,
+) -> Any:
+    """
+    The plugin `factory` makes from `options` written as in the YAML file
+    (``{"window": "1d"}``): converted through the factory's declared
+    ``Options`` as the configuration loader does, then handed to the
+    factory with a `PluginContext` on `clock` (a new `Clock` by default).
+
+    :raises ConfigError: the options are invalid (the same messages as in
+        the gateway, located at ``<options>:LINE: NAME.KEY``).
+    """
+    from twistgate.plugins.options import FreeOptions, convert_options, options_spec
+
+    spec = options_spec(factory)
+    given = dict(options or {})
+    converted = given if isinstance(spec, FreeOptions) else convert_options(spec, given, where=name)
+    if context is None:
+        context = PluginContext(name=name, clock=clock if clock is not None else Clock())
+    return factory(converted, context)
 
 
 class GatewayHarness:

@@ -28,7 +28,7 @@ group keeping that order.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pluggy
 
@@ -36,6 +36,7 @@ from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig, Plug
 from twistgate.plugins import hookspecs
 from twistgate.plugins.calls import PluginError, RouteChain, _Call, _Instance
 from twistgate.plugins.lifecycle import GatewayPlugins, PluginStartupError
+from twistgate.plugins.options import FreeOptions, convert_options, options_spec
 from twistgate.plugins.hookspecs import HOOK_NAMES, PROJECT_NAME
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginFactory, PluginRegistry
 
@@ -106,8 +107,11 @@ class _Builder:
         except Exception as error:
             self.issue(section, f"plugin {name!r} could not be loaded: {type(error).__name__}: {error}")
             return None
+        options = self.options(section, factory)
+        if options is None:
+            return None
         try:
-            plugin = factory(section.options, self.context_factory(name))
+            plugin = factory(options, self.context_factory(name))
         except (ValueError, TypeError) as error:
             self.issue(section, f"plugin {name!r}: {error}")
             return None
@@ -122,6 +126,29 @@ class _Builder:
         instance = _Instance(name=name, route=route, plugin=plugin, location=section.location)
         self.instances.append(instance)
         return instance
+
+    def options(self, section: PluginSection, factory: PluginFactory) -> Optional[Mapping[str, Any]]:
+        """
+        What the factory gets: the section's options, converted through the
+        factory's declaration if the loader did not already (a factory
+        given in code, a configuration built in code); None after an issue.
+        """
+        try:
+            spec = options_spec(factory)
+        except TypeError as error:
+            self.issue(section, f"plugin {section.name!r}: {error}")
+            return None
+        if isinstance(spec, FreeOptions) or section.declared == spec:
+            return section.options
+        try:
+            return convert_options(spec, section.options, where=section.name)
+        except ConfigError as error:
+            for found in error.issues:
+                path = found.location.path
+                key = path.partition(".")[2] if "." in path else ""
+                where = f"{key}: " if key else ""
+                self.issue(section, f"plugin {section.name!r}: {where}{found.message}")
+            return None
 
     def register(self, section: PluginSection, plugin: object, route: Optional[str]) -> bool:
         manager = self.manager

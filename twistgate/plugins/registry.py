@@ -5,9 +5,11 @@ point group, imported only when a configuration names them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+from contextvars import ContextVar
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -15,7 +17,7 @@ from twisted.logger import Logger
 
 from twistgate.plugins.hookspecs import PROJECT_NAME
 
-__all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry"]
+__all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry", "current_plugins", "using_plugins"]
 
 _log = Logger(namespace="twistgate.plugins")
 
@@ -115,6 +117,16 @@ class PluginRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._sources
 
+    def origin(self, name: str) -> str:
+        """Where `name` comes from, in words (nothing is imported): built in, an entry point, or given."""
+        source = self._sources[name]
+        if isinstance(source, importlib.metadata.EntryPoint):
+            dist = getattr(source, "dist", None)
+            return f"entry point {source.value}" + (f" of {dist.name} {dist.version}" if dist is not None else "")
+        if isinstance(source, str):
+            return "built in" if BUILTIN_PLUGINS.get(name) == source else source
+        return getattr(source, "__qualname__", repr(source))
+
     def load(self, name: str) -> PluginFactory:
         """
         The factory for ``name``, imported now if need be.
@@ -139,3 +151,34 @@ class PluginRegistry:
             )
         self._loaded[name] = factory
         return factory  # type: ignore[no-any-return]
+
+
+_ACTIVE: ContextVar[Optional[PluginRegistry]] = ContextVar("twistgate_plugins", default=None)
+
+
+def current_plugins() -> PluginRegistry:
+    """
+    The registry configuration reads plugin options through: `using_plugins`'s,
+    or the built-ins plus the ``twistgate`` entry points (scanned now, so a
+    package installed while the process runs is seen; nothing is imported).
+    """
+    return _ACTIVE.get() or PluginRegistry.default()
+
+
+@contextlib.contextmanager
+def using_plugins(extra: Mapping[str, _Source]) -> Iterator[PluginRegistry]:
+    """
+    Offer more plugin factories while loading configuration, without
+    packaging them (tests, `twistgate.testing`), so their declared options
+    are read with file, line and key path like an installed plugin's::
+
+        with using_plugins({"tenant_quota": TenantQuota}):
+            config = load_text(yaml_text)
+    """
+    registry = PluginRegistry({**BUILTIN_PLUGINS, **extra}, entry_point_group=PROJECT_NAME)
+    token = _ACTIVE.set(registry)
+    try:
+        yield registry
+    finally:
+        _ACTIVE.reset(token)
+
