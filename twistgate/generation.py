@@ -31,6 +31,7 @@ from twistgate.ops.runtime import Operations
 from twistgate.plugins.calls import RouteChain
 from twistgate.plugins.instances import GatewayPlugins, build_plugins
 from twistgate.plugins.registry import PluginContext, PluginRegistry
+from twistgate.plugins.store import MemoryStore, PluginStore
 from twistgate.routing import RouteTable
 from twistgate.services import Services, build_services
 from twistgate.upstream.events import UpstreamEvents
@@ -95,10 +96,16 @@ class InFlight:
 
 @attrs.define
 class Shared:
-    """What the generations of one gateway share: it outlives each of them."""
+    """
+    What the generations of one gateway share: it outlives each of them.
+
+    :ivar plugin_memory: the in-memory backend of the plugins' stores (made
+        by the first generation that uses it): a reload keeps their state.
+    """
 
     ops: Operations
     events: UpstreamEvents = attrs.field(factory=UpstreamEvents)
+    plugin_memory: Optional[MemoryStore] = None
 
 
 class Generation:
@@ -161,13 +168,19 @@ class Generation:
             else:
                 self.upstreams[name] = self._new_upstream(upstream)
         self.owned: Set[str] = set(self.upstreams) - self.borrowed
-        self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams, self.files)
+        if shared.plugin_memory is None:
+            shared.plugin_memory = MemoryStore(reactor)
+        self.services: Services = build_services(
+            config, reactor, self.http_client, self.ops, self.upstreams, self.files, plugin_memory=shared.plugin_memory
+        )
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
         policies = {route.name: chain.build_policies(route, self.services) for route in config.routes}
         self.plugins: GatewayPlugins = build_plugins(
             config,
-            lambda name: PluginContext(name=name, clock=reactor, http_client=self.http_client),
+            lambda name: PluginContext(
+                name=name, clock=reactor, http_client=self.http_client, store=PluginStore(self.services.plugin_store, name)
+            ),
             registry=plugin_registry,
             stages=policies,
         )

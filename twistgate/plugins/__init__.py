@@ -30,6 +30,7 @@ from twistgate.plugins.hookspecs import HOOK_NAMES, PROJECT_NAME, MaybeDone, May
 from twistgate.plugins.instances import build_plugins
 from twistgate.plugins.lifecycle import GatewayPlugins, PluginStartupError
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginFactory, PluginRegistry
+from twistgate.plugins.store import PluginStore, StoreUnavailable
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -49,6 +50,7 @@ __all__ = [
     "PluginFactory",
     "PluginRegistry",
     "PluginStartupError",
+    "PluginStore",
     "ProxyRequest",
     "ProxyResponse",
     "RateLimited",
@@ -57,6 +59,7 @@ __all__ = [
     "RouteInfo",
     "RoutePlugins",
     "ServiceUnavailable",
+    "StoreUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "UpstreamTimeout",

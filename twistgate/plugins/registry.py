@@ -22,6 +22,12 @@ __all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry"
 _log = Logger(namespace="twistgate.plugins")
 
 
+def _memory_store(context: "PluginContext") -> Any:
+    from twistgate.plugins.store import MemoryStore, PluginStore
+
+    return PluginStore(MemoryStore(context.clock), context.name)
+
+
 @attrs.frozen
 class PluginContext:
     """
@@ -32,11 +38,16 @@ class PluginContext:
     :ivar http_client: a ``treq.HTTPClient`` for side calls (on the gateway's
         connection pool), or ``None`` when the configuration is only being
         validated.
+    :ivar store: the plugin's `twistgate.plugins.store.PluginStore`: state
+        shared by all its instances and kept across reloads (memory or
+        Redis).  By default (a context made by hand, in tests) a private
+        in-memory one on `clock`.
     """
 
     name: str
     clock: IReactorTime
     http_client: Optional[object] = None
+    store: Any = attrs.field(default=attrs.Factory(_memory_store, takes_self=True))
 
 
 #: ``factory(options, context) -> plugin``: validates ``options`` (raising
