@@ -122,6 +122,7 @@ class Exchange:
             request_id=self.request_id,
             params=match.params,
             started=generation.clock.seconds(),
+            route=route.info,
         )
         if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)

@@ -31,6 +31,7 @@ from twistgate.ops.runtime import Operations
 from twistgate.plugins.calls import RouteChain
 from twistgate.plugins.instances import GatewayPlugins, build_plugins
 from twistgate.plugins.registry import PluginContext, PluginRegistry
+from twistgate.plugins.metrics import PluginMetrics
 from twistgate.plugins.store import MemoryStore, PluginStore
 from twistgate.routing import RouteTable
 from twistgate.services import Services, build_services
@@ -179,7 +180,11 @@ class Generation:
         self.plugins: GatewayPlugins = build_plugins(
             config,
             lambda name: PluginContext(
-                name=name, clock=reactor, http_client=self.http_client, store=PluginStore(self.services.plugin_store, name)
+                name=name,
+                clock=reactor,
+                http_client=self.http_client,
+                store=PluginStore(self.services.plugin_store, name),
+                metrics=PluginMetrics(name, self.ops.registry, self.ops.plugin_metrics),
             ),
             registry=plugin_registry,
             stages=policies,

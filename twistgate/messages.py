@@ -63,6 +63,8 @@ class ProxyRequest:
     :ivar request_id: the ``X-Request-ID`` (the client's or a generated one).
     :ivar params: values of the route's ``{param}`` segments.
     :ivar consumer: the authenticated identity, if any.
+    :ivar route: the `RouteInfo` of the route the request matched (``None``
+        when it matched none: then only ``on_error`` runs).
     :ivar state: free space for plugins to pass data between hooks.
     :ivar started: the gateway clock's time when the request head was read.
     """
@@ -79,6 +81,7 @@ class ProxyRequest:
         "request_id",
         "params",
         "consumer",
+        "route",
         "state",
         "started",
         "answered_at",
@@ -99,6 +102,7 @@ class ProxyRequest:
         params: Optional[Dict[str, str]] = None,
         consumer: Optional[str] = None,
         started: float = 0.0,
+        route: "Optional[RouteInfo]" = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -111,6 +115,7 @@ class ProxyRequest:
         self.request_id = request_id
         self.params = params if params is not None else {}
         self.consumer = consumer
+        self.route = route
         self.state: Dict[str, Any] = {}
         self.started = started
         #: The route layer (stage or plugin position) whose on_request

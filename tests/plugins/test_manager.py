@@ -889,3 +889,34 @@ def test_on_response_unwinds_in_reverse_and_skips_layers_inside_an_answer():
     answer = result_of(plugins.on_request(req, None))
     result_of(plugins.on_response(req, answer.to_proxy_response()))
     assert order == [("request", "outer"), ("request", "middle"), ("response", "middle"), ("response", "outer")]
+
+
+def test_hook_admin_get():
+    """admin_get is called on the global instance, or on the instance a route uses; it gets the path and the query it asks for."""
+
+    class Page:
+        def __init__(self, label):
+            self.label = label
+
+        @hookimpl
+        def admin_get(self, path, query):
+            return {"instance": self.label, "path": path, "query": dict(query)}
+
+    class NoPage:
+        @hookimpl
+        def on_request(self, request):
+            pass
+
+    made = iter(["global", "own"])
+    config = gateway_config(
+        [section("page"), section("plain")],
+        [route_config("uses_global"), route_config("own", section("page")), route_config("off", section("page", enabled=False))],
+    )
+    plugins = build(config, page=lambda o, c: Page(next(made)), plain=lambda o, c: NoPage())
+    call = plugins.admin_call("page")
+    assert call(("tenants/acme", {"v": ["1"]})) == {"instance": "global", "path": "tenants/acme", "query": {"v": ["1"]}}
+    assert plugins.admin_call("page", "own")(("", {}))["instance"] == "own"
+    assert plugins.admin_call("page", "uses_global")(("", {}))["instance"] == "global"
+    assert plugins.admin_call("page", "off") is None
+    assert plugins.admin_call("plain") is None and plugins.admin_call("nope") is None
+    assert [(i.name, i.route) for i in plugins.instances] == [("page", None), ("plain", None), ("page", "own")]

@@ -34,6 +34,8 @@ class Operations:
         self.number = 0
         self.connections: Dict[str, int] = {}
         self.last_reload: Optional[Dict[str, Any]] = None
+        #: The plugins' metrics by full name (twistgate.plugins.metrics): a reload asks for them again.
+        self.plugin_metrics: Dict[str, Any] = {}
         self.registry.register(LiveCollector(self))
 
     def observe(self, record: Any) -> None:

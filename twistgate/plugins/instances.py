@@ -319,7 +319,13 @@ def build_plugins(
         )
 
     globals_only = [shared[s.name] for s in config.plugins if s.name in shared]
+    admin: Dict[str, Dict[Optional[str], _Call]] = {}
+    for call in builder.calls("admin_get", builder.instances):
+        admin.setdefault(call.plugin, {}).setdefault(call.route, call)
     return GatewayPlugins(
+        admin=admin,
+        instances=tuple(builder.instances),
+        route_instances={name: tuple(i for i in instances if i in builder.instances) for name, instances in route_instances.items()},
         manager=builder.manager,
         global_plugins=route_plugins(None, list(dict.fromkeys(globals_only))),
         routes={name: route_plugins(name, instances) for name, instances in route_instances.items()},

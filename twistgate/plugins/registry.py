@@ -28,6 +28,18 @@ def _memory_store(context: "PluginContext") -> Any:
     return PluginStore(MemoryStore(context.clock), context.name)
 
 
+def _own_metrics(context: "PluginContext") -> Any:
+    from twistgate.plugins.metrics import PluginMetrics
+
+    return PluginMetrics(context.name)
+
+
+def _logger(context: "PluginContext") -> Any:
+    from twistgate.plugins.plugin_log import PluginLogger
+
+    return PluginLogger(context.name)
+
+
 @attrs.frozen
 class PluginContext:
     """
@@ -40,14 +52,23 @@ class PluginContext:
         validated.
     :ivar store: the plugin's `twistgate.plugins.store.PluginStore`: state
         shared by all its instances and kept across reloads (memory or
-        Redis).  By default (a context made by hand, in tests) a private
-        in-memory one on `clock`.
+        Redis).
+    :ivar metrics: the plugin's `twistgate.plugins.metrics.PluginMetrics`:
+        counters, gauges and histograms on the gateway's ``/metrics``.
+    :ivar log: the plugin's `twistgate.plugins.plugin_log.PluginLogger`:
+        a `twisted.logger.Logger` that adds ``plugin``, and ``route`` and
+        ``request_id`` when given ``request=``.
+
+    A context made by hand (in tests) gets a private in-memory store on
+    `clock` and metrics in a registry of their own.
     """
 
     name: str
     clock: IReactorTime
     http_client: Optional[object] = None
     store: Any = attrs.field(default=attrs.Factory(_memory_store, takes_self=True))
+    metrics: Any = attrs.field(default=attrs.Factory(_own_metrics, takes_self=True))
+    log: Any = attrs.field(default=attrs.Factory(_logger, takes_self=True), eq=False)
 
 
 #: ``factory(options, context) -> plugin``: validates ``options`` (raising
