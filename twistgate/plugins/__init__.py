@@ -7,7 +7,11 @@ types), plus a factory ``(options, context) -> plugin`` published in the
 ``twistgate`` entry point group.  What the hooks receive are the runtime
 classes exported here: `ProxyRequest`, `ProxyResponse`, `RouteInfo` and
 `Headers`; a plugin answers with a `Response` or raises a `GatewayError`
-subclass for the gateway's own JSON error.  See ``docs/plugins.md``.
+subclass for the gateway's own JSON error.  A factory declares its options
+(``Options``, `twistgate.plugins.options`) and gets a `PluginContext`:
+``clock``, ``http_client``, ``store`` (a `PluginStore`, kept across
+reloads), ``metrics`` and ``log``.  Tests use `twistgate.testing` and the
+pytest fixtures of `twistgate.pytest_plugin`.  See ``docs/plugins.md``.
 """
 
 from twistgate.errors import (
