@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# pytester: tests of twistgate's own pytest plugin (twistgate.pytest_plugin) run pytest on example test files.
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture
 def reactor():

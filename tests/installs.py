@@ -46,3 +46,22 @@ def pip_install(python: Path, arguments: Sequence[str]) -> subprocess.CompletedP
     """pip (the suite's) installing into the venv of `python`, with a normal build; output kept for inspection."""
     return subprocess.run([*PIP[:-1], "--verbose", "--python", str(python), "install", "--no-deps", *arguments],
                           capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+
+
+def pip_install_copy(source: Path, target: Path) -> Path:
+    """
+    `pip install --no-deps --target` a copy of the package at `source` (so
+    no build/ or egg-info lands in the tree); without build isolation when
+    the suite's setuptools can build wheels (no download), else with it.
+    """
+    from tests.extension_packages import _can_build_without_isolation
+
+    copy = target.parent / f"{source.name}-source"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    command = [*PIP, "install", "--no-deps", "--target", str(target), str(copy)]
+    if _can_build_without_isolation():
+        command.insert(-3, "--no-build-isolation")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return target
+

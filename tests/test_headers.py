@@ -61,3 +61,18 @@ def test_get_returns_the_first_value():
     headers = Headers.from_pairs([(b"Accept", b"a"), (b"Accept", b"b")])
     assert headers.get(b"accept") == b"a"
     assert headers.get(b"nope") is None
+
+
+def test_the_same_header_access_for_plugins_and_extensions():
+    """Issue 17 item 7: get(name) and get_all(name) with a str name give str values, in plugins and in extension views alike."""
+    from twistgate.messages import ProxyRequest
+    from twistgate.plugins.views import RequestInfo
+
+    headers = Headers()
+    headers.addRawHeader(b"X-Tenant", "acmé".encode("utf-8"))
+    headers.addRawHeader(b"X-Tenant", b"second")
+    assert headers.get("x-tenant") == "acmé" and headers.get(b"X-Tenant") == "acmé".encode("utf-8")
+    assert headers.get("X-Missing", "") == "" and headers.get_all("X-Missing") == []
+    assert headers.get_all("X-TENANT") == ["acmé", "second"]
+    view = RequestInfo(ProxyRequest(method=b"GET", path="/", headers=headers)).headers
+    assert (view.get("x-tenant"), view.get_all("X-Tenant")) == (headers.get("X-Tenant"), headers.get_all("X-Tenant"))

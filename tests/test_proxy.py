@@ -89,7 +89,7 @@ def test_forwards_with_rewrites_and_sets_target_host():
 def test_read_timeout_is_504_and_cancels_the_upstream_request():
     agent = NeverAnswers()
     gw = harness(agents={"app": agent})
-    d = gw.start("GET", "http://api.example/slow")
+    d = gw.send("GET", "http://api.example/slow")
     gw.clock.advance(4.9)
     gw.flush()
     assert agent.cancelled == 0
@@ -103,7 +103,7 @@ def test_read_timeout_is_504_and_cancels_the_upstream_request():
 
 def test_route_timeout_caps_the_upstream_read_timeout():
     gw = harness(agents={"app": NeverAnswers()})
-    d = gw.start("GET", "http://api.example/quick/x")
+    d = gw.send("GET", "http://api.example/quick/x")
     gw.clock.advance(1.0)
     gw.flush()
     assert result_of(d).code == 504

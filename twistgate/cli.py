@@ -6,6 +6,8 @@ The `twistgate` command: offline tools over a configuration file.
     twistgate routes FILE   print the route table in the order it matches
     twistgate explain FILE --path P [--method M] [--host H] [--json]
     twistgate keys create|list|revoke --config FILE ...
+    twistgate plugins [--json]   installed plugins and extensions, with their options
+    twistgate plugin new NAME [--dir DIR]   a plugin package to start from
 
 Exit status, for every command: 0 done; 1 the configuration is invalid or
 cannot be read, or the operation failed (a key store error, an unknown key
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from twistgate._text import plural
@@ -103,6 +106,55 @@ def _routes(path: str) -> int:
     return EXIT_OK
 
 
+def _plugins(as_json: bool) -> int:
+    """``twistgate plugins``: what is installed, what each one is for, and its options."""
+    import json
+
+    from twistgate.plugins.catalog import GROUP_TITLES, installed
+
+    found = installed()
+    if as_json:
+        print(json.dumps([entry.as_json() for entry in found], indent=1, default=str))
+        return EXIT_OK
+    for group, title in GROUP_TITLES.items():
+        print(title)
+        for entry in (e for e in found if e.group == group):
+            print(f"  {entry.name}  ({entry.origin})")
+            if entry.summary:
+                print(f"      {entry.summary}")
+            if entry.error is not None:
+                print(f"      error: {entry.error}")
+            elif entry.options is None:
+                print("      options: not declared (handed over as written)")
+            elif not entry.options:
+                print("      options: none")
+            for option in entry.options or ():
+                if not option.documented:
+                    print(f"      {option.name}")
+                    continue
+                default = "required" if option.required else f"default {json.dumps(option.default, default=str)}"
+                doc = f": {option.doc}" if option.doc else ""
+                print(f"      {option.name} ({option.type}, {default}){doc}")
+        print()
+    return EXIT_OK
+
+
+def _plugin_new(name: str, directory: str) -> int:
+    """``twistgate plugin new NAME``: write the package, say what to do next."""
+    from twistgate.plugins.scaffold import ScaffoldError, write_plugin
+
+    try:
+        root = write_plugin(name, Path(directory))
+    except ScaffoldError as error:
+        print(f"twistgate plugin new: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"wrote {root}/")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(root)}")
+    print(f"next: cd {root} && pip install -e '.[test]' && pytest")
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twistgate",
@@ -125,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--cookie", action="append", metavar="NAME=VALUE", help="a cookie (repeatable)")
     explain.add_argument("--listener", default=None, help="the listener the request arrives on")
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    plugins = sub.add_parser("plugins", help="list installed plugins and extensions with their options")
+    plugins.add_argument("--json", action="store_true", help="print the list as JSON")
+    plugin = sub.add_parser("plugin", help="plugin development tools")
+    plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True)
+    new = plugin_sub.add_parser("new", help="write a plugin package (entry point, a hook, options, tests, README)")
+    new.add_argument("name", help="the plugin's name, as users write it under plugins: (my_plugin)")
+    new.add_argument("--dir", default=".", help="where to create twistgate-NAME/ (default: here)")
     from twistgate.policies.auth.cli import add_keys_command
 
     add_keys_command(sub)  # `twistgate keys create|list|revoke` (twistgate/policies/auth/cli.py)
@@ -162,6 +221,10 @@ def _run(args: argparse.Namespace) -> int:
         return explain_main(args, _build)
     if args.command == "check":
         return _check(args.file)
+    if args.command == "plugins":
+        return _plugins(args.json)
+    if args.command == "plugin":
+        return _plugin_new(args.name, args.dir)
     return _routes(args.file)
 
 

@@ -2,7 +2,8 @@
 The errors the gateway itself answers with, and their JSON body.
 
 One flat family: each class is an HTTP status and a short machine-readable
-code.  Raise one anywhere in the pipeline (or return it as a failure); the
+code; ``GatewayError(message, status=..., code=..., headers=...)`` makes
+any other.  Raise one anywhere in the pipeline (or return it as a failure); the
 resource turns it into the contract's body
 ``{"error": code, "message": text, "request_id": id}``.
 """
@@ -67,6 +68,10 @@ class Forbidden(GatewayError):
     status, code, default_message = 403, "forbidden", "Access is denied."
 
 
+class NotFound(GatewayError):
+    status, code, default_message = 404, "not_found", "No such resource."
+
+
 class RouteNotFound(GatewayError):
     status, code, default_message = 404, "route_not_found", "No route matches the request."
 
@@ -94,8 +99,12 @@ class URITooLong(GatewayError):
     status, code, default_message = 414, "uri_too_long", "The request line is too long."
 
 
-class RateLimited(GatewayError):
+class TooManyRequests(GatewayError):
     status, code, default_message = 429, "rate_limited", "Too many requests."
+
+
+#: The same class as `TooManyRequests` (the rate limiter's name for it).
+RateLimited = TooManyRequests
 
 
 class HeadersTooLarge(GatewayError):

@@ -36,7 +36,7 @@ from twistgate.errors import GatewayError, PayloadTooLarge, RouteNotFound, Upstr
 from twistgate.grpc import STATUS as GRPC_STATUS, code_for, error_response as grpc_error_response, is_grpc
 from twistgate.grpc import parse_timeout, status_of, status_trailers
 from twistgate.headers import Headers
-from twistgate.http import request_id_from, strip_hop_by_hop
+from twistgate.http import relayed_reason, request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
@@ -144,6 +144,7 @@ class Exchange:
             params=match.params,
             started=generation.clock.seconds(),
             uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
+            route=route.info,
         )
         if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
@@ -257,7 +258,7 @@ class Exchange:
         route = self.route
         if route is not None and route.destination is not None and route.destination.sticky is not None:
             route.destination.answered(self.proxy_request, self.call, headers)
-        self._respond(ProxyResponse(status=code, reason=response.phrase, headers=headers, from_upstream=True))
+        self._respond(ProxyResponse(status=code, reason=relayed_reason(response.phrase), headers=headers, from_upstream=True))
 
     def _respond(self, response: ProxyResponse) -> None:
         route = self.route

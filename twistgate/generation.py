@@ -35,6 +35,8 @@ from twistgate.ops.runtime import Operations
 from twistgate.plugins.calls import RouteChain
 from twistgate.plugins.instances import GatewayPlugins, build_plugins
 from twistgate.plugins.registry import PluginContext, PluginRegistry
+from twistgate.plugins.metrics import PluginMetrics
+from twistgate.plugins.store import MemoryStore, PluginStore
 from twistgate.routing import RouteTable
 from twistgate.services import Services, build_services
 from twistgate.upstream.events import UpstreamEvents
@@ -127,10 +129,16 @@ class InFlight:
 
 @attrs.define
 class Shared:
-    """What the generations of one gateway share: it outlives each of them."""
+    """
+    What the generations of one gateway share: it outlives each of them.
+
+    :ivar plugin_memory: the in-memory backend of the plugins' stores (made
+        by the first generation that uses it): a reload keeps their state.
+    """
 
     ops: Operations
     events: UpstreamEvents = attrs.field(factory=UpstreamEvents)
+    plugin_memory: Optional[MemoryStore] = None
 
 
 class Generation:
@@ -196,15 +204,24 @@ class Generation:
             else:
                 self.upstreams[name] = self._new_upstream(upstream)
         self.owned: Set[str] = set(self.upstreams) - self.borrowed
+        if shared.plugin_memory is None:
+            shared.plugin_memory = MemoryStore(reactor)
         self.services: Services = build_services(
-            config, reactor, self.http_client, self.ops, self.upstreams, self.files, side_agent=self.side_agent
+            config, reactor, self.http_client, self.ops, self.upstreams, self.files,
+            side_agent=self.side_agent, plugin_memory=shared.plugin_memory,
         )
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
         policies = {route.name: chain.build_policies(route, self.services) for route in config.routes}
         self.plugins: GatewayPlugins = build_plugins(
             config,
-            lambda name: PluginContext(name=name, clock=reactor, http_client=self.http_client),
+            lambda name: PluginContext(
+                name=name,
+                clock=reactor,
+                http_client=self.http_client,
+                store=PluginStore(self.services.plugin_store, name),
+                metrics=PluginMetrics(name, self.ops.registry, self.ops.plugin_metrics),
+            ),
             registry=plugin_registry,
             stages=policies,
         )

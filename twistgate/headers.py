@@ -19,7 +19,7 @@ names it does not hold as constants.
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
 
 __all__ = ["Headers", "InvalidHeaderName", "canonical_name"]
 
@@ -105,10 +105,26 @@ class Headers:
 
     # -- the fast, bytes-only API ---------------------------------------------
 
-    def get(self, name: bytes, default: Optional[bytes] = None) -> Optional[bytes]:
-        """The first value of ``name`` (any case), or ``default``."""
+    @overload
+    def get(self, name: bytes, default: Optional[bytes] = None) -> Optional[bytes]: ...
+
+    @overload
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]: ...
+
+    def get(self, name: Name, default: Any = None) -> Any:
+        """
+        The first value of ``name`` (any case), or ``default``: bytes for a
+        bytes name, str (UTF-8, invalid bytes replaced) for a str name, as
+        ``request.headers.get(name)`` in the extension points.
+        """
         values = self.raw.get(canonical_name(name))
-        return values[0] if values else default
+        if not values:
+            return default
+        return values[0].decode("utf-8", "replace") if isinstance(name, str) else values[0]
+
+    def get_all(self, name: str) -> List[str]:
+        """Every value of ``name``, in order, as str (``[]`` when absent)."""
+        return [value.decode("utf-8", "replace") for value in self.raw.get(canonical_name(name)) or ()]
 
     def pairs(self) -> Iterator[Tuple[bytes, bytes]]:
         """Every ``(name, value)``, names canonical, in order."""

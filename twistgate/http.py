@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-from http import HTTPStatus
 from ipaddress import ip_address
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from twistgate.headers import Headers, canonical_name
+from twistgate.reasons import reason_for
 
 from twistgate.config.model import IPNetwork
 
@@ -177,21 +177,30 @@ def add_via(raw: Dict[bytes, List[bytes]], via: bytes) -> None:
     raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]
 
 
-# RFC 9110 §15 reason phrases where Python's table still has the RFC 7231 ones.
-_RFC9110_PHRASES = {
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    416: b"Range Not Satisfiable",
-    422: b"Unprocessable Content",
-}
-
-
 def reason_phrase(status: int) -> bytes:
-    """The RFC 9110 reason phrase of `status` (``b"Unknown"`` for unregistered codes)."""
-    phrase = _RFC9110_PHRASES.get(status)
-    if phrase is not None:
-        return phrase
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b"Unknown"
+    """The RFC 9110 reason phrase of `status` (its class's name for unregistered codes): one table, `twistgate.reasons`."""
+    return reason_for(status)
+
+
+#: What Twisted says for a status missing from its table; an upstream on
+#: Twisted sends it for 429, 431, 451...: the gateway gives the RFC phrase.
+TWISTED_UNKNOWN_PHRASE = b"Unknown Status"
+
+
+def relayed_reason(phrase: Optional[bytes]) -> Optional[bytes]:
+    """An upstream's reason phrase as the gateway relays it: ``None`` (the RFC 9110 phrase) when empty or Twisted's placeholder."""
+    if not phrase or phrase == TWISTED_UNKNOWN_PHRASE:
+        return None
+    return phrase
+
+
+class RFC9110Phrases:
+    """
+    For a twisted.web ``Request`` subclass: a status set without a phrase
+    gets its RFC 9110 phrase (`reason_phrase`), not Twisted's older table
+    (which lacks 429, 431, 451... and says "Unknown Status" for them).
+    """
+
+    def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:
+        super().setResponseCode(code, message or reason_phrase(code))  # type: ignore[misc]
+

@@ -65,6 +65,8 @@ class ProxyRequest:
     :ivar request_id: the ``X-Request-ID`` (the client's or a generated one).
     :ivar params: values of the route's ``{param}`` segments.
     :ivar consumer: the authenticated identity, if any.
+    :ivar route: the `RouteInfo` of the route the request matched (``None``
+        when it matched none: then only ``on_error`` runs).
     :ivar state: free space for plugins to pass data between hooks.
     :ivar started: the gateway clock's time when the request head was read.
     :ivar uri: the request target as the client sent it, in origin form
@@ -83,6 +85,7 @@ class ProxyRequest:
         "request_id",
         "params",
         "consumer",
+        "route",
         "state",
         "started",
         "answered_at",
@@ -106,6 +109,7 @@ class ProxyRequest:
         consumer: Optional[str] = None,
         started: float = 0.0,
         uri: bytes = b"",
+        route: "Optional[RouteInfo]" = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -118,6 +122,7 @@ class ProxyRequest:
         self.request_id = request_id
         self.params = params if params is not None else {}
         self.consumer = consumer
+        self.route = route
         self.state: Dict[str, Any] = {}
         self.started = started
         #: The route layer (stage or plugin position) whose on_request

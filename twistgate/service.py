@@ -3,8 +3,13 @@ The gateway as a Twisted service: its listeners, the admin listener, the demo
 backends, hot reload, start and a graceful stop.
 
 Starting: the first generation's services start and its plugins'
-``on_startup`` run before any listener accepts a connection; a failure there
-stops the process.  Stopping (SIGTERM/SIGINT under twistd) happens in this
+``on_startup`` run before any listener accepts a connection.  twistd binds
+the ports first, while it may still have privileges
+(`privilegedStartService`); they are held, not accepting, until the hooks
+are done, so connections made meanwhile wait in the kernel's backlog.  When
+a hook fails, nothing is served: the ports close, `ready` fails with the
+`PluginStartupError` (naming the plugin and the reason), and
+`twistgate.tap` stops the process with a non-zero exit status.  Stopping (SIGTERM/SIGINT under twistd) happens in this
 order: stop accepting connections; let requests in flight finish, up to
 `limits.drain_timeout` (new requests on open keep-alive connections are
 answered with `Connection: close`), on every generation still serving; fire
@@ -25,11 +30,11 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults, inline
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from twistgate._text import plural
-from twistgate._twisted_compat import fail_start_loudly, listening_port
+from twistgate._twisted_compat import fail_start_loudly, hold_accepting, listening_port, resume_accepting
 from twistgate.config.model import GatewayConfig, ListenerConfig
+from twistgate.engine.twisted_web import plain_site
 from twistgate.generation import Generation
 from twistgate.listeners import LimitedEndpoint, build_listener, factory_for
 from twistgate.ops.admin import AdminResource
@@ -72,8 +77,7 @@ class GatewayService(MultiService):
         if config.demo is not None:
             from twistgate.demo import demo_resource
 
-            demo_site = Site(demo_resource(reactor), reactor=reactor)
-            demo_site.log = lambda request: None  # type: ignore[method-assign]
+            demo_site = plain_site(demo_resource(reactor), reactor)
             self.demo = self._serve("demo", serverFromString(reactor, config.demo.endpoint), demo_site)
         self.listeners: List[StreamServerEndpointService] = []
         self.tls_reloaders: Dict[str, Any] = {}
@@ -101,10 +105,10 @@ class GatewayService(MultiService):
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:
-            admin_site = Site(AdminResource(self), reactor=reactor)
-            admin_site.displayTracebacks = False
-            admin_site.log = lambda request: None  # type: ignore[method-assign]
+            admin_site = plain_site(AdminResource(self), reactor)
             self.admin = self._serve("admin", serverFromString(reactor, self._admin_settings.endpoint), admin_site)
+        #: Fires when the gateway serves; fails (with `PluginStartupError`
+        #: when a plugin's ``on_startup`` failed) when it will not.
         self.ready: "Deferred[None]" = Deferred()
 
     def _serve(self, name: str, endpoint: Any, factory: Any) -> StreamServerEndpointService:
@@ -142,9 +146,20 @@ class GatewayService(MultiService):
 
     # -- start and stop -------------------------------------------------------
 
+    def privilegedStartService(self) -> None:
+        """
+        twistd's first step, before it drops privileges: bind every port
+        now (ports below 1024, a port in use fails here, loudly), but accept
+        nothing until `startService` has run the plugins' ``on_startup``.
+        """
+        Service.privilegedStartService(self)
+        for svc in self:
+            svc.privilegedStartService()
+            hold_accepting(svc)
+
     def startService(self) -> None:
         Service.startService(self)
-        self._started = self._start().addErrback(lambda f: _log.failure("starting the gateway failed", f))
+        self._started = self._start()
 
     @inlineCallbacks
     def _start(self) -> Any:
@@ -152,13 +167,14 @@ class GatewayService(MultiService):
         try:
             yield generation.start()
             yield generation.plugins.startup(self, generation.config)
-        except Exception:
-            _log.failure("a plugin failed in on_startup; stopping")
-            if self.reactor.running:
-                self.reactor.stop()
+        except Exception as error:
+            _log.critical("twistgate is not serving: {error}", error=error)
+            yield self._close_held_ports()
+            self.ready.errback(error)
             return
         for svc in self:
-            svc.startService()
+            svc.startService()  # listens now, unless privilegedStartService bound it already
+            resume_accepting(svc)
         for rotation in self.rotations:
             rotation.start()
         self.triggers.install()
@@ -170,6 +186,11 @@ class GatewayService(MultiService):
             admin=f"; admin API on {self._admin_settings.endpoint}" if self._admin_settings is not None else "",
         )
         self.ready.callback(None)
+
+    def _close_held_ports(self) -> "Deferred[Any]":
+        """Close the ports twistd bound beforehand: the connections waiting on them are reset, never served."""
+        held = [svc for svc in self if listening_port(svc) is not None and not svc.running]
+        return DeferredList([svc.stopService() for svc in held], consumeErrors=True)
 
     @inlineCallbacks
     def stopService(self) -> Any:

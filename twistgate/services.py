@@ -21,6 +21,8 @@ from twistgate.ops.otlp import OTLPExporter
 from twistgate.ops.runtime import Operations
 from twistgate.ops.settings import TracingSettings
 from twistgate.ops.tracing import Tracer
+from twistgate.plugins.store import MemoryStore
+from twistgate.plugins.store_config import build_store_backend, effective
 from twistgate.policies.auth.service import AuthService
 from twistgate.policies.cache.service import CacheService
 from twistgate.policies.ratelimit import build_backend
@@ -42,6 +44,8 @@ class Services:
     :ivar cache: the shared response cache.
     :ivar tracer: the tracer, or None when propagation is off.
     :ivar access_log: the access log, or None.
+    :ivar plugin_store: the backend of the plugins' ``context.store``
+        (memory, kept across generations, or Redis).
     :ivar observers: callables given each finished exchange's record.
     :ivar upstreams: the generation's upstream groups, by name (a policy that
         sends requests of its own, such as a cache revalidation, uses them).
@@ -59,11 +63,13 @@ class Services:
     access_log: Optional[AccessLog]
     observers: Tuple[Callable[[Any], None], ...]
     upstreams: Mapping[str, Any] = attrs.field(factory=dict)
+    plugin_store: Any = None
 
     @property
     def lifetimes(self) -> List[Any]:
         """The services with ``start()`` / ``stop()``, in start order."""
-        return [s for s in (self.auth, self.rate_limits, self.tracer, self.access_log) if s is not None]
+        candidates = (self.auth, self.rate_limits, self.plugin_store, self.tracer, self.access_log)
+        return [s for s in candidates if s is not None]
 
 
 def build_services(
@@ -74,12 +80,15 @@ def build_services(
     upstreams: Mapping[str, Any],
     files: Optional[FileMaterial] = None,
     side_agent: Any = None,
+    plugin_memory: Optional[MemoryStore] = None,
 ) -> Services:
     """
     Every service the configuration asks for, built once for one generation.
 
     :param side_agent: the `Agent` under `http_client` (the gateway's own
         calls), for clients that must not share its cookie jar.
+    :param plugin_memory: the gateway's in-memory plugin store, which
+        outlives generations (`twistgate.generation.Shared`).
     """
     sections = config.sections
     auth_section = sections.get("auth")
@@ -113,6 +122,7 @@ def build_services(
         access_log=access_log,
         observers=tuple(observers),
         upstreams=upstreams,
+        plugin_store=build_store_backend(effective(sections.get("plugin_store"), rate_limiting), clock, plugin_memory),
     )
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import sys
 from typing import Any
 
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from twistgate.config import ConfigError
+
+#: The exit status of a gateway that did not start (a plugin's ``on_startup`` failed).
+EXIT_NOT_STARTED = 1
 
 
 class Options(usage.Options):
@@ -40,6 +48,32 @@ def makeService(options: Options) -> Any:
     from twistgate.service import GatewayService
 
     try:
-        return GatewayService(options.gateway_config, reactor, options.generation)
+        service = GatewayService(options.gateway_config, reactor, options.generation)
     except ConfigError as error:
         raise SystemExit(f"invalid configuration:\n{error}")
+    service.ready.addErrback(_stop_not_started, reactor)
+    return service
+
+
+def _stop_not_started(failure: Failure, reactor: Any) -> None:
+    """
+    The gateway will not serve (the service logged why, naming the plugin):
+    stop the reactor, and make the process exit non-zero.
+
+    twistd calls ``startService`` before it runs the reactor, and once the
+    reactor has stopped it always exits 0: it has no way for a service to
+    say otherwise.  So the status is set at interpreter exit, after twistd
+    has removed its PID file and closed its log.
+    """
+    reactor.callWhenRunning(reactor.stop)  # now if running, else as soon as twistd runs it
+    atexit.register(_exit_now, EXIT_NOT_STARTED)
+
+
+def _exit_now(status: int) -> None:  # pragma: no cover - runs at interpreter exit (tests run twistd)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

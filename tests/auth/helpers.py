@@ -68,7 +68,7 @@ class AuthGateway:
         return Reply(response, self.harness.content(response))
 
     def start(self, path: str = "/api/x", headers: Optional[Dict[str, str]] = None) -> Any:
-        return self.harness.start("GET", "http://gw" + path, headers=headers or {})
+        return self.harness.send("GET", "http://gw" + path, headers=headers or {})
 
     def finish(self, d: Any) -> "Reply":
         self.harness.flush()

@@ -99,7 +99,7 @@ def test_full_config_round_trips_into_typed_values():
     )
     assert (route.strip_prefix, route.add_prefix, route.timeout) == ("/api", "/v1", 10.0)
     assert route.location == Location(file="gw.yaml", line=29, path="routes[0]")
-    assert route.plugins[0].options == {"cidrs": ["10.0.0.0/8"]}
+    assert route.plugins[0].options == {"cidrs": ["10.0.0.0/8"], "allow": [], "deny": []}  # declared: defaults filled in
     assert [(p.name, p.enabled) for p in config.plugins] == [("maintenance", False)]
     assert config.demo == model.DemoConfig()
     assert config.admin is None

@@ -3,6 +3,8 @@
 
 import pytest
 
+from twistgate.plugins import ip_allow
+from twistgate.plugins.options import options_spec
 from twistgate.config import (
     ConfigError,
     Location,
@@ -73,8 +75,9 @@ def test_route_full():
         plugins=(
             PluginSection(
                 name="ip_allow",
-                options={"cidrs": ["10.0.0.0/8"]},
+                options={"cidrs": ["10.0.0.0/8"], "allow": [], "deny": []},  # declared options: defaults filled in
                 location=Location(file="gw.yaml", line=20, path="routes[1].plugins.ip_allow"),
+                declared=options_spec(ip_allow.make_plugin),
             ),
             PluginSection(
                 name="audit",

@@ -391,7 +391,7 @@ def test_concurrency_refuses_beyond_the_limit_and_releases_however_requests_end(
     upstream = Named("api")
     upstream.hold = True
     gw = harness(CONCURRENCY, upstream)
-    first, second = gw.start("GET", "http://gw.test/a"), gw.start("GET", "http://gw.test/b")
+    first, second = gw.send("GET", "http://gw.test/a"), gw.send("GET", "http://gw.test/b")
     refused = gw.request("GET", "http://gw.test/c")
     assert refused.code == 429
     error = json.loads(body(gw, refused))

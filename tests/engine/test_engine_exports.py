@@ -1,7 +1,8 @@
 """`twistgate.engine` re-exports the real objects, and only those."""
 
 import twistgate.engine as engine
-from twistgate.engine import errors, http1_server, limits, pool, request, response, status
+from twistgate import reasons as status
+from twistgate.engine import errors, http1_server, limits, pool, request, response
 
 
 def test_engine_names_are_the_real_objects():

@@ -132,7 +132,7 @@ def test_latency_histogram_uses_the_gateway_clock():
             return NOT_DONE_YET
 
     gw = GatewayHarness(load_text(CONFIG), Slow(), clock=clock, plugins={"gatekeeper": Gatekeeper})
-    d = gw.start("GET", "http://gw/slow")
+    d = gw.send("GET", "http://gw/slow")
     clock.advance(0.3)
     pending[0].write(b"done")
     pending[0].finish()

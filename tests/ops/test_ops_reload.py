@@ -83,7 +83,7 @@ def tag(response: Any) -> bytes:
 def test_in_flight_request_finishes_on_the_generation_it_started_on(gateway):
     gw = gateway.gw
     old = gateway.service.generation
-    pending = gw.start("GET", "http://gw/slow")
+    pending = gw.send("GET", "http://gw/slow")
     assert old.inflight.count == 1
     gateway.rewrite(CONFIG.replace("value: one", "value: two"))
     outcome = reload(gateway)

@@ -33,11 +33,11 @@ def test_exports():
     """The public names are pinned (klein's test_exports)."""
     assert sorted(twistgate.plugins.__all__) == sorted([
         "BUILTIN_PLUGINS", "GatewayPlugins", "HOOK_NAMES", "PROJECT_NAME", "PluginContext", "PluginError",
-        "PluginFactory", "PluginRegistry", "PluginStartupError", "RouteChain", "RoutePlugins", "build_plugins",
+        "PluginFactory", "PluginRegistry", "PluginStartupError", "PluginStore", "StoreUnavailable", "RouteChain", "RoutePlugins", "build_plugins",
         "hookimpl", "hookspec", "MaybeDone", "MaybeResponse",
         # what the hooks receive and answer with
         "Headers", "ProxyRequest", "ProxyResponse", "Response", "RouteInfo",
-        "GatewayError", "BadRequest", "Unauthorized", "Forbidden", "PayloadTooLarge", "RateLimited",
+        "GatewayError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "PayloadTooLarge", "RateLimited", "TooManyRequests",
         "ServiceUnavailable", "UpstreamUnavailable", "UpstreamTimeout",
     ])  # fmt: skip
     for name in twistgate.plugins.__all__:

@@ -141,7 +141,7 @@ def test_a_misbehaving_balancer_answers_503_and_the_gateway_goes_on(on_path, tmp
     assert gw.request("GET", "http://gw.test/users/1").code == 200
     f["mode"].write_text(mode)
     with capturedLogs() as events:
-        d = gw.start("GET", "http://gw.test/users/1")
+        d = gw.send("GET", "http://gw.test/users/1")
         gw.clock.advance(1)
         gw.flush()
         response = d.result
@@ -160,12 +160,12 @@ def test_a_misbehaving_authenticator_answers_503_unless_another_accepts(on_path,
     yaml = gateway_yaml(tmp_path, "    targets: [{url: 'http://a.test:8001'}]", auth, ", auth: [broken, partners]")
     gw = started(yaml)
     with capturedLogs() as events:
-        d = gw.start("GET", "http://gw.test/users/1")
+        d = gw.send("GET", "http://gw.test/users/1")
         gw.clock.advance(5)
         gw.flush()
         response = d.result
         assert response.code == 503 and json.loads(body(gw, response))["error"] == "auth_unavailable"
-        d = gw.start("GET", "http://gw.test/users/1", headers={"Authorization": f"Bearer {TOKEN}"})
+        d = gw.send("GET", "http://gw.test/users/1", headers={"Authorization": f"Bearer {TOKEN}"})
         gw.clock.advance(5)
         gw.flush()
         assert d.result.code == 200  # the other authenticator of the route accepts

@@ -9,13 +9,14 @@ from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, L
 from twistgate.errors import Forbidden
 from twistgate.messages import ProxyRequest
 from twistgate.plugins import PluginContext, PluginError, build_plugins
+from twistgate.testing import build_plugin
 from twistgate.plugins.ip_allow import IPAllow, make_plugin
 
 CONTEXT = PluginContext(name="ip_allow", clock=Clock(), http_client=None)
 
 
 def plugin(**options) -> IPAllow:
-    return make_plugin(options, CONTEXT)
+    return build_plugin(make_plugin, options, name="ip_allow")
 
 
 def request(client_ip: str) -> ProxyRequest:
@@ -76,16 +77,16 @@ def test_garbage_client_ip_is_denied():
         ({"cidrs": ["10.0.0.1/8"]}, "host bits set; did you mean '10.0.0.0/8'"),
         ({"cidrs": ["10.0.0.0/33"]}, "not an IP address or CIDR network"),
         ({"deny": ["example.com"]}, "deny: 'example.com' is not an IP address"),
-        ({"cidrs": "10.0.0.0/8"}, "cidrs must be a list"),
-        ({"cidrs": [10]}, "cidrs must be a list of strings"),
-        ({"alow": ["10.0.0.0/8"]}, "unknown option 'alow'; did you mean 'allow'?"),
+        ({"cidrs": "10.0.0.0/8"}, "ip_allow.cidrs: expected a list"),
+        ({"cidrs": [10]}, r"ip_allow.cidrs\[0\]: expected a string"),
+        ({"alow": ["10.0.0.0/8"]}, "unknown key 'alow'; did you mean 'allow'?"),
         ({}, "use enabled: false"),
         ({"cidrs": []}, "needs cidrs"),
     ],
 )
 def test_bad_options(options, message):
-    with pytest.raises((ValueError, TypeError), match=message):
-        make_plugin(options, CONTEXT)
+    with pytest.raises(ConfigError, match=message):
+        build_plugin(make_plugin, options, name="ip_allow")
 
 
 def test_through_build_plugins():
@@ -116,4 +117,4 @@ def test_bad_cidr_location():
         build_plugins(config, lambda name: CONTEXT)
     [issue] = raised.value.issues
     assert issue.location == location
-    assert str(issue).startswith("gw.yaml:40: routes[3].plugins.ip_allow: plugin 'ip_allow': deny: 'nonsense'")
+    assert str(issue).startswith("gw.yaml:40: routes[3].plugins.ip_allow: plugin 'ip_allow': invalid options: deny: 'nonsense'")

@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from twistgate.config.model import GatewayConfig, ListenerConfig, PluginSection, RouteConfig
+from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, PluginSection, RouteConfig
 from twistgate.errors import ServiceUnavailable
 from twistgate.messages import ProxyRequest
 from twistgate.plugins import PluginContext, build_plugins
+from twistgate.testing import build_plugin
 from twistgate.plugins.maintenance import DEFAULT_MESSAGE, Maintenance, make_plugin
 
 CONTEXT = PluginContext(name="maintenance", clock=Clock(), http_client=None)
 
 
 def plugin(**options) -> Maintenance:
-    return make_plugin(options, CONTEXT)
+    return build_plugin(make_plugin, options, name="maintenance")
 
 
 def request(path: str) -> ProxyRequest:
@@ -59,14 +60,14 @@ def test_allow_paths():
         ({"retry_after": "0s"}, "retry_after must be more than 0s"),
         ({"allow_paths": ["health"]}, "must be an exact path"),
         ({"allow_paths": ["/a*"]}, "must be an exact path"),
-        ({"allow_paths": "/health"}, "allow_paths must be a list"),
-        ({"message": ""}, "message must be a non-empty string"),
+        ({"allow_paths": "/health"}, "maintenance.allow_paths: expected a list"),
+        ({"message": ""}, "message must not be empty"),
         ({"mesage": "x"}, "did you mean 'message'?"),
     ],
 )
 def test_bad_options(options, message):
-    with pytest.raises((ValueError, TypeError), match=message):
-        make_plugin(options, CONTEXT)
+    with pytest.raises(ConfigError, match=message):
+        build_plugin(make_plugin, options, name="maintenance")
 
 
 def test_enabled_false_globally_with_route_exception():

@@ -13,7 +13,7 @@ import attrs
 import pytest
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock, deferLater
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from twistgate.config.model import (
@@ -349,6 +349,39 @@ def test_raising_plugin_gives_plugin_error_and_is_logged():
     [event] = [e for e in events if "log_failure" in e]
     assert (event["plugin"], event["hook"], event["request_id"]) == ("bad", "on_request", "abc")
     assert event["log_failure"].check(KeyError)
+
+
+def test_a_global_plugin_failure_names_the_route_being_served():
+    """Issue 17 item 5: a global plugin's one instance serves every route; its failures name the route that was served, not "None"."""
+    calls: list = []
+    bad = {"on_request": raise_(KeyError("x")), "on_response": lambda: "nonsense", "on_error": raise_(KeyError("y"))}
+    config = gateway_config([section("bad")], [route_config("users"), route_config("orders")])
+    plugins = build(config, **recorders(calls, bad=bad))
+    with capturedLogs() as events:
+        failure_of(plugins.for_route("users").on_request(request(request_id="r1"), Route("users", config.routes[0])))
+        failure_of(plugins.for_route("orders").on_response(request(request_id="r2"), ProxyResponse(status=200)))
+        result_of(plugins.for_route(None).on_error(request(request_id="r3"), Failure(RouteNotFound())))
+    logged = [(e["plugin"], e["hook"], e["route"], e["request_id"]) for e in events if e.get("plugin") == "bad"]
+    assert logged == [
+        ("bad", "on_request", "users", "r1"),
+        ("bad", "on_response", "orders", "r2"),
+        ("bad", "on_error", None, "r3"),
+    ]
+    texts = [formatEvent(e) for e in events if e.get("plugin") == "bad"]
+    assert "route 'users', request r1" in texts[0] and "route 'orders', request r2" in texts[1]
+    assert "no route matched, request r3" in texts[2]
+
+
+def test_a_global_plugin_startup_failure_says_which_instance():
+    """The lifecycle log says "the global instance" or names the route whose instance failed."""
+    config = gateway_config([section("g")], [route_config("r", section("own"))])
+    fail = {"on_startup": raise_(OSError("no"))}
+    for name, words in (("g", "the global instance"), ("own", "the instance of route 'r'")):
+        plugins = build(config, **recorders([], **{name: fail, ("own" if name == "g" else "g"): {}}))
+        with capturedLogs() as events:
+            failure_of(plugins.startup(None, config))
+        [event] = [e for e in events if e.get("hook") == "on_startup"]
+        assert words in formatEvent(event)
 
 
 def test_failing_deferred_gives_plugin_error():
@@ -695,6 +728,37 @@ def test_misspelled_hook_and_wrong_arguments():
     assert "wrapper" in issues[3]
 
 
+def test_hook_methods_without_hookimpl_are_refused():
+    """Issue 17 item 4: a method named after a hook but not marked @hookimpl is a configuration error, not silently ignored."""
+    import pluggy
+
+    class Forgot:
+        def on_request(self, request):
+            return Response(status=403)
+
+        @hookimpl
+        def on_response(self, response):
+            pass
+
+    class OtherMarker:
+        @pluggy.HookimplMarker("datasette")
+        def on_error(self, request, failure):
+            pass
+
+    class Helper:  # other method names are the plugin's own business
+        def on_requests_seen(self):
+            pass
+
+    config = gateway_config([section("f", line=1), section("o", line=2), section("h", line=3)])
+    with pytest.raises(ConfigError) as raised:
+        build(config, f=lambda o, c: Forgot(), o=lambda o, c: OtherMarker(), h=lambda o, c: Helper())
+    issues = {issue.location.line: issue.message for issue in raised.value.issues}
+    assert sorted(issues) == [1, 2]
+    assert "plugin 'f': on_request() is not marked with @hookimpl" in issues[1]
+    assert "from twistgate.plugins" in issues[1]
+    assert "plugin 'o': on_error() is not marked with @hookimpl" in issues[2]
+
+
 def test_duplicate_section():
     with pytest.raises(ConfigError, match="configured twice"):
         build(gateway_config([section("a"), section("a", line=2)]), **recorders([], a={}))
@@ -825,3 +889,34 @@ def test_on_response_unwinds_in_reverse_and_skips_layers_inside_an_answer():
     answer = result_of(plugins.on_request(req, None))
     result_of(plugins.on_response(req, answer.to_proxy_response()))
     assert order == [("request", "outer"), ("request", "middle"), ("response", "middle"), ("response", "outer")]
+
+
+def test_hook_admin_get():
+    """admin_get is called on the global instance, or on the instance a route uses; it gets the path and the query it asks for."""
+
+    class Page:
+        def __init__(self, label):
+            self.label = label
+
+        @hookimpl
+        def admin_get(self, path, query):
+            return {"instance": self.label, "path": path, "query": dict(query)}
+
+    class NoPage:
+        @hookimpl
+        def on_request(self, request):
+            pass
+
+    made = iter(["global", "own"])
+    config = gateway_config(
+        [section("page"), section("plain")],
+        [route_config("uses_global"), route_config("own", section("page")), route_config("off", section("page", enabled=False))],
+    )
+    plugins = build(config, page=lambda o, c: Page(next(made)), plain=lambda o, c: NoPage())
+    call = plugins.admin_call("page")
+    assert call(("tenants/acme", {"v": ["1"]})) == {"instance": "global", "path": "tenants/acme", "query": {"v": ["1"]}}
+    assert plugins.admin_call("page", "own")(("", {}))["instance"] == "own"
+    assert plugins.admin_call("page", "uses_global")(("", {}))["instance"] == "global"
+    assert plugins.admin_call("page", "off") is None
+    assert plugins.admin_call("plain") is None and plugins.admin_call("nope") is None
+    assert [(i.name, i.route) for i in plugins.instances] == [("page", None), ("plain", None), ("page", "own")]

@@ -325,7 +325,7 @@ def test_an_asynchronous_backend_holds_the_request_until_it_decides():
         owner = getattr(call.function, "__self__", None)
         if isinstance(owner, RateLimitStage):
             owner.backend = later
-    first = gw.start("GET", "http://gw/api/x")
+    first = gw.send("GET", "http://gw/api/x")
     arrived = []
     first.addCallback(lambda response: arrived.append(response) or response)
     assert arrived == [] and len(later.waiting) == 1  # held: nothing forwarded yet
@@ -333,7 +333,7 @@ def test_an_asynchronous_backend_holds_the_request_until_it_decides():
     gw.flush()
     response = result_of(first)
     assert response.code == 200 and h(response, "RateLimit") == '"1-per-60s";r=0;t=60'
-    second = gw.start("GET", "http://gw/api/x")
+    second = gw.send("GET", "http://gw/api/x")
     later.answer_all()
     gw.flush()
     response = result_of(second)

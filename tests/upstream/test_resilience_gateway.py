@@ -45,13 +45,13 @@ def test_route_opt_in_lets_a_post_be_retried():
         "  - {name: plain, path: /plain, upstream: app}\n",
         agents={"app": agent},
     )
-    d = gw.start("POST", "http://gw/safe", data=b"x")
+    d = gw.send("POST", "http://gw/safe", data=b"x")
     agent.sent[-1].reset()
     gw.clock.advance(1)
     agent.sent[-1].answer(200)
     gw.flush()
     assert result_of(d).code == 200 and len(agent.sent) == 2
-    d = gw.start("POST", "http://gw/plain", data=b"x")
+    d = gw.send("POST", "http://gw/plain", data=b"x")
     agent.sent[-1].reset()
     gw.clock.advance(1)
     gw.flush()
@@ -83,7 +83,7 @@ def test_records_count_attempts_for_retries():
     records = []
     gw = gateway(UP, "  - {name: r, path: /, upstream: app}\n", agents={"app": agent})
     gw.generation.observers.append(records.append)
-    d = gw.start("GET", "http://gw/")
+    d = gw.send("GET", "http://gw/")
     gw.clock.advance(1)
     gw.flush()
     assert result_of(d).code == 200
@@ -97,8 +97,8 @@ def test_route_timeouts_override_the_upstreams():
         "  - {name: quick, path: /quick, upstream: app, timeouts: {read: 1s}}\n  - {name: slow, path: /slow, upstream: app}\n",
         agents={"app": agent},
     )
-    quick = gw.start("GET", "http://gw/quick")
-    slow = gw.start("GET", "http://gw/slow")
+    quick = gw.send("GET", "http://gw/quick")
+    slow = gw.send("GET", "http://gw/slow")
     gw.clock.advance(1)
     gw.flush()
     assert result_of(quick).code == 504
@@ -122,7 +122,7 @@ def test_host_header_and_body_reach_a_healthy_target_after_a_retry():
         "  - {name: r, path: /, upstream: app}\n",
         resource=resource,
     )
-    d = gw.start("PUT", "http://gw/", data=b"payload")
+    d = gw.send("PUT", "http://gw/", data=b"payload")
     gw.clock.advance(1)
     gw.flush()
     response = result_of(d)

@@ -16,7 +16,15 @@ from typing import Any, List
 from twisted.application.internet import StreamServerEndpointService
 from twisted.web._newclient import RequestNotSent
 
-__all__ = ["IncompatibleTwisted", "RequestNotSent", "check", "fail_start_loudly", "listening_port"]
+__all__ = [
+    "IncompatibleTwisted",
+    "RequestNotSent",
+    "check",
+    "fail_start_loudly",
+    "hold_accepting",
+    "listening_port",
+    "resume_accepting",
+]
 
 
 class IncompatibleTwisted(RuntimeError):
@@ -31,6 +39,31 @@ def fail_start_loudly(service: StreamServerEndpointService) -> None:
 def listening_port(service: StreamServerEndpointService) -> Any:
     """A Deferred firing with the service's `IListeningPort` once it listens."""
     return service._waitingForPort  # type: ignore[attr-defined]
+
+
+def hold_accepting(service: StreamServerEndpointService) -> None:
+    """
+    Bound but not accepting: the listening socket stays out of the reactor,
+    so connections wait in the kernel's backlog until `resume_accepting`
+    (or are reset when the port closes).  Ports that are not file
+    descriptors (an in-memory reactor's) are left as they are.
+    """
+    listening_port(service).addCallback(_call_on_port, "stopReading")
+
+
+def resume_accepting(service: StreamServerEndpointService) -> None:
+    """Undo `hold_accepting`: the reactor accepts the waiting connections."""
+    listening_port(service).addCallback(_call_on_port, "startReading")
+
+
+def _call_on_port(port: Any, method: str) -> Any:
+    # `startReading`/`stopReading` are public methods of the reactor's ports
+    # (FileDescriptor), though not of `IListeningPort`.  A failed listen
+    # fires with None (StreamServerEndpointService logged it already).
+    function = getattr(port, method, None)
+    if function is not None:
+        function()
+    return port
 
 
 def _missing() -> List[str]:

@@ -33,7 +33,7 @@ from twistgate.errors import (
     URITooLong,
     error_body,
 )
-from twistgate.http import new_request_id, reason_phrase, request_id_from
+from twistgate.http import RFC9110Phrases, new_request_id, reason_phrase, request_id_from
 from twistgate.upstream.body import BodyAborted, StreamingBody
 
 _log = Logger()
@@ -194,7 +194,7 @@ class GatewayChannel(HTTPChannel):
         super().connectionLost(reason)
 
 
-class GatewayRequest(server.Request):
+class GatewayRequest(RFC9110Phrases, server.Request):
     """A request whose body streams upstream as it arrives."""
 
     defaultContentType = None  # never invent a Content-Type for upstream responses

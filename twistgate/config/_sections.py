@@ -275,23 +275,61 @@ def trusted_proxies(node: Node) -> Tuple[IPNetwork, ...]:
 
 def plugin_sections(node: Node) -> Tuple[PluginSection, ...]:
     """
-    ``name: {enabled: bool, ...options}`` per plugin.  Options stay plain
-    values: each plugin validates its own when it is built.
+    ``name: {enabled: bool, ...options}`` per plugin.  A plugin that
+    declares its options has them read here, like the gateway's own keys
+    (file, line, key path, "did you mean", units); the others get them as
+    plain values and validate them when they are built.  Disabled sections
+    are not read beyond ``enabled``.
     """
+    from twistgate.plugins.options import defaults_at, read_options
+
     sections: List[PluginSection] = []
     for name, plugin in node.entries() or ():
         enabled = True
-        options: Dict[str, object] = {}
-        if not plugin.is_null():  # `name:` alone means "on, no options"
-            for key, value in plugin.entries() or ():
-                if key == "enabled":
-                    enabled = value.boolean() is not False
-                else:
-                    options[key] = value.plain()
+        entries = [] if plugin.is_null() else plugin.entries() or []  # `name:` alone: on, no options
+        for key, value in entries:
+            if key == "enabled":
+                enabled = value.boolean() is not False
+        spec = _declared_options(name) if enabled else None
+        options: Optional[Dict[str, object]]
+        if spec is None:
+            options = {key: value.plain() for key, value in entries if key != "enabled"}
+        elif plugin.is_null():
+            options = defaults_at(plugin, spec)
+        elif plugin.kind == "mapping":
+            read = read_options(plugin, spec, ("enabled",))
+            options = read[1] if read is not None else None
+        else:
+            options = None  # entries() reported it
         sections.append(
-            PluginSection(name=name, enabled=enabled, options=options, location=plugin.location(at_key=True))
+            PluginSection(
+                name=name,
+                enabled=enabled,
+                options=options or {},
+                location=plugin.location(at_key=True),
+                declared=spec if options is not None else None,
+            )
         )
     return tuple(sections)
+
+
+def _declared_options(name: str) -> Any:
+    """
+    The options declaration of the plugin called `name`, or None when it has
+    none, or when it cannot be found or imported here (building the plugins
+    reports that, with the registry the gateway really uses).
+    """
+    from twistgate.plugins.options import FreeOptions, options_spec
+    from twistgate.plugins.registry import current_plugins
+
+    registry = current_plugins()
+    if name not in registry:
+        return None
+    try:
+        spec = options_spec(registry.load(name))
+    except Exception:
+        return None
+    return None if isinstance(spec, FreeOptions) else spec
 
 
 def demo(node: Node) -> Optional[DemoConfig]:

@@ -204,15 +204,19 @@ class UpstreamConfig:
 @attrs.frozen(kw_only=True)
 class PluginSection:
     """
-    One plugin's own settings, as written (plain dicts/lists/scalars).  The
-    plugin validates them itself when it is built; `location` lets its errors
-    point at the file and line.
+    One plugin's own settings.  When the plugin declares its options (an
+    ``Options`` class on its factory, see `twistgate.plugins.options`), the
+    loader has validated and converted them, and `declared` is that
+    declaration; otherwise they are as written (plain dicts, lists and
+    scalars) and the factory validates them when it is built.  `location`
+    lets errors point at the file and line.
     """
 
     name: str
     enabled: bool = True
     options: Mapping[str, Any] = attrs.field(factory=dict)
     location: Location = Location()
+    declared: Any = None  # the OptionsSpec that converted `options`, or None
 
 
 @attrs.frozen(kw_only=True)

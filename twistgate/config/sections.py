@@ -29,6 +29,7 @@ def gateway_sections() -> Mapping[str, SectionParser]:
     from twistgate.policies.auth.parse import parse_auth_section
     from twistgate.policies.cache.config import parse_gateway as parse_cache_store
     from twistgate.policies.compression import parse_compression
+    from twistgate.plugins.store_config import parse_plugin_store
     from twistgate.policies.ratelimit.config import parse_rate_limiting
 
     return {
@@ -38,6 +39,7 @@ def gateway_sections() -> Mapping[str, SectionParser]:
         "reload": settings.parse_reload,
         "auth": parse_auth_section,
         "rate_limiting": parse_rate_limiting,
+        "plugin_store": parse_plugin_store,
         "cache": parse_cache_store,
         "compression": parse_compression,  # the default of every route without its own
     }

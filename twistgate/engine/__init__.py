@@ -27,7 +27,7 @@ from twistgate.engine.limits import ServerLimits
 from twistgate.engine.pool import UpstreamPool
 from twistgate.engine.request import ServerRequest
 from twistgate.engine.response import UpstreamResponse
-from twistgate.engine.status import REASONS, reason_for
+from twistgate.reasons import REASONS, reason_for
 
 __all__ = [
     "HTTP1ServerFactory",

@@ -18,7 +18,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twistgate.errors import BadRequest, GatewayError, error_body
 from twistgate.headers import Headers, canonical_name
 from twistgate.http import new_request_id
-from twistgate.engine.status import reason_for
+from twistgate.reasons import reason_for
 
 __all__ = [
     "NotImplementedCoding",

@@ -20,7 +20,7 @@ from twisted.web.http_headers import Headers as TwistedHeaders
 from twistgate._twisted_compat.web_server import GatewayChannel, GatewayRequest, channel_protocol, h2_tls_transport
 from twistgate.config.model import LimitsConfig
 from twistgate.headers import Headers
-from twistgate.http import reason_phrase
+from twistgate.http import RFC9110Phrases, reason_phrase
 from twistgate.upstream.body import BytesBody
 
 __all__ = ["GatewaySite", "TwistedDownstream"]
@@ -224,3 +224,20 @@ class GatewaySite(server.Site):
         # Access logging is the gateway's own business (structured, per
         # exchange); Twisted's combined log line would cost per request.
         pass
+
+
+class PhrasedRequest(RFC9110Phrases, server.Request):
+    """A stock twisted.web request that answers with RFC 9110 reason phrases."""
+
+
+def plain_site(resource: Any, reactor: IReactorTime) -> server.Site:
+    """
+    A `Site` for the gateway's own small servers (the admin API, the demo
+    backends): stock twisted.web, RFC 9110 phrases, no tracebacks, no
+    per-request log line.
+    """
+    site = server.Site(resource, requestFactory=PhrasedRequest, reactor=reactor)
+    site.displayTracebacks = False
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site
+

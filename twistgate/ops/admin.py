@@ -17,7 +17,9 @@ import json
 from importlib import resources
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from twisted.internet.defer import maybeDeferred
+from urllib.parse import unquote
+
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
@@ -25,6 +27,7 @@ from twisted.web.server import NOT_DONE_YET
 from twistgate import __version__
 from twistgate.errors import GatewayError, error_body
 from twistgate.http import request_id_from
+from twistgate.messages import Response
 from twistgate.ops.explain import explain
 from twistgate.ops.metrics import MetricsResource
 from twistgate.ops.redact import redacted
@@ -132,6 +135,10 @@ class AdminResource(Resource):
         self._authorise(request)
         if name == b"keys":
             return self._keys(request, segments[2:])
+        if name == b"plugins":
+            if method != b"GET":
+                raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
+            return self._plugins(request, segments[2:], request_id)
         if len(segments) != 2:
             raise NotFound()
         handler = self.routes.get((method, name))
@@ -207,6 +214,63 @@ class AdminResource(Resource):
         request.prepath = [b"admin", b"keys"]
         request.postpath = list(rest)
         return getChildForRequest(resource, request).render(request)
+
+    def _plugins(self, request: Any, rest: list, request_id: str) -> Any:
+        """
+        ``/admin/plugins/``: the plugin instances; ``/admin/plugins/NAME/...``:
+        that plugin's ``admin_get`` (see `twistgate.plugins.hookspecs`).
+        """
+        plugins = self.runtime.generation.plugins
+        if not rest or rest == [b""]:
+            listed: Dict[str, Any] = {}
+            for instance in plugins.instances:
+                entry = listed.setdefault(instance.name, {"name": instance.name, "instances": [], "admin": False})
+                entry["instances"].append({"route": instance.route})
+                entry["admin"] = plugins.admin_call(instance.name) is not None
+            return self._json(request, {"generation": self.runtime.ops.number, "plugins": list(listed.values())})
+        name = unquote(rest[0].decode("utf-8", "replace"))
+        route = _arg(request.args, b"route")
+        call = plugins.admin_call(name, route)
+        if call is None:
+            where = f" on route {route!r}" if route is not None else ""
+            raise NotFound(f"No plugin {name!r} with an admin page{where}.")
+        path = unquote("/".join(part.decode("utf-8", "replace") for part in rest[1:]))
+        query = {
+            key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
+            for key, values in request.args.items()
+        }
+        answer = maybeDeferred(lambda: _settled(call((path, query))))
+        answer.addCallback(self._plugin_answer, request, name)
+        answer.addErrback(self._plugin_failed, request, request_id, call)
+        return NOT_DONE_YET
+
+    def _plugin_answer(self, result: Any, request: Any, name: str) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if result is None:
+            raise NotFound(f"Plugin {name!r} has nothing at this path.")
+        if isinstance(result, Response):
+            request.setResponseCode(result.status)
+            for header, value in result.headers:
+                request.responseHeaders.addRawHeader(header, value)
+            request.write(result.body)
+            request.finish()
+            return
+        self._send(request, result)
+
+    def _plugin_failed(self, failure: Any, request: Any, request_id: str, call: Any) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if failure.check(GatewayError):
+            error = failure.value
+        else:
+            _log.failure(
+                "Plugin {plugin!r} raised an exception in admin_get (request {request_id})",
+                failure, plugin=call.plugin, hook="admin_get", route=call.route, request_id=request_id,
+            )  # fmt: skip
+            error = GatewayError()
+        request.write(self._error(request, error, request_id))
+        request.finish()
 
     # -- endpoints -------------------------------------------------------------
 
@@ -325,3 +389,13 @@ def _runtime_route(generation: Any, name: str) -> Any:
     if routes is not None:
         return routes.get(name)
     return None
+
+
+def _settled(result: Any) -> Any:
+    """A coroutine as a Deferred; anything else as it is."""
+    import inspect
+
+    if inspect.iscoroutine(result):
+        return Deferred.fromCoroutine(result)
+    return result
+

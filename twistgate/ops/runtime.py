@@ -41,6 +41,8 @@ class Operations:
         self.open_connections = 0  # every listener together (limits.max_connections)
         self._refusal_logged = -1e9
         self.last_reload: Optional[Dict[str, Any]] = None
+        #: The plugins' metrics by full name (twistgate.plugins.metrics): a reload asks for them again.
+        self.plugin_metrics: Dict[str, Any] = {}
         self.registry.register(LiveCollector(self))
 
     def observe(self, record: Any) -> None:

@@ -7,16 +7,22 @@ types), plus a factory ``(options, context) -> plugin`` published in the
 ``twistgate`` entry point group.  What the hooks receive are the runtime
 classes exported here: `ProxyRequest`, `ProxyResponse`, `RouteInfo` and
 `Headers`; a plugin answers with a `Response` or raises a `GatewayError`
-subclass for the gateway's own JSON error.  See ``docs/plugins.md``.
+subclass for the gateway's own JSON error.  A factory declares its options
+(``Options``, `twistgate.plugins.options`) and gets a `PluginContext`:
+``clock``, ``http_client``, ``store`` (a `PluginStore`, kept across
+reloads), ``metrics`` and ``log``.  Tests use `twistgate.testing` and the
+pytest fixtures of `twistgate.pytest_plugin`.  See ``docs/plugins.md``.
 """
 
 from twistgate.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -28,6 +34,7 @@ from twistgate.plugins.hookspecs import HOOK_NAMES, PROJECT_NAME, MaybeDone, May
 from twistgate.plugins.instances import build_plugins
 from twistgate.plugins.lifecycle import GatewayPlugins, PluginStartupError
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginFactory, PluginRegistry
+from twistgate.plugins.store import PluginStore, StoreUnavailable
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -37,6 +44,7 @@ __all__ = [
     "GatewayPlugins",
     "HOOK_NAMES",
     "Headers",
+    "NotFound",
     "MaybeDone",
     "MaybeResponse",
     "PROJECT_NAME",
@@ -46,6 +54,7 @@ __all__ = [
     "PluginFactory",
     "PluginRegistry",
     "PluginStartupError",
+    "PluginStore",
     "ProxyRequest",
     "ProxyResponse",
     "RateLimited",
@@ -54,6 +63,8 @@ __all__ = [
     "RouteInfo",
     "RoutePlugins",
     "ServiceUnavailable",
+    "StoreUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "UpstreamTimeout",
     "UpstreamUnavailable",

@@ -85,26 +85,36 @@ def _is_async(result: object) -> bool:
     return isinstance(result, Deferred) or inspect.isawaitable(result)
 
 
-def _contain(call: _Call, hook: str, request: ProxyRequest) -> PluginError:
-    """Log the exception being handled, naming the plugin; the request gets a 500."""
+def _where(route: Optional[str]) -> str:
+    return f"route {route!r}" if route is not None else "no route matched"
+
+
+def _contain(call: _Call, hook: str, request: ProxyRequest, route: Optional[str]) -> PluginError:
+    """
+    Log the exception being handled, naming the plugin, the hook, the route
+    being served (`route`: a global plugin's instance serves every route)
+    and the request; the request gets a 500.
+    """
     _log.failure(
-        "Plugin {plugin!r} raised an exception in {hook} (route {route}, request {request_id})",
+        "Plugin {plugin!r} raised an exception in {hook} ({where}, request {request_id})",
         Failure(),
         level=LogLevel.error,
         plugin=call.plugin,
-        route=call.route,
+        route=route,
+        where=_where(route),
         hook=hook,
         request_id=request.request_id,
     )
     return PluginError()
 
 
-def _bad_result(call: _Call, hook: str, request: ProxyRequest, result: object) -> PluginError:
+def _bad_result(call: _Call, hook: str, request: ProxyRequest, route: Optional[str], result: object) -> PluginError:
     _log.error(
         "Plugin {plugin!r} returned {result_type} from {hook}; expected None or a Response "
-        "(route {route}, request {request_id})",
+        "({where}, request {request_id})",
         plugin=call.plugin,
-        route=call.route,
+        route=route,
+        where=_where(route),
         hook=hook,
         result_type=type(result).__name__,
         request_id=request.request_id,
@@ -120,21 +130,25 @@ class RouteChain:
     settling a Deferred or coroutine result before calling the next.  When
     every result is synchronous the returned Deferred has already fired.
 
+    :ivar route: the route's name; ``None`` for the chain of requests that
+        matched no route (the global plugins).
     :ivar names: the route's plugin names, in order.
     :ivar empty: no plugin of this route implements a per-request hook: the
         gateway may skip the hook calls altogether.
     """
 
-    __slots__ = ("names", "empty", "_on_request", "_on_response", "_on_error")
+    __slots__ = ("route", "names", "empty", "_on_request", "_on_response", "_on_error")
 
     def __init__(
         self,
         *,
+        route: Optional[str] = None,
         names: Tuple[str, ...] = (),
         on_request: Tuple[_Call, ...] = (),
         on_response: Tuple[_Call, ...] = (),
         on_error: Tuple[_Call, ...] = (),
     ) -> None:
+        self.route = route
         self.names = names
         self._on_request = on_request
         self._on_response = on_response
@@ -142,7 +156,7 @@ class RouteChain:
         self.empty = not (on_request or on_response or on_error)
 
     def __repr__(self) -> str:
-        return f"<RouteChain {list(self.names)}>"
+        return f"<RouteChain {self.route} {list(self.names)}>"
 
     def order(self, hook: str) -> List[str]:
         """The layers implementing `hook` (``on_request``...), by name, in the order they are called."""
@@ -168,7 +182,7 @@ class RouteChain:
             except GatewayError:
                 return fail()
             except Exception:
-                return fail(_contain(call, "on_request", request))
+                return fail(_contain(call, "on_request", request, self.route))
             if result is None:
                 continue
             if isinstance(result, Response):
@@ -176,7 +190,7 @@ class RouteChain:
                 return succeed(result)
             if _is_async(result):
                 return Deferred.fromCoroutine(self._on_request_async(index, result, request, args))
-            return fail(_bad_result(call, "on_request", request, result))
+            return fail(_bad_result(call, "on_request", request, self.route, result))
         return succeed(None)
 
     async def _on_request_async(
@@ -190,12 +204,12 @@ class RouteChain:
             except (GatewayError, CancelledError):
                 raise
             except Exception:
-                raise _contain(call, "on_request", request) from None
+                raise _contain(call, "on_request", request, self.route) from None
             if isinstance(result, Response):
                 request.answered_at = call.layer
                 return result
             if result is not None:
-                raise _bad_result(call, "on_request", request, result)
+                raise _bad_result(call, "on_request", request, self.route, result)
             index += 1
             if index == len(calls):
                 return None
@@ -204,7 +218,7 @@ class RouteChain:
             except GatewayError:
                 raise
             except Exception:
-                raise _contain(calls[index], "on_request", request) from None
+                raise _contain(calls[index], "on_request", request, self.route) from None
 
     # -- on_response --------------------------------------------------------
 
@@ -232,7 +246,7 @@ class RouteChain:
             except GatewayError:
                 return fail()
             except Exception:
-                return fail(_contain(call, "on_response", request))
+                return fail(_contain(call, "on_response", request, self.route))
             if result is None:
                 continue
             if isinstance(result, Response):
@@ -240,7 +254,7 @@ class RouteChain:
                 continue
             if _is_async(result):
                 return Deferred.fromCoroutine(self._on_response_async(index, result, request, response))
-            return fail(_bad_result(call, "on_response", request, result))
+            return fail(_bad_result(call, "on_response", request, self.route, result))
         return succeed(response)
 
     async def _on_response_async(
@@ -254,11 +268,11 @@ class RouteChain:
             except (GatewayError, CancelledError):
                 raise
             except Exception:
-                raise _contain(call, "on_response", request) from None
+                raise _contain(call, "on_response", request, self.route) from None
             if isinstance(result, Response):
                 response = result.to_proxy_response()
             elif result is not None:
-                raise _bad_result(call, "on_response", request, result)
+                raise _bad_result(call, "on_response", request, self.route, result)
             index += 1
             while index < len(calls) and calls[index].layer > request.answered_at:
                 index += 1
@@ -269,7 +283,7 @@ class RouteChain:
             except GatewayError:
                 raise
             except Exception:
-                raise _contain(calls[index], "on_response", request) from None
+                raise _contain(calls[index], "on_response", request, self.route) from None
 
     # -- on_error -----------------------------------------------------------
 
@@ -286,7 +300,7 @@ class RouteChain:
             try:
                 result = call(args)
             except Exception:
-                _contain(call, "on_error", request)
+                _contain(call, "on_error", request, self.route)
                 continue
             if result is None:
                 continue
@@ -294,7 +308,7 @@ class RouteChain:
                 return succeed(result)
             if _is_async(result):
                 return Deferred.fromCoroutine(self._on_error_async(index, result, request, args))
-            _bad_result(call, "on_error", request, result)
+            _bad_result(call, "on_error", request, self.route, result)
         return succeed(None)
 
     async def _on_error_async(
@@ -308,19 +322,19 @@ class RouteChain:
             except CancelledError:
                 raise
             except Exception:
-                _contain(call, "on_error", request)
+                _contain(call, "on_error", request, self.route)
                 result = None
             if isinstance(result, Response):
                 return result
             if result is not None:
-                _bad_result(call, "on_error", request, result)
+                _bad_result(call, "on_error", request, self.route, result)
             index += 1
             if index == len(calls):
                 return None
             try:
                 pending = calls[index](args)
             except Exception:
-                _contain(calls[index], "on_error", request)
+                _contain(calls[index], "on_error", request, self.route)
                 pending = None
 
 

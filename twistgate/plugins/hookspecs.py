@@ -11,7 +11,9 @@ The hooks come in two groups:
 * lifecycle hooks (`on_startup`, `on_shutdown`), called once per gateway run
   for every plugin instance;
 * per-request hooks (`on_request`, `on_response`, `on_error`), called for the
-  plugins that apply to the request's route.
+  plugins that apply to the request's route;
+* `on_breaker_state_change`, an upstream event;
+* `admin_get`, the plugin's read-only page of the admin API.
 
 Every hook may be a plain function or return a
 :class:`~twisted.internet.defer.Deferred` or a coroutine (``async def``); the
@@ -26,7 +28,7 @@ See ``docs/plugins.md`` for the author's guide.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Optional, Union
+from typing import Any, Awaitable, List, Mapping, Optional, Union
 
 import pluggy
 from twisted.internet.defer import Deferred
@@ -204,5 +206,36 @@ def on_breaker_state_change(upstream: str, target: str, old: str, new: str) -> N
     """
 
 
+# ---------------------------------------------------------------------------
+# The admin API
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def admin_get(path: str, query: Mapping[str, List[str]]) -> Any:
+    """
+    ``GET /admin/plugins/<name>/<path>`` on the admin listener, behind the
+    admin token: a read-only view of the plugin's state (counters, what it
+    loaded), for operators and the dashboard.
+
+    Called on one instance: the global one, or with ``?route=NAME`` the one
+    that route uses; state shared through ``context.store`` looks the same
+    from any instance.  Never called for other methods (405).
+
+    Sync or async: return the value, or a Deferred/coroutine of it.
+
+    Exceptions are logged with the plugin's name and answered with a 500;
+    a `GatewayError` is answered as itself.
+
+    :param path: what follows ``/admin/plugins/<name>/`` (str, ``""`` for
+        the plugin's root), percent-decoded.
+    :param query: the query parameters, ``{name: [values]}`` (str).
+    :return: data for a JSON answer (a dict, a list...), ``None`` for a 404,
+        a `Response`, or a Deferred/coroutine of one of these.
+    """
+
+
 #: The hooks, in the order above; tests and docs are checked against it.
-HOOK_NAMES = ("on_startup", "on_shutdown", "on_request", "on_response", "on_error", "on_breaker_state_change")
+HOOK_NAMES = (
+    "on_startup", "on_shutdown", "on_request", "on_response", "on_error", "on_breaker_state_change", "admin_get",
+)  # fmt: skip

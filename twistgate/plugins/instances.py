@@ -28,7 +28,7 @@ group keeping that order.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pluggy
 
@@ -36,6 +36,7 @@ from twistgate.config.model import ConfigError, ConfigIssue, GatewayConfig, Plug
 from twistgate.plugins import hookspecs
 from twistgate.plugins.calls import PluginError, RouteChain, _Call, _Instance
 from twistgate.plugins.lifecycle import GatewayPlugins, PluginStartupError
+from twistgate.plugins.options import FreeOptions, convert_options, options_spec
 from twistgate.plugins.hookspecs import HOOK_NAMES, PROJECT_NAME
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginContext, PluginFactory, PluginRegistry
 
@@ -106,8 +107,11 @@ class _Builder:
         except Exception as error:
             self.issue(section, f"plugin {name!r} could not be loaded: {type(error).__name__}: {error}")
             return None
+        options = self.options(section, factory)
+        if options is None:
+            return None
         try:
-            plugin = factory(section.options, self.context_factory(name))
+            plugin = factory(options, self.context_factory(name))
         except (ValueError, TypeError) as error:
             self.issue(section, f"plugin {name!r}: {error}")
             return None
@@ -123,10 +127,35 @@ class _Builder:
         self.instances.append(instance)
         return instance
 
+    def options(self, section: PluginSection, factory: PluginFactory) -> Optional[Mapping[str, Any]]:
+        """
+        What the factory gets: the section's options, converted through the
+        factory's declaration if the loader did not already (a factory
+        given in code, a configuration built in code); None after an issue.
+        """
+        try:
+            spec = options_spec(factory)
+        except TypeError as error:
+            self.issue(section, f"plugin {section.name!r}: {error}")
+            return None
+        if isinstance(spec, FreeOptions) or section.declared == spec:
+            return section.options
+        try:
+            return convert_options(spec, section.options, where=section.name)
+        except ConfigError as error:
+            for found in error.issues:
+                path = found.location.path
+                key = path.partition(".")[2] if "." in path else ""
+                where = f"{key}: " if key else ""
+                self.issue(section, f"plugin {section.name!r}: {where}{found.message}")
+            return None
+
     def register(self, section: PluginSection, plugin: object, route: Optional[str]) -> bool:
         manager = self.manager
         if manager.is_registered(plugin):
             return True  # a factory handed out the same object twice
+        if not self.all_marked(section, plugin):
+            return False
         try:
             manager.register(plugin, name=_registration_name(section.name, route))
         except pluggy.PluginValidationError as error:
@@ -157,6 +186,26 @@ class _Builder:
         if not ok:
             manager.unregister(plugin)
         return ok
+
+    def all_marked(self, section: PluginSection, plugin: object) -> bool:
+        """
+        A method named after a hook but not marked ``@hookimpl`` would never
+        be called (pluggy registers marked methods only): a mistake to
+        report, not to ignore.
+        """
+        attribute = f"{PROJECT_NAME}_impl"
+        unmarked = [
+            hook
+            for hook in HOOK_NAMES
+            if callable(getattr(plugin, hook, None)) and getattr(getattr(plugin, hook), attribute, None) is None
+        ]
+        for hook in unmarked:
+            self.issue(
+                section,
+                f"plugin {section.name!r}: {hook}() is not marked with @hookimpl, so it would never be called; "
+                "decorate it with @hookimpl from twistgate.plugins",
+            )
+        return not unmarked
 
     def calls(self, hook: str, instances: Sequence[_Instance], *, unwind: bool = False) -> Tuple[_Call, ...]:
         """
@@ -260,8 +309,9 @@ def build_plugins(
         raise ConfigError(builder.issues)
     builder.manager.check_pending()
 
-    def route_plugins(instances: Sequence[_Instance]) -> RouteChain:
+    def route_plugins(route: Optional[str], instances: Sequence[_Instance]) -> RouteChain:
         return RouteChain(
+            route=route,
             names=tuple(instance.name for instance in instances),
             on_request=builder.calls("on_request", instances),
             on_response=builder.calls("on_response", instances, unwind=True),
@@ -269,10 +319,16 @@ def build_plugins(
         )
 
     globals_only = [shared[s.name] for s in config.plugins if s.name in shared]
+    admin: Dict[str, Dict[Optional[str], _Call]] = {}
+    for call in builder.calls("admin_get", builder.instances):
+        admin.setdefault(call.plugin, {}).setdefault(call.route, call)
     return GatewayPlugins(
+        admin=admin,
+        instances=tuple(builder.instances),
+        route_instances={name: tuple(i for i in instances if i in builder.instances) for name, instances in route_instances.items()},
         manager=builder.manager,
-        global_plugins=route_plugins(list(dict.fromkeys(globals_only))),
-        routes={name: route_plugins(instances) for name, instances in route_instances.items()},
+        global_plugins=route_plugins(None, list(dict.fromkeys(globals_only))),
+        routes={name: route_plugins(name, instances) for name, instances in route_instances.items()},
         on_startup=builder.calls("on_startup", builder.instances),
         on_shutdown=builder.calls("on_shutdown", builder.instances)[::-1],
     )

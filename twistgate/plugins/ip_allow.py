@@ -9,7 +9,9 @@ Options:
 ``deny``
     Addresses or networks refused even if they are allowed: deny wins.
 
-The lists are parsed once, when the plugin is built.  ``request.client_ip``
+The options are declared (`Options`), so the configuration loader checks
+them (every address, with file and line); the lists are parsed once, when
+the plugin is built.  ``request.client_ip``
 (as believed through ``trusted_proxies``) is checked; an address that does not
 parse is refused.  IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) are
 checked as the IPv4 address they carry.
@@ -17,12 +19,12 @@ checked as the IPv4 address they carry.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from typing import Any, Mapping, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 from twistgate.errors import Forbidden
 from twistgate.messages import ProxyRequest
-from twistgate.plugins._options import check_keys, string_list
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import PluginContext
 
@@ -77,17 +79,37 @@ class IPAllow:
             raise Forbidden(MESSAGE)
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The options of ``ip_allow`` (read and checked by the configuration loader)."""
+
+    cidrs: List[str] = dataclasses.field(
+        default_factory=list, metadata={"doc": "addresses or networks allowed; when non-empty, all others are refused"}
+    )
+    allow: List[str] = dataclasses.field(default_factory=list, metadata={"doc": "another name for cidrs"})
+    deny: List[str] = dataclasses.field(
+        default_factory=list, metadata={"doc": "addresses or networks refused; deny wins over allow"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.cidrs and self.allow:
+            raise ValueError("give either cidrs or allow (they are the same option), not both")
+        for key in ("cidrs", "allow", "deny"):
+            for text in getattr(self, key):
+                parse_network(text, key)
+        if not (self.cidrs or self.allow or self.deny):
+            raise ValueError(
+                "needs cidrs (or allow) and/or deny; "
+                "to turn the plugin off for a route, use enabled: false"
+            )
+
+
 def make_plugin(options: Mapping[str, Any], context: PluginContext) -> IPAllow:
-    """Validate ``options`` and build the plugin."""
-    check_keys(options, ("cidrs", "allow", "deny"))
-    if "cidrs" in options and "allow" in options:
-        raise ValueError("give either cidrs or allow (they are the same option), not both")
-    allow_key = "allow" if "allow" in options else "cidrs"
-    allow = [parse_network(text, allow_key) for text in string_list(options, allow_key)]
-    deny = [parse_network(text, "deny") for text in string_list(options, "deny")]
-    if not allow and not deny:
-        raise ValueError(
-            "needs cidrs (or allow) and/or deny; "
-            "to turn the plugin off for a route, use enabled: false"
-        )
+    """Answer 403 to clients outside an allow list or inside a deny list (options checked by the loader: `Options`)."""
+    allow_key = "allow" if options.get("allow") else "cidrs"
+    allow = [parse_network(text, allow_key) for text in options.get(allow_key) or ()]
+    deny = [parse_network(text, "deny") for text in options.get("deny") or ()]
     return IPAllow(allow, deny)
+
+
+make_plugin.Options = Options  # type: ignore[attr-defined]

@@ -13,11 +13,16 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twistgate.config.model import GatewayConfig
-from twistgate.plugins.calls import RouteChain, _Call, _is_async
+from twistgate.plugins.calls import RouteChain, _Call, _Instance, _is_async
 
 __all__ = ["GatewayPlugins", "PluginStartupError"]
 
 _log = Logger(namespace="twistgate.plugins")
+
+
+def instance_of(route: Optional[str]) -> str:
+    """Which instance of a plugin, in words: the global one, or a route's own."""
+    return "the global instance" if route is None else f"the instance of route {route!r}"
 
 
 class PluginStartupError(Exception):
@@ -54,12 +59,33 @@ class GatewayPlugins:
         routes: Mapping[str, RouteChain],
         on_startup: Tuple[_Call, ...],
         on_shutdown: Tuple[_Call, ...],
+        admin: Optional[Mapping[str, Mapping[Optional[str], _Call]]] = None,
+        instances: Tuple[_Instance, ...] = (),
+        route_instances: Optional[Mapping[str, Tuple[_Instance, ...]]] = None,
     ) -> None:
         self.manager = manager
         self._global = global_plugins
         self._routes = dict(routes)
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        self._admin = {name: dict(calls) for name, calls in (admin or {}).items()}
+        #: Every plugin instance (stages excluded), in build order: globals, then route by route.
+        self.instances = instances
+        self._route_instances = dict(route_instances or {})
+
+    def admin_call(self, plugin: str, route: Optional[str] = None) -> Optional[_Call]:
+        """
+        The ``admin_get`` of `plugin` to call: the instance `route` uses
+        (its own, else the global one), or without a route the global
+        instance, else the first one built.  None when it has none.
+        """
+        calls = self._admin.get(plugin)
+        if not calls:
+            return None
+        if route is not None:
+            own = [i for i in self._route_instances.get(route, ()) if i.name == plugin]
+            return calls.get(own[0].route) if own else None
+        return calls.get(None) or next(iter(calls.values()))
 
     def for_route(self, route_name: Optional[str]) -> RouteChain:
         """
@@ -92,11 +118,13 @@ class GatewayPlugins:
                     await result
             except Exception as error:
                 _log.failure(
-                    "Plugin {plugin!r} failed in on_startup (route {route})",
+                    "Plugin {plugin!r} failed in on_startup ({instance})",
                     Failure(),
                     level=LogLevel.critical,
                     plugin=call.plugin,
                     route=call.route,
+                    hook="on_startup",
+                    instance=instance_of(call.route),
                 )
                 raise PluginStartupError(call.plugin, call.route, error) from error
 
@@ -118,9 +146,11 @@ class GatewayPlugins:
                     await result
             except Exception:
                 _log.failure(
-                    "Plugin {plugin!r} failed in on_shutdown (route {route})",
+                    "Plugin {plugin!r} failed in on_shutdown ({instance})",
                     Failure(),
                     level=LogLevel.error,
                     plugin=call.plugin,
                     route=call.route,
+                    hook="on_shutdown",
+                    instance=instance_of(call.route),
                 )

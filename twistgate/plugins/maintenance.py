@@ -18,13 +18,13 @@ Turn it on and off with the section's ``enabled`` (globally, or per route).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from twistgate.config import parse_duration
 from twistgate.errors import ServiceUnavailable
 from twistgate.messages import ProxyRequest
-from twistgate.plugins._options import check_keys, string_list
+from twistgate.plugins.options import Duration
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import PluginContext
 
@@ -58,25 +58,38 @@ class Maintenance:
             raise ServiceUnavailable(self.message, code="maintenance", headers=self.headers)
 
 
-def make_plugin(options: Mapping[str, Any], context: PluginContext) -> Maintenance:
-    """Validate ``options`` and build the plugin."""
-    check_keys(options, ("message", "allow_paths", "retry_after"))
-    message = options.get("message", DEFAULT_MESSAGE)
-    if not isinstance(message, str) or not message.strip():
-        raise TypeError("message must be a non-empty string")
-    allow_paths = string_list(options, "allow_paths")
-    for path in allow_paths:
-        if not path.startswith("/") or "*" in path[:-1] or (path.endswith("*") and not path.endswith("/*")):
-            raise ValueError(
-                f"allow_paths: {path!r} must be an exact path (/health) or a prefix ending in /* (/status/*)"
-            )
-    retry_after = options.get("retry_after")
-    seconds = None
-    if retry_after is not None:
-        try:
-            seconds = parse_duration(retry_after)
-        except ValueError as error:
-            raise ValueError(f"retry_after: {error}") from None
-        if seconds <= 0:
+def _check_path(path: str) -> None:
+    if not path.startswith("/") or "*" in path[:-1] or (path.endswith("*") and not path.endswith("/*")):
+        raise ValueError(
+            f"allow_paths: {path!r} must be an exact path (/health) or a prefix ending in /* (/status/*)"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The options of ``maintenance`` (read and checked by the configuration loader)."""
+
+    message: str = dataclasses.field(default=DEFAULT_MESSAGE, metadata={"doc": "the error message"})
+    allow_paths: List[str] = dataclasses.field(
+        default_factory=list,
+        metadata={"doc": "paths still served: exact (/health) or a prefix (/status/*)"},
+    )
+    retry_after: Optional[Duration] = dataclasses.field(
+        default=None, metadata={"doc": "sent as Retry-After, in whole seconds"}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.message.strip():
+            raise ValueError("message must not be empty")
+        for path in self.allow_paths:
+            _check_path(path)
+        if self.retry_after is not None and self.retry_after <= 0:
             raise ValueError("retry_after must be more than 0s")
-    return Maintenance(message, allow_paths, seconds)
+
+
+def make_plugin(options: Mapping[str, Any], context: PluginContext) -> Maintenance:
+    """Answer 503 to every request but the allowed paths while the service is down (options: `Options`)."""
+    return Maintenance(options["message"], options["allow_paths"], options["retry_after"])
+
+
+make_plugin.Options = Options  # type: ignore[attr-defined]

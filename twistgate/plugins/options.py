@@ -49,6 +49,7 @@ __all__ = [
     "FreeOptions",
     "DeclaredOptions",
     "NO_OPTIONS",
+    "OptionInfo",
     "OptionsSpec",
     "Rate",
     "ReaderOptions",
@@ -58,6 +59,7 @@ __all__ = [
     "options_spec",
     "peek",
     "read_options",
+    "type_words",
     "with_options",
 ]
 
@@ -101,9 +103,28 @@ class OptionsSpec:
         """The converted options in `fields` (reserved keys skipped), or None if any was invalid."""
         raise NotImplementedError
 
+    def describe(self) -> Optional[List["OptionInfo"]]:
+        """Each option, for ``twistgate plugins``; None when any key is accepted (not declared)."""
+        return [OptionInfo(name=key, documented=False) for key in self.keys or ()]
+
+
+@attrs.frozen
+class OptionInfo:
+    """One declared option, in words: what ``twistgate plugins`` lists."""
+
+    name: str
+    type: str = ""
+    required: bool = False
+    default: Any = None
+    doc: str = ""
+    documented: bool = True  # False: only the name is known (a reader function), see the docs
+
 
 class FreeOptions(OptionsSpec):
     """No declaration: every key is an option, handed over as written."""
+
+    def describe(self) -> Optional[List[OptionInfo]]:
+        return None
 
     def read(self, fields: Fields, reserved: Collection[str]) -> Optional[Dict[str, Any]]:
         return {key: node.plain() for key, node in fields.nodes.items() if key not in reserved}
@@ -138,6 +159,27 @@ class DeclaredOptions(OptionsSpec):
 
     def _identity(self) -> Any:
         return (type(self), self.cls)
+
+    def describe(self) -> Optional[List[OptionInfo]]:
+        hints = typing.get_type_hints(self.cls)
+        docs = _field_docs(self.cls)
+        found = []
+        for name, (_, default) in self.fields.items():
+            required = default is _MISSING
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = None if default.takes_self else default.factory()
+            elif not required and _is_factory(self.cls, name):
+                default = default()
+            found.append(
+                OptionInfo(
+                    name=name,
+                    type=type_words(hints.get(name, Any)),
+                    required=required,
+                    default=None if required else default,
+                    doc=docs.get(name, ""),
+                )
+            )
+        return found
 
     def read(self, fields: Fields, reserved: Collection[str]) -> Optional[Dict[str, Any]]:
         owner = fields.owner
@@ -296,6 +338,45 @@ def _declared_fields(cls: type) -> List[Tuple[str, Any]]:
             default = _MISSING if attribute.default is attrs.NOTHING else attribute.default
             found.append((attribute.alias or attribute.name, default))
     return found
+
+
+def _field_docs(cls: type) -> Dict[str, str]:
+    """The ``metadata={"doc": ...}`` of each field."""
+    if dataclasses.is_dataclass(cls):
+        return {f.name: str(f.metadata.get("doc", "")) for f in dataclasses.fields(cls)}
+    return {a.alias or a.name: str(a.metadata.get("doc", "")) for a in attrs.fields(cls)}
+
+
+def _is_factory(cls: type, name: str) -> bool:
+    """A dataclass field with a ``default_factory`` (its default is the factory)."""
+    if dataclasses.is_dataclass(cls):
+        return any(f.name == name and f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls))
+    return False
+
+
+_TYPE_WORDS: Dict[Any, str] = {
+    str: "string", int: "integer", float: "number", bool: "boolean", Any: "any", object: "any",
+    Duration: "duration", Size: "size", Rate: "rate",
+}  # fmt: skip
+
+
+def type_words(annotation: Any) -> str:
+    """A field type as the documentation says it: ``duration``, ``list of string``, ``one of 'a', 'b'``."""
+    simple = _TYPE_WORDS.get(annotation)
+    if simple is not None:
+        return simple
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in _UNION_TYPES:
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join(type_words(a) for a in rest) + (" or null" if len(rest) < len(args) else "")
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (list, List, Sequence, typing.Sequence, tuple, Tuple, frozenset):
+        return f"list of {type_words(args[0]) if args else 'any'}"
+    if origin in (dict, Dict, Mapping, typing.Mapping):
+        return f"mapping of {type_words(args[1]) if len(args) > 1 else 'any'}"
+    return getattr(annotation, "__name__", repr(annotation))
 
 
 def _as_dict(instance: Any) -> Dict[str, Any]:

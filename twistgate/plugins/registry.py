@@ -5,9 +5,11 @@ point group, imported only when a configuration names them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+from contextvars import ContextVar
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -15,9 +17,27 @@ from twisted.logger import Logger
 
 from twistgate.plugins.hookspecs import PROJECT_NAME
 
-__all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry"]
+__all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry", "current_plugins", "using_plugins"]
 
 _log = Logger(namespace="twistgate.plugins")
+
+
+def _memory_store(context: "PluginContext") -> Any:
+    from twistgate.plugins.store import MemoryStore, PluginStore
+
+    return PluginStore(MemoryStore(context.clock), context.name)
+
+
+def _own_metrics(context: "PluginContext") -> Any:
+    from twistgate.plugins.metrics import PluginMetrics
+
+    return PluginMetrics(context.name)
+
+
+def _logger(context: "PluginContext") -> Any:
+    from twistgate.plugins.plugin_log import PluginLogger
+
+    return PluginLogger(context.name)
 
 
 @attrs.frozen
@@ -30,11 +50,25 @@ class PluginContext:
     :ivar http_client: a ``treq.HTTPClient`` for side calls (on the gateway's
         connection pool), or ``None`` when the configuration is only being
         validated.
+    :ivar store: the plugin's `twistgate.plugins.store.PluginStore`: state
+        shared by all its instances and kept across reloads (memory or
+        Redis).
+    :ivar metrics: the plugin's `twistgate.plugins.metrics.PluginMetrics`:
+        counters, gauges and histograms on the gateway's ``/metrics``.
+    :ivar log: the plugin's `twistgate.plugins.plugin_log.PluginLogger`:
+        a `twisted.logger.Logger` that adds ``plugin``, and ``route`` and
+        ``request_id`` when given ``request=``.
+
+    A context made by hand (in tests) gets a private in-memory store on
+    `clock` and metrics in a registry of their own.
     """
 
     name: str
     clock: IReactorTime
     http_client: Optional[object] = None
+    store: Any = attrs.field(default=attrs.Factory(_memory_store, takes_self=True))
+    metrics: Any = attrs.field(default=attrs.Factory(_own_metrics, takes_self=True))
+    log: Any = attrs.field(default=attrs.Factory(_logger, takes_self=True), eq=False)
 
 
 #: ``factory(options, context) -> plugin``: validates ``options`` (raising
@@ -115,6 +149,16 @@ class PluginRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._sources
 
+    def origin(self, name: str) -> str:
+        """Where `name` comes from, in words (nothing is imported): built in, an entry point, or given."""
+        source = self._sources[name]
+        if isinstance(source, importlib.metadata.EntryPoint):
+            dist = getattr(source, "dist", None)
+            return f"entry point {source.value}" + (f" of {dist.name} {dist.version}" if dist is not None else "")
+        if isinstance(source, str):
+            return "built in" if BUILTIN_PLUGINS.get(name) == source else source
+        return getattr(source, "__qualname__", repr(source))
+
     def load(self, name: str) -> PluginFactory:
         """
         The factory for ``name``, imported now if need be.
@@ -139,3 +183,34 @@ class PluginRegistry:
             )
         self._loaded[name] = factory
         return factory  # type: ignore[no-any-return]
+
+
+_ACTIVE: ContextVar[Optional[PluginRegistry]] = ContextVar("twistgate_plugins", default=None)
+
+
+def current_plugins() -> PluginRegistry:
+    """
+    The registry configuration reads plugin options through: `using_plugins`'s,
+    or the built-ins plus the ``twistgate`` entry points (scanned now, so a
+    package installed while the process runs is seen; nothing is imported).
+    """
+    return _ACTIVE.get() or PluginRegistry.default()
+
+
+@contextlib.contextmanager
+def using_plugins(extra: Mapping[str, _Source]) -> Iterator[PluginRegistry]:
+    """
+    Offer more plugin factories while loading configuration, without
+    packaging them (tests, `twistgate.testing`), so their declared options
+    are read with file, line and key path like an installed plugin's::
+
+        with using_plugins({"tenant_quota": TenantQuota}):
+            config = load_text(yaml_text)
+    """
+    registry = PluginRegistry({**BUILTIN_PLUGINS, **extra}, entry_point_group=PROJECT_NAME)
+    token = _ACTIVE.set(registry)
+    try:
+        yield registry
+    finally:
+        _ACTIVE.reset(token)
+

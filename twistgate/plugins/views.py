@@ -70,13 +70,13 @@ class RequestHeaders:
         self._headers = headers
 
     def get(self, name: str) -> Optional[str]:
-        """The first value of header `name` (str, latin-1 decoded), or None."""
+        """The first value of header `name` (str, UTF-8 decoded as plugins' `Headers.get`), or None."""
         values = self._headers.getRawHeaders(name.encode("latin-1"))
-        return values[0].decode("latin-1") if values else None
+        return values[0].decode("utf-8", "replace") if values else None
 
     def get_all(self, name: str) -> List[str]:
         """Every value of header `name`, in order (empty when absent)."""
-        return [v.decode("latin-1") for v in self._headers.getRawHeaders(name.encode("latin-1")) or ()]
+        return [v.decode("utf-8", "replace") for v in self._headers.getRawHeaders(name.encode("latin-1")) or ()]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and bool(self._headers.getRawHeaders(name.encode("latin-1")))

@@ -260,26 +260,31 @@ def make_balancer(strategy: str, *, rng: Random, clock: Any, hash_key: Optional[
 
 @with_options(NO_OPTIONS)
 def round_robin(options: Mapping[str, Any]) -> RoundRobin:
+    """Smooth weighted round robin (NGINX's)."""
     return RoundRobin()
 
 
 @with_options(NO_OPTIONS)
 def least_connections(options: Mapping[str, Any]) -> LeastConnections:
+    """Fewest requests in flight per unit of weight."""
     return LeastConnections()
 
 
 @with_options(NO_OPTIONS)
 def random(options: Mapping[str, Any], context: "ExtensionContext") -> WeightedRandom:
+    """A target at random, in proportion to its weight."""
     return WeightedRandom(context.rng)
 
 
 @with_options(NO_OPTIONS)
 def least_response_time(options: Mapping[str, Any], context: "ExtensionContext") -> LeastResponseTime:
+    """Power of two random choices on a peak-EWMA latency average."""
     return LeastResponseTime(context.rng, context.clock)
 
 
 @with_options(NO_OPTIONS)
 def ip_hash(options: Mapping[str, Any]) -> ConsistentHash:
+    """A hash ring on the client address: a client keeps its target."""
     return ConsistentHash(HashKeyConfig())
 
 
@@ -295,5 +300,6 @@ class HashOptions:
 
 @with_options(HashOptions)
 def consistent_hash(options: Mapping[str, Any]) -> ConsistentHash:
+    """A hash ring on the client address, a header or a cookie (`key`)."""
     key = options.get("key", "ip")
     return ConsistentHash(key if isinstance(key, HashKeyConfig) else hash_key_from_text(key))

@@ -46,6 +46,11 @@ class _ParsedByAuthSection(OptionsSpec):
     def read(self, fields: Any, reserved: Any) -> Optional[Dict[str, Any]]:
         raise TypeError("the built-in authenticator types are read by twistgate.policies.auth.parse")
 
+    def describe(self) -> Any:
+        from twistgate.plugins.options import OptionInfo
+
+        return [OptionInfo(name="see docs/auth.md", documented=False)]
+
 
 class BuiltinAuthenticator:
     """A built-in authenticator with the extension point's public method."""
@@ -81,21 +86,25 @@ def _config(cls: Any, options: Mapping[str, Any], support: AuthSupport) -> Any:
 
 
 def api_key(options: Mapping[str, Any], context: ExtensionContext) -> BuiltinAuthenticator:
+    """API keys in a header, checked against a key store (SQLite or PostgreSQL)."""
     support = _support(context)
     return BuiltinAuthenticator(support.service.build_api_key(_config(ApiKeyConfig, options, support)))
 
 
 def jwt(options: Mapping[str, Any], context: ExtensionContext) -> BuiltinAuthenticator:
+    """JSON Web Tokens: HS* secrets or RS*/ES*/EdDSA keys from a JWKS URL."""
     support = _support(context)
     return BuiltinAuthenticator(support.service.build_jwt(_config(JwtConfig, options, support)))
 
 
 def basic(options: Mapping[str, Any], context: ExtensionContext) -> BuiltinAuthenticator:
+    """HTTP Basic authentication against an htpasswd file (bcrypt)."""
     support = _support(context)
     return BuiltinAuthenticator(support.service.build_basic(_config(BasicConfig, options, support)))
 
 
 def mtls(options: Mapping[str, Any], context: ExtensionContext) -> BuiltinAuthenticator:
+    """The identity of the client certificate of an mTLS listener."""
     support = _support(context)
     return BuiltinAuthenticator(support.service.build_mtls(_config(MtlsConfig, options, support), support.peer_identity))
 

@@ -137,6 +137,7 @@ class BackgroundRefresh:
             request_id=request.request_id,
             params=request.params,
             consumer=request.consumer,
+            route=request.route,
         )
         sent = self.clock.seconds()
         d = fetch(path.upstream, copy, self.clock, path.timeout, self.config.max_object_size, preserve_host)

@@ -95,7 +95,7 @@ def parse_rate_limiting(node: Node) -> Optional[RateLimitingConfig]:
         if text is None:
             ok = False
         elif text != "memory":
-            redis = _redis_address(backend_node, text)
+            redis = redis_address(backend_node, text)
             ok = ok and redis is not None
     on_error = fields.read("on_backend_error", lambda n: n.choice(ON_BACKEND_ERROR), "allow")
     timeout = fields.read("timeout", Node.duration, 0.1)
@@ -121,7 +121,8 @@ def parse_rate_limiting(node: Node) -> Optional[RateLimitingConfig]:
     )
 
 
-def _redis_address(node: Node, text: str) -> Optional[RedisAddress]:
+def redis_address(node: Node, text: str) -> Optional[RedisAddress]:
+    """A `RedisAddress` from a ``redis://`` URL (``backend`` of the shared-state sections), or None after an issue."""
     expected = "expected memory or a Redis URL like redis://127.0.0.1:6379/0"
     if "://" not in text:
         node.issue(f"unknown backend {text!r}; {expected}{suggest(text, ['memory'])}")

@@ -1,7 +1,8 @@
 """
 Status reason phrases (RFC 9110 §15 and the IANA registry), in one table.
 
-The engine writes a reason phrase when the gateway gives none; an unknown
+Every answer the gateway writes (both HTTP/1.1 engines, the admin API, the
+demo backends) takes its phrase from here when none is given; an unknown
 code still gets a sensible phrase from its class, never "Unknown Status".
 """
 
