@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 from twistgate._text import plural
 from twistgate._version import __version__
 
-from twistgate.config import ConfigError, load_file
+from twistgate.config import ConfigError
 
 
 def _build(path: str):  # type: ignore[no-untyped-def]

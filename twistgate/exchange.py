@@ -30,17 +30,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from twistgate.answers import https_redirect
 from twistgate.conditions import RequestFacts
-from twistgate.errors import GatewayError, PayloadTooLarge, RouteNotFound, UpstreamTimeout, error_response
-from twistgate.grpc import STATUS as GRPC_STATUS, code_for, error_response as grpc_error_response, is_grpc
+from twistgate.errors import GatewayError, RouteNotFound, UpstreamTimeout
+from twistgate.exchange_answers import OwnAnswers
+from twistgate.grpc import STATUS as GRPC_STATUS, is_grpc
 from twistgate.grpc import parse_timeout, status_of, status_trailers
 from twistgate.headers import Headers
 from twistgate.http import relayed_reason, request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
-from twistgate.relay import BodyRelay, body_ended_cleanly, discard, run_filters
+from twistgate.relay import BodyRelay, body_ended_cleanly, discard, forwarded_trailers, run_filters
 from twistgate.request_target import split_target
 from twistgate.routing import normalize_host
 from twistgate.tls import TLS_CONNECTION, tls_connection
@@ -60,10 +60,9 @@ _log = Logger()
 _DROP_FROM_REQUEST = (b"Expect", b"Content-Length", b"Host", b"X-Request-Id")
 _NO_BODY_STATUS = frozenset({204, 304})
 # Never forwarded as trailer fields (RFC 9110 §6.5.1: framing, routing, authentication).
-_NOT_TRAILERS = (b"Content-Length", b"Content-Type", b"Host", b"Authorization", b"Set-Cookie", b"Content-Encoding")
 
 
-class Exchange:
+class Exchange(OwnAnswers):
     """The state of one request between the client and an upstream."""
 
     __slots__ = (
@@ -325,116 +324,13 @@ class Exchange:
         downstream.abort()
 
     def _trailers(self) -> Optional[Headers]:
-        """The upstream response's trailer fields, as forwarded (hop-by-hop and framing fields left out)."""
-        upstream_response = self.upstream_response
-        trailers = getattr(upstream_response, "trailers", None) if upstream_response is not None else None
-        if not trailers:
-            return None
-        raw = trailers.raw
-        strip_hop_by_hop(raw, raw.get(b"Connection"))
-        for name in _NOT_TRAILERS:
-            raw.pop(name, None)
-        if self.grpc:
+        """The upstream response's trailer fields, as forwarded; a gRPC call's status from them."""
+        trailers = forwarded_trailers(self.upstream_response)
+        if trailers is not None and self.grpc:
             status = status_of(trailers)
             if status is not None:
                 self.grpc_status = status
         return trailers
-
-    # -- errors ------------------------------------------------------------------------
-
-    def _fail(self, failure: Failure) -> None:
-        if self.client_gone:
-            return
-        if self.answered:
-            _log.failure("error after the response started ({request_id})", failure, request_id=self.request_id)
-            if self.relay is not None:
-                self.relay.abort()
-            else:
-                self._body_done(failure)
-            return
-        chain = self.route.chain if self.route is not None else self.generation.global_plugins
-        self._answer_error(failure, chain)
-
-    def _answer_error(self, failure: Failure, chain: Any) -> None:
-        self._cancel_timer()
-        if self.upstream_d is not None:
-            d, self.upstream_d = self.upstream_d, None
-            d.cancel()
-        if self.upstream_response is not None:
-            discard(self.upstream_response)  # e.g. on_response failed: its body is not wanted
-            self.upstream_response = None
-        if not failure.check(GatewayError):
-            _log.failure("unexpected error handling request {request_id}", failure, request_id=self.request_id)
-        if self.route is None and self.generation.own_answers.stages and failure.check(GatewayError):
-            self.generation.own_answers.on_error(self._bare_request(), failure)  # `defaults` headers
-        if chain is None or chain.empty:
-            self._send_error(failure, None)
-            return
-        request = self.proxy_request or self._bare_request()
-        chain.on_error(request, failure).addCallbacks(
-            lambda answer: self._send_error(failure, answer),
-            lambda _: self._send_error(failure, None),
-        ).addErrback(self._crashed)
-
-    def _send_error(self, failure: Failure, answer: Optional[Response]) -> None:
-        if self.client_gone or self.answered:
-            return
-        self.error = failure.value if failure.check(GatewayError) else GatewayError()
-        if answer is not None:
-            self._send(answer.to_proxy_response())
-            return
-        self.answered = True
-        downstream = self.downstream
-        if not downstream.body_complete:
-            downstream.keep_alive = False  # the unread body must not be read as a next request
-        if self.grpc:
-            status, headers, body = grpc_error_response(
-                self.error, self.request_id, self.generation.http_date(), downstream.headers.raw.get(b"Content-Type", (None,))[0]
-            )
-            self.grpc_status = code_for(self.error)
-        else:
-            status, headers, body = error_response(self.error, self.request_id, self.generation.http_date())
-        downstream.respond(status, None, headers, body)
-
-    # -- answers before or instead of the route ------------------------------------------
-
-    def _to_https(self, host: bytes, port: int, path: bytes, query: bytes) -> None:
-        """``redirect_https``: 308 to the same host and path on the HTTPS port (BadRequest without a host)."""
-        response = https_redirect(host, port, path, query)
-        self.generation.own_answers.on_response(self._bare_request(), response)  # `defaults` headers
-        self._send(response)
-
-    def _body_allowed(self, limit: int) -> bool:
-        """The route's ``max_request_body``: a declared larger body is 413 now; the engine counts the rest."""
-        downstream = self.downstream
-        body = downstream.body
-        downstream.max_body = limit
-        length = getattr(body, "length", None)
-        if isinstance(length, int) and length > limit or downstream.received_bytes > limit:
-            self._fail(Failure(PayloadTooLarge()))
-            return False
-        return True
-
-    def _bare_request(self) -> ProxyRequest:
-        """What `on_error` sees of a request that never got as far as routing."""
-        downstream = self.downstream
-        return ProxyRequest(
-            method=downstream.method,
-            path=downstream.path.decode("latin-1"),
-            query=downstream.query,
-            headers=downstream.headers,
-            peer_ip=downstream.client[0],
-            client_ip=downstream.client[0],
-            scheme="https" if downstream.secure else "http",
-            request_id=self.request_id,
-            uri=downstream.target,
-        )
-
-    def _crashed(self, failure: Failure) -> None:
-        """The last errback of every chain: a bug, not a request error; never silent."""
-        _log.failure("internal error handling request {request_id}", failure, request_id=self.request_id)
-        if not self.client_gone and not self.downstream.finished:
-            self.downstream.abort()
 
     # -- lifetime -------------------------------------------------------------------------
 

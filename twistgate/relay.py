@@ -16,7 +16,9 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
-__all__ = ["BodyRelay", "body_ended_cleanly", "discard", "run_filters"]
+from twistgate.http import strip_hop_by_hop
+
+__all__ = ["BodyRelay", "body_ended_cleanly", "discard", "forwarded_trailers", "run_filters"]
 
 
 def body_ended_cleanly(reason: Failure) -> bool:
@@ -90,3 +92,22 @@ def discard(response: Any) -> None:
         response.deliverBody(_Discard())
     except Exception:  # pragma: no cover - already delivered
         pass
+
+
+#: Fields never forwarded as trailers (RFC 9110 §6.5.1): framing, routing, auth, cookies.
+NOT_TRAILERS = (
+    b"Content-Length", b"Transfer-Encoding", b"Content-Type", b"Content-Encoding", b"Host", b"Authorization",
+    b"Set-Cookie", b"Trailer",
+)  # fmt: skip
+
+
+def forwarded_trailers(response: Any) -> Any:
+    """An upstream response's trailer fields as the gateway forwards them (None when there are none)."""
+    trailers = getattr(response, "trailers", None) if response is not None else None
+    if not trailers:
+        return None
+    raw = trailers.raw
+    strip_hop_by_hop(raw, raw.get(b"Connection"))
+    for name in NOT_TRAILERS:
+        raw.pop(name, None)
+    return trailers

@@ -14,7 +14,7 @@ touches the reactor.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import attrs
 

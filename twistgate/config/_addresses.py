@@ -6,7 +6,7 @@ or the second bind would fail at start, or on a reload.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import yaml
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import ip_network
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 

@@ -13,7 +13,7 @@ reactor is never involved.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import attrs
 import pluggy
@@ -21,7 +21,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from twistgate.config.model import GatewayConfig, Location
+from twistgate.config.model import Location
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 

@@ -25,14 +25,13 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from twistgate._twisted_compat.web_client import PooledAgentClient
 from twistgate.engine.http2_client import H2UpstreamClient
-from twistgate.upstream import grpc_health
 from twistgate.config.model import RouteConfig, UpstreamConfig
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest
 from twistgate.upstream.breaker import OPEN, CircuitBreaker
 from twistgate.upstream.budget import RetryBudget
 from twistgate.upstream.call import Forwarding
-from twistgate.upstream.discovery import Discovery, Resolved, as_written, is_address, make_resolver, needs_dns
+from twistgate.upstream.discovery import Discovery, Resolved, as_written, make_resolver, needs_dns
 from twistgate.upstream.client import AgentClient, endpoint_for
 from twistgate.upstream.events import UpstreamEvents
 from twistgate.upstream.failures import CircuitOpen, NoHealthyUpstream, with_retry_after

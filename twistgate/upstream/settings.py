@@ -16,7 +16,7 @@ import attrs
 
 from twistgate.config._node import Node
 from twistgate.config.model import KiB, Location
-from twistgate.upstream.health_config import (  # noqa: F401  (re-exported: features/resilience.py)
+from twistgate.upstream.health_config import (  # noqa: F401  (re-exported: the health-check config lives there)
     HEALTH_CHECK_COMMON_KEYS,
     HEALTH_CHECK_KEYS,
     HTTP_CHECK_KEYS,

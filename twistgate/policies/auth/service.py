@@ -25,7 +25,7 @@ from twistgate.policies.auth.jwt_auth import JwtAuthenticator
 from twistgate.policies.auth.jwt_keys import HMAC
 from twistgate.policies.auth.key_store import Database, KeyStore, dialect_for, runner_for
 from twistgate.policies.auth.mtls import MtlsAuthenticator
-from twistgate.config.model import ConfigError, ConfigIssue, Location
+from twistgate.config.model import ConfigError, ConfigIssue
 
 _log = Logger()
 

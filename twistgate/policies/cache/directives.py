@@ -14,7 +14,7 @@ a response fresher than its origin meant.
 from __future__ import annotations
 
 import re
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence
+from typing import Dict, FrozenSet, Iterable, Optional, Sequence
 
 import attrs
 

@@ -16,9 +16,8 @@ carries control characters into a header.
 
 from __future__ import annotations
 
-import copy
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import attrs
 from twisted.python.failure import Failure
