@@ -7,6 +7,7 @@ proxies, interleaved, with the CPU each proxy spends per request.
     bench/compare.py --with twisted-rp,aiohttp-uvloop  # and the reference contenders
     bench/compare.py --config bench/gw-full.yaml       # another twistgate configuration
     bench/compare.py --reps 3 --duration 10 --warmup 3 # the slower, more precise run
+    bench/compare.py --with engine,twistgate-full      # the bare engine, and the full pipeline beside the minimal route
 
 Every contender listens on 127.0.0.1 and forwards to one upstream (nginx,
 1 worker, or bench/upstream.py without nginx) that serves ``GET /`` (100
@@ -17,6 +18,13 @@ tables give medians over the reps, and ``x nginx`` / ``x direct`` are the
 medians of per-rep paired ratios.  ``us/req`` is the proxy's CPU time
 (user + system, all its processes, from /proc) per request: a number that
 does not depend on how the CPUs were shared.
+
+Contenders for ``--with``: ``twisted-rp`` (Twisted's ReverseProxyResource),
+``aiohttp-uvloop`` (bench/proxies/aiohttp_proxy.py), ``engine`` (the bare
+HTTP/1.1 engine, bench/engine_proxy.py: the gateway's ceiling) and
+``twistgate-full`` (twistgate on bench/gw-full.yaml: JWT, rate limit,
+metrics, access log; it alone is sent an ``Authorization`` header with a
+token signed by a secret made for the run).
 
 Layout on 2+ cores: the proxy under test alone on CPU 0, wrk and the
 upstream on CPU 1 (``--no-pin`` to turn off).  Needs wrk and curl; nginx
@@ -80,14 +88,16 @@ class Processes:
                 proc.wait()
 
 
-def wait_ready(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> bool:
+def wait_ready(port: int, proc: subprocess.Popen, name: str, headers: List[str] = (), timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
+    fields = dict(header.split(": ", 1) for header in headers)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log(f"{name} exited early (see its log)")
             return False
         try:
-            sizes = [len(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read()) for path in ("/", "/64k")]
+            sizes = [len(urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=fields),
+                                                timeout=2).read()) for path in ("/", "/64k")]
             if sizes == [100, 65536]:
                 return True
             log(f"{name}: wrong body sizes {sizes}")
@@ -134,9 +144,11 @@ def tree_cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in family) / TICKS
 
 
-def run_wrk(port: int, path: str, connections: int, seconds: int, cpu: Optional[str]) -> dict:
+def run_wrk(port: int, path: str, connections: int, seconds: int, cpu: Optional[str], headers: List[str] = ()) -> dict:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
             "-s", str(HERE / "report.lua"), f"http://127.0.0.1:{port}{path}"]
+    for header in headers:
+        argv[1:1] = ["-H", header]
     if cpu is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", cpu] + argv
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
@@ -215,18 +227,32 @@ def run(args, procs: Processes, workdir: Path, proxy_cpu, load_cpu) -> int:
             contenders["nginx"], pids["nginx"] = base + 101, proc.pid
     wanted = [name for name in args.extra.split(",") if name]
     scripts = {"twisted-rp": "twisted_revproxy.py", "aiohttp-uvloop": "aiohttp_proxy.py"}
+    headers: Dict[str, List[str]] = {}
+    twistd = str(Path(args.python).parent / "twistd")
     for index, name in enumerate(wanted):
-        if name not in scripts:
-            log(f"unknown contender {name!r} (known: {', '.join(scripts)})")
-            return 2
         port = base + 102 + index
-        python = args.contender_python if Path(args.contender_python).exists() else args.python
-        proc = procs.start(name, [python, str(HERE / "proxies" / scripts[name]), str(port), str(up_port)], proxy_cpu)
-        if wait_ready(port, proc, name):
+        if name in scripts:
+            python = args.contender_python if Path(args.contender_python).exists() else args.python
+            proc = procs.start(name, [python, str(HERE / "proxies" / scripts[name]), str(port), str(up_port)], proxy_cpu)
+        elif name == "engine":
+            proc = procs.start(name, [args.python, str(HERE / "engine_proxy.py"), "--port", str(port),
+                                      "--upstream", f"http://127.0.0.1:{up_port}"], proxy_cpu)
+        elif name == "twistgate-full":
+            secret = os.urandom(32).hex()
+            token = subprocess.run([args.python, str(HERE / "make_token.py"), secret], capture_output=True,
+                                   text=True, check=True).stdout.strip()
+            headers[name] = [f"Authorization: Bearer {token}"]
+            proc = procs.start(name, [twistd, "-n", "--pidfile=", "twistgate", "--config", str(HERE / "gw-full.yaml")],
+                               proxy_cpu, env={"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port),
+                                               "BENCH_JWT_SECRET": secret,
+                                               "BENCH_ACCESS_LOG": str(workdir / "access.log")})
+        else:
+            log(f"unknown contender {name!r} (known: {', '.join([*scripts, 'engine', 'twistgate-full'])})")
+            return 2
+        if wait_ready(port, proc, name, headers.get(name, [])):
             contenders[name], pids[name] = port, proc.pid
         else:
-            log(f"{name} left out (not installed? see bench/setup.sh)")
-    twistd = str(Path(args.python).parent / "twistd")
+            log(f"{name} left out (not installed? see bench/setup.sh; its log: {workdir}/{name}.log)")
     gw_port = base + 200
     proc = procs.start("twistgate", [twistd, "-n", "--pidfile=", "twistgate", "--config", args.config], proxy_cpu,
                        env={"BENCH_PORT": str(gw_port), "BENCH_UPSTREAM_PORT": str(up_port)})
@@ -242,9 +268,10 @@ def run(args, procs: Processes, workdir: Path, proxy_cpu, load_cpu) -> int:
             path, connections = SCENARIOS[scenario]
             for name in order:
                 port = contenders[name]
-                run_wrk(port, path, connections, args.warmup, load_cpu)
+                extra = headers.get(name, [])
+                run_wrk(port, path, connections, args.warmup, load_cpu, extra)
                 before = tree_cpu_seconds(pids[name]) if name in pids else None
-                result = run_wrk(port, path, connections, args.duration, load_cpu)
+                result = run_wrk(port, path, connections, args.duration, load_cpu, extra)
                 if before is not None and result["requests"]:
                     result["us_per_req"] = (tree_cpu_seconds(pids[name]) - before) * 1e6 / result["requests"]
                 runs.append({"rep": rep, "scenario": scenario, "contender": name, **result})
