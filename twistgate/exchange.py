@@ -159,7 +159,7 @@ class Exchange(OwnAnswers):
             deadline = parse_timeout(raw.get(b"Grpc-Timeout", (None,))[0])
             if deadline is not None and deadline < timeout:
                 timeout = deadline
-        self.timer = generation.clock.callLater(timeout, self._timeout)
+        self.timer = generation.timers.call_later(timeout, self._timeout)
         if route.chain.empty:
             self._forward()
         else:
@@ -301,6 +301,8 @@ class Exchange(OwnAnswers):
     def _body_done(self, reason: Failure) -> None:
         """The upstream body ended: cleanly, or not."""
         self.relay = None
+        if self.client_gone:
+            self.upstream_response = None
         self._cancel_timer()
         downstream = self.downstream
         if self.client_gone or downstream.finished:
@@ -369,6 +371,12 @@ class Exchange(OwnAnswers):
                     observe(record)
                 except Exception:
                     _log.failure("exchange observer {observer!r} failed", observer=observe)
+        # No reference cycles outlive the exchange: refcounting frees it at
+        # once, and the cyclic collector has nothing of it to find.
+        if self.call is not None:
+            self.call.interim = None
+        if self.relay is None:
+            self.upstream_response = None
         generation.exchange_done()
 
 

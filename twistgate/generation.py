@@ -39,6 +39,7 @@ from twistgate.plugins.metrics import PluginMetrics
 from twistgate.plugins.store import MemoryStore, PluginStore
 from twistgate.routing import RouteTable
 from twistgate.services import Services, build_services
+from twistgate.timers import Timers
 from twistgate.upstream.events import UpstreamEvents
 from twistgate.upstream.group import Upstream
 from twistgate.validation import validate
@@ -174,6 +175,8 @@ class Generation:
         self.files = files if files is not None else read_files_or_raise(config)
         self.config = config
         self.clock = reactor
+        #: Each request's route timeout (`twistgate.timers`: cheaper than a DelayedCall each).
+        self.timers = Timers(reactor)
         self.via = VIA
         self.number = 0  # set when it starts serving (Operations.adopt)
         self.retired = False  # stopped after a reload replaced it

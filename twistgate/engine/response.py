@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 __all__ = ["UpstreamResponse"]
 
 
+
+class _Delivered:
+    """`UpstreamResponse._protocol` once the body was delivered to its end: deaf to anything late."""
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+
+_DELIVERED: Any = _Delivered()
+
+
 class UpstreamResponse:
     """
     :ivar code: the status code.
@@ -70,6 +81,7 @@ class UpstreamResponse:
             protocol.dataReceived(chunk)
         if self._end is not None:
             self._connection = None
+            self._protocol = _DELIVERED
             protocol.connectionLost(self._end)
 
     def detach(self, protocol: IProtocol) -> None:
@@ -97,6 +109,7 @@ class UpstreamResponse:
         protocol = self._protocol
         if protocol is not None:
             self._connection = None
+            self._protocol = _DELIVERED  # the protocol holds us through its transport: no cycle left behind
             protocol.connectionLost(reason)
 
 

@@ -137,7 +137,7 @@ class Forwarding:
     def start(self) -> "Deferred[Any]":
         policy = self.policy
         if policy.total is not None:
-            self.total_timer = self.upstream.clock.callLater(policy.total, self._total_expired)
+            self.total_timer = self.upstream.timers.call_later(policy.total, self._total_expired)
         if policy.retry is not None:
             self.upstream.budget.deposit()
         # Kept (by reference) so a retry, or the pool's one retry on a fresh
@@ -208,14 +208,14 @@ class Forwarding:
             d.errback()
         self.current = d
         if watch is None or watch.sent:
-            self.read_timer = upstream.clock.callLater(self.policy.read, d.cancel)
+            self.read_timer = upstream.timers.call_later(self.policy.read, d.cancel)
         d.addBoth(self._settled, attempt, watch).addErrback(self._crashed)
 
     def _sent(self, watch: Optional[WatchedBody]) -> None:
         """The request body is all written: the wait for the head starts now."""
         d = self.current
         if watch is self._watch and self.read_timer is None and d is not None:
-            self.read_timer = self.upstream.clock.callLater(self.policy.read, d.cancel)
+            self.read_timer = self.upstream.timers.call_later(self.policy.read, d.cancel)
 
     def _stalled(self, watch: Optional[WatchedBody]) -> None:
         """The upstream took none of the body for the write timeout: this attempt fails (504)."""
@@ -282,7 +282,7 @@ class Forwarding:
     def _got_head(self, response: Any, attempt: Attempt) -> None:
         status = response.code
         attempt.head(status)
-        watched = WatchedResponse(response, attempt.body_over, self.policy.read, self.upstream.clock)
+        watched = WatchedResponse(response, attempt.body_over, self.policy.read, self.upstream.timers)
         retry = self.policy.retry
         if retry is not None and status in retry.statuses:
             if self._may_retry(None, status, sent=True):

@@ -40,6 +40,7 @@ from twistgate.upstream.retry import CallPolicy, call_policy
 from twistgate.upstream.settings import DiscoveryConfig, RetryConfig
 from twistgate.headers import Headers
 from twistgate.upstream.target import Target
+from twistgate.timers import Timers
 from twistgate.upstream.tls import policy_for as upstream_tls_policy, uses_tls
 from twistgate.upstream.wiring import build_balancer, build_health, build_targets_from
 
@@ -142,6 +143,8 @@ class Upstream:
         self.config = config
         self.name = config.name
         self.clock = reactor
+        #: The per-request timeouts of its calls (read, total, body idle): cheaper than a DelayedCall each.
+        self.timers = Timers(reactor)
         self.rng = rng if rng is not None else Random()
         self.events = events if events is not None else UpstreamEvents()
         self.read_timeout = config.timeouts.read

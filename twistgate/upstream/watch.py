@@ -23,6 +23,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from twistgate.errors import UpstreamTimeout
+from twistgate.timers import Timers
 from twistgate.upstream.failures import describe
 
 #: Called once with (ok, error text) when the body is over.
@@ -36,13 +37,13 @@ class BodyIdleTimeout(UpstreamTimeout):
 class WatchedResponse:
     """An `IResponse` whose body is watched (see the module docstring)."""
 
-    __slots__ = ("_response", "_outcome", "_idle", "_clock", "code", "phrase", "headers", "length", "version")
+    __slots__ = ("_response", "_outcome", "_idle", "_timers", "code", "phrase", "headers", "length", "version")
 
-    def __init__(self, response: Any, outcome: BodyOutcome, idle: float, clock: Any) -> None:
+    def __init__(self, response: Any, outcome: BodyOutcome, idle: float, timers: Timers) -> None:
         self._response = response
         self._outcome = outcome
         self._idle = idle
-        self._clock = clock
+        self._timers = timers
         self.code = response.code
         self.phrase = response.phrase
         self.headers = response.headers
@@ -54,43 +55,29 @@ class WatchedResponse:
         return getattr(self._response, name)
 
     def deliverBody(self, protocol: Any) -> None:
-        self._response.deliverBody(_BodyWatch(protocol, self._outcome, self._idle, self._clock))
+        self._response.deliverBody(_BodyWatch(protocol, self._outcome, self._idle, self._timers))
 
 
 @implementer(IPushProducer)
-class _Producer:
-    """The upstream transport as the body protocol sees it: pauses and stops are noted."""
-
-    def __init__(self, transport: Any, watch: "_BodyWatch") -> None:
-        self._transport = transport
-        self._watch = watch
-
-    def pauseProducing(self) -> None:
-        self._watch.paused = True
-        self._watch.stop_timer()
-        self._transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self._watch.paused = False
-        self._watch.start_timer()
-        self._transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._watch.stopped_here = True
-        self._watch.stop_timer()
-        self._transport.stopProducing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class _BodyWatch(Protocol):
-    def __init__(self, inner: Any, outcome: BodyOutcome, idle: float, clock: Any) -> None:
+    """
+    The body protocol between the upstream response and the gateway's own
+    (`inner`), and the producer `inner` sees: pauses and stops are noted on
+    their way to the upstream transport.
+
+    The idle timer is lazy: a chunk only notes the time, and a timer that
+    fires early re-arms itself for the rest, so a body of many chunks costs
+    one timer, not one reset per chunk.
+    """
+
+    def __init__(self, inner: Any, outcome: BodyOutcome, idle: float, timers: Timers) -> None:
         self.inner = inner
         self.outcome = outcome
         self.idle = idle
-        self.clock = clock
+        self.timers = timers
+        self.clock = timers.clock
         self.timer: Any = None
+        self.last = 0.0  # clock time of the last chunk (or of the start / resume)
         self.paused = False
         self.stopped_here = False  # the gateway stopped it (client gone, route timeout, discard)
         self.timed_out = False
@@ -98,27 +85,57 @@ class _BodyWatch(Protocol):
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
         self.start_timer()
-        self.inner.makeConnection(_Producer(transport, self))
+        self.inner.makeConnection(self)
+
+    # -- the producer `inner` sees --------------------------------------------
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.stop_timer()
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.start_timer()
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.stopped_here = True
+        self.stop_timer()
+        self.transport.stopProducing()
+
+    def loseConnection(self) -> None:
+        self.stopProducing()
+
+    def abortConnection(self) -> None:
+        self.stopProducing()
+
+    # -- the idle timer ----------------------------------------------------------
 
     def start_timer(self) -> None:
         if self.timer is None and not self.stopped_here and not self.paused:
-            self.timer = self.clock.callLater(self.idle, self._expired)
+            self.last = now = self.clock.seconds()
+            self.timer = self.timers.call_at(now + self.idle, self._expired)
 
     def stop_timer(self) -> None:
         if self.timer is not None:
-            if self.timer.active():
-                self.timer.cancel()
+            self.timer.cancel()
             self.timer = None
 
     def _expired(self) -> None:
+        due = self.last + self.idle
+        if due > self.clock.seconds():  # a chunk came meanwhile: wait for the rest of its window
+            self.timer = self.timers.call_at(due, self._expired)
+            return
         self.timer = None
         self.timed_out = True
         self.transport.stopProducing()
 
+    # -- the body ------------------------------------------------------------------
+
     def dataReceived(self, data: bytes) -> None:
-        timer = self.timer
-        if timer is not None:
-            timer.reset(self.idle)
+        if self.timer is not None:
+            self.last = self.clock.seconds()
         self.inner.dataReceived(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
@@ -130,4 +147,5 @@ class _BodyWatch(Protocol):
             self.outcome(True, None)
         else:
             self.outcome(False, f"body broken off: {describe(reason)}")
-        self.inner.connectionLost(reason)
+        inner, self.inner = self.inner, None  # no cycle through the inner protocol (it holds us as its producer)
+        inner.connectionLost(reason)
