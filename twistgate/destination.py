@@ -134,6 +134,15 @@ class Destination:
             request.state[SPLIT_STATE] = upstream.name
         return upstream.forward(request, body, call, preserve_host, route, prefer=prefer)
 
+    def start_forward(
+        self, request: Any, body: Any, call: Any, preserve_host: bool, route: Any, on_head: Any, on_failed: Any
+    ) -> Any:
+        """`Upstream.start_forward` on the chosen upstream (callbacks; its `Forwarding` to cancel)."""
+        upstream, prefer = self.choose(request)
+        if self.split:
+            request.state[SPLIT_STATE] = upstream.name
+        return upstream.start_forward(request, body, call, preserve_host, route, on_head, on_failed, prefer)
+
     def answered(self, request: Any, call: Any, headers: Any) -> None:
         """The upstream's response head is here: pin the client (sticky)."""
         if self.sticky is not None:

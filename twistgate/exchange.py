@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -102,7 +103,11 @@ class Exchange(OwnAnswers):
         raw = headers.raw
         self.request_id = request_id_from(headers)
         self.grpc = is_grpc(headers)
-        downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
+        when_finished = getattr(downstream, "when_finished", None)
+        if when_finished is not None:  # the HTTP/1.1 engine: a callback, no Deferred
+            when_finished(self._finished_checked)
+        else:
+            downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
         listener = downstream.listener
         try:
             path, query, host_raw = split_target(downstream.target, raw.get(b"Host"), downstream.version)
@@ -162,8 +167,16 @@ class Exchange(OwnAnswers):
         self.timer = generation.timers.call_later(timeout, self._timeout)
         if route.chain.empty:
             self._forward()
+            return
+        try:
+            answer = route.chain.on_request_now(request, route.info)
+        except GatewayError:
+            self._fail(Failure())
+            return
+        if isinstance(answer, Deferred):
+            answer.addCallbacks(self._after_on_request, self._fail).addErrback(self._crashed)
         else:
-            _then(route.chain.on_request(request, route.info), self._after_on_request, self._fail, self._crashed)
+            self._after_on_request(answer)
 
     def _after_on_request(self, answer: Optional[Response]) -> None:
         if self.client_gone or self.answered:
@@ -202,9 +215,24 @@ class Exchange(OwnAnswers):
         if self.client_gone or self.answered:
             return
         self.call = UpstreamCall(self._interim)
-        d = route.forward(self.proxy_request, self.downstream.body, self.call, route.preserve_host, route.config)
-        self.upstream_d = d
-        d.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
+        forwarding = route.start_forward(
+            self.proxy_request, self.downstream.body, self.call, route.preserve_host, route.config,
+            self._got_response_checked, self._upstream_failed_checked,
+        )
+        if not forwarding.done:  # else it answered already (no target left: 503)
+            self.upstream_d = forwarding
+
+    def _got_response_checked(self, response: Any) -> None:
+        try:
+            self._got_response(response)
+        except Exception:
+            self._crashed(Failure())
+
+    def _upstream_failed_checked(self, failure: Failure) -> None:
+        try:
+            self._upstream_failed(failure)
+        except Exception:
+            self._crashed(Failure())
 
     def _interim(self, status: int, headers: Any) -> None:
         """An upstream 1xx: 103 Early Hints (and other informational answers) go to the client at once."""
@@ -263,8 +291,16 @@ class Exchange(OwnAnswers):
         route = self.route
         if route is None or route.chain.empty:
             self._send(response)
+            return
+        try:
+            answer = route.chain.on_response_now(self.proxy_request, response)
+        except GatewayError:
+            self._fail(Failure())
+            return
+        if isinstance(answer, Deferred):
+            answer.addCallbacks(self._send, self._fail).addErrback(self._crashed)
         else:
-            _then(route.chain.on_response(self.proxy_request, response), self._send, self._fail, self._crashed)
+            self._send(answer)
 
     def _send(self, response: ProxyResponse) -> None:
         downstream = self.downstream
@@ -341,6 +377,12 @@ class Exchange(OwnAnswers):
             self.timer.cancel()
             self.timer = None
 
+    def _finished_checked(self, result: Any) -> None:
+        try:
+            self._finished(result)
+        except Exception:
+            self._crashed(Failure())
+
     def _finished(self, result: Any) -> None:
         """The client's side is over: answered, or the client went away."""
         generation = self.generation
@@ -379,14 +421,3 @@ class Exchange(OwnAnswers):
             self.upstream_response = None
         generation.exchange_done()
 
-
-def _then(d: Any, callback: Any, errback: Any, crashed: Any) -> None:
-    """
-    Continue with `d`'s result: at once when the layers answered
-    synchronously (an already-fired Deferred: the common case), without
-    adding callbacks to it; otherwise when it fires.
-    """
-    if d.called and not d.paused and not isinstance(d.result, Failure):
-        callback(d.result)
-    else:
-        d.addCallbacks(callback, errback).addErrback(crashed)

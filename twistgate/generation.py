@@ -60,7 +60,7 @@ class Route:
 
     __slots__ = (
         "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
-        "max_request_body", "forward",
+        "max_request_body", "forward", "start_forward",
     )  # fmt: skip
 
     def __init__(
@@ -81,9 +81,12 @@ class Route:
         #: ``(request, body, call, preserve_host, route config) -> Deferred``: the upstream's own
         #: forward when there is nothing to choose (one upstream, no sticky), else the destination's.
         self.forward: Any = None
+        #: The same with callbacks, ``(..., on_head, on_failed) -> cancellable`` (the exchange's hot path).
+        self.start_forward: Any = None
         if destination is not None:
             simple = destination.sticky is None and not destination.split
             self.forward = destination.upstream.forward if simple else destination.forward
+            self.start_forward = destination.upstream.start_forward if simple else destination.start_forward
         self.answer = answer
         self.chain = chain
         self.timeout = timeout

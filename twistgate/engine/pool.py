@@ -84,13 +84,35 @@ class UpstreamPool:
         on_interim: Optional[Callable[[int, Headers], None]] = None,
     ) -> "Deferred[UpstreamResponse]":
         """Send one request; fires with the response once its head arrived (see the module docstring)."""
-        pooled = _PooledRequest(self, key, endpoint, method, target, headers, body, on_interim)
+        result: Deferred[UpstreamResponse] = Deferred(lambda _: handle.cancel())  # `handle` is bound below
+        handle = self.send(key, endpoint, method, target, headers, body, result.callback, result.errback, on_interim=on_interim)
+        return result
+
+    def send(
+        self,
+        key: Hashable,
+        endpoint: IStreamClientEndpoint,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body: Any,
+        on_head: Callable[[UpstreamResponse], None],
+        on_failed: Callable[[Failure], None],
+        *,
+        on_interim: Optional[Callable[[int, Headers], None]] = None,
+    ) -> "_PooledRequest":
+        """
+        `request` without a Deferred, for the hot path: exactly one of
+        ``on_head(response)`` or ``on_failed(failure)`` is called, unless the
+        returned handle's ``cancel()`` is called first (then neither is).
+        """
+        pooled = _PooledRequest(self, key, endpoint, method, target, headers, body, on_interim, on_head, on_failed)
         connection = self._take(key)
         if connection is not None:
             pooled.send_on(connection, True)
         else:
             pooled.connect()
-        return pooled.result
+        return pooled
 
     def idle_count(self, key: Hashable) -> int:
         return len(self._idle.get(key, ()))
@@ -189,7 +211,10 @@ class _ClientFactory(Factory):
 class _PooledRequest:
     """One request's way through the pool: a connection, and at most one stale retry."""
 
-    __slots__ = ("pool", "key", "endpoint", "method", "target", "headers", "body", "on_interim", "result", "connection", "connecting", "retried", "done")
+    __slots__ = (
+        "pool", "key", "endpoint", "method", "target", "headers", "body", "on_interim", "on_head", "on_failed",
+        "connection", "connecting", "retried", "done",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -201,6 +226,8 @@ class _PooledRequest:
         headers: Headers,
         body: Any,
         on_interim: Any,
+        on_head: Callable[[UpstreamResponse], None],
+        on_failed: Callable[[Failure], None],
     ) -> None:
         self.pool = pool
         self.key = key
@@ -210,7 +237,8 @@ class _PooledRequest:
         self.headers = headers
         self.body = body
         self.on_interim = on_interim
-        self.result: Deferred[UpstreamResponse] = Deferred(self._cancel)
+        self.on_head = on_head
+        self.on_failed = on_failed
         self.connection: Optional[HTTP1ClientProtocol] = None
         self.connecting: Optional[Deferred[Any]] = None
         self.retried = False
@@ -232,7 +260,7 @@ class _PooledRequest:
         self.connecting = None
         if not self.done:
             self.done = True
-            self.result.errback(failure)
+            self.on_failed(failure)
 
     def send_on(self, connection: HTTP1ClientProtocol, reused: bool) -> None:
         self.connection = connection
@@ -244,7 +272,7 @@ class _PooledRequest:
         self.connection = None
         if not self.done:
             self.done = True
-            self.result.callback(response)
+            self.on_head(response)
 
     def failed(self, failure: Failure, connection: HTTP1ClientProtocol) -> None:
         self.connection = None
@@ -263,7 +291,7 @@ class _PooledRequest:
         if stale:
             self.pool.event("closed_by_upstream", self.key)
         self.done = True
-        self.result.errback(failure)
+        self.on_failed(failure)
 
     def _may_retry(self, error: UpstreamClosedConnection) -> bool:
         if self.retried:
@@ -275,7 +303,8 @@ class _PooledRequest:
         body = self.body
         return body is None or bool(getattr(body, "replayable", False))
 
-    def _cancel(self, _: Any) -> None:
+    def cancel(self) -> None:
+        """Give up on the request: its connection is closed, and neither callback is called."""
         self.done = True
         connecting, self.connecting = self.connecting, None
         if connecting is not None:

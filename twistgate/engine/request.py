@@ -12,10 +12,11 @@ and owns the `Connection` and `Transfer-Encoding` fields.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IProtocol, IPushProducer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.engine.framing import CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, connection_tokens, head_bytes, status_line
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerRequest"]
 
+_log = Logger()
 _NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
 _EMPTY = Headers()
 
@@ -129,7 +131,7 @@ class ServerRequest:
         self._response_headers: Headers = _EMPTY
         self._mode = _NONE
         self._left = 0
-        self._waiters: Optional[List[Deferred[None]]] = None
+        self._waiters: Optional[List[Union[Deferred[None], Callable[[Optional[Failure]], None]]]] = None
         self._outcome: Optional[Failure] = None
 
     def __repr__(self) -> str:
@@ -148,6 +150,19 @@ class ServerRequest:
             self._waiters.append(d)
         return d
 
+    def when_finished(self, callback: Callable[[Optional[Failure]], None]) -> None:
+        """
+        `notify_finish` without a Deferred (the gateway's hot path):
+        ``callback(None)`` once the response is written, ``callback(failure)``
+        when it was abandoned; at once if it is over already.
+        """
+        if self.finished:
+            callback(self._outcome)
+        elif self._waiters is None:
+            self._waiters = [callback]
+        else:
+            self._waiters.append(callback)
+
     def _settle(self, outcome: Optional[Failure]) -> None:
         """The response is over: written (``None``) or abandoned (a failure)."""
         if self.finished:
@@ -156,11 +171,17 @@ class ServerRequest:
         self._outcome = outcome
         self._channel = None
         waiters, self._waiters = self._waiters, None
-        for d in waiters or ():
-            if outcome is None:
-                d.callback(None)
-            else:
-                d.errback(outcome)
+        for waiter in waiters or ():
+            if isinstance(waiter, Deferred):
+                if outcome is None:
+                    waiter.callback(None)
+                else:
+                    waiter.errback(outcome)
+                continue
+            try:
+                waiter(outcome)
+            except Exception:
+                _log.failure("a when_finished callback failed")
 
     # -- 1xx -------------------------------------------------------------------
 

@@ -38,6 +38,20 @@ class PooledClient:
     ) -> "Deferred[Any]":
         return self.pool.request(target.key, target.endpoint, method, path, headers, body, on_interim=interim)
 
+    def send(
+        self,
+        target: Any,
+        method: bytes,
+        path: bytes,
+        headers: Headers,
+        body: Any,
+        interim: Optional[Callable[[int, Headers], None]],
+        on_head: Callable[[Any], None],
+        on_failed: Callable[[Any], None],
+    ) -> Any:
+        """`request` with callbacks (`UpstreamPool.send`): a handle whose ``cancel()`` silences both."""
+        return self.pool.send(target.key, target.endpoint, method, path, headers, body, on_head, on_failed, on_interim=interim)
+
     def close(self) -> "Deferred[Any]":
         return self.pool.close()
 

@@ -73,9 +73,12 @@ class _Call:
         )
 
     def __call__(self, args: Tuple[Any, ...]) -> Any:
-        if self.picks is None:
+        picks = self.picks
+        if picks is None:
             return self.function(*args)
-        return self.function(*[args[i] for i in self.picks])
+        if len(picks) == 1:  # e.g. on_request(self, request): the common opt-in
+            return self.function(args[picks[0]])
+        return self.function(*[args[i] for i in picks])
 
     def __repr__(self) -> str:
         return f"<_Call {self.plugin}.{self.function.__name__} route={self.route}>"
@@ -174,24 +177,38 @@ class RouteChain:
             `GatewayError` a plugin raised, or with `PluginError` when a
             plugin crashed (logged).
         """
+        try:
+            result = self.on_request_now(request, route)
+        except GatewayError:
+            return fail()
+        return result if isinstance(result, Deferred) else succeed(result)
+
+    def on_request_now(self, request: ProxyRequest, route: object) -> Any:
+        """
+        `on_request` without a Deferred while every layer answers at once
+        (the common case, and the exchange's hot path): returns the
+        `Response` or ``None``, or a Deferred of either once a layer is
+        asynchronous; raises the `GatewayError` a layer raised (`PluginError`
+        for a crash, logged).
+        """
         calls = self._on_request
         args = (request, route)
         for index, call in enumerate(calls):
             try:
                 result = call(args)
             except GatewayError:
-                return fail()
+                raise
             except Exception:
-                return fail(_contain(call, "on_request", request, self.route))
+                raise _contain(call, "on_request", request, self.route) from None
             if result is None:
                 continue
             if isinstance(result, Response):
                 request.answered_at = call.layer
-                return succeed(result)
+                return result
             if _is_async(result):
                 return Deferred.fromCoroutine(self._on_request_async(index, result, request, args))
-            return fail(_bad_result(call, "on_request", request, self.route, result))
-        return succeed(None)
+            raise _bad_result(call, "on_request", request, self.route, result)
+        return None
 
     async def _on_request_async(
         self, index: int, pending: Any, request: ProxyRequest, args: Tuple[Any, ...]
@@ -237,6 +254,18 @@ class RouteChain:
             `Response.to_proxy_response`); failing with the `GatewayError` a
             plugin raised, or with `PluginError` when a plugin crashed.
         """
+        try:
+            result = self.on_response_now(request, response)
+        except GatewayError:
+            return fail()
+        return result if isinstance(result, Deferred) else succeed(result)
+
+    def on_response_now(self, request: ProxyRequest, response: ProxyResponse) -> Any:
+        """
+        `on_response` without a Deferred while every layer answers at once:
+        returns the `ProxyResponse` to send, or a Deferred of it once a layer
+        is asynchronous; raises as `on_request_now` does.
+        """
         answered_at = request.answered_at
         for index, call in enumerate(self._on_response):
             if call.layer > answered_at:
@@ -244,9 +273,9 @@ class RouteChain:
             try:
                 result = call((request, response))
             except GatewayError:
-                return fail()
+                raise
             except Exception:
-                return fail(_contain(call, "on_response", request, self.route))
+                raise _contain(call, "on_response", request, self.route) from None
             if result is None:
                 continue
             if isinstance(result, Response):
@@ -254,8 +283,8 @@ class RouteChain:
                 continue
             if _is_async(result):
                 return Deferred.fromCoroutine(self._on_response_async(index, result, request, response))
-            return fail(_bad_result(call, "on_response", request, self.route, result))
-        return succeed(response)
+            raise _bad_result(call, "on_response", request, self.route, result)
+        return response
 
     async def _on_response_async(
         self, index: int, pending: Any, request: ProxyRequest, response: ProxyResponse

@@ -3,17 +3,19 @@ One request's way to an upstream: choose a target (at once, or when an
 extension balancer's Deferred fires), send, wait for the head
 under the read timeout, and on failure maybe retry on another target after
 a backoff, all under the total timeout.  `Upstream.forward` starts one
-`Forwarding` per request; cancelling its Deferred cancels whatever is under
-way (an attempt or a backoff).
+`Forwarding` per request; cancelling it cancels whatever is under way (an
+attempt or a backoff).
 
-`Attempt` does the bookkeeping of one try on one target: in-flight count,
-latency, and the outcome fed to the breaker and the outlier detector exactly
-once (at the head for a failing status, otherwise when the body is over).
+A `Forwarding` reports with plain callbacks, exactly once: ``on_head(response)``
+or ``on_failed(failure)`` (`CancelledError` when cancelled).  On the hot
+path nothing here makes a Deferred: the HTTP/1.1 engine's pool is called
+with callbacks too (`twistgate.upstream.attempt.DirectSend`); a traced
+attempt, another client or an extension balancer still go through theirs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectingCancelledError
@@ -22,87 +24,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from twistgate.upstream.attempt import Attempt, DirectSend
 from twistgate.upstream.body import WatchedBody
-
-#: Request-body bytes kept for sending again without a retry policy (the pool's stale-connection retry).
-DEFAULT_REPLAY_BUFFER = 64 * 1024
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
 from twistgate.upstream.watch import WatchedResponse
 
 if TYPE_CHECKING:
     from twistgate.upstream.group import Upstream, UpstreamCall
-    from twistgate.upstream.target import Target
+
+__all__ = ["Attempt", "DEFAULT_REPLAY_BUFFER", "Forwarding"]
+
+#: Request-body bytes kept for sending again without a retry policy (the pool's stale-connection retry).
+DEFAULT_REPLAY_BUFFER = 64 * 1024
 
 _log = Logger()
-
-
-class Attempt:
-    """One try on one target, from send to the end of the body."""
-
-    __slots__ = ("upstream", "target", "ticket", "started", "breaker_due", "outlier_due", "closed")
-
-    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int]) -> None:
-        self.upstream = upstream
-        self.target = target
-        self.ticket = ticket
-        self.started = upstream.clock.seconds()
-        self.breaker_due = target.breaker is not None and ticket is not None
-        self.outlier_due = upstream.outlier is not None
-        self.closed = False
-        target.in_flight += 1
-
-    def failed(self, error: str) -> None:
-        """The attempt failed before a response head (connect failure, reset, timeout)."""
-        self.target.last_error = error
-        self._settle(False)
-        self._close()
-
-    def head(self, status: int) -> None:
-        """A response head arrived: latency, and failing statuses count at once."""
-        upstream, target = self.upstream, self.target
-        now = upstream.clock.seconds()
-        target.latency.add(now - self.started, now)
-        failing = False
-        if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
-            self.breaker_due = False
-            target.breaker.record(self.ticket, False)  # type: ignore[union-attr,arg-type]
-            failing = True
-        outlier = upstream.outlier
-        if self.outlier_due and status in outlier.config.statuses:  # type: ignore[union-attr]
-            self.outlier_due = False
-            outlier.record(target, False, upstream.targets)  # type: ignore[union-attr]
-            failing = True
-        if failing:
-            target.last_error = f"answered {status}"
-
-    def body_over(self, ok: bool, error: Optional[str]) -> None:
-        """The response body ended (`ok`: complete, or stopped by the gateway)."""
-        if not ok:
-            self.target.last_error = error
-        self._settle(ok)
-        self._close()
-
-    def abandon(self) -> None:
-        """Cancelled by the client or a timeout of the whole call: no outcome to record."""
-        if self.breaker_due:
-            self.breaker_due = False
-            self.target.breaker.release(self.ticket)  # type: ignore[union-attr,arg-type]
-        self.outlier_due = False
-        self._close()
-
-    def _settle(self, ok: bool) -> None:
-        if self.breaker_due:
-            self.breaker_due = False
-            self.target.breaker.record(self.ticket, ok)  # type: ignore[union-attr,arg-type]
-        if self.outlier_due:
-            self.outlier_due = False
-            self.upstream.outlier.record(self.target, ok, self.upstream.targets)  # type: ignore[union-attr]
-
-    def _close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.target.in_flight -= 1
 
 
 class Forwarding:
@@ -117,15 +53,19 @@ class Forwarding:
         call: "UpstreamCall",
         preserve_host: bool,
         prefer: Any = None,
+        *,
+        on_head: Callable[[Any], None],
+        on_failed: Callable[[Failure], None],
     ) -> None:
         self.upstream = upstream
+        self.on_head = on_head
+        self.on_failed = on_failed
         self.prefer = prefer
         self.policy = policy
         self.request = request
         self.body = body
         self.call = call
         self.preserve_host = preserve_host
-        self.result: Deferred[Any] = Deferred(self._cancel)
         self.tried: List[Any] = []
         self.current: Optional[Deferred[Any]] = None  # an attempt or a backoff wait
         self.read_timer: Any = None
@@ -134,7 +74,7 @@ class Forwarding:
         self.last_error: Optional[GatewayError] = None
         self.done = False
 
-    def start(self) -> "Deferred[Any]":
+    def start(self) -> "Forwarding":
         policy = self.policy
         if policy.total is not None:
             self.total_timer = self.upstream.timers.call_later(policy.total, self._total_expired)
@@ -146,7 +86,7 @@ class Forwarding:
         if keep is not None:
             keep(policy.retry.replay_buffer if policy.retry is not None else DEFAULT_REPLAY_BUFFER)
         self._attempt()
-        return self.result
+        return self
 
     # -- one attempt ---------------------------------------------------------
 
@@ -200,6 +140,20 @@ class Forwarding:
             watch = self._watch = body = WatchedBody(
                 body, upstream.clock, write, lambda: self._stalled(watch), lambda: self._sent(watch)
             )
+        if upstream.direct_send is not None and upstream.untraced():
+            # The hot path: the pool calls back, no Deferred anywhere.
+            sending = DirectSend(self._settled_safely, attempt, watch)
+            self.current = sending
+            if watch is None or watch.sent:
+                self.read_timer = upstream.timers.call_later(self.policy.read, sending.cancel)
+            try:
+                sending.handle = upstream.direct_send(
+                    upstream.with_connect_timeout(target, self.policy.connect), request.method, request.target,
+                    request.headers, body, call.interim, sending.head, sending.failed,
+                )
+            except Exception:
+                sending.failed(Failure())
+            return
         try:
             sent_to = upstream.with_connect_timeout(target, self.policy.connect)
             d = upstream.send(sent_to, request.method, request.target, request.headers, body, call.interim)
@@ -210,6 +164,13 @@ class Forwarding:
         if watch is None or watch.sent:
             self.read_timer = upstream.timers.call_later(self.policy.read, d.cancel)
         d.addBoth(self._settled, attempt, watch).addErrback(self._crashed)
+
+    def _settled_safely(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody]) -> None:
+        """`_settled` for a `DirectSend`: a bug in it is logged as `_crashed` would log it."""
+        try:
+            self._settled(result, attempt, watch)
+        except Exception:
+            self._crashed(Failure())
 
     def _sent(self, watch: Optional[WatchedBody]) -> None:
         """The request body is all written: the wait for the head starts now."""
@@ -330,12 +291,12 @@ class Forwarding:
         self.done = True
         self._stop_total()
         self.call.head_at = self.upstream.clock.seconds()
-        self.result.callback(response)
+        self.on_head(response)
 
     def _fail(self, error: GatewayError) -> None:
         self.done = True
         self._stop_total()
-        self.result.errback(Failure(error))
+        self.on_failed(Failure(error))
 
     def _stop_total(self) -> None:
         if self.total_timer is not None:
@@ -350,12 +311,17 @@ class Forwarding:
         self._fail(UpstreamTimeout())
         self._halt()
 
-    def _cancel(self, _: Any) -> None:
-        # The exchange cancelled us (client gone, route timeout); Deferred
-        # errbacks `result` with CancelledError after this.
+    def cancel(self) -> None:
+        """
+        Stop (client gone, route timeout): whatever is under way is cancelled,
+        and ``on_failed`` hears `CancelledError`, unless the call was over already.
+        """
+        if self.done:
+            return
         self.done = True
         self._stop_total()
         self._halt()
+        self.on_failed(Failure(CancelledError()))
 
     def _halt(self) -> None:
         current, self.current = self.current, None

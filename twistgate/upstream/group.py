@@ -174,6 +174,9 @@ class Upstream:
         self._endpoints = not isinstance(self.client, AgentClient)
         #: Whether the client reports 1xx responses (``request(..., interim=...)``).
         self.interim_capable = _takes_interim(self.client)
+        #: The client's callback-style send (the HTTP/1.1 engine's pool: no
+        #: Deferred per attempt), or None; see `direct_send`.
+        self._client_send = getattr(self.client, "send", None) if self._endpoints else None
 
         policies = config.policies
         self.breaker_config = policies.get("circuit_breaker")
@@ -386,8 +389,55 @@ class Upstream:
         ``timeouts`` and ``retry`` sections override the upstream's;
         `prefer` is tried first (see `admit`).
         """
+        result: Deferred[Any] = Deferred(lambda _: forwarding.cancel())  # `forwarding` is bound below
+        forwarding = self.start_forward(request, body, call, preserve_host, route, result.callback, result.errback, prefer)
+        return result
+
+    def start_forward(
+        self,
+        request: ProxyRequest,
+        body: Any,
+        call: UpstreamCall,
+        preserve_host: bool,
+        route: Optional[RouteConfig],
+        on_head: Callable[[Any], None],
+        on_failed: Callable[[Any], None],
+        prefer: Optional[Target] = None,
+    ) -> Forwarding:
+        """
+        `forward` with callbacks instead of a Deferred (the exchange's hot
+        path): exactly one of ``on_head(response)`` or ``on_failed(failure)``
+        is called; the returned `Forwarding`'s ``cancel()`` stops the call
+        (``on_failed`` then hears `CancelledError`).
+        """
         call.upstream = self.name
-        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host, prefer).start()
+        forwarding = Forwarding(
+            self, self.policy_for(route), request, body, call, preserve_host, prefer, on_head=on_head, on_failed=on_failed
+        )
+        return forwarding.start()
+
+    @property
+    def direct_send(self) -> Optional[Callable[..., Any]]:
+        """
+        ``send(target, method, path, headers, body, interim, on_head, on_failed)``
+        returning a handle with ``cancel()``, when the client has it (the
+        HTTP/1.1 engine's pool); None otherwise (use `send`).
+        """
+        return self._direct if self._client_send is not None else None
+
+    def untraced(self) -> bool:
+        """Whether attempts go out without a span of their own (then `direct_send` may be used)."""
+        tracer = self.events.tracer
+        return tracer is None or tracer.exporter is None
+
+    def _direct(
+        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any, on_head: Any, on_failed: Any
+    ) -> Any:
+        if target.endpoint is None:
+            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
+        send = self._client_send
+        assert send is not None
+        return send(target, method, path, headers, body, interim if self.interim_capable else None, on_head, on_failed)
 
     def send(
         self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """
-bench/profile.py - where the gateway's time goes, under load.
+bench/profile_gateway.py - where the gateway's time goes, under load.
 
-    bench/profile.py                          # cProfile, minimal route (bench/gw-bench.yaml), wrk -c50 GET / for 10 s
-    bench/profile.py --full                   # the full pipeline (bench/gw-full.yaml, with a JWT)
-    bench/profile.py --profiler py-spy        # sampling (py-spy; pip install py-spy into the venv)
-    bench/profile.py --path /64k --top 40 --duration 20
+    bench/profile_gateway.py                          # cProfile, minimal route (bench/gw-bench.yaml), wrk -c50 GET / for 10 s
+    bench/profile_gateway.py --full                   # the full pipeline (bench/gw-full.yaml, with a JWT)
+    bench/profile_gateway.py --profiler py-spy        # sampling (py-spy; pip install py-spy into the venv)
+    bench/profile_gateway.py --path /64k --top 40 --duration 20
 
 Starts the same upstream as bench/compare.py (nginx with 1 worker, else
 bench/upstream.py), then the gateway under the profiler pinned to CPU 0 and

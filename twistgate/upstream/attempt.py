@@ -1,0 +1,126 @@
+"""
+One try of a request on one target (`twistgate.upstream.call.Forwarding`
+makes them).
+
+`Attempt` does the bookkeeping: in-flight count, latency, and the outcome
+fed to the breaker and the outlier detector exactly once (at the head for a
+failing status, otherwise when the body is over).  `DirectSend` is the
+attempt's send through a client with a callback interface (the HTTP/1.1
+engine's pool): Deferred-free on the hot path, and cancelled exactly as a
+Deferred would be (the forwarding hears a `CancelledError`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from twistgate.upstream.group import Upstream
+    from twistgate.upstream.target import Target
+
+__all__ = ["Attempt", "DirectSend"]
+
+
+class Attempt:
+    """One try on one target, from send to the end of the body."""
+
+    __slots__ = ("upstream", "target", "ticket", "started", "breaker_due", "outlier_due", "closed")
+
+    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int]) -> None:
+        self.upstream = upstream
+        self.target = target
+        self.ticket = ticket
+        self.started = upstream.clock.seconds()
+        self.breaker_due = target.breaker is not None and ticket is not None
+        self.outlier_due = upstream.outlier is not None
+        self.closed = False
+        target.in_flight += 1
+
+    def failed(self, error: str) -> None:
+        """The attempt failed before a response head (connect failure, reset, timeout)."""
+        self.target.last_error = error
+        self._settle(False)
+        self._close()
+
+    def head(self, status: int) -> None:
+        """A response head arrived: latency, and failing statuses count at once."""
+        upstream, target = self.upstream, self.target
+        now = upstream.clock.seconds()
+        target.latency.add(now - self.started, now)
+        failing = False
+        if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
+            self.breaker_due = False
+            target.breaker.record(self.ticket, False)  # type: ignore[union-attr,arg-type]
+            failing = True
+        outlier = upstream.outlier
+        if self.outlier_due and status in outlier.config.statuses:  # type: ignore[union-attr]
+            self.outlier_due = False
+            outlier.record(target, False, upstream.targets)  # type: ignore[union-attr]
+            failing = True
+        if failing:
+            target.last_error = f"answered {status}"
+
+    def body_over(self, ok: bool, error: Optional[str]) -> None:
+        """The response body ended (`ok`: complete, or stopped by the gateway)."""
+        if not ok:
+            self.target.last_error = error
+        self._settle(ok)
+        self._close()
+
+    def abandon(self) -> None:
+        """Cancelled by the client or a timeout of the whole call: no outcome to record."""
+        if self.breaker_due:
+            self.breaker_due = False
+            self.target.breaker.release(self.ticket)  # type: ignore[union-attr,arg-type]
+        self.outlier_due = False
+        self._close()
+
+    def _settle(self, ok: bool) -> None:
+        if self.breaker_due:
+            self.breaker_due = False
+            self.target.breaker.record(self.ticket, ok)  # type: ignore[union-attr,arg-type]
+        if self.outlier_due:
+            self.outlier_due = False
+            self.upstream.outlier.record(self.target, ok, self.upstream.targets)  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.target.in_flight -= 1
+
+
+
+class DirectSend:
+    """
+    One attempt sent with callbacks: ``settled(result, *args)`` is called
+    once, with the response or a `Failure`; `cancel()` before that stops the
+    send and settles with `CancelledError` (what cancelling a Deferred would do).
+    """
+
+    __slots__ = ("settled", "args", "handle")
+
+    def __init__(self, settled: Callable[..., None], *args: Any) -> None:
+        self.settled: Optional[Callable[..., None]] = settled
+        self.args = args
+        self.handle: Any = None  # the client's own handle, to cancel
+
+    def head(self, response: Any) -> None:
+        settled, self.settled = self.settled, None
+        if settled is not None:
+            settled(response, *self.args)
+
+    def failed(self, failure: Failure) -> None:
+        settled, self.settled = self.settled, None
+        if settled is not None:
+            settled(failure, *self.args)
+
+    def cancel(self) -> None:
+        settled, self.settled = self.settled, None
+        if settled is None:
+            return
+        if self.handle is not None:
+            self.handle.cancel()
+        settled(Failure(CancelledError()), *self.args)
