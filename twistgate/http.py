@@ -10,12 +10,12 @@ client was, believed from the client only when the peer is a trusted proxy.
 
 from __future__ import annotations
 
-import os
 import re
 from ipaddress import ip_address
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from twistgate.headers import Headers, canonical_name
+from twistgate.ops.tracecontext import HEX as _HEX
 from twistgate.reasons import reason_for
 
 from twistgate.config.model import IPNetwork
@@ -63,23 +63,26 @@ def strip_hop_by_hop(raw: Dict[bytes, List[bytes]], connection: Optional[Sequenc
     """
     if connection is None:
         connection = raw.get(b"Connection")
-    for name in connection_listed(connection):
-        raw.pop(name, None)
-    for name in HOP_BY_HOP:
-        if name in raw:
+    if connection is not None:
+        for name in connection_listed(connection):
+            raw.pop(name, None)
+    if not HOP_BY_HOP.isdisjoint(raw):
+        for name in HOP_BY_HOP.intersection(raw):
             del raw[name]
 
 
 def new_request_id() -> str:
-    return os.urandom(12).hex()
+    """24 random hex digits (from `os.urandom`, fetched in batches)."""
+    return _HEX.take(12)
 
 
 def request_id_from(headers: Headers) -> str:
     """The client's `X-Request-ID` when it is a sane token, else a fresh one."""
-    values = headers.getRawHeaders(b"X-Request-Id")
+    raw = getattr(headers, "raw", None)  # twistgate's Headers; Twisted's (admin pages) have no `raw`
+    values = raw.get(b"X-Request-Id") if raw is not None else headers.getRawHeaders(b"X-Request-Id")
     if values and _REQUEST_ID_OK(values[0]):
         return values[0].decode("ascii")
-    return new_request_id()
+    return _HEX.take(12)
 
 
 class ForwardingPolicy:
@@ -91,7 +94,12 @@ class ForwardingPolicy:
     def __init__(self, trusted_proxies: Iterable[IPNetwork] = (), via: bytes = b"twistgate") -> None:
         self._trusted = tuple(trusted_proxies)
         self._via = via
+        self._via_10 = b"1.0 " + via
+        self._via_11 = b"1.1 " + via
         self._trust_cache: Dict[str, bool] = {}
+        # (peer, host, scheme) -> (peer as bytes, the Forwarded element): most
+        # requests come from a few clients for a few hosts.
+        self._elements: Dict[Tuple[str, bytes, str], Tuple[bytes, bytes]] = {}
 
     def is_trusted(self, address: str) -> bool:
         if not self._trusted:
@@ -153,12 +161,17 @@ class ForwardingPolicy:
             raw[b"Forwarded"] = [b", ".join(fwd) + b", " + element] if fwd else [element]
         else:
             client = peer
-            peer_b = peer.encode("ascii")
-            raw[b"X-Forwarded-For"] = [peer_b]
+            key = (peer, host, scheme)
+            known = self._elements.get(key)
+            if known is None:
+                if len(self._elements) > 4096:
+                    self._elements.clear()
+                known = self._elements[key] = (peer.encode("ascii"), _forwarded_element(peer, host, scheme))
+            raw[b"X-Forwarded-For"] = [known[0]]
             raw[b"X-Forwarded-Proto"] = [b"https" if scheme == "https" else b"http"]
             raw[b"X-Forwarded-Host"] = [host]
-            raw[b"Forwarded"] = [_forwarded_element(peer, host, scheme)]
-        via = (b"1.0 " if version == b"HTTP/1.0" else b"1.1 ") + self._via
+            raw[b"Forwarded"] = [known[1]]
+        via = self._via_10 if version == b"HTTP/1.0" else self._via_11
         old = raw.get(b"Via")
         raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]
         return client

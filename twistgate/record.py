@@ -2,7 +2,10 @@
 What happened to one request, for observers (metrics, access log, stats).
 
 Built once when the client's side is over, and only when some observer is
-registered, so a gateway without observability pays nothing for it.
+registered, so a gateway without observability pays nothing for it.  Every
+observer gets the same record: treat it as read-only.  (It is a plain
+slotted attrs class, not a frozen one: a frozen class pays an
+``object.__setattr__`` per field, and a record is made per request.)
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any, Optional
 import attrs
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class ExchangeRecord:
     request_id: str
     method: str
@@ -50,10 +53,11 @@ class ExchangeRecord:
         started = preq.started if preq is not None else now
         target = call.target if call is not None else None
         head_at = call.head_at if call is not None else None
+        method = downstream.method
         return cls(
             request_id=exchange.request_id,
-            method=downstream.method.decode("latin-1"),
-            path=downstream.target.partition(b"?")[0].decode("latin-1"),
+            method=_METHODS.get(method) or method.decode("latin-1"),
+            path=downstream.path.decode("latin-1"),
             route=route.name if route is not None else None,
             status=downstream.code if exchange.answered else 0,
             error=exchange.error.code if exchange.error is not None else None,
@@ -80,3 +84,4 @@ class ExchangeRecord:
 
 
 _PROTOCOLS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/2": "HTTP/2", b"HTTP/1.0": "HTTP/1.0"}
+_METHODS = {m.encode("ascii"): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}

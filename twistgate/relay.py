@@ -35,20 +35,26 @@ def run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:
     return data
 
 
-class BodyRelay(Protocol):
+class BodyRelay:
     """
     Streams one upstream body to a `Downstream`; `done(reason)` is called
-    once, when the upstream body is over (cleanly or not).
+    once, when the upstream body is over (cleanly or not).  The body
+    protocol of an `IResponse` (``makeConnection``, ``dataReceived``,
+    ``connectionLost``), slotted: one is made per request.
     """
+
+    __slots__ = ("downstream", "filters", "done", "registered", "transport")
 
     def __init__(self, downstream: Any, filters: Optional[List[Any]], done: Callable[[Failure], None]) -> None:
         self.downstream = downstream
         self.filters = filters or None
         self.done = done
         self.registered = False
+        self.transport: Any = None
 
-    def connectionMade(self) -> None:
-        self.downstream.register_producer(self.transport)
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.downstream.register_producer(transport)
         self.registered = True
 
     def dataReceived(self, data: bytes) -> None:

@@ -32,10 +32,12 @@ T = TypeVar("T")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
 
 
-@attrs.frozen
+@attrs.define
 class RouteMatch(Generic[T]):
     """
-    The route chosen for a request.
+    The route chosen for a request (one per request: a plain slotted class,
+    not a frozen one, whose ``__init__`` would pay ``object.__setattr__``
+    per field; do not change it).
 
     :ivar config: the route's configuration.
     :ivar payload: what the route table was built with for this route.

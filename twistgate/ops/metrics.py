@@ -2,7 +2,10 @@
 Prometheus metrics in a private `CollectorRegistry` (never the global one:
 two gateways in one process, or a test, must not share counters).
 
-Counters and histograms are fed by the exchange observer; the live state
+The per-request counters and histograms are plain numbers fed by the
+exchange observer and exposed when scraped (`twistgate.ops.request_metrics`);
+the rare events (reloads, refused connections, pool events) are
+prometheus_client counters; the live state
 (requests in flight, open connections, upstream health, breakers, config
 generation) is read when scraped, by `LiveCollector`.  Label values are
 bounded: route and upstream names and targets come from the configuration,
@@ -13,23 +16,27 @@ client addresses are never labels.
 from __future__ import annotations
 
 import platform
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Tuple
 
 import twisted
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from twisted.web.resource import Resource
 
 from twistgate import __version__
-from twistgate.grpc import NAMES as GRPC_NAMES
+from twistgate.ops.request_metrics import (  # noqa: F401 - the names this module always offered
+    CACHE_RESULTS,
+    LATENCY_BUCKETS,
+    METHODS,
+    NO_ROUTE,
+    PROTOCOLS,
+    RequestCounts,
+    cache_label,
+    status_class,
+)
 
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-CACHE_RESULTS = frozenset({"hit", "miss", "stale", "bypass", "expired", "revalidated"})
 BREAKER_STATES = ("closed", "open", "half_open")
-NO_ROUTE = ""  # the route label of requests no route matched
-PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2"})
 HTTP2_ERRORS = frozenset(
     {
         "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
@@ -43,56 +50,16 @@ def method_label(method: str) -> str:
     return method if method in METHODS else "OTHER"
 
 
-def status_class(status: int) -> str:
-    """``2xx``...``5xx``; ``none`` when the client left before any answer."""
-    return f"{status // 100}xx" if 100 <= status < 600 else "none"
-
-
-def cache_label(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    text = str(value).lower()
-    return text if text in CACHE_RESULTS else "other"
-
-
 class GatewayMetrics:
     """The counters and histograms, shared by every generation of a gateway."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, now: Callable[[], float]) -> None:
+        """:param now: the clock's ``seconds`` (the ``_created`` time of new per-request series)."""
         self.registry = registry
         r = registry
-        self.requests = Counter(
-            "twistgate_requests", "Requests answered, by route, method and status class.",
-            ("route", "method", "status_class"), registry=r,
-        )
-        self.duration = Histogram(
-            "twistgate_request_duration_seconds", "Time from the request head to the end of the response.",
-            ("route",), buckets=LATENCY_BUCKETS, registry=r,
-        )
-        self.upstream_duration = Histogram(
-            "twistgate_upstream_duration_seconds", "Time from the request head to the upstream's response head.",
-            ("upstream",), buckets=LATENCY_BUCKETS, registry=r,
-        )
-        self.bytes_in = Counter("twistgate_request_body_bytes", "Request body bytes received.", ("route",), registry=r)
-        self.bytes_out = Counter("twistgate_response_body_bytes", "Response body bytes sent.", ("route",), registry=r)
-        self.retries = Counter("twistgate_upstream_retries", "Upstream attempts beyond the first.", ("upstream",), registry=r)
-        self.rate_limited = Counter("twistgate_rate_limited", "Requests refused with 429.", ("route",), registry=r)
-        self.auth_rejected = Counter(
-            "twistgate_auth_rejected", "Requests refused by authentication (401) or authorisation (403).",
-            ("route", "reason"), registry=r,
-        )
-        self.cache = Counter("twistgate_cache_lookups", "Cache results (hit, miss, stale, bypass...).", ("route", "result"), registry=r)
-        self.client_gone = Counter(
-            "twistgate_client_disconnects", "Requests whose client left before the response was complete.", ("route",), registry=r,
-        )
-        self.protocols = Counter(
-            "twistgate_requests_by_protocol", "Requests answered, by the client's protocol (HTTP/1.1, HTTP/2).",
-            ("protocol",), registry=r,
-        )
-        self.grpc_calls = Counter(
-            "twistgate_grpc_calls", "gRPC calls answered, by route and gRPC status (OK, UNAVAILABLE...).",
-            ("route", "grpc_status"), registry=r,
-        )
+        #: What every finished request updates: plain numbers, exposed when scraped (ops/request_metrics.py).
+        self.counts = RequestCounts(now)
+        registry.register(self.counts)
         self.http2_connection_errors = Counter(
             "twistgate_http2_connection_errors",
             "HTTP/2 connections the gateway ended with a GOAWAY error, by RFC 9113 error code "
@@ -112,10 +79,6 @@ class GatewayMetrics:
         self.connections_refused = Counter(
             "twistgate_connections_refused", "Client connections closed at once: limits.max_connections reached.",
             ("listener",), registry=r,
-        )
-        self.split = Counter(
-            "twistgate_split_requests", "Requests of split routes, by route and the arm (upstream) chosen.",
-            ("route", "upstream"), registry=r,
         )
         self.reloads = Counter("twistgate_config_reloads", "Configuration reloads, by result.", ("result",), registry=r)
         self.last_reload_ok = Gauge(
@@ -143,38 +106,7 @@ class GatewayMetrics:
         return child
 
     def observe(self, record: Any) -> None:
-        route = record.route if record.route is not None else NO_ROUTE
-        child = self._child
-        child(self.requests, route, method_label(record.method), status_class(record.status)).inc()
-        child(self.duration, route).observe(max(record.duration, 0.0))
-        if record.bytes_in:
-            child(self.bytes_in, route).inc(record.bytes_in)
-        if record.bytes_out:
-            child(self.bytes_out, route).inc(record.bytes_out)
-        if record.upstream is not None:
-            if record.upstream_head_seconds is not None:
-                child(self.upstream_duration, record.upstream).observe(max(record.upstream_head_seconds, 0.0))
-            if record.attempts > 1:
-                child(self.retries, record.upstream).inc(record.attempts - 1)
-        error = record.error
-        if error == "rate_limited":
-            child(self.rate_limited, route).inc()
-        elif error in ("unauthorized", "forbidden"):
-            child(self.auth_rejected, route, error).inc()
-        state = record.state
-        if state:
-            result = cache_label(state.get("cache"))
-            if result is not None:
-                child(self.cache, route, result).inc()
-            arm = state.get("split")
-            if arm is not None:
-                child(self.split, route, arm).inc()
-        if record.client_gone:
-            child(self.client_gone, route).inc()
-        child(self.protocols, record.protocol if record.protocol in PROTOCOLS else "other").inc()
-        grpc_status = record.grpc_status
-        if grpc_status is not None:
-            child(self.grpc_calls, route, GRPC_NAMES.get(grpc_status, "other")).inc()
+        self.counts.observe(record)
 
     def upstream_connection_event(self, event: str, upstream: str) -> None:
         """The forwarded hop's pool: ``stale_retry`` or ``closed_by_upstream`` on `upstream`'s connections."""

@@ -32,7 +32,7 @@ class Operations:
         self.clock = clock
         self.started = clock.seconds()
         self.registry = new_registry()
-        self.metrics = GatewayMetrics(self.registry)
+        self.metrics = GatewayMetrics(self.registry, clock.seconds)
         self.stats = Stats(clock)
         self.current: Any = None  # the serving Generation
         self.generations: List[Any] = []  # serving + draining

@@ -42,17 +42,18 @@ class _Series:
         self.cache_misses = 0
         self.samples: Deque[Tuple[float, float]] = deque(maxlen=max_samples)  # (finished, duration)
 
-    def add(self, record: Any, cache: Optional[str]) -> None:
+    def add(self, klass: str, error: bool, cache: Optional[str], sample: Tuple[float, float]) -> None:
         self.count += 1
-        klass = status_class(record.status)
-        self.status[klass] = self.status.get(klass, 0) + 1
-        if record.status >= 500 or record.status == 0:
+        status = self.status
+        status[klass] = status.get(klass, 0) + 1
+        if error:
             self.errors += 1
-        if cache == "hit":
-            self.cache_hits += 1
-        elif cache is not None:
-            self.cache_misses += 1
-        self.samples.append((record.finished, max(record.duration, 0.0)))
+        if cache is not None:
+            if cache == "hit":
+                self.cache_hits += 1
+            else:
+                self.cache_misses += 1
+        self.samples.append(sample)
 
     def summary(self, now: float, window: float) -> Dict[str, Any]:
         recent = [d for t, d in self.samples if t >= now - window]
@@ -93,13 +94,20 @@ class Stats:
         self.routes: Dict[str, _Series] = {}
 
     def observe(self, record: Any) -> None:
-        cache = cache_label(record.state.get("cache")) if record.state else None
-        self.total.add(record, cache)
+        state = record.state
+        cache = cache_label(state.get("cache")) if state else None
+        status = record.status
+        klass = status_class(status)
+        error = status >= 500 or status == 0
+        finished = record.finished
+        duration = finished - record.started
+        sample = (finished, duration if duration > 0.0 else 0.0)
+        self.total.add(klass, error, cache, sample)
         name = record.route if record.route is not None else NO_ROUTE
         series = self.routes.get(name)
         if series is None:
             series = self.routes[name] = _Series(self.max_samples)
-        series.add(record, cache)
+        series.add(klass, error, cache, sample)
 
     def snapshot(self) -> Dict[str, Any]:
         now = self.clock.seconds()

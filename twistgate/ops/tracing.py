@@ -83,22 +83,26 @@ class Tracer:
     def begin(self, headers: Headers) -> TraceContext:
         """Read the client's context (or start one) and set the outgoing headers."""
         raw = headers.raw
-        parent = parse_traceparent(raw.get(TRACEPARENT))
+        sent = raw.get(TRACEPARENT)
+        parent = parse_traceparent(sent) if sent is not None else None
         if parent is None:
             trace_id = self.random_id(16)
             flags = 1 if ratio_sampled(trace_id, self.settings.sample_ratio) else 0
             context = TraceContext(trace_id, self.random_id(8), None, flags)
+            if TRACESTATE in raw:
+                del raw[TRACESTATE]
         else:
             # Only the sampled bit is known to version 00; others are zeroed.
             context = TraceContext(
                 parent.trace_id, self.random_id(8), parent.parent_id, parent.flags & 1,
                 parse_tracestate(raw.get(TRACESTATE)),
             )
-        raw[TRACEPARENT] = [TraceParent(context.trace_id, context.span_id, context.flags).header()]
-        if context.tracestate is not None:
-            raw[TRACESTATE] = [context.tracestate]
-        else:
-            raw.pop(TRACESTATE, None)
+            if context.tracestate is not None:
+                raw[TRACESTATE] = [context.tracestate]
+            else:
+                raw.pop(TRACESTATE, None)
+        # TraceParent(...).header(), without the value object.
+        raw[TRACEPARENT] = [f"00-{context.trace_id}-{context.span_id}-{context.flags:02x}".encode("ascii")]
         return context
 
     # -- spans ---------------------------------------------------------------

@@ -44,6 +44,11 @@ _log = Logger()
 class Forwarding:
     """The attempts of one request (see the module docstring)."""
 
+    __slots__ = (
+        "upstream", "on_head", "on_failed", "prefer", "policy", "request", "body", "call", "preserve_host", "tried",
+        "current", "read_timer", "_watch", "total_timer", "last_error", "done",
+    )  # fmt: skip
+
     def __init__(
         self,
         upstream: "Upstream",
@@ -67,7 +72,7 @@ class Forwarding:
         self.call = call
         self.preserve_host = preserve_host
         self.tried: List[Any] = []
-        self.current: Optional[Deferred[Any]] = None  # an attempt or a backoff wait
+        self.current: Any = None  # an attempt (a Deferred or a DirectSend) or a backoff wait, to cancel
         self.read_timer: Any = None
         self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
         self.total_timer: Any = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
@@ -59,7 +58,7 @@ class WatchedResponse:
 
 
 @implementer(IPushProducer)
-class _BodyWatch(Protocol):
+class _BodyWatch:
     """
     The body protocol between the upstream response and the gateway's own
     (`inner`), and the producer `inner` sees: pauses and stops are noted on
@@ -70,7 +69,10 @@ class _BodyWatch(Protocol):
     one timer, not one reset per chunk.
     """
 
+    __slots__ = ("inner", "outcome", "idle", "timers", "clock", "timer", "last", "paused", "stopped_here", "timed_out", "transport")
+
     def __init__(self, inner: Any, outcome: BodyOutcome, idle: float, timers: Timers) -> None:
+        self.transport: Any = None
         self.inner = inner
         self.outcome = outcome
         self.idle = idle
