@@ -45,13 +45,15 @@ class Options(usage.Options):
 def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
+    from twistgate.gc_tuning import settle
     from twistgate.service import GatewayService
 
     try:
         service = GatewayService(options.gateway_config, reactor, options.generation)
     except ConfigError as error:
         raise SystemExit(f"invalid configuration:\n{error}")
-    service.ready.addErrback(_stop_not_started, reactor)
+    service.ready.addCallbacks(settle, _stop_not_started, errbackArgs=(reactor,))
+    service.reloader.after_retire.append(settle)
     return service
 
 

@@ -102,6 +102,22 @@ def test_in_flight_request_finishes_on_the_generation_it_started_on(gateway):
     assert Tag.stopped == ["one"]
 
 
+def test_after_retire_hooks_run_once_the_old_generation_is_retired(gateway):
+    """twistgate.tap hangs the GC settling here: it must run after a retirement, not at the swap."""
+    gw = gateway.gw
+    calls: List[str] = []
+    gateway.service.reloader.after_retire.append(lambda: calls.append("retired"))
+    pending = gw.send("GET", "http://gw/slow")
+    gateway.rewrite(CONFIG.replace("value: one", "value: two"))
+    assert reload(gateway)["ok"]
+    assert calls == []  # the old generation still has a request in flight
+    slow = gateway.upstream.held.pop()
+    slow.finish()
+    gw.flush()
+    result_of(pending)
+    assert calls == ["retired"]
+
+
 def test_unchanged_upstreams_are_reused_with_their_pools(gateway):
     old = gateway.service.generation
     app, other = old.upstreams["app"], old.upstreams["other"]

@@ -90,6 +90,8 @@ class Reloader:
         self.load = load
         self.run_blocking = run_blocking
         self.retiring: Dict[Generation, "Deferred[None]"] = {}
+        #: Called with no argument each time a generation has been retired (twistgate.gc_tuning.settle).
+        self.after_retire: List[Callable[[], None]] = []
         self._lock = DeferredLock()
 
     def reload(self, path: Optional[str] = None, *, reason: str = "admin") -> "Deferred[Dict[str, Any]]":
@@ -174,6 +176,11 @@ class Reloader:
     def _retired(self, generation: Generation) -> None:
         self.ops.retired(generation)
         self.retiring.pop(generation, None)
+        for hook in self.after_retire:
+            try:
+                hook()
+            except Exception:
+                _log.failure("an after_retire hook failed")
 
     def stop_retiring(self) -> "Deferred[Any]":
         """At shutdown: stop every generation still retiring, drained or not."""
