@@ -173,7 +173,8 @@ class Exchange(OwnAnswers):
         except GatewayError:
             self._fail(Failure())
             return
-        if isinstance(answer, Deferred):
+        # (Deferred's metaclass is ABCMeta: the usual None is ruled out first.)
+        if answer is not None and isinstance(answer, Deferred):
             answer.addCallbacks(self._after_on_request, self._fail).addErrback(self._crashed)
         else:
             self._after_on_request(answer)
@@ -297,7 +298,7 @@ class Exchange(OwnAnswers):
         except GatewayError:
             self._fail(Failure())
             return
-        if isinstance(answer, Deferred):
+        if answer.__class__ is not ProxyResponse and isinstance(answer, Deferred):
             answer.addCallbacks(self._send, self._fail).addErrback(self._crashed)
         else:
             self._send(answer)

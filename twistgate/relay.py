@@ -23,7 +23,9 @@ __all__ = ["BodyRelay", "body_ended_cleanly", "discard", "forwarded_trailers", "
 
 def body_ended_cleanly(reason: Failure) -> bool:
     """A body that ended with its framing (or, close-delimited, when the upstream closed)."""
-    return reason.check(ResponseDone, PotentialDataLoss) is not None
+    kind = reason.type
+    # The exact types first: Failure.check formats class names for every candidate.
+    return kind is ResponseDone or kind is PotentialDataLoss or reason.check(ResponseDone, PotentialDataLoss) is not None
 
 
 def run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:

@@ -47,6 +47,8 @@ class UpstreamResponse:
 
     __slots__ = ("code", "phrase", "version", "headers", "length", "request", "_connection", "_protocol", "_pending", "_end")
 
+    trailers = None  # this client does not read trailer fields (their absence, said without an AttributeError)
+
     def __init__(
         self,
         connection: "HTTP1ClientProtocol",

@@ -315,6 +315,8 @@ class Upstream:
             admitted = _admitted(prefer)
             if admitted is not None:
                 return admitted
+        if not tried:
+            return self._place(self._ready, request, self._fallback, tried)
         tiers = [self._ready, *self._fallback]
         return self._place(_untried(tiers[0], tried), request, tiers[1:], tried)
 
@@ -323,7 +325,8 @@ class Upstream:
         while True:
             while candidates:
                 target = pick(candidates, request)
-                if isinstance(target, Deferred):  # an extension balancer answering later
+                # (Deferred's metaclass is ABCMeta: rule out a Target first, the usual answer.)
+                if target.__class__ is not Target and isinstance(target, Deferred):  # an extension balancer answering later
                     return target.addCallback(self._placed, candidates, request, rest, tried)
                 admitted = _admitted(target)
                 if admitted is not None:

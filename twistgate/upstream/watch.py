@@ -17,11 +17,10 @@ from typing import Any, Callable, Optional
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
-from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from twistgate.errors import UpstreamTimeout
+from twistgate.relay import body_ended_cleanly
 from twistgate.timers import Timers
 from twistgate.upstream.failures import describe
 
@@ -48,6 +47,11 @@ class WatchedResponse:
         self.headers = response.headers
         self.length = response.length
         self.version = response.version
+
+    @property
+    def trailers(self) -> Any:
+        """The response's trailer fields once its body is over (None when it has none or cannot have them)."""
+        return getattr(self._response, "trailers", None)
 
     def __getattr__(self, name: str) -> Any:
         # request, previousResponse, _transport (read by the exchange)...
@@ -145,7 +149,7 @@ class _BodyWatch:
         if self.timed_out:
             reason = Failure(BodyIdleTimeout())
             self.outcome(False, "no body bytes within the read timeout")
-        elif reason.check(ResponseDone, PotentialDataLoss) or self.stopped_here:
+        elif body_ended_cleanly(reason) or self.stopped_here:
             self.outcome(True, None)
         else:
             self.outcome(False, f"body broken off: {describe(reason)}")
