@@ -109,11 +109,13 @@ class DirectSend:
 
     def head(self, response: Any) -> None:
         settled, self.settled = self.settled, None
+        self.handle = None  # it holds our callbacks: no cycle left behind
         if settled is not None:
             settled(response, *self.args)
 
     def failed(self, failure: Failure) -> None:
         settled, self.settled = self.settled, None
+        self.handle = None
         if settled is not None:
             settled(failure, *self.args)
 
@@ -121,6 +123,7 @@ class DirectSend:
         settled, self.settled = self.settled, None
         if settled is None:
             return
-        if self.handle is not None:
-            self.handle.cancel()
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle.cancel()
         settled(Failure(CancelledError()), *self.args)
