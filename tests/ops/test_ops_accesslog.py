@@ -118,3 +118,34 @@ def test_iso_time_matches_datetime_formatting():
         assert iso_time(seconds) == expected.replace("+00:00", "Z")
 
     check()
+
+
+def test_json_line_is_what_json_dumps_writes():
+    """The hand-made line equals json.dumps of the documented fields, escapes and nulls included."""
+    import math
+
+    from twistgate.ops.accesslog import access_fields, json_line
+    from twistgate.ops.tracing import TraceContext
+    from twistgate.record import ExchangeRecord
+
+    def record(**changes):
+        fields = dict(
+            request_id="r-1", method="GET", path="/caf\u00e9/\"quoted\"\\back\tslash", route="r", status=200,
+            error=None, started=1700000000.25, finished=1700000000.2625, upstream="app", target="http://app",
+            attempts=2, upstream_head_seconds=0.0101, bytes_in=0, bytes_out=10, client_ip="203.0.113.9",
+            consumer="al\u0000ice", client_gone=False, state={"cache": "HIT", "trace": TraceContext("ab" * 16, "cd" * 8, None, 1)},
+            protocol="HTTP/1.1", grpc_status=None,
+        )
+        fields.update(changes)
+        return ExchangeRecord(**fields)
+
+    records = [
+        record(),
+        record(route=None, upstream=None, target=None, attempts=0, upstream_head_seconds=None, state={}, status=0,
+               error="route_not_found", client_gone=True, consumer=None, grpc_status=14),
+        record(finished=1700000000.0, started=1700000001.0, upstream_head_seconds=-0.5, state=None),
+        record(upstream_head_seconds=math.inf, bytes_out=10**12, method="PURGE", path="/\u2603\U0001f600"),
+    ]
+    for one in records:
+        expected = json.dumps(access_fields(one), separators=(",", ":"), ensure_ascii=False) + "\n"
+        assert json_line(one) == expected

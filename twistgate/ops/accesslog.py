@@ -1,11 +1,14 @@
 """
-The access log: one line per finished request, JSON by default, emitted
-through `twisted.logger` on a logger of its own (namespace
-``twistgate.access``) whose observer writes to standard output or a file.
+The access log: one line per finished request, JSON by default, written to
+standard output or a file by a writer of its own, never through twistd's
+log, so that log stays readable and the access log can be parsed line by
+line.  The query string is never logged (it may carry tokens), nor any
+header.
 
-Keeping access lines off the global log publisher means twistd's own log
-stays readable and the access log can be parsed line by line.  The query
-string is never logged (it may carry tokens), nor any header.
+The line is formatted straight from the record (`json_line`), the same
+bytes ``json.dumps(access_fields(record), separators=(",", ":"),
+ensure_ascii=False)`` would give: building the dict, a JSON encoder and a
+`twisted.logger` event per request cost ~15 us.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import math
 import os
 import sys
 from datetime import datetime, timezone
-from typing import IO, Any, Dict, Optional
+from json.encoder import encode_basestring as _string
+from typing import IO, Any, Callable, Dict, Optional
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, Logger, LogPublisher
-from zope.interface import implementer
+from twisted.logger import Logger
 
 from twistgate.config.model import ConfigError, ConfigIssue
 from twistgate.ops.metrics import NO_ROUTE
@@ -81,17 +84,52 @@ def access_fields(record: Any) -> Dict[str, Any]:
     }
 
 
-def format_json(event: Dict[str, Any]) -> Optional[str]:
-    fields = event.get("access")
-    if fields is None:
-        return None
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False) + "\n"
+def _text(value: Any) -> str:
+    """A JSON string (or null) for a field that is text or None; anything else as json.dumps writes it."""
+    if value is None:
+        return "null"
+    if value.__class__ is str:
+        return _string(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
-def format_text(event: Dict[str, Any]) -> Optional[str]:
-    f = event.get("access")
-    if f is None:
-        return None
+def _number(value: Any) -> str:
+    """A JSON number (or null), as json.dumps writes ints and floats."""
+    if value is None:
+        return "null"
+    kind = value.__class__
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and value - value == 0.0:  # finite (json.dumps spells NaN and Infinity its own way)
+        return float.__repr__(value)
+    return json.dumps(value)
+
+
+def json_line(record: Any) -> str:
+    """``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)`` and a newline, faster."""
+    state = record.state
+    trace = state.get("trace") if state else None
+    cache = state.get("cache") if state else None
+    duration = record.finished - record.started
+    upstream_head = record.upstream_head_seconds
+    retries = record.attempts - 1
+    return (
+        f'{{"time":"{iso_time(record.finished)}","request_id":{_text(record.request_id)},'
+        f'"method":{_text(record.method)},"path":{_text(record.path)},"route":{_text(record.route)},'
+        f'"status":{_number(record.status)},"error":{_text(record.error)},"bytes_in":{_number(record.bytes_in)},'
+        f'"bytes_out":{_number(record.bytes_out)},"duration_ms":{_number(_ms(duration if duration > 0.0 else 0.0))},'
+        f'"upstream":{_text(record.upstream)},"upstream_target":{_text(record.target)},'
+        f'"upstream_duration_ms":{_number(_ms(upstream_head))},"retries":{retries if retries > 0 else 0},'
+        f'"client_ip":{_text(record.client_ip)},"consumer":{_text(record.consumer)},'
+        f'"cache":{_text(str(cache) if cache is not None else None)},'
+        f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{_text(record.protocol)},'
+        f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}}}\n'
+    )
+
+
+def text_line(record: Any) -> str:
+    """The ``format: text`` line."""
+    f = access_fields(record)
     return (
         f'{f["client_ip"] or "-"} - {f["consumer"] or "-"} [{f["time"]}] "{f["method"]} {f["path"]}" '
         f'{f["status"]} {f["bytes_out"]} {f["duration_ms"]}ms route={f["route"] or NO_ROUTE or "-"} '
@@ -102,26 +140,24 @@ def format_text(event: Dict[str, Any]) -> Optional[str]:
     )
 
 
-@implementer(ILogObserver)
 class _LineWriter:
     """
-    Writes each access event as a line.  Unlike twisted.logger's
-    FileLogObserver it does not flush per event: the access log flushes on a
-    timer (`flush_interval`), so a busy gateway makes one write a second, not
-    one per request.
+    Writes each record as a line.  It does not flush per line: the access
+    log flushes on a timer (`flush_interval`), so a busy gateway makes one
+    write a second, not one per request.
     """
 
-    def __init__(self, stream: IO[str], formatter: Any, flush_each: bool) -> None:
+    __slots__ = ("stream", "formatter", "flush_each")
+
+    def __init__(self, stream: IO[str], formatter: Callable[[Any], str], flush_each: bool) -> None:
         self.stream = stream
         self.formatter = formatter
         self.flush_each = flush_each
 
-    def __call__(self, event: Dict[str, Any]) -> None:
-        text = self.formatter(event)
-        if text:
-            self.stream.write(text)
-            if self.flush_each:
-                self.stream.flush()
+    def write(self, record: Any) -> None:
+        self.stream.write(self.formatter(record))
+        if self.flush_each:
+            self.stream.flush()
 
 
 class AccessLog:
@@ -132,8 +168,6 @@ class AccessLog:
         self.clock = clock
         self._given = stream
         self._file: Optional[IO[str]] = None
-        self._publisher = LogPublisher()
-        self.log = Logger(namespace="twistgate.access", observer=self._publisher)
         self._observer: Optional[_LineWriter] = None
         self._flusher: Optional[LoopingCall] = None
         if stream is not None:
@@ -151,10 +185,9 @@ class AccessLog:
             )
 
     def _attach(self, stream: IO[str]) -> None:
-        formatter = format_text if self.settings.format == "text" else format_json
+        formatter = text_line if self.settings.format == "text" else json_line
         buffered = self.settings.flush_interval > 0 and self.clock is not None
         self._observer = _LineWriter(stream, formatter, flush_each=not buffered)
-        self._publisher.addObserver(self._observer)
         if buffered:
             self._flusher = LoopingCall(self.flush)
             self._flusher.clock = self.clock
@@ -180,13 +213,13 @@ class AccessLog:
             self._flusher = None
         if self._observer is not None:
             self.flush()
-            self._publisher.removeObserver(self._observer)
             self._observer = None
         if self._file is not None:
             self._file.close()
             self._file = None
 
     def observe(self, record: Any) -> None:
-        if self._observer is None or not record.logged:
+        writer = self._observer
+        if writer is None or not record.logged:
             return  # not started (twistgate check) or stopped; or a route with `access_log: false`
-        self.log.info("{access[method]} {access[path]} {access[status]}", access=access_fields(record))
+        writer.write(record)

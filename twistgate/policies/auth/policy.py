@@ -38,6 +38,7 @@ from twistgate.policies.auth.parse import parse_route_auth
 from twistgate.config._node import suggest
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import Forbidden, ServiceUnavailable, Unauthorized
+from twistgate.headers import canonical_name
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
 
@@ -68,14 +69,17 @@ class IdentityHeaders:
     def __init__(self, names: Any) -> None:
         self.names = tuple(sorted(names))
         self.folded = frozenset(_folded(name) for name in self.names)
+        self._keys = tuple(canonical_name(name) for name in self.names)  # as `Headers.raw` keys them
 
     def scrub(self, headers: Any) -> None:
-        for name in self.names:
-            headers.removeHeader(name)
+        raw = headers.raw
+        for key in self._keys:
+            if key in raw:
+                del raw[key]
         # The exact names are gone; what is left can only be a variant with "_".
-        variants = [name for name, _ in headers.getAllRawHeaders() if b"_" in name and _folded(name) in self.folded]
+        variants = [name for name in raw if b"_" in name and _folded(name) in self.folded]
         for name in variants:
-            headers.removeHeader(name)
+            del raw[name]
 
 
 class AuthStage:

@@ -60,9 +60,9 @@ class Limit:
         return (str(self.algorithm), str(self.count), str(self.period_us), str(self.burst))
 
 
-@attrs.frozen
+@attrs.define
 class Outcome:
-    """One limit's answer for one request."""
+    """One limit's answer for one request (made per request: slotted, not frozen; do not change it)."""
 
     allowed: bool
     remaining: int  # requests left (after this one, if it was allowed)
@@ -70,9 +70,9 @@ class Outcome:
     retry_us: int  # until a denied request would be allowed; 0 when allowed
 
 
-@attrs.frozen
+@attrs.define
 class Decision:
-    """The answer for one request over every limit of its route."""
+    """The answer for one request over every limit of its route (made per request: slotted, not frozen)."""
 
     allowed: bool
     outcomes: Tuple[Outcome, ...]
@@ -81,12 +81,12 @@ class Decision:
 class _Step:
     """A limit's view of one request before anything is written."""
 
-    __slots__ = ("allowed", "commit", "outcome_if_denied")
+    __slots__ = ("allowed", "commit", "denied")
 
-    def __init__(self, allowed: bool, commit: Any, outcome_if_denied: Outcome) -> None:
+    def __init__(self, allowed: bool, commit: Any, denied: Any) -> None:
         self.allowed = allowed
         self.commit = commit  # () -> (new state, expires_us, Outcome)
-        self.outcome_if_denied = outcome_if_denied
+        self.denied = denied  # () -> Outcome: the answer as it stands, unspent (made only when some limit refuses)
 
 
 def _ceil_int(value: float) -> int:
@@ -111,12 +111,14 @@ def token_bucket(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> 
         reset = _ceil_int((burst - left) * per / count)
         return (left, new_last), now + reset + EXPIRY_SLACK_US, Outcome(True, int(math.floor(left)), reset, 0)
 
-    denied = Outcome(
-        False,
-        int(math.floor(tokens)),
-        _ceil_int((burst - tokens) * per / count),
-        _ceil_int((1.0 - tokens) * per / count),
-    )
+    def denied() -> Outcome:
+        return Outcome(
+            False,
+            int(math.floor(tokens)),
+            _ceil_int((burst - tokens) * per / count),
+            _ceil_int((1.0 - tokens) * per / count),
+        )
+
     return _Step(allowed, commit, denied)
 
 
@@ -130,7 +132,9 @@ def fixed_window(limit: Limit, state: Optional[Tuple[int, int]], now: int) -> _S
     def commit() -> Tuple[Tuple[int, int], int, Outcome]:
         return (window, counted + 1), end, Outcome(True, limit.count - counted - 1, end - now, 0)
 
-    denied = Outcome(False, max(0, limit.count - counted), end - now, end - now)
+    def denied() -> Outcome:
+        return Outcome(False, max(0, limit.count - counted), end - now, end - now)
+
     return _Step(allowed, commit, denied)
 
 
@@ -146,9 +150,11 @@ def sliding_window(limit: Limit, state: Optional[Deque[int]], now: int) -> _Step
         log.append(now)
         return log, log[-1] + per, Outcome(True, limit.count - len(log), log[-1] + per - now, 0)
 
-    reset = log[-1] + per - now if log else 0
-    retry = log[0] + per - now if log else 0
-    denied = Outcome(False, max(0, limit.count - len(log)), reset, retry)
+    def denied() -> Outcome:
+        reset = log[-1] + per - now if log else 0
+        retry = log[0] + per - now if log else 0
+        return Outcome(False, max(0, limit.count - len(log)), reset, retry)
+
     return _Step(allowed, commit, denied)
 
 
@@ -176,7 +182,7 @@ def decide(
         return Decision(True, tuple(outcomes)), writes
     outcomes = []
     for step in steps:
-        outcome = step.outcome_if_denied
+        outcome = step.denied()
         if step.allowed:
             # Not the limit that refused: report it as it stands, unspent.
             outcome = attrs.evolve(outcome, allowed=True, retry_us=0)
