@@ -79,18 +79,52 @@ class Decision:
 
 
 class _Step:
-    """A limit's view of one request before anything is written."""
+    """
+    A limit's view of one request before anything is written: ``allowed``,
+    ``commit()`` -> (new state, expires_us, `Outcome`) when every limit
+    allows it, ``denied()`` -> the `Outcome` as it stands, unspent (made only
+    when some limit refuses).  One small object per limit and request, no
+    closures.
+    """
 
-    __slots__ = ("allowed", "commit", "denied")
+    __slots__ = ("allowed",)
 
-    def __init__(self, allowed: bool, commit: Any, denied: Any) -> None:
-        self.allowed = allowed
-        self.commit = commit  # () -> (new state, expires_us, Outcome)
-        self.denied = denied  # () -> Outcome: the answer as it stands, unspent (made only when some limit refuses)
+    def commit(self) -> Tuple[Any, int, Outcome]:
+        raise NotImplementedError
+
+    def denied(self) -> Outcome:
+        raise NotImplementedError
 
 
 def _ceil_int(value: float) -> int:
     return int(math.ceil(value))
+
+
+class _TokenBucketStep(_Step):
+    __slots__ = ("tokens", "new_last", "now", "burst", "per", "count")
+
+    def __init__(self, tokens: float, new_last: int, now: int, burst: float, per: int, count: int) -> None:
+        self.allowed = tokens >= 1.0
+        self.tokens = tokens
+        self.new_last = new_last
+        self.now = now
+        self.burst = burst
+        self.per = per
+        self.count = count
+
+    def commit(self) -> Tuple[Tuple[float, int], int, Outcome]:
+        left = self.tokens - 1.0
+        reset = _ceil_int((self.burst - left) * self.per / self.count)
+        return (left, self.new_last), self.now + reset + EXPIRY_SLACK_US, Outcome(True, int(math.floor(left)), reset, 0)
+
+    def denied(self) -> Outcome:
+        tokens, per, count = self.tokens, self.per, self.count
+        return Outcome(
+            False,
+            int(math.floor(tokens)),
+            _ceil_int((self.burst - tokens) * per / count),
+            _ceil_int((1.0 - tokens) * per / count),
+        )
 
 
 def token_bucket(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> _Step:
@@ -102,40 +136,56 @@ def token_bucket(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> 
         elapsed = now - last
         if elapsed > 0:  # a clock that went back refills nothing
             tokens = min(burst, tokens + float(elapsed) * limit.count / limit.period_us)
-    allowed = tokens >= 1.0
-    per, count = limit.period_us, limit.count
-    new_last = max(last, now)
+    return _TokenBucketStep(tokens, max(last, now), now, burst, limit.period_us, limit.count)
 
-    def commit() -> Tuple[Tuple[float, int], int, Outcome]:
-        left = tokens - 1.0
-        reset = _ceil_int((burst - left) * per / count)
-        return (left, new_last), now + reset + EXPIRY_SLACK_US, Outcome(True, int(math.floor(left)), reset, 0)
 
-    def denied() -> Outcome:
-        return Outcome(
-            False,
-            int(math.floor(tokens)),
-            _ceil_int((burst - tokens) * per / count),
-            _ceil_int((1.0 - tokens) * per / count),
-        )
+class _FixedWindowStep(_Step):
+    __slots__ = ("window", "counted", "end", "now", "count")
 
-    return _Step(allowed, commit, denied)
+    def __init__(self, window: int, counted: int, end: int, now: int, count: int) -> None:
+        self.allowed = counted < count
+        self.window = window
+        self.counted = counted
+        self.end = end
+        self.now = now
+        self.count = count
+
+    def commit(self) -> Tuple[Tuple[int, int], int, Outcome]:
+        end, now = self.end, self.now
+        return (self.window, self.counted + 1), end, Outcome(True, self.count - self.counted - 1, end - now, 0)
+
+    def denied(self) -> Outcome:
+        end, now = self.end, self.now
+        return Outcome(False, max(0, self.count - self.counted), end - now, end - now)
 
 
 def fixed_window(limit: Limit, state: Optional[Tuple[int, int]], now: int) -> _Step:
     per = limit.period_us
     window = int(math.floor(float(now) / per))
     counted = state[1] if state is not None and state[0] == window else 0
-    end = (window + 1) * per
-    allowed = counted < limit.count
+    return _FixedWindowStep(window, counted, (window + 1) * per, now, limit.count)
 
-    def commit() -> Tuple[Tuple[int, int], int, Outcome]:
-        return (window, counted + 1), end, Outcome(True, limit.count - counted - 1, end - now, 0)
 
-    def denied() -> Outcome:
-        return Outcome(False, max(0, limit.count - counted), end - now, end - now)
+class _SlidingWindowStep(_Step):
+    __slots__ = ("log", "now", "per", "count")
 
-    return _Step(allowed, commit, denied)
+    def __init__(self, log: Deque[int], now: int, per: int, count: int) -> None:
+        self.allowed = len(log) < count
+        self.log = log
+        self.now = now
+        self.per = per
+        self.count = count
+
+    def commit(self) -> Tuple[Deque[int], int, Outcome]:
+        log, per = self.log, self.per
+        log.append(self.now)
+        return log, log[-1] + per, Outcome(True, self.count - len(log), log[-1] + per - self.now, 0)
+
+    def denied(self) -> Outcome:
+        log, per, now = self.log, self.per, self.now
+        reset = log[-1] + per - now if log else 0
+        retry = log[0] + per - now if log else 0
+        return Outcome(False, max(0, self.count - len(log)), reset, retry)
 
 
 def sliding_window(limit: Limit, state: Optional[Deque[int]], now: int) -> _Step:
@@ -144,18 +194,7 @@ def sliding_window(limit: Limit, state: Optional[Deque[int]], now: int) -> _Step
     cutoff = now - per
     while log and log[0] <= cutoff:
         log.popleft()
-    allowed = len(log) < limit.count
-
-    def commit() -> Tuple[Deque[int], int, Outcome]:
-        log.append(now)
-        return log, log[-1] + per, Outcome(True, limit.count - len(log), log[-1] + per - now, 0)
-
-    def denied() -> Outcome:
-        reset = log[-1] + per - now if log else 0
-        retry = log[0] + per - now if log else 0
-        return Outcome(False, max(0, limit.count - len(log)), reset, retry)
-
-    return _Step(allowed, commit, denied)
+    return _SlidingWindowStep(log, now, per, limit.count)
 
 
 STEPS = {TOKEN_BUCKET: token_bucket, FIXED_WINDOW: fixed_window, SLIDING_WINDOW: sliding_window}
@@ -172,7 +211,12 @@ def decide(
         store, or None where nothing is to be written.
     """
     steps = [STEPS[limit.algorithm](limit, state, now) for limit, state in zip(limits, states)]
-    if all(step.allowed for step in steps):
+    allowed = True
+    for step in steps:
+        if not step.allowed:
+            allowed = False
+            break
+    if allowed:
         writes: List[Optional[Tuple[Any, int]]] = []
         outcomes = []
         for step in steps:
