@@ -22,12 +22,13 @@ reload (their TLS certificates are re-read).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -41,6 +42,7 @@ from twistgate.ops.admin import AdminResource
 from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.resource import GatewayResource
+from twistgate.startup import StartupError, listen_failure, log_startup_error
 
 _log = Logger()
 
@@ -73,12 +75,15 @@ class GatewayService(MultiService):
             run_blocking=_in_thread(reactor),
         )
         self.triggers = ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals)
+        self._described: Dict[str, Tuple[str, str]] = {}  # service name -> (what, endpoint), for startup errors
         self.demo: Optional[StreamServerEndpointService] = None
         if config.demo is not None:
             from twistgate.demo import demo_resource
 
             demo_site = plain_site(demo_resource(reactor), reactor)
-            self.demo = self._serve("demo", serverFromString(reactor, config.demo.endpoint), demo_site)
+            self.demo = self._serve(
+                "demo", serverFromString(reactor, config.demo.endpoint), demo_site, ("the demo backends", config.demo.endpoint)
+            )
         self.listeners: List[StreamServerEndpointService] = []
         self.tls_reloaders: Dict[str, Any] = {}
         self.rotations: List[Any] = []  # TLS ticket-key rotations, started and stopped with the service
@@ -101,21 +106,26 @@ class GatewayService(MultiService):
                 on_http2_error=self.ops.metrics.http2_connection_error,
             )
             endpoint = LimitedEndpoint(listener.endpoint, lambda name=name: self.ops.admit_connection(name))
-            self.listeners.append(self._serve(f"listener:{name}", endpoint, site))
+            described = (f"listener {name!r}", listener_config.endpoint)
+            self.listeners.append(self._serve(f"listener:{name}", endpoint, site, described))
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:
             admin_site = plain_site(AdminResource(self), reactor)
-            self.admin = self._serve("admin", serverFromString(reactor, self._admin_settings.endpoint), admin_site)
+            endpoint_text = self._admin_settings.endpoint
+            self.admin = self._serve(
+                "admin", serverFromString(reactor, endpoint_text), admin_site, ("the admin listener", endpoint_text)
+            )
         #: Fires when the gateway serves; fails (with `PluginStartupError`
         #: when a plugin's ``on_startup`` failed) when it will not.
         self.ready: "Deferred[None]" = Deferred()
 
-    def _serve(self, name: str, endpoint: Any, factory: Any) -> StreamServerEndpointService:
+    def _serve(self, name: str, endpoint: Any, factory: Any, described: Tuple[str, str]) -> StreamServerEndpointService:
         service = StreamServerEndpointService(endpoint, factory)
         service.setName(name)
         fail_start_loudly(service)  # a port in use fails start-up loudly
         service.setServiceParent(self)
+        self._described[name] = described
         return service
 
     # -- what the admin API reads -------------------------------------------
@@ -154,8 +164,18 @@ class GatewayService(MultiService):
         """
         Service.privilegedStartService(self)
         for svc in self:
-            svc.privilegedStartService()
+            self._bind(svc.privilegedStartService, svc)
             hold_accepting(svc)
+
+    def _bind(self, start: Any, svc: Any) -> None:
+        """Start (bind) one listening service; a port that cannot be opened is one clear `StartupError`."""
+        try:
+            start()
+        except CannotListenError as error:
+            what, endpoint = self._described.get(svc.name, (svc.name, "?"))
+            failure = listen_failure(what, endpoint, error)
+            log_startup_error(failure)
+            raise failure from None
 
     def startService(self) -> None:
         Service.startService(self)
@@ -167,14 +187,14 @@ class GatewayService(MultiService):
         try:
             yield generation.start()
             yield generation.plugins.startup(self, generation.config)
+            for svc in self:
+                self._open(svc)
         except Exception as error:
-            _log.critical("twistgate is not serving: {error}", error=error)
+            if not isinstance(error, StartupError):
+                _log.critical("twistgate is not serving: {error}", error=error)
             yield self._close_held_ports()
             self.ready.errback(error)
             return
-        for svc in self:
-            svc.startService()  # listens now, unless privilegedStartService bound it already
-            resume_accepting(svc)
         for rotation in self.rotations:
             rotation.start()
         self.triggers.install()
@@ -186,6 +206,11 @@ class GatewayService(MultiService):
             admin=f"; admin API on {self._admin_settings.endpoint}" if self._admin_settings is not None else "",
         )
         self.ready.callback(None)
+
+    def _open(self, svc: Any) -> None:
+        """Listen now (unless `privilegedStartService` bound the port already), and accept."""
+        self._bind(svc.startService, svc)
+        resume_accepting(svc)
 
     def _close_held_ports(self) -> "Deferred[Any]":
         """Close the ports twistd bound beforehand: the connections waiting on them are reset, never served."""

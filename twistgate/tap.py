@@ -12,6 +12,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from twistgate.config import ConfigError
+from twistgate.startup import config_failure
 
 #: The exit status of a gateway that did not start (a plugin's ``on_startup`` failed).
 EXIT_NOT_STARTED = 1
@@ -37,20 +38,23 @@ class Options(usage.Options):
             self.gateway_config, files = load_prepared(self["config"])
             self.generation = Generation(self.gateway_config, reactor, files=files)
         except ConfigError as error:
-            raise usage.UsageError(f"invalid configuration:\n{error}")
+            # One line per issue (file:line: key.path: what), not twistd's usage text.
+            raise SystemExit(config_failure(error))
         except OSError as error:
-            raise usage.UsageError(f"cannot read the configuration: {error}")
+            raise SystemExit(f"twistgate: cannot start: cannot read the configuration: {error}")
 
 
 def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
     from twistgate.service import GatewayService
+    from twistgate.startup import quiet_startup_errors
 
+    quiet_startup_errors()  # a port that cannot be opened: the logged line, no traceback
     try:
         service = GatewayService(options.gateway_config, reactor, options.generation)
     except ConfigError as error:
-        raise SystemExit(f"invalid configuration:\n{error}")
+        raise SystemExit(config_failure(error))
     service.ready.addErrback(_stop_not_started, reactor)
     return service
 
