@@ -39,6 +39,7 @@ from twistgate.engine.twisted_web import plain_site
 from twistgate.generation import Generation
 from twistgate.listeners import LimitedEndpoint, build_listener, factory_for
 from twistgate.ops.admin import AdminResource
+from twistgate.ops.logreopen import LogReopen
 from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.resource import GatewayResource
@@ -75,6 +76,7 @@ class GatewayService(MultiService):
             run_blocking=_in_thread(reactor),
         )
         self.triggers = ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals)
+        self.log_reopen = LogReopen(reactor, self.reopen_logs, handle_signals=handle_signals)
         self._described: Dict[str, Tuple[str, str]] = {}  # service name -> (what, endpoint), for startup errors
         self.demo: Optional[StreamServerEndpointService] = None
         if config.demo is not None:
@@ -154,6 +156,13 @@ class GatewayService(MultiService):
         d = gatherResults([listening_port(s) for s in services])
         return d.addCallback(lambda ports: {s.name: p for s, p in zip(services, ports)})
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (logrotate): every live generation reopens its access log file."""
+        for generation in list(self.ops.generations) or [self.generation]:
+            access_log = getattr(generation.services, "access_log", None)
+            if access_log is not None:
+                access_log.reopen()
+
     # -- start and stop -------------------------------------------------------
 
     def privilegedStartService(self) -> None:
@@ -199,6 +208,7 @@ class GatewayService(MultiService):
             rotation.start()
         self.triggers.install()
         self.triggers.watch(generation.config)
+        self.log_reopen.install()
         _log.info(
             "twistgate serving {routes} routes on {listeners}{admin}",
             routes=len(self.config.routes),
@@ -221,6 +231,7 @@ class GatewayService(MultiService):
     def stopService(self) -> Any:
         Service.stopService(self)
         self.triggers.uninstall()
+        self.log_reopen.uninstall()
         for rotation in self.rotations:
             rotation.stop()
         yield DeferredList([svc.stopService() for svc in self.listeners if svc.running], consumeErrors=True)

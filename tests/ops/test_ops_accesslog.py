@@ -118,3 +118,31 @@ def test_iso_time_matches_datetime_formatting():
         assert iso_time(seconds) == expected.replace("+00:00", "Z")
 
     check()
+
+
+def test_reopen_after_logrotate_renamed_the_file(tmp_path):
+    """SIGUSR1's work (issue 14): what was buffered goes to the renamed file, new lines to a new file at the path."""
+    log = tmp_path / "access.log"
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {log}, flush_interval: 5s}}\n"), Upstream())
+    gw.generation.start()
+    gw.content(gw.request("GET", "http://gw/r/before"))
+    log.rename(tmp_path / "access.log.1")
+    gw.generation.services.access_log.reopen()
+    gw.content(gw.request("GET", "http://gw/r/after"))
+    gw.generation.stop()
+    assert [json.loads(line)["path"] for line in (tmp_path / "access.log.1").read_text().splitlines()] == ["/r/before"]
+    assert [json.loads(line)["path"] for line in log.read_text().splitlines()] == ["/r/after"]
+
+
+def test_reopen_keeps_the_old_file_when_the_path_cannot_be_opened(tmp_path):
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    log = directory / "access.log"
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {log}, flush_interval: 0s}}\n"), Upstream())
+    gw.generation.start()
+    log.rename(tmp_path / "moved.log")
+    directory.rmdir()
+    gw.generation.services.access_log.reopen()  # logged; the old file stays in use
+    gw.content(gw.request("GET", "http://gw/r/still"))
+    gw.generation.stop()
+    assert json.loads((tmp_path / "moved.log").read_text())["path"] == "/r/still"

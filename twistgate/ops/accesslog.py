@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Dict, Optional
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, Logger, LogPublisher
+from twisted.logger import ILogObserver, Logger, LoggingFile, LogPublisher
 from zope.interface import implementer
 
 from twistgate.config.model import ConfigError, ConfigIssue
@@ -102,6 +102,19 @@ def format_text(event: Dict[str, Any]) -> Optional[str]:
     )
 
 
+def standard_output() -> IO[str]:
+    """
+    The process's standard output for access lines.  Under twistd,
+    ``sys.stdout`` is a `LoggingFile` that turns each write into a log event
+    (``[stdout#info]``-prefixed in twistd's log): access lines must go to
+    the real stream, as bare JSON lines.
+    """
+    stream = sys.stdout
+    if isinstance(stream, LoggingFile) and sys.__stdout__ is not None:
+        return sys.__stdout__
+    return stream
+
+
 @implementer(ILogObserver)
 class _LineWriter:
     """
@@ -168,10 +181,34 @@ class AccessLog:
         if self._observer is not None:
             return
         if self.settings.path == "-":
-            self._attach(sys.stdout)
+            self._attach(standard_output())
             return
-        self._file = open(self.settings.path, "a", encoding="utf-8", buffering=1 << 16)
+        self._file = self._open()
         self._attach(self._file)
+
+    def _open(self) -> IO[str]:
+        return open(self.settings.path, "a", encoding="utf-8", buffering=1 << 16)
+
+    def reopen(self) -> None:
+        """
+        Write out what is buffered, close the file and open the configured
+        path again (logrotate renamed the old file: SIGUSR1).  Standard
+        output is left as it is.  If the path cannot be opened now, the
+        old file is kept and the failure logged.
+        """
+        observer = self._observer
+        if self._file is None or observer is None:
+            return
+        try:
+            new = self._open()
+        except OSError as error:
+            _log.error("access log {path}: cannot reopen ({error}); still writing to the old file", path=self.settings.path, error=error)
+            return
+        old, self._file = self._file, new
+        old.flush()
+        observer.stream = new
+        old.close()
+        _log.info("access log {path} reopened", path=self.settings.path)
 
     def stop(self) -> None:
         if self._flusher is not None:
