@@ -77,6 +77,8 @@ class GatewayService(MultiService):
         )
         self.triggers = ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals)
         self.log_reopen = LogReopen(reactor, self.reopen_logs, handle_signals=handle_signals)
+        #: True until the first generation's services and plugins have started (``/readyz`` says 503).
+        self.starting = True
         self._described: Dict[str, Tuple[str, str]] = {}  # service name -> (what, endpoint), for startup errors
         self.demo: Optional[StreamServerEndpointService] = None
         if config.demo is not None:
@@ -194,10 +196,13 @@ class GatewayService(MultiService):
     def _start(self) -> Any:
         generation = self.generation
         try:
+            if self.admin is not None:
+                self._open(self.admin)  # /livez, and /readyz saying "starting", while the hooks run
             yield generation.start()
             yield generation.plugins.startup(self, generation.config)
             for svc in self:
-                self._open(svc)
+                if svc is not self.admin:
+                    self._open(svc)
         except Exception as error:
             if not isinstance(error, StartupError):
                 _log.critical("twistgate is not serving: {error}", error=error)
@@ -215,6 +220,7 @@ class GatewayService(MultiService):
             listeners=", ".join(l.endpoint for l in self.config.listeners),
             admin=f"; admin API on {self._admin_settings.endpoint}" if self._admin_settings is not None else "",
         )
+        self.starting = False
         self.ready.callback(None)
 
     def _open(self, svc: Any) -> None:
@@ -224,7 +230,7 @@ class GatewayService(MultiService):
 
     def _close_held_ports(self) -> "Deferred[Any]":
         """Close the ports twistd bound beforehand: the connections waiting on them are reset, never served."""
-        held = [svc for svc in self if listening_port(svc) is not None and not svc.running]
+        held = [svc for svc in self if listening_port(svc) is not None and (not svc.running or svc is self.admin)]
         return DeferredList([svc.stopService() for svc in held], consumeErrors=True)
 
     @inlineCallbacks

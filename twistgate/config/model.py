@@ -136,6 +136,7 @@ class ListenerConfig:
     # Cleartext HTTP/2 with prior knowledge (twistgate.engine.protocol_switch).
     h2c: bool = False
     redirect_https: Optional[int] = None  # every request answers 308 to https on this port
+    health_path: Optional[str] = None  # an unauthenticated JSON liveness answer at this exact path (ops.probes)
 
 
 @attrs.frozen(kw_only=True)
