@@ -33,7 +33,7 @@ from twistgate.messages import Response
 from twistgate.ops.explain import explain
 from twistgate.ops.metrics import MetricsResource
 from twistgate.ops.probes import liveness, readiness
-from twistgate.ops.redact import redacted
+from twistgate.ops.redact import effective_config
 from twistgate.ops.runtime import upstream_targets
 
 _log = Logger()
@@ -354,7 +354,7 @@ class AdminResource(Resource):
 
     def config(self, request: Any) -> Any:
         config = self.runtime.generation.config
-        return {"generation": self.runtime.ops.number, "source": config.source, "config": redacted(config)}
+        return {"generation": self.runtime.ops.number, "source": config.source, "config": effective_config(config)}
 
     def explain(self, request: Any) -> Any:
         args = request.args
@@ -381,12 +381,18 @@ class AdminResource(Resource):
             body = {
                 "error": "invalid_config" if outcome.get("issues") else "reload_failed",
                 "message": outcome.get("message", "The new configuration was rejected; the old one keeps serving."),
-                "request_id": request_id_from(request.requestHeaders),
+                "request_id": _answer_request_id(request),
                 **outcome,
             }
             return body, 400
 
         return maybeDeferred(self.runtime.reload, reason="admin").addCallback(answer)
+
+
+def _answer_request_id(request: Any) -> str:
+    """The request id `render` put on the answer (``X-Request-Id``): the body repeats the same one."""
+    values = request.responseHeaders.getRawHeaders(b"X-Request-Id")
+    return values[0].decode("ascii") if values else request_id_from(request.requestHeaders)
 
 
 def _arg(args: Dict[bytes, list], name: bytes) -> Optional[str]:

@@ -20,7 +20,10 @@ Reloads are serialised: one at a time, in the order asked.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from difflib import SequenceMatcher
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+
+import attrs
 
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -43,20 +46,43 @@ def issue_dicts(error: ConfigError) -> List[Dict[str, Any]]:
 
 
 def changes(old: Generation, new: Generation) -> Dict[str, Any]:
-    """What the reload changed, by name, for the answer and the log."""
+    """
+    What the reload changed, by name, for the answer and the log.
+
+    A route whose only difference is its place in the file is *moved*, not
+    *changed*: the place still matters (it is the last tie-breaker between
+    equally specific routes), so it is reported.  Routes added or removed
+    around a route do not move it; moved are the fewest routes whose
+    relative order changed (those outside the longest run kept in order).
+    """
     old_routes = {r.name: r for r in old.config.routes}
     new_routes = {r.name: r for r in new.config.routes}
+    common = set(old_routes) & set(new_routes)
+    changed = sorted(n for n in common if _route_content(old_routes[n]) != _route_content(new_routes[n]))
     return {
         "routes_added": sorted(set(new_routes) - set(old_routes)),
         "routes_removed": sorted(set(old_routes) - set(new_routes)),
-        "routes_changed": sorted(
-            n for n in set(old_routes) & set(new_routes) if comparable(old_routes[n]) != comparable(new_routes[n])
-        ),
+        "routes_changed": changed,
+        "routes_moved": sorted(set(_moved(old.config.routes, new.config.routes, common)) - set(changed)),
         "upstreams_added": sorted(set(new.upstreams) - set(old.upstreams)),
         "upstreams_removed": sorted(set(old.upstreams) - set(new.upstreams)),
         "upstreams_reused": sorted(new.borrowed),
         "upstreams_rebuilt": sorted((set(old.upstreams) & set(new.upstreams)) - new.borrowed),
     }
+
+
+def _route_content(route: Any) -> Any:
+    """A route as `comparable`, without its position in the file."""
+    return comparable(attrs.evolve(route, index=0))
+
+
+def _moved(old: Sequence[Any], new: Sequence[Any], common: Set[str]) -> List[str]:
+    before = [r.name for r in old if r.name in common]
+    after = [r.name for r in new if r.name in common]
+    kept: Set[str] = set()
+    for block in SequenceMatcher(None, before, after, autojunk=False).get_matching_blocks():
+        kept.update(before[block.a : block.a + block.size])
+    return [name for name in after if name not in kept]
 
 
 class Reloader:
