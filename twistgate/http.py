@@ -137,7 +137,9 @@ class ForwardingPolicy:
         """
         Write X-Forwarded-For/-Proto/-Host, Forwarded and Via into the
         outgoing request headers (a `Headers.raw` dict) and return the
-        believed client address.  A client's own forwarding headers are kept
+        believed client address.  Without a host (HTTP/1.0 without Host)
+        there is no ``X-Forwarded-Host`` and no ``host=`` in ``Forwarded``:
+        an empty one would read as "the client asked for no host".  A client's own forwarding headers are kept
         only when the peer is trusted; otherwise they are replaced, so a
         client cannot spoof its address to the upstream.
         """
@@ -147,7 +149,8 @@ class ForwardingPolicy:
             xff = raw.get(b"X-Forwarded-For")
             raw[b"X-Forwarded-For"] = [b", ".join(xff) + b", " + peer.encode("ascii")] if xff else [peer.encode("ascii")]
             raw.setdefault(b"X-Forwarded-Proto", [scheme.encode("ascii")])
-            raw.setdefault(b"X-Forwarded-Host", [host])
+            if host:
+                raw.setdefault(b"X-Forwarded-Host", [host])
             fwd = raw.get(b"Forwarded")
             element = _forwarded_element(peer, host, scheme)
             raw[b"Forwarded"] = [b", ".join(fwd) + b", " + element] if fwd else [element]
@@ -156,7 +159,10 @@ class ForwardingPolicy:
             peer_b = peer.encode("ascii")
             raw[b"X-Forwarded-For"] = [peer_b]
             raw[b"X-Forwarded-Proto"] = [b"https" if scheme == "https" else b"http"]
-            raw[b"X-Forwarded-Host"] = [host]
+            if host:
+                raw[b"X-Forwarded-Host"] = [host]
+            else:  # HTTP/1.0 without Host: no host to tell, and none of the client's own
+                raw.pop(b"X-Forwarded-Host", None)
             raw[b"Forwarded"] = [_forwarded_element(peer, host, scheme)]
         via = (b"1.0 " if version == b"HTTP/1.0" else b"1.1 ") + self._via
         old = raw.get(b"Via")
@@ -166,6 +172,8 @@ class ForwardingPolicy:
 
 def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:
     node = f'"[{peer}]"' if ":" in peer else peer
+    if not host:
+        return f"for={node};proto={scheme}".encode("latin-1")  # RFC 7239: host= is optional, never empty
     host_s = host.decode("latin-1")
     if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]*", host_s):
         host_s = '"' + host_s.replace("\\", "\\\\").replace('"', '\\"') + '"'

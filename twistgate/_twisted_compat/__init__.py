@@ -71,12 +71,16 @@ def _missing() -> List[str]:
     import twisted.web.http as http
     from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 
+    from twisted.protocols.basic import LineReceiver
+
     missing = []
     for owner, names in (
         (http.HTTPChannel, ("_command", "_path", "_version", "_HTTPChannel__first_line", "_handlingRequest",
                              "_receivedHeaderSize", "_receivedHeaderCount", "_send100Continue",
-                             "_respondToBadRequestAndDisconnect")),
-        (http, ("_GenericHTTPChannelProtocol",)),
+                             "_respondToBadRequestAndDisconnect", "_transferDecoder", "_finishRequestBody")),
+        (http, ("_GenericHTTPChannelProtocol", "_ChunkedTransferDecoder", "_MalformedChunkedDataError")),
+        (http._ChunkedTransferDecoder, ("_dataReceived_CHUNK_LENGTH", "_buffer", "state", "length")),
+        (LineReceiver, ("_buffer", "line_mode", "paused")),
         (client.Agent, ("_requestWithEndpoint",)),
         (HTTP11ClientProtocol, ("_parser",)),
         (StreamServerEndpointService, ("_raiseSynchronously",)),
