@@ -31,7 +31,8 @@ def test_strip_hop_by_hop_removes_standard_and_listed_headers():
         (b"x-keep", b"yes"),
     )
     strip_hop_by_hop(raw)
-    assert list(raw) == [b"X-Keep"]
+    # Proxy-Authorization is forwarded unless the gateway authenticates with it (issue 18)
+    assert list(raw) == [b"Proxy-Authorization", b"X-Keep"]
 
 
 def test_connection_listed_ignores_close_and_keep_alive():

@@ -24,6 +24,11 @@ from twistgate.config.model import IPNetwork
 # `TE`): the raw dict avoids re-encoding names on every request.
 _canonical = canonical_name
 
+# `Proxy-Authorization` is not among them: RFC 9110 §11.7.2 lets a proxy
+# that does not consume the credentials pass them on, and nginx, HAProxy and
+# Envoy do; an authenticator that reads it (api_key with `header:
+# Proxy-Authorization`, a forward authenticator that sends it) removes it
+# before forwarding, as with every credential the gateway checked.
 HOP_BY_HOP = frozenset(
     _canonical(name)
     for name in (
@@ -31,7 +36,6 @@ HOP_BY_HOP = frozenset(
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authenticate",
-        b"proxy-authorization",
         b"te",
         b"trailer",
         b"transfer-encoding",

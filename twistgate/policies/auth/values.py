@@ -26,6 +26,7 @@ _RESERVED = {name.lower() for name in HOP_BY_HOP} | {
     b"x-forwarded-host",
     b"x-forwarded-port",
     b"authorization",
+    b"proxy-authorization",
     b"cookie",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
