@@ -82,7 +82,10 @@ def _missing() -> List[str]:
         (http._ChunkedTransferDecoder, ("_dataReceived_CHUNK_LENGTH", "_buffer", "state", "length")),
         (LineReceiver, ("_buffer", "line_mode", "paused")),
         (client.Agent, ("_requestWithEndpoint",)),
-        (HTTP11ClientProtocol, ("_parser",)),
+        (client, ("_HTTP11ClientFactory",)),
+        (client.HTTPConnectionPool, ("_factory",)),
+        (client._HTTP11ClientFactory, ("_quiescentCallback",)),
+        (HTTP11ClientProtocol, ("_parser", "_finishResponse_WAITING")),
         (StreamServerEndpointService, ("_raiseSynchronously",)),
     ):  # fmt: skip
         for name in names:

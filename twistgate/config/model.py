@@ -184,7 +184,9 @@ class UpstreamTimeoutsConfig:
 @attrs.frozen(kw_only=True)
 class PoolConfig:
     max_idle_per_target: int = 128  # HTTPConnectionPool.maxPersistentPerHost
-    idle_timeout: float = 60.0  # HTTPConnectionPool.cachedConnectionTimeout
+    # Below common upstream keep-alive timeouts (Node, uvicorn, gunicorn, Apache: 5 s), so the
+    # gateway, not the upstream, closes an idle pooled connection (issue 18).
+    idle_timeout: float = 4.0  # HTTPConnectionPool.cachedConnectionTimeout
 
 
 @attrs.frozen(kw_only=True)
