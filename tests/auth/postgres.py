@@ -67,12 +67,12 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
         unavailable(f"could not start a server: {error} {detail.decode(errors='replace')[-500:]}")
     try:
-        import psycopg2
+        import pg8000.dbapi
 
-        admin = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        admin = pg8000.dbapi.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
         admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("CREATE DATABASE twistgate")
+        cursor = admin.cursor()
+        cursor.execute("CREATE DATABASE twistgate")
         admin.close()
         yield f"postgresql://postgres@127.0.0.1:{port}/twistgate"
     finally:
@@ -82,11 +82,13 @@ def postgres_url() -> Iterator[str]:
 
 def clear_keys(url: str) -> None:
     """An empty key table (between tests sharing the session's server)."""
-    import psycopg2
+    import pg8000.dbapi
 
-    connection = psycopg2.connect(url)
+    from twistgate.policies.auth.key_store_postgres import connect_arguments
+
+    connection = pg8000.dbapi.connect(**connect_arguments(url, 5))
     try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS twistgate_api_keys")
+        connection.cursor().execute("DROP TABLE IF EXISTS twistgate_api_keys")
+        connection.commit()
     finally:
         connection.close()
