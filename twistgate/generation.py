@@ -98,6 +98,9 @@ class Shared:
 
     ops: Operations
     events: UpstreamEvents = attrs.field(factory=UpstreamEvents)
+    #: ``(rate_limiting section, clock) -> backend`` for the memory backend
+    #: (a worker's: the supervisor decides for the whole host); None: in process.
+    memory_limits: Optional[Callable[[Any, Any], Any]] = None
 
 
 class Generation:
@@ -156,7 +159,9 @@ class Generation:
         # upstream's client.
         self.side_pool = HTTPConnectionPool(reactor, persistent=True)
         self.http_client = HTTPClient(Agent(reactor, connectTimeout=10, pool=self.side_pool))
-        self.services: Services = build_services(config, reactor, self.http_client, self.ops, self.upstreams)
+        self.services: Services = build_services(
+            config, reactor, self.http_client, self.ops, self.upstreams, memory_limits=shared.memory_limits
+        )
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
         policies = {route.name: chain.build_policies(route, self.services) for route in config.routes}

@@ -47,9 +47,18 @@ class TLSServerEndpoint:
         return self.inner.listen(PeerTLSFactory(self.tls, False, factory, clock=self.clock))
 
 
-def build_listener(config: ListenerConfig, reactor: Any, *, source: Optional[str] = None, index: int = 0) -> Listener:
-    """The endpoint for one listener; raises ConfigError for what cannot be served."""
-    endpoint = serverFromString(reactor, config.endpoint)
+def build_listener(
+    config: ListenerConfig, reactor: Any, *, source: Optional[str] = None, index: int = 0, endpoint: Any = None
+) -> Listener:
+    """
+    The endpoint for one listener; raises ConfigError for what cannot be served.
+
+    :param endpoint: the plain endpoint to serve on instead of binding
+        ``config.endpoint`` (a worker's socket adopted from its supervisor);
+        the listener's TLS still wraps it.
+    """
+    if endpoint is None:
+        endpoint = serverFromString(reactor, config.endpoint)
     if config.tls is None:
         return Listener(config=config, endpoint=endpoint)
     where = f"listeners[{index}].tls"

@@ -66,9 +66,20 @@ class Services:
 
 
 def build_services(
-    config: GatewayConfig, clock: Any, http_client: Any, ops: Operations, upstreams: Mapping[str, Any]
+    config: GatewayConfig,
+    clock: Any,
+    http_client: Any,
+    ops: Operations,
+    upstreams: Mapping[str, Any],
+    *,
+    memory_limits: Optional[Callable[[Any, Any], Any]] = None,
 ) -> Services:
-    """Every service the configuration asks for, built once for one generation."""
+    """
+    Every service the configuration asks for, built once for one generation.
+
+    :param memory_limits: builds the ``memory`` rate-limit backend instead of
+        an in-process one (a worker's, decided by its supervisor).
+    """
     sections = config.sections
     auth_section = sections.get("auth")
     auth = AuthService(auth_section, clock=clock, http_client=http_client) if auth_section is not None else None
@@ -93,7 +104,11 @@ def build_services(
         ops=ops,
         auth=auth,
         rate_limiting=rate_limiting,
-        rate_limits=build_backend(rate_limiting, clock),
+        rate_limits=(
+            memory_limits(rate_limiting, clock)
+            if memory_limits is not None and rate_limiting.redis is None
+            else build_backend(rate_limiting, clock)
+        ),
         cache=cache,
         tracer=tracer,
         access_log=access_log,

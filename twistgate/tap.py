@@ -38,8 +38,25 @@ def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
     from twistgate.service import GatewayService
+    from twistgate.workers.settings import worker_count
 
+    count = worker_count(options.gateway_config.sections.get("workers"))
+    if count > 1:
+        return _supervisor(options, reactor, count)
     try:
         return GatewayService(options.gateway_config, reactor, options.generation)
     except ConfigError as error:
         raise SystemExit(f"invalid configuration:\n{error}")
+
+
+def _supervisor(options: Options, reactor: Any, count: int) -> Any:
+    """``workers`` > 1: this process supervises the workers; each worker builds its own generation."""
+    from twistgate.workers import snapshot
+    from twistgate.workers.supervisor import Supervisor
+
+    options.generation.close()  # built only to check the configuration in full
+    try:
+        text, config = snapshot.read_checked(options["config"])
+    except ConfigError as error:
+        raise SystemExit(f"invalid configuration:\n{error}")
+    return Supervisor(config, text, reactor, count)

@@ -31,6 +31,7 @@ def validate(config: GatewayConfig) -> List[ConfigIssue]:
     issues.extend(_raised(lambda: RouteTable((route, None) for route in config.routes)))
     issues.extend(chain.validate(config))
     issues.extend(_admin_not_public(config))
+    issues.extend(_shared_sockets(config))
     return issues
 
 
@@ -87,6 +88,12 @@ def _in_file(config: GatewayConfig, issues: Iterable[ConfigIssue]) -> List[Confi
         else issue
         for issue in issues
     ]
+
+
+def _shared_sockets(config: GatewayConfig) -> List[ConfigIssue]:
+    from twistgate.workers.sockets import check_endpoints
+
+    return check_endpoints(config)
 
 
 def _admin_not_public(config: GatewayConfig) -> List[ConfigIssue]:

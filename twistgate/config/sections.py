@@ -30,6 +30,7 @@ def gateway_sections() -> Mapping[str, SectionParser]:
     from twistgate.policies.cache.config import parse_gateway as parse_cache_store
     from twistgate.policies.compression import parse_compression
     from twistgate.policies.ratelimit.config import parse_rate_limiting
+    from twistgate.workers.settings import parse_workers
 
     return {
         "admin": settings.parse_admin,
@@ -40,6 +41,7 @@ def gateway_sections() -> Mapping[str, SectionParser]:
         "rate_limiting": parse_rate_limiting,
         "cache": parse_cache_store,
         "compression": parse_compression,  # the default of every route without its own
+        "workers": parse_workers,
     }
 
 
