@@ -36,6 +36,11 @@ HOST_OWNED = frozenset({
     "twistgate_config_generation", "twistgate_config_reloads",
     "twistgate_config_last_reload_successful", "twistgate_config_last_reload_success_timestamp_seconds",
 })
+def host_owned(name: str) -> bool:
+    """A family the supervisor reports (with its ``_created`` companion)."""
+    return name in HOST_OWNED or (name.endswith("_created") and name[: -len("_created")] in HOST_OWNED)
+
+
 BREAKER = "twistgate_upstream_breaker_state"
 BREAKER_ORDER = ("open", "half_open", "closed")
 ADDED_TYPES = frozenset({"counter", "histogram", "summary"})
@@ -66,7 +71,7 @@ def carried(families: Dict[str, Family]) -> Dict[str, Family]:
     """The part of an ended worker's metrics that the host keeps: its counts."""
     kept = {}
     for name, family in families.items():
-        if family.type in ADDED_TYPES and name not in HOST_OWNED:
+        if family.type in ADDED_TYPES and not host_owned(name):
             kept[name] = family
     return kept
 
@@ -109,7 +114,7 @@ def merge(workers: Iterable[Tuple[str, Dict[str, Family]]]) -> Dict[str, Family]
     breakers: List[Family] = []
     for label, families in workers:
         for name, family in families.items():
-            if name in HOST_OWNED:
+            if host_owned(name):
                 continue
             if name == BREAKER:
                 breakers.append(family)
