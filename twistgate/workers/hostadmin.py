@@ -273,10 +273,11 @@ class HostAdmin(AdminResource):
         from twisted.web.client import FileBodyProducer
 
         body = request.content.read() if request.content is not None else b""
-        headers = Headers({k: v for k, v in request.requestHeaders.getAllRawHeaders() if k.lower() != b"host"})
+        skip = (b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te", b"upgrade")
+        headers = Headers({k: v for k, v in request.requestHeaders.getAllRawHeaders() if k.lower() not in skip})
         producer = FileBodyProducer(__import__("io").BytesIO(body)) if body else None
         request_id = request.getHeader(b"x-request-id") or b""
-        d = ask(self.reactor, slots[0], request.method, request.uri, headers, producer)
+        d = ask(self.reactor, slots[0], request.method, request.uri, headers, producer, pool=self.pool)
 
         def answered(result: Tuple[int, Headers, bytes]) -> Any:
             status, headers, data = result
