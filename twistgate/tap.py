@@ -24,14 +24,28 @@ class Options(usage.Options):
         try:
             _twisted_compat.check()
         except _twisted_compat.IncompatibleTwisted as error:
-            raise usage.UsageError(str(error))
+            _refuse(str(error))
         try:
             self.gateway_config = load_checked(self["config"])
             self.generation = Generation(self.gateway_config, reactor)
         except ConfigError as error:
-            raise usage.UsageError(f"invalid configuration:\n{error}")
+            _refuse(f"invalid configuration:\n{error}")
         except OSError as error:
-            raise usage.UsageError(f"cannot read the configuration: {error}")
+            _refuse(f"cannot read the configuration: {error}")
+
+
+def _refuse(message: str) -> None:
+    """
+    Refuse to start.  twistd 26 exits with status 1 after a `UsageError`;
+    before 26 (25.5 is the newest for Python 3.9, so for Debian's PyPy) it
+    exits 0, which a supervisor (systemd, a container runtime, CI) would take
+    for success: there the message goes to standard error with status 1.
+    """
+    from twisted import version
+
+    if version.major < 26:
+        raise SystemExit(f"twistd twistgate: {message}")
+    raise usage.UsageError(message)
 
 
 def makeService(options: Options) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, List
 from twisted.application.internet import StreamServerEndpointService
 from twisted.web._newclient import RequestNotSent
 
-__all__ = ["IncompatibleTwisted", "RequestNotSent", "check", "fail_start_loudly", "listening_port"]
+__all__ = ["IncompatibleTwisted", "RequestNotSent", "check", "fail_start_loudly", "keep_own_alpn", "listening_port"]
 
 
 class IncompatibleTwisted(RuntimeError):
@@ -26,6 +26,18 @@ class IncompatibleTwisted(RuntimeError):
 def fail_start_loudly(service: StreamServerEndpointService) -> None:
     """A listening service whose bind failure (port in use) raises from startService."""
     service._raiseSynchronously = True  # type: ignore[attr-defined]
+
+
+def keep_own_alpn(factory_class: Any) -> Any:
+    """
+    A `TLSMemoryBIOFactory` subclass whose connections keep the ALPN selection
+    of their context.  Twisted before 26 (25.5 is the newest for Python 3.9,
+    so for Debian's PyPy) re-applies the wrapped factory's protocols to every
+    connection's context, replacing a listener's own selection (``http2:
+    false``, the fatal alert when nothing is in common); 26 no longer does.
+    """
+    factory_class._applyProtocolNegotiation = lambda self, connection: None
+    return factory_class
 
 
 def listening_port(service: StreamServerEndpointService) -> Any:
