@@ -33,7 +33,7 @@ VENV="${TWISTGATE_PYPY_VENV:-.venv-pypy}"
 # PyPy's garbage collector lets the heap grow by up to 1/8 of the RAM between
 # major collections; a gateway streams large bodies through small buffers,
 # so keep that margin small (docs/benchmarks.md, PyPy).
-export PYPY_GC_MAX_DELTA="${PYPY_GC_MAX_DELTA:-32MB}"
+export PYPY_GC_MAX_DELTA="${PYPY_GC_MAX_DELTA:-16MB}"
 
 SMOKE=(
     tests/integration/test_twistd.py

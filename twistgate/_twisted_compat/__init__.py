@@ -16,7 +16,7 @@ from typing import Any, List
 from twisted.application.internet import StreamServerEndpointService
 from twisted.web._newclient import RequestNotSent
 
-__all__ = ["IncompatibleTwisted", "RequestNotSent", "check", "fail_start_loudly", "keep_own_alpn", "listening_port"]
+__all__ = ["IncompatibleTwisted", "RequestNotSent", "check", "fail_start_loudly", "keep_own_alpn", "accept_one_at_a_time", "listening_port"]
 
 
 class IncompatibleTwisted(RuntimeError):
@@ -38,6 +38,25 @@ def keep_own_alpn(factory_class: Any) -> Any:
     """
     factory_class._applyProtocolNegotiation = lambda self, connection: None
     return factory_class
+
+
+def accept_one_at_a_time(port: Any) -> Any:
+    """
+    Make a listening port accept one connection per readiness event (nginx's
+    ``multi_accept off``).  Twisted accepts up to ``numberAccepts`` (100,
+    adapting) in one go; on a socket several worker processes share, the
+    first worker woken would take a whole burst of new connections and keep
+    them (keep-alive) while the others idle.  One at a time, every idle
+    worker takes its turn.
+    """
+    read = port.doRead
+
+    def doRead() -> Any:
+        port.numberAccepts = 1
+        return read()
+
+    port.doRead = doRead
+    return port
 
 
 def listening_port(service: StreamServerEndpointService) -> Any:

@@ -207,6 +207,7 @@ class HostAdmin(AdminResource):
             row = slot.describe()
             answer = by_index.get(slot.index)
             row["in_flight"] = answer["in_flight"] if answer else None
+            row["open_connections"] = answer["open_connections"] if answer else None
             workers.append(row)
         body = {
             "status": "draining" if supervisor.stopping else ("ok" if ready else why),

@@ -46,9 +46,17 @@ def worker_count(settings: Optional[WorkersSettings]) -> int:
 
 
 def parse_workers(node: Node) -> Optional[WorkersSettings]:
-    if node.kind == "string" and node.string() == "auto":
-        return WorkersSettings(count=None, location=node.location(at_key=True))
-    if node.kind != "integer":
+    """An integer, ``auto``, or either from ``${NAME}``."""
+    if node.kind == "string":
+        text = node.string()
+        if text is None:
+            return None
+        if text.strip() == "auto":
+            return WorkersSettings(count=None, location=node.location(at_key=True))
+        if not text.strip().isdigit():
+            node.issue(f"expected a number of worker processes (1 or more) or 'auto', got {text!r}")
+            return None
+    elif node.kind != "integer":
         node.issue(f"expected a number of worker processes (1 or more) or 'auto', got {node.describe()}")
         return None
     count = node.integer(min=1)

@@ -6,7 +6,10 @@ The supervisor binds each listener once (any ``tcp:``, ``tcp6:`` or
 worker inherits the descriptor and adopts it (`reactor.adoptStreamPort`).
 All workers then wait on one accept queue: whichever is free takes the next
 connection, a busy or stalled worker leaves its share to the others, and a
-worker that dies takes no queued connection with it.  (SO_REUSEPORT gives
+worker that dies takes no queued connection with it.  Each worker accepts
+one connection per wakeup (nginx's ``multi_accept off``), so a burst of new
+connections is spread over the idle workers instead of going to the first
+one woken.  (SO_REUSEPORT gives
 each worker a queue of its own, filled by a hash of the client's address:
 better spread under short connections, but a slow worker's queue waits for
 it and a dead worker's queue is reset; docs/operations.md has the
@@ -28,6 +31,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, U
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
+
+from twistgate._twisted_compat import accept_one_at_a_time
 
 from twistgate.config.model import ConfigIssue, GatewayConfig
 
@@ -120,7 +125,7 @@ class AdoptedEndpoint:
     def _adopt(self, factory: Any) -> Any:
         port = self.reactor.adoptStreamPort(self.fd, self.family, factory)
         os.close(self.fd)  # adoptStreamPort works on a duplicate
-        return port
+        return accept_one_at_a_time(port)  # no worker takes a whole burst of connections
 
 
 def family_name(family: int) -> str:
