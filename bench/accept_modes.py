@@ -139,12 +139,15 @@ def free_port() -> int:
 
 def wrk(port: int, seconds: float, *, close: bool, connections: int = 50) -> Tuple[float, float, int, int]:
     """(requests/s, p99 ms, errors, requests)."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "2s", "--latency",
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--timeout", "2s", "--latency",
                "-s", os.path.join(HERE, "report.lua"), f"http://127.0.0.1:{port}/"]
     if close:
         command[1:1] = ["-H", "Connection: close"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
-    line = next(l for l in out.splitlines() if l.startswith("BENCH"))
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    lines = [l for l in ran.stdout.splitlines() if l.startswith("BENCH")]
+    if not lines:
+        raise RuntimeError(f"wrk gave no result:\n{ran.stdout}\n{ran.stderr}")
+    line = lines[0]
     _, rps, _p50, p99, errors, non2xx, requests = line.split()
     return float(rps), float(p99), int(errors) + int(non2xx), int(requests)
 

@@ -88,21 +88,26 @@ run_wrk() {  # $1 = path, $2 = seconds -> "BENCH rps p50 p99 errors non2xx reque
 echo "# bench/workers.sh $(date -u +%FT%TZ) commit $(git -C "$ROOT" rev-parse --short HEAD) cpus $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# wrk -t1 -c$CONNS -d${DURATION}s; nothing pinned; upstream: $(command -v nginx >/dev/null && echo nginx || echo bench/upstream.py)"
 echo
-echo "| workers | route | requests/s | p50 ms | p99 ms | errors | supervisor CPU µs/request | RSS MiB (supervisor; workers) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workers | route | requests/s | p50 ms | p99 ms | errors | supervisor CPU µs/request | RSS MiB (supervisor; workers) | connections per worker (mid-run) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for workers in 1 2; do
   start_gateway "$workers"
   run_wrk / 2 >/dev/null  # warm-up
+  ( sleep "$(awk "BEGIN {print $DURATION / 2}")"; health | "$PYTHON" -c '
+import json, sys
+body = json.load(sys.stdin)
+print(" / ".join(str(w["open_connections"]) for w in body.get("workers", [])) or "-")' > "$WORK/spread" ) & SAMPLER=$!
   read -r _ rps p50 p99 errs non2xx _ <<<"$(run_wrk / "$DURATION")"
+  wait "$SAMPLER"
   pids="$(worker_pids)"
   rss="$(rss_mib "$GW_PID"); $(for p in $pids; do printf '%s ' "$(rss_mib "$p")"; done)"
-  echo "| $workers | catch-all | $rps | $p50 | $p99 | $((errs + non2xx)) | - | $rss |"
+  echo "| $workers | catch-all | $rps | $p50 | $p99 | $((errs + non2xx)) | - | $rss | $(cat "$WORK/spread") |"
   before="$(cpu_ticks "$GW_PID")"
   read -r _ rps p50 p99 errs non2xx requests <<<"$(run_wrk /limited "$DURATION")"
   after="$(cpu_ticks "$GW_PID")"
   hz="$(getconf CLK_TCK)"
   if [[ "$workers" -gt 1 ]]; then per="$(( (after - before) * 1000000 / hz / requests ))"; else per="- (in process)"; fi
-  echo "| $workers | memory rate limit | $rps | $p50 | $p99 | $((errs + non2xx)) | $per | |"
+  echo "| $workers | memory rate limit | $rps | $p50 | $p99 | $((errs + non2xx)) | $per | | |"
   stop_gateway
 done
 
@@ -112,20 +117,23 @@ run_wrk / 2 >/dev/null
 ( sleep 1; for i in 1 2 3 4 5; do
     curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "Authorization: Bearer bench" "http://127.0.0.1:$ADMIN/admin/reload" >> "$WORK/reloads"
     sleep "$(awk "BEGIN {print ($DURATION - 2) / 5}")"
-  done ) &
+  done ) & RELOADER=$!
 read -r _ rps _ _ errs non2xx requests <<<"$(run_wrk / "$DURATION")"
-wait
+wait "$RELOADER"
 echo "Reload under load (workers: 2, 5 reloads, answers: $(sort "$WORK/reloads" | uniq -c | tr -s ' \n' ' ')): $requests requests, $((errs + non2xx)) failed, $rps requests/s"
 
 ( sleep "$(awk "BEGIN {print $DURATION / 2}")"
   health > "$WORK/before-kill.json"
   victim="$("$PYTHON" -c 'import json,sys; w=json.load(open(sys.argv[1]))["workers"][0]; print(w["pid"], w["in_flight"], w["open_connections"])' "$WORK/before-kill.json")"
   kill -KILL "${victim%% *}"
-  echo "$victim" > "$WORK/victim" ) &
+  echo "$victim" > "$WORK/victim" ) & KILLER=$!
 read -r _ rps _ _ errs non2xx requests <<<"$(run_wrk / "$DURATION")"
-wait
+wait "$KILLER"
 read -r vpid vinflight vconns < "$WORK/victim"
 echo "Worker killed under load (workers: 2, pid $vpid SIGKILLed mid-run with $vinflight requests in flight on $vconns open connections): $requests requests, $((errs + non2xx)) failed"
 sleep 1
-echo "After: $(health | "$PYTHON" -c 'import json,sys; b=json.load(sys.stdin); print(", ".join(f"worker {w[chr(105)+"ndex"]}: pid {w["pid"]} ready {w["ready"]} restarts {w["restarts"]}" for w in b["workers"]))')"
+echo "After: $(health | "$PYTHON" -c '
+import json, sys
+body = json.load(sys.stdin)
+print(", ".join("worker %(index)s: pid %(pid)s ready %(ready)s restarts %(restarts)s" % w for w in body["workers"]))')"
 stop_gateway

@@ -137,15 +137,31 @@ class _Remote:
         return self.answer
 
 
-def test_worker_backend_asks_the_supervisor_and_fails_as_unavailable():
+def test_worker_backend_batches_a_turns_decisions_and_fails_as_unavailable():
+    """Decisions asked in one reactor turn go in one message; a lost or failing supervisor is BackendUnavailable."""
     limit = Limit(TOKEN_BUCKET, 3, 60_000_000, 3)
-    remote = _Remote(succeed({"values": [1, 1, 2, 0, 0]}))
-    decision = result_of(HostBackend(_Link(remote), Clock()).decide(["k"], [limit]))
-    assert decision.allowed and decision.outcomes[0].remaining == 2
-    assert remote.calls == [(control.Decide, {"keys": ["k"], "limits": [1, 3, 60_000_000, 3]})]
-    gone = HostBackend(_Link(None), Clock()).decide(["k"], [limit])
+    clock = Clock()
+    host = HostLimits(clock, max_keys=100)
+
+    class Supervisor:
+        def __init__(self) -> None:
+            self.calls: List[Any] = []
+
+        def callRemote(self, command: Any, **arguments: Any) -> Any:
+            self.calls.append(arguments)
+            return succeed({"values": host.decide_batch(arguments["sizes"], arguments["keys"], arguments["limits"])})
+
+    remote = Supervisor()
+    backend = HostBackend(_Link(remote), clock)
+    pending = [backend.decide(["k"], [limit]) for _ in range(5)]
+    assert remote.calls == []  # sent at the end of the turn
+    clock.advance(0)
+    assert [result_of(d).allowed for d in pending] == [True, True, True, False, False]
+    assert len(remote.calls) == 1 and remote.calls[0]["sizes"] == [1] * 5
+    gone = HostBackend(_Link(None), clock).decide(["k"], [limit])
     assert isinstance(_failure(gone).value, BackendUnavailable)
-    broken = HostBackend(_Link(_Remote(fail(RuntimeError("lost")))), Clock()).decide(["k"], [limit])
+    broken = HostBackend(_Link(_Remote(fail(RuntimeError("lost")))), clock).decide(["k"], [limit])
+    clock.advance(0)
     assert isinstance(_failure(broken).value, BackendUnavailable)
 
 

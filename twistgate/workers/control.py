@@ -72,13 +72,21 @@ class Abort(amp.Command):
 
 class Decide(amp.Command):
     """
-    Worker: a rate-limit decision on the host's memory backend.  ``limits``
-    is four integers per limit (algorithm, count, period in µs, burst);
-    ``values`` is ``allowed`` then four integers per limit (allowed,
-    remaining, reset µs, retry µs).
+    Worker: rate-limit decisions on the host's memory backend, for every
+    request that asked during one turn of the worker's reactor (a batch: the
+    per-message cost of AMP is paid once for all of them).  ``sizes`` is the
+    number of limits of each request; ``keys`` one key per limit and
+    ``limits`` four integers per limit (algorithm, count, period in µs,
+    burst), all requests concatenated; ``values`` is, per request,
+    ``allowed`` then four integers per limit (allowed, remaining, reset µs,
+    retry µs).
     """
 
-    arguments = [(b"keys", amp.ListOf(amp.Unicode())), (b"limits", amp.ListOf(amp.Integer()))]
+    arguments = [
+        (b"sizes", amp.ListOf(amp.Integer())),
+        (b"keys", amp.ListOf(amp.Unicode())),
+        (b"limits", amp.ListOf(amp.Integer())),
+    ]
     response = [(b"values", amp.ListOf(amp.Integer()))]
     requiresAnswer = True
 

@@ -74,8 +74,8 @@ class SupervisorControl(amp.AMP):
         return {}
 
     @control.Decide.responder
-    def decide(self, keys: List[str], limits: List[int]) -> Dict[str, Any]:
-        return {"values": self.slot.supervisor.limits.decide(keys, limits)}
+    def decide(self, sizes: List[int], keys: List[str], limits: List[int]) -> Dict[str, Any]:
+        return {"values": self.slot.supervisor.limits.decide_batch(sizes, keys, limits)}
 
 
 class WorkerProcess(ProcessProtocol):

@@ -153,8 +153,13 @@ class Worker:
     def supervisor_lost(self) -> None:
         if self.stopping or not self.reactor.running:
             return
+        from twisted.internet.error import ReactorNotRunning
+
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:  # a signal stopped it already; the drain is under way
+            return
         _log.warn("worker {index}: the supervisor is gone; draining and exiting", index=self.index)
-        self.reactor.stop()
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
