@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -105,6 +106,7 @@ class Worker:
         self.service: Any = None
         self.pending: Dict[int, Any] = {}  # version -> Prepared
         self.stopping = False
+        self.stop_asked = False
 
     def load(self, path: str) -> Any:
         return load_snapshot(path, self.source)
@@ -151,15 +153,15 @@ class Worker:
         )
 
     def supervisor_lost(self) -> None:
-        if self.stopping or not self.reactor.running:
-            return
-        from twisted.internet.error import ReactorNotRunning
+        self.stop("the supervisor is gone")
 
-        try:
-            self.reactor.stop()
-        except ReactorNotRunning:  # a signal stopped it already; the drain is under way
+    def stop(self, why: str) -> None:
+        """Drain and exit, once: a worker often gets SIGTERM twice (from its process group and its supervisor)."""
+        if self.stopping or self.stop_asked or not self.reactor.running:
             return
-        _log.warn("worker {index}: the supervisor is gone; draining and exiting", index=self.index)
+        self.stop_asked = True
+        _log.info("worker {index}: {why}; draining and exiting", index=self.index, why=why)
+        self.reactor.stop()
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -214,7 +216,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return worker.service.stopService()
 
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
-    reactor.run()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda n, frame: reactor.callFromThread(worker.stop, signal.Signals(n).name))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads come from the supervisor, in two phases
+    reactor.run(installSignalHandlers=False)
     return 0
 
 
