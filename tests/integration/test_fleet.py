@@ -20,12 +20,12 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
 
 from tests.auth.postgres import PostgresServer
-from tests.integration.procs import Gateway, Upstream, admin_json, free_port, http_get, wait_until
+from tests.integration.procs import Gateway, Upstream, free_port, http_get, wait_until
 from tests.integration.test_ratelimit_redis import RedisServer
 
 pytestmark = pytest.mark.integration

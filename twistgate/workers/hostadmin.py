@@ -18,6 +18,7 @@ token, the paths, the JSON bodies) and answers for the whole set:
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -26,7 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory, readBody
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, _HTTP11ClientFactory, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from twisted.web.server import NOT_DONE_YET
@@ -223,9 +224,6 @@ class HostAdmin(AdminResource):
         }
         return body, (200 if ready else 503)
 
-    def reload(self, request: Any) -> Any:
-        return super().reload(request)
-
     # -- /metrics --------------------------------------------------------------------
 
     def metrics_text(self) -> Any:
@@ -271,12 +269,10 @@ class HostAdmin(AdminResource):
         slots = self.supervisor.ready_slots()
         if not slots:
             raise GatewayError("No worker is serving.", status=503, code="no_worker")
-        from twisted.web.client import FileBodyProducer
-
         body = request.content.read() if request.content is not None else b""
         skip = (b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te", b"upgrade")
         headers = Headers({k: v for k, v in request.requestHeaders.getAllRawHeaders() if k.lower() not in skip})
-        producer = FileBodyProducer(__import__("io").BytesIO(body)) if body else None
+        producer = FileBodyProducer(io.BytesIO(body)) if body else None
         request_id = request.getHeader(b"x-request-id") or b""
         d = ask(self.reactor, slots[0], request.method, request.uri, headers, producer, pool=self.pool)
 

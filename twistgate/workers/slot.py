@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
@@ -76,6 +76,21 @@ class SupervisorControl(amp.AMP):
     @control.Decide.responder
     def decide(self, sizes: List[int], keys: List[str], limits: List[int]) -> Dict[str, Any]:
         return {"values": self.slot.supervisor.limits.decide_batch(sizes, keys, limits)}
+
+
+class _ControlFactory(Factory):
+    """Builds the one control connection of a slot's process and hands it to the slot."""
+
+    noisy = False
+
+    def __init__(self, slot: "WorkerSlot") -> None:
+        self.slot = slot
+
+    def buildProtocol(self, addr: Any) -> SupervisorControl:
+        protocol = SupervisorControl(self.slot)
+        protocol.factory = self
+        self.slot.control = protocol
+        return protocol
 
 
 class WorkerProcess(ProcessProtocol):
@@ -157,18 +172,10 @@ class WorkerSlot:
         self.version = supervisor.version
         self.ready = False
         self.started_at = self.clock.seconds()
-        factory = Factory.forProtocol(lambda: SupervisorControl(self))  # type: ignore[arg-type]
         self.control = None
-        self._adopt(parent, factory)
+        self.clock.adoptStreamConnection(parent.fileno(), socket.AF_UNIX, _ControlFactory(self))
+        parent.close()  # adopted as a duplicate
         _log.info("worker {index} started (pid {pid})", index=self.index, pid=self.pid)
-
-    def _adopt(self, parent: socket.socket, factory: Any) -> None:
-        built: List[SupervisorControl] = []
-        original = factory.buildProtocol
-        factory.buildProtocol = lambda addr: built.append(original(addr)) or built[-1]
-        self.clock.adoptStreamConnection(parent.fileno(), socket.AF_UNIX, factory)
-        parent.close()
-        self.control = built[0] if built else None
 
     def became_ready(self, version: int) -> None:
         self.ready = True

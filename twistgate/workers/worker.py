@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -206,7 +207,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         _log.critical("worker {index}: cannot start: {error}", index=args.index, error=error)
         return 3
     factory = Factory.forProtocol(lambda: WorkerControl(worker))  # type: ignore[arg-type]
-    reactor.adoptStreamConnection(control.CONTROL_FD, __import__("socket").AF_UNIX, factory)
+    reactor.adoptStreamConnection(control.CONTROL_FD, socket.AF_UNIX, factory)
     os.close(control.CONTROL_FD)
     worker.service.startService()
     worker.service.ready.addCallback(worker.ready)
