@@ -245,3 +245,37 @@ def test_an_invalid_file_never_reaches_the_workers(supervisor, tmp_path):
     (tmp_path / "gw.yaml").write_text(SUPERVISED + "  - {name: c, path: /c, upstream: nowhere}\n")
     outcome = result_of(supervisor.reload(reason="test"))
     assert not outcome["ok"] and outcome["issues"] and [s.commands for s in supervisor.slots] == [[], []]
+
+
+def test_worker_log_lines_reach_the_supervisor_at_their_level():
+    from twisted.logger import LogLevel, Logger
+
+    from twistgate.workers.logs import LineRelay, format_line, relay_log_line
+
+    line = format_line({"log_level": LogLevel.error, "log_namespace": "twistgate.x", "log_format": "boom {n}", "n": 3})
+    assert line == "error twistgate.x boom 3\n"
+    seen: List[Any] = []
+    log = Logger(observer=seen.append)
+    lines: List[str] = []
+    relay = LineRelay(lines.append)
+    relay.feed(line.encode()[:7])
+    relay.feed(line.encode()[7:] + b"plain output\npartial")
+    relay.flush()
+    assert lines == ["error twistgate.x boom 3", "plain output", "partial"]
+    for text in lines[:2]:
+        relay_log_line(log, 2, text)
+    assert [e["log_level"] for e in seen] == [LogLevel.error, LogLevel.info]
+    assert seen[0]["line"] == "[twistgate.x] boom 3" and seen[1]["line"] == "plain output" and seen[0]["index"] == 2
+
+
+def test_snapshots_are_private_and_old_ones_are_forgotten(tmp_path):
+    import stat
+
+    from twistgate.workers import snapshot
+
+    paths = [snapshot.write(str(tmp_path), v, f"# v{v}\nlisteners: [{{name: a, endpoint: 'tcp:0'}}]\n") for v in (1, 2, 3)]
+    assert stat.S_IMODE((tmp_path / "config-3.yaml").stat().st_mode) == 0o600
+    snapshot.forget_older(str(tmp_path), 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config-2.yaml", "config-3.yaml"]
+    config = snapshot.load_snapshot(paths[2], "/etc/twistgate/gw.yaml")
+    assert config.source == "/etc/twistgate/gw.yaml"
