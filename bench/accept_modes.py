@@ -10,7 +10,10 @@ ways a supervisor can arrange it:
 * ``shared``: one listening socket, bound by the parent, inherited and
   adopted by both children (``adoptStreamPort``): one accept queue;
 * ``shared-one``: the same, each child accepting one connection per wakeup
-  (what twistgate's workers do, like nginx's ``multi_accept off``);
+  (like nginx's ``multi_accept off``);
+* ``shared-fair``: one per wakeup, and a child holding clearly more
+  connections than the other lets a wakeup pass (what twistgate's workers
+  do, `twistgate.workers.fairness`);
 * ``reuseport``: each child binds its own socket with SO_REUSEPORT: the
   kernel spreads new connections over two queues by a hash of the address.
 
@@ -50,14 +53,38 @@ def child(mode: str, where: str, index: int, directory: str) -> None:
             served[0] += 1
             return BODY
 
-    site = Site(Answer())
+    class Counting(Site):
+        open: set = set()
+
+        def buildProtocol(self, addr):  # type: ignore[no-untyped-def]
+            protocol = super().buildProtocol(addr)
+            lost = protocol.connectionLost
+
+            def gone(reason, protocol=protocol):  # type: ignore[no-untyped-def]
+                self.open.discard(protocol)
+                return lost(reason)
+
+            protocol.connectionLost = gone
+            self.open.add(protocol)
+            return protocol
+
+    site = Counting(Answer())
     site.log = lambda request: None  # type: ignore[method-assign]
     if mode.startswith("shared"):
         port = reactor.adoptStreamPort(int(where), socket.AF_INET, site)
-        if mode == "shared-one":
+        if mode in ("shared-one", "shared-fair"):
             from twistgate._twisted_compat import accept_one_at_a_time
 
-            accept_one_at_a_time(port)
+            fair = None
+            if mode == "shared-fair":
+                from twisted.internet.task import LoopingCall
+
+                from twistgate.workers.fairness import HEARTBEAT, Board, FairShare
+
+                fair = FairShare(Board(os.path.join(directory, "board"), index - 1), reactor,
+                                 lambda: len(site.open))
+                LoopingCall(fair.heartbeat).start(HEARTBEAT)
+            accept_one_at_a_time(port, fair.allow if fair else None, reactor)
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -85,6 +112,9 @@ class Pair:
         self.directory = tempfile.mkdtemp(prefix="accept-modes-")
         self.listener = None
         fds: Tuple[int, ...] = ()
+        from twistgate.workers.fairness import create
+
+        create(os.path.join(self.directory, "board"), 2)
         where = str(port)
         if mode.startswith("shared"):
             self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -193,7 +223,7 @@ def main() -> None:
     print("| mode | load | requests/s | p99 ms | failed | requests | served by child 1 / 2 |")
     print("|---|---|---|---|---|---|---|")
     for name in ("keepalive", "short", "stalled", "killed"):
-        for mode in ("shared", "shared-one", "reuseport"):
+        for mode in ("shared", "shared-one", "shared-fair", "reuseport"):
             print(scenario(mode, args.port or free_port(), args.duration, name), flush=True)
 
 

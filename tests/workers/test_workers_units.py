@@ -279,3 +279,28 @@ def test_snapshots_are_private_and_old_ones_are_forgotten(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config-2.yaml", "config-3.yaml"]
     config = snapshot.load_snapshot(paths[2], "/etc/twistgate/gw.yaml")
     assert config.source == "/etc/twistgate/gw.yaml"
+
+
+def test_a_worker_well_above_the_average_lets_a_wakeup_pass(tmp_path):
+    """Fair share of new connections: compare with the workers that spoke recently; a silent one is left out."""
+    from twistgate.workers import fairness
+
+    path = str(tmp_path / "board")
+    fairness.create(path, 3)
+    clock = Clock()
+    clock.advance(100)
+    held = {0: 0, 1: 0, 2: 0}
+    shares = [fairness.FairShare(fairness.Board(path, i), clock, lambda i=i: held[i]) for i in range(3)]
+    assert shares[0].allow()  # nobody else has spoken: no one to leave the connection to
+    for share in shares:
+        share.heartbeat()
+    held[0] = 3
+    assert shares[0].allow()  # 3 against an average of 1: within the slack of 2
+    held[0] = 10
+    assert not shares[0].allow() and shares[0].passed == 1
+    clock.advance(fairness.STALE + 1)  # the others went silent (stopped, stalled, dead)
+    assert shares[0].allow()
+    shares[1].heartbeat()
+    assert not shares[0].allow()
+    fairness.forget(path, 1)  # the supervisor: worker 2 ended
+    assert shares[0].allow()

@@ -40,7 +40,7 @@ def keep_own_alpn(factory_class: Any) -> Any:
     return factory_class
 
 
-def accept_one_at_a_time(port: Any) -> Any:
+def accept_one_at_a_time(port: Any, allow: Any = None, clock: Any = None, pause: float = 0.001) -> Any:
     """
     Make a listening port accept one connection per readiness event (nginx's
     ``multi_accept off``).  Twisted accepts up to ``numberAccepts`` (100,
@@ -48,10 +48,22 @@ def accept_one_at_a_time(port: Any) -> Any:
     first worker woken would take a whole burst of new connections and keep
     them (keep-alive) while the others idle.  One at a time, every idle
     worker takes its turn.
+
+    :param allow: ``() -> bool``; when it says no, this wakeup is let pass
+        and the port listens again after ``pause`` seconds on ``clock``
+        (another process sharing the socket takes the connection meanwhile).
     """
     read = port.doRead
 
+    def resume() -> None:
+        if port.connected:  # not closed meanwhile (a drain)
+            port.startReading()
+
     def doRead() -> Any:
+        if allow is not None and not allow():
+            port.stopReading()
+            clock.callLater(pause, resume)
+            return None
         port.numberAccepts = 1
         return read()
 

@@ -148,6 +148,7 @@ class WorkerSlot:
             "--index", str(self.index),
             "--config", supervisor.snapshot, "--source", supervisor.source,
             "--version", str(supervisor.version), "--admin-socket", self.admin_socket,
+            "--board", supervisor.board,
         ]
         for offset, bound in enumerate(supervisor.sockets):
             fd = control.FIRST_LISTENER_FD + offset

@@ -7,9 +7,10 @@ worker inherits the descriptor and adopts it (`reactor.adoptStreamPort`).
 All workers then wait on one accept queue: whichever is free takes the next
 connection, a busy or stalled worker leaves its share to the others, and a
 worker that dies takes no queued connection with it.  Each worker accepts
-one connection per wakeup (nginx's ``multi_accept off``), so a burst of new
-connections is spread over the idle workers instead of going to the first
-one woken.  (SO_REUSEPORT gives
+one connection per wakeup (nginx's ``multi_accept off``), and a worker
+holding clearly more connections than the others lets a wakeup pass
+(`twistgate.workers.fairness`), so a burst of new connections is spread
+over the workers instead of going to the first one woken.  (SO_REUSEPORT gives
 each worker a queue of its own, filled by a hash of the client's address:
 better spread under short connections, but a slow worker's queue waits for
 it and a dead worker's queue is reset; docs/operations.md has the
@@ -114,10 +115,12 @@ def bind(reactor: Any, name: str, text: str) -> BoundSocket:
 class AdoptedEndpoint:
     """In a worker: a listening descriptor inherited from the supervisor, served with any factory."""
 
-    def __init__(self, reactor: Any, fd: int, family: int) -> None:
+    def __init__(self, reactor: Any, fd: int, family: int, fair: Any = None) -> None:
+        """:param fair: a `twistgate.workers.fairness.FairShare` (``allow()``), or None."""
         self.reactor = reactor
         self.fd = fd
         self.family = family
+        self.fair = fair
 
     def listen(self, factory: Any) -> "defer.Deferred[Any]":
         return defer.execute(self._adopt, factory)
@@ -125,7 +128,8 @@ class AdoptedEndpoint:
     def _adopt(self, factory: Any) -> Any:
         port = self.reactor.adoptStreamPort(self.fd, self.family, factory)
         os.close(self.fd)  # adoptStreamPort works on a duplicate
-        return accept_one_at_a_time(port)  # no worker takes a whole burst of connections
+        allow = self.fair.allow if self.fair is not None else None
+        return accept_one_at_a_time(port, allow, self.reactor)  # no worker takes a whole burst of connections
 
 
 def family_name(family: int) -> str:

@@ -39,7 +39,7 @@ from twistgate.config import ConfigError
 from twistgate.config.model import GatewayConfig
 from twistgate.ops.reload import issue_dicts
 from twistgate.ops.triggers import ReloadTriggers
-from twistgate.workers import control, snapshot
+from twistgate.workers import control, fairness, snapshot
 from twistgate.workers.hostadmin import HostAdmin, HostOps
 from twistgate.workers.limits import HostLimits
 from twistgate.workers.slot import WorkerSlot
@@ -69,6 +69,7 @@ class Supervisor(MultiService):
         self.version = 1
         self.snapshot = ""
         self.rundir = ""
+        self.board = ""
         self.sockets: List[BoundSocket] = []
         self.slots = [WorkerSlot(self, index) for index in range(1, count + 1)]
         rate_limiting = config.sections.get("rate_limiting")
@@ -139,6 +140,8 @@ class Supervisor(MultiService):
                 self.sockets.append(bind(self.reactor, listener.name, listener.endpoint))
         self.rundir = tempfile.mkdtemp(prefix="twistgate-workers-")  # 0700
         self.snapshot = snapshot.write(self.rundir, self.version, self.text)
+        self.board = os.path.join(self.rundir, "connections")
+        fairness.create(self.board, self.count)
         super().startService()
         for slot in self.slots:
             slot.start()
@@ -173,6 +176,8 @@ class Supervisor(MultiService):
 
     def worker_ended(self, slot: WorkerSlot, pid: Optional[int]) -> None:
         self.ops.worker_ended(slot.index, pid, stopping=self.stopping)
+        if self.board:
+            fairness.forget(self.board, slot.index - 1)  # its connections are gone with it
 
     # -- reload --------------------------------------------------------------
 

@@ -173,6 +173,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--version", type=int, required=True)
     parser.add_argument("--admin-socket", required=True)
     parser.add_argument("--listener", action="append", default=[], help="NAME=FD:FAMILY")
+    parser.add_argument("--board", default=None, help="the supervisor's board of connections per worker")
     return parser.parse_args(argv)
 
 
@@ -187,11 +188,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     from twistgate.workers.limits import HostBackend
 
     worker = Worker(reactor, args.index, args.source, args.version)
+    fair = None
+    if args.board:
+        from twisted.internet.task import LoopingCall
+
+        from twistgate.workers.fairness import HEARTBEAT, Board, FairShare
+
+        def connections() -> int:
+            return sum(worker.service.ops.connections.values()) if worker.service is not None else 0
+
+        fair = FairShare(Board(args.board, args.index - 1), reactor, connections)
+        heartbeat = LoopingCall(fair.heartbeat)
+        heartbeat.clock = reactor
+        heartbeat.start(HEARTBEAT)
     adopted: Dict[str, AdoptedEndpoint] = {}
     for spec in args.listener:
         name, _, where = spec.rpartition("=")
         fd, _, family = where.partition(":")
-        adopted[name] = AdoptedEndpoint(reactor, int(fd), family_from_name(family) or 0)
+        adopted[name] = AdoptedEndpoint(reactor, int(fd), family_from_name(family) or 0, fair)
     try:
         config = worker.load(args.config)
         shared = Shared(Operations(reactor), memory_limits=lambda section, clock: HostBackend(worker.link, clock))
