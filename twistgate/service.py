@@ -22,7 +22,7 @@ reload (their TLS certificates are re-read).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -55,7 +55,26 @@ class GatewayService(MultiService):
         generation: Optional[Generation] = None,
         *,
         handle_signals: bool = True,
+        listener_endpoint: Optional[Callable[[ListenerConfig, int], Any]] = None,
+        admin_endpoint: Optional[str] = None,
+        admin_resource: Optional[Callable[["GatewayService"], Any]] = None,
+        triggers: bool = True,
+        demo: bool = True,
+        load: Callable[[str], Any] = load_prepared,
     ) -> None:
+        """
+        The keyword arguments after ``handle_signals`` place the gateway in a
+        worker process (`twistgate.workers.worker`):
+
+        :param listener_endpoint: ``(listener, index) -> endpoint`` instead
+            of binding ``listener.endpoint`` (a socket adopted from the supervisor).
+        :param admin_endpoint: serve the admin resource here instead of ``admin.endpoint``.
+        :param admin_resource: ``service -> Resource`` for the admin listener.
+        :param triggers: react to SIGHUP and the file watch (the supervisor does, for workers).
+        :param demo: serve the demo backends, when configured.
+        :param load: reads and validates a configuration for a reload, and what
+            its files hold: ``(config, FileMaterial)``.
+        """
         super().__init__()
         self.config = config  # the configuration the service started with (listeners, admin endpoint)
         self.reactor = reactor
@@ -69,12 +88,15 @@ class GatewayService(MultiService):
             startup=lambda g: g.plugins.startup(self, g.config),
             shutdown=lambda g: g.plugins.shutdown(self),
             after_swap=[self._reload_tls, self._after_reload],
-            load=load_prepared,
+            load=load,
             run_blocking=_in_thread(reactor),
         )
-        self.triggers = ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals)
+        self.triggers: Optional[ReloadTriggers] = (
+            ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals) if triggers else None
+        )
+        self.started = False  # listeners accept and the first generation serves (/readyz)
         self.demo: Optional[StreamServerEndpointService] = None
-        if config.demo is not None:
+        if config.demo is not None and demo:
             from twistgate.demo import demo_resource
 
             demo_site = plain_site(demo_resource(reactor), reactor)
@@ -84,7 +106,10 @@ class GatewayService(MultiService):
         self.rotations: List[Any] = []  # TLS ticket-key rotations, started and stopped with the service
         for index, listener_config in enumerate(config.listeners):
             contexts = first.files.listener_contexts.get(listener_config.name)
-            listener = build_listener(listener_config, reactor, source=config.source, index=index, contexts=contexts)
+            inner = listener_endpoint(listener_config, index) if listener_endpoint is not None else None
+            listener = build_listener(
+                listener_config, reactor, source=config.source, index=index, contexts=contexts, endpoint=inner
+            )
             if listener.reload is not None:
                 self.tls_reloaders[listener_config.name] = listener.reload
             if listener.rotation is not None:
@@ -105,8 +130,10 @@ class GatewayService(MultiService):
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:
-            admin_site = plain_site(AdminResource(self), reactor)
-            self.admin = self._serve("admin", serverFromString(reactor, self._admin_settings.endpoint), admin_site)
+            resource = admin_resource(self) if admin_resource is not None else AdminResource(self)
+            admin_site = plain_site(resource, reactor)
+            where = admin_endpoint if admin_endpoint is not None else self._admin_settings.endpoint
+            self.admin = self._serve("admin", serverFromString(reactor, where), admin_site)
         #: Fires when the gateway serves; fails (with `PluginStartupError`
         #: when a plugin's ``on_startup`` failed) when it will not.
         self.ready: "Deferred[None]" = Deferred()
@@ -128,6 +155,14 @@ class GatewayService(MultiService):
     @property
     def draining(self) -> bool:
         return self.resource.draining
+
+    def readiness(self) -> Tuple[bool, str]:
+        """``/readyz``: whether new requests are served now, and why not."""
+        if self.draining:
+            return False, "draining"
+        if not self.started:
+            return False, "starting"
+        return True, "ready"
 
     def admin_settings(self) -> Any:
         """The admin section in force (a reload may rotate the token)."""
@@ -177,8 +212,10 @@ class GatewayService(MultiService):
             resume_accepting(svc)
         for rotation in self.rotations:
             rotation.start()
-        self.triggers.install()
-        self.triggers.watch(generation.config)
+        if self.triggers is not None:
+            self.triggers.install()
+            self.triggers.watch(generation.config)
+        self.started = True
         _log.info(
             "twistgate serving {routes} routes on {listeners}{admin}",
             routes=len(self.config.routes),
@@ -195,7 +232,8 @@ class GatewayService(MultiService):
     @inlineCallbacks
     def stopService(self) -> Any:
         Service.stopService(self)
-        self.triggers.uninstall()
+        if self.triggers is not None:
+            self.triggers.uninstall()
         for rotation in self.rotations:
             rotation.stop()
         yield DeferredList([svc.stopService() for svc in self.listeners if svc.running], consumeErrors=True)
@@ -243,8 +281,9 @@ class GatewayService(MultiService):
         new_listeners = [(l.name, l.endpoint) for l in new.config.listeners]
         if old_listeners != new_listeners:
             warnings.append("listeners changed: listeners are not re-bound until a restart")
-        self.triggers.seen(new.config.source)
-        self.triggers.watch(new.config)
+        if self.triggers is not None:
+            self.triggers.seen(new.config.source)
+            self.triggers.watch(new.config)
         for warning in warnings:
             _log.warn("reload: {warning}", warning=warning)
         return warnings

@@ -32,21 +32,39 @@ class Options(usage.Options):
         try:
             _twisted_compat.check()
         except _twisted_compat.IncompatibleTwisted as error:
-            raise usage.UsageError(str(error))
+            _refuse(str(error))
         try:
             self.gateway_config, files = load_prepared(self["config"])
             self.generation = Generation(self.gateway_config, reactor, files=files)
         except ConfigError as error:
-            raise usage.UsageError(f"invalid configuration:\n{error}")
+            _refuse(f"invalid configuration:\n{error}")
         except OSError as error:
-            raise usage.UsageError(f"cannot read the configuration: {error}")
+            _refuse(f"cannot read the configuration: {error}")
+
+
+def _refuse(message: str) -> None:
+    """
+    Refuse to start.  twistd 26 exits with status 1 after a `UsageError`;
+    before 26 (25.5 is the newest for Python 3.9, so for Debian's PyPy) it
+    exits 0, which a supervisor (systemd, a container runtime, CI) would take
+    for success: there the message goes to standard error with status 1.
+    """
+    from twisted import version
+
+    if version.major < 26:
+        raise SystemExit(f"twistd twistgate: {message}")
+    raise usage.UsageError(message)
 
 
 def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
     from twistgate.service import GatewayService
+    from twistgate.workers.settings import worker_count
 
+    count = worker_count(options.gateway_config.sections.get("workers"))
+    if count > 1:
+        return _supervisor(options, reactor, count)
     try:
         service = GatewayService(options.gateway_config, reactor, options.generation)
     except ConfigError as error:
@@ -77,3 +95,16 @@ def _exit_now(status: int) -> None:  # pragma: no cover - runs at interpreter ex
         except (OSError, ValueError):
             pass
     os._exit(status)
+
+
+def _supervisor(options: Options, reactor: Any, count: int) -> Any:
+    """``workers`` > 1: this process supervises the workers; each worker builds its own generation."""
+    from twistgate.workers import snapshot
+    from twistgate.workers.supervisor import Supervisor
+
+    options.generation.close()  # built only to check the configuration in full
+    try:
+        text, config = snapshot.read_checked(options["config"])
+    except ConfigError as error:
+        raise SystemExit(f"invalid configuration:\n{error}")
+    return Supervisor(config, text, reactor, count)

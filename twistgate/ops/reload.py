@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
 
@@ -57,6 +58,16 @@ def changes(old: Generation, new: Generation) -> Dict[str, Any]:
         "upstreams_reused": sorted(new.borrowed),
         "upstreams_rebuilt": sorted((set(old.upstreams) & set(new.upstreams)) - new.borrowed),
     }
+
+
+@attrs.frozen
+class Prepared:
+    """A reload between its two phases: `new` is built and started, `old` still serves."""
+
+    old: Generation
+    new: Generation
+    source: str
+    reason: str
 
 
 class Reloader:
@@ -98,6 +109,19 @@ class Reloader:
 
     @inlineCallbacks
     def _reload(self, path: Optional[str], reason: str) -> Any:
+        prepared = yield self.prepare(path, reason=reason)
+        if isinstance(prepared, dict):
+            return prepared
+        return self.commit(prepared)
+
+    @inlineCallbacks
+    def prepare(self, path: Optional[str] = None, *, reason: str = "admin") -> Any:
+        """
+        Phase one (steps 1 and 2): the new generation built and started, not
+        serving.  Fires with a `Prepared` to `commit` or `abort`, or with the
+        rejection's ``{"ok": False, ...}``.  Workers prepare on every process
+        before any of them commits.
+        """
         old = self.resource.generation
         source = path or old.config.source
         if source is None:
@@ -120,6 +144,11 @@ class Reloader:
             _log.failure("the new configuration failed to start; keeping the old one")
             yield self._stop(new)
             return self._rejected(reason, f"the new configuration failed to start: {error}")
+        return Prepared(old=old, new=new, source=new.config.source or source, reason=reason)
+
+    def commit(self, prepared: "Prepared") -> Dict[str, Any]:
+        """Phase two (steps 3 and 4): swap the prepared generation in; the summary."""
+        old, new, reason = prepared.old, prepared.new, prepared.reason
         # The swap: from here on every new request gets `new`.
         changed = changes(old, new)
         self.resource.swap(new)
@@ -133,10 +162,16 @@ class Reloader:
                 _log.failure("after-reload step failed")
                 warnings.append(str(error))
         self.retire(old)
-        summary = {"generation": number, "reason": reason, "source": source, "changes": changed, "warnings": warnings}
+        summary = {"generation": number, "reason": reason, "source": prepared.source, "changes": changed, "warnings": warnings}
         self.ops.reload_done(True, summary)
         _log.info("configuration reloaded ({reason}): generation {number}", reason=reason, number=number)
         return {"ok": True, **summary}
+
+    def abort(self, prepared: "Prepared", why: str) -> "Deferred[None]":
+        """Discard a prepared generation (another process refused the configuration)."""
+        _log.warn("configuration reload abandoned ({reason}): {why}", reason=prepared.reason, why=why)
+        self.ops.reload_done(False, {"reason": prepared.reason, "message": why, "generation": self.ops.number})
+        return self._stop(prepared.new)
 
     def _rejected(self, reason: str, message: str, issues: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
         summary: Dict[str, Any] = {"reason": reason, "message": message, "generation": self.ops.number}
