@@ -139,6 +139,9 @@ class Shared:
     ops: Operations
     events: UpstreamEvents = attrs.field(factory=UpstreamEvents)
     plugin_memory: Optional[MemoryStore] = None
+    #: ``(rate_limiting section, clock) -> backend`` for the memory backend
+    #: (a worker's: the supervisor decides for the whole host); None: in process.
+    memory_limits: Optional[Callable[[Any, Any], Any]] = None
 
 
 class Generation:
@@ -209,6 +212,7 @@ class Generation:
         self.services: Services = build_services(
             config, reactor, self.http_client, self.ops, self.upstreams, self.files,
             side_agent=self.side_agent, plugin_memory=shared.plugin_memory,
+            memory_limits=shared.memory_limits,
         )
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)

@@ -22,13 +22,12 @@ reload (their TLS certificates are re-read).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -40,10 +39,11 @@ from twistgate.generation import Generation
 from twistgate.listeners import LimitedEndpoint, build_listener, factory_for
 from twistgate.ops.admin import AdminResource
 from twistgate.ops.logreopen import LogReopen
+from twistgate.ops.probes import can_reach_a_target
 from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.resource import GatewayResource
-from twistgate.startup import StartupError, listen_failure, log_startup_error
+from twistgate.startup import StartupError, listening
 
 _log = Logger()
 
@@ -58,7 +58,26 @@ class GatewayService(MultiService):
         generation: Optional[Generation] = None,
         *,
         handle_signals: bool = True,
+        listener_endpoint: Optional[Callable[[ListenerConfig, int], Any]] = None,
+        admin_endpoint: Optional[str] = None,
+        admin_resource: Optional[Callable[["GatewayService"], Any]] = None,
+        triggers: bool = True,
+        demo: bool = True,
+        load: Callable[[str], Any] = load_prepared,
     ) -> None:
+        """
+        The keyword arguments after ``handle_signals`` place the gateway in a
+        worker process (`twistgate.workers.worker`):
+
+        :param listener_endpoint: ``(listener, index) -> endpoint`` instead
+            of binding ``listener.endpoint`` (a socket adopted from the supervisor).
+        :param admin_endpoint: serve the admin resource here instead of ``admin.endpoint``.
+        :param admin_resource: ``service -> Resource`` for the admin listener.
+        :param triggers: react to SIGHUP and the file watch (the supervisor does, for workers).
+        :param demo: serve the demo backends, when configured.
+        :param load: reads and validates a configuration for a reload, and what
+            its files hold: ``(config, FileMaterial)``.
+        """
         super().__init__()
         self.config = config  # the configuration the service started with (listeners, admin endpoint)
         self.reactor = reactor
@@ -72,16 +91,18 @@ class GatewayService(MultiService):
             startup=lambda g: g.plugins.startup(self, g.config),
             shutdown=lambda g: g.plugins.shutdown(self),
             after_swap=[self._reload_tls, self._after_reload],
-            load=load_prepared,
+            load=load,
             run_blocking=_in_thread(reactor),
         )
-        self.triggers = ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals)
+        self.triggers: Optional[ReloadTriggers] = (
+            ReloadTriggers(reactor, self._reload_logged, handle_signals=handle_signals) if triggers else None
+        )
+        # SIGUSR1 reopens the access log (logrotate); in a worker too: its supervisor passes the signal on.
         self.log_reopen = LogReopen(reactor, self.reopen_logs, handle_signals=handle_signals)
-        #: True until the first generation's services and plugins have started (``/readyz`` says 503).
-        self.starting = True
+        self.started = False  # listeners accept and the first generation serves (/readyz)
         self._described: Dict[str, Tuple[str, str]] = {}  # service name -> (what, endpoint), for startup errors
         self.demo: Optional[StreamServerEndpointService] = None
-        if config.demo is not None:
+        if config.demo is not None and demo:
             from twistgate.demo import demo_resource
 
             demo_site = plain_site(demo_resource(reactor), reactor)
@@ -93,7 +114,10 @@ class GatewayService(MultiService):
         self.rotations: List[Any] = []  # TLS ticket-key rotations, started and stopped with the service
         for index, listener_config in enumerate(config.listeners):
             contexts = first.files.listener_contexts.get(listener_config.name)
-            listener = build_listener(listener_config, reactor, source=config.source, index=index, contexts=contexts)
+            inner = listener_endpoint(listener_config, index) if listener_endpoint is not None else None
+            listener = build_listener(
+                listener_config, reactor, source=config.source, index=index, contexts=contexts, endpoint=inner
+            )
             if listener.reload is not None:
                 self.tls_reloaders[listener_config.name] = listener.reload
             if listener.rotation is not None:
@@ -115,11 +139,10 @@ class GatewayService(MultiService):
         self._admin_settings = config.sections.get("admin")
         self.admin: Optional[StreamServerEndpointService] = None
         if self._admin_settings is not None:
-            admin_site = plain_site(AdminResource(self), reactor)
-            endpoint_text = self._admin_settings.endpoint
-            self.admin = self._serve(
-                "admin", serverFromString(reactor, endpoint_text), admin_site, ("the admin listener", endpoint_text)
-            )
+            resource = admin_resource(self) if admin_resource is not None else AdminResource(self)
+            admin_site = plain_site(resource, reactor)
+            where = admin_endpoint if admin_endpoint is not None else self._admin_settings.endpoint
+            self.admin = self._serve("admin", serverFromString(reactor, where), admin_site, ("the admin listener", where))
         #: Fires when the gateway serves; fails (with `PluginStartupError`
         #: when a plugin's ``on_startup`` failed) when it will not.
         self.ready: "Deferred[None]" = Deferred()
@@ -142,6 +165,21 @@ class GatewayService(MultiService):
     @property
     def draining(self) -> bool:
         return self.resource.draining
+
+    def readiness(self) -> Tuple[bool, str]:
+        """
+        ``/readyz``: whether new requests are served now, and why not; with
+        ``admin.ready_requires_healthy_target``, also not while no route
+        that forwards can reach a healthy target (`twistgate.ops.probes`).
+        """
+        if self.draining:
+            return False, "draining"
+        if not self.started:
+            return False, "starting"
+        settings = self.admin_settings()
+        if getattr(settings, "ready_requires_healthy_target", False) and not can_reach_a_target(self.generation):
+            return False, "no_healthy_target"
+        return True, "ready"
 
     def admin_settings(self) -> Any:
         """The admin section in force (a reload may rotate the token)."""
@@ -180,13 +218,8 @@ class GatewayService(MultiService):
 
     def _bind(self, start: Any, svc: Any) -> None:
         """Start (bind) one listening service; a port that cannot be opened is one clear `StartupError`."""
-        try:
-            start()
-        except CannotListenError as error:
-            what, endpoint = self._described.get(svc.name, (svc.name, "?"))
-            failure = listen_failure(what, endpoint, error)
-            log_startup_error(failure)
-            raise failure from None
+        what, endpoint = self._described.get(svc.name, (svc.name, "?"))
+        listening(what, endpoint, start)
 
     def startService(self) -> None:
         Service.startService(self)
@@ -211,16 +244,17 @@ class GatewayService(MultiService):
             return
         for rotation in self.rotations:
             rotation.start()
-        self.triggers.install()
-        self.triggers.watch(generation.config)
+        if self.triggers is not None:
+            self.triggers.install()
+            self.triggers.watch(generation.config)
         self.log_reopen.install()
+        self.started = True
         _log.info(
             "twistgate serving {routes} routes on {listeners}{admin}",
             routes=len(self.config.routes),
             listeners=", ".join(l.endpoint for l in self.config.listeners),
             admin=f"; admin API on {self._admin_settings.endpoint}" if self._admin_settings is not None else "",
         )
-        self.starting = False
         self.ready.callback(None)
 
     def _open(self, svc: Any) -> None:
@@ -236,8 +270,8 @@ class GatewayService(MultiService):
     @inlineCallbacks
     def stopService(self) -> Any:
         Service.stopService(self)
-        self.triggers.uninstall()
-        self.log_reopen.uninstall()
+        if self.triggers is not None:
+            self.triggers.uninstall()
         for rotation in self.rotations:
             rotation.stop()
         yield DeferredList([svc.stopService() for svc in self.listeners if svc.running], consumeErrors=True)
@@ -285,8 +319,9 @@ class GatewayService(MultiService):
         new_listeners = [(l.name, l.endpoint) for l in new.config.listeners]
         if old_listeners != new_listeners:
             warnings.append("listeners changed: listeners are not re-bound until a restart")
-        self.triggers.seen(new.config.source)
-        self.triggers.watch(new.config)
+        if self.triggers is not None:
+            self.triggers.seen(new.config.source)
+            self.triggers.watch(new.config)
         for warning in warnings:
             _log.warn("reload: {warning}", warning=warning)
         return warnings

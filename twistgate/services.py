@@ -81,6 +81,8 @@ def build_services(
     files: Optional[FileMaterial] = None,
     side_agent: Any = None,
     plugin_memory: Optional[MemoryStore] = None,
+    *,
+    memory_limits: Optional[Callable[[Any, Any], Any]] = None,
 ) -> Services:
     """
     Every service the configuration asks for, built once for one generation.
@@ -89,6 +91,8 @@ def build_services(
         calls), for clients that must not share its cookie jar.
     :param plugin_memory: the gateway's in-memory plugin store, which
         outlives generations (`twistgate.generation.Shared`).
+    :param memory_limits: builds the ``memory`` rate-limit backend instead of
+        an in-process one (a worker's, decided by its supervisor).
     """
     sections = config.sections
     auth_section = sections.get("auth")
@@ -116,7 +120,11 @@ def build_services(
         ops=ops,
         auth=auth,
         rate_limiting=rate_limiting,
-        rate_limits=build_backend(rate_limiting, clock),
+        rate_limits=(
+            memory_limits(rate_limiting, clock)
+            if memory_limits is not None and rate_limiting.redis is None
+            else build_backend(rate_limiting, clock)
+        ),
         cache=cache,
         tracer=tracer,
         access_log=access_log,

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-__all__ = ["StartupError", "config_failure", "listen_failure", "quiet_startup_errors"]
+__all__ = ["StartupError", "config_failure", "listen_failure", "listening", "quiet_startup_errors"]
+
+_T = TypeVar("_T")
 
 _log = Logger(namespace="twistgate")
 
@@ -81,6 +83,16 @@ def _strerror(error: Any) -> str:
 
 def log_startup_error(error: StartupError) -> None:
     _log.critical("twistgate cannot start: {message}", message=str(error))
+
+
+def listening(what: str, endpoint: str, start: Callable[[], _T]) -> _T:
+    """``start()`` (which binds a port); a port that cannot be opened is logged and raised as one `StartupError`."""
+    try:
+        return start()
+    except CannotListenError as error:
+        failure = listen_failure(what, endpoint, error)
+        log_startup_error(failure)
+        raise failure from None
 
 
 def quiet_startup_errors(hook: Optional[Callable[..., Any]] = None) -> Callable[..., Any]:

@@ -31,6 +31,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.web.http import H2_ENABLED
 from zope.interface import implementer
 
+from twistgate._twisted_compat import keep_own_alpn
 from twistgate.config.model import ConfigError, ConfigIssue, ListenerTLSConfig, Location, SessionResumptionConfig
 
 __all__ = ["ClientIdentity", "peer_identity", "identity_of", "TLS_CONNECTION"]
@@ -160,6 +161,7 @@ class PeerTLSProtocol(BufferingTLSTransport):
             return None
 
 
+@keep_own_alpn
 class PeerTLSFactory(TLSMemoryBIOFactory):
     """Wraps a listener's factory in TLS connections that keep their peer's identity."""
 
@@ -338,7 +340,12 @@ class ServerTLS:
         self.contexts = contexts
 
     def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
-        return SSL.Connection(self.contexts.default, None)
+        connection = SSL.Connection(self.contexts.default, None)
+        # The verify callback finds the protocol through the app data; older
+        # Twisted (25.x, the newest for Python 3.9 and so for Debian's PyPy)
+        # does not set it for a custom connection creator.
+        connection.set_app_data(protocol)
+        return connection
 
 
 def build_server_contexts(config: ListenerTLSConfig, *, where: str = "tls") -> ServerContexts:

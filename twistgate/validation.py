@@ -33,6 +33,7 @@ def validate(config: GatewayConfig) -> List[ConfigIssue]:
     issues.extend(_raised(lambda: RouteTable((route, None) for route in config.routes)))
     issues.extend(chain.validate(config))
     issues.extend(_edge_routes(config))
+    issues.extend(_shared_sockets(config))
     return issues
 
 
@@ -154,3 +155,10 @@ def _raised(check: Callable[[], Any]) -> List[ConfigIssue]:
     except ConfigError as error:
         return list(error.issues)
     return []
+
+
+def _shared_sockets(config: GatewayConfig) -> List[ConfigIssue]:
+    """Listeners workers share must be sockets a supervisor can hand over."""
+    from twistgate.workers.sockets import check_endpoints
+
+    return check_endpoints(config)

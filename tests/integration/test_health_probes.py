@@ -31,7 +31,7 @@ def test_health_path_is_answered_by_the_gateway_on_both_engines(servers):
     upstream = RecordingUpstream()
     gw, _ = servers.gateway(HEALTH, listener="public", up=servers.upstream(upstream))
     reply = yield deferToThread(http_request, gw, "GET", "/_gateway/health?probe=1")
-    assert reply.status == 200 and reply.json() == {"status": "ok"}
+    assert reply.status == 200 and reply.json() == {"status": "alive"}
     assert reply.header("Content-Type") == "application/json"
     assert upstream.requests == []
     routed = yield deferToThread(http_request, gw, "GET", "/_gateway/other")
@@ -49,7 +49,7 @@ routes: [{{name: all, path: "/*", upstream: app}}]
         tmp_path,
     )
     try:
-        for path, body in (("/livez", {"status": "ok"}), ("/readyz", {"status": "ready"})):
+        for path, body in (("/livez", {"status": "alive"}), ("/readyz", {"status": "ready"})):
             reply = blocking_request(f"http://127.0.0.1:{admin}{path}")
             assert (reply.status, reply.json()) == (200, body), path
         assert blocking_request(f"http://127.0.0.1:{admin}/admin/health").status == 401

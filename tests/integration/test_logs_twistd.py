@@ -95,11 +95,14 @@ def test_access_lines_on_stdout_are_bare_json_under_twistd(tmp_path: Path) -> No
     assert "[stdout#info]" not in out
 
 
-def test_stdout_carries_only_the_access_log_with_twistds_log_on_stderr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stdout_carries_only_the_access_log_with_twistds_log_on_stderr(tmp_path: Path, workers: int) -> None:
+    """With worker processes, the supervisor writes their access lines to its standard output: bare too."""
     port = free_port()
     with EchoServer() as upstream:
+        config = f"workers: {workers}\n" + _config(port, upstream, '{path: "-", flush_interval: 0s}')
         proc = _twistd(
-            tmp_path, _config(port, upstream, '{path: "-", flush_interval: 0s}'), ["--logger=twistgate.logs.stderr"],
+            tmp_path, config, ["--logger=twistgate.logs.stderr"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         _until(_serving(port), proc)
@@ -108,27 +111,33 @@ def test_stdout_carries_only_the_access_log_with_twistds_log_on_stderr(tmp_path:
         out, err = _stop(proc)
     lines = out.splitlines()
     paths = [json.loads(line)["path"] for line in lines]  # every line is one JSON document
-    assert paths[-3:] == ["/item/0", "/item/1", "/item/2"], out
-    assert "twistgate serving" in err and "Server Shut Down" in err
+    assert [p for p in paths if p.startswith("/item/")] == ["/item/0", "/item/1", "/item/2"], out
+    assert "Server Shut Down" in err
 
 
-def test_sigusr1_reopens_the_access_log_file_for_logrotate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigusr1_reopens_the_access_log_file_for_logrotate(tmp_path: Path, workers: int) -> None:
+    """With worker processes, the supervisor passes the signal on to every serving worker."""
     port = free_port()
     access, own = tmp_path / "access.log", tmp_path / "twistd.log"
     with EchoServer() as upstream:
+        config = f"workers: {workers}\n" + _config(port, upstream, f'{{path: "{access}", flush_interval: 0s}}')
         proc = _twistd(
-            tmp_path, _config(port, upstream, f'{{path: "{access}", flush_interval: 0s}}'), [f"--logfile={own}"],
+            tmp_path, config, [f"--logfile={own}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            _until(lambda: own.exists() and "twistgate serving" in own.read_text(), proc)
-            assert http_request(f"http://127.0.0.1:{port}/before").status == 200
+            _until(lambda: own.exists() and "twistgate serving" in own.read_text() and _serving(port)(), proc)
+            for _ in range(4):  # new connections: with workers, more than one of them answers
+                assert http_request(f"http://127.0.0.1:{port}/before").status == 200
             _until(lambda: "/before" in access.read_text(), proc)
             os.rename(access, tmp_path / "access.log.1")  # what logrotate does first
             proc.send_signal(signal.SIGUSR1)  # its postrotate
             _until(access.exists, proc)
-            assert http_request(f"http://127.0.0.1:{port}/after").status == 200
-            _until(lambda: "/after" in access.read_text(), proc)
+            time.sleep(0.5)  # every worker has had the signal
+            for _ in range(4):
+                assert http_request(f"http://127.0.0.1:{port}/after").status == 200
+            _until(lambda: access.read_text().count("/after") == 4, proc)
         finally:
             _stop(proc)
     old = [json.loads(line)["path"] for line in (tmp_path / "access.log.1").read_text().splitlines()]

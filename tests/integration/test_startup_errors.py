@@ -127,3 +127,10 @@ def _self_signed(tmp_path: Path) -> "tuple[Path, Path]":
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def test_port_in_use_with_worker_processes(tmp_path: Path, busy_port: socket.socket) -> None:
+    """With workers the supervisor binds the listeners: the same one line."""
+    port = busy_port.getsockname()[1]
+    proc = _twistd(tmp_path, "workers: 2\n" + _config(port))
+    _one_clear_line(proc, "listener 'public'", str(port), "already in use")

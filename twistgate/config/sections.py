@@ -31,6 +31,7 @@ def gateway_sections() -> Mapping[str, SectionParser]:
     from twistgate.policies.compression import parse_compression
     from twistgate.plugins.store_config import parse_plugin_store
     from twistgate.policies.ratelimit.config import parse_rate_limiting
+    from twistgate.workers.settings import parse_workers
 
     return {
         "admin": settings.parse_admin,
@@ -42,6 +43,7 @@ def gateway_sections() -> Mapping[str, SectionParser]:
         "plugin_store": parse_plugin_store,
         "cache": parse_cache_store,
         "compression": parse_compression,  # the default of every route without its own
+        "workers": parse_workers,
     }
 
 

@@ -5,9 +5,8 @@ The admin listener's resource: ``/metrics``, the JSON admin API under
 Everything under ``/admin/`` needs ``Authorization: Bearer <token>``
 (compared in constant time), except the dashboard's own files, which hold
 no data: the page asks for the token and sends it as that header.
-``/livez`` and ``/readyz`` (`twistgate.ops.probes`) need no token: they
-say only whether the process runs and whether it can serve.
-``/metrics`` is open unless ``admin.metrics_auth`` is true.  Answers are
+``/metrics`` is open unless ``admin.metrics_auth`` is true, and so are the
+probes ``/livez`` and ``/readyz`` (systemd, Kubernetes, load balancers).  Answers are
 JSON; errors have the contract's body.  The token is read from the serving
 generation, so a reload can rotate it.
 """
@@ -32,7 +31,6 @@ from twistgate.http import request_id_from
 from twistgate.messages import Response
 from twistgate.ops.explain import explain
 from twistgate.ops.metrics import MetricsResource
-from twistgate.ops.probes import liveness, readiness
 from twistgate.ops.redact import effective_config
 from twistgate.ops.runtime import upstream_targets
 
@@ -118,13 +116,10 @@ class AdminResource(Resource):
     def _dispatch(self, request: Any, request_id: str) -> Any:
         method = b"GET" if request.method == b"HEAD" else request.method
         segments = request.path.split(b"/")[1:]
-        if segments in ([b"livez"], [b"readyz"]):  # for orchestrators: no token (twistgate.ops.probes)
+        if segments in ([b"livez"], [b"readyz"]):
             if method != b"GET":
                 raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
-            if segments == [b"livez"]:
-                return self._json(request, liveness())
-            status, body = readiness(self.runtime)
-            return self._json(request, body, status)
+            return self._probe(request, segments[0])
         if segments == [b"metrics"]:
             if method != b"GET":
                 raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
@@ -166,6 +161,14 @@ class AdminResource(Resource):
 
     def settings(self) -> Any:
         return self.runtime.admin_settings()
+
+    def _probe(self, request: Any, name: bytes) -> bytes:
+        """``/livez``: the process answers.  ``/readyz``: it serves new requests (503 starting or draining)."""
+        if name == b"livez":
+            return self._json(request, {"status": "alive"})
+        readiness = getattr(self.runtime, "readiness", None)
+        ready, why = readiness() if readiness is not None else (not self.runtime.draining, "ready")
+        return self._json(request, {"status": why}, 200 if ready else 503)
 
     def _authorise(self, request: Any) -> None:
         given = bearer_token(request)

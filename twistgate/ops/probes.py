@@ -1,19 +1,17 @@
 """
 Health answers for orchestrators and load balancers, none behind a token.
 
-On the admin listener:
-
-* ``GET /livez``: 200 while the process runs (the event loop answers).
-* ``GET /readyz``: 200 when the gateway can serve; 503 while it starts
-  (services and plugins' ``on_startup`` still running), while it drains
-  (SIGTERM), and, with ``admin.ready_requires_healthy_target: true``, while
-  no forwarding route can reach a healthy target.
+On the admin listener (`twistgate.ops.admin`): ``GET /livez`` (the process
+answers) and ``GET /readyz`` (`GatewayService.readiness`: 503 while
+starting, while draining, and, with ``admin.ready_requires_healthy_target:
+true``, while no forwarding route can reach a healthy target:
+`can_reach_a_target`).
 
 On a public listener with ``health_path`` (`HealthPath`): a small JSON
 liveness document at that exact path, answered before routing (no route,
 plugin, authentication or upstream is involved, nothing is forwarded), 503
-while draining so a load balancer stops sending new connections.  Neither
-is logged nor counted as a request.
+while draining so a load balancer stops sending new connections.  It is
+neither logged nor counted as a request.
 """
 
 from __future__ import annotations
@@ -23,33 +21,15 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 from twistgate.headers import Headers
 
-__all__ = ["HealthPath", "liveness", "readiness", "reachable_routes"]
+__all__ = ["HealthPath", "can_reach_a_target", "health_path_of", "reachable_routes"]
 
 _ANSWER_METHODS = (b"GET", b"HEAD")
 
 
-def liveness() -> Dict[str, Any]:
-    return {"status": "ok"}
-
-
-def readiness(runtime: Any) -> Tuple[int, Dict[str, Any]]:
-    """
-    ``(status, body)`` for ``/readyz``.
-
-    :param runtime: the `GatewayService`: ``starting``, ``draining``,
-        ``generation`` and ``admin_settings()``.
-    """
-    if getattr(runtime, "starting", False):
-        return 503, {"status": "starting"}
-    if runtime.draining:
-        return 503, {"status": "draining"}
-    generation = runtime.generation
-    settings = runtime.admin_settings()
-    if settings is not None and getattr(settings, "ready_requires_healthy_target", False):
-        forwarding, reachable = reachable_routes(generation)
-        if forwarding and not reachable:
-            return 503, {"status": "no_healthy_target", "routes": len(forwarding), "reachable_routes": 0}
-    return 200, {"status": "ready"}
+def can_reach_a_target(generation: Any) -> bool:
+    """False only while routes forward and none of them has a healthy target (answer-only routes do not count)."""
+    forwarding, reachable = reachable_routes(generation)
+    return bool(reachable) or not forwarding
 
 
 def reachable_routes(generation: Any) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
@@ -100,7 +80,7 @@ class HealthPath:
         elif draining:
             status, body = 503, {"status": "draining"}
         else:
-            status, body = 200, liveness()
+            status, body = 200, {"status": "alive"}
         if not downstream.body_complete:
             downstream.keep_alive = False  # an unread body must not be taken for the next request
         data = json.dumps(body, separators=(",", ":")).encode("ascii") + b"\n"

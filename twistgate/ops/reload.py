@@ -24,7 +24,6 @@ from difflib import SequenceMatcher
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import attrs
-
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
 
@@ -85,6 +84,16 @@ def _moved(old: Sequence[Any], new: Sequence[Any], common: Set[str]) -> List[str
     return [name for name in after if name not in kept]
 
 
+@attrs.frozen
+class Prepared:
+    """A reload between its two phases: `new` is built and started, `old` still serves."""
+
+    old: Generation
+    new: Generation
+    source: str
+    reason: str
+
+
 class Reloader:
     """Swaps generations in a `GatewayResource` and retires the old ones."""
 
@@ -124,6 +133,19 @@ class Reloader:
 
     @inlineCallbacks
     def _reload(self, path: Optional[str], reason: str) -> Any:
+        prepared = yield self.prepare(path, reason=reason)
+        if isinstance(prepared, dict):
+            return prepared
+        return self.commit(prepared)
+
+    @inlineCallbacks
+    def prepare(self, path: Optional[str] = None, *, reason: str = "admin") -> Any:
+        """
+        Phase one (steps 1 and 2): the new generation built and started, not
+        serving.  Fires with a `Prepared` to `commit` or `abort`, or with the
+        rejection's ``{"ok": False, ...}``.  Workers prepare on every process
+        before any of them commits.
+        """
         old = self.resource.generation
         source = path or old.config.source
         if source is None:
@@ -146,6 +168,11 @@ class Reloader:
             _log.failure("the new configuration failed to start; keeping the old one")
             yield self._stop(new)
             return self._rejected(reason, f"the new configuration failed to start: {error}")
+        return Prepared(old=old, new=new, source=new.config.source or source, reason=reason)
+
+    def commit(self, prepared: "Prepared") -> Dict[str, Any]:
+        """Phase two (steps 3 and 4): swap the prepared generation in; the summary."""
+        old, new, reason = prepared.old, prepared.new, prepared.reason
         # The swap: from here on every new request gets `new`.
         changed = changes(old, new)
         self.resource.swap(new)
@@ -159,10 +186,16 @@ class Reloader:
                 _log.failure("after-reload step failed")
                 warnings.append(str(error))
         self.retire(old)
-        summary = {"generation": number, "reason": reason, "source": source, "changes": changed, "warnings": warnings}
+        summary = {"generation": number, "reason": reason, "source": prepared.source, "changes": changed, "warnings": warnings}
         self.ops.reload_done(True, summary)
         _log.info("configuration reloaded ({reason}): generation {number}", reason=reason, number=number)
         return {"ok": True, **summary}
+
+    def abort(self, prepared: "Prepared", why: str) -> "Deferred[None]":
+        """Discard a prepared generation (another process refused the configuration)."""
+        _log.warn("configuration reload abandoned ({reason}): {why}", reason=prepared.reason, why=why)
+        self.ops.reload_done(False, {"reason": prepared.reason, "message": why, "generation": self.ops.number})
+        return self._stop(prepared.new)
 
     def _rejected(self, reason: str, message: str, issues: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
         summary: Dict[str, Any] = {"reason": reason, "message": message, "generation": self.ops.number}

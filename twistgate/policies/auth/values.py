@@ -103,11 +103,11 @@ def store_url(node: Node) -> Optional[str]:
             return None
         return text
     if text.startswith(("postgresql://", "postgres://")):
-        from psycopg2.extensions import parse_dsn
+        from twistgate.policies.auth.key_store_postgres import connect_arguments
 
         try:
-            parse_dsn(text)
-        except Exception:
+            connect_arguments(text, 5)
+        except (ValueError, TypeError):
             node.issue("invalid PostgreSQL URL (expected postgresql://user:password@host:port/database)")
             return None
         return text
