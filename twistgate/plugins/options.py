@@ -41,7 +41,8 @@ from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Seq
 import attrs
 import yaml
 
-from twistgate.config._node import Fields, Issues, Node, join
+from twistgate.config._issues import Issues, join
+from twistgate.config._node import Fields, Node
 from twistgate.config.model import ConfigError
 from twistgate.plugins.option_types import Converter, Duration, Rate, Size, converter_for, type_words
 

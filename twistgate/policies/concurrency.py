@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, Optional
 
 import attrs
 
-from twistgate.config._node import Node, suggest
+from twistgate.config._issues import suggest
+from twistgate.config._node import Node
 from twistgate.config.model import Location, RouteConfig
 from twistgate.errors import RateLimited
 from twistgate.messages import ProxyRequest

@@ -12,7 +12,8 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from twistgate.config._node import Node, suggest
+from twistgate.config._issues import suggest
+from twistgate.config._node import Node
 from twistgate.config.model import Location, Rate
 from twistgate.policies.ratelimit.algorithms import ALGORITHMS, MICROS, TOKEN_BUCKET, Limit
 
