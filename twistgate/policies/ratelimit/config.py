@@ -16,13 +16,12 @@ from twistgate.config._issues import suggest
 from twistgate.config._node import Node
 from twistgate.config.model import Location, Rate
 from twistgate.policies.ratelimit.algorithms import ALGORITHMS, MICROS, TOKEN_BUCKET, Limit
+from twistgate.request_keys import read_key_part
 
 BACKEND_KEYS = ("backend", "on_backend_error", "timeout", "max_keys", "key_prefix")
 LIMIT_KEYS = ("rate", "burst", "key", "algorithm", "name")
-KEY_PARTS = ("ip", "consumer", "route")
 ON_BACKEND_ERROR = ("allow", "deny")
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Quota policy names go into an sf-string: printable ASCII without '"' or '\'.
 _POLICY_NAME = re.compile(r"[ !#-\[\]-~]{1,64}")
 
@@ -222,16 +221,8 @@ def _key(node: Node) -> Optional[Tuple[str, ...]]:
         text = item.string()
         if text is None:
             return None
-        part = text.strip()
-        if part.lower().startswith("header:"):
-            header = part[len("header:") :].strip()
-            if not _TOKEN.fullmatch(header):
-                item.issue(f"expected header:NAME with a header name, like header:X-API-Key, got {text!r}")
-                return None
-            part = "header:" + header.lower()
-        elif part not in KEY_PARTS:
-            choices = KEY_PARTS + ("header:NAME",)
-            item.issue(f"unknown key {text!r}; expected one of {', '.join(choices)}{suggest(part, KEY_PARTS)}")
+        part = read_key_part(item, text)
+        if part is None:
             return None
         if part in parts:
             item.issue(f"{text!r} appears twice in the key")
