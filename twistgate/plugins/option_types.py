@@ -43,12 +43,15 @@ _MAPPING_ORIGINS = (dict, Dict, Mapping, typing.Mapping)
 def _shape(annotation: Any) -> Tuple[str, Any, Tuple[Any, ...]]:
     """
     ``(form, origin, args)`` of a type that is not a simple one: the form is
-    ``union``, ``literal``, ``list``, ``mapping`` or ``other``.
+    ``union``, ``literal``, ``list``, ``mapping`` or ``other``.  For a union
+    the args are its members other than None, and the origin says whether
+    None was one of them.
     """
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in _UNION_TYPES:
-        return "union", origin, args
+        members = tuple(a for a in args if a is not type(None))
+        return "union", len(members) < len(args), members
     if origin is typing.Literal:
         return "literal", origin, args
     if origin in _LIST_ORIGINS:
@@ -63,10 +66,9 @@ def type_words(annotation: Any) -> str:
     simple = _SIMPLE.get(annotation)
     if simple is not None:
         return simple[1]
-    form, _, args = _shape(annotation)
+    form, origin, args = _shape(annotation)
     if form == "union":
-        rest = [a for a in args if a is not type(None)]
-        return " or ".join(type_words(a) for a in rest) + (" or null" if len(rest) < len(args) else "")
+        return " or ".join(type_words(a) for a in args) + (" or null" if origin else "")
     if form == "literal":
         return "one of " + ", ".join(repr(a) for a in args)
     if form == "list":
@@ -83,9 +85,8 @@ def converter_for(annotation: Any, where: str) -> Converter:
         return simple[0]
     form, origin, args = _shape(annotation)
     if form == "union":
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1 and len(args) == 2:
-            inner = converter_for(rest[0], where)
+        if len(args) == 1 and origin:  # Optional[X]
+            inner = converter_for(args[0], where)
             return lambda node: None if node.is_null() else inner(node)
         raise TypeError(f"{where}: only Optional[X] unions are supported, not {annotation!r}")
     if form == "literal":
