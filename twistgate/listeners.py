@@ -29,7 +29,9 @@ from twistgate.engine.protocol_switch import ProtocolSwitchFactory
 from twistgate.engine.http1_server import HTTP1ServerFactory
 from twistgate.engine.limits import ServerLimits
 from twistgate.engine.twisted_web import GatewaySite
-from twistgate.tls import H2_ENABLED, PeerTLSFactory, ServerTLS, build_server_contexts
+from twistgate.tls.certificate_context import H2_ENABLED
+from twistgate.tls.identity import PeerTLSFactory
+from twistgate.tls.server_contexts import ServerTLS, build_server_contexts
 
 _log = Logger()
 

@@ -76,7 +76,7 @@ def warnings(config: GatewayConfig) -> List[ConfigIssue]:
 def _edge_routes(config: GatewayConfig) -> List[ConfigIssue]:
     """Listener names, redirect templates, and keys that need an upstream."""
     from twistgate.answers import BUILTINS, template_names
-    from twistgate.config._node import suggest
+    from twistgate.config._issues import suggest
 
     issues: List[ConfigIssue] = []
     listeners = [listener.name for listener in config.listeners]

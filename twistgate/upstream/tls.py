@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from twistgate.config._node import Node
 from twistgate.config.model import ConfigError, ConfigIssue, Location, UpstreamConfig
-from twistgate.tls import TLSFileError, read_certificates, read_certified_key
+from twistgate.tls.pem import TLSFileError, read_certificates, read_certified_key
 
 __all__ = ["UpstreamTLSConfig", "parse_upstream_tls", "policy_for", "UpstreamTLSPolicy"]
 
