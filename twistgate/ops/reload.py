@@ -20,6 +20,7 @@ Reloads are serialised: one at a time, in the order asked.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any, Callable, Dict, List, Optional
 
 import attrs
@@ -43,6 +44,35 @@ def issue_dicts(error: ConfigError) -> List[Dict[str, Any]]:
     ]
 
 
+def moved(old_order: List[str], new_order: List[str]) -> List[str]:
+    """
+    The routes in both orders whose place among the others changed: those
+    outside a longest run that kept its order (moving one route up names
+    that route, not every route it passed).
+    """
+    common = set(old_order) & set(new_order)
+    place = {name: i for i, name in enumerate(n for n in old_order if n in common)}
+    names = [n for n in new_order if n in common]
+    tails: List[int] = []  # tails[k]: index in `names` ending the best increasing run of length k + 1
+    tail_places: List[int] = []  # their old places (ascending: what bisect searches)
+    before: List[int] = [-1] * len(names)
+    for i, name in enumerate(names):
+        k = bisect_left(tail_places, place[name])
+        before[i] = tails[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(i)
+            tail_places.append(place[name])
+        else:
+            tails[k] = i
+            tail_places[k] = place[name]
+    kept = set()
+    i = tails[-1] if tails else -1
+    while i >= 0:
+        kept.add(names[i])
+        i = before[i]
+    return sorted(n for n in names if n not in kept)
+
+
 def changes(old: Generation, new: Generation) -> Dict[str, Any]:
     """What the reload changed, by name, for the answer and the log."""
     old_routes = {r.name: r for r in old.config.routes}
@@ -53,6 +83,8 @@ def changes(old: Generation, new: Generation) -> Dict[str, Any]:
         "routes_changed": sorted(
             n for n in set(old_routes) & set(new_routes) if comparable(old_routes[n]) != comparable(new_routes[n])
         ),
+        # Match order (rank), not file order: what decides which route a request takes.
+        "routes_moved": moved([r.name for r in old.routes.rows()], [r.name for r in new.routes.rows()]),
         "upstreams_added": sorted(set(new.upstreams) - set(old.upstreams)),
         "upstreams_removed": sorted(set(old.upstreams) - set(new.upstreams)),
         "upstreams_reused": sorted(new.borrowed),
