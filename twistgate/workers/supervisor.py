@@ -37,6 +37,7 @@ from twisted.web.server import Site
 from twistgate._twisted_compat import fail_start_loudly
 from twistgate.config import ConfigError
 from twistgate.config.model import GatewayConfig
+from twistgate.ops.audit import audited_reload
 from twistgate.ops.reload import issue_dicts
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.workers import control, fairness, snapshot
@@ -76,7 +77,7 @@ class Supervisor(MultiService):
         self.limits = HostLimits(reactor, rate_limiting.max_keys if rate_limiting is not None else 100_000)
         self.ops = HostOps(reactor)
         self.stopping = False
-        self.triggers = ReloadTriggers(reactor, lambda reason: self.reload(reason=reason))
+        self.triggers = ReloadTriggers(reactor, lambda reason: audited_reload(self.ops.audit, self.reload, reason))
         self._lock = DeferredLock()
         self.admin: Optional[StreamServerEndpointService] = None
         self.host_admin: Optional[HostAdmin] = None
@@ -145,6 +146,8 @@ class Supervisor(MultiService):
         super().startService()
         for slot in self.slots:
             slot.start()
+        if self.host_admin is not None:
+            self.host_admin.cockpit.start()  # the host's history
         self.triggers.install()
         self.triggers.watch(self.config)
         _log.info(
@@ -155,6 +158,8 @@ class Supervisor(MultiService):
         )
 
     def worker_ready(self, slot: WorkerSlot) -> None:
+        if self.host_admin is not None:
+            self.host_admin.cockpit.worker_ready(slot)  # the host's drains
         if slot.version != self.version and not self.stopping:
             # Started from an older snapshot while a reload committed: catch up.
             self._lock.run(self._catch_up, slot)
@@ -268,6 +273,8 @@ class Supervisor(MultiService):
     def stopService(self) -> Any:
         self.stopping = True
         self.triggers.uninstall()
+        if self.host_admin is not None:
+            self.host_admin.cockpit.stop()
         grace = self.config.limits.drain_timeout + KILL_GRACE
         _log.info("stopping {n} workers (each drains up to {drain:g}s)", n=len(self.slots), drain=self.config.limits.drain_timeout)
         yield DeferredList([slot.stop(grace) for slot in self.slots], consumeErrors=True)
