@@ -97,9 +97,11 @@ def test_what_a_dying_worker_counted_in_its_open_bucket_is_kept():
         one.stats.observe(record(clock, "api"))
     result_of(host.pull())
     workers[:] = [two]  # killed at 3 s, its bucket open
+    two.stats.observe(record(clock, "api"))
+    assert [p["requests"] for p in result_of(host.answer(["api"]))["total"]] == [5]  # while the bucket is open
     clock.advance(10.0)
     body = result_of(host.answer(["api"]))
-    assert [p["requests"] for p in body["total"]] == [4, 0]
+    assert [p["requests"] for p in body["total"]] == [5, 0]
 
 
 def test_a_worker_answering_across_a_bucket_end_is_not_lost():

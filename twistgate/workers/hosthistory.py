@@ -104,7 +104,8 @@ class HostHistory:
     def _view(self, opened: List[Bucket]) -> Tuple[HistoryRing, Optional[Bucket]]:
         """
         The ring with the open buckets on top: those of the newest end add up
-        to the open one; one a worker had not closed yet when another had
+        to the open one (with what a worker that died in it had counted); one
+        a worker had not closed yet when another had
         (asked across a bucket's end) joins the closed bucket of its end, in
         a copy (the ring takes it when that worker closes it).
         """
@@ -114,6 +115,8 @@ class HostHistory:
         current = Bucket(newest)
         view = HistoryRing(self.settings)
         view.buckets = dict(self.ring.buckets)
+        if newest in view.buckets:  # a worker that died in this bucket: what it had counted
+            current.add(view.buckets.pop(newest))
         for bucket in opened:
             if bucket.end == newest:
                 current.add(bucket)
