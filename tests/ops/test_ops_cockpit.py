@@ -89,6 +89,8 @@ def test_a_drained_target_gets_no_new_request_and_undrain_restores_it(gateway):
     assert target(gateway, "http://one")["draining"] is True
     assert target(gateway, "http://two")["draining"] is False
     assert spread(gateway) == ["two"]
+    _, explained = gateway.admin("GET", "/admin/explain?path=/api/x")
+    assert explained["upstream"]["candidates"] == ["http://two"]  # explain says where requests go now
     response, body = post(gateway, "/admin/upstreams/app/drain", {"target": "http://one:80/"})
     assert response.code == 200 and body["changed"] is False  # again: nothing to change
     response, body = post(gateway, "/admin/upstreams/app/undrain", {"target": "http://one:80"})
