@@ -6,7 +6,6 @@ target, and each API key's last use.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, List
 
 import pytest
