@@ -405,8 +405,8 @@ def _arg(args: Dict[bytes, list], name: bytes) -> Optional[str]:
 
 def _manages_keys(generation: Any) -> bool:
     """Whether ``/admin/keys`` is served (an api_key authenticator with its store): the dashboard's keys view."""
-    auth = generation.services.auth
-    return auth is not None and bool(auth.api_keys())
+    api_keys = getattr(generation.services.auth, "api_keys", None)
+    return bool(api_keys()) if api_keys is not None else False
 
 
 def _runtime_route(generation: Any, name: str) -> Any:

@@ -262,10 +262,10 @@ class Upstream:
     def _refresh(self) -> None:
         """
         Recompute the candidates: healthy, not ejected, breaker not open, not
-        drained, of the best tier (priority) that has any.  Backup targets are a worse
-        tier: they serve only while no primary is available, and traffic
-        returns to a primary as soon as one is (health, breaker, ejection
-        each call this on every change).
+        drained, of the best tier (priority) that has any.  Backup targets
+        are a worse tier: they serve only while no primary is available, and
+        traffic returns to a primary as soon as one is (health, breaker,
+        ejection and drains each call this on every change).
         """
         drained = self.drained
         ready = [
