@@ -1,22 +1,29 @@
 """
 The host's cockpit without processes: the supervisor's history over fake
-workers (each a real `History` on one Clock), the host view of a drained
-target, and each API key's last use.
+workers (each a real `History` on one Clock), drains sent to every worker
+and replayed, the host view of a drained target, and each API key's last use.
 """
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any, List
 
 import pytest
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
+from twisted.web.http_headers import Headers
 
+from tests.auth.helpers import NOW, AuthGateway
+from tests.auth.test_auth_admin_resource import Admin
 from tests.ops.test_ops_history import record
+from twistgate.ops.audit import AuditTrail
 from twistgate.ops.history import History, HistorySettings
 from twistgate.ops.stats import Stats
 from twistgate.testing import result_of
 from twistgate.workers import merge
+from twistgate.workers.hostcockpit import HostCockpit
 from twistgate.workers.hosthistory import HostHistory
 
 SETTINGS = HistorySettings(bucket=10, span=60, sample_every=2)
@@ -144,12 +151,7 @@ def test_the_host_view_of_a_target_is_draining_if_any_worker_drains_it():
 
 
 def test_keys_show_when_they_were_last_used(tmp_path):
-    """``GET /admin/keys`` has each key's last use, kept by the gateway across reloads (never its secret)."""
-    import json
-
-    from tests.auth.helpers import NOW, AuthGateway
-    from tests.auth.test_auth_admin_resource import Admin
-
+    """``GET /admin/keys`` has each key's last use, kept by the gateway (never its secret)."""
     gateway = AuthGateway(
         f"""
         auth:
@@ -168,3 +170,83 @@ def test_keys_show_when_they_were_last_used(tmp_path):
     assert listed["keys"][0]["last_used_at"] == "2023-11-14T22:14:20Z"  # NOW + 60 s
     assert created["key"] not in json.dumps(listed)
     assert gateway.harness.generation.ops.key_usage == {created["id"]: NOW + 60}
+
+
+class FakeAdmin:
+    """What `HostCockpit` reads of the supervisor's admin resource: workers answering by index."""
+
+    def __init__(self, answers: Any) -> None:
+        self.answers = answers  # (slot index, method, path) -> (status, body) or an exception
+        self.asked: List[Any] = []
+        slots = [SimpleSlot(1), SimpleSlot(2)]
+        supervisor = SimpleSupervisor(Clock(), slots)
+        self.runtime = SimpleRuntime(supervisor, AuditTrail(supervisor.reactor))
+
+    def ask(self, slot: Any, method: bytes, path: bytes, headers: Any = None, body: Any = None) -> Any:
+        self.asked.append((slot.index, method, path))
+        answer = self.answers(slot.index, method, path)
+        if isinstance(answer, Exception):
+            return fail(answer)
+        status, data = answer
+        return succeed((status, None, json.dumps(data).encode()))
+
+
+class SimpleSlot:
+    def __init__(self, index: int) -> None:
+        self.index, self.pid = index, 1000 + index
+
+
+class SimpleSupervisor:
+    def __init__(self, reactor: Any, slots: List[SimpleSlot]) -> None:
+        self.reactor, self.slots, self.version = reactor, slots, 7
+        self.config = SimpleRuntime(None, None)
+
+    def ready_slots(self) -> List[SimpleSlot]:
+        return self.slots
+
+
+class SimpleRuntime:
+    def __init__(self, supervisor: Any, audit: Any) -> None:
+        self.supervisor = supervisor
+        self.ops = type("Ops", (), {"audit": audit})()
+        self.routes: List[Any] = []
+
+
+def request_for(uri: bytes, body: bytes = b"") -> Any:
+    return type("Request", (), {
+        "uri": uri, "args": {}, "content": io.BytesIO(body), "requestHeaders": Headers(),
+    })()
+
+
+def test_the_host_keys_list_has_each_keys_latest_use_on_any_worker():
+    lists = {
+        1: {"keys": [{"id": "a", "last_used_at": "2024-01-01T00:00:05Z"}, {"id": "b", "last_used_at": None}]},
+        2: {"keys": [{"id": "a", "last_used_at": "2024-01-01T00:00:09Z"}, {"id": "b", "last_used_at": "2024-01-02T00:00:00Z"}]},
+    }
+    cockpit = HostCockpit(FakeAdmin(lambda index, method, path: (200, lists[index])))
+    body, status = result_of(cockpit.keys_list(request_for(b"/admin/keys")))
+    assert status == 200
+    assert {k["id"]: k["last_used_at"] for k in body["keys"]} == {"a": "2024-01-01T00:00:09Z", "b": "2024-01-02T00:00:00Z"}
+
+
+def test_a_host_drain_is_ok_only_when_every_worker_applied_it_and_is_replayed_to_a_new_worker():
+    state = {"down": False}
+
+    def answers(index: int, method: bytes, path: bytes) -> Any:
+        if index == 2 and state["down"]:
+            return ConnectionRefusedError("gone")
+        return 200, {"upstream": "app", "target": "http://a", "draining": True, "in_flight": index}
+
+    admin = FakeAdmin(answers)
+    cockpit = HostCockpit(admin)
+    body = b'{"target": "http://a"}'
+    answer, status = result_of(cockpit.drain(request_for(b"/", body), "app", True))
+    assert status == 200 and answer["in_flight"] == 3 and sorted(answer["workers"]) == ["1", "2"]
+    assert cockpit.drains == {"app": {"http://a"}}
+    state["down"] = True
+    answer, status = result_of(cockpit.drain(request_for(b"/", body), "app", False))
+    assert status == 502 and "worker 2" in answer["message"]
+    assert cockpit.drains == {"app": {"http://a"}}  # not undrained on the host: a worker did not confirm
+    admin.asked.clear()
+    cockpit.worker_ready(SimpleSlot(1))
+    assert admin.asked == [(1, b"POST", b"/admin/upstreams/app/drain")]
