@@ -264,7 +264,10 @@ class Generation:
         return Destination(arms, route.sticky)
 
     def _new_upstream(self, config: UpstreamConfig) -> Upstream:
-        common = dict(events=self.shared.events, tls_policy=self.files.upstream_tls.get(config.name), side_client=self.http_client)
+        common = dict(
+            events=self.shared.events, tls_policy=self.files.upstream_tls.get(config.name), side_client=self.http_client,
+            drained=self.ops.drains.setdefault(config.name, set()),  # the operator's drains outlive a rebuild
+        )
         if self.agent_for is not None:
             return Upstream(config, self.clock, self.agent_for(config), **common)
         if self.client_for is not None:

@@ -40,6 +40,7 @@ from twistgate.listeners import LimitedEndpoint, build_listener, factory_for
 from twistgate.ops.admin import AdminResource
 from twistgate.ops.logreopen import LogReopen
 from twistgate.ops.probes import can_reach_a_target
+from twistgate.ops.audit import audited_reload
 from twistgate.ops.reload import Reloader, load_prepared
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.resource import GatewayResource
@@ -244,6 +245,7 @@ class GatewayService(MultiService):
             return
         for rotation in self.rotations:
             rotation.start()
+        self.ops.history.start()
         if self.triggers is not None:
             self.triggers.install()
             self.triggers.watch(generation.config)
@@ -274,6 +276,7 @@ class GatewayService(MultiService):
             self.triggers.uninstall()
         for rotation in self.rotations:
             rotation.stop()
+        self.ops.history.stop()
         yield DeferredList([svc.stopService() for svc in self.listeners if svc.running], consumeErrors=True)
         self.resource.draining = True
         yield self._drain()
@@ -308,7 +311,8 @@ class GatewayService(MultiService):
     # -- reload ---------------------------------------------------------------
 
     def _reload_logged(self, reason: str) -> "Deferred[Dict[str, Any]]":
-        return self.reload(reason=reason)  # the Reloader logs the outcome
+        # The Reloader logs the outcome; the audit trail records who started it.
+        return audited_reload(self.ops.audit, self.reload, reason)
 
     def _after_reload(self, new: Generation) -> List[str]:
         warnings = []

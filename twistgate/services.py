@@ -98,7 +98,10 @@ def build_services(
     auth_section = sections.get("auth")
     auth = None
     if auth_section is not None:
-        auth = AuthService(auth_section, clock=clock, http_client=http_client, files=files, side_agent=side_agent)
+        auth = AuthService(
+            auth_section, clock=clock, http_client=http_client, files=files, side_agent=side_agent,
+            key_usage=getattr(ops, "key_usage", None),
+        )
     rate_limiting = sections.get("rate_limiting") or RateLimitingConfig()
     cache = CacheService(sections.get("cache"))
     tracer = _tracer(sections.get("tracing"), clock, http_client, ops)

@@ -29,6 +29,7 @@ from twistgate import __version__
 from twistgate.errors import GatewayError, error_body
 from twistgate.http import request_id_from
 from twistgate.messages import Response
+from twistgate.ops.cockpit import Cockpit
 from twistgate.ops.explain import explain
 from twistgate.ops.metrics import MetricsResource
 from twistgate.ops.redact import effective_config
@@ -85,6 +86,8 @@ class AdminResource(Resource):
     """The admin listener's root: one leaf that dispatches on the path."""
 
     isLeaf = True
+    #: The history, drain and audit endpoints (the supervisor's answer for every worker).
+    cockpit_class: Any = Cockpit
 
     def __init__(self, runtime: Any) -> None:
         super().__init__()
@@ -100,6 +103,8 @@ class AdminResource(Resource):
             (b"GET", b"explain"): self.explain,
             (b"POST", b"reload"): self.reload,
         }
+        self.cockpit = self.cockpit_class(self)
+        self.routes.update(self.cockpit.routes())
 
     # -- dispatch ------------------------------------------------------------
 
@@ -108,6 +113,7 @@ class AdminResource(Resource):
         request.setHeader(b"X-Request-Id", request_id.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        self.cockpit.watch(request)  # the audit trail of actions
         try:
             return self._dispatch(request, request_id)
         except GatewayError as error:
@@ -144,9 +150,8 @@ class AdminResource(Resource):
             if method != b"GET":
                 raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
             return self._plugins(request, segments[2:], request_id)
-        if len(segments) != 2:
-            raise NotFound()
-        handler = self.routes.get((method, name))
+        # Deeper paths: /admin/stats/history, /admin/upstreams/{name}/drain|undrain (404/405 otherwise).
+        handler = self.cockpit.nested(method, segments[1:]) if len(segments) != 2 else self.routes.get((method, name))
         if handler is None:
             allowed = sorted(m.decode() for (m, n) in self.routes if n == name)
             if not allowed:
@@ -306,6 +311,7 @@ class AdminResource(Resource):
             "routes": len(generation.config.routes),
             "upstreams": upstreams,
             "last_reload": ops.last_reload,
+            "api_keys": _manages_keys(generation),
         }
         return (body, 503) if draining else body
 
@@ -401,6 +407,12 @@ def _answer_request_id(request: Any) -> str:
 def _arg(args: Dict[bytes, list], name: bytes) -> Optional[str]:
     values = args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _manages_keys(generation: Any) -> bool:
+    """Whether ``/admin/keys`` is served (an api_key authenticator with its store): the dashboard's keys view."""
+    api_keys = getattr(generation.services.auth, "api_keys", None)
+    return bool(api_keys()) if api_keys is not None else False
 
 
 def _runtime_route(generation: Any, name: str) -> Any:

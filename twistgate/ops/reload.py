@@ -21,7 +21,7 @@ Reloads are serialised: one at a time, in the order asked.
 from __future__ import annotations
 
 from difflib import SequenceMatcher
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
@@ -62,7 +62,7 @@ def changes(old: Generation, new: Generation) -> Dict[str, Any]:
         "routes_added": sorted(set(new_routes) - set(old_routes)),
         "routes_removed": sorted(set(old_routes) - set(new_routes)),
         "routes_changed": changed,
-        "routes_moved": sorted(set(_moved(old.config.routes, new.config.routes, common)) - set(changed)),
+        "routes_moved": sorted(set(moved([r.name for r in old.config.routes], [r.name for r in new.config.routes])) - set(changed)),
         "upstreams_added": sorted(set(new.upstreams) - set(old.upstreams)),
         "upstreams_removed": sorted(set(old.upstreams) - set(new.upstreams)),
         "upstreams_reused": sorted(new.borrowed),
@@ -75,9 +75,15 @@ def _route_content(route: Any) -> Any:
     return comparable(attrs.evolve(route, index=0))
 
 
-def _moved(old: Sequence[Any], new: Sequence[Any], common: Set[str]) -> List[str]:
-    before = [r.name for r in old if r.name in common]
-    after = [r.name for r in new if r.name in common]
+def moved(old_order: List[str], new_order: List[str]) -> List[str]:
+    """
+    The names in both orders whose place among the others changed: those
+    outside the longest runs kept in order (moving one route up names that
+    route, not every route it passed).
+    """
+    common: Set[str] = set(old_order) & set(new_order)
+    before = [name for name in old_order if name in common]
+    after = [name for name in new_order if name in common]
     kept: Set[str] = set()
     for block in SequenceMatcher(None, before, after, autojunk=False).get_matching_blocks():
         kept.update(before[block.a : block.a + block.size])

@@ -12,6 +12,9 @@ token, the paths, the JSON bodies) and answers for the whole set:
   runs the same configuration version, so one worker answers;
 * ``/admin/keys``: handled by one worker (the store is shared); after a
   revocation every worker forgets its cached answer for that key at once;
+  the list shows each key's latest use on any worker;
+* ``/admin/stats/history``, ``/admin/upstreams/{name}/drain|undrain``,
+  ``/admin/audit``: the host's (`twistgate.workers.hostcockpit`);
 * ``POST /admin/reload``: the supervisor's two-phase reload;
 * ``/livez``, ``/readyz``: the supervisor's own state.
 """
@@ -36,8 +39,10 @@ from zope.interface import implementer
 from twistgate import __version__
 from twistgate.errors import GatewayError
 from twistgate.ops.admin import AdminResource
+from twistgate.ops.audit import AuditTrail
 from twistgate.ops.stats import Stats
 from twistgate.workers import control, merge
+from twistgate.workers.hostcockpit import HostCockpit
 
 _log = Logger()
 
@@ -66,6 +71,7 @@ class HostOps:
         self.last_reload_time.set(clock.seconds())
         self.generation.set(1)
         self.last_reload: Optional[Dict[str, Any]] = None
+        self.audit = AuditTrail(clock)  # the host's: workers record nothing
         self.scraped: Dict[int, Tuple[Optional[int], Dict[str, merge.Family]]] = {}  # index -> (pid, families)
         self.carried: List[Dict[str, merge.Family]] = []
 
@@ -124,6 +130,8 @@ def ask(
 class HostAdmin(AdminResource):
     """The supervisor's admin resource: the workers' answers, as one gateway's."""
 
+    cockpit_class = HostCockpit
+
     def __init__(self, supervisor: Any) -> None:
         super().__init__(_Runtime(supervisor))
         self.supervisor = supervisor
@@ -131,6 +139,10 @@ class HostAdmin(AdminResource):
         self.pool = admin_pool(self.reactor)
 
     # -- reading the workers -----------------------------------------------------
+
+    def ask(self, slot: Any, method: bytes, path: bytes, headers: Optional[Headers] = None, body: Any = None) -> Any:
+        """One request to a worker's admin socket: ``(status, headers, body bytes)``."""
+        return ask(self.reactor, slot, method, path, headers, body, pool=self.pool)
 
     @inlineCallbacks
     def _each(self, path: bytes) -> Any:
@@ -220,6 +232,7 @@ class HostAdmin(AdminResource):
             "routes": answers[0][1]["routes"] if answers else len(supervisor.config.routes),
             "upstreams": upstreams,
             "last_reload": supervisor.ops.last_reload,
+            "api_keys": bool(answers and answers[0][1].get("api_keys")),
             "workers": workers,
         }
         return body, (200 if ready else 503)
@@ -266,6 +279,11 @@ class HostAdmin(AdminResource):
     # -- /admin/keys -------------------------------------------------------------------
 
     def _keys(self, request: Any, rest: list) -> Any:
+        if request.method in (b"GET", b"HEAD") and not any(rest):  # the list: every worker's last use of each key
+            d = self.cockpit.keys_list(request)
+            d.addCallback(lambda answer: self._send(request, *answer))
+            d.addErrback(self._failed, request, (request.getHeader(b"x-request-id") or b"").decode("latin-1"))
+            return NOT_DONE_YET
         slots = self.supervisor.ready_slots()
         if not slots:
             raise GatewayError("No worker is serving.", status=503, code="no_worker")

@@ -190,7 +190,7 @@ def upstreams(answers: List[Tuple[int, Dict[str, Any]]]) -> List[Dict[str, Any]]
                     host = group["targets"][url] = dict(target, workers={})
                     host["in_flight"] = 0
                 host["workers"][str(index)] = {
-                    k: target.get(k) for k in ("healthy", "breaker", "in_flight", "ejected", "last_error")
+                    k: target.get(k) for k in ("healthy", "breaker", "in_flight", "ejected", "draining", "ewma_ms", "last_error")
                 }
                 host["healthy"] = host.get("healthy", True) and target.get("healthy", True) and all(
                     w.get("healthy", True) for w in host["workers"].values()
@@ -198,6 +198,11 @@ def upstreams(answers: List[Tuple[int, Dict[str, Any]]]) -> List[Dict[str, Any]]
                 host["in_flight"] += target.get("in_flight") or 0
                 host["ejected"] = any(w.get("ejected") for w in host["workers"].values())
                 host["breaker"] = _worst_state(w.get("breaker") for w in host["workers"].values())
+                views = list(host["workers"].values())
+                host["draining"] = any(w.get("draining") for w in views)
+                latencies = [w["ewma_ms"] for w in views if w.get("ewma_ms") is not None]
+                host["ewma_ms"] = round(sum(latencies) / len(latencies), 3) if latencies else None
+                host["last_error"] = next((w["last_error"] for w in views if w.get("last_error")), None)
     out = []
     for name in order:
         group = groups[name]

@@ -39,6 +39,7 @@ from twistgate.config import ConfigError
 from twistgate.config.model import GatewayConfig
 from twistgate.ops.accesslog import standard_output
 from twistgate.ops.logreopen import LogReopen
+from twistgate.ops.audit import audited_reload
 from twistgate.ops.reload import issue_dicts
 from twistgate.ops.triggers import ReloadTriggers
 from twistgate.workers import control, fairness, snapshot
@@ -79,7 +80,7 @@ class Supervisor(MultiService):
         self.limits = HostLimits(reactor, rate_limiting.max_keys if rate_limiting is not None else 100_000)
         self.ops = HostOps(reactor)
         self.stopping = False
-        self.triggers = ReloadTriggers(reactor, lambda reason: self.reload(reason=reason))
+        self.triggers = ReloadTriggers(reactor, lambda reason: audited_reload(self.ops.audit, self.reload, reason))
         self._lock = DeferredLock()
         self.log_reopen = LogReopen(reactor, self._reopen_logs)
         self._endpoints: Dict[str, str] = {}  # admin, demo -> endpoint string (startup errors)
@@ -163,6 +164,8 @@ class Supervisor(MultiService):
         super().startService()
         for slot in self.slots:
             slot.start()
+        if self.host_admin is not None:
+            self.host_admin.cockpit.start()  # the host's history
         self.triggers.install()
         self.triggers.watch(self.config)
         self.log_reopen.install()
@@ -179,6 +182,8 @@ class Supervisor(MultiService):
             slot.signal(signal.SIGUSR1)  # Twisted translates only HUP, STOP, INT, KILL and TERM by name
 
     def worker_ready(self, slot: WorkerSlot) -> None:
+        if self.host_admin is not None:
+            self.host_admin.cockpit.worker_ready(slot)  # the host's drains
         if slot.version != self.version and not self.stopping:
             # Started from an older snapshot while a reload committed: catch up.
             self._lock.run(self._catch_up, slot)
@@ -292,6 +297,8 @@ class Supervisor(MultiService):
     def stopService(self) -> Any:
         self.stopping = True
         self.triggers.uninstall()
+        if self.host_admin is not None:
+            self.host_admin.cockpit.stop()
         grace = self.config.limits.drain_timeout + KILL_GRACE
         _log.info("stopping {n} workers (each drains up to {drain:g}s)", n=len(self.slots), drain=self.config.limits.drain_timeout)
         yield DeferredList([slot.stop(grace) for slot in self.slots], consumeErrors=True)

@@ -40,6 +40,8 @@ class WorkerAdmin(AdminResource):
     def __init__(self, runtime: Any) -> None:
         super().__init__(runtime)
         self.routes[(b"GET", b"_export")] = self.export
+        self.routes[(b"GET", b"_history")] = self.history_export
+        self.cockpit.audit = None  # the supervisor records the host's admin actions
 
     def _authorise(self, request: Any) -> None:
         return None  # only the supervisor can reach this socket (a 0700 directory)
@@ -52,6 +54,12 @@ class WorkerAdmin(AdminResource):
             "connections": ops.connections,
             "generation": ops.number,
         }
+
+    def history_export(self, request: Any) -> Dict[str, Any]:
+        """This worker's history buckets closed after ``?since=`` and its open one (`twistgate.workers.hosthistory`)."""
+        values = request.args.get(b"since")
+        since = float(values[0]) if values else 0.0
+        return self.runtime.ops.history.export(since)
 
 
 class Link:
