@@ -71,6 +71,9 @@ class Exchange(OwnAnswers):
         "grpc", "grpc_status", "raw_params", "client_path",
     )  # fmt: skip
 
+    #: A WebSocket handshake (`twistgate.websocket.exchange.UpgradeExchange`): its upgrade fields go upstream.
+    websocket = False
+
     def __init__(self, generation: "Generation", downstream: "Downstream") -> None:
         self.generation = generation
         self.downstream = downstream
@@ -145,6 +148,8 @@ class Exchange(OwnAnswers):
             uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
             route=route.info,
         )
+        if self.websocket:
+            self._keep_handshake(raw, request)  # type: ignore[attr-defined]
         if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
         if downstream.body is not None:

@@ -24,6 +24,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from twistgate.exchange import Exchange
 from twistgate.generation import Generation
+from twistgate.websocket.exchange import UpgradeExchange
 
 _log = Logger()
 
@@ -48,5 +49,7 @@ class GatewayResource(Resource):
         if self.draining:
             downstream.keep_alive = False  # answer, then close: we are stopping
         generation.inflight.add()
-        Exchange(generation, downstream).start()
+        # A request that asks for an upgrade may become a WebSocket (twistgate.websocket).
+        kind = UpgradeExchange if b"Upgrade" in downstream.headers.raw else Exchange
+        kind(generation, downstream).start()
         return NOT_DONE_YET
