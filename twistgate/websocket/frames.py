@@ -85,6 +85,8 @@ class FrameScanner:
 
     def feed(self, data: bytes) -> bytes:
         """Read `data`; returns the bytes to forward now (all of it, unless a limit holds some back)."""
+        if self.too_big:
+            return b""  # nothing more of this direction is forwarded
         carried = self._head
         buf = carried + data if carried else data
         self._head = b""
