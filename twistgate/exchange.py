@@ -40,7 +40,7 @@ from twistgate.http import relayed_reason, request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
-from twistgate.relay import BodyRelay, body_ended_cleanly, discard, forwarded_trailers, run_filters
+from twistgate.relay import BodyRelay, body_ended_cleanly, discard, forwarded_trailers, is_stream, run_filters
 from twistgate.request_target import split_target
 from twistgate.routing import normalize_host
 from twistgate.tls import TLS_CONNECTION, tls_connection
@@ -291,6 +291,8 @@ class Exchange(OwnAnswers):
             raw[b"Date"] = [generation.http_date()]
         filters = response.body_filters
         if response.from_upstream and upstream_response is not None:
+            if not self.grpc and is_stream(raw):
+                self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)

@@ -18,12 +18,24 @@ from twisted.web.http import PotentialDataLoss
 
 from twistgate.http import strip_hop_by_hop
 
-__all__ = ["BodyRelay", "body_ended_cleanly", "discard", "forwarded_trailers", "run_filters"]
+__all__ = ["BodyRelay", "body_ended_cleanly", "discard", "forwarded_trailers", "is_stream", "run_filters"]
 
 
 def body_ended_cleanly(reason: Failure) -> bool:
     """A body that ended with its framing (or, close-delimited, when the upstream closed)."""
     return reason.check(ResponseDone, PotentialDataLoss) is not None
+
+
+def is_stream(raw: Any) -> bool:
+    """
+    A response that is a stream (a ``Headers.raw`` dict, as sent): no
+    length, or ``text/event-stream``.  The route timeout bounds its head
+    only; the read timeout watches the gaps between its chunks.
+    """
+    if b"Content-Length" not in raw:
+        return True
+    media = raw.get(b"Content-Type")
+    return media is not None and media[0][:17].lower() == b"text/event-stream"
 
 
 def run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:
