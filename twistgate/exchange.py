@@ -40,7 +40,7 @@ from twistgate.http import relayed_reason, request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
-from twistgate.relay import BodyRelay, body_ended_cleanly, discard, forwarded_trailers, is_stream, run_filters
+from twistgate.relay import BodyRelay, applied_codings, body_ended_cleanly, discard, forwarded_trailers, is_stream, run_filters
 from twistgate.request_target import split_target
 from twistgate.routing import normalize_host
 from twistgate.tls import TLS_CONNECTION, tls_connection
@@ -252,7 +252,10 @@ class Exchange(OwnAnswers):
         self.upstream_response = response
         headers = response.headers
         raw = headers.raw
+        codings = raw.get(b"Transfer-Encoding")
         strip_hop_by_hop(raw, raw.get(b"Connection"))
+        if codings is not None:
+            applied_codings(raw, codings)  # an unknown coding the gateway cannot undo is passed on, not dropped
         code = response.code
         if self.grpc:
             self.grpc_status = status_of(headers)  # a trailers-only answer carries it here
