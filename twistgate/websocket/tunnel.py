@@ -30,6 +30,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from twistgate.engine.writer import SocketWriter
 from twistgate.websocket.frames import ABNORMAL, FrameScanner, close_frame
 
 __all__ = ["Tunnel"]
@@ -53,9 +54,12 @@ class _Side(Protocol):
     def connectionMade(self) -> None:
         self.open = True
         no_delay(self.transport)
+        # Straight to the socket while nothing is queued (no reactor turn per frame); once a
+        # send is short, through the transport, whose buffer pauses the other side.
+        self.out = SocketWriter(self.transport)
         pending, self.pending = self.pending, None
         for data in pending or ():
-            self.transport.write(data)
+            self.out.write(data)
 
     def dataReceived(self, data: bytes) -> None:
         if self.stopped:
@@ -77,7 +81,7 @@ class _Side(Protocol):
         if self.pending is not None:
             self.pending.append(data)
         elif self.open:
-            self.transport.write(data)
+            self.out.write(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.open = False
@@ -89,7 +93,7 @@ class _Side(Protocol):
             return
         transport = self.transport
         if code is not None and self.peer is not None and self.peer.scanner.at_boundary:
-            transport.write(close_frame(code, reason, masked=self.name == UPSTREAM))
+            self.out.write(close_frame(code, reason, masked=self.name == UPSTREAM))
         _unregister(transport)
         transport.loseConnection()
 
