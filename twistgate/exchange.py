@@ -296,6 +296,7 @@ class Exchange(OwnAnswers):
         if response.from_upstream and upstream_response is not None:
             if not self.grpc and is_stream(raw):
                 self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
+                generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)
@@ -311,6 +312,7 @@ class Exchange(OwnAnswers):
     def _body_done(self, reason: Failure) -> None:
         """The upstream body ended: cleanly, or not."""
         self.relay = None
+        self.generation.streams.discard(self)
         self._cancel_timer()
         downstream = self.downstream
         if self.client_gone or downstream.finished:

@@ -145,3 +145,46 @@ def test_a_stream_without_a_length_of_another_type_also_flows(reactor, servers):
     delays = [arrived - source.written[n] for arrived, n in arrivals]
     assert len(delays) == 12 and max(delays) < 0.05, delays
     assert dechunk(body)[1]
+
+
+LIVE = """
+listeners: [{name: public, endpoint: "tcp:0:interface=127.0.0.1"}]
+admin: {endpoint: "tcp:0:interface=127.0.0.1", token: integration-token}
+websocket: {drain_timeout: 1s}
+upstreams:
+  events: {targets: [{url: "http://127.0.0.1:{up}"}], timeouts: {read: 5s}}
+routes:
+  - {name: events, path: "/*", upstream: events, timeout: 300ms}
+"""
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_reload_lets_a_stream_go_on_until_the_drain_timeout(reactor, tmp_path):
+    """An endless stream keeps its generation after a reload, and is cut at websocket.drain_timeout so it retires."""
+    from tests.ops.live import LiveGateway
+    from twisted.internet.task import deferLater
+
+    source = EventSource(reactor, events=1000, every=0.1)
+    site = __import__("twisted.web.server", fromlist=["Site"]).Site(source)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    gateway = LiveGateway(reactor, tmp_path / "gw.yaml", LIVE, up=port.getHost().port)
+    yield gateway.start()
+    try:
+        reading = deferToThread(read_events, gateway.port)
+        yield deferLater(reactor, 0.3, lambda: None)
+        result = yield gateway.service.reload()
+        assert result["ok"], result
+        reloaded = time.monotonic()
+        head, arrivals, body = yield reading
+        assert 0.8 < time.monotonic() - reloaded < 3
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert len(arrivals) >= 10  # it went on after the reload
+        assert not dechunk(body)[1]  # then cut: an event-stream client reconnects
+        for _ in range(100):
+            if len(gateway.service.ops.generations) == 1:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        assert len(gateway.service.ops.generations) == 1
+    finally:
+        yield gateway.stop()
+        yield port.stopListening()

@@ -100,7 +100,7 @@ class WebSocketHub:
             for d in waiters:
                 if not d.called:  # (a stop may have stopped waiting)
                     d.callback(None)
-        if not any(g is generation for _, g in self.open.values()):
+        if not any(g is generation for _, g in self.open.values()) and not getattr(generation, "streams", None):
             timer = self._drains.pop(generation, None)
             if timer is not None and timer.active():
                 timer.cancel()
@@ -114,6 +114,8 @@ class WebSocketHub:
         """
         After a reload: `generation`'s WebSockets stay up to `timeout` more,
         then are closed (1001); handshakes still under way on it count too.
+        Its streams (responses without a length, which no route timeout
+        bounds) are cut then too.
         """
         if generation in self._drains:
             return
@@ -122,13 +124,17 @@ class WebSocketHub:
     def _drained(self, generation: Any, timeout: float) -> None:
         self._drains.pop(generation, None)
         tunnels = self.of(generation)
-        if tunnels:
+        streams = [exchange for exchange in getattr(generation, "streams", ()) if exchange.relay is not None]
+        if tunnels or streams:
             _log.info(
-                "closing {count} WebSocket connection(s) of a replaced configuration: websocket.drain_timeout ({timeout}s) passed",
-                count=len(tunnels), timeout=timeout,
+                "closing {count} WebSocket connection(s) and {streams} stream(s) of a replaced configuration: "
+                "websocket.drain_timeout ({timeout}s) passed",
+                count=len(tunnels), streams=len(streams), timeout=timeout,
             )  # fmt: skip
         for tunnel in tunnels:
             tunnel.shut(1001, b"going away")
+        for exchange in streams:
+            exchange.relay.abort()  # cut, like an upstream that stopped: an event-stream client reconnects
 
     def close_all(self, reason: bytes = b"going away") -> "Deferred[Any]":
         """Close every open WebSocket (1001); fires when they are all gone."""
