@@ -294,7 +294,7 @@ class Exchange(OwnAnswers):
             raw[b"Date"] = [generation.http_date()]
         filters = response.body_filters
         if response.from_upstream and upstream_response is not None:
-            if not self.grpc and is_stream(raw):
+            if not self.grpc and is_stream(upstream_response.length, raw):
                 self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
                 generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
             downstream.write_head(response.status, response.reason, response.headers)

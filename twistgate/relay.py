@@ -15,6 +15,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.http import strip_hop_by_hop
 
@@ -39,13 +40,14 @@ def applied_codings(raw: Any, codings: Any) -> None:
         raw[b"Transfer-Encoding"] = [b", ".join(kept)]
 
 
-def is_stream(raw: Any) -> bool:
+def is_stream(length: Any, raw: Any) -> bool:
     """
-    A response that is a stream (a ``Headers.raw`` dict, as sent): no
-    length, or ``text/event-stream``.  The route timeout bounds its head
-    only; the read timeout watches the gaps between its chunks.
+    Whether an upstream response is a stream: it came without a length
+    (`length`: the upstream response's, before any body filter changed the
+    framing), or it is ``text/event-stream`` (`raw`: its fields).  The route
+    timeout bounds its head only; the read timeout watches its gaps.
     """
-    if b"Content-Length" not in raw:
+    if length is UNKNOWN_LENGTH:
         return True
     media = raw.get(b"Content-Type")
     return media is not None and media[0][:17].lower() == b"text/event-stream"
