@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.integration.conftest import Servers, http_request
+from tests.tls.harness import pki  # noqa: F401  (fixture)
 from tests.ws_servers import WebSocketServer
 
 pytestmark = pytest.mark.integration
@@ -543,3 +544,78 @@ def test_a_graceful_stop_waits_for_open_websockets_then_says_going_away(reactor,
     yield stopped
     assert (echoed, code) == ("draining", 1001)
     assert 0.8 < waited < 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_wss_over_a_tls_listener(reactor, gateways, upstream, pki):
+    """The same relay over TLS: the engine hands the TLS connection over, frames flow both ways."""
+    from tests.tls.harness import client_context
+
+    tls_config = config().replace(
+        '  - {name: public, endpoint: "tcp:0"}',
+        f'  - {{name: public, endpoint: "tcp:0:interface=127.0.0.1", tls: {{certificate: "{pki.server.certificate}", private_key: "{pki.server.key}"}}}}',
+    )
+    port, _ = gateways.gateway_listener(tls_config, up=upstream.port)
+
+    def client() -> Any:
+        with connect(f"wss://localhost:{port}/chat", ssl=client_context(pki), open_timeout=5) as ws:
+            ws.send("over tls")
+            small = ws.recv(timeout=5)
+            ws.send(b"\x01" * 200_000)
+            big = ws.recv(timeout=5)
+            ws.close(4003, "tls bye")
+            return small, len(big)
+
+    assert (yield deferToThread(client)) == ("over tls", 200_000)
+    for _ in range(100):
+        if upstream.closes:
+            break
+        yield settle(reactor)
+    assert upstream.closes == [(4003, "tls bye")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_frames_sent_with_the_101_and_right_after_the_handshake_are_not_lost(reactor, gateways):
+    """An upstream whose first frame shares the 101's TCP segment; a client whose first frame follows its handshake at once."""
+    import base64
+    import hashlib
+
+    def answer(connection: Any) -> None:
+        key = [line.split(b":", 1)[1].strip() for line in connection.buffer.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")][0]
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        connection.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept
+            + b"\r\n\r\n\x81\x07welcome"
+        )
+        early = connection.buffer.split(b"\r\n\r\n", 1)[1]  # the client's frame, if it came with the head
+
+        def more(data: bytes) -> None:
+            received.append(data)
+            connection.transport.write(b"\x81\x03got")
+
+        connection.dataReceived = more
+        if early:
+            more(early)
+
+    received: List[bytes] = []
+    up, _ = gateways.raw_upstream(answer)
+    port, _ = gateways.gateway(config(), up=up)
+    early_frame = masked_frame(0x1, b"early")
+
+    def client() -> Any:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(HANDSHAKE.replace(b"{path}", b"/chat") + early_frame)
+        data = b""
+        while b"welcome" not in data or not data.endswith(b"got"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        return data
+
+    data = yield deferToThread(client)
+    head, _, frames = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert frames == b"\x81\x07welcome\x81\x03got"
+    assert b"".join(received) == early_frame
