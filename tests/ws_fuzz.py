@@ -27,10 +27,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import attrs
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-#: Between a valid message and a protocol error: the server answers the first before it reads the
-#: second (a server that reads both at once may fail the connection before echoing: a race of its
-#: own, which would make the comparison depend on how TCP happened to split the bytes).
-SETTLE = ("pause", 0.05)
+#: Between a valid message and a protocol error: the client waits for the echo of the first before
+#: it sends the second (a server that reads both at once may fail the connection before its handler
+#: echoes: a race of its own, which would make the comparison depend on scheduling).
+SETTLE = ("await", 1)
 
 
 @attrs.frozen
@@ -51,7 +51,7 @@ class Outcome:
 class Case:
     id: str
     description: str
-    steps: Tuple[Any, ...]  # bytes, ("chop", bytes, piece size), ("pause", seconds)
+    steps: Tuple[Any, ...]  # bytes, ("chop", bytes, piece size), ("pause", seconds), ("await", frames)
     handshake: Tuple[Tuple[str, str], ...] = ()  # extra or replacing handshake fields
     deflate: bool = False
 
@@ -194,6 +194,7 @@ def run_case(port: int, case: Case, *, path: str = "/fuzz", quiet: float = 0.3) 
         status = reader.head()
         if status != 101:
             return Outcome(status, (), True)
+        frames: List[Tuple[int, int, bytes]] = []
         for step in case.steps:
             if isinstance(step, bytes):
                 _send(sock, step)
@@ -205,7 +206,10 @@ def run_case(port: int, case: Case, *, path: str = "/fuzz", quiet: float = 0.3) 
                         time.sleep(0.0005)
             elif step[0] == "pause":
                 time.sleep(step[1])
-        frames, closed = reader.frames(quiet)
+            elif step[0] == "await":
+                frames += reader.frames(10.0, until=step[1])[0]
+        more, closed = reader.frames(quiet)
+        frames += more
         if not closed and not any(f[0] & 0x0F == 0x8 for f in frames):
             _send(sock, close(1000))  # end it politely, and hear the answer
             more, closed = reader.frames(quiet * 5)
@@ -253,7 +257,8 @@ class _Reader:
             return status
         return status
 
-    def frames(self, quiet: float) -> Tuple[List[Tuple[int, int, bytes]], bool]:
+    def frames(self, quiet: float, until: int = 0) -> Tuple[List[Tuple[int, int, bytes]], bool]:
+        """The frames that come until `quiet` seconds pass without a byte (or `until` frames came)."""
         out: List[Tuple[int, int, bytes]] = []
         while True:
             parsed = _parse(self.buf)
@@ -261,6 +266,8 @@ class _Reader:
                 first, payload, rest = parsed
                 self.buf = rest
                 out.append((first, len(payload), payload))
+                if until and len(out) >= until:
+                    return out, False
                 continue
             if self.eof or not self._fill(quiet):
                 return out, self.eof
