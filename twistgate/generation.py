@@ -190,6 +190,9 @@ class Generation:
         self.shared = shared
         self.ops = shared.ops
         self.inflight = InFlight()
+        #: Exchanges relaying a response without a length (event streams...): no route timeout
+        #: bounds them, so a reload's drain (``websocket.drain_timeout``) ends those left.
+        self.streams: Set[Any] = set()
         self.forwarding = ForwardingPolicy(config.trusted_proxies)
         # The gateway's own calls (JWKS, OTLP, discovery, plugins' side
         # requests) go through treq over a pool of their own; health checks

@@ -25,6 +25,7 @@ from twisted.web.server import NOT_DONE_YET
 from twistgate.exchange import Exchange
 from twistgate.generation import Generation
 from twistgate.ops.probes import health_path_of
+from twistgate.websocket.exchange import UpgradeExchange
 
 _log = Logger()
 
@@ -54,5 +55,7 @@ class GatewayResource(Resource):
         if health is not None and health.answer(downstream, self.draining):
             return NOT_DONE_YET  # a listener's health_path: before routing, never forwarded
         generation.inflight.add()
-        Exchange(generation, downstream).start()
+        # A request that asks for an upgrade may become a WebSocket (twistgate.websocket).
+        kind = UpgradeExchange if b"Upgrade" in downstream.headers.raw else Exchange
+        kind(generation, downstream).start()
         return NOT_DONE_YET

@@ -300,11 +300,15 @@ class GatewayService(MultiService):
         idle = DeferredList([g.inflight.idle() for g in generations], consumeErrors=True)
         timeout = self.reactor.callLater(self.config.limits.drain_timeout, idle.cancel)
 
-        def over(result: Any) -> None:
+        def over(result: Any) -> Any:
             if timeout.active():
                 timeout.cancel()
-            else:
-                _log.warn("drain timeout: {count} requests still in flight", count=self.ops.in_flight())
+                return None
+            _log.warn("drain timeout: {count} requests still in flight", count=self.ops.in_flight())
+            # Open WebSockets get a close frame (1001 going away), not a reset; a moment to send it.
+            closing = self.ops.websockets.close_all()
+            later = self.reactor.callLater(1.0, closing.cancel)
+            return closing.addBoth(lambda _: later.cancel() if later.active() else None)
 
         return idle.addBoth(over)
 

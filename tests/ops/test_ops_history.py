@@ -17,7 +17,7 @@ from twistgate.ops.stats import Stats
 def record(clock: Clock, route: Optional[str], status: int = 200, ms: float = 10.0, cache: Any = None) -> Any:
     now = clock.seconds()
     return SimpleNamespace(
-        route=route, status=status, started=now - ms / 1000.0, finished=now, duration=ms / 1000.0,
+        route=route, status=status, started=now - ms / 1000.0, finished=now, duration=ms / 1000.0, latency=ms / 1000.0,
         state={"cache": cache} if cache else {},
     )
 

@@ -100,6 +100,7 @@ def test_stats_merge_pools_samples_so_percentiles_are_the_hosts():
     class Record:
         def __init__(self, duration: float) -> None:
             self.route, self.status, self.duration, self.finished, self.state = "a", 200, duration, 100.0, None
+            self.latency = duration
 
     clock = Clock()
     clock.advance(100)

@@ -56,7 +56,7 @@ def access_fields(record: Any) -> Dict[str, Any]:
     state = record.state or {}
     trace = state.get("trace")
     cache = state.get("cache")
-    return {
+    fields = {
         "time": iso_time(record.finished),
         "request_id": record.request_id,
         "method": record.method,
@@ -79,6 +79,11 @@ def access_fields(record: Any) -> Dict[str, Any]:
         "grpc_status": record.grpc_status,
         "trace_id": getattr(trace, "trace_id", None),
     }
+    websocket = state.get("websocket")
+    if websocket is not None:  # a WebSocket: the line is written when the connection ends
+        fields["websocket_close_code"] = websocket["close_code"]
+        fields["websocket_closed_by"] = websocket["closed_by"]
+    return fields
 
 
 def format_json(event: Dict[str, Any]) -> Optional[str]:
@@ -98,6 +103,7 @@ def format_text(event: Dict[str, Any]) -> Optional[str]:
         f'target={f["upstream_target"] or "-"} retries={f["retries"]} cache={f["cache"] or "-"} '
         f'error={f["error"] or "-"} proto={f["protocol"]} '
         + (f'grpc_status={f["grpc_status"]} ' if f["grpc_status"] is not None else "")
+        + (f'ws_close={f["websocket_close_code"]} ws_closed_by={f["websocket_closed_by"]} ' if "websocket_close_code" in f else "")
         + f'id={f["request_id"]}\n'
     )
 

@@ -146,7 +146,7 @@ class GatewayMetrics:
         route = record.route if record.route is not None else NO_ROUTE
         child = self._child
         child(self.requests, route, method_label(record.method), status_class(record.status)).inc()
-        child(self.duration, route).observe(max(record.duration, 0.0))
+        child(self.duration, route).observe(max(record.latency, 0.0))
         if record.bytes_in:
             child(self.bytes_in, route).inc(record.bytes_in)
         if record.bytes_out:

@@ -33,6 +33,7 @@ from twistgate.config import ConfigError
 from twistgate.generation import Generation, comparable
 from twistgate.ops.runtime import Operations
 from twistgate.validation import load_prepared
+from twistgate.websocket.config import drain_timeout as websocket_drain_timeout
 
 _log = Logger()
 
@@ -192,6 +193,8 @@ class Reloader:
                 _log.failure("after-reload step failed")
                 warnings.append(str(error))
         self.retire(old)
+        # Its open WebSockets finish on it, for at most websocket.drain_timeout (twistgate.websocket).
+        self.ops.websockets.drain(old, websocket_drain_timeout(new.config.sections.get("websocket")))
         summary = {"generation": number, "reason": reason, "source": prepared.source, "changes": changed, "warnings": warnings}
         self.ops.reload_done(True, summary)
         _log.info("configuration reloaded ({reason}): generation {number}", reason=reason, number=number)

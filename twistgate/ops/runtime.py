@@ -19,6 +19,7 @@ from twistgate.ops.audit import AuditTrail
 from twistgate.ops.history import History
 from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
 from twistgate.ops.stats import Stats
+from twistgate.websocket.hub import WebSocketHub
 
 _log = Logger()
 
@@ -53,6 +54,8 @@ class Operations:
         #: The plugins' metrics by full name (twistgate.plugins.metrics): a reload asks for them again.
         self.plugin_metrics: Dict[str, Any] = {}
         self.registry.register(LiveCollector(self))
+        #: Every open WebSocket, whatever generation it started on (twistgate.websocket).
+        self.websockets = WebSocketHub(self.registry, clock)
 
     def observe(self, record: Any) -> None:
         self.metrics.observe(record)

@@ -52,7 +52,7 @@ class _Series:
             self.cache_hits += 1
         elif cache is not None:
             self.cache_misses += 1
-        self.samples.append((record.finished, max(record.duration, 0.0)))
+        self.samples.append((record.finished, max(record.latency, 0.0)))  # a WebSocket: its handshake
 
     def export(self) -> Dict[str, Any]:
         """Counts and raw samples, for adding up several processes' series (`merge`)."""
