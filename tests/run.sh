@@ -32,4 +32,10 @@ VENV="${TWISTGATE_VENV:-.venv}"
 # Regenerate twistd's plugin cache so no run complains about it.
 "$VENV/bin/python" -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
-exec "$VENV/bin/python" -m pytest "$@"
+status=0
+"$VENV/bin/python" -m pytest "$@" || status=$?
+# A full run (no arguments) also runs the PyPy smoke part (tests/pypy.sh).
+if [ $# -eq 0 ] || [ -n "${TWISTGATE_PYPY:-}" ]; then
+    bash tests/pypy.sh || status=$?
+fi
+exit "$status"

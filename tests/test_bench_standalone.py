@@ -30,3 +30,12 @@ def test_the_harness_starts():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "interleaved" in result.stdout
+
+
+def test_the_30_minute_soak_report_is_there_with_its_command():
+    """Issue 14: the soak's report, and how to run it again, in docs/benchmarks.md."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = text[text.index("## Soak: 30 minutes") :]
+    assert "bench/soak.py --duration 1800" in section
+    for line in ("unexpected answers or connection errors | 0", "verdict | PASS"):
+        assert line in section, line

@@ -31,7 +31,8 @@ def test_strip_hop_by_hop_removes_standard_and_listed_headers():
         (b"x-keep", b"yes"),
     )
     strip_hop_by_hop(raw)
-    assert list(raw) == [b"X-Keep"]
+    # Proxy-Authorization is forwarded unless the gateway authenticates with it (issue 18)
+    assert list(raw) == [b"Proxy-Authorization", b"X-Keep"]
 
 
 def test_connection_listed_ignores_close_and_keep_alive():
@@ -72,3 +73,17 @@ def test_forwarded_quotes_ipv6_and_odd_hosts():
     raw = _raw()
     policy.apply(raw, peer="::1", scheme="https", host=b"a b", version=b"HTTP/1.1")
     assert raw[b"Forwarded"] == [b'for="[::1]";host="a b";proto=https']
+
+
+def test_no_host_means_no_forwarded_host_never_an_empty_one():
+    """Issue 14 item 8: HTTP/1.0 without Host; a client's own X-Forwarded-Host is not passed either (untrusted)."""
+    from ipaddress import ip_network
+
+    raw = {b"X-Forwarded-Host": [b"spoofed.example"]}
+    ForwardingPolicy().apply(raw, peer="203.0.113.9", scheme="http", host=b"", version=b"HTTP/1.0")
+    assert b"X-Forwarded-Host" not in raw
+    assert raw[b"Forwarded"] == [b"for=203.0.113.9;proto=http"]
+    trusted = ForwardingPolicy([ip_network("10.0.0.0/8")])
+    raw = {}
+    trusted.apply(raw, peer="10.0.0.1", scheme="http", host=b"", version=b"HTTP/1.0")
+    assert b"X-Forwarded-Host" not in raw and raw[b"Forwarded"] == [b"for=10.0.0.1;proto=http"]

@@ -10,14 +10,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from tests.config_helpers import config_loader
-from twistgate.engine.http2_common import (
-    FrameScanner,
-    PREFACE,
-    TokenBucket,
-    from_h2_fields,
-    request_problem,
-    to_h2_fields,
-)
+from twistgate.engine.http2_common import PREFACE, from_h2_fields, request_problem, to_h2_fields
+from twistgate.engine.http2_floods import FrameScanner, TokenBucket
 from twistgate.errors import RateLimited, RouteNotFound, ServiceUnavailable, UpstreamTimeout, Unauthorized
 from twistgate.grpc import code_for, encode_message, error_response, is_grpc, parse_timeout
 from twistgate.headers import Headers

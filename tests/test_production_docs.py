@@ -92,3 +92,14 @@ def test_the_container_configuration_loads_from_the_file():
     from twistgate.config import load_file
 
     assert load_file(str(ROOT / "deploy" / "gw.yaml"), environ={"TWISTGATE_ADMIN_TOKEN": "t"}).sections["admin"]
+
+
+def test_log_rotation_signals_the_gateway_instead_of_copytruncate():
+    """Issue 14: the access log reopens on SIGUSR1, so logrotate renames and signals (no copy, no lost lines)."""
+    [conf] = [b for b in blocks("conf") if "/etc/logrotate.d/twistgate" in b]
+    assert "copytruncate" not in conf
+    assert re.search(r"postrotate\n\s+/bin/kill -USR1 .*\n\s+endscript", conf)
+    assert "--logger=twistgate.logs.stderr" in DOC
+    from twistgate.logs import stderr
+
+    assert callable(stderr())

@@ -13,45 +13,23 @@ resolve it against the request's URL (RFC 9110 §10.2.2).
 
 from __future__ import annotations
 
-import re
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 from twistgate.config._edge import RedirectConfig, RespondConfig
 from twistgate.errors import BadRequest
 from twistgate.headers import Headers
 from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.placeholders import split_placeholders
 
 __all__ = ["BUILTINS", "Redirect", "Respond", "https_location", "https_redirect", "template_names"]
 
 #: Names a redirect target may use besides the route's parameters.
 BUILTINS = ("host", "scheme", "path")
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
-
-
-def _compile(text: str) -> Tuple[Union[str, Tuple[str]], ...]:
-    """Literal text and 1-tuples naming a value; raises ValueError on a stray brace."""
-    parts: List[Union[str, Tuple[str]]] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(text):
-        if match.start() > position:
-            parts.append(text[position : match.start()])
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            parts.append(token[0])
-        elif match.group(1):
-            parts.append((match.group(1),))
-        else:
-            raise ValueError(f"unbalanced {token!r} in {text!r}; write {token * 2} for a literal brace, or {{name}}")
-        position = match.end()
-    if position < len(text):
-        parts.append(text[position:])
-    return tuple(parts)
-
 
 def template_names(text: str) -> Tuple[str, ...]:
     """The ``{name}``s a redirect target uses (ValueError for a malformed one)."""
-    return tuple(part[0] for part in _compile(text) if isinstance(part, tuple))
+    return tuple(part[0] for part in split_placeholders(text) if isinstance(part, tuple))
 
 
 class Redirect:
@@ -59,7 +37,7 @@ class Redirect:
 
     def __init__(self, config: RedirectConfig) -> None:
         self.status = config.status
-        self.parts = _compile(config.to)
+        self.parts = split_placeholders(config.to)
         literal = "".join(p for p in self.parts if isinstance(p, str))
         self.has_query = "?" in literal
 

@@ -22,12 +22,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 from twistgate._text import plural
 from twistgate._version import __version__
 
 from twistgate.config import ConfigError
+
+T = TypeVar("T")
 
 
 def _build(path: str):  # type: ignore[no-untyped-def]
@@ -68,16 +70,22 @@ EXIT_USAGE = 2  # argparse's own status for usage errors
 EXIT_NO_ROUTE = 3  # `explain`: the request matches no route
 
 
-def _check(path: str) -> int:
+def _loaded(path: str, load: Callable[[str], T]) -> Optional[T]:
+    """`load(path)`, or None once stderr says why the file is invalid or cannot be read."""
     try:
-        config = _validate(path)
+        return load(path)
     except ConfigError as error:
         print(f"{path}: invalid configuration", file=sys.stderr)
         for issue in error.issues:
             print(f"  {issue}", file=sys.stderr)
-        return EXIT_INVALID
     except OSError as error:
         print(f"{path}: cannot read: {error}", file=sys.stderr)
+    return None
+
+
+def _check(path: str) -> int:
+    config = _loaded(path, _validate)
+    if config is None:
         return EXIT_INVALID
     from twistgate.validation import warnings
 
@@ -92,15 +100,8 @@ def _check(path: str) -> int:
 def _routes(path: str) -> int:
     from twistgate.routing import format_routes
 
-    try:
-        generation = _build(path)
-    except ConfigError as error:
-        print(f"{path}: invalid configuration", file=sys.stderr)
-        for issue in error.issues:
-            print(f"  {issue}", file=sys.stderr)
-        return EXIT_INVALID
-    except OSError as error:
-        print(f"{path}: cannot read: {error}", file=sys.stderr)
+    generation = _loaded(path, _build)
+    if generation is None:
         return EXIT_INVALID
     print(format_routes(generation.routes))
     return EXIT_OK

@@ -41,7 +41,7 @@ from twistgate.http import relayed_reason, request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
-from twistgate.relay import BodyRelay, body_ended_cleanly, discard, forwarded_trailers, run_filters
+from twistgate.relay import BodyRelay, applied_codings, body_ended_cleanly, discard, forwarded_trailers, is_stream, run_filters
 from twistgate.request_target import split_target
 from twistgate.routing import normalize_host
 from twistgate.tls import TLS_CONNECTION, tls_connection
@@ -71,6 +71,9 @@ class Exchange(OwnAnswers):
         "response", "relay", "timer", "timed_out", "client_gone", "answered", "request_id", "host_header", "error",
         "grpc", "grpc_status", "raw_params", "client_path",
     )  # fmt: skip
+
+    #: A WebSocket handshake (`twistgate.websocket.exchange.UpgradeExchange`): its upgrade fields go upstream.
+    websocket = False
 
     def __init__(self, generation: "Generation", downstream: "Downstream") -> None:
         self.generation = generation
@@ -150,6 +153,8 @@ class Exchange(OwnAnswers):
             uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
             route=route.info,
         )
+        if self.websocket:
+            self._keep_handshake(raw, request)  # type: ignore[attr-defined]
         if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
         if downstream.body is not None:
@@ -276,7 +281,10 @@ class Exchange(OwnAnswers):
         self.upstream_response = response
         headers = response.headers
         raw = headers.raw
+        codings = raw.get(b"Transfer-Encoding")
         strip_hop_by_hop(raw, raw.get(b"Connection"))
+        if codings is not None:
+            applied_codings(raw, codings)  # an unknown coding the gateway cannot undo is passed on, not dropped
         code = response.code
         if self.grpc:
             self.grpc_status = status_of(headers)  # a trailers-only answer carries it here
@@ -323,6 +331,9 @@ class Exchange(OwnAnswers):
             raw[b"Date"] = [generation.http_date()]
         filters = response.body_filters
         if response.from_upstream and upstream_response is not None:
+            if not self.grpc and is_stream(upstream_response.length, raw):
+                self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
+                generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)
@@ -340,6 +351,7 @@ class Exchange(OwnAnswers):
         self.relay = None
         if self.client_gone:
             self.upstream_response = None
+        self.generation.streams.discard(self)
         self._cancel_timer()
         downstream = self.downstream
         if self.client_gone or downstream.finished:

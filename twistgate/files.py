@@ -41,7 +41,7 @@ def read_files(config: GatewayConfig) -> Tuple[FileMaterial, List[ConfigIssue]]:
     from twistgate.policies.auth.basic import dummy_hash
     from twistgate.policies.auth.config import BasicConfig, JwtConfig
     from twistgate.policies.auth.files import jwt_keys, read_htpasswd
-    from twistgate.tls import build_server_contexts
+    from twistgate.tls.server_contexts import build_server_contexts
     from twistgate.upstream.tls import policy_for, uses_tls
 
     issues: List[ConfigIssue] = []

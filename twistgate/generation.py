@@ -143,6 +143,9 @@ class Shared:
     ops: Operations
     events: UpstreamEvents = attrs.field(factory=UpstreamEvents)
     plugin_memory: Optional[MemoryStore] = None
+    #: ``(rate_limiting section, clock) -> backend`` for the memory backend
+    #: (a worker's: the supervisor decides for the whole host); None: in process.
+    memory_limits: Optional[Callable[[Any, Any], Any]] = None
 
 
 class Generation:
@@ -193,6 +196,9 @@ class Generation:
         self.shared = shared
         self.ops = shared.ops
         self.inflight = InFlight()
+        #: Exchanges relaying a response without a length (event streams...): no route timeout
+        #: bounds them, so a reload's drain (``websocket.drain_timeout``) ends those left.
+        self.streams: Set[Any] = set()
         self.forwarding = ForwardingPolicy(config.trusted_proxies)
         # The gateway's own calls (JWKS, OTLP, discovery, plugins' side
         # requests) go through treq over a pool of their own; health checks
@@ -215,6 +221,7 @@ class Generation:
         self.services: Services = build_services(
             config, reactor, self.http_client, self.ops, self.upstreams, self.files,
             side_agent=self.side_agent, plugin_memory=shared.plugin_memory,
+            memory_limits=shared.memory_limits,
         )
         #: Callables given each finished exchange's record; others (tests, embedders) may add theirs.
         self.observers = list(self.services.observers)
@@ -266,7 +273,10 @@ class Generation:
         return Destination(arms, route.sticky)
 
     def _new_upstream(self, config: UpstreamConfig) -> Upstream:
-        common = dict(events=self.shared.events, tls_policy=self.files.upstream_tls.get(config.name), side_client=self.http_client)
+        common = dict(
+            events=self.shared.events, tls_policy=self.files.upstream_tls.get(config.name), side_client=self.http_client,
+            drained=self.ops.drains.setdefault(config.name, set()),  # the operator's drains outlive a rebuild
+        )
         if self.agent_for is not None:
             return Upstream(config, self.clock, self.agent_for(config), **common)
         if self.client_for is not None:

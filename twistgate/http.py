@@ -24,6 +24,11 @@ from twistgate.config.model import IPNetwork
 # `TE`): the raw dict avoids re-encoding names on every request.
 _canonical = canonical_name
 
+# `Proxy-Authorization` is not among them: RFC 9110 §11.7.2 lets a proxy
+# that does not consume the credentials pass them on, and nginx, HAProxy and
+# Envoy do; an authenticator that reads it (api_key with `header:
+# Proxy-Authorization`, a forward authenticator that sends it) removes it
+# before forwarding, as with every credential the gateway checked.
 HOP_BY_HOP = frozenset(
     _canonical(name)
     for name in (
@@ -31,7 +36,6 @@ HOP_BY_HOP = frozenset(
         b"keep-alive",
         b"proxy-connection",
         b"proxy-authenticate",
-        b"proxy-authorization",
         b"te",
         b"trailer",
         b"transfer-encoding",
@@ -145,7 +149,9 @@ class ForwardingPolicy:
         """
         Write X-Forwarded-For/-Proto/-Host, Forwarded and Via into the
         outgoing request headers (a `Headers.raw` dict) and return the
-        believed client address.  A client's own forwarding headers are kept
+        believed client address.  Without a host (HTTP/1.0 without Host)
+        there is no ``X-Forwarded-Host`` and no ``host=`` in ``Forwarded``:
+        an empty one would read as "the client asked for no host".  A client's own forwarding headers are kept
         only when the peer is trusted; otherwise they are replaced, so a
         client cannot spoof its address to the upstream.
         """
@@ -155,7 +161,8 @@ class ForwardingPolicy:
             xff = raw.get(b"X-Forwarded-For")
             raw[b"X-Forwarded-For"] = [b", ".join(xff) + b", " + peer.encode("ascii")] if xff else [peer.encode("ascii")]
             raw.setdefault(b"X-Forwarded-Proto", [scheme.encode("ascii")])
-            raw.setdefault(b"X-Forwarded-Host", [host])
+            if host:
+                raw.setdefault(b"X-Forwarded-Host", [host])
             fwd = raw.get(b"Forwarded")
             element = _forwarded_element(peer, host, scheme)
             raw[b"Forwarded"] = [b", ".join(fwd) + b", " + element] if fwd else [element]
@@ -169,7 +176,10 @@ class ForwardingPolicy:
                 known = self._elements[key] = (peer.encode("ascii"), _forwarded_element(peer, host, scheme))
             raw[b"X-Forwarded-For"] = [known[0]]
             raw[b"X-Forwarded-Proto"] = [b"https" if scheme == "https" else b"http"]
-            raw[b"X-Forwarded-Host"] = [host]
+            if host:
+                raw[b"X-Forwarded-Host"] = [host]
+            else:  # HTTP/1.0 without Host: no host to tell, and none of the client's own
+                raw.pop(b"X-Forwarded-Host", None)
             raw[b"Forwarded"] = [known[1]]
         via = self._via_10 if version == b"HTTP/1.0" else self._via_11
         old = raw.get(b"Via")
@@ -179,6 +189,8 @@ class ForwardingPolicy:
 
 def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:
     node = f'"[{peer}]"' if ":" in peer else peer
+    if not host:
+        return f"for={node};proto={scheme}".encode("latin-1")  # RFC 7239: host= is optional, never empty
     host_s = host.decode("latin-1")
     if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]*", host_s):
         host_s = '"' + host_s.replace("\\", "\\\\").replace('"', '\\"') + '"'

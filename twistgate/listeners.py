@@ -29,7 +29,9 @@ from twistgate.engine.protocol_switch import ProtocolSwitchFactory
 from twistgate.engine.http1_server import HTTP1ServerFactory
 from twistgate.engine.limits import ServerLimits
 from twistgate.engine.twisted_web import GatewaySite
-from twistgate.tls import H2_ENABLED, PeerTLSFactory, ServerTLS, build_server_contexts
+from twistgate.tls.certificate_context import H2_ENABLED
+from twistgate.tls.identity import PeerTLSFactory
+from twistgate.tls.server_contexts import ServerTLS, build_server_contexts
 
 _log = Logger()
 
@@ -119,14 +121,19 @@ class TLSServerEndpoint:
 
 
 def build_listener(
-    config: ListenerConfig, reactor: Any, *, source: Optional[str] = None, index: int = 0, contexts: Any = None
+    config: ListenerConfig, reactor: Any, *, source: Optional[str] = None, index: int = 0,
+    contexts: Any = None, endpoint: Any = None,
 ) -> Listener:
     """
     The endpoint for one listener; raises ConfigError for what cannot be served.
 
     :param contexts: its TLS contexts, read beforehand (`twistgate.files`); default: read now.
+    :param endpoint: the plain endpoint to serve on instead of binding
+        ``config.endpoint`` (a worker's socket adopted from its supervisor);
+        the listener's TLS still wraps it.
     """
-    endpoint = serverFromString(reactor, config.endpoint)
+    if endpoint is None:
+        endpoint = serverFromString(reactor, config.endpoint)
     if config.tls is None:
         return Listener(config=config, endpoint=endpoint)
     where = f"listeners[{index}].tls"

@@ -44,6 +44,16 @@ class ExchangeRecord:
     def duration(self) -> float:
         return self.finished - self.started
 
+    @property
+    def latency(self) -> float:
+        """
+        What latency figures count: the duration, except for a WebSocket
+        (101), whose connection may last hours: the time to the switch.
+        """
+        if self.status == 101 and self.upstream_head_seconds is not None:
+            return self.upstream_head_seconds
+        return self.finished - self.started
+
     @classmethod
     def of(cls, exchange: Any, now: float) -> "ExchangeRecord":
         downstream = exchange.downstream

@@ -15,10 +15,11 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.http import strip_hop_by_hop
 
-__all__ = ["BodyRelay", "body_ended_cleanly", "discard", "forwarded_trailers", "run_filters"]
+__all__ = ["BodyRelay", "applied_codings", "body_ended_cleanly", "discard", "forwarded_trailers", "is_stream", "run_filters"]
 
 
 def body_ended_cleanly(reason: Failure) -> bool:
@@ -26,6 +27,32 @@ def body_ended_cleanly(reason: Failure) -> bool:
     kind = reason.type
     # The exact types first: Failure.check formats class names for every candidate.
     return kind is ResponseDone or kind is PotentialDataLoss or reason.check(ResponseDone, PotentialDataLoss) is not None
+
+
+def applied_codings(raw: Any, codings: Any) -> None:
+    """
+    The transfer codings of an upstream response other than ``chunked``
+    (which the client's side frames anew), kept in ``raw``: the gateway does
+    not decode them, so it must say they are there (RFC 9112 §6.1).  Such a
+    body is read until the upstream closes (§6.3) and goes to an HTTP/1.1
+    client as ``Transfer-Encoding: <codings>, chunked``.
+    """
+    kept = [token for value in codings for token in (t.strip() for t in value.split(b",")) if token and token.lower() != b"chunked"]
+    if kept:
+        raw[b"Transfer-Encoding"] = [b", ".join(kept)]
+
+
+def is_stream(length: Any, raw: Any) -> bool:
+    """
+    Whether an upstream response is a stream: it came without a length
+    (`length`: the upstream response's, before any body filter changed the
+    framing), or it is ``text/event-stream`` (`raw`: its fields).  The route
+    timeout bounds its head only; the read timeout watches its gaps.
+    """
+    if length is UNKNOWN_LENGTH:
+        return True
+    media = raw.get(b"Content-Type")
+    return media is not None and media[0][:17].lower() == b"text/event-stream"
 
 
 def run_filters(filters: List[Any], data: bytes, *, final: bool) -> bytes:

@@ -24,6 +24,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from twistgate.exchange import Exchange
 from twistgate.generation import Generation
+from twistgate.ops.probes import health_path_of
+from twistgate.websocket.exchange import UpgradeExchange
 
 _log = Logger()
 
@@ -34,12 +36,14 @@ class GatewayResource(Resource):
     def __init__(self, generation: Generation) -> None:
         super().__init__()
         self.generation = generation
+        self.health = health_path_of(generation.config)  # listeners' health_path answers, or None
         self.draining = False
         generation.serve()
 
     def swap(self, generation: Generation) -> Generation:
         """Serve `generation` from the next request on; returns the one it replaces."""
         old, self.generation = self.generation, generation
+        self.health = health_path_of(generation.config)
         generation.serve()
         return old
 
@@ -47,6 +51,11 @@ class GatewayResource(Resource):
         generation = self.generation
         if self.draining:
             downstream.keep_alive = False  # answer, then close: we are stopping
+        health = self.health
+        if health is not None and health.answer(downstream, self.draining):
+            return NOT_DONE_YET  # a listener's health_path: before routing, never forwarded
         generation.inflight.add()
-        Exchange(generation, downstream).start()
+        # A request that asks for an upgrade may become a WebSocket (twistgate.websocket).
+        kind = UpgradeExchange if b"Upgrade" in downstream.headers.raw else Exchange
+        kind(generation, downstream).start()
         return NOT_DONE_YET

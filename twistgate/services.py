@@ -81,6 +81,8 @@ def build_services(
     files: Optional[FileMaterial] = None,
     side_agent: Any = None,
     plugin_memory: Optional[MemoryStore] = None,
+    *,
+    memory_limits: Optional[Callable[[Any, Any], Any]] = None,
 ) -> Services:
     """
     Every service the configuration asks for, built once for one generation.
@@ -89,12 +91,17 @@ def build_services(
         calls), for clients that must not share its cookie jar.
     :param plugin_memory: the gateway's in-memory plugin store, which
         outlives generations (`twistgate.generation.Shared`).
+    :param memory_limits: builds the ``memory`` rate-limit backend instead of
+        an in-process one (a worker's, decided by its supervisor).
     """
     sections = config.sections
     auth_section = sections.get("auth")
     auth = None
     if auth_section is not None:
-        auth = AuthService(auth_section, clock=clock, http_client=http_client, files=files, side_agent=side_agent)
+        auth = AuthService(
+            auth_section, clock=clock, http_client=http_client, files=files, side_agent=side_agent,
+            key_usage=getattr(ops, "key_usage", None),
+        )
     rate_limiting = sections.get("rate_limiting") or RateLimitingConfig()
     cache = CacheService(sections.get("cache"))
     tracer = _tracer(sections.get("tracing"), clock, http_client, ops)
@@ -116,7 +123,11 @@ def build_services(
         ops=ops,
         auth=auth,
         rate_limiting=rate_limiting,
-        rate_limits=build_backend(rate_limiting, clock),
+        rate_limits=(
+            memory_limits(rate_limiting, clock)
+            if memory_limits is not None and rate_limiting.redis is None
+            else build_backend(rate_limiting, clock)
+        ),
         cache=cache,
         tracer=tracer,
         access_log=access_log,

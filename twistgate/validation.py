@@ -33,6 +33,7 @@ def validate(config: GatewayConfig) -> List[ConfigIssue]:
     issues.extend(_raised(lambda: RouteTable((route, None) for route in config.routes)))
     issues.extend(chain.validate(config))
     issues.extend(_edge_routes(config))
+    issues.extend(_shared_sockets(config))
     return issues
 
 
@@ -75,7 +76,7 @@ def warnings(config: GatewayConfig) -> List[ConfigIssue]:
 def _edge_routes(config: GatewayConfig) -> List[ConfigIssue]:
     """Listener names, redirect templates, and keys that need an upstream."""
     from twistgate.answers import BUILTINS, template_names
-    from twistgate.config._node import suggest
+    from twistgate.config._issues import suggest
 
     issues: List[ConfigIssue] = []
     listeners = [listener.name for listener in config.listeners]
@@ -154,3 +155,10 @@ def _raised(check: Callable[[], Any]) -> List[ConfigIssue]:
     except ConfigError as error:
         return list(error.issues)
     return []
+
+
+def _shared_sockets(config: GatewayConfig) -> List[ConfigIssue]:
+    """Listeners workers share must be sockets a supervisor can hand over."""
+    from twistgate.workers.sockets import check_endpoints
+
+    return check_endpoints(config)

@@ -56,6 +56,7 @@ def test_stale_after_max_age():
         ([("Cache-Control", "private, max-age=60")], "private"),
         ([("Cache-Control", "max-age=60"), ("Vary", "*")], "vary-star"),
         ([], "not-reusable"),  # no freshness, no validator
+        ([("Cache-Control", "public, max-age=60"), ("Content-Type", "text/event-stream; charset=utf-8")], "event-stream"),
     ],
 )
 def test_responses_that_must_not_be_stored(headers, detail):
@@ -587,3 +588,15 @@ def test_key_consumer_gives_each_consumer_its_own_entry(consumer_stage):
     gw.get("/r", ("X-Who", "bob"))
     assert gw.get("/r", ("X-Who", "alice")).cache_status.startswith("twistgate; hit")
     assert len(gw.origin.seen) == 2
+
+
+def test_a_websocket_handshake_is_never_answered_from_the_cache():
+    """A stored GET for the same URL must not answer an upgrade (the exchange marks it: state["upgrade"])."""
+    gw = Gateway()
+    gw.origin.answer(200, [("Cache-Control", "max-age=600")])
+    gw.get("/ws")
+    assert gw.get("/ws").cache_status.startswith("twistgate; hit")
+    handshake = gw.get("/ws", ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"))
+    # Past the cache; this in-memory front (twisted.web's) cannot take a connection over: 501, not the stored 200.
+    assert handshake.status == 501
+    assert len(gw.origin.seen) == 1

@@ -180,3 +180,18 @@ def test_timeouts_and_pool_errors():
 def test_upstreams_must_be_a_mapping():
     """upstreams is a mapping of name to upstream."""
     assert issues("upstreams: [a]\n") == [(2, "upstreams", "expected a mapping, got list")]
+
+
+def test_pool_idle_timeout_defaults_below_common_upstream_keep_alive_timeouts():
+    """Issue 18: 4 s, below Node's, uvicorn's, gunicorn's and Apache's 5 s, so the gateway closes idle connections first."""
+    from twistgate.engine.upstream_client import pooled_client_factory
+    from twisted.internet.task import Clock
+
+    from twistgate.config import load_text
+
+    config = load_text("listeners: [{name: p, endpoint: 'tcp:0'}]\nupstreams: {u: {targets: [{url: 'http://a:1'}]}}\n")
+    assert config.upstreams["u"].pool.idle_timeout == 4.0
+    client = pooled_client_factory(Clock())(config.upstreams["u"], None)
+    assert client.pool.idle_timeout == 4.0
+    tuned = load_text("listeners: [{name: p, endpoint: 'tcp:0'}]\nupstreams: {u: {targets: [{url: 'http://a:1'}], pool: {idle_timeout: 1500ms}}}\n")
+    assert pooled_client_factory(Clock())(tuned.upstreams["u"], None).pool.idle_timeout == 1.5

@@ -199,6 +199,19 @@ def test_101_is_final_and_detaches_the_connection():
     assert s.pool.idle_count("k") == 0
 
 
+def test_101_detached_while_its_head_is_reported_keeps_the_connection():
+    """A gateway that detaches in the head's own callback (the usual case) keeps the connection open."""
+    s = Setup()
+    relay = BodyCollector()
+    d = s.request(headers=Headers({b"Host": [b"up"], b"Connection": [b"Upgrade"], b"Upgrade": [b"websocket"]}))
+    d.addCallback(lambda response: response.detach(relay))
+    s.answer(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframe1")
+    assert relay.data == b"frame1"
+    assert not s.connection()[1].disconnecting
+    s.answer(b"frame2")
+    assert relay.data == b"frame1frame2"
+
+
 def test_cancel_before_the_head_aborts_the_connection():
     s = Setup()
     d = s.request()

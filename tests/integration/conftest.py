@@ -139,13 +139,14 @@ class Servers:
         factory = RawUpstreamFactory(handler)
         return self.listen(factory), factory
 
-    def gateway(self, yaml: str, **ports: int) -> Tuple[int, Generation]:
+    def gateway(self, yaml: str, listener: str = "", **ports: int) -> Tuple[int, Generation]:
+        """The gateway's HTTP/1.1 front on a free port; requests arrive on the listener named `listener`."""
         from twistgate.listeners import site_for
 
         config = load_text(config_text(yaml, self.engine, **ports), "test.yaml")
         generation = Generation(config, self.reactor)
         self.generations.append(generation)
-        site = site_for(GatewayResource(generation), config.limits, self.reactor, engine=config.engine)
+        site = site_for(GatewayResource(generation), config.limits, self.reactor, engine=config.engine, listener=listener)
         return self.listen(site), generation
 
     def gateway_listener(self, yaml: str, **ports: int) -> Tuple[int, Generation]:

@@ -85,14 +85,14 @@ def test_upstream_that_never_answers_is_504(servers):
 
 @pytest_twisted.inlineCallbacks
 def test_upstream_closing_without_answer_is_502(servers):
-    """A 502 whose code says what happened (issue 18); twisted.web's client cannot tell it apart."""
+    """A 502 whose code says what happened (issue 18), on both engines."""
     def handler(proto):
         proto.transport.loseConnection()
 
     up, _ = servers.raw_upstream(handler)
     gw, _ = servers.gateway(SIMPLE, up=up)
     reply = yield deferToThread(http_request, gw, "GET", "/")
-    _json_error(reply, 502, "upstream_closed_connection" if servers.engine == "httptools" else "bad_gateway")
+    _json_error(reply, 502, "upstream_closed_connection")
 
 
 @pytest_twisted.inlineCallbacks

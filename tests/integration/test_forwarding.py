@@ -111,9 +111,11 @@ def test_hop_by_hop_request_headers_are_dropped(servers):
     )
     assert reply.status == 200
     seen = upstream.requests[0].headers
-    for name in (b"x-secret", b"keep-alive", b"te", b"proxy-authorization", b"upgrade"):
+    for name in (b"x-secret", b"keep-alive", b"te", b"upgrade"):
         assert name not in seen, name
     assert seen[b"x-kept"] == [b"yes"]
+    # Not hop-by-hop for a proxy that does not use it (RFC 9110 §11.7.2; nginx, HAProxy, Envoy): issue 18
+    assert seen[b"proxy-authorization"] == [b"Basic Zm9vOmJhcg=="]
 
 
 @pytest_twisted.inlineCallbacks
@@ -260,3 +262,30 @@ def test_chunked_upload_is_forwarded(servers):
     assert raw.startswith(b"HTTP/1.1 200")
     assert raw.endswith(b"\r\n\r\n11")
     assert upstream.requests[0].body == b"hello world"
+
+
+PROXY_AUTH = """
+listeners: [{name: p, endpoint: "tcp:0"}]
+upstreams: {app: {targets: [{url: "http://127.0.0.1:{up}"}]}}
+auth:
+  proxy: {type: forward, url: "http://127.0.0.1:{auth}/check", forward_headers: [Proxy-Authorization]}
+routes:
+  - {name: guarded, path: "/guarded/*", upstream: app, auth: [proxy]}
+  - {name: open, path: "/*", upstream: app}
+"""
+
+
+@pytest_twisted.inlineCallbacks
+def test_proxy_authorization_is_forwarded_unless_the_gateway_authenticates_with_it(servers):
+    """Issue 18: passed on like nginx, HAProxy and Envoy do; used by an authenticator, it stops at the gateway."""
+    upstream, auth = RecordingUpstream(), RecordingUpstream(lambda request: (200, [], b""))
+    gw, _ = servers.gateway(PROXY_AUTH, up=servers.upstream(upstream), auth=servers.upstream(auth))
+    credentials = [("Proxy-Authorization", "Basic Zm9vOmJhcg==")]
+    reply = yield deferToThread(http_request, gw, "GET", "/open", credentials)
+    assert reply.status == 200
+    assert upstream.requests[-1].header("Proxy-Authorization") == b"Basic Zm9vOmJhcg=="
+    reply = yield deferToThread(http_request, gw, "GET", "/guarded/x", credentials)
+    assert reply.status == 200
+    assert auth.requests[-1].header("Proxy-Authorization") == b"Basic Zm9vOmJhcg=="  # the gateway used it
+    assert upstream.requests[-1].uri == b"/guarded/x"
+    assert upstream.requests[-1].header("Proxy-Authorization") is None

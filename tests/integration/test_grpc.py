@@ -9,15 +9,20 @@ and the access log record.
 from __future__ import annotations
 
 import json
+import platform
 import threading
 import time
 from concurrent import futures
 from typing import Any, Dict, List
 
-import grpc
 import pytest
-import pytest_twisted
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+if platform.python_implementation() != "CPython":  # grpcio has no PyPy wheels (pyproject.toml)
+    pytest.skip("grpcio is installed on CPython only", allow_module_level=True)
+
+import grpc  # noqa: E402
+import pytest_twisted  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 

@@ -5,6 +5,7 @@ the client goes away.
 
 from __future__ import annotations
 
+import platform
 import resource
 import socket
 import time
@@ -25,6 +26,13 @@ CHUNK = b"z" * 65536
 
 def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+#: Peak RSS growth allowed while 100 MiB stream through.  A buffered body
+#: needs at least its 100 MiB.  PyPy frees the chunks at its next major
+#: collection, not at once: up to ~55 MiB of garbage were seen with
+#: PYPY_GC_MAX_DELTA=16MB (tests/pypy.sh), so its bound is looser.
+RSS_GROWTH_MIB = 80 if platform.python_implementation() == "PyPy" else 40
 
 
 @implementer(IPushProducer)
@@ -110,7 +118,7 @@ def test_100_mib_response_streams_with_flat_memory(servers):
     assert head.startswith(b"HTTP/1.1 200")
     assert b"Content-Length: %d" % total in head
     assert received == total
-    assert _maxrss_mib() - before < 40, "the body was buffered instead of streamed"
+    assert _maxrss_mib() - before < RSS_GROWTH_MIB, "the body was buffered instead of streamed"
 
 
 @pytest_twisted.inlineCallbacks
@@ -267,4 +275,4 @@ def test_100_mib_upload_streams_with_flat_memory(servers):
     data = yield deferToThread(client)
     assert data.startswith(b"HTTP/1.1 200")
     assert upstream.received == total
-    assert _maxrss_mib() - before < 40, "the upload was buffered instead of streamed"
+    assert _maxrss_mib() - before < RSS_GROWTH_MIB, "the upload was buffered instead of streamed"

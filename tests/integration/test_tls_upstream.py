@@ -5,6 +5,7 @@ records the SNI it was sent and the client certificate it verified.
 """
 
 from __future__ import annotations
+import inspect
 
 import textwrap
 
@@ -35,19 +36,38 @@ class WhoCalled(Resource):
         return peer.to_cryptography().subject.rfc4514_string().encode()
 
 
+class _RecordingServerNames(CertificateOptions):
+    """Records the SNI each client sends (pyOpenSSL's callback: Twisted 25 and 26 alike)."""
+
+    def __init__(self, server_names, **options):
+        super().__init__(**options)
+        self._server_names = server_names
+
+    def getContext(self):
+        context = super().getContext()
+        context.set_tlsext_servername_callback(lambda connection: self._server_names.append(connection.get_servername()))
+        return context
+
+
+_HAS_CONTEXT_FOR_SERVER_NAME = "contextForServerName" in inspect.signature(CertificateOptions.__init__).parameters
+
+
 class TLSUpstream:
     def __init__(self, reactor, pki, *, require_client=False):
         self.server_names = []
         options = dict(
             privateKey=pki.upstream.private_key,  # cryptography objects: pyOpenSSL deprecated its own here
             certificate=pki.upstream.cert,
-            contextForServerName=self._record,
         )
         if require_client:
             options["trustRoot"] = trustRootFromCertificates([Certificate(_x509(pki.upstream_ca.cert))])
         site = Site(WhoCalled())
         site.log = lambda request: None
-        self.port = reactor.listenSSL(0, site, CertificateOptions(**options), interface="127.0.0.1")
+        if _HAS_CONTEXT_FOR_SERVER_NAME:
+            contexts = CertificateOptions(contextForServerName=self._record, **options)
+        else:  # Twisted 25 (Python 3.9, Debian's PyPy)
+            contexts = _RecordingServerNames(self.server_names, **options)
+        self.port = reactor.listenSSL(0, site, contexts, interface="127.0.0.1")
 
     def _record(self, server_name):
         self.server_names.append(server_name)

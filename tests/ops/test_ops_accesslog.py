@@ -145,7 +145,37 @@ def test_json_line_is_what_json_dumps_writes():
                error="route_not_found", client_gone=True, consumer=None, grpc_status=14),
         record(finished=1700000000.0, started=1700000001.0, upstream_head_seconds=-0.5, state=None),
         record(upstream_head_seconds=math.inf, bytes_out=10**12, method="PURGE", path="/\u2603\U0001f600"),
+        record(status=101, state={"websocket": {"close_code": 1000, "closed_by": "client"}}),
+        record(status=101, state={"websocket": {"close_code": None, "closed_by": "reset"}}),
     ]
     for one in records:
         expected = json.dumps(access_fields(one), separators=(",", ":"), ensure_ascii=False) + "\n"
         assert json_line(one) == expected
+
+
+def test_reopen_after_logrotate_renamed_the_file(tmp_path):
+    """SIGUSR1's work (issue 14): what was buffered goes to the renamed file, new lines to a new file at the path."""
+    log = tmp_path / "access.log"
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {log}, flush_interval: 5s}}\n"), Upstream())
+    gw.generation.start()
+    gw.content(gw.request("GET", "http://gw/r/before"))
+    log.rename(tmp_path / "access.log.1")
+    gw.generation.services.access_log.reopen()
+    gw.content(gw.request("GET", "http://gw/r/after"))
+    gw.generation.stop()
+    assert [json.loads(line)["path"] for line in (tmp_path / "access.log.1").read_text().splitlines()] == ["/r/before"]
+    assert [json.loads(line)["path"] for line in log.read_text().splitlines()] == ["/r/after"]
+
+
+def test_reopen_keeps_the_old_file_when_the_path_cannot_be_opened(tmp_path):
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    log = directory / "access.log"
+    gw = GatewayHarness(load_text(CONFIG + f"access_log: {{path: {log}, flush_interval: 0s}}\n"), Upstream())
+    gw.generation.start()
+    log.rename(tmp_path / "moved.log")
+    directory.rmdir()
+    gw.generation.services.access_log.reopen()  # logged; the old file stays in use
+    gw.content(gw.request("GET", "http://gw/r/still"))
+    gw.generation.stop()
+    assert json.loads((tmp_path / "moved.log").read_text())["path"] == "/r/still"

@@ -102,7 +102,7 @@ def test_config_is_redacted(gateway):
     response, body = gateway.admin("GET", "/admin/config")
     text = response and str(body)
     assert "s3cret" not in text and "hunter2" not in text and "abc" not in text and ":pw@" not in text
-    assert body["config"]["sections"]["admin"]["token"] == "***"
+    assert body["config"]["admin"]["token"] == "***"
     options = body["config"]["plugins"][0]["options"]
     assert options["password"] == "***" and options["api_key"] == "***" and options["note"] == "fine"
     assert options["dsn"] == "***"
@@ -203,3 +203,48 @@ def test_reload_rotates_the_token(gateway):
     assert gateway.admin("POST", "/admin/reload")[0].code == 200
     assert gateway.admin("GET", "/admin/health")[0].code == 401
     assert gateway.admin("GET", "/admin/health", token="n3w")[0].code == 200
+
+
+def test_config_is_the_effective_configuration_without_confusing_nulls(gateway):
+    """Issue 14: sections where the file writes them, defaults filled in, no `admin: null` or `sections`."""
+    _, body = gateway.admin("GET", "/admin/config")
+    config = body["config"]
+    assert config["admin"] == {
+        "endpoint": "tcp:0:interface=127.0.0.1", "token": "***", "metrics_auth": False, "ready_requires_healthy_target": False,
+    }
+    assert "sections" not in config and "source" not in config and body["source"].endswith("gw.yaml")
+    assert None not in config.values()  # no demo: null, defaults: null
+    assert config["limits"]["max_request_body"] == 10 * 1024 * 1024  # a default, filled in
+    assert "declared" not in config["plugins"][0]
+
+
+def test_a_rejected_reload_has_one_request_id(gateway):
+    """Issue 14: the body's request_id is the answer's X-Request-Id, generated or the client's."""
+    gateway.rewrite(CONFIG.replace("upstream: db", "upstream: dbb"))
+    response, body = gateway.admin("POST", "/admin/reload")
+    assert response.code == 400
+    assert body["request_id"] == response.headers.getRawHeaders(b"x-request-id")[0].decode()
+    response, body = gateway.admin("POST", "/admin/reload", headers={"X-Request-ID": "ops-42"})
+    assert body["request_id"] == "ops-42" == response.headers.getRawHeaders(b"x-request-id")[0].decode()
+
+
+def test_reload_reports_a_route_that_only_moved_as_moved(gateway):
+    """Issue 14: moving a route in the file is not a change of the route (but its place is reported)."""
+    moved = CONFIG.replace(
+        '  - {name: api, path: "/api/*", upstream: app, strip_prefix: /api}\n'
+        '  - {name: user, path: "/api/users/{id}", methods: [GET], upstream: db}\n',
+        '  - {name: user, path: "/api/users/{id}", methods: [GET], upstream: db}\n'
+        '  - {name: api, path: "/api/*", upstream: app, strip_prefix: /api}\n',
+    )
+    assert moved != CONFIG
+    gateway.rewrite(moved)
+    _, body = gateway.admin("POST", "/admin/reload")
+    assert body["changes"]["routes_changed"] == []
+    assert len(body["changes"]["routes_moved"]) == 1 and body["changes"]["routes_moved"][0] in ("api", "user")
+    # a route added in front moves nothing; a moved and edited route is changed
+    gateway.rewrite(moved.replace("routes:\n", 'routes:\n  - {name: first, path: "/first", upstream: app}\n'))
+    _, body = gateway.admin("POST", "/admin/reload")
+    assert (body["changes"]["routes_added"], body["changes"]["routes_moved"], body["changes"]["routes_changed"]) == (["first"], [], [])
+    gateway.rewrite(CONFIG.replace('path: "/api/*"', 'path: "/v2/*"'))
+    _, body = gateway.admin("POST", "/admin/reload")
+    assert body["changes"]["routes_changed"] == ["api"] and body["changes"]["routes_removed"] == ["first"]

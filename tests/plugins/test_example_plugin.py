@@ -52,7 +52,9 @@ def config(options: dict) -> GatewayConfig:
 
 
 def test_discovered_through_the_entry_point(example_plugin_installed):
-    entry_points = importlib.metadata.entry_points(group="twistgate")
+    found = importlib.metadata.entry_points()
+    # Python 3.9 (Debian's PyPy) has no group= keyword nor select().
+    entry_points = found.select(group="twistgate") if hasattr(found, "select") else found.get("twistgate", [])
     assert "example_headers" in {ep.name for ep in entry_points}
     assert "example_headers" in PluginRegistry.default().names()
 

@@ -19,9 +19,11 @@ from twisted.web._newclient import RequestNotSent
 __all__ = [
     "IncompatibleTwisted",
     "RequestNotSent",
+    "accept_one_at_a_time",
     "check",
     "fail_start_loudly",
     "hold_accepting",
+    "keep_own_alpn",
     "listening_port",
     "resume_accepting",
 ]
@@ -34,6 +36,49 @@ class IncompatibleTwisted(RuntimeError):
 def fail_start_loudly(service: StreamServerEndpointService) -> None:
     """A listening service whose bind failure (port in use) raises from startService."""
     service._raiseSynchronously = True  # type: ignore[attr-defined]
+
+
+def keep_own_alpn(factory_class: Any) -> Any:
+    """
+    A `TLSMemoryBIOFactory` subclass whose connections keep the ALPN selection
+    of their context.  Twisted before 26 (25.5 is the newest for Python 3.9,
+    so for Debian's PyPy) re-applies the wrapped factory's protocols to every
+    connection's context, replacing a listener's own selection (``http2:
+    false``, the fatal alert when nothing is in common); 26 no longer does.
+    """
+    factory_class._applyProtocolNegotiation = lambda self, connection: None
+    return factory_class
+
+
+def accept_one_at_a_time(port: Any, allow: Any = None, clock: Any = None, pause: float = 0.001) -> Any:
+    """
+    Make a listening port accept one connection per readiness event (nginx's
+    ``multi_accept off``).  Twisted accepts up to ``numberAccepts`` (100,
+    adapting) in one go; on a socket several worker processes share, the
+    first worker woken would take a whole burst of new connections and keep
+    them (keep-alive) while the others idle.  One at a time, every idle
+    worker takes its turn.
+
+    :param allow: ``() -> bool``; when it says no, this wakeup is let pass
+        and the port listens again after ``pause`` seconds on ``clock``
+        (another process sharing the socket takes the connection meanwhile).
+    """
+    read = port.doRead
+
+    def resume() -> None:
+        if port.connected:  # not closed meanwhile (a drain)
+            port.startReading()
+
+    def doRead() -> Any:
+        if allow is not None and not allow():
+            port.stopReading()
+            clock.callLater(pause, resume)
+            return None
+        port.numberAccepts = 1
+        return read()
+
+    port.doRead = doRead
+    return port
 
 
 def listening_port(service: StreamServerEndpointService) -> Any:
@@ -71,14 +116,21 @@ def _missing() -> List[str]:
     import twisted.web.http as http
     from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser
 
+    from twisted.protocols.basic import LineReceiver
+
     missing = []
     for owner, names in (
         (http.HTTPChannel, ("_command", "_path", "_version", "_HTTPChannel__first_line", "_handlingRequest",
                              "_receivedHeaderSize", "_receivedHeaderCount", "_send100Continue",
-                             "_respondToBadRequestAndDisconnect")),
-        (http, ("_GenericHTTPChannelProtocol",)),
+                             "_respondToBadRequestAndDisconnect", "_transferDecoder", "_finishRequestBody")),
+        (http, ("_GenericHTTPChannelProtocol", "_ChunkedTransferDecoder", "_MalformedChunkedDataError")),
+        (http._ChunkedTransferDecoder, ("_dataReceived_CHUNK_LENGTH", "_buffer", "state", "length")),
+        (LineReceiver, ("_buffer", "line_mode", "paused")),
         (client.Agent, ("_requestWithEndpoint",)),
-        (HTTP11ClientProtocol, ("_parser",)),
+        (client, ("_HTTP11ClientFactory",)),
+        (client.HTTPConnectionPool, ("_factory",)),
+        (client._HTTP11ClientFactory, ("_quiescentCallback",)),
+        (HTTP11ClientProtocol, ("_parser", "_finishResponse_WAITING")),
         (StreamServerEndpointService, ("_raiseSynchronously",)),
     ):  # fmt: skip
         for name in names:

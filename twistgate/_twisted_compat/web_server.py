@@ -20,7 +20,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http_headers import Headers
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol, datetimeToString
+from twisted.web.http import (
+    HTTPChannel,
+    _ChunkedTransferDecoder,
+    _GenericHTTPChannelProtocol,
+    _MalformedChunkedDataError,
+    datetimeToString,
+)
 from h2.exceptions import ProtocolError as H2ProtocolError
 
 from twistgate.config.model import LimitsConfig
@@ -79,10 +85,17 @@ class GatewayChannel(HTTPChannel):
     """
     HTTP/1.1 with the gateway's limits: request line (414), header bytes and
     count (431), time to read a request head (408), and JSON bodies for every
-    error the channel itself answers.
+    error the channel itself answers.  The framing rules the HTTP/1.1 engine
+    on httptools enforces hold here too: exactly one Host on HTTP/1.1 (at
+    most one on 1.0) or 400 and close; bare LF line ends refused as soon as
+    they arrive (twisted.web's line parser would wait for a CRLF until the
+    header timeout); chunk sizes of 1 to 16 hex digits, and a chunk declared
+    larger than what the body limit leaves answered 413 before its bytes
+    (`_BoundedChunkedDecoder`).
     """
 
     _header_timer: Any = None
+    _refused = False  # answered with an error and closing: nothing more is parsed
 
     def __init__(self, limits: LimitsConfig) -> None:
         super().__init__()
@@ -103,8 +116,16 @@ class GatewayChannel(HTTPChannel):
         ):
             self._header_timer = self.callLater(self.limits.header_timeout, self._header_timed_out)
         super().dataReceived(data)
+        # In line mode every CRLF has been split off as a line; an LF left in
+        # the buffer ends a line without CR, and no CRLF may ever come.
+        if self.line_mode and not self.paused and not self._refused and b"\n" in self._buffer:
+            self._reject(BadRequest("Request lines must end with CRLF."))
 
     def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return None
+        if b"\n" in line:
+            return self._reject(BadRequest("Request lines must end with CRLF."))
         if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
             if len(line) > self.limits.max_request_line:
                 return self._reject(URITooLong())
@@ -126,6 +147,13 @@ class GatewayChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         self._cancel_header_timer()
+        request = self.requests[-1]
+        hosts = request.requestHeaders.getRawHeaders(b"Host") or []
+        if len(hosts) > 1 or (not hosts and self._version == b"HTTP/1.1"):
+            self._reject(BadRequest("Exactly one Host header is required."))
+            return
+        if type(self._transferDecoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = _BoundedChunkedDecoder(request, self._finishRequestBody)
         # Read Expect now: a streaming request is processed inside
         # super().allHeadersReceived() and the gateway strips Expect from the
         # headers before Twisted would look for it.
@@ -154,6 +182,7 @@ class GatewayChannel(HTTPChannel):
 
     def _reject(self, error: GatewayError) -> None:
         """Answer a request the channel cannot parse, then close."""
+        self._refused = True
         self._cancel_header_timer()
         if self.transport is None or self.transport.disconnecting:
             return
@@ -185,9 +214,14 @@ class GatewayChannel(HTTPChannel):
     def allContentReceived(self) -> None:
         # A request answered before its body was complete has already left
         # the queue and the connection is closing: the rest is discarded.
-        if not self.requests:
+        # So is a request the channel refused (its head was never handed on).
+        if not self.requests or self._refused:
             return
         super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._refused:
+            super().rawDataReceived(data)
 
     def connectionLost(self, reason: Failure) -> None:
         self._cancel_header_timer()
@@ -248,14 +282,23 @@ class GatewayRequest(RFC9110Phrases, server.Request):
         if body is None:
             return  # answered already; the rest is discarded
         if body.received + len(data) > self.body_limit():
-            # 413 first: aborting the body fails the upstream request, whose
-            # 502 must not answer before it.
-            if not self.startedWriting and not self.finished:
-                send_error(self, PayloadTooLarge())
-            self.body = None
-            body.abort(BodyAborted("request body too large"))
+            self.refuse_too_large()
             return
         body.write(data)
+
+    def body_room(self) -> int:
+        """How many more body bytes the limit allows."""
+        return self.body_limit() - self.received_bytes
+
+    def refuse_too_large(self) -> None:
+        """413 (if nothing was answered yet), then abort the body on its way upstream."""
+        # 413 first: aborting the body fails the upstream request, whose
+        # 502 must not answer before it.
+        if not self.startedWriting and not self.finished:
+            send_error(self, PayloadTooLarge())
+        body, self.body = self.body, None
+        if body is not None:
+            body.abort(BodyAborted("request body too large"))
 
     def body_limit(self) -> int:
         """The route's ``max_request_body`` once routed; before, the most any route allows."""
@@ -300,6 +343,40 @@ class GatewayRequest(RFC9110Phrases, server.Request):
                 body, self.body = self.body, None
                 body.abort(BodyAborted("answered before the body was complete"))
         super().finish()
+
+
+class _BoundedChunkedDecoder(_ChunkedTransferDecoder):
+    """
+    twisted.web's chunked decoder with the HTTP/1.1 engine's bounds: a size
+    line ends with CRLF (a bare LF is malformed at once), the size has at
+    most 16 hex digits (more would overflow 64 bits: malformed at once, not
+    a chunk of 2**64 bytes waited for), and a chunk larger than what the
+    body limit leaves is refused with 413 as soon as its size line arrives.
+    """
+
+    def __init__(self, request: "GatewayRequest", finished: Any) -> None:
+        super().__init__(request.handleContentChunk, finished)
+        self._request = request
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        buffer = self._buffer
+        end = buffer.find(b"\r\n")
+        line = buffer if end == -1 else buffer[:end]
+        if b"\n" in line:
+            raise _MalformedChunkedDataError("Chunk size lines must end with CRLF.")
+        if len(line.split(b";", 1)[0]) > 16:
+            raise _MalformedChunkedDataError("Chunk size overflows.")
+        if not super()._dataReceived_CHUNK_LENGTH():
+            return False
+        if self.state == "BODY" and self.length > self._request.body_room():
+            self._request.refuse_too_large()
+            self.state = "REFUSED"
+            return False
+        return True
+
+    def _dataReceived_REFUSED(self) -> bool:
+        del self._buffer[:]  # answered 413 and closing: the rest is not read
+        return False
 
 
 def _reset_h2_stream_when_answered(stream: Any) -> None:

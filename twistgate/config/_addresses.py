@@ -10,7 +10,8 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-from twistgate.config._node import Fields, Issues
+from twistgate.config._issues import Issues
+from twistgate.config._node import Fields
 from twistgate.config.endpoints import EndpointError, ServerAddress, addresses_clash, parse_server_endpoint
 from twistgate.config.model import GatewayConfig, Location
 

@@ -10,7 +10,8 @@ from typing import Callable, Dict, Mapping, Optional, TypeVar
 
 from twistgate.config import _routes, _sections, _upstreams
 from twistgate.config._addresses import check_addresses
-from twistgate.config._node import Fields, Issues, Node, compose
+from twistgate.config._issues import Issues
+from twistgate.config._node import Fields, Node, compose
 from twistgate.config import sections
 from twistgate.config._pending import PENDING_KEYS
 from twistgate.config.model import (

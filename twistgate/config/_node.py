@@ -8,7 +8,6 @@ returns ``None`` instead of raising, so one pass reports every problem.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import (
     Any,
@@ -17,22 +16,21 @@ from typing import (
     Dict,
     FrozenSet,
     List,
-    Mapping,
     Optional,
     Set,
     Tuple,
     TypeVar,
 )
 
-import attrs
 import yaml
 from yaml.constructor import SafeConstructor
 
 from twistgate._text import plural
 from twistgate.config import _env, _yaml_errors
+from twistgate.config._issues import Issues, closest, join, suggest
 from twistgate.config._pending import not_implemented
 from twistgate.config._units import parse_duration, parse_rate, parse_size
-from twistgate.config.model import ConfigIssue, Location, Rate
+from twistgate.config.model import Location, Rate
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -40,23 +38,6 @@ D = TypeVar("D")
 _TAG = "tag:yaml.org,2002:"
 _MERGE = _TAG + "merge"
 _KINDS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "timestamp": "date"}
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-@attrs.define
-class Issues:
-    """Every problem found in one file, in the order found."""
-
-    file: str
-    environ: Mapping[str, str]
-    found: List[ConfigIssue] = attrs.Factory(list)
-
-    def add(self, line: int, path: str, message: str, column: int = 0) -> None:
-        location = Location(file=self.file, line=line, path=path, column=column)
-        issue = ConfigIssue(location=location, message=message)
-        # `defaults:` is read once per route that takes it: say each problem once.
-        if issue not in self.found:
-            self.found.append(issue)
 
 
 def compose(text: str, issues: Issues) -> "Node | None":
@@ -78,25 +59,6 @@ def compose(text: str, issues: Issues) -> "Node | None":
         issues.add(1, "", "the file is empty; it needs at least a 'listeners' section")
         return None
     return Node(root, "", issues)
-
-
-def closest(word: str, choices: Collection[str]) -> Optional[str]:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def suggest(word: str, choices: Collection[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or nothing."""
-    match = closest(word, choices)
-    return f"; did you mean {match!r}?" if match else ""
-
-
-def join(path: str, key: str) -> str:
-    """``routes[0]`` + ``upstream`` -> ``routes[0].upstream``."""
-    part = key if _PLAIN_KEY.fullmatch(key) else f"[{key!r}]"
-    if not path:
-        return part
-    return f"{path}{part}" if part.startswith("[") else f"{path}.{part}"
 
 
 class Node:

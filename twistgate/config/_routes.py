@@ -9,7 +9,8 @@ import re
 from ipaddress import ip_address
 from typing import Collection, Dict, FrozenSet, List, Optional, Tuple
 
-from twistgate.config._node import Fields, Node, closest, suggest
+from twistgate.config._issues import closest, suggest
+from twistgate.config._node import Fields, Node
 from twistgate.config import _edge, sections
 from twistgate.config._pending import PENDING_KEYS
 from twistgate.config._sections import plugin_sections

@@ -25,7 +25,7 @@ from twistgate.config.model import (
     SessionResumptionConfig,
 )
 
-LISTENER_KEYS = ("name", "endpoint", "tls", "h2c", "redirect_https")
+LISTENER_KEYS = ("name", "endpoint", "tls", "h2c", "redirect_https", "health_path")
 TLS_KEYS = (
     "certificate",
     "private_key",
@@ -98,12 +98,30 @@ def listeners(node: Node) -> Tuple[ListenerConfig, ...]:
         redirect = fields.read("redirect_https", _https_port, None)
         if redirect is not None and "tls" in fields:
             fields["redirect_https"].issue("a TLS listener serves HTTPS itself; 'redirect_https' goes on a plain listener", at_key=True)
+        health_path = fields.read("health_path", _health_path, None)
         if name is not None and endpoint is not None:
             location = fields["endpoint"].location()
             found.append(
-                ListenerConfig(name=name, endpoint=endpoint, tls=tls, h2c=h2c, redirect_https=redirect, location=location)
+                ListenerConfig(
+                    name=name, endpoint=endpoint, tls=tls, h2c=h2c, redirect_https=redirect, location=location,
+                    health_path=health_path,
+                )
             )
     return tuple(found)
+
+
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()+,;=:@/-]*")
+
+
+def _health_path(node: Node) -> Optional[str]:
+    """An exact path such as ``/_gateway/health``: no pattern, no query."""
+    text = node.string()
+    if text is None:
+        return None
+    if not _PLAIN_PATH.fullmatch(text) or "//" in text or "/./" in text or "/../" in text or text.endswith(("/.", "/..")):
+        node.issue(f"expected an exact path like '/_gateway/health' (no pattern, query or dot segments), got {text!r}")
+        return None
+    return text
 
 
 def _https_port(node: Node) -> Optional[int]:

@@ -136,6 +136,7 @@ class ListenerConfig:
     # Cleartext HTTP/2 with prior knowledge (twistgate.engine.protocol_switch).
     h2c: bool = False
     redirect_https: Optional[int] = None  # every request answers 308 to https on this port
+    health_path: Optional[str] = None  # an unauthenticated JSON liveness answer at this exact path (ops.probes)
 
 
 @attrs.frozen(kw_only=True)
@@ -183,7 +184,9 @@ class UpstreamTimeoutsConfig:
 @attrs.frozen(kw_only=True)
 class PoolConfig:
     max_idle_per_target: int = 128  # HTTPConnectionPool.maxPersistentPerHost
-    idle_timeout: float = 60.0  # HTTPConnectionPool.cachedConnectionTimeout
+    # Below common upstream keep-alive timeouts (Node, uvicorn, gunicorn, Apache: 5 s), so the
+    # gateway, not the upstream, closes an idle pooled connection (issue 18).
+    idle_timeout: float = 4.0  # HTTPConnectionPool.cachedConnectionTimeout
 
 
 @attrs.frozen(kw_only=True)

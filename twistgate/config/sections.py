@@ -31,6 +31,8 @@ def gateway_sections() -> Mapping[str, SectionParser]:
     from twistgate.policies.compression import parse_compression
     from twistgate.plugins.store_config import parse_plugin_store
     from twistgate.policies.ratelimit.config import parse_rate_limiting
+    from twistgate.workers.settings import parse_workers
+    from twistgate.websocket.config import parse_gateway as parse_websocket
 
     return {
         "admin": settings.parse_admin,
@@ -42,6 +44,8 @@ def gateway_sections() -> Mapping[str, SectionParser]:
         "plugin_store": parse_plugin_store,
         "cache": parse_cache_store,
         "compression": parse_compression,  # the default of every route without its own
+        "workers": parse_workers,
+        "websocket": parse_websocket,  # every route's default, the gateway's cap, drain after a reload
     }
 
 
@@ -65,10 +69,12 @@ def upstream_sections() -> Mapping[str, SectionParser]:
 def route_sections() -> Mapping[str, SectionParser]:
     from twistgate import chain
     from twistgate.upstream import settings
+    from twistgate.websocket.config import parse_route as parse_websocket_route
 
     sections: Dict[str, SectionParser] = dict(chain.route_sections())  # type: ignore[arg-type]
     sections["retry"] = settings.parse_route_retry  # the upstream's retry, overridden for one route
     sections["timeouts"] = settings.parse_route_timeouts
+    sections["websocket"] = parse_websocket_route  # twistgate.websocket
     return sections
 
 

@@ -2,7 +2,7 @@
 What the exchange needs from the client's side of a request: `Downstream`.
 
 The engines implement it: the HTTP/1.1 engine on httptools and the HTTP/2
-engine on h2 (`twistgate.engine.http2_server.H2Stream`) directly, and the
+engine on h2 (`twistgate.engine.http2_server_stream.H2Stream`) directly, and the
 twisted.web engine (HTTP/1.1) through an adapter.
 
 Trailers, both ways (added with the HTTP/2 engine):

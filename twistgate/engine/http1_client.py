@@ -255,8 +255,8 @@ class HTTP1ClientProtocol(Protocol):
             return
         self._message_done = True
         response = self._response
-        if response is not None and response.code == 101:
-            return  # the connection waits for `detach`
+        if self._upgraded is not None or (response is not None and response.code == 101):
+            return  # the connection waits for `detach`, or was detached in the head's callback already
         if self._body_done:
             self._complete()
         elif self._body is not None:

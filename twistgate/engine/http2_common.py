@@ -1,7 +1,9 @@
 """
 What the HTTP/2 server (`http2_server`) and client (`http2_client`) share:
 the field rules of RFC 9113 §8.2-8.3, header conversion to and from the
-gateway's `Headers`, and the guards against floods.
+gateway's `Headers`, and the connection plumbing both hops need alike (h2's
+configuration, the graceful GOAWAY, sending a queued body within the
+flow-control windows, closing the transport).
 
 h2 is configured not to validate inbound fields itself: it would turn every
 malformed request into a connection error, where RFC 9113 §8.1.1 asks for a
@@ -12,20 +14,31 @@ The header block has been decoded by then, so HPACK state stays in step.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError, StreamClosedError
+from h2.settings import Settings
 
 from twistgate.headers import Headers, canonical_name
 
 __all__ = [
     "PREFACE",
+    "STREAM_GONE",
     "DrainingH2Connection",
     "CONNECTION_SPECIFIC",
-    "FrameScanner",
-    "TokenBucket",
+    "acknowledge_data",
+    "close_transport",
+    "code_name",
     "from_h2_fields",
+    "goaway_frame",
+    "new_connection",
+    "open_connection_window",
     "request_problem",
+    "response_problem",
+    "send_within_window",
     "to_h2_fields",
     "trailer_problem",
 ]
@@ -209,129 +222,85 @@ def to_h2_fields(pseudo: List[Field], headers: Optional[Headers], *, keep_te: bo
     return fields
 
 
-class TokenBucket:
+# -- connection plumbing, the same on both hops --------------------------------
+
+#: What h2 raises for a stream it no longer knows (reset, closed, never opened):
+#: the stream is over, so what was to be sent on it is dropped.
+STREAM_GONE = (ProtocolError, StreamClosedError, KeyError)
+
+#: Every connection's initial window (RFC 9113 §6.9.2), before it is opened wider.
+_DEFAULT_WINDOW = 65535
+
+
+def new_connection(*, client_side: bool, settings: Dict[int, int]) -> DrainingH2Connection:
     """
-    ``burst`` tokens, refilled at ``rate`` per second on the injected clock;
-    `take` says whether a token was left.  The floods it guards against are
-    counted per connection.
+    An h2 connection that leaves field validation to this module (see the
+    module docstring) and announces `settings`, which are in force at once:
+    the peer's excess is refused even before it acknowledges them.
     """
-
-    __slots__ = ("clock", "rate", "burst", "tokens", "stamp")
-
-    def __init__(self, clock: object, rate: float, burst: float) -> None:
-        self.clock = clock
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = clock.seconds()  # type: ignore[attr-defined]
-
-    def take(self, cost: float = 1.0) -> bool:
-        now = self.clock.seconds()  # type: ignore[attr-defined]
-        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if tokens < cost:
-            self.tokens = tokens
-            return False
-        self.tokens = tokens - cost
-        return True
+    config = H2Configuration(
+        client_side=client_side,
+        header_encoding=None,
+        validate_inbound_headers=False,  # request_problem() / response_problem()
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,  # to_h2_fields() builds valid blocks
+        normalize_outbound_headers=False,
+    )
+    connection = DrainingH2Connection(config)
+    connection.local_settings = Settings(client=client_side, initial_values=settings)
+    return connection
 
 
-# Frame types (RFC 9113 §6).
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-_END_STREAM, _ACK, _END_HEADERS = 0x1, 0x1, 0x4
-FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM = 0x6, 0xB
+def open_connection_window(h2: H2Connection, window: int) -> None:
+    """Send the preface and SETTINGS, and open the connection's receive window to `window`."""
+    h2.initiate_connection()
+    h2.increment_flow_control_window(window - _DEFAULT_WINDOW)
 
 
-class FrameScanner:
+def send_within_window(h2: H2Connection, stream_id: int, queue: List[bytes]) -> int:
     """
-    Reads only the 9-byte frame headers of what a client sends, before h2
-    parses it, to stop floods h2 does not bound by itself:
-
-    * a header block (HEADERS + CONTINUATION...) larger than
-      ``max_block`` bytes or longer than ``max_continuations`` frames
-      (CVE-2024-27316, the CONTINUATION flood);
-    * frames that cost the server work or output but carry no request
-      (PING, SETTINGS, PRIORITY, empty DATA and CONTINUATION, unknown
-      extension frames) beyond a token bucket.
-
-    It also answers one malformed frame h2 misnames: a SETTINGS ACK with a
-    payload is a FRAME_SIZE_ERROR (RFC 9113 §6.5), not a PROTOCOL_ERROR.
-
-    `feed` returns None, or ``(error code, reason)`` for the GOAWAY that
-    must end the connection (ENHANCE_YOUR_CALM for floods).
+    Send the chunks of `queue` (consumed in place, a chunk split where a
+    window ends) as far as the stream's and the connection's flow-control
+    windows and the peer's frame size allow; the number of bytes sent.
+    `STREAM_GONE` errors are the caller's to handle.
     """
+    sent = 0
+    while queue:
+        window = min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size)
+        if window <= 0:
+            break
+        chunk = queue[0]
+        if len(chunk) <= window:
+            queue.pop(0)
+        else:
+            queue[0] = chunk[window:]
+            chunk = chunk[:window]
+        sent += len(chunk)
+        h2.send_data(stream_id, chunk)
+    return sent
 
-    __slots__ = ("_skip", "_head", "_block", "_continuations", "max_block", "max_continuations", "control")
 
-    def __init__(self, max_block: int, max_continuations: int, control: TokenBucket) -> None:
-        self._skip = len(PREFACE)  # the preface is h2's to check
-        self._head = b""
-        self._block = -1  # bytes of the header block under way; -1: none
-        self._continuations = 0
-        self.max_block = max_block
-        self.max_continuations = max_continuations
-        self.control = control
+def acknowledge_data(h2: H2Connection, stream_id: int, size: int) -> None:
+    """Reopen the windows by `size` consumed bytes of `stream_id` (nothing if h2 forgot the stream)."""
+    try:
+        h2.acknowledge_received_data(size, stream_id)
+    except STREAM_GONE:
+        pass
 
-    def feed(self, data: bytes) -> Optional[Tuple[int, str]]:
-        view = memoryview(data)
-        offset = 0
-        size = len(view)
-        while offset < size:
-            if self._skip:
-                step = min(self._skip, size - offset)
-                self._skip -= step
-                offset += step
-                continue
-            need = 9 - len(self._head)
-            chunk = bytes(view[offset : offset + need])
-            offset += len(chunk)
-            self._head += chunk
-            if len(self._head) < 9:
-                return None
-            head, self._head = self._head, b""
-            length = int.from_bytes(head[0:3], "big")
-            kind = head[3]
-            flags = head[4]
-            self._skip = length
-            if kind == SETTINGS and flags & _ACK and length:
-                return FRAME_SIZE_ERROR, "SETTINGS ACK with a payload"
-            problem = self._frame(kind, flags, length)
-            if problem is not None:
-                return ENHANCE_YOUR_CALM, problem
-        return None
 
-    def _frame(self, kind: int, flags: int, length: int) -> Optional[str]:
-        if kind == HEADERS:
-            if flags & _END_HEADERS:
-                self._block = -1
-            else:
-                self._block = length
-                self._continuations = 0
-                if length > self.max_block:
-                    return "header block too large"
-            return None
-        if kind == CONTINUATION:
-            if self._block < 0:
-                return None  # h2 answers a stray CONTINUATION with PROTOCOL_ERROR
-            self._block += length
-            self._continuations += 1
-            if flags & _END_HEADERS:
-                self._block = -1
-            elif self._block > self.max_block or self._continuations > self.max_continuations:
-                return "CONTINUATION flood"
-            if length == 0 and not self.control.take():
-                return "empty CONTINUATION flood"
-            return None
-        if kind == DATA:
-            if length == 0 and not flags & _END_STREAM and not self.control.take():
-                return "empty DATA flood"
-            return None
-        if kind in (PING, SETTINGS):
-            if not flags & _ACK and not self.control.take():
-                return "PING/SETTINGS flood"
-            return None
-        if kind == PRIORITY or kind > CONTINUATION:
-            # WINDOW_UPDATE is left out: a client reading a large body sends many.
-            if not self.control.take(0.5):
-                return "control frame flood"
-        return None
+def close_transport(transport: Any) -> None:
+    """Close a connection's transport, TLS included."""
+    # A TLS transport does not start its shutdown while a producer is registered.
+    try:
+        transport.unregisterProducer()
+    except Exception:
+        pass
+    transport.loseConnection()
+
+
+def code_name(code: int) -> str:
+    """An RFC 9113 error code's name (``ENHANCE_YOUR_CALM``), or its hex for an unknown one."""
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return f"0x{code:x}"

@@ -286,8 +286,9 @@ class ServerRequest:
         status = self.code or 200
         raw = self._response_headers.raw
         version = self.version
+        codings = raw.get(TRANSFER_ENCODING)  # codings the gateway relays without undoing them
         if (
-            TRANSFER_ENCODING in raw
+            codings is not None
             or CONNECTION in raw
             or (final and CONTENT_LENGTH in raw and raw[CONTENT_LENGTH] != [b"%d" % len(data)])
         ):
@@ -313,6 +314,8 @@ class ServerRequest:
                 raw = {name: values for name, values in raw.items() if name != CONTENT_LENGTH}
             mode = _CHUNKED
             extra = b"Transfer-Encoding: chunked\r\n"
+            if codings is not None and codings != [b"chunked"]:
+                extra = b"Transfer-Encoding: %s, chunked\r\n" % b", ".join(codings)
         else:
             mode = _CLOSE
             self.keep_alive = False

@@ -227,7 +227,20 @@ class GatewaySite(server.Site):
 
 
 class PhrasedRequest(RFC9110Phrases, server.Request):
-    """A stock twisted.web request that answers with RFC 9110 reason phrases."""
+    """
+    A stock twisted.web request that answers with RFC 9110 reason phrases,
+    and without the ``Server: TwistedWeb/<version>`` header
+    `server.Request.process` sets before rendering (it tells every client
+    which Twisted release to aim at).
+    """
+
+    def render(self, resrc: Any) -> None:
+        self.responseHeaders.removeHeader(b"Server")
+        super().render(resrc)
+
+    def processingFailed(self, reason: Any) -> Any:
+        self.responseHeaders.removeHeader(b"Server")
+        return super().processingFailed(reason)
 
 
 def plain_site(resource: Any, reactor: IReactorTime) -> server.Site:

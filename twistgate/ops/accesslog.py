@@ -22,7 +22,7 @@ from json.encoder import encode_basestring as _string
 from typing import IO, Any, Callable, Dict, Optional
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LoggingFile
 
 from twistgate.config.model import ConfigError, ConfigIssue
 from twistgate.ops.metrics import NO_ROUTE
@@ -59,7 +59,7 @@ def access_fields(record: Any) -> Dict[str, Any]:
     state = record.state or {}
     trace = state.get("trace")
     cache = state.get("cache")
-    return {
+    fields = {
         "time": iso_time(record.finished),
         "request_id": record.request_id,
         "method": record.method,
@@ -82,6 +82,11 @@ def access_fields(record: Any) -> Dict[str, Any]:
         "grpc_status": record.grpc_status,
         "trace_id": getattr(trace, "trace_id", None),
     }
+    websocket = state.get("websocket")
+    if websocket is not None:  # a WebSocket: the line is written when the connection ends
+        fields["websocket_close_code"] = websocket["close_code"]
+        fields["websocket_closed_by"] = websocket["closed_by"]
+    return fields
 
 
 def _text(value: Any) -> str:
@@ -123,7 +128,18 @@ def json_line(record: Any) -> str:
         f'"client_ip":{_text(record.client_ip)},"consumer":{_text(record.consumer)},'
         f'"cache":{_text(str(cache) if cache is not None else None)},'
         f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{_text(record.protocol)},'
-        f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}}}\n'
+        f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}'
+        f'{_websocket_fields(state.get("websocket")) if state else ""}}}\n'
+    )
+
+
+def _websocket_fields(websocket: Optional[Dict[str, Any]]) -> str:
+    """A WebSocket's line (written when the connection ends) adds how it closed."""
+    if websocket is None:
+        return ""
+    return (
+        f',"websocket_close_code":{_number(websocket["close_code"])},'
+        f'"websocket_closed_by":{_text(websocket["closed_by"])}'
     )
 
 
@@ -136,8 +152,22 @@ def text_line(record: Any) -> str:
         f'target={f["upstream_target"] or "-"} retries={f["retries"]} cache={f["cache"] or "-"} '
         f'error={f["error"] or "-"} proto={f["protocol"]} '
         + (f'grpc_status={f["grpc_status"]} ' if f["grpc_status"] is not None else "")
+        + (f'ws_close={f["websocket_close_code"]} ws_closed_by={f["websocket_closed_by"]} ' if "websocket_close_code" in f else "")
         + f'id={f["request_id"]}\n'
     )
+
+
+def standard_output() -> IO[str]:
+    """
+    The process's standard output for access lines.  Under twistd,
+    ``sys.stdout`` is a `LoggingFile` that turns each write into a log event
+    (``[stdout#info]``-prefixed in twistd's log): access lines must go to
+    the real stream, as bare JSON lines.
+    """
+    stream = sys.stdout
+    if isinstance(stream, LoggingFile) and sys.__stdout__ is not None:
+        return sys.__stdout__
+    return stream
 
 
 class _LineWriter:
@@ -201,10 +231,34 @@ class AccessLog:
         if self._observer is not None:
             return
         if self.settings.path == "-":
-            self._attach(sys.stdout)
+            self._attach(standard_output())
             return
-        self._file = open(self.settings.path, "a", encoding="utf-8", buffering=1 << 16)
+        self._file = self._open()
         self._attach(self._file)
+
+    def _open(self) -> IO[str]:
+        return open(self.settings.path, "a", encoding="utf-8", buffering=1 << 16)
+
+    def reopen(self) -> None:
+        """
+        Write out what is buffered, close the file and open the configured
+        path again (logrotate renamed the old file: SIGUSR1).  Standard
+        output is left as it is.  If the path cannot be opened now, the
+        old file is kept and the failure logged.
+        """
+        observer = self._observer
+        if self._file is None or observer is None:
+            return
+        try:
+            new = self._open()
+        except OSError as error:
+            _log.error("access log {path}: cannot reopen ({error}); still writing to the old file", path=self.settings.path, error=error)
+            return
+        old, self._file = self._file, new
+        old.flush()
+        observer.stream = new
+        old.close()
+        _log.info("access log {path} reopened", path=self.settings.path)
 
     def stop(self) -> None:
         if self._flusher is not None:

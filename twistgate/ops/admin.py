@@ -5,7 +5,8 @@ The admin listener's resource: ``/metrics``, the JSON admin API under
 Everything under ``/admin/`` needs ``Authorization: Bearer <token>``
 (compared in constant time), except the dashboard's own files, which hold
 no data: the page asks for the token and sends it as that header.
-``/metrics`` is open unless ``admin.metrics_auth`` is true.  Answers are
+``/metrics`` is open unless ``admin.metrics_auth`` is true, and so are the
+probes ``/livez`` and ``/readyz`` (systemd, Kubernetes, load balancers).  Answers are
 JSON; errors have the contract's body.  The token is read from the serving
 generation, so a reload can rotate it.
 """
@@ -28,9 +29,10 @@ from twistgate import __version__
 from twistgate.errors import GatewayError, error_body
 from twistgate.http import request_id_from
 from twistgate.messages import Response
+from twistgate.ops.cockpit import Cockpit
 from twistgate.ops.explain import explain
 from twistgate.ops.metrics import MetricsResource
-from twistgate.ops.redact import redacted
+from twistgate.ops.redact import effective_config
 from twistgate.ops.runtime import upstream_targets
 
 _log = Logger()
@@ -84,6 +86,8 @@ class AdminResource(Resource):
     """The admin listener's root: one leaf that dispatches on the path."""
 
     isLeaf = True
+    #: The history, drain and audit endpoints (the supervisor's answer for every worker).
+    cockpit_class: Any = Cockpit
 
     def __init__(self, runtime: Any) -> None:
         super().__init__()
@@ -99,6 +103,8 @@ class AdminResource(Resource):
             (b"GET", b"explain"): self.explain,
             (b"POST", b"reload"): self.reload,
         }
+        self.cockpit = self.cockpit_class(self)
+        self.routes.update(self.cockpit.routes())
 
     # -- dispatch ------------------------------------------------------------
 
@@ -107,6 +113,7 @@ class AdminResource(Resource):
         request.setHeader(b"X-Request-Id", request_id.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        self.cockpit.watch(request)  # the audit trail of actions
         try:
             return self._dispatch(request, request_id)
         except GatewayError as error:
@@ -115,6 +122,10 @@ class AdminResource(Resource):
     def _dispatch(self, request: Any, request_id: str) -> Any:
         method = b"GET" if request.method == b"HEAD" else request.method
         segments = request.path.split(b"/")[1:]
+        if segments in ([b"livez"], [b"readyz"]):
+            if method != b"GET":
+                raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
+            return self._probe(request, segments[0])
         if segments == [b"metrics"]:
             if method != b"GET":
                 raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
@@ -139,9 +150,8 @@ class AdminResource(Resource):
             if method != b"GET":
                 raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
             return self._plugins(request, segments[2:], request_id)
-        if len(segments) != 2:
-            raise NotFound()
-        handler = self.routes.get((method, name))
+        # Deeper paths: /admin/stats/history, /admin/upstreams/{name}/drain|undrain (404/405 otherwise).
+        handler = self.cockpit.nested(method, segments[1:]) if len(segments) != 2 else self.routes.get((method, name))
         if handler is None:
             allowed = sorted(m.decode() for (m, n) in self.routes if n == name)
             if not allowed:
@@ -156,6 +166,14 @@ class AdminResource(Resource):
 
     def settings(self) -> Any:
         return self.runtime.admin_settings()
+
+    def _probe(self, request: Any, name: bytes) -> bytes:
+        """``/livez``: the process answers.  ``/readyz``: it serves new requests (503 starting or draining)."""
+        if name == b"livez":
+            return self._json(request, {"status": "alive"})
+        readiness = getattr(self.runtime, "readiness", None)
+        ready, why = readiness() if readiness is not None else (not self.runtime.draining, "ready")
+        return self._json(request, {"status": why}, 200 if ready else 503)
 
     def _authorise(self, request: Any) -> None:
         given = bearer_token(request)
@@ -293,6 +311,7 @@ class AdminResource(Resource):
             "routes": len(generation.config.routes),
             "upstreams": upstreams,
             "last_reload": ops.last_reload,
+            "api_keys": _manages_keys(generation),
         }
         return (body, 503) if draining else body
 
@@ -344,7 +363,7 @@ class AdminResource(Resource):
 
     def config(self, request: Any) -> Any:
         config = self.runtime.generation.config
-        return {"generation": self.runtime.ops.number, "source": config.source, "config": redacted(config)}
+        return {"generation": self.runtime.ops.number, "source": config.source, "config": effective_config(config)}
 
     def explain(self, request: Any) -> Any:
         args = request.args
@@ -371,7 +390,7 @@ class AdminResource(Resource):
             body = {
                 "error": "invalid_config" if outcome.get("issues") else "reload_failed",
                 "message": outcome.get("message", "The new configuration was rejected; the old one keeps serving."),
-                "request_id": request_id_from(request.requestHeaders),
+                "request_id": _answer_request_id(request),
                 **outcome,
             }
             return body, 400
@@ -379,9 +398,21 @@ class AdminResource(Resource):
         return maybeDeferred(self.runtime.reload, reason="admin").addCallback(answer)
 
 
+def _answer_request_id(request: Any) -> str:
+    """The request id `render` put on the answer (``X-Request-Id``): the body repeats the same one."""
+    values = request.responseHeaders.getRawHeaders(b"X-Request-Id")
+    return values[0].decode("ascii") if values else request_id_from(request.requestHeaders)
+
+
 def _arg(args: Dict[bytes, list], name: bytes) -> Optional[str]:
     values = args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _manages_keys(generation: Any) -> bool:
+    """Whether ``/admin/keys`` is served (an api_key authenticator with its store): the dashboard's keys view."""
+    api_keys = getattr(generation.services.auth, "api_keys", None)
+    return bool(api_keys()) if api_keys is not None else False
 
 
 def _runtime_route(generation: Any, name: str) -> Any:

@@ -113,7 +113,10 @@ def _upstream(route: Any) -> Optional[Dict[str, Any]]:
         return None
     targets = []
     for target in upstream_targets(upstream):
-        eligible = bool(target.get("healthy", True)) and target.get("breaker") not in ("open",) and not target.get("ejected")
+        eligible = (
+            bool(target.get("healthy", True)) and target.get("breaker") not in ("open",) and not target.get("ejected")
+            and not target.get("draining")
+        )
         targets.append({**target, "candidate": eligible})
     destination = route.destination
     return {

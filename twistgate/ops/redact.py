@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, Dict
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -59,8 +59,8 @@ def redacted(value: Any) -> Any:
     if attrs.has(type(value)):
         out = {}
         for field in attrs.fields(type(value)):
-            if field.name == "location":
-                continue
+            if field.name in ("location", "declared"):
+                continue  # where it was written; a plugin's option schema object
             item = getattr(value, field.name)
             if item is not None and (field.repr is False or secret_key(field.name)) and not _harmless(item):
                 out[field.name] = REDACTED
@@ -76,6 +76,33 @@ def redacted(value: Any) -> Any:
         items = [redacted(v) for v in value]
         return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
     return redact_url(str(value))
+
+
+#: GatewayConfig fields the effective view leaves out: where the file is
+#: (the answer says it beside), an unused legacy slot (the admin section is
+#: in `sections`), and the sections mapping itself (shown at the top level).
+_NOT_SHOWN = frozenset({"source", "admin", "sections"})
+
+
+def effective_config(config: Any) -> Dict[str, Any]:
+    """
+    The configuration in force, as the file would write it: every top-level
+    key, defaults filled in, the feature sections (``admin``, ``auth``,
+    ``access_log``...) at the top level where the file has them, secrets
+    redacted.  Keys without a value in this configuration are left out (an
+    absent ``demo`` is not ``demo: null``).
+    """
+    out: Dict[str, Any] = {}
+    for field in attrs.fields(type(config)):
+        if field.name in _NOT_SHOWN:
+            continue
+        value = getattr(config, field.name)
+        if value is not None:
+            out[field.name] = redacted(value)
+    for key, value in config.sections.items():
+        if value is not None:
+            out[key] = redacted(value)
+    return out
 
 
 def _harmless(value: Any) -> bool:

@@ -20,8 +20,10 @@ Reloads are serialised: one at a time, in the order asked.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from difflib import SequenceMatcher
+from typing import Any, Callable, Dict, List, Optional, Set
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
 
@@ -31,6 +33,7 @@ from twistgate.config import ConfigError
 from twistgate.generation import Generation, comparable
 from twistgate.ops.runtime import Operations
 from twistgate.validation import load_prepared
+from twistgate.websocket.config import drain_timeout as websocket_drain_timeout
 
 _log = Logger()
 
@@ -43,20 +46,59 @@ def issue_dicts(error: ConfigError) -> List[Dict[str, Any]]:
 
 
 def changes(old: Generation, new: Generation) -> Dict[str, Any]:
-    """What the reload changed, by name, for the answer and the log."""
+    """
+    What the reload changed, by name, for the answer and the log.
+
+    A route whose only difference is its place in the file is *moved*, not
+    *changed*: the place still matters (it is the last tie-breaker between
+    equally specific routes), so it is reported.  Routes added or removed
+    around a route do not move it; moved are the fewest routes whose
+    relative order changed (those outside the longest run kept in order).
+    """
     old_routes = {r.name: r for r in old.config.routes}
     new_routes = {r.name: r for r in new.config.routes}
+    common = set(old_routes) & set(new_routes)
+    changed = sorted(n for n in common if _route_content(old_routes[n]) != _route_content(new_routes[n]))
     return {
         "routes_added": sorted(set(new_routes) - set(old_routes)),
         "routes_removed": sorted(set(old_routes) - set(new_routes)),
-        "routes_changed": sorted(
-            n for n in set(old_routes) & set(new_routes) if comparable(old_routes[n]) != comparable(new_routes[n])
-        ),
+        "routes_changed": changed,
+        "routes_moved": sorted(set(moved([r.name for r in old.config.routes], [r.name for r in new.config.routes])) - set(changed)),
         "upstreams_added": sorted(set(new.upstreams) - set(old.upstreams)),
         "upstreams_removed": sorted(set(old.upstreams) - set(new.upstreams)),
         "upstreams_reused": sorted(new.borrowed),
         "upstreams_rebuilt": sorted((set(old.upstreams) & set(new.upstreams)) - new.borrowed),
     }
+
+
+def _route_content(route: Any) -> Any:
+    """A route as `comparable`, without its position in the file."""
+    return comparable(attrs.evolve(route, index=0))
+
+
+def moved(old_order: List[str], new_order: List[str]) -> List[str]:
+    """
+    The names in both orders whose place among the others changed: those
+    outside the longest runs kept in order (moving one route up names that
+    route, not every route it passed).
+    """
+    common: Set[str] = set(old_order) & set(new_order)
+    before = [name for name in old_order if name in common]
+    after = [name for name in new_order if name in common]
+    kept: Set[str] = set()
+    for block in SequenceMatcher(None, before, after, autojunk=False).get_matching_blocks():
+        kept.update(before[block.a : block.a + block.size])
+    return [name for name in after if name not in kept]
+
+
+@attrs.frozen
+class Prepared:
+    """A reload between its two phases: `new` is built and started, `old` still serves."""
+
+    old: Generation
+    new: Generation
+    source: str
+    reason: str
 
 
 class Reloader:
@@ -100,6 +142,19 @@ class Reloader:
 
     @inlineCallbacks
     def _reload(self, path: Optional[str], reason: str) -> Any:
+        prepared = yield self.prepare(path, reason=reason)
+        if isinstance(prepared, dict):
+            return prepared
+        return self.commit(prepared)
+
+    @inlineCallbacks
+    def prepare(self, path: Optional[str] = None, *, reason: str = "admin") -> Any:
+        """
+        Phase one (steps 1 and 2): the new generation built and started, not
+        serving.  Fires with a `Prepared` to `commit` or `abort`, or with the
+        rejection's ``{"ok": False, ...}``.  Workers prepare on every process
+        before any of them commits.
+        """
         old = self.resource.generation
         source = path or old.config.source
         if source is None:
@@ -122,6 +177,11 @@ class Reloader:
             _log.failure("the new configuration failed to start; keeping the old one")
             yield self._stop(new)
             return self._rejected(reason, f"the new configuration failed to start: {error}")
+        return Prepared(old=old, new=new, source=new.config.source or source, reason=reason)
+
+    def commit(self, prepared: "Prepared") -> Dict[str, Any]:
+        """Phase two (steps 3 and 4): swap the prepared generation in; the summary."""
+        old, new, reason = prepared.old, prepared.new, prepared.reason
         # The swap: from here on every new request gets `new`.
         changed = changes(old, new)
         self.resource.swap(new)
@@ -135,10 +195,18 @@ class Reloader:
                 _log.failure("after-reload step failed")
                 warnings.append(str(error))
         self.retire(old)
-        summary = {"generation": number, "reason": reason, "source": source, "changes": changed, "warnings": warnings}
+        # Its open WebSockets finish on it, for at most websocket.drain_timeout (twistgate.websocket).
+        self.ops.websockets.drain(old, websocket_drain_timeout(new.config.sections.get("websocket")))
+        summary = {"generation": number, "reason": reason, "source": prepared.source, "changes": changed, "warnings": warnings}
         self.ops.reload_done(True, summary)
         _log.info("configuration reloaded ({reason}): generation {number}", reason=reason, number=number)
         return {"ok": True, **summary}
+
+    def abort(self, prepared: "Prepared", why: str) -> "Deferred[None]":
+        """Discard a prepared generation (another process refused the configuration)."""
+        _log.warn("configuration reload abandoned ({reason}): {why}", reason=prepared.reason, why=why)
+        self.ops.reload_done(False, {"reason": prepared.reason, "message": why, "generation": self.ops.number})
+        return self._stop(prepared.new)
 
     def _rejected(self, reason: str, message: str, issues: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
         summary: Dict[str, Any] = {"reason": reason, "message": message, "generation": self.ops.number}

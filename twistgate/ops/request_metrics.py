@@ -111,8 +111,8 @@ class RequestCounts:
         histogram = self.duration.get(route)
         if histogram is None:
             histogram = self.duration[route] = _Histogram(now)
-        duration = record.finished - record.started
-        histogram.observe(duration if duration > 0.0 else 0.0)
+        latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
+        histogram.observe(latency if latency > 0.0 else 0.0)
         if record.bytes_in:
             _add(self.bytes_in, route, record.bytes_in, now)
         if record.bytes_out:

@@ -1,21 +1,25 @@
 """
 `Operations`: the part of the operations state that outlives a generation.
 
-Metrics counters, rolling stats, the generation number and the reload
-history belong to the gateway, not to one configuration: a reload must not
-reset a Prometheus counter.  One `Operations` is made per gateway (in the
+Metrics counters, rolling stats and their 15-minute history, the generation
+number, the reload history, the audit trail, the operator's drains and when
+each API key was last used belong to the gateway, not to one configuration:
+a reload must not reset a Prometheus counter.  One `Operations` is made per gateway (in the
 first generation's `twistgate.generation.Shared`) and handed to every later
 generation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from twisted.logger import Logger
 
+from twistgate.ops.audit import AuditTrail
+from twistgate.ops.history import History
 from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
 from twistgate.ops.stats import Stats
+from twistgate.websocket.hub import WebSocketHub
 
 _log = Logger()
 
@@ -34,6 +38,12 @@ class Operations:
         self.registry = new_registry()
         self.metrics = GatewayMetrics(self.registry, clock.seconds)
         self.stats = Stats(clock)
+        self.history = History(clock, self.stats)  # sampled on a timer the service starts
+        self.audit = AuditTrail(clock)
+        #: Upstream name -> URLs of its targets the operator drained (`twistgate.ops.drain`).
+        self.drains: Dict[str, Set[str]] = {}
+        #: API key id -> when it last authenticated a request (this process).
+        self.key_usage: Dict[str, float] = {}
         self.current: Any = None  # the serving Generation
         self.generations: List[Any] = []  # serving + draining
         self.number = 0
@@ -44,6 +54,8 @@ class Operations:
         #: The plugins' metrics by full name (twistgate.plugins.metrics): a reload asks for them again.
         self.plugin_metrics: Dict[str, Any] = {}
         self.registry.register(LiveCollector(self))
+        #: Every open WebSocket, whatever generation it started on (twistgate.websocket).
+        self.websockets = WebSocketHub(self.registry, clock)
 
     def observe(self, record: Any) -> None:
         self.metrics.observe(record)

@@ -15,7 +15,7 @@ from twistgate.config._node import Node
 from twistgate.config._sections import server_endpoint
 from twistgate.config.model import Location
 
-ADMIN_KEYS = ("endpoint", "token", "metrics_auth")
+ADMIN_KEYS = ("endpoint", "token", "metrics_auth", "ready_requires_healthy_target")
 ACCESS_LOG_KEYS = ("path", "format", "flush_interval")
 ACCESS_LOG_FORMATS = ("json", "text")
 TRACING_KEYS = (
@@ -32,6 +32,8 @@ class AdminSettings:
     endpoint: str
     token: str = attrs.field(repr=False)
     metrics_auth: bool = False  # /metrics needs the token too
+    # /readyz answers 503 while no forwarding route can reach a healthy target (twistgate.ops.probes)
+    ready_requires_healthy_target: bool = False
     location: Location = Location()
 
 
@@ -73,9 +75,13 @@ def parse_admin(node: Node) -> Optional[AdminSettings]:
     endpoint = fields.read("endpoint", server_endpoint, None)
     token = fields.read("token", Node.string, None)
     metrics_auth = fields.read("metrics_auth", Node.boolean, False)
+    healthy_target = fields.read("ready_requires_healthy_target", Node.boolean, False)
     if endpoint is None or token is None:
         return None
-    return AdminSettings(endpoint=endpoint, token=token, metrics_auth=metrics_auth, location=node.location(at_key=True))
+    return AdminSettings(
+        endpoint=endpoint, token=token, metrics_auth=metrics_auth, ready_requires_healthy_target=healthy_target,
+        location=node.location(at_key=True),
+    )
 
 
 def parse_access_log(node: Node) -> Optional[AccessLogSettings]:

@@ -55,6 +55,24 @@ class _Series:
                 self.cache_misses += 1
         self.samples.append(sample)
 
+    def export(self) -> Dict[str, Any]:
+        """Counts and raw samples, for adding up several processes' series (`merge`)."""
+        return {
+            "count": self.count, "status": self.status, "errors": self.errors,
+            "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
+            "samples": [[t, d] for t, d in self.samples],
+        }
+
+    def merge(self, exported: Dict[str, Any]) -> None:
+        self.count += int(exported["count"])
+        for klass, n in exported["status"].items():
+            self.status[klass] = self.status.get(klass, 0) + int(n)
+        self.errors += int(exported["errors"])
+        self.cache_hits += int(exported["cache_hits"])
+        self.cache_misses += int(exported["cache_misses"])
+        merged = sorted(list(self.samples) + [(float(t), float(d)) for t, d in exported["samples"]])
+        self.samples = deque(merged, maxlen=(self.samples.maxlen or 0) + len(exported["samples"]))
+
     def summary(self, now: float, window: float) -> Dict[str, Any]:
         recent = [d for t, d in self.samples if t >= now - window]
         recent.sort()
@@ -100,14 +118,31 @@ class Stats:
         klass = status_class(status)
         error = status >= 500 or status == 0
         finished = record.finished
-        duration = finished - record.started
-        sample = (finished, duration if duration > 0.0 else 0.0)
+        latency = record.latency  # a WebSocket's is its handshake
+        sample = (finished, latency if latency > 0.0 else 0.0)
         self.total.add(klass, error, cache, sample)
         name = record.route if record.route is not None else NO_ROUTE
         series = self.routes.get(name)
         if series is None:
             series = self.routes[name] = _Series(self.max_samples)
         series.add(klass, error, cache, sample)
+
+    def export(self) -> Dict[str, Any]:
+        """Everything `merged` needs to add this process's stats to others'."""
+        return {"total": self.total.export(), "routes": {name: series.export() for name, series in self.routes.items()}}
+
+    @classmethod
+    def merged(cls, clock: Any, exports: List[Dict[str, Any]]) -> "Stats":
+        """The stats of several processes (workers) as one: counts added, samples pooled."""
+        stats = cls(clock)
+        for exported in exports:
+            stats.total.merge(exported["total"])
+            for name, series in exported["routes"].items():
+                mine = stats.routes.get(name)
+                if mine is None:
+                    mine = stats.routes[name] = _Series(stats.max_samples)
+                mine.merge(series)
+        return stats
 
     def snapshot(self) -> Dict[str, Any]:
         now = self.clock.seconds()

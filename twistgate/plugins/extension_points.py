@@ -34,7 +34,8 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Unio
 
 import attrs
 
-from twistgate.config._node import Node, suggest
+from twistgate.config._issues import suggest
+from twistgate.config._node import Node
 from twistgate.config.model import ConfigError, ConfigIssue, Location
 from twistgate.plugins.options import OptionsSpec, options_spec
 

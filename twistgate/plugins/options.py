@@ -18,7 +18,8 @@ A factory declares its options as a frozen dataclass or attrs class in its
 
 Field types: ``str``, ``int``, ``float``, ``bool``, `Duration` (seconds),
 `Size` (bytes), `Rate`, ``Literal[...]``, ``Optional[X]``, ``List[X]`` /
-``Tuple[X, ...]``, ``Dict[str, X]`` and ``Any`` (the value as written).
+``Tuple[X, ...]``, ``Dict[str, X]`` and ``Any`` (the value as written;
+each type's reader is in `twistgate.plugins.option_types`).
 Validators and ``__post_init__`` run too: their ``ValueError`` is a config
 error.  The factory is handed a plain ``dict`` of the converted values,
 defaults filled in.  Without ``Options`` the section is handed over as
@@ -34,15 +35,16 @@ of reserved keys plus a plugin's options (pluggy plugins next) can reuse
 from __future__ import annotations
 
 import dataclasses
-import sys
 import typing
-from typing import Any, Callable, Collection, Dict, List, Mapping, NewType, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 import yaml
 
-from twistgate.config._node import Fields, Issues, Node, join
-from twistgate.config.model import ConfigError, Rate
+from twistgate.config._issues import Issues, join
+from twistgate.config._node import Fields, Node
+from twistgate.config.model import ConfigError
+from twistgate.plugins.option_types import Converter, Duration, Rate, Size, converter_for, type_words
 
 __all__ = [
     "Duration",
@@ -63,12 +65,6 @@ __all__ = [
     "with_options",
 ]
 
-#: Seconds, written with a unit (``250ms``, ``30s``, ``5m``): a float.
-Duration = NewType("Duration", float)
-#: Bytes, written as ``64KiB``, ``10MiB`` or a plain integer: an int.
-Size = NewType("Size", int)
-
-Converter = Callable[[Node], Any]
 _MISSING = object()
 
 
@@ -354,133 +350,7 @@ def _is_factory(cls: type, name: str) -> bool:
     return False
 
 
-_TYPE_WORDS: Dict[Any, str] = {
-    str: "string", int: "integer", float: "number", bool: "boolean", Any: "any", object: "any",
-    Duration: "duration", Size: "size", Rate: "rate",
-}  # fmt: skip
-
-
-def type_words(annotation: Any) -> str:
-    """A field type as the documentation says it: ``duration``, ``list of string``, ``one of 'a', 'b'``."""
-    simple = _TYPE_WORDS.get(annotation)
-    if simple is not None:
-        return simple
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in _UNION_TYPES:
-        rest = [a for a in args if a is not type(None)]
-        return " or ".join(type_words(a) for a in rest) + (" or null" if len(rest) < len(args) else "")
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (list, List, Sequence, typing.Sequence, tuple, Tuple, frozenset):
-        return f"list of {type_words(args[0]) if args else 'any'}"
-    if origin in (dict, Dict, Mapping, typing.Mapping):
-        return f"mapping of {type_words(args[1]) if len(args) > 1 else 'any'}"
-    return getattr(annotation, "__name__", repr(annotation))
-
-
 def _as_dict(instance: Any) -> Dict[str, Any]:
     if dataclasses.is_dataclass(instance):
         return {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)}
     return attrs.asdict(instance, recurse=False)
-
-
-# -- converters by type ------------------------------------------------------
-
-_UNION_TYPES: Tuple[Any, ...] = (typing.Union,)
-if sys.version_info >= (3, 10):  # pragma: no branch
-    import types
-
-    _UNION_TYPES += (types.UnionType,)
-
-
-def converter_for(annotation: Any, where: str) -> Converter:
-    """A node reader for one field type; `TypeError` for a type YAML cannot give."""
-    simple = _SIMPLE.get(annotation)
-    if simple is not None:
-        return simple
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in _UNION_TYPES:
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1 and len(args) == 2:
-            inner = converter_for(rest[0], where)
-            return lambda node: None if node.is_null() else inner(node)
-        raise TypeError(f"{where}: only Optional[X] unions are supported, not {annotation!r}")
-    if origin is typing.Literal:
-        return _literal(args)
-    if origin in (list, List, Sequence, typing.Sequence, tuple, Tuple, frozenset):
-        if origin in (tuple, Tuple) and not (len(args) == 2 and args[1] is Ellipsis):
-            raise TypeError(f"{where}: use Tuple[X, ...] for a list option, not {annotation!r}")
-        item = converter_for(args[0] if args else Any, where)
-        build: Callable[[List[Any]], Any] = list if origin in (list, List) else tuple
-        if origin is frozenset:
-            build = frozenset
-        return lambda node: _items(node, item, build)
-    if origin in (dict, Dict, Mapping, typing.Mapping):
-        if args and args[0] is not str:
-            raise TypeError(f"{where}: mapping options have string keys, not {annotation!r}")
-        value = converter_for(args[1] if args else Any, where)
-        return lambda node: _entries(node, value)
-    raise TypeError(f"{where}: cannot read an option of type {annotation!r} from YAML")
-
-
-def _string(node: Node) -> Optional[str]:
-    return node.string(empty_ok=True)
-
-
-def _number(node: Node) -> Optional[float]:
-    if node.kind in ("integer", "number"):
-        return float(node._constructed())
-    if node.kind == "string":
-        text = node._text()
-        if text is None:
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            node.issue(f"expected a number, got {text!r}")
-            return None
-    node.issue(f"expected a number, got {node.describe()}")
-    return None
-
-
-def _literal(allowed: Tuple[Any, ...]) -> Converter:
-    def read(node: Node) -> Any:
-        if all(isinstance(a, str) for a in allowed):
-            return node.choice(allowed)
-        value = node.plain()
-        if not any(value == a and type(value) is type(a) for a in allowed):
-            node.issue(f"expected one of {', '.join(map(repr, allowed))}, got {node.describe()}")
-            return None
-        return value
-
-    return read
-
-
-def _items(node: Node, item: Converter, build: Callable[[List[Any]], Any]) -> Any:
-    items = node.sequence()
-    if items is None:
-        return None
-    values = [item(child) for child in items]
-    return build(values)
-
-
-def _entries(node: Node, value: Converter) -> Optional[Dict[str, Any]]:
-    entries = node.entries()
-    if entries is None:
-        return None
-    return {key: value(child) for key, child in entries}
-
-
-_SIMPLE: Dict[Any, Converter] = {
-    str: _string,
-    int: lambda node: node.integer(),
-    float: _number,
-    bool: lambda node: node.boolean(),
-    Duration: lambda node: node.duration(positive=False),
-    Size: lambda node: node.size(),
-    Rate: lambda node: node.rate(),
-    Any: lambda node: node.plain(),
-    object: lambda node: node.plain(),
-}

@@ -8,23 +8,20 @@ Connecting is lazy: an operation made before the connection is up waits for
 it, up to ``timeout``, like any reply; then it fails with
 `StoreUnavailable`, and the plugin decides.  txredisapi reconnects by
 itself; the outage and the recovery are logged once each, never the
-password.
+password (`twistgate.redis_connection`, shared with the rate limiter).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.plugins.store import StoreUnavailable
+from twistgate.redis_connection import RedisConnection
 
 __all__ = ["RedisStore"]
-
-_log = Logger(namespace="twistgate.plugins.store")
 
 INCR_SCRIPT = """
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -35,56 +32,22 @@ return value
 """
 
 
-class RedisStore:
+class RedisStore(RedisConnection):
     """Plugin state in Redis, under ``key_prefix``."""
 
     name = "redis"
+    log_namespace = "twistgate.plugins.store"
+    unavailable_message = "plugin store: {where} is unavailable ({reason})"
+    recovered_message = "plugin store: {where} is available again"
 
-    def __init__(
-        self,
-        reactor: Any,
-        *,
-        host: str,
-        port: int,
-        db: int = 0,
-        username: Optional[str] = None,
-        password: Optional[str] = None,
-        timeout: float = 0.1,
-        key_prefix: str = "twistgate:plugins:",
-        connect_timeout: float = 2.0,
-    ) -> None:
-        import txredisapi  # only a Redis backend needs it
-
-        self._txredisapi = txredisapi
-        self._reactor = reactor
-        self.host, self.port, self.db = host, port, db
-        self.timeout = timeout
+    def __init__(self, reactor: Any, *, key_prefix: str = "twistgate:plugins:", **connection: Any) -> None:
+        """:param connection: where Redis is and how long to wait for it (`RedisConnection`)."""
+        super().__init__(reactor, **connection)
         self.key_prefix = key_prefix
-        self._connect_timeout = connect_timeout
-        factory = txredisapi.RedisFactory(
-            f"{host}:{port}", db, 1, isLazy=True, password=password, username=username,
-            replyTimeout=max(1.0, timeout * 10), convertNumbers=False,
-        )  # fmt: skip
-        factory.reconnect = True
-        factory.initialDelay = 0.1
-        factory.maxDelay = 2.0
-        self._factory = factory
-        self._started = False
-        self.healthy: Optional[bool] = None
-        self.failures = 0
-
-    def where(self) -> str:
-        return f"redis://{self.host}:{self.port}/{self.db}"
 
     def start(self) -> None:
         if not self._started:
-            self._started = True
-            endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
-            self._factory.startConnecting(endpoint)
-
-    def stop(self) -> "Deferred[Any]":
-        self._started = False
-        return self._factory.disconnect()
+            self._start_connecting()
 
     # -- the operations ---------------------------------------------------------
 
@@ -132,7 +95,7 @@ class RedisStore:
         def send(connection: Any) -> "Deferred[Any]":
             return command(connection)
 
-        connection = next((c for c in self._factory.pool if c.connected), None)
+        connection = self._connection()
         if connection is not None:
             pending = _call(send, connection)
         elif not self._started:
@@ -147,19 +110,8 @@ class RedisStore:
             self._failed(result, f"no reply within {self.timeout:g}s")
 
     def _failed(self, result: "Deferred[Any]", reason: str) -> None:
-        self.failures += 1
-        if self.healthy is not False:
-            self.healthy = False
-            _log.warn("plugin store: {where} is unavailable ({reason})", where=self.where(), reason=reason)
+        self._unavailable(reason)
         result.errback(Failure(StoreUnavailable(f"{self.where()}: {reason}")))
-
-    def _recovered(self) -> None:
-        if self.healthy is False:
-            _log.info("plugin store: {where} is available again", where=self.where())
-        self.healthy = True
-
-    def describe(self) -> Tuple[Tuple[str, Any], ...]:
-        return (("backend", self.where()), ("healthy", self.healthy), ("failures", self.failures))
 
 
 def _text(reply: Any) -> Optional[str]:

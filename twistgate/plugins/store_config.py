@@ -24,7 +24,7 @@ import attrs
 from twistgate.config._node import Node
 from twistgate.config.model import Location
 from twistgate.plugins.store import MemoryStore
-from twistgate.policies.ratelimit.config import RateLimitingConfig, RedisAddress, redis_address
+from twistgate.policies.ratelimit.config import RateLimitingConfig, RedisAddress, read_backend
 
 __all__ = ["PluginStoreConfig", "build_store_backend", "parse_plugin_store"]
 
@@ -46,15 +46,7 @@ def parse_plugin_store(node: Node) -> Optional[PluginStoreConfig]:
     fields = node.mapping(KEYS)
     if fields is None:
         return None
-    ok = True
-    redis: Optional[RedisAddress] = None
-    if "backend" in fields:
-        text = fields["backend"].string()
-        if text is None:
-            ok = False
-        elif text != "memory":
-            redis = redis_address(fields["backend"], text)
-            ok = redis is not None
+    ok, redis = read_backend(fields)
     timeout = fields.read("timeout", Node.duration, 0.1)
     key_prefix = fields.read("key_prefix", Node.string, "twistgate:plugins:")
     max_keys = fields.read("max_keys", lambda n: n.integer(min=1), 100_000)

@@ -15,23 +15,21 @@ afresh while the old one's requests finish.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import attrs
 
-from twistgate.config._node import Node, suggest
+from twistgate.config._node import Node
 from twistgate.config.model import Location, RouteConfig
 from twistgate.errors import RateLimited
 from twistgate.messages import ProxyRequest
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
+from twistgate.request_keys import key_part, read_key_part
 
 __all__ = ["ConcurrencyConfig", "ConcurrencyStage", "POLICY", "parse_concurrency"]
 
 KEYS = ("limit", "key")
-KEY_KINDS = ("ip", "consumer", "route")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @attrs.frozen(kw_only=True)
@@ -57,36 +55,7 @@ def _key(node: Node) -> Optional[str]:
     text = node.string()
     if text is None:
         return None
-    text = text.strip()
-    if text.lower().startswith("header:"):
-        name = text[len("header:") :].strip()
-        if not _TOKEN.fullmatch(name):
-            node.issue(f"expected header:NAME with a header name, like header:X-API-Key, got {text!r}")
-            return None
-        return "header:" + name.lower()
-    if text not in KEY_KINDS:
-        node.issue(f"unknown key {text!r}; expected one of ip, consumer, route, header:NAME{suggest(text, KEY_KINDS)}")
-        return None
-    return text
-
-
-def _key_of(spec: str) -> Callable[[ProxyRequest], str]:
-    """The key function, resolved once per route."""
-    if spec == "ip":
-        return lambda request: "ip=" + request.client_ip
-    if spec == "consumer":
-        return lambda request: (
-            "consumer=" + str(request.consumer) if request.consumer is not None else "ip=" + request.client_ip
-        )
-    if spec == "route":
-        return lambda request: ""
-    name = spec[len("header:") :].encode("ascii")
-
-    def header(request: ProxyRequest) -> str:
-        values = request.headers.getRawHeaders(name)
-        return "h=" + b",".join(values).decode("latin-1") if values else "ip=" + request.client_ip
-
-    return header
+    return read_key_part(node, text.strip())
 
 
 class ConcurrencyStage:
@@ -94,7 +63,7 @@ class ConcurrencyStage:
 
     def __init__(self, config: ConcurrencyConfig) -> None:
         self.limit = config.limit
-        self.key = _key_of(config.key)
+        self.key = key_part(config.key)
         self.in_flight: Dict[str, int] = {}
 
     @hookimpl

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Optional
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionDone, ConnectionLost, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseNeverReceived
 
 from twistgate._twisted_compat import RequestNotSent
 from twistgate.engine.errors import UpstreamClosedConnection, UpstreamConnectionError
@@ -82,11 +83,19 @@ def client_error(kind: str, failure: Optional[Failure]) -> GatewayError:
         return UpstreamTimeout()
     if failure is not None and failure.check(ConnectTimeoutError):
         return UpstreamTimeout("Connecting to the upstream service timed out.")
-    if failure is not None and failure.check(UpstreamClosedConnection):
+    if failure is not None and (failure.check(UpstreamClosedConnection) or _closed_before_answering(failure)):
         return UpstreamClosed()
     if kind == CONNECT_FAILURE:
         return UpstreamUnavailable()
     return UpstreamUnavailable("The upstream service failed to answer.")
+
+
+def _closed_before_answering(failure: Failure) -> bool:
+    """twisted.web's client (``engine: twisted``): the connection ended before any response, and only that."""
+    if not failure.check(ResponseNeverReceived):
+        return False
+    reasons = getattr(failure.value, "reasons", ())
+    return bool(reasons) and all(r.check(ConnectionDone, ConnectionLost) for r in reasons)
 
 
 def describe(failure: Failure) -> str:

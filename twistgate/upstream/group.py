@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from random import Random
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
@@ -123,6 +123,7 @@ class Upstream:
         resolver: Any = None,
         rng: Optional[Random] = None,
         side_client: Any = None,
+        drained: Optional[Set[str]] = None,
     ) -> None:
         """
         :param agent: an `IAgent` to send through instead of the network
@@ -139,6 +140,9 @@ class Upstream:
             (`twistgate.files`); default: built now from ``upstreams.X.tls``.
         :param side_client: the gateway's treq client, for what the upstream
             asks of other services (``targets_from`` sources such as Consul).
+        :param drained: the URLs of targets drained by the operator (never
+            chosen); the set is the gateway's, shared by every generation's
+            upstream of this name (`twistgate.ops.drain`).
         """
         self.config = config
         self.name = config.name
@@ -146,6 +150,7 @@ class Upstream:
         #: The per-request timeouts of its calls (read, total, body idle): cheaper than a DelayedCall each.
         self.timers = Timers(reactor)
         self.rng = rng if rng is not None else Random()
+        self.drained: Set[str] = drained if drained is not None else set()
         self.events = events if events is not None else UpstreamEvents()
         self.read_timeout = config.timeouts.read
         # https targets verify against upstreams.X.tls (CA, server_name,
@@ -262,16 +267,18 @@ class Upstream:
 
     def _refresh(self) -> None:
         """
-        Recompute the candidates: healthy, not ejected, breaker not open, of
-        the best tier (priority) that has any.  Backup targets are a worse
-        tier: they serve only while no primary is available, and traffic
-        returns to a primary as soon as one is (health, breaker, ejection
-        each call this on every change).
+        Recompute the candidates: healthy, not ejected, breaker not open, not
+        drained, of the best tier (priority) that has any.  Backup targets
+        are a worse tier: they serve only while no primary is available, and
+        traffic returns to a primary as soon as one is (health, breaker,
+        ejection and drains each call this on every change).
         """
+        drained = self.drained
         ready = [
             t
             for t in self.targets
             if t.healthy and t.outlier.ejected_until is None and (t.breaker is None or t.breaker.state != OPEN)
+            and t.url not in drained
         ]
         fallback: List[List[Target]] = []
         if self._tiered and ready:
@@ -282,6 +289,14 @@ class Upstream:
             )
         self._ready = ready
         self._fallback = fallback
+
+    def refresh(self) -> None:
+        """The drained set changed (`twistgate.ops.drain`): choose again."""
+        self._refresh()
+
+    def candidates(self) -> List[Target]:
+        """The targets a request may be sent to now, of every tier."""
+        return [t for tier in (self._ready, *self._fallback) for t in tier]
 
     def _target_moved(self, target: Target) -> None:
         self._refresh()
@@ -523,8 +538,9 @@ class Upstream:
         return self.client.close()
 
     def snapshot(self) -> List[Dict[str, Any]]:
-        """One plain dict per target (url, weight, healthy, breaker, in_flight, ejected, ewma_ms, last_error...)."""
+        """One plain dict per target (url, weight, healthy, draining, breaker, in_flight, ejected, ewma_ms, last_error...)."""
         now = self.clock.seconds()
-        return [target.snapshot(now) for target in self.targets]
+        drained = self.drained
+        return [dict(target.snapshot(now), draining=target.url in drained) for target in self.targets]
 
 

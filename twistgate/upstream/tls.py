@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from twistgate.config._node import Node
 from twistgate.config.model import ConfigError, ConfigIssue, Location, UpstreamConfig
-from twistgate.tls import TLSFileError, read_certificates, read_certified_key
+from twistgate.tls.pem import TLSFileError, read_certificates, read_certified_key
 
 __all__ = ["UpstreamTLSConfig", "parse_upstream_tls", "policy_for", "UpstreamTLSPolicy"]
 
@@ -178,7 +178,10 @@ class _UnverifiedClientTLS:
         self.sni = None if ip else server_name.encode("idna")
 
     def clientConnectionForTLS(self, protocol: Any) -> SSL.Connection:
-        connection = self.options.clientConnectionForTLS(protocol)
+        # Built here, not by CertificateOptions.clientConnectionForTLS, which
+        # Twisted before 26 does not have (Python 3.9, Debian's PyPy).
+        connection = SSL.Connection(self.options.getContext(), None)
+        connection.set_app_data(protocol)
         if self.sni is not None:
             connection.set_tlsext_host_name(self.sni)
         return connection

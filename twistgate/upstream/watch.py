@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -59,6 +60,32 @@ class WatchedResponse:
 
     def deliverBody(self, protocol: Any) -> None:
         self._response.deliverBody(_BodyWatch(protocol, self._outcome, self._idle, self._timers))
+
+    def detach(self, protocol: Any) -> None:
+        """
+        A ``101``: the connection goes to `protocol` (a WebSocket tunnel);
+        the attempt (in flight, breaker) is over when that connection ends.
+        """
+        self._response.detach(_Detached(protocol, self._outcome))
+
+
+class _Detached(Protocol):
+    """A switched connection's protocol, reporting its end to the attempt (a success: it switched)."""
+
+    def __init__(self, inner: Any, outcome: BodyOutcome) -> None:
+        self.inner = inner
+        self.outcome = outcome
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        self.inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.outcome(True, None)
+        self.inner.connectionLost(reason)
 
 
 @implementer(IPushProducer)

@@ -4,7 +4,8 @@
 
     POST   /admin/keys       {"consumer": "acme", "expires_in": "30d", "authenticator": "keys"}
                              -> 201 {"id", "key", "consumer", "authenticator", "created_at", "expires_at"}
-    GET    /admin/keys       -> 200 {"keys": [...]}        (never a secret nor a hash)
+    GET    /admin/keys       -> 200 {"keys": [...]}        (never a secret nor a hash; with
+                                                             "last_used_at": this process's last use)
     GET    /admin/keys/{id}  -> 200 {...} | 404
     DELETE /admin/keys/{id}  -> 204 | 404
 
@@ -147,12 +148,15 @@ class KeysResource(Resource):
         else:
             names = sorted(authenticators)
         now = self.service.clock.seconds()
+        usage = getattr(self.service, "key_usage", {})
         found: list = []
         d: Deferred = succeed(None)
         for name in names:
             authenticator = authenticators[name]
             d.addCallback(lambda _, a=authenticator: a.store.list(a.name))
-            d.addCallback(lambda records: found.extend(r.public(now) for r in records))
+            d.addCallback(lambda records: found.extend(
+                dict(r.public(now), last_used_at=timestamp(usage.get(r.id))) for r in records
+            ))
         return d.addCallback(lambda _: (200, {"keys": found}))
 
     def _create(self, request: Any) -> "Deferred[Any]":

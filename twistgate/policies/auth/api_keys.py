@@ -68,12 +68,14 @@ class LookupCache:
 class ApiKeyAuthenticator:
     kind = "api_key"
 
-    def __init__(self, config: ApiKeyConfig, store: Any, clock: Any) -> None:
+    def __init__(self, config: ApiKeyConfig, store: Any, clock: Any, usage: Optional[Dict[str, float]] = None) -> None:
+        """:param usage: key id -> when it last authenticated a request (for ``/admin/keys``), kept by the caller."""
         self.config = config
         self.name = config.name
         self.store = store
         self.clock = clock
         self.cache = LookupCache(clock, config.cache_ttl, config.cache_size)
+        self.usage: Dict[str, float] = usage if usage is not None else {}
         self._header = config.header.encode("ascii") if config.header else None
         self._query = config.query.encode("ascii") if config.query else None
         self._waiting: Dict[str, List[Deferred]] = {}
@@ -156,6 +158,7 @@ class ApiKeyAuthenticator:
             raise InvalidCredentials("revoked key")
         if record.expires_at is not None and self.clock.seconds() >= record.expires_at:
             raise InvalidCredentials("expired key")
+        self.usage[record.id] = self.clock.seconds()  # one entry per valid key: bounded by the store
         headers = ()
         if self.config.forward_consumer:
             value = header_value(record.consumer)

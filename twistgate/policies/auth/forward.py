@@ -145,7 +145,13 @@ class ForwardAuthenticator:
         return d
 
     def strip(self, request: Any) -> None:
-        """The forwarded headers go upstream unchanged (remove them with ``headers:`` if needed)."""
+        """
+        The forwarded headers go upstream unchanged (remove them with
+        ``headers:`` if needed), except ``Proxy-Authorization``: credentials
+        for a proxy, which the gateway has just used.
+        """
+        if any(name.lower() == b"proxy-authorization" for name in self.forward):
+            request.headers.removeHeader(b"Proxy-Authorization")
 
     def challenge(self, error: Any) -> Optional[bytes]:
         return None  # the service's own answer carries its challenge

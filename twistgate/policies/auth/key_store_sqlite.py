@@ -29,7 +29,12 @@ class SQLite(Dialect):
 
     def prepare(self, connection: Any) -> None:
         if self.path != ":memory:":
-            connection.execute("PRAGMA journal_mode=WAL")
+            # Read and close the pragma's answer: PyPy's sqlite3 keeps an
+            # unread statement open until garbage collection, and SQLite then
+            # refuses to commit ("SQL statements in progress").
+            cursor = connection.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+            cursor.close()
 
     def is_disconnect(self, error: Exception) -> bool:
         return False

@@ -26,7 +26,8 @@ from twistgate.policies.auth.config import (
     PluginAuthConfig,
     RouteAuthConfig,
 )
-from twistgate.config._node import Fields, Node, suggest
+from twistgate.config._issues import suggest
+from twistgate.config._node import Fields, Node
 from twistgate.plugins.extension_points import AUTHENTICATORS, Extension, ExtensionChoice, resolve
 from twistgate.plugins.options import peek, read_options
 from twistgate.policies.auth.values import (  # noqa: F401  (also read from here)

@@ -35,7 +35,7 @@ from twistgate.messages import Response
 from twistgate.policies.auth.base import Answered, BackendUnavailable, Identity, InvalidCredentials, NotPermitted, challenge
 from twistgate.policies.auth.config import PluginAuthConfig, RouteAuthConfig
 from twistgate.policies.auth.parse import parse_route_auth
-from twistgate.config._node import suggest
+from twistgate.config._issues import suggest
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import Forbidden, ServiceUnavailable, Unauthorized
 from twistgate.headers import canonical_name

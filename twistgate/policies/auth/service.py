@@ -43,12 +43,15 @@ class AuthService:
         peer_identity: Optional[Callable[[Any], Any]] = None,
         side_agent: Any = None,
         forward_client: Any = None,
+        key_usage: Optional[Dict[str, float]] = None,
     ) -> None:
         """
         :param files: `twistgate.files.FileMaterial` (keys and users read beforehand); default: read now.
         :param side_agent: the gateway's `Agent` for its own calls; the
             ``forward`` authenticators send their subrequests through it.
         :param forward_client: a treq-like client for them instead (tests).
+        :param key_usage: API key id -> when it last authenticated a request;
+            the gateway's (`twistgate.ops.runtime.Operations`), so a reload keeps it.
         """
         self.section = section
         self.files = files
@@ -56,6 +59,7 @@ class AuthService:
         self.http_client = http_client
         self.side_agent = side_agent
         self._forward_client = forward_client
+        self.key_usage: Dict[str, float] = key_usage if key_usage is not None else {}
         self.authenticators: Dict[str, Any] = {}
         self.stores: Dict[str, KeyStore] = {}
         self.key_sets: List[KeySet] = []
@@ -93,7 +97,7 @@ class AuthService:
     # -- the built-in types (called by their factories, twistgate.policies.auth.builtins) --
 
     def build_api_key(self, config: ApiKeyConfig) -> ApiKeyAuthenticator:
-        return ApiKeyAuthenticator(config, self._store(config), self.clock)
+        return ApiKeyAuthenticator(config, self._store(config), self.clock, self.key_usage)
 
     def build_mtls(self, config: MtlsConfig, peer_identity: Optional[Callable[[Any], Any]]) -> MtlsAuthenticator:
         return MtlsAuthenticator(config, peer_identity)

@@ -26,6 +26,7 @@ _RESERVED = {name.lower() for name in HOP_BY_HOP} | {
     b"x-forwarded-host",
     b"x-forwarded-port",
     b"authorization",
+    b"proxy-authorization",
     b"cookie",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -102,11 +103,11 @@ def store_url(node: Node) -> Optional[str]:
             return None
         return text
     if text.startswith(("postgresql://", "postgres://")):
-        from psycopg2.extensions import parse_dsn
+        from twistgate.policies.auth.key_store_postgres import connect_arguments
 
         try:
-            parse_dsn(text)
-        except Exception:
+            connect_arguments(text, 5)
+        except (ValueError, TypeError):
             node.issue("invalid PostgreSQL URL (expected postgresql://user:password@host:port/database)")
             return None
         return text

@@ -125,8 +125,8 @@ class CacheStage:
         if method not in self.config.methods:
             return self._pass(request, "bypass", "method")
         headers = request.headers
-        if request.state.get("request_body"):
-            return self._pass(request, "bypass", "bypass")  # a body we cannot key
+        if request.state.get("request_body") or request.state.get("upgrade"):
+            return self._pass(request, "bypass", "bypass")  # a body we cannot key; a WebSocket handshake
         cc = headers.getRawHeaders(b"Cache-Control") if self.config.client_directives else None
         directives = request_directives(cc) if cc else NO_REQUEST_DIRECTIVES
         if directives.no_store:
@@ -287,6 +287,8 @@ class CacheStage:
         expected = _content_length(headers)
         if reason is None and expected is not None and expected > self.config.max_object_size:
             reason = "size"
+        if reason is None and _event_stream(headers):
+            reason = "event-stream"  # never ends, and every client must see each event as it comes
         entry: Optional[Entry] = None
         if reason is None:
             assert vary is not None
@@ -376,6 +378,12 @@ class CacheStage:
 
 def _conditional(headers: Headers) -> bool:
     return headers.hasHeader(b"If-None-Match") or headers.hasHeader(b"If-Modified-Since")
+
+
+def _event_stream(headers: Headers) -> bool:
+    """A ``text/event-stream`` response (Server-Sent Events): never stored."""
+    types = headers.getRawHeaders(b"Content-Type")
+    return bool(types) and types[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
 
 
 def _content_length(headers: Headers) -> Optional[int]:

@@ -12,16 +12,16 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from twistgate.config._node import Node, suggest
+from twistgate.config._issues import suggest
+from twistgate.config._node import Fields, Node
 from twistgate.config.model import Location, Rate
 from twistgate.policies.ratelimit.algorithms import ALGORITHMS, MICROS, TOKEN_BUCKET, Limit
+from twistgate.request_keys import read_key_part
 
 BACKEND_KEYS = ("backend", "on_backend_error", "timeout", "max_keys", "key_prefix")
 LIMIT_KEYS = ("rate", "burst", "key", "algorithm", "name")
-KEY_PARTS = ("ip", "consumer", "route")
 ON_BACKEND_ERROR = ("allow", "deny")
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Quota policy names go into an sf-string: printable ASCII without '"' or '\'.
 _POLICY_NAME = re.compile(r"[ !#-\[\]-~]{1,64}")
 
@@ -87,16 +87,7 @@ def parse_rate_limiting(node: Node) -> Optional[RateLimitingConfig]:
     fields = node.mapping(BACKEND_KEYS)
     if fields is None:
         return None
-    ok = True
-    redis: Optional[RedisAddress] = None
-    if "backend" in fields:
-        backend_node = fields["backend"]
-        text = backend_node.string()
-        if text is None:
-            ok = False
-        elif text != "memory":
-            redis = redis_address(backend_node, text)
-            ok = ok and redis is not None
+    ok, redis = read_backend(fields)
     on_error = fields.read("on_backend_error", lambda n: n.choice(ON_BACKEND_ERROR), "allow")
     timeout = fields.read("timeout", Node.duration, 0.1)
     max_keys = fields.read("max_keys", lambda n: n.integer(min=1), 100_000)
@@ -119,6 +110,24 @@ def parse_rate_limiting(node: Node) -> Optional[RateLimitingConfig]:
         key_prefix=prefix,
         location=node.location(at_key=True),
     )
+
+
+def read_backend(fields: Fields) -> Tuple[bool, Optional[RedisAddress]]:
+    """
+    The ``backend`` of a shared-state section (``rate_limiting``,
+    ``plugin_store``): whether it could be read, and its Redis address
+    (None for memory, the default).
+    """
+    if "backend" not in fields:
+        return True, None
+    node = fields["backend"]
+    text = node.string()
+    if text is None:
+        return False, None
+    if text == "memory":
+        return True, None
+    redis = redis_address(node, text)
+    return redis is not None, redis
 
 
 def redis_address(node: Node, text: str) -> Optional[RedisAddress]:
@@ -221,16 +230,8 @@ def _key(node: Node) -> Optional[Tuple[str, ...]]:
         text = item.string()
         if text is None:
             return None
-        part = text.strip()
-        if part.lower().startswith("header:"):
-            header = part[len("header:") :].strip()
-            if not _TOKEN.fullmatch(header):
-                item.issue(f"expected header:NAME with a header name, like header:X-API-Key, got {text!r}")
-                return None
-            part = "header:" + header.lower()
-        elif part not in KEY_PARTS:
-            choices = KEY_PARTS + ("header:NAME",)
-            item.issue(f"unknown key {text!r}; expected one of {', '.join(choices)}{suggest(part, KEY_PARTS)}")
+        part = read_key_part(item, text)
+        if part is None:
             return None
         if part in parts:
             item.issue(f"{text!r} appears twice in the key")

@@ -11,78 +11,35 @@ Failures never hang a request: with no live connection a decision fails at
 once, and a reply that takes longer than ``timeout`` fails it (the stage then
 applies ``on_backend_error``).  txredisapi reconnects by itself with a short
 backoff, so the limits come back with Redis without a restart.  The outage
-and the recovery are logged once each, never the password.
+and the recovery are logged once each, never the password
+(`twistgate.redis_connection`, shared with the plugin store).
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.policies.ratelimit.algorithms import Decision, Limit, Outcome
 from twistgate.policies.ratelimit.script import SCRIPT_BYTES, SCRIPT_SHA
-
-_log = Logger()
+from twistgate.redis_connection import RedisConnection
 
 
 class BackendUnavailable(Exception):
     """The backend could not decide (not connected, timed out, or an error reply)."""
 
 
-class RedisBackend:
+class RedisBackend(RedisConnection):
     """Rate-limit state in Redis; decisions on the Redis server's clock."""
 
     name = "redis"
-
-    def __init__(
-        self,
-        reactor: Any,
-        *,
-        host: str,
-        port: int,
-        db: int = 0,
-        username: Optional[str] = None,
-        password: Optional[str] = None,
-        timeout: float = 0.1,
-        connect_timeout: float = 2.0,
-        max_retry_delay: float = 2.0,
-    ) -> None:
-        import txredisapi  # imported here: only a Redis backend needs it
-
-        self._txredisapi = txredisapi
-        self._reactor = reactor
-        self.host, self.port, self.db = host, port, db
-        self.timeout = timeout
-        self._connect_timeout = connect_timeout
-        factory = txredisapi.RedisFactory(
-            f"{host}:{port}",
-            db,
-            1,  # one connection: replies are pipelined on it
-            isLazy=True,
-            password=password,
-            username=username,
-            # A stuck server is cut off (and reconnected) after a while;
-            # requests give up much sooner, after `timeout`.
-            replyTimeout=max(1.0, timeout * 10),
-            convertNumbers=False,
-        )
-        factory.reconnect = True
-        factory.initialDelay = 0.1
-        factory.maxDelay = max_retry_delay
-        self._factory = factory
-        self._started = False
-        self.healthy: Optional[bool] = None  # None until the first decision
-        self.failures = 0
-
-    def where(self) -> str:
-        """For logs and admin output: never the password."""
-        return f"redis://{self.host}:{self.port}/{self.db}"
-
-    # -- lifetime -------------------------------------------------------
+    log_namespace = __name__
+    unavailable_message = (
+        "rate limiting: {where} is unavailable ({reason}); applying on_backend_error until it is back"
+    )
+    recovered_message = "rate limiting: {where} is available again"
 
     def start(self) -> "Deferred[None]":
         """
@@ -95,10 +52,8 @@ class RedisBackend:
         if self._started:
             ready.callback(None)
             return ready
-        self._started = True
-        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
         connected = self._factory.deferred
-        self._factory.startConnecting(endpoint)
+        self._start_connecting()
         timer = self._reactor.callLater(self._connect_timeout, lambda: ready.called or ready.callback(None))
 
         def done(_: Any) -> None:
@@ -113,17 +68,7 @@ class RedisBackend:
             done(None)
         return ready
 
-    def stop(self) -> "Deferred[Any]":
-        self._started = False
-        return self._factory.disconnect()
-
     # -- decisions ------------------------------------------------------
-
-    def _connection(self) -> Any:
-        for connection in self._factory.pool:
-            if connection.connected:
-                return connection
-        return None
 
     def decide(
         self, keys: Sequence[str], limits: Sequence[Limit], now_us: Optional[int] = None
@@ -180,27 +125,12 @@ class RedisBackend:
             self._failed(Failure(BackendUnavailable(f"no reply within {self.timeout:g}s"))).addErrback(result.errback)
 
     def _failed(self, failure: Failure) -> "Deferred[Any]":
-        self.failures += 1
-        if self.healthy is not False:
-            self.healthy = False
-            _log.warn(
-                "rate limiting: {where} is unavailable ({reason}); applying on_backend_error until it is back",
-                where=self.where(),
-                reason=failure.getErrorMessage(),
-            )
+        self._unavailable(failure.getErrorMessage())
         if not failure.check(BackendUnavailable):
             failure = Failure(BackendUnavailable(failure.getErrorMessage()))
         d: "Deferred[Any]" = Deferred()
         d.errback(failure)
         return d
-
-    def _recovered(self) -> None:
-        if self.healthy is False:
-            _log.info("rate limiting: {where} is available again", where=self.where())
-        self.healthy = True
-
-    def describe(self) -> Tuple[Tuple[str, Any], ...]:
-        return (("backend", self.where()), ("healthy", self.healthy), ("failures", self.failures))
 
 
 def _parse(reply: Any, count: int) -> Decision:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from twistgate.config.model import RouteConfig
 
@@ -32,6 +32,7 @@ from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, pa
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
 from twistgate.policies.ratelimit.headers import decision_headers, policy_header, retry_after, sf_string
 from twistgate.errors import add_error_headers
+from twistgate.request_keys import key_part
 
 _log = Logger()
 
@@ -39,30 +40,6 @@ _log = Logger()
 STATE_KEY = "rate_limit"
 
 _MAX_KEY_TEXT = 200
-
-KeyPart = Callable[[ProxyRequest], str]
-
-
-def _part(spec: str) -> KeyPart:
-    """One key part as a function of the request, resolved once per route."""
-    if spec == "ip":
-        return lambda request: "ip=" + request.client_ip
-    if spec == "consumer":
-        # Unauthenticated requests are limited by address, never all together.
-        return lambda request: (
-            "consumer=" + str(request.consumer) if request.consumer is not None else "ip=" + request.client_ip
-        )
-    if spec == "route":
-        return lambda request: "route"
-    name = spec[len("header:") :].encode("ascii")
-
-    def header(request: ProxyRequest) -> str:
-        values = request.headers.getRawHeaders(name)
-        if not values:
-            return "ip=" + request.client_ip  # a missing header is not one shared bucket
-        return "h=" + b",".join(values).decode("latin-1")
-
-    return header
 
 
 class _Policy:
@@ -72,7 +49,7 @@ class _Policy:
 
     def __init__(self, prefix: str, config: LimitConfig) -> None:
         self.prefix = prefix
-        self.parts = tuple(_part(spec) for spec in config.key)
+        self.parts = tuple(key_part(spec) for spec in config.key)
         self.single = self.parts[0] if len(self.parts) == 1 else None
 
     def key(self, request: ProxyRequest) -> str:

@@ -17,7 +17,7 @@ carries control characters into a header.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 from twisted.python.failure import Failure
@@ -29,6 +29,7 @@ from twistgate import errors, fields
 from twistgate.policies._checks import issues_of
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest, ProxyResponse
+from twistgate.placeholders import Part, split_placeholders
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
 
@@ -41,7 +42,6 @@ MANAGED_HEADERS = frozenset(
 OPS = ("remove", "rename", "set", "add")
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _canonical = canonical_name
@@ -54,7 +54,7 @@ _canonical = canonical_name
 class Template:
     """Literal text and ``{name}`` references, parsed once."""
 
-    parts: Tuple[Union[str, Tuple[str]], ...]  # a str is literal, a 1-tuple names a value
+    parts: Tuple[Part, ...]  # a str is literal, a 1-tuple names a value
     text: str
 
     @property
@@ -93,26 +93,15 @@ def template(node: Node, *, what: str = "value") -> Optional[Template]:
     text = node.string(empty_ok=True)
     if text is None:
         return None
-    parts: List[Union[str, Tuple[str]]] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(text):
-        if match.start() > position:
-            parts.append(text[position : match.start()])
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            parts.append(token[0])
-        elif match.group(1):
-            parts.append((match.group(1),))
-        else:
-            node.issue(f"unbalanced {token!r} in {text!r}; write {token * 2} for a literal brace, or {{name}}")
-            return None
-        position = match.end()
-    if position < len(text):
-        parts.append(text[position:])
+    try:
+        parts = split_placeholders(text)
+    except ValueError as error:
+        node.issue(str(error))
+        return None
     if any(isinstance(p, str) and _CONTROL.search(p) for p in parts):
         node.issue(f"a header {what} must not contain control characters")
         return None
-    return Template(parts=tuple(parts), text=text)
+    return Template(parts=parts, text=text)
 
 
 def _clean(value: str) -> bytes:

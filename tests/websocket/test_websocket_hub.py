@@ -1,0 +1,72 @@
+"""The hub: both caps, slots given back, the reload drain's timer, counters that include open connections."""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from twisted.internet.task import Clock
+
+from twistgate.websocket.hub import WebSocketHub
+from twistgate.websocket.tunnel import Tunnel
+
+
+class Generation:
+    streams: set = set()
+
+
+def hub() -> Any:
+    clock = Clock()
+    return WebSocketHub(CollectorRegistry(), clock), clock
+
+
+def test_the_gateway_cap_counts_every_route_and_the_route_cap_its_own():
+    h, _ = hub()
+    assert h.reserve("a", None, 3) and h.reserve("b", None, 3) and h.reserve("a", 2, 3)
+    assert not h.reserve("c", None, 3)  # the gateway's cap: 3 in all
+    h.release("b")
+    assert not h.reserve("a", 2, 3)  # route a holds 2 of its 2
+    assert h.reserve("c", None, 3)
+    assert h.total_reserved == 3 and h.reserved == {"a": 2, "b": 0, "c": 1}
+
+
+def test_shut_tunnels_are_counted_and_the_drain_closes_what_is_left():
+    registry = CollectorRegistry()
+    clock = Clock()
+    h = WebSocketHub(registry, clock)
+    old, new = Generation(), Generation()
+    ended: List[Any] = []
+    tunnels = []
+    for generation in (old, old, new):
+        assert h.reserve("chat", None, None)
+        tunnel = Tunnel(clock, 300.0, 0, lambda t: (ended.append(t), h.closed(t)))
+        h.opened(tunnel, "chat", generation)
+        tunnels.append(tunnel)
+    h.drain(old, 60.0)
+    clock.advance(59)
+    assert ended == []
+    clock.advance(1)
+    # The drain shut the old generation's two (these in-memory tunnels have no connection
+    # to close: abandon() stands for their connections going away).
+    for tunnel in tunnels[:2]:
+        tunnel.abandon()
+    assert [t.closed_by for t in tunnels[:2]] == ["gateway", "gateway"]
+    assert [t.close_code for t in tunnels[:2]] == [1001, 1001]
+    assert set(ended) == set(tunnels[:2]) and not tunnels[2].over
+    text = generate_latest(registry).decode()
+    assert 'twistgate_websocket_connections_open{route="chat"} 1.0' in text
+    assert 'twistgate_websocket_closes_total{closed_by="gateway",code="1001",route="chat"} 2.0' in text
+    assert h.total_reserved == 1
+
+
+def test_close_all_fires_when_the_last_one_ends():
+    h, clock = hub()
+    assert h.close_all().called  # nothing open
+    h.reserve("r", None, None)
+    tunnel = Tunnel(clock, 300.0, 0, h.closed)
+    h.opened(tunnel, "r", Generation())
+    done = h.close_all()
+    assert not done.called
+    tunnel.abandon()
+    assert done.called and h.open == {}
