@@ -40,6 +40,7 @@ routes:
   - {name: chat, path: /chat, upstream: chat}
   - {name: private, path: /private, upstream: chat, auth: [tokens]}
   - {name: limited, path: /limited, upstream: chat, rate_limit: {rate: 1/min, burst: 1}}
+  - {name: internal, path: /internal, upstream: chat, plugins: {ip_allow: {cidrs: [10.0.0.0/8]}}}
 """
 
 
@@ -151,6 +152,8 @@ def test_close_code_and_reason_pass_both_ways(reactor, gateways):
     [
         ("/nowhere", {}, 404, "route_not_found"),
         ("/private", {}, 401, "unauthorized"),
+        ("/internal", {}, 403, "forbidden"),
+        ("/private", {"Authorization": "Bearer not-a-token"}, 401, "unauthorized"),
     ],
 )
 @pytest_twisted.inlineCallbacks
@@ -323,6 +326,39 @@ def test_idle_timeout_closes_both_sides_with_1001(reactor, gateways, upstream):
             break
         yield settle(reactor)
     assert upstream.closes == [(1001, "idle timeout")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_routes_own_idle_timeout_and_message_size_replace_the_top_levels(reactor, gateways, upstream):
+    """Top level: 10 minutes, no size limit; the route `short`: 300 ms and 1 KiB, enforced on its connections only."""
+    port, _ = gateways.gateway(config("websocket: {idle_timeout: 10m}\n").replace(
+        "  - {name: chat, path: /chat, upstream: chat}",
+        "  - {name: chat, path: /chat, upstream: chat}\n"
+        "  - {name: short, path: /short, upstream: chat, websocket: {idle_timeout: 300ms, max_message_size: 1KiB}}",
+    ), up=upstream.port)
+
+    def client() -> Any:
+        with connect(url(port), open_timeout=5) as long_lived, connect(url(port, "/short"), open_timeout=5) as short:
+            long_lived.send("x" * 4096)  # no limit on this route
+            big = long_lived.recv(timeout=5)
+            short.send("one")
+            short.recv(timeout=5)
+            started = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                short.recv(timeout=5)
+            waited = time.monotonic() - started
+            long_lived.send("still open")
+            alive = long_lived.recv(timeout=5)
+        sock = raw_handshake(port, "/short")
+        sock.sendall(masked_frame(0x1, b"y" * 2048))
+        too_big = read_frame(sock)
+        sock.close()
+        return len(big), closed.value.rcvd.code, closed.value.rcvd.reason, waited, alive, too_big
+
+    size, code, reason, waited, alive, (opcode, payload) = yield deferToThread(client)
+    assert (size, code, reason, alive) == (4096, 1001, "idle timeout", "still open")
+    assert 0.2 < waited < 2
+    assert opcode == 0x8 and payload == b"\x03\xf1message too big"
 
 
 @pytest_twisted.inlineCallbacks
