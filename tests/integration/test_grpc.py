@@ -269,6 +269,17 @@ def test_grpc_timeout_bounds_the_route_timeout(servers, grpc_server):
 
 
 @pytest_twisted.inlineCallbacks
+def test_the_routes_timeout_is_a_grpc_deadline_exceeded(servers, grpc_server):
+    """No grpc-timeout from the client: the route's own timeout (300 ms) ends the call with DEADLINE_EXCEEDED, gRPC-shaped."""
+    port, _ = servers.gateway_listener(GATEWAY.replace("upstream: g}", "upstream: g, timeout: 300ms}"), up=grpc_server.port)
+    started = time.monotonic()
+    code, _ = yield deferToThread(_status, port, "/t.Svc/Slow")
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 3  # the route's 300 ms, not the Slow handler's 5 s
+    assert (yield deferToThread(grpc_server.service.cancelled.wait, 5))  # the upstream call was cancelled
+
+
+@pytest_twisted.inlineCallbacks
 def test_grpcio_deadline_is_honoured(servers, grpc_server):
     port, _ = servers.gateway_listener(GATEWAY, up=grpc_server.port)
     code, _ = yield deferToThread(_status, port, "/t.Svc/Slow", (), 0.3)
