@@ -1,8 +1,8 @@
 """
 The HTTP/2 engine with real clients over real sockets: routes and policies
 as on HTTP/1.1, trailers both ways and 103 Early Hints through an HTTP/2
-upstream, flow control holding the upstream while a client does not read,
-limits answered on one stream only, and the defences against rapid reset
+upstream, flow control both ways (a client that does not read holds the
+upstream, an upstream that does not read holds the client's upload), limits answered on one stream only, and the defences against rapid reset
 and CONTINUATION floods.
 """
 
@@ -276,6 +276,80 @@ def test_a_client_that_does_not_read_holds_the_upstream(servers, tmp_path, react
     stalled_at, received = yield deferToThread(stall_then_read)
     assert stalled_at < Firehose.total // 3, stalled_at
     assert received == Firehose.total
+
+
+class Sink(protocol.Protocol):
+    """An HTTP/1.1 upstream that stops reading after the request's head until told to go on, then answers with the body's size."""
+
+    def __init__(self, state: Dict[str, Any]) -> None:
+        state["sink"] = self
+        self.state = state
+        self.head: Optional[bytes] = None
+        self.buffer = b""
+        self.received = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.head is None:
+            self.buffer += data
+            if b"\r\n\r\n" not in self.buffer:
+                return
+            self.head, data = self.buffer.split(b"\r\n\r\n", 1)
+            self.transport.pauseProducing()  # read nothing more: the gateway's writes back up
+        self.received += len(data)
+        if self.received >= self.state["total"]:
+            body = b"%d" % self.received
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_upstream_that_does_not_read_holds_the_client_by_flow_control(servers, reactor):
+    """Request direction: the client's stream window is not reopened while the upstream reads nothing; once it reads, the whole body passes."""
+    import socket
+
+    total = 64 * 1024 * 1024
+    state: Dict[str, Any] = {"total": total}
+    up = servers.listen(protocol.Factory.forProtocol(lambda: Sink(state)))
+    yaml = """
+listeners:
+  - {name: public, endpoint: "tcp:0", h2c: true}
+limits: {max_request_body: 100MiB}
+upstreams:
+  app: {targets: [{url: "http://127.0.0.1:{up}"}]}
+routes:
+  - {name: all, path: "/*", upstream: app}
+"""
+    port, _ = servers.gateway_listener(yaml, up=up)
+
+    def upload() -> Any:
+        client = H2Client(port)
+        try:
+            sid = client.open("POST", "/upload", [("content-length", str(total))], end=False)
+            sent = 0
+            client.sock.settimeout(0.2)
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline and sent < total:
+                window = min(client.conn.local_flow_control_window(sid), client.conn.max_outbound_frame_size, total - sent)
+                if window > 0:
+                    client.conn.send_data(sid, b"u" * window)
+                    client.flush()
+                    sent += window
+                    continue
+                try:
+                    client.read_some()
+                except socket.timeout:
+                    pass
+            stalled_at, window_left = sent, client.conn.local_flow_control_window(sid)
+            reactor.callFromThread(state["sink"].transport.resumeProducing)
+            client.sock.settimeout(10)
+            client.send(sid, b"u" * (total - sent), end=True)
+            return stalled_at, window_left, client.wait(sid)
+        finally:
+            client.close()
+
+    stalled_at, window_left, answer = yield deferToThread(upload)
+    assert stalled_at < total // 3, stalled_at  # windows and socket buffers, not the whole upload
+    assert window_left == 0  # held by HTTP/2 flow control (not by a blocked TCP write)
+    assert answer.status == 200 and answer.body == str(total).encode()
 
 
 @pytest_twisted.inlineCallbacks
