@@ -255,3 +255,23 @@ def test_reload_reports_moved_routes(gateway):
     assert response.code == 200 and len(body["changes"]["routes_moved"]) == 1 and body["changes"]["routes_changed"] == []
     _, health = gateway.admin("GET", "/admin/health")
     assert health["last_reload"]["changes"] == body["changes"] and health["api_keys"] is False
+
+
+def test_key_create_and_revoke_are_audited_without_the_secret(tmp_path):
+    """The new key's secret is in the 201 answer only: neither the audit entry nor its JSON log line carries it."""
+    config = CONFIG + f'auth:\n  keys: {{type: api_key, store: "sqlite:{tmp_path}/keys.db"}}\n'
+    gateway = AdminGateway(tmp_path / "gw.yaml", config, Hosts())
+    with capturedLogs() as events:
+        response, created = post(gateway, "/admin/keys", {"consumer": "acme"})
+        assert response.code == 201 and created["key"].startswith("tg_")
+        assert gateway.admin("DELETE", f"/admin/keys/{created['id']}")[0].code == 204
+    _, body = gateway.admin("GET", "/admin/audit")
+    revoked, made = body["entries"]
+    assert (made["action"], made["outcome"], made["status"]) == ("key_create", "ok", 201)
+    assert made["details"]["key_id"] == created["id"] and made["details"]["consumer"] == "acme"
+    assert (revoked["action"], revoked["outcome"], revoked["details"]["key_id"]) == ("key_revoke", "ok", created["id"])
+    logged = [e["audit_json"] for e in events if "audit" in e]
+    assert [json.loads(line)["action"] for line in logged] == ["key_create", "key_revoke"]
+    secret = created["key"].rsplit("_", 1)[1]
+    everything = json.dumps(body) + "".join(logged)
+    assert created["key"] not in everything and secret not in everything and "s3cret" not in everything

@@ -210,6 +210,10 @@ def test_watching_the_file_reloads_when_it_changes(tmp_path):
     gateway.clock.advance(1)
     assert gateway.service.ops.number == 2
     assert tag(gateway.gw.request("GET", "http://gw/fast")) == b"changed"
+    # The last reload and the audit trail say the file watch started it.
+    assert gateway.service.ops.last_reload["reason"] == "file changed"
+    _, audit = gateway.admin("GET", "/admin/audit")
+    assert [(e["action"], e["outcome"], e["via"]) for e in audit["entries"]] == [("reload", "ok", "file watch")]
     gateway.rewrite("listeners: [")  # broken: rejected once, not retried every second
     os.utime(gateway.path, ns=(1, 2 * 10**18))
     gateway.clock.advance(1)
