@@ -5,15 +5,19 @@ traffic, it shows every route, draws the last minutes, and its buttons drain
 and undrain a target, reload the configuration and manage API keys, with a
 confirmation first; a target that fails its health checks shows as down
 within seconds; no console error, nothing loaded from anywhere else.
-Screenshots (1280x800 light and dark, a phone) are kept in the test's
-temporary directory.  With CI set, a missing chromium is a failure.
+Screenshots (1280x800 light and dark, the whole page, a phone) are kept as
+the run's artifacts in build/artifacts/dashboard/ ($TWISTGATE_ARTIFACTS/dashboard
+when set), which outlives pytest's temporary directories.  With CI set, a
+missing chromium is a failure.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict
 
 import pytest_twisted
@@ -39,6 +43,13 @@ routes:
   - {name: keyed, path: "/keyed/*", upstream: app, auth: [keys]}
 """
 ADDED = '  - {name: added, path: "/added/*", upstream: app}\n'
+SCREENSHOTS = ("dashboard-1280x800.png", "dashboard-full.png", "dashboard-dark.png", "dashboard-phone.png")
+
+
+def artifacts() -> Path:
+    """Where the run's screenshots are kept: $TWISTGATE_ARTIFACTS/dashboard, or build/artifacts/dashboard in the tree."""
+    root = os.environ.get("TWISTGATE_ARTIFACTS") or str(Path(__file__).resolve().parents[2] / "build" / "artifacts")
+    return Path(root) / "dashboard"
 
 
 class Target(Resource):
@@ -185,6 +196,7 @@ def drive(chromium: str, gateway: LiveGateway, a: Target, b: Target, urls: Dict[
 @pytest_twisted.inlineCallbacks
 def test_the_dashboard_is_an_operators_cockpit(reactor, tmp_path):
     chromium = require_tool("chromium")
+    started_at = time.time() - 1
     a, b = Target(), Target()
     ports = []
     for target in (a, b):
@@ -206,7 +218,12 @@ def test_the_dashboard_is_an_operators_cockpit(reactor, tmp_path):
         yield gateway.stop()
         for port in ports:
             yield port.stopListening()
-    print(f"dashboard screenshots: {tmp_path}/dashboard-*.png")
+    kept = artifacts()
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in SCREENSHOTS:
+        if (tmp_path / name).exists():
+            shutil.copyfile(tmp_path / name, kept / name)
+    print(f"dashboard screenshots: {kept}/dashboard-*.png")
     assert sent > 10
     assert TOKEN not in seen["address"]  # the fragment was cleared from the address
     routes = {name: idle for name, idle, _ in seen["routes"]}
@@ -235,5 +252,6 @@ def test_the_dashboard_is_an_operators_cockpit(reactor, tmp_path):
     admin = f"http://127.0.0.1:{gateway.admin_port}/"
     assert seen["requested"] and all(url.startswith(admin) for url in seen["requested"]), seen["requested"]
     assert seen["refused"] == "That token was refused."
-    for name in ("dashboard-1280x800.png", "dashboard-dark.png", "dashboard-phone.png"):
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in SCREENSHOTS:
+        assert (kept / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (kept / name).stat().st_mtime >= started_at  # this run's, not a previous one's
