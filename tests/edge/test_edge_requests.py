@@ -587,3 +587,48 @@ def _live(gw, route, name):
         if call.plugin == name and owner is not None:
             return owner
     raise AssertionError(f"no {name} stage on {route}")
+
+
+KEYED_CONCURRENCY = """
+auth:
+  tokens: {type: jwt, algorithms: [HS256], secret: concurrency-test-secret-of-32-bytes-or-more}
+upstreams:
+  api: {targets: [{url: "http://api"}]}
+routes:
+  - {name: tenants, path: /t/*, upstream: api, concurrency: {limit: 1, key: "header:X-Tenant"}}
+  - {name: consumers, path: /c/*, upstream: api, auth: [tokens], concurrency: {limit: 1, key: consumer}}
+"""
+
+
+def _bearer(subject: str) -> dict:
+    import time
+
+    import jwt
+
+    token = jwt.encode({"sub": subject, "exp": int(time.time()) + 600}, "concurrency-test-secret-of-32-bytes-or-more", algorithm="HS256")
+    return {"Authorization": [f"Bearer {token}"]}
+
+
+def test_concurrency_keys_by_header_and_by_consumer():
+    """header:NAME and consumer each count their own key: a second request of the same key is 429, another key passes."""
+    upstream = Named("api")
+    upstream.hold = True
+    gw = harness(KEYED_CONCURRENCY, upstream)
+    gw.send("GET", "http://gw.test/t/1", headers={"X-Tenant": ["acme"]})
+    refused = gw.request("GET", "http://gw.test/t/2", headers={"X-Tenant": ["acme"]})
+    assert refused.code == 429 and json.loads(body(gw, refused))["error"] == "concurrency_limited"
+    gw.send("GET", "http://gw.test/t/3", headers={"X-Tenant": ["globex"]})
+    gw.send("GET", "http://gw.test/t/4")  # no header: counted by the client's address
+    assert len(upstream.held) == 3
+    assert gw.request("GET", "http://gw.test/t/5").code == 429  # the same address again
+    gw.send("GET", "http://gw.test/c/1", headers=_bearer("alice"))
+    refused = gw.request("GET", "http://gw.test/c/2", headers=_bearer("alice"))
+    assert refused.code == 429 and json.loads(body(gw, refused))["error"] == "concurrency_limited"
+    gw.send("GET", "http://gw.test/c/3", headers=_bearer("bob"))
+    assert len(upstream.held) == 5
+    for request in upstream.held:
+        request.finish()
+    gw.flush()
+    upstream.hold = False
+    assert gw.request("GET", "http://gw.test/t/6", headers={"X-Tenant": ["acme"]}).code == 200
+    assert gw.request("GET", "http://gw.test/c/4", headers=_bearer("alice")).code == 200
