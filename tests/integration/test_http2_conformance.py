@@ -92,6 +92,7 @@ def test_conformance_score(gateway: Any) -> Any:
             passed += 1
         else:
             failed.append(f"{section} {description}: {why}")
-    print(f"\nHTTP/2 conformance: {len(CASES)} cases, {passed} passed, {len(failed)} failed")
+    listener = "TLS, ALPN h2" if gateway[1] else "cleartext, h2c: true"
+    print(f"\nHTTP/2 conformance ({listener}): {len(CASES)} cases, {passed} passed, {len(failed)} failed")
     assert len(CASES) >= 145
     assert not failed, failed
