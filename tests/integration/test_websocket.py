@@ -471,12 +471,14 @@ def test_a_slow_reader_slows_the_writer(reactor, gateways):
 
 
 @pytest_twisted.inlineCallbacks
-def test_metrics_and_one_access_line_when_the_connection_ends(reactor, gateways, upstream):
+def test_metrics_and_one_access_line_when_the_connection_ends(reactor, gateways, upstream, tmp_path):
     from prometheus_client.exposition import generate_latest
 
     from twistgate.ops.accesslog import access_fields
 
-    port, generation = gateways.gateway(config(), up=upstream.port)
+    log = tmp_path / "access.log"
+    port, generation = gateways.gateway(config(f'access_log: {{path: "{log}", flush_interval: 0s}}\n'), up=upstream.port)
+    yield generation.start()
     records: List[Any] = []
     generation.observers.append(records.append)
 
@@ -506,6 +508,12 @@ def test_metrics_and_one_access_line_when_the_connection_ends(reactor, gateways,
     assert 'twistgate_websocket_connections_total{route="chat"} 1.0' in text
     assert 'twistgate_websocket_closes_total{closed_by="client",code="4xxx",route="chat"} 1.0' in text
     assert f'twistgate_websocket_bytes_total{{direction="client_to_upstream",route="chat"}} {float(record.bytes_in)}' in text
+    assert f'twistgate_websocket_bytes_total{{direction="upstream_to_client",route="chat"}} {float(record.bytes_out)}' in text
+    # The line the access log file got: one, written when the connection ended, with its close fields.
+    yield generation.stop()
+    (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+    assert (line["status"], line["route"], line["websocket_close_code"], line["websocket_closed_by"]) == (101, "chat", 4000, "client")
+    assert line["duration_ms"] >= 300 and (line["bytes_in"], line["bytes_out"]) == (record.bytes_in, record.bytes_out)
     # Latency figures count the handshake, not the connection's lifetime.
     assert 'twistgate_request_duration_seconds_bucket{le="0.25",route="chat"} 1.0' in text
 
