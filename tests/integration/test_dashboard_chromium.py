@@ -2,8 +2,8 @@
 The dashboard in a real headless browser (Debian's chromium, driven over the
 DevTools protocol): loaded from the admin listener of a running gateway with
 traffic, it shows every route, draws the last minutes, and its buttons drain
-and undrain a target, reload the configuration and manage API keys, with a
-confirmation first; a target that fails its health checks shows as down
+and undrain a target, reload the configuration (a refused reload shows its
+errors) and manage API keys, with a confirmation first; a target that fails its health checks shows as down
 within seconds; no console error, nothing loaded from anywhere else.
 Screenshots (1280x800 light and dark, the whole page, a phone) are kept as
 the run's artifacts in build/artifacts/dashboard/ ($TWISTGATE_ARTIFACTS/dashboard
@@ -43,6 +43,7 @@ routes:
   - {name: keyed, path: "/keyed/*", upstream: app, auth: [keys]}
 """
 ADDED = '  - {name: added, path: "/added/*", upstream: app}\n'
+BROKEN = '  - {name: broken, path: "/broken/*", upstream: nowhere}\n'
 SCREENSHOTS = ("dashboard-1280x800.png", "dashboard-full.png", "dashboard-dark.png", "dashboard-phone.png")
 
 
@@ -147,6 +148,13 @@ def drive(chromium: str, gateway: LiveGateway, a: Target, b: Target, urls: Dict[
         browser.wait_for("!!document.querySelector('tr[data-route=added]')", what="the added route")
         seen["last_reload"] = browser.evaluate(
             "[document.getElementById('last-reload').dataset.trigger, document.getElementById('last-reload').textContent]")
+        # A broken file: the reload is refused, the notice and the last reload show its errors, the old one serves on.
+        good = gateway.path.read_text()
+        gateway.path.write_text(good + BROKEN)
+        seen["refused_notice"] = click_and_confirm(browser, "#reload-button", "Reload")
+        browser.wait_for("document.getElementById('last-reload').dataset.ok === 'false'", what="the refused reload shown")
+        seen["refused_reload"] = browser.evaluate("document.getElementById('last-reload').textContent")
+        gateway.path.write_text(good)
         # A target failing its health checks shows down within seconds.
         b.failing = True
         started = time.monotonic()
@@ -245,10 +253,17 @@ def test_the_dashboard_is_an_operators_cockpit(reactor, tmp_path):
     actions = [action for action, _ in seen["audit"]]
     for action in ("drain", "undrain", "reload", "key_create", "key_revoke"):
         assert action in actions
-    assert all(outcome == "ok" for _, outcome in seen["audit"])
+    assert seen["refused_notice"].startswith("Reload refused:") and "nowhere" in seen["refused_notice"]
+    assert "refused" in seen["refused_reload"] and "generation 2 keeps serving" in seen["refused_reload"]
+    assert "gw.yaml:" in seen["refused_reload"] and "nowhere" in seen["refused_reload"]  # the errors, with file and line
+    assert ["reload", "refused"] in seen["audit"]
+    assert all(outcome == "ok" for action, outcome in seen["audit"] if action != "reload" or outcome != "refused")
     assert seen["dark_background"] != "rgb(243, 244, 247)"
     assert seen["phone_overflow"] <= 0
-    assert seen["problems"] == []
+    # The page logs nothing; the one entry allowed is Chromium's own network note on the refused reload's 400.
+    refused_load = [p for p in seen["problems"] if p.startswith("log (network): Failed to load resource: the server responded with a status of 400")
+                    and p.endswith("/admin/reload")]
+    assert len(refused_load) == 1 and [p for p in seen["problems"] if p not in refused_load] == [], seen["problems"]
     admin = f"http://127.0.0.1:{gateway.admin_port}/"
     assert seen["requested"] and all(url.startswith(admin) for url in seen["requested"]), seen["requested"]
     assert seen["refused"] == "That token was refused."
