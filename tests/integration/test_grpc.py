@@ -427,3 +427,58 @@ def test_upstream_goaway_drains_to_a_new_connection(servers, reactor):
         assert got == [b"echo:%d||" % i for i in range(8)]
     finally:
         aged.stop(0).wait(5)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_servers_stream_limit_is_honoured_from_a_connections_first_burst(servers):
+    """
+    A grpcio server allowing 2 concurrent streams a connection, six calls at once through the gateway: none is
+    refused.  The gateway opens one stream on a new connection until the server's SETTINGS say how many it may,
+    then spreads the rest over new connections (it used to send all six before the SETTINGS came: four
+    REFUSED_STREAM, UNAVAILABLE).
+    """
+    lock = threading.Lock()
+    open_by_peer: Dict[str, int] = {}
+    state = {"most": 0, "entered": 0}
+    release = threading.Event()
+
+    def hold(request: bytes, context: Any) -> bytes:
+        peer = context.peer()
+        with lock:
+            open_by_peer[peer] = open_by_peer.get(peer, 0) + 1
+            state["most"] = max(state["most"], open_by_peer[peer])
+            state["entered"] += 1
+        release.wait(10)
+        with lock:
+            open_by_peer[peer] -= 1
+        return b"held"
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.max_concurrent_streams", 2)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.Svc", {"Hold": grpc.unary_unary_rpc_method_handler(hold, _same, _same)}),))
+    up = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        port, _ = servers.gateway_listener(GATEWAY, up=up)
+
+        def calls() -> Any:
+            with channel(port) as ch:
+                pending = [ch.unary_unary("/t.Svc/Hold").future(b"x", timeout=10) for _ in range(6)]
+                deadline = time.monotonic() + 5
+                while state["entered"] < 6 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                entered, connections = state["entered"], len(open_by_peer)
+                release.set()
+                results = []
+                for call in pending:
+                    try:
+                        results.append(call.result())
+                    except grpc.RpcError as error:
+                        results.append(error.code())
+                return entered, connections, results
+
+        entered, connections, results = yield deferToThread(calls)
+        assert results == [b"held"] * 6
+        assert entered == 6 and state["most"] == 2 and connections == 3  # full connections, each within the limit
+    finally:
+        release.set()
+        server.stop(0).wait(5)

@@ -128,6 +128,76 @@ def gateway(servers: Any, tmp_path: Any, upstream: Optional[Any] = None) -> Any:
     return servers.gateway_listener(GATEWAY.replace("{db}", str(tmp_path / "k.db")), up=up)
 
 
+class HoldingH2Upstream(protocol.Protocol):
+    """An HTTP/2 server allowing 2 concurrent streams per connection; it answers only when the test releases it."""
+
+    def __init__(self, factory: "HoldingH2Factory") -> None:
+        import h2.settings
+
+        self.factory = factory
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.conn.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2}
+        )
+        self.open = 0
+
+    def connectionMade(self) -> None:
+        self.factory.connections.append(self)
+        self.conn.initiate_connection()
+        self.transport.write(self.conn.data_to_send())
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self.conn.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                self.open += 1
+                self.factory.most = max(self.factory.most, self.open)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.factory.held.append((self, event.stream_id))
+        self.transport.write(self.conn.data_to_send())
+
+    def answer(self, sid: int) -> None:
+        self.open -= 1
+        self.conn.send_headers(sid, [(b":status", b"200"), (b"content-length", b"2")])
+        self.conn.send_data(sid, b"ok", end_stream=True)
+        self.transport.write(self.conn.data_to_send())
+
+
+class HoldingH2Factory(protocol.Factory):
+    def __init__(self) -> None:
+        self.connections: List[HoldingH2Upstream] = []
+        self.held: List[Any] = []
+        self.most = 0
+
+    def buildProtocol(self, addr: Any) -> HoldingH2Upstream:
+        return HoldingH2Upstream(self)
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for upstream, sid in held:
+            upstream.answer(sid)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_upstream_pool_multiplexes_within_the_servers_stream_limit(servers, reactor):
+    """Six requests in flight to an h2c upstream allowing 2 streams a connection: 3 connections, never 3 streams on one."""
+    from twisted.internet import defer
+    from twisted.internet.task import deferLater
+
+    upstream = HoldingH2Factory()
+    port, _ = servers.gateway_listener(H2C_UPSTREAM, up=servers.listen(upstream))
+    calls = [deferToThread(http_request, port, "GET", f"/held/{n}") for n in range(6)]
+    for _ in range(200):
+        if len(upstream.held) == 6:
+            break
+        yield deferLater(reactor, 0.02, lambda: None)
+    assert len(upstream.held) == 6, len(upstream.held)
+    assert upstream.most == 2  # SETTINGS_MAX_CONCURRENT_STREAMS honoured, and streams were multiplexed
+    assert len(upstream.connections) == 3  # a new connection only when every one is full
+    upstream.release()
+    replies = yield defer.gatherResults(calls)
+    assert [(r.status, r.body) for r in replies] == [(200, b"ok")] * 6
+
+
 @pytest_twisted.inlineCallbacks
 def test_policies_and_errors_as_on_http1(servers, tmp_path):
     """Auth refusal is the JSON 401 with its challenge; a 413 and a 431 end their stream only; HTTP/1.1 still works on the port."""

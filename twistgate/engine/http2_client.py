@@ -81,7 +81,10 @@ class H2TargetPool:
             if connection is None:
                 break
             waiting.pop(0).start(connection)
-        if waiting and self.connecting == 0 and self.endpoint is not None:
+        # A connection still waiting for the server's SETTINGS counts as one being set up.
+        if waiting and self.connecting == 0 and self.endpoint is not None and all(
+            c.settings_seen or c.draining or c.lost for c in self.connections
+        ):
             self._connect()
 
     def _connect(self) -> None:

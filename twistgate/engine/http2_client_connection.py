@@ -66,6 +66,7 @@ class H2ClientProtocol(Protocol):
         self.checked_alpn = not tls
         self.paused = False
         self.idle_timer: Any = None
+        self.settings_seen = False  # the server's first SETTINGS (its stream limit) has arrived
         self.h2 = new_connection(
             client_side=True,
             settings={
@@ -81,9 +82,11 @@ class H2ClientProtocol(Protocol):
         """Streams that may still be opened now."""
         if self.draining or self.lost:
             return 0
+        if not self.settings_seen:
+            return 1 - len(self.streams)  # one stream until the server says how many it takes
         limit = self.h2.remote_settings.max_concurrent_streams
         if limit > 2**31:
-            limit = DEFAULT_CAPACITY  # none announced (yet)
+            limit = DEFAULT_CAPACITY  # none announced
         return limit - len(self.streams)
 
     def connectionMade(self) -> None:
@@ -139,6 +142,7 @@ class H2ClientProtocol(Protocol):
             elif stream is not None:
                 stream.flush()
         elif kind is RemoteSettingsChanged:
+            self.settings_seen = True
             if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 for each in list(self.streams.values()):
                     each.flush()
