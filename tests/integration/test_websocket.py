@@ -471,6 +471,62 @@ def test_a_slow_reader_slows_the_writer(reactor, gateways):
 
 
 @pytest_twisted.inlineCallbacks
+def test_an_upstream_that_does_not_read_slows_the_client(reactor, gateways):
+    """The other direction: a client pushes 64 MiB at an upstream that reads nothing; the client is held, then all arrives."""
+    import base64
+    import hashlib
+
+    total = 64 * 1024 * 1024
+    received = {"bytes": 0}
+
+    def answer(connection: Any) -> None:
+        key = [line.split(b":", 1)[1].strip() for line in connection.buffer.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")][0]
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        connection.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+
+        def count(data: bytes) -> None:
+            received["bytes"] += len(data)
+
+        connection.dataReceived = count
+        connection.transport.pauseProducing()  # read nothing until the test says so
+
+    up, upstreams = gateways.raw_upstream(answer)
+    port, generation = gateways.gateway(config(), up=up)
+    data = masked_frame(0x2, b"u" * (256 * 1024)) * (total // (256 * 1024))
+    sock = yield deferToThread(raw_handshake, port)
+
+    def flood(seconds: float) -> int:
+        view = memoryview(data)
+        sent = 0
+        sock.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and sent < len(data):
+            try:
+                sent += sock.send(view[sent : sent + 1024 * 1024])
+            except socket.timeout:
+                pass
+        return sent
+
+    sent = yield deferToThread(flood, 1.5)
+    (tunnel,) = list(generation.ops.websockets.open)
+    queued = len(tunnel.upstream.transport.dataBuffer) + sum(map(len, tunnel.upstream.transport._tempDataBuffer))
+    assert sent < 32 * 1024 * 1024, sent  # socket buffers and a little, not the flood
+    assert queued < 4 * 1024 * 1024, queued
+    (upstream,) = upstreams.connections
+    upstream.transport.resumeProducing()
+    sock.settimeout(30)
+    yield deferToThread(sock.sendall, data[sent:])
+    for _ in range(400):
+        if received["bytes"] >= len(data):
+            break
+        yield settle(reactor)
+    assert received["bytes"] == len(data)  # every byte, once the upstream reads
+    sock.close()
+
+
+@pytest_twisted.inlineCallbacks
 def test_metrics_and_one_access_line_when_the_connection_ends(reactor, gateways, upstream, tmp_path):
     from prometheus_client.exposition import generate_latest
 
