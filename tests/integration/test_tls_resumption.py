@@ -65,6 +65,23 @@ def test_sessions_resume_by_default_tls12_and_tls13(tls, pki, tmp_path):
     assert lines == ["New", "Reused"]
 
 
+def ticket_lifetime_hint(port: int, pki: Any) -> int:
+    """The lifetime the server states with its TLS 1.2 session ticket (RFC 5077), in seconds."""
+    out = _s_client(port, pki, "-tls1_2", "-ign_eof", data=REQUEST)
+    (hint,) = [line for line in out.splitlines() if "lifetime hint:" in line]
+    return int(hint.split("lifetime hint:")[1].split()[0])
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_lifetime_is_what_the_tickets_state(tls, pki):
+    """session_resumption.lifetime is applied (default 1h): the ticket's lifetime hint says it."""
+    up, _ = tls.upstream()
+    default = tls.gateway(SERVER, up=up)
+    ten_minutes = tls.gateway(SERVER + "session_resumption: {lifetime: 10m}\n", up=up)
+    assert (yield deferToThread(ticket_lifetime_hint, default, pki)) == 3600
+    assert (yield deferToThread(ticket_lifetime_hint, ten_minutes, pki)) == 600
+
+
 @pytest_twisted.inlineCallbacks
 def test_resumption_off_means_a_full_handshake_every_time(tls, pki, tmp_path):
     up, _ = tls.upstream()
