@@ -445,6 +445,34 @@ def test_malformed_request_resets_its_stream_only(servers, tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_an_idle_connection_gets_goaway_no_error_after_limits_idle_timeout(servers):
+    """limits.idle_timeout on HTTP/2: no stream for that long is a GOAWAY NO_ERROR, then the close; a stream in between resets the wait."""
+    up = servers.upstream(RecordingUpstream())
+    port, _ = servers.gateway_listener(H2C_UPSTREAM.replace("listeners:", "limits: {idle_timeout: 600ms}\nlisteners:").replace(
+        "app: {protocol: h2c, ", "app: {"), up=up)
+
+    def idle() -> Any:
+        with H2Client(port) as client:
+            started = time.monotonic()
+            time.sleep(0.4)
+            assert client.request("GET", "/one").status == 200  # 0.4 s: still open, and the wait starts again
+            answered = time.monotonic()
+            while client.goaway is None:
+                client.read_some()
+            got_goaway = time.monotonic()
+            try:
+                while True:
+                    client.read_some()
+            except ConnectionError:
+                pass
+            return client.goaway.error_code, answered - started, got_goaway - answered
+
+    code, before, after = yield deferToThread(idle)
+    assert code == 0
+    assert 0.4 <= before < 0.6 and 0.5 < after < 2.0, (before, after)
+
+
+@pytest_twisted.inlineCallbacks
 def test_draining_sends_goaway_and_finishes_streams(servers, tmp_path):
     """While the gateway drains, a request is still answered, with a GOAWAY NO_ERROR so the client opens no more."""
     port, generation = gateway(servers, tmp_path)
