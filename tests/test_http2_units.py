@@ -135,6 +135,11 @@ def test_grpc_timeout(value, seconds):
 
 def test_gateway_errors_as_grpc_statuses():
     assert [code_for(e) for e in (RouteNotFound(), Unauthorized(), RateLimited(), ServiceUnavailable(), UpstreamTimeout())] == [12, 16, 8, 14, 4]
+    from twistgate.errors import Forbidden, MethodNotAllowed
+    from twistgate.upstream.failures import CircuitOpen, NoHealthyUpstream
+
+    # The list: permission denied, method unknown here, no healthy target and an open breaker.
+    assert [code_for(e) for e in (Forbidden(), MethodNotAllowed("x"), NoHealthyUpstream(), CircuitOpen())] == [7, 12, 14, 14]
     status, headers, body = error_response(RateLimited(headers=((b"Retry-After", b"3"),)), "rid", b"date", b"application/grpc+proto")
     assert (status, body) == (200, b"")
     assert headers.raw[b"Grpc-Status"] == [b"8"]
