@@ -4,8 +4,9 @@ library on both ends: the handshake is an ordinary request (routes,
 auth, rate limits refuse it with their JSON errors and the upstream never
 hears of it), then both directions are relayed byte for byte: messages,
 subprotocol and extension negotiation, close codes and reasons, resets,
-back-pressure, caps, idle timeout, message size, metrics and the access
-line.  ``engine: twisted`` answers an upgrade with 501.
+back-pressure both ways, caps, idle timeout and message size (top level and
+per route), metrics and the access line.  ``engine: twisted`` answers an
+upgrade with 501.
 """
 
 from __future__ import annotations
