@@ -4,7 +4,8 @@ The operator's endpoints against a real twistd, with one process and with
 traffic (and with workers, counts every worker's requests, even a killed
 worker's), a drained target gets nothing while the other takes everything
 (on every worker, a restarted one too), and the audit trail has each action,
-from the API and from SIGHUP.
+from the API and from SIGHUP.  A key revoked through the host's admin API
+stops working on every worker at once, whatever their caches held.
 """
 
 from __future__ import annotations
@@ -132,3 +133,48 @@ def test_history_drain_and_audit_for_the_whole_host(host):
     counted, body = host.history_total()
     assert counted == host.sent  # every request of the host, a killed worker's included
     assert sum(p["requests"] for p in body["routes"]["api"]) == host.sent
+
+
+KEYS = """
+workers: {workers}
+listeners: [{{name: public, endpoint: "tcp:{port}:interface=127.0.0.1"}}]
+admin: {{endpoint: "tcp:{admin}:interface=127.0.0.1", token: s3cret}}
+auth:
+  keys: {{type: api_key, store: "sqlite:{db}", cache_ttl: 10m}}
+upstreams:
+  app: {{targets: [{{url: "http://127.0.0.1:{one}"}}]}}
+routes:
+  - {{name: keyed, path: "/keyed/*", upstream: app, auth: [keys]}}
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["single", "workers"])
+def test_a_key_revoked_from_the_host_admin_stops_working_on_every_worker_at_once(tmp_path, workers):
+    """
+    With lookups cached for 10 minutes on each worker, a revocation through the host's admin API makes
+    every worker forget the key at once; create and revoke are in the host's audit, never the secret.
+    """
+    one = Upstream()
+    port, admin_port = free_port(), free_port()
+    text = KEYS.format(workers=workers, port=port, admin=admin_port, one=one.port, db=tmp_path / "keys.db")
+    gateway = Gateway(tmp_path, text)
+    try:
+        gateway.wait_ready(admin_port)
+        status, created = call(admin_port, "POST", "/admin/keys", {"consumer": "acme"})
+        assert status == 201 and created["key"].startswith("tg_")
+        key = {"X-API-Key": created["key"]}
+        assert [http_get(port, "/keyed/x", key)[0] for _ in range(30)] == [200] * 30  # cached by every worker
+        status, _ = call(admin_port, "DELETE", f"/admin/keys/{created['id']}")
+        assert status == 204
+        assert [http_get(port, "/keyed/x", key)[0] for _ in range(30)] == [401] * 30  # not from any worker's cache
+        _, audit = call(admin_port, "GET", "/admin/audit")
+        assert [(e["action"], e["outcome"]) for e in audit["entries"]] == [("key_revoke", "ok"), ("key_create", "ok")]
+        assert created["key"] not in json.dumps(audit) and created["key"].rsplit("_", 1)[1] not in json.dumps(audit)
+    finally:
+        gateway.stop(signal.SIGKILL)
+        for pid in re.findall(r"worker \d+ started \(pid (\d+)\)", gateway.log()):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        one.close()
