@@ -245,3 +245,10 @@ def test_recursive_alias_in_plugin_options():
     """A self-referencing structure is reported, not looped over forever."""
     found = issues(HEAD + "plugins:\n  p: {loop: &l [*l]}\n")
     assert "recursive YAML alias" in found[0].message
+
+
+def test_an_error_without_its_own_wording_still_reads_as_a_sentence():
+    """The fallback keeps 'but found' (it once read "expected the node content, but a '- item'")."""
+    found = issues("listeners: [\n  - name: a\n")
+    assert (found[0].location.line, found[0].location.column) == (2, 3)
+    assert found[0].message == "invalid YAML: expected a value, but found a '- item'"

@@ -99,7 +99,7 @@ def describe(error: yaml.MarkedYAMLError) -> Where:
         return line, column, "a value is missing here"
     if "end of stream" in problem:
         return line, column, "the file ends in the middle of a value"
-    return line, column, f"this is not valid YAML: {_plain(problem)}"
+    return line, column, _plain(problem)
 
 
 def describe_reader_error(error: yaml.reader.ReaderError, text: str) -> Where:
@@ -119,4 +119,4 @@ def _found(problem: str) -> Optional[str]:
 def _plain(problem: str) -> str:
     for token, words in _TOKENS.items():
         problem = problem.replace(token, words)
-    return problem.replace("found ", "").strip()
+    return problem.replace("the node content", "a value").strip()
