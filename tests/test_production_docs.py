@@ -144,3 +144,29 @@ def test_the_page_does_not_say_session_resumption_is_off():
     """security.md: resumption is on by default (off with client certificates); this page once said 'no session resumption'."""
     assert "no session resumption" not in DOC
     assert "session_resumption: false" in DOC
+
+
+@pytest.mark.parametrize("index", range(len(blocks("yaml"))))
+def test_every_configuration_passes_twistgate_check(index, tmp_path, monkeypatch, capsys):
+    """
+    Issue 14: each configuration on the page, through `twistgate check` itself
+    (which also opens the certificate files: Let's Encrypt's paths point at a
+    certificate made here).
+    """
+    from tests.tls.certs import Factory
+    from twistgate.cli import main
+
+    text = blocks("yaml")[index]
+    if "listeners:" not in text:
+        text = 'listeners: [{name: p, endpoint: "tcp:0"}]\n' + text
+    if "/etc/twistgate/tls/" in text:
+        factory = Factory(tmp_path)
+        leaf = factory.leaf("server", factory.ca("ca", "Test CA"), common_name="api.example.com", dns=["api.example.com"])
+        text = text.replace("/etc/twistgate/tls/fullchain.pem", leaf.certificate)
+        text = text.replace("/etc/twistgate/tls/privkey.pem", leaf.key)
+    text = text.replace("/var/log/twistgate/", f"{tmp_path}/")  # systemd's LogsDirectory= makes it there
+    path = tmp_path / "gw.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("TWISTGATE_ADMIN_TOKEN", "t0k3n")
+    assert main(["check", str(path)]) == 0, capsys.readouterr()
+    assert ": ok (" in capsys.readouterr().out
