@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +36,20 @@ def _can_build_without_isolation() -> bool:
 
 
 def install(target: Path) -> Path:
-    """pip-install both packages into `target` (never into this environment)."""
+    """
+    pip-install both packages into `target` (never into this environment),
+    each built from a copy beside it: a build in place would leave build/ and
+    *.egg-info in the checkout.
+    """
+    copies = []
+    for source in (EXAMPLE, BROKEN):
+        copy = target.parent / f"{target.name}-{source.name}-source"
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        copies.append(str(copy))
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
     if _can_build_without_isolation():
         command.append("--no-build-isolation")
-    command += ["--target", str(target), str(EXAMPLE), str(BROKEN)]
+    command += ["--target", str(target), *copies]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return target

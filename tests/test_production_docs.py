@@ -103,3 +103,70 @@ def test_log_rotation_signals_the_gateway_instead_of_copytruncate():
     from twistgate.logs import stderr
 
     assert callable(stderr())
+
+
+def test_coming_from_nginx_names_only_what_this_version_loads():
+    """
+    Issue 14: the nginx table once marked as *planned* five features that had
+    shipped (backup targets, forward auth, redirect_https, respond/redirect,
+    workers: auto). Whatever the table names, the loader takes.
+    """
+    from twistgate.config import load_text
+
+    table = DOC.split("## Coming from nginx", 1)[1].split("A whole nginx site", 1)[0]
+    assert "planned" not in table
+    for words in ("`backup: true`", "`type: forward`", "`redirect_https: true`", "`respond: {status: 410}`",
+                  "`redirect: {to: ..., status: 301}`", "`workers: auto`", "client_body_timeout: 30s",
+                  "`limits: {request_buffering: true}`"):
+        assert words in table, words
+    config = load_text(
+        """
+listeners:
+  - {name: https, endpoint: "tcp:0"}
+  - {name: plain, endpoint: "tcp:0", redirect_https: true}
+limits: {client_header_timeout: 10s, client_body_timeout: 30s, request_buffering: true}
+workers: auto
+auth:
+  check: {type: forward, url: "http://127.0.0.1:9000/check"}
+upstreams:
+  backend: {targets: [{url: "http://10.0.0.1:8000"}, {url: "http://10.0.0.2:8000", backup: true}]}
+routes:
+  - {name: gone, path: /old, respond: {status: 410}}
+  - {name: moved, path: /was, redirect: {to: /is, status: 301}}
+  - {name: api, path: /api/*, upstream: backend, auth: [check]}
+""",
+        filename="nginx table",
+    )
+    assert config.upstreams["backend"].targets[1].backup and config.limits.request_buffering
+
+
+def test_the_page_does_not_say_session_resumption_is_off():
+    """security.md: resumption is on by default (off with client certificates); this page once said 'no session resumption'."""
+    assert "no session resumption" not in DOC
+    assert "session_resumption: false" in DOC
+
+
+@pytest.mark.parametrize("index", range(len(blocks("yaml"))))
+def test_every_configuration_passes_twistgate_check(index, tmp_path, monkeypatch, capsys):
+    """
+    Issue 14: each configuration on the page, through `twistgate check` itself
+    (which also opens the certificate files: Let's Encrypt's paths point at a
+    certificate made here).
+    """
+    from tests.tls.certs import Factory
+    from twistgate.cli import main
+
+    text = blocks("yaml")[index]
+    if "listeners:" not in text:
+        text = 'listeners: [{name: p, endpoint: "tcp:0"}]\n' + text
+    if "/etc/twistgate/tls/" in text:
+        factory = Factory(tmp_path)
+        leaf = factory.leaf("server", factory.ca("ca", "Test CA"), common_name="api.example.com", dns=["api.example.com"])
+        text = text.replace("/etc/twistgate/tls/fullchain.pem", leaf.certificate)
+        text = text.replace("/etc/twistgate/tls/privkey.pem", leaf.key)
+    text = text.replace("/var/log/twistgate/", f"{tmp_path}/")  # systemd's LogsDirectory= makes it there
+    path = tmp_path / "gw.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("TWISTGATE_ADMIN_TOKEN", "t0k3n")
+    assert main(["check", str(path)]) == 0, capsys.readouterr()
+    assert ": ok (" in capsys.readouterr().out

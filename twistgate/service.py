@@ -252,8 +252,8 @@ class GatewayService(MultiService):
         self.log_reopen.install()
         self.started = True
         _log.info(
-            "twistgate serving {routes} routes on {listeners}{admin}",
-            routes=len(self.config.routes),
+            "twistgate serving {routes} on {listeners}{admin}",
+            routes=plural(len(self.config.routes), "route"),
             listeners=", ".join(l.endpoint for l in self.config.listeners),
             admin=f"; admin API on {self._admin_settings.endpoint}" if self._admin_settings is not None else "",
         )

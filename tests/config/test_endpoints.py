@@ -191,3 +191,18 @@ def test_separate_addresses_load():
         """
     )
     assert [listener.location.line for listener in config.listeners] == [2, 3, 4]
+
+
+def test_the_admin_api_on_the_demo_port_is_refused_with_advice_about_the_demo():
+    """Not 'the admin API must never be on a public listener': the demo backends are not one."""
+    found = issues(
+        """
+        listeners: [{name: public, endpoint: "tcp:8080"}]
+        admin: {endpoint: "tcp:5001:interface=127.0.0.1", token: x}
+        demo: true
+        """
+    )
+    assert found == [
+        (3, "demo", "'tcp:5001:interface=127.0.0.1' binds the same port 5001 as the admin API (admin.endpoint), "
+         "line 2; move the demo backends, e.g. demo: {endpoint: 'tcp:5002:interface=127.0.0.1'}"),
+    ]

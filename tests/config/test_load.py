@@ -235,3 +235,21 @@ def test_exports_are_the_model_objects():
     assert {"load_file", "load_text", "parse_duration", "parse_size", "parse_rate"} <= set(twistgate.config.__all__)
     for name in twistgate.config.__all__:
         assert hasattr(twistgate.config, name)
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        'upstreams: {a: {targets: [{url: "http://u:SECRETPW@h:80"}]}}',
+        'upstreams: {a: {targets: [{url: "http://u:SECRETPW@h:99999"}]}}',
+        'upstreams: {a: {targets: [{url: "http://SECRETPW@h:80"}]}}',
+        'auth: {f: {type: forward, url: "ftp://u:SECRETPW@h/x"}}',
+        'upstreams: {a: {targets_from: {type: consul, url: "http://u:SECRETPW@h:99999", service: s}}}',
+    ],
+)
+def test_an_issue_never_repeats_a_password_written_in_a_url(section):
+    """Issue 14: secrets never logged; `twistgate check`, reload logs and /admin/reload echoed the URL as written."""
+    with pytest.raises(ConfigError) as info:
+        load_text('listeners: [{name: p, endpoint: "tcp:0"}]\n' + section + "\n", environ={})
+    text = str(info.value)
+    assert "SECRETPW" not in text and "***@h" in text, text

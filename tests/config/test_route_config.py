@@ -282,3 +282,12 @@ def test_routes_must_be_a_list():
     """routes is a list of mappings."""
     assert issues("routes: {a: 1}\n") == [(5, "routes", "expected a list, got mapping")]
     assert issues("routes: [x]\n") == [(5, "routes[0]", "expected a mapping, got string 'x'")]
+
+
+@pytest.mark.parametrize("key, value, expected", [("path", "12", "a path like /api/*"),
+                                                  ("path", "1.5", "a path like /api/*"),
+                                                  ("host", "8080", "a host name like api.example.com")])
+def test_a_number_where_a_path_or_host_belongs_is_an_issue_not_a_crash(key, value, expected):
+    """Issue 14: `path: 12` crashed the loader (AttributeError) in `twistgate check` and in a reload."""
+    found = issues(one_route(**{key: value}))
+    assert found[0][1] == f"routes[0].{key}" and f"expected {expected}, got" in found[0][2]

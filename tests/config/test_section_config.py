@@ -207,6 +207,19 @@ limits:
     )
 
 
+def test_limits_client_timeouts_and_request_buffering():
+    """Issue 14 item 2: the contract's names (nginx's); header_timeout stays as the older name, not both."""
+    config = load(HEAD + "limits: {client_header_timeout: 3s, client_body_timeout: 7s, request_buffering: true}\n")
+    assert (config.limits.header_timeout, config.limits.body_timeout, config.limits.request_buffering) == (3.0, 7.0, True)
+    assert load(HEAD + "limits: {header_timeout: 4s}\n").limits.header_timeout == 4.0
+    assert LimitsConfig().request_buffering is False and LimitsConfig().body_timeout == 30.0
+    found = issues(HEAD + "limits: {client_header_timeout: 3s, header_timeout: 4s, request_buffering: 1, client_body_timeout: 0s}\n")
+    messages = {path: message for _, path, message in found}
+    assert "older name of 'client_header_timeout'" in messages["limits.header_timeout"]
+    assert messages["limits.client_body_timeout"] == "must be longer than zero"
+    assert messages["limits.request_buffering"].startswith("expected true or false")
+
+
 def test_limits_errors():
     """Zero durations and sizes are refused; each issue has its own line."""
     found = issues(

@@ -245,3 +245,28 @@ def test_recursive_alias_in_plugin_options():
     """A self-referencing structure is reported, not looped over forever."""
     found = issues(HEAD + "plugins:\n  p: {loop: &l [*l]}\n")
     assert "recursive YAML alias" in found[0].message
+
+
+def test_an_error_without_its_own_wording_still_reads_as_a_sentence():
+    """The fallback keeps 'but found' (it once read "expected the node content, but a '- item'")."""
+    found = issues("listeners: [\n  - name: a\n")
+    assert (found[0].location.line, found[0].location.column) == (2, 3)
+    assert found[0].message == "invalid YAML: expected a value, but found a '- item'"
+
+
+@pytest.mark.parametrize(
+    "text, where, message",
+    [
+        ("listeners: - a\n", (1, 12), "a '- item' where no list can start: a list after 'key:' begins on the next line"),
+        ("listeners: &\n", (1, 13), "'&' starts an anchor or alias and needs a name after it"),
+        ("listeners: *\n", (1, 13), "'*' starts an anchor or alias and needs a name after it"),
+        ("listeners: ? a\n", (1, 12), "a '? ' where no key can start"),
+        ("listeners: |x\n  a\n", (1, 13), "after '|' or '>' only '+', '-' or an indentation digit"),
+        ('listeners:\n  - name: "a" b\n', (2, 15), "more text after a quoted value: put all of the value inside the quotes"),
+    ],
+)
+def test_more_yaml_mistakes_in_plain_words(text, where, message):
+    """Issue 14: no raw PyYAML text ('expected alphabetic or numeric character, but found' ...)."""
+    [found] = issues(text)
+    assert (found.location.line, found.location.column) == where
+    assert found.message.startswith("invalid YAML: " + message), found.message

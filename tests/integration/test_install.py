@@ -11,6 +11,7 @@ Both builds must print no deprecation warning from setuptools.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -77,9 +78,21 @@ def _plugin_file(python: Path) -> str:
     return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd="/").stdout
 
 
+def _copy_of_the_tree(tmp_path: Path) -> Path:
+    """The checkout as `git clone` gives it: a regular build in place would write build/ into the user's tree."""
+    copy = tmp_path / "twistgate-source"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".hypothesis", "build", "*.egg-info", "__pycache__", "dropin.cache", "var"))
+    return copy
+
+
 def test_regular_install_serves_with_twistd(tmp_path):
     """README: `pip install .` then `twistd -n twistgate`: the installed copy serves."""
-    python = _install(tmp_path, str(ROOT))
+    build = ROOT / "build"
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in build.rglob("*")) if build.exists() else None
+    python = _install(tmp_path, str(_copy_of_the_tree(tmp_path)))
+    after = sorted((str(p), p.stat().st_mtime_ns) for p in build.rglob("*")) if build.exists() else None
+    assert after == before  # nothing built into the checkout
     plugin, package = _plugin_file(python).split()
     assert str(tmp_path) in plugin and str(tmp_path) in package  # copies inside the venv, not the tree
     site = Path(plugin).parents[2]  # this venv holds only what twistgate installed: never Twisted's own files

@@ -185,3 +185,41 @@ def test_the_stale_connection_race_made_deterministic(servers, reactor):
         assert _metric(generation, "twistgate_upstream_connections_closed_total") == 1
     else:  # twisted.web retries bodiless idempotent requests only (docs/forwarding.md)
         assert seen[1] == ("POST with a key", 502, "upstream_closed_connection")
+
+
+BREAKER = """
+listeners: [{name: p, endpoint: "tcp:0"}]
+upstreams:
+  app:
+    targets: [{url: "http://127.0.0.1:{up}"}]
+    circuit_breaker: {failure_threshold: 1, recovery_timeout: 60s}
+    outlier_detection: {consecutive_failures: 1}
+    retry: {attempts: 2}
+routes:
+  - {name: all, path: "/*", upstream: app}
+"""
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stale_connection_retry_costs_neither_the_breaker_nor_the_retry_budget(servers, reactor):
+    """Issue 18 item 2: a breaker that opens on one failure stays closed, and no retry is spent."""
+    upstream = ScriptedFactory(reactor, b"")
+    upstream.protocol = CloseOnReuse
+    gw, generation = servers.gateway(BREAKER, up=servers.listen(upstream))
+
+    def client() -> List[int]:
+        statuses = []
+        keyed = ("POST", {"Idempotency-Key": "k1"}) if servers.engine == "httptools" else ("HEAD", {})  # docs/forwarding.md
+        for method, headers in (("GET", {}), keyed, ("GET", {})):
+            conn = http.client.HTTPConnection("127.0.0.1", gw, timeout=10)
+            statuses.append(_request(conn, "GET")[0])
+            statuses.append(_request(conn, method, headers)[0])
+            conn.close()
+        return statuses
+
+    assert (yield deferToThread(client)) == [200] * 6
+    if servers.engine == "httptools":  # twisted.web's pool retries below the gateway, uncounted
+        assert _metric(generation, "twistgate_upstream_stale_connection_retries_total") >= 3
+    [target] = generation.upstreams["app"].snapshot()
+    assert target["breaker"] == "closed" and not target["ejected"] and target["last_error"] is None, target
+    assert generation.upstreams["app"].budget.snapshot()["retries"] == 0

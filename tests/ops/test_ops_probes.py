@@ -171,3 +171,15 @@ def test_health_path_must_be_an_exact_path(path):
     with pytest.raises(ConfigError) as error:
         load_text(HEALTH.replace("/_gateway/health", json.dumps(path)), "gw.yaml")
     assert "listeners[0].health_path" in str(error.value)
+
+
+def test_the_start_line_counts_in_plain_english(tmp_path):
+    """'twistgate serving 1 route', as `check` says '1 listener' (it said '1 routes')."""
+    from twisted.logger import capturedLogs, formatEvent
+
+    one = CONFIG.replace('  - {name: gone, path: "/old", respond: {status: 410}}\n', "")
+    gateway = AdminGateway(tmp_path / "gw.yaml", one, Upstream())
+    with capturedLogs() as events:
+        _started(gateway)
+    lines = [formatEvent(e) for e in events if "twistgate serving" in e.get("log_format", "")]
+    assert len(lines) == 1 and lines[0].startswith("twistgate serving 1 route on tcp:0"), lines

@@ -217,3 +217,16 @@ def test_twistgate_check_validates_package_options(on_path, tmp_path, capsys):
     assert expected in capsys.readouterr().err
     config.write_text(gateway_yaml(tmp_path, "    targets_from: {type: example_file, path: /t, interval: 5s}"))
     assert main(["check", str(config)]) == 0
+
+
+def test_installing_the_packages_leaves_the_checkout_as_it_was(tmp_path):
+    """Issue 14: the suite builds from copies; pip building in place left build/ and *.egg-info in the tree."""
+    from tests.extension_packages import BROKEN, EXAMPLE, install
+
+    def tree():
+        return {str(p): p.stat().st_mtime_ns for source in (EXAMPLE, BROKEN) for p in source.rglob("*")}
+
+    before = tree()
+    install(tmp_path / "site")
+    assert tree() == before
+    assert (tmp_path / "site" / "twistgate_example_extensions.py").exists()

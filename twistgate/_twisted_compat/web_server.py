@@ -260,6 +260,7 @@ class GatewayRequest(RFC9110Phrases, server.Request):
             send_error(self, PayloadTooLarge())
             return
         self.body = StreamingBody(length, channel.transport)
+        self._body_timer = channel.callLater(self.site_limits().body_timeout, self._body_stalled)
         self.process()
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -284,6 +285,8 @@ class GatewayRequest(RFC9110Phrases, server.Request):
         if body.received + len(data) > self.body_limit():
             self.refuse_too_large()
             return
+        if self._body_timer is not None and self._body_timer.active():
+            self._body_timer.reset(self.site_limits().body_timeout)
         body.write(data)
 
     def body_room(self) -> int:
@@ -299,6 +302,34 @@ class GatewayRequest(RFC9110Phrases, server.Request):
         body, self.body = self.body, None
         if body is not None:
             body.abort(BodyAborted("request body too large"))
+
+    _body_timer: Any = None
+
+    def _body_stalled(self) -> None:
+        """``client_body_timeout``: 408 (as refuse_too_large answers 413), unless the gateway is what holds the client back."""
+        body = self.body
+        if body is None or self.body_complete:
+            return
+        if body.client_paused:
+            self._body_timer = self.channel.callLater(self.site_limits().body_timeout, self._body_stalled)
+            return
+        if not self.startedWriting and not self.finished:
+            send_error(self, RequestTimeout())
+        channel = getattr(self, "channel", None)  # finish() may have let it go
+        if channel is not None:
+            channel.persistent = False
+        body, self.body = self.body, None
+        if body is not None:
+            body.abort(BodyAborted("request body stalled"))
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None and self._body_timer.active():
+            self._body_timer.cancel()
+        self._body_timer = None
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._stop_body_timer()
+        super().connectionLost(reason)
 
     def body_limit(self) -> int:
         """The route's ``max_request_body`` once routed; before, the most any route allows."""
@@ -316,6 +347,7 @@ class GatewayRequest(RFC9110Phrases, server.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self.streaming:
             self.body_complete = True
+            self._stop_body_timer()
             if self.body is not None:
                 self.body.finish()
             return
@@ -335,6 +367,7 @@ class GatewayRequest(RFC9110Phrases, server.Request):
         send_error(self, GatewayError())
 
     def finish(self) -> None:
+        self._stop_body_timer()
         if not self.body_complete and self.channel is not None:
             # Answered before the client finished sending: the unread rest of
             # the body must not be parsed as a next request.

@@ -40,10 +40,10 @@ def _message(name: str, address: ServerAddress, first_name: str, first_where: Lo
     what = f"port {address.port}" if address.kind == "tcp" else f"socket {address.path or address.text}"
     line = f", line {first_where.line}" if first_where.line else ""
     advice = "give each its own port"
-    if name.startswith("the admin API") or first_name.startswith("the admin API"):
-        advice = "the admin API must never be on a public listener: give it a port of its own"
-    elif name.startswith("the demo") or first_name.startswith("the demo"):
+    if name.startswith("the demo") or first_name.startswith("the demo"):
         advice = "move the demo backends, e.g. demo: {endpoint: 'tcp:5002:interface=127.0.0.1'}"
+    elif name.startswith("the admin API") or first_name.startswith("the admin API"):
+        advice = "the admin API must never be on a public listener: give it a port of its own"
     return f"{address.text!r} binds the same {what} as {first_name}{line}; {advice}"
 
 

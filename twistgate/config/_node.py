@@ -193,6 +193,12 @@ class Node:
         except ValueError as e:
             self.issue(str(e))
             return None
+        except (TypeError, AttributeError):
+            if isinstance(value, str):
+                raise
+            # a number where the parser reads text only (a path, a host name)
+            self._expected(expected)
+            return None
 
     def duration(self, *, positive: bool = True) -> Optional[float]:
         seconds = self.convert(parse_duration, "a duration like 30s")

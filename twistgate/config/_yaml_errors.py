@@ -66,6 +66,18 @@ def describe(error: yaml.MarkedYAMLError) -> Where:
         return line, column, f"this anchor is defined twice (first on line {start_line})"
     if "single document" in context:
         return line, column, "a second YAML document ('---'): the file must hold exactly one"
+    if problem == "sequence entries are not allowed here":
+        return line, column, (
+            "a '- item' where no list can start: a list after 'key:' begins on the next line, "
+            "indented, or is written [a, b]"
+        )
+    if problem == "mapping keys are not allowed here":
+        return line, column, "a '? ' where no key can start: quote the value if it begins with '?'"
+    if ("while scanning an anchor" in context or "while scanning an alias" in context) and "alphabetic or numeric" in problem:
+        sign = "&" if "anchor" in context else "*"
+        return line, column, f"'{sign}' starts an anchor or alias and needs a name after it (or quote the value)"
+    if "while scanning a block scalar" in context:
+        return line, column, "after '|' or '>' only '+', '-' or an indentation digit may follow on the line"
     if problem == "mapping values are not allowed here":
         return line, column, (
             "a ':' where no 'key: value' can start: on this line or the one before, a ':' or the space "
@@ -82,6 +94,9 @@ def describe(error: yaml.MarkedYAMLError) -> Where:
         )
     if problem.startswith("expected <block end>") and start_line is not None:
         what = "mapping" if "mapping" in context else "list"
+        before = _line_before(at)
+        if found == "a value" and before.rstrip().endswith(("'", '"')) and before.strip()[:1] not in ("'", '"'):
+            return line, column, "more text after a quoted value: put all of the value inside the quotes"
         if found == "a '- item'" and what == "mapping":
             return line, column, (
                 f"a list item where the mapping that starts on line {start_line} expects 'key: value': "
@@ -99,7 +114,7 @@ def describe(error: yaml.MarkedYAMLError) -> Where:
         return line, column, "a value is missing here"
     if "end of stream" in problem:
         return line, column, "the file ends in the middle of a value"
-    return line, column, f"this is not valid YAML: {_plain(problem)}"
+    return line, column, _plain(problem)
 
 
 def describe_reader_error(error: yaml.reader.ReaderError, text: str) -> Where:
@@ -111,12 +126,24 @@ def describe_reader_error(error: yaml.reader.ReaderError, text: str) -> Where:
     return line, column, f"character U+{ord(character):04X} is not allowed in YAML: remove it"
 
 
+def _line_before(mark: Optional[yaml.Mark]) -> str:
+    """The text of the marked line before the mark (empty when PyYAML kept no buffer)."""
+    buffer = getattr(mark, "buffer", None)
+    if mark is None or not isinstance(buffer, str):
+        return ""
+    start = buffer.rfind("\n", 0, mark.pointer) + 1
+    return buffer[start : mark.pointer]
+
+
 def _found(problem: str) -> Optional[str]:
     match = re.search(r"but found (.+)$", problem)
-    return _TOKENS.get(match.group(1), match.group(1)) if match else None
+    if match is None:
+        return None
+    token = match.group(1)
+    return _TOKENS.get(token) or _TOKENS.get(token.strip("'"), token)
 
 
 def _plain(problem: str) -> str:
     for token, words in _TOKENS.items():
         problem = problem.replace(token, words)
-    return problem.replace("found ", "").strip()
+    return problem.replace("the node content", "a value").strip()

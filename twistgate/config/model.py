@@ -8,6 +8,7 @@ seconds (float), sizes are bytes (int).
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, Union
 
@@ -38,10 +39,25 @@ class Location:
         return f"{where}: {self.path}" if self.path else where
 
 
+#: ``scheme://userinfo@`` inside a message: the user stays, a password (or
+#: a bare token in the user part) does not.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s/@'\"]*)@")
+
+
+def _hide_credentials(message: str) -> str:
+    """A message with the credentials of every URL in it replaced by ``***`` (an issue echoes what was written)."""
+
+    def hidden(match: "re.Match[str]") -> str:
+        user, colon, _ = match.group(2).partition(":")
+        return match.group(1) + (f"{user}:***" if colon else "***") + "@"
+
+    return _USERINFO.sub(hidden, message) if "@" in message else message
+
+
 @attrs.frozen(kw_only=True)
 class ConfigIssue:
     location: Location
-    message: str
+    message: str = attrs.field(converter=_hide_credentials)
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}"

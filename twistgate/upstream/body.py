@@ -204,6 +204,11 @@ class StreamingBody:
         self._epoch += 1
         return _AttemptView(self, self._epoch)
 
+    @property
+    def client_paused(self) -> bool:
+        """Whether the gateway holds the client back (back-pressure): its silence is not a stall."""
+        return self._paused_client
+
     def _pause_client(self) -> None:
         if not self._paused_client and self._client is not None:
             self._paused_client = True

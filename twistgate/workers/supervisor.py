@@ -34,6 +34,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from twistgate._text import plural
 from twistgate._twisted_compat import fail_start_loudly
 from twistgate.config import ConfigError
 from twistgate.config.model import GatewayConfig
@@ -170,8 +171,8 @@ class Supervisor(MultiService):
         self.triggers.watch(self.config)
         self.log_reopen.install()
         _log.info(
-            "twistgate supervisor (pid {pid}): {count} workers on {listeners}{admin}",
-            pid=os.getpid(), count=self.count,
+            "twistgate supervisor (pid {pid}): {count} on {listeners}{admin}",
+            pid=os.getpid(), count=plural(self.count, "worker"),
             listeners=", ".join(l.endpoint for l in self.config.listeners),
             admin=f"; admin API on {self.admin_settings().endpoint}" if self.admin_settings() is not None else "",
         )

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
+from twistgate._text import plural
 from twistgate.policies.auth.jwt_keys import KeyProblem, VerificationKey, jwk_key
 
 _log = Logger()
@@ -138,10 +139,10 @@ class KeySet:
         except JwksError as error:
             _log.warn(
                 "JWKS fetch for authenticator {authenticator} failed ({error}); "
-                "keeping the last good key set ({count} keys)",
+                "keeping the last good key set ({count})",
                 authenticator=self.name,
                 error=str(error),
-                count=len(self.by_kid) + len(self.without_kid),
+                count=plural(len(self.by_kid) + len(self.without_kid), "key"),
             )
         for waiter in waiters:
             waiter.callback(None)
