@@ -82,7 +82,7 @@ def _strerror(error: Any) -> str:
 
 
 def log_startup_error(error: StartupError) -> None:
-    _log.critical("twistgate cannot start: {message}", message=str(error))
+    _log.critical("twistgate: cannot start: {message}", message=str(error))
 
 
 def listening(what: str, endpoint: str, start: Callable[[], _T]) -> _T:
