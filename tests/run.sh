@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, then runs pytest.
-#   bash tests/run.sh [pytest args...]
+#   bash tests/run.sh                 the full run: the CPython suite (pytest -q), then the
+#                                     PyPy smoke part (tests/pypy.sh)
+#   bash tests/run.sh [pytest args...] pytest with these arguments (CPython; TWISTGATE_PYPY=1
+#                                     adds the PyPy smoke part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,10 +35,13 @@ VENV="${TWISTGATE_VENV:-.venv}"
 # Regenerate twistd's plugin cache so no run complains about it.
 "$VENV/bin/python" -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
+# A full run (no arguments) prints one line of dots per 72 tests and also runs
+# the PyPy smoke part (tests/pypy.sh); .ci/run is exactly this.
+full=""
+if [ $# -eq 0 ]; then full=1; set -- -q; fi
 status=0
 "$VENV/bin/python" -m pytest "$@" || status=$?
-# A full run (no arguments) also runs the PyPy smoke part (tests/pypy.sh).
-if [ $# -eq 0 ] || [ -n "${TWISTGATE_PYPY:-}" ]; then
+if [ -n "$full" ] || [ -n "${TWISTGATE_PYPY:-}" ]; then
     bash tests/pypy.sh || status=$?
 fi
 exit "$status"
