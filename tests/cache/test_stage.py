@@ -344,7 +344,10 @@ def test_a_leader_whose_client_leaves_releases_its_followers():
     follower = gw.start()
     assert len(gw.origin.seen) == 1
     leader.cancel()  # the leader's client goes away while its request is upstream
+    gone = []
+    leader.addErrback(gone.append)  # its failure is the cancellation, consumed here (not "unhandled" at GC)
     gw.flush()
+    assert len(gone) == 1
     assert len(gw.service.leases) == 0
     assert len(gw.origin.seen) == 2  # the follower went upstream by itself
     gw.origin.release()
