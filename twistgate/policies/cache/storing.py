@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+from twistgate.fields import first_int
 from twistgate.headers import Headers
 from twistgate.messages import ProxyResponse
 from twistgate.policies.cache.config import RouteCacheConfig
@@ -49,7 +50,7 @@ def entry_to_store(
         vary=vary,
         listed=config.lists(response.status),
     )
-    expected = content_length(headers)
+    expected = first_int(headers.getRawHeaders(b"Content-Length"))
     if reason is None and expected is not None and expected > config.max_object_size:
         reason = "size"
     if reason is None and event_stream(headers):
@@ -73,13 +74,3 @@ def event_stream(headers: Headers) -> bool:
     """A ``text/event-stream`` response (Server-Sent Events): never stored."""
     types = headers.getRawHeaders(b"Content-Type")
     return bool(types) and types[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
-
-
-def content_length(headers: Headers) -> Optional[int]:
-    lines = headers.getRawHeaders(b"Content-Length")
-    if not lines:
-        return None
-    try:
-        return int(lines[0])
-    except ValueError:
-        return None
