@@ -11,7 +11,6 @@ from typing import Any, List, Tuple
 
 import pytest
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -20,18 +19,10 @@ from twisted.web.client import ResponseNeverReceived
 from twisted.web.server import Site
 
 from twistgate.demo import MAX_BYTES, MAX_SLOW_MS, ORDERS, PRODUCTS, USERS, demo_resource, pattern_bytes
+from twistgate.testing import result_of
 
 BASE = "http://demo.invalid"
 
-
-def result_of(d: "Deferred[Any]") -> Any:
-    """The result of a Deferred that must already have fired (trial's successResultOf)."""
-    results: List[Any] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["add_vary", "parse_directives", "split_list"]
+__all__ = ["add_vary", "first_int", "parse_directives", "split_list"]
 
 _ELEMENT = re.compile(
     r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?:=([!#$%&'*+.^_`|~0-9A-Za-z-]+|\"(?:[^\"\\]|\\.)*\"))?\s*\Z",
@@ -67,3 +67,13 @@ def add_vary(raw: Dict[bytes, List[bytes]], name: bytes) -> None:
     present = {token.strip().lower() for value in values for token in value.split(b",")}
     if name.lower() not in present and b"*" not in present:
         raw[b"Vary"] = values + [name]
+
+
+def first_int(values: Optional[Sequence[bytes]]) -> Optional[int]:
+    """The first of a field's values as an integer (Content-Length, grpc-status...); None when absent or not a number."""
+    if not values:
+        return None
+    try:
+        return int(values[0])
+    except ValueError:
+        return None

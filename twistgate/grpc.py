@@ -19,6 +19,7 @@ import re
 from typing import Optional, Tuple
 
 from twistgate.errors import GatewayError
+from twistgate.fields import first_int
 from twistgate.headers import Headers
 
 __all__ = ["STATUS", "code_for", "error_response", "is_grpc", "parse_timeout", "status_trailers"]
@@ -110,10 +111,4 @@ def status_of(headers: Optional[Headers]) -> Optional[int]:
     """The ``grpc-status`` in `headers`, or None."""
     if headers is None:
         return None
-    values = headers.raw.get(b"Grpc-Status")
-    if not values:
-        return None
-    try:
-        return int(values[0])
-    except ValueError:
-        return None
+    return first_int(headers.raw.get(b"Grpc-Status"))

@@ -21,13 +21,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from twistgate.testing_twistd import free_port
+
+__all__ = ["Gateway", "Upstream", "admin_json", "free_port", "http_get", "load", "wait_port", "wait_until"]
+
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0, what: str = "twistd") -> None:
+    """Until something listens on 127.0.0.1:`port`; fails at once, with its output, if `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
 
 
 def wait_until(check: Any, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:

@@ -11,6 +11,7 @@ from twisted.internet.threads import deferToThread
 from twisted.web.server import NOT_DONE_YET
 
 from tests.integration.conftest import SIMPLE, RecordingUpstream, http_request, raw_exchange
+from twistgate.testing_twistd import free_port
 
 
 def _json_error(reply, status, code):
@@ -38,15 +39,10 @@ routes:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _gateway(servers, reply=None):
     upstream = RecordingUpstream(reply)
-    gw, _ = servers.gateway(ROUTED, up=servers.upstream(upstream), dead=_free_port())
+    gw, _ = servers.gateway(ROUTED, up=servers.upstream(upstream), dead=free_port())
     return gw, upstream
 
 

@@ -19,7 +19,9 @@ from typing import Dict, Iterator, Tuple
 
 import pytest
 
-from tests.integration.test_twistd import Twistd, _free_port, _wait_listening
+from tests.integration.procs import wait_port
+from tests.integration.test_twistd import Twistd
+from twistgate.testing_twistd import free_port
 
 TOKEN = "token-for-acme-0001"
 
@@ -60,7 +62,7 @@ def get(port: int, path: str, headers: Dict[str, str]) -> Tuple[int, bytes]:
 
 
 def test_the_example_package_in_a_twistd_gateway(extension_packages, upstreams, tmp_path: Path):
-    gw = _free_port()
+    gw = free_port()
     targets = tmp_path / "users.targets"
     targets.write_text(f"http://127.0.0.1:{upstreams['a']}\nhttp://127.0.0.1:{upstreams['b']}\n")
     drained = tmp_path / "drained"
@@ -86,7 +88,7 @@ routes:
     )
     twistd = Twistd(config, tmp_path, {"PYTHONPATH": str(extension_packages)})
     try:
-        _wait_listening(gw, twistd.proc)
+        wait_port(gw, twistd.proc)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert get(gw, "/users/1", {})[0] == 401
         b = f"127.0.0.1:{upstreams['b']}"

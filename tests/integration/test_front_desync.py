@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.integration.procs import wait_port
 from twistgate.testing_twistd import RunningGateway, free_port
 
 pytestmark = pytest.mark.integration
@@ -124,7 +125,7 @@ class Front:
         script = tmp / "recorder.py"
         script.write_text(RECORDER)
         self.upstream = subprocess.Popen([sys.executable, str(script), str(port), str(self.log)])
-        _wait_port(port, self.upstream)
+        wait_port(port, self.upstream, what="the recording upstream")
         self.gateway = RunningGateway(
             f"""
 engine: {engine}
@@ -143,18 +144,6 @@ routes: [{{name: all, path: "/*", upstream: app}}]
         self.upstream.terminate()
         self.upstream.wait(10)
 
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("the recording upstream exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
 
 
 def _front(engine: str, tmp_path_factory: Any) -> Iterator[Front]:

@@ -12,7 +12,6 @@ Both builds must print no deprecation warning from setuptools.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,14 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.installs import ROOT, pip_install, throwaway_venv
+from twistgate.testing_twistd import free_port
 
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _install(tmp_path: Path, *arguments: str) -> Path:
@@ -43,7 +38,7 @@ def _install(tmp_path: Path, *arguments: str) -> Path:
 
 def _serve_once(python: Path, tmp_path: Path) -> str:
     """`twistd -n twistgate` with a one-route config; returns the demo's answer through it and twistd's output."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     config = tmp_path / "gw.yaml"
     config.write_text(
         f"""

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from tests.integration.test_twistd import BIN, _free_port
+from tests.integration.test_twistd import BIN
+from twistgate.testing_twistd import free_port
 
 # Short: each test waits for the hooks, and the machine is shared.
 DELAY = 1.0
@@ -97,7 +98,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 20.0) -> str:
 
 def test_a_request_waits_for_on_startup(extension_packages, tmp_path: Path):
     """The port is bound early, but the request made during on_startup is answered after it, by a started plugin."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     proc = _start_twistd(tmp_path, extension_packages, f"{{delay: {DELAY}}}", demo, gw)
     try:
         result = _exchange(_connect(gw, proc), timeout=15)
@@ -112,7 +113,7 @@ def test_a_request_waits_for_on_startup(extension_packages, tmp_path: Path):
 
 def test_a_failing_on_startup_exits_non_zero_and_serves_nothing(extension_packages, tmp_path: Path):
     """Failing after a delay: the request made meanwhile is never answered; exit 1, naming the plugin and the reason."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     proc = _start_twistd(tmp_path, extension_packages, f"{{delay: {DELAY}, fail: no database for quotas}}", demo, gw)
     result: Dict[str, object] = {}
     client = threading.Thread(target=lambda: result.update(_exchange(_connect(gw, proc), timeout=15)))
@@ -128,7 +129,7 @@ def test_a_failing_on_startup_exits_non_zero_and_serves_nothing(extension_packag
 
 def test_a_synchronous_on_startup_failure_exits_at_once(extension_packages, tmp_path: Path):
     """Failing at once, before twistd even runs its reactor: the process still exits 1 instead of serving on."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     proc = _start_twistd(tmp_path, extension_packages, "{fail: bad credentials}", demo, gw)
     out = _finish(proc)
     assert proc.returncode == 1, out

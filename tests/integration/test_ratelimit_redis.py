@@ -38,15 +38,12 @@ from twisted.internet.task import deferLater
 from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, SLIDING_WINDOW, TOKEN_BUCKET, Limit
 from twistgate.policies.ratelimit.memory import MemoryBackend
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable, RedisBackend
+from twistgate.testing_twistd import free_port
+from tests.integration.procs import wait_port
 
 BIN = Path(sys.executable).parent
 S = 1_000_000
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -54,7 +51,7 @@ class RedisServer:
 
     def __init__(self, executable: str) -> None:
         self.executable = executable
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> None:
@@ -198,16 +195,7 @@ class Twistd:
         )
 
     def wait_listening(self, port: int) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"twistd exited:\n{self.proc.stdout.read()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"nothing listening on {port}")
+        wait_port(port, self.proc, timeout=20)
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -253,13 +241,13 @@ def _status(port: int) -> int:
 
 @pytest.fixture
 def two_gateways(redis_server, tmp_path: Path):
-    ports = {"a": _free_port(), "b": _free_port()}
+    ports = {"a": free_port(), "b": free_port()}
     started: List[Twistd] = []
     for name, on_error in (("a", "allow"), ("b", "deny")):
         directory = tmp_path / name
         directory.mkdir()
         config = directory / "gw.yaml"
-        config.write_text(_gateway_config(ports[name], _free_port(), redis_server.port, on_error))
+        config.write_text(_gateway_config(ports[name], free_port(), redis_server.port, on_error))
         started.append(Twistd(config, directory))
     try:
         for t, port in zip(started, ports.values()):

@@ -26,6 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from tests.ops.live import TOKEN, LiveGateway, admin, request
+from twistgate.testing_twistd import free_port
 
 CONFIG = """
 listeners: [{name: public, endpoint: "tcp:0:interface=127.0.0.1"}]
@@ -141,11 +142,6 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _wait(predicate: Any, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
@@ -162,8 +158,8 @@ def _wait(predicate: Any, proc: subprocess.Popen, timeout: float = 15.0) -> None
 
 
 def test_sighup_reloads_twistd(tmp_path):
-    up = _free_port()
-    public, admin_port = _free_port(), _free_port()
+    up = free_port()
+    public, admin_port = free_port(), free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(up), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

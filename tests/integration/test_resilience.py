@@ -27,6 +27,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from tests.integration.conftest import http_request
+from twistgate.testing_twistd import free_port
 
 FAULT_SERVER = Path(__file__).resolve().parents[1] / "upstream" / "faultserver.py"
 
@@ -81,12 +82,6 @@ def faults():
         server.kill()
         server.proc.stdout.close()
 
-
-def free_port() -> int:
-    """A port nothing listens on (refused connections)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def gateway(servers: Any, upstream: str, routes: str = "  - {name: all, path: /*, upstream: app}\n", **ports: int):

@@ -17,7 +17,8 @@ from typing import List, Optional
 
 import pytest
 
-from tests.integration.test_twistd import BIN, _free_port
+from tests.integration.test_twistd import BIN
+from twistgate.testing_twistd import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -76,13 +77,13 @@ def test_listener_port_in_use(tmp_path: Path, busy_port: socket.socket) -> None:
 def test_admin_port_in_use(tmp_path: Path, busy_port: socket.socket) -> None:
     port = busy_port.getsockname()[1]
     admin = f"admin: {{endpoint: 'tcp:{port}:interface=127.0.0.1', token: t0k3n}}"
-    proc = _twistd(tmp_path, _config(_free_port(), admin))
+    proc = _twistd(tmp_path, _config(free_port(), admin))
     _one_clear_line(proc, "admin listener", str(port), "already in use")
 
 
 def test_missing_certificate_file(tmp_path: Path) -> None:
     tls = f"    tls: {{certificate: {tmp_path}/missing.crt, private_key: {tmp_path}/missing.key}}"
-    proc = _twistd(tmp_path, _config(_free_port()).replace("interface=127.0.0.1\n", "interface=127.0.0.1\n" + tls + "\n", 1))
+    proc = _twistd(tmp_path, _config(free_port()).replace("interface=127.0.0.1\n", "interface=127.0.0.1\n" + tls + "\n", 1))
     line = _one_clear_line(proc, "listeners[0].tls.certificate", "missing.crt", "No such file")
     assert line.startswith("twistgate: cannot start: ")
 
@@ -101,7 +102,7 @@ def test_unreadable_private_key(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     key.chmod(0)
     tls = f"    tls: {{certificate: {cert}, private_key: {key}}}"
-    config = _config(_free_port()).replace("interface=127.0.0.1\n", "interface=127.0.0.1\n" + tls + "\n", 1)
+    config = _config(free_port()).replace("interface=127.0.0.1\n", "interface=127.0.0.1\n" + tls + "\n", 1)
     proc = _twistd(tmp_path, config, prefix=_drop_capabilities("dac_override", "dac_read_search"))
     _one_clear_line(proc, "listeners[0].tls.private_key", "Permission denied")
 

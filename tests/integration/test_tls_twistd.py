@@ -9,36 +9,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.tls.harness import pki  # noqa: F401  (fixture)
+from twistgate.testing_twistd import free_port
+from tests.integration.procs import wait_port
 
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"twistd exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
 
 
 @pytest.fixture
@@ -61,7 +44,7 @@ def test_twistd_serves_mtls_and_http2(pki, tmp_path, curl):
         ("clients-ca.crt", pki.clients_ca.certificate),
     ]:
         shutil.copy(path, tls_dir / name)
-    port, demo = _free_port(), _free_port()
+    port, demo = free_port(), free_port()
     (tmp_path / "gw.yaml").write_text(
         f"""
 listeners:
@@ -89,7 +72,7 @@ routes:
         text=True,
     )
     try:
-        _wait_listening(port, proc)
+        wait_port(port, proc)
         base = [curl, "-sS", "--cacert", pki.root.certificate, "--resolve", f"localhost:{port}:127.0.0.1"]
         url = f"https://localhost:{port}/api/users/1"
         ok = subprocess.run(

@@ -21,28 +21,13 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
+from twistgate.testing_twistd import free_port
+from tests.integration.procs import wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"twistd exited early:\n{proc.stdout.read() if proc.stdout else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
 
 
 class Twistd:
@@ -74,12 +59,12 @@ class Twistd:
 def run_twistd(tmp_path: Path) -> Iterator:
     started: List[Twistd] = []
 
-    def run(config_text: str, wait_port: int, env: Optional[dict] = None) -> Twistd:
+    def run(config_text: str, port: int, env: Optional[dict] = None) -> Twistd:
         config = tmp_path / "gw.yaml"
         config.write_text(config_text)
         t = Twistd(config, tmp_path, env)
         started.append(t)
-        _wait_listening(wait_port, t.proc)
+        wait_port(port, t.proc)
         return t
 
     yield run
@@ -97,7 +82,7 @@ def _get(url: str, timeout: float = 10.0):
 
 def _gw_yaml_on_free_ports() -> "tuple[str, int, int]":
     """etc/gw.yaml exactly as shipped, moved to free ports so the test never collides."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     text = (ROOT / "etc/gw.yaml").read_text()
     assert "tcp:8080" in text and "5001" in text
     text = text.replace("tcp:8080", f"tcp:{gw}:interface=127.0.0.1").replace("5001", str(demo))
@@ -159,7 +144,7 @@ def test_twistgate_check_and_routes_commands(tmp_path: Path):
 
 def test_sigterm_lets_requests_in_flight_finish(run_twistd):
     """SIGTERM: stop accepting, finish what is in flight (here a 1.5 s answer), then exit 0."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     config = f"""
 listeners: [{{name: p, endpoint: "tcp:{gw}:interface=127.0.0.1"}}]
 demo: {{endpoint: "tcp:{demo}:interface=127.0.0.1"}}
@@ -191,7 +176,7 @@ routes:
 
 def test_third_party_plugin_through_twistd(run_twistd, example_plugin_site):
     """A plugin installed with pip (into a directory on PYTHONPATH) is found through the `twistgate` entry point group and runs per route."""
-    gw, demo = _free_port(), _free_port()
+    gw, demo = free_port(), free_port()
     config = f"""
 listeners: [{{name: p, endpoint: "tcp:{gw}:interface=127.0.0.1"}}]
 demo: {{endpoint: "tcp:{demo}:interface=127.0.0.1"}}

@@ -9,16 +9,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-from typing import Any, List
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from twistgate.config.model import ConfigError, GatewayConfig, ListenerConfig, PluginSection, RouteConfig
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins import PluginContext, PluginRegistry, build_plugins
+from twistgate.testing import result_of
 
 
 @pytest.fixture
@@ -29,14 +27,6 @@ def example_plugin_installed(example_plugin_site, monkeypatch) -> None:
     yield
     sys.modules.pop("twistgate_example_plugin", None)
 
-
-def result_of(d: Deferred) -> Any:
-    results: List[Any] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 def context_factory(name: str) -> PluginContext:

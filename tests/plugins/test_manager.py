@@ -36,18 +36,10 @@ from twistgate.plugins import (
     hookimpl,
 )
 from twistgate.plugins.hookspecs import HOOK_NAMES
+from twistgate.testing import result_of
 
 # -- helpers -----------------------------------------------------------------
 
-
-def result_of(d: Deferred) -> Any:
-    """The result of an already-fired Deferred (trial's successResultOf)."""
-    results: List[Any] = []
-    d.addBoth(results.append)
-    assert results, "the Deferred has not fired"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 def failure_of(d: Deferred) -> Failure:

@@ -18,22 +18,18 @@ import json
 from importlib import resources
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from urllib.parse import unquote
-
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
 
-from twistgate import __version__
 from twistgate.errors import GatewayError, error_body
 from twistgate.http import request_id_from
-from twistgate.messages import Response
+from twistgate.ops.admin_errors import AdminUnauthorized, MethodNotAllowed, NotFound
+from twistgate.ops.admin_plugins import PluginPages
+from twistgate.ops.admin_views import config_view, explain_view, health_view, routes_view, stats_view, upstreams_view
 from twistgate.ops.cockpit import Cockpit
-from twistgate.ops.explain import explain
 from twistgate.ops.metrics import MetricsResource
-from twistgate.ops.redact import effective_config
-from twistgate.ops.runtime import upstream_targets
 
 _log = Logger()
 
@@ -46,18 +42,6 @@ DASHBOARD_CSP = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     b"img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-
-
-class NotFound(GatewayError):
-    status, code, default_message = 404, "not_found", "No such admin resource."
-
-
-class MethodNotAllowed(GatewayError):
-    status, code, default_message = 405, "method_not_allowed", "The admin resource does not accept this method."
-
-
-class AdminUnauthorized(GatewayError):
-    status, code, default_message = 401, "unauthorized", "A valid admin bearer token is required."
 
 
 def static_file(name: str) -> bytes:
@@ -104,6 +88,7 @@ class AdminResource(Resource):
             (b"POST", b"reload"): self.reload,
         }
         self.cockpit = self.cockpit_class(self)
+        self.plugin_pages = PluginPages(self)
         self.routes.update(self.cockpit.routes())
 
     # -- dispatch ------------------------------------------------------------
@@ -149,7 +134,7 @@ class AdminResource(Resource):
         if name == b"plugins":
             if method != b"GET":
                 raise MethodNotAllowed(headers=[("Allow", "GET, HEAD")])
-            return self._plugins(request, segments[2:], request_id)
+            return self.plugin_pages.render(request, segments[2:], request_id)
         # Deeper paths: /admin/stats/history, /admin/upstreams/{name}/drain|undrain (404/405 otherwise).
         handler = self.cockpit.nested(method, segments[1:]) if len(segments) != 2 else self.routes.get((method, name))
         if handler is None:
@@ -233,155 +218,25 @@ class AdminResource(Resource):
         request.postpath = list(rest)
         return getChildForRequest(resource, request).render(request)
 
-    def _plugins(self, request: Any, rest: list, request_id: str) -> Any:
-        """
-        ``/admin/plugins/``: the plugin instances; ``/admin/plugins/NAME/...``:
-        that plugin's ``admin_get`` (see `twistgate.plugins.hookspecs`).
-        """
-        plugins = self.runtime.generation.plugins
-        if not rest or rest == [b""]:
-            listed: Dict[str, Any] = {}
-            for instance in plugins.instances:
-                entry = listed.setdefault(instance.name, {"name": instance.name, "instances": [], "admin": False})
-                entry["instances"].append({"route": instance.route})
-                entry["admin"] = plugins.admin_call(instance.name) is not None
-            return self._json(request, {"generation": self.runtime.ops.number, "plugins": list(listed.values())})
-        name = unquote(rest[0].decode("utf-8", "replace"))
-        route = _arg(request.args, b"route")
-        call = plugins.admin_call(name, route)
-        if call is None:
-            where = f" on route {route!r}" if route is not None else ""
-            raise NotFound(f"No plugin {name!r} with an admin page{where}.")
-        path = unquote("/".join(part.decode("utf-8", "replace") for part in rest[1:]))
-        query = {
-            key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
-            for key, values in request.args.items()
-        }
-        answer = maybeDeferred(lambda: _settled(call((path, query))))
-        answer.addCallback(self._plugin_answer, request, name)
-        answer.addErrback(self._plugin_failed, request, request_id, call)
-        return NOT_DONE_YET
-
-    def _plugin_answer(self, result: Any, request: Any, name: str) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
-            return
-        if result is None:
-            raise NotFound(f"Plugin {name!r} has nothing at this path.")
-        if isinstance(result, Response):
-            request.setResponseCode(result.status)
-            for header, value in result.headers:
-                request.responseHeaders.addRawHeader(header, value)
-            request.write(result.body)
-            request.finish()
-            return
-        self._send(request, result)
-
-    def _plugin_failed(self, failure: Any, request: Any, request_id: str, call: Any) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
-            return
-        if failure.check(GatewayError):
-            error = failure.value
-        else:
-            _log.failure(
-                "Plugin {plugin!r} raised an exception in admin_get (request {request_id})",
-                failure, plugin=call.plugin, hook="admin_get", route=call.route, request_id=request_id,
-            )  # fmt: skip
-            error = GatewayError()
-        request.write(self._error(request, error, request_id))
-        request.finish()
-
     # -- endpoints -------------------------------------------------------------
 
     def health(self, request: Any) -> Any:
-        runtime = self.runtime
-        generation = runtime.generation
-        ops = runtime.ops
-        upstreams = {}
-        for name, upstream in sorted(generation.upstreams.items()):
-            targets = upstream_targets(upstream)
-            upstreams[name] = {"targets": len(targets), "healthy": sum(1 for t in targets if t.get("healthy", True))}
-        draining = runtime.draining
-        body = {
-            "status": "draining" if draining else "ok",
-            "version": __version__,
-            "generation": ops.number,
-            "uptime_seconds": round(ops.clock.seconds() - ops.started, 3),
-            "in_flight": ops.in_flight(),
-            "open_connections": sum(ops.connections.values()),
-            "routes": len(generation.config.routes),
-            "upstreams": upstreams,
-            "last_reload": ops.last_reload,
-            "api_keys": _manages_keys(generation),
-        }
-        return (body, 503) if draining else body
+        return health_view(self.runtime)
 
     def routes_list(self, request: Any) -> Any:
-        generation = self.runtime.generation
-        rows = []
-        for row in generation.routes.rows():
-            runtime_route = _runtime_route(generation, row.name)
-            rows.append(
-                {
-                    "rank": row.rank, "name": row.name, "priority": row.priority, "host": row.host,
-                    "methods": row.methods, "path": row.path, "kind": row.kind, "upstream": row.upstream,
-                    "rewrite": row.rewrite or None,
-                    "timeout_seconds": runtime_route.timeout if runtime_route is not None else None,
-                    "policies": sorted(row.config.policies),
-                    "stages_and_plugins": list(runtime_route.chain.names) if runtime_route is not None else [],
-                }
-            )
-        return {"generation": self.runtime.ops.number, "routes": rows}
+        return routes_view(self.runtime)
 
     def upstreams(self, request: Any) -> Any:
-        generation = self.runtime.generation
-        out = []
-        for name, upstream in sorted(generation.upstreams.items()):
-            targets = upstream_targets(upstream)
-            in_flight = [t.get("in_flight") for t in targets if t.get("in_flight") is not None]
-            out.append(
-                {
-                    "name": name,
-                    "balance": upstream.config.balance,
-                    "policies": sorted(upstream.config.policies),
-                    "in_flight": sum(in_flight) if in_flight else None,
-                    "healthy_targets": sum(1 for t in targets if t.get("healthy", True)),
-                    "targets": targets,
-                }
-            )
-        return {"generation": self.runtime.ops.number, "upstreams": out}
+        return upstreams_view(self.runtime)
 
     def stats(self, request: Any) -> Any:
-        ops = self.runtime.ops
-        body = ops.stats.snapshot()
-        body.update(
-            generation=ops.number,
-            uptime_seconds=round(ops.clock.seconds() - ops.started, 3),
-            in_flight=ops.in_flight(),
-            open_connections=sum(ops.connections.values()),
-        )
-        return body
+        return stats_view(self.runtime)
 
     def config(self, request: Any) -> Any:
-        config = self.runtime.generation.config
-        return {"generation": self.runtime.ops.number, "source": config.source, "config": effective_config(config)}
+        return config_view(self.runtime)
 
     def explain(self, request: Any) -> Any:
-        args = request.args
-        path = _arg(args, b"path")
-        if not path:
-            raise GatewayError("Query parameter 'path' is required, as in ?method=GET&host=api.example.com&path=/users/1", status=400, code="bad_request")
-        headers = {}
-        for line in args.get(b"header", []):  # ?header=X-Canary:1 (repeatable)
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip()] = value.strip()
-        return explain(
-            self.runtime.generation,
-            method=_arg(args, b"method") or "GET",
-            host=_arg(args, b"host"),
-            path=path,
-            headers=headers,
-            listener=_arg(args, b"listener"),
-        )
+        return explain_view(self.runtime, request.args)
 
     def reload(self, request: Any) -> Any:
         def answer(outcome: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
@@ -402,31 +257,3 @@ def _answer_request_id(request: Any) -> str:
     """The request id `render` put on the answer (``X-Request-Id``): the body repeats the same one."""
     values = request.responseHeaders.getRawHeaders(b"X-Request-Id")
     return values[0].decode("ascii") if values else request_id_from(request.requestHeaders)
-
-
-def _arg(args: Dict[bytes, list], name: bytes) -> Optional[str]:
-    values = args.get(name)
-    return values[0].decode("utf-8", "replace") if values else None
-
-
-def _manages_keys(generation: Any) -> bool:
-    """Whether ``/admin/keys`` is served (an api_key authenticator with its store): the dashboard's keys view."""
-    api_keys = getattr(generation.services.auth, "api_keys", None)
-    return bool(api_keys()) if api_keys is not None else False
-
-
-def _runtime_route(generation: Any, name: str) -> Any:
-    routes = getattr(generation, "routes_by_name", None)
-    if routes is not None:
-        return routes.get(name)
-    return None
-
-
-def _settled(result: Any) -> Any:
-    """A coroutine as a Deferred; anything else as it is."""
-    import inspect
-
-    if inspect.iscoroutine(result):
-        return Deferred.fromCoroutine(result)
-    return result
-

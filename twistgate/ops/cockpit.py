@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from twistgate.errors import GatewayError
+from twistgate.ops.admin_errors import MethodNotAllowed, NotFound
 from twistgate.ops.audit import outcome_of, reload_details
 from twistgate.ops.drain import drain, drain_request
 from twistgate.ops.redact import redact_url
@@ -114,16 +115,13 @@ class Cockpit:
         if len(segments) == 3 and segments[0] == b"upstreams" and segments[2] in (b"drain", b"undrain"):
             name, on = _segment(segments[1]), segments[2] == b"drain"
             return self._only(method, b"POST", lambda request: self.drain(request, name, on))
-        raise GatewayError("No such admin resource.", status=404, code="not_found")
+        raise NotFound()
 
     @staticmethod
     def _only(method: bytes, allowed: bytes, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if method != allowed:
             allow = "GET, HEAD" if allowed == b"GET" else allowed.decode("ascii")
-            raise GatewayError(
-                "The admin resource does not accept this method.", status=405, code="method_not_allowed",
-                headers=[("Allow", allow)],
-            )
+            raise MethodNotAllowed(headers=[("Allow", allow)])
         return handler
 
     # -- endpoints ---------------------------------------------------------------

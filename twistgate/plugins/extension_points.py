@@ -25,7 +25,6 @@ gateway.  See docs/extensions.md.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.metadata
 import inspect
 from contextvars import ContextVar
@@ -38,6 +37,7 @@ from twistgate.config._issues import suggest
 from twistgate.config._node import Node
 from twistgate.config.model import ConfigError, ConfigIssue, Location
 from twistgate.plugins.options import OptionsSpec, options_spec
+from twistgate.plugins.references import entry_points, import_reference
 
 __all__ = [
     "AUTHENTICATORS",
@@ -223,7 +223,7 @@ class ExtensionRegistry:
             dist = getattr(source, "dist", None)
             origin = f"entry point {source.value}" + (f" of {dist.name} {dist.version}" if dist is not None else "")
         elif isinstance(source, str):
-            factory, origin = _import(source), source
+            factory, origin = import_reference(source), source
         else:
             factory, origin = source, getattr(source, "__qualname__", repr(source))
         if not callable(factory):
@@ -235,7 +235,7 @@ class ExtensionRegistry:
         if not self._entry_points:
             return {}
         found: Dict[str, importlib.metadata.EntryPoint] = {}
-        for entry_point in _entry_points(group):
+        for entry_point in entry_points(group):
             found.setdefault(entry_point.name, entry_point)
         return found
 
@@ -291,21 +291,6 @@ def builtin_choice(group: str, name: str) -> ExtensionChoice:
 
 
 # -- helpers ---------------------------------------------------------------------
-
-
-def _import(reference: str) -> Any:
-    module_name, _, attribute = reference.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in filter(None, attribute.split(".")):
-        target = getattr(target, part)
-    return target
-
-
-def _entry_points(group: str) -> Tuple[importlib.metadata.EntryPoint, ...]:
-    found = importlib.metadata.entry_points()
-    if hasattr(found, "select"):  # Python >= 3.10
-        return tuple(found.select(group=group))
-    return tuple(found.get(group, ()))  # type: ignore[attr-defined]  # pragma: no cover
 
 
 _CONTEXT_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

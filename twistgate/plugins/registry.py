@@ -6,16 +6,16 @@ point group, imported only when a configuration names them.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.metadata
 from contextvars import ContextVar
-from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from twistgate.plugins.hookspecs import PROJECT_NAME
+from twistgate.plugins.references import entry_points, import_reference
 
 __all__ = ["BUILTIN_PLUGINS", "PluginContext", "PluginFactory", "PluginRegistry", "current_plugins", "using_plugins"]
 
@@ -87,21 +87,6 @@ BUILTIN_PLUGINS: Mapping[str, str] = {
 _Source = Union[PluginFactory, str, importlib.metadata.EntryPoint]
 
 
-def _import_reference(reference: str) -> Any:
-    module_name, _, attribute = reference.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in filter(None, attribute.split(".")):
-        target = getattr(target, part)
-    return target
-
-
-def _entry_points(group: str) -> Iterable[importlib.metadata.EntryPoint]:
-    found = importlib.metadata.entry_points()
-    if hasattr(found, "select"):  # Python >= 3.10
-        return found.select(group=group)
-    return found.get(group, ())  # type: ignore[attr-defined,no-any-return]  # pragma: no cover
-
-
 class PluginRegistry:
     """
     Plugin names and their factories.
@@ -124,7 +109,7 @@ class PluginRegistry:
     ) -> None:
         self._sources: Dict[str, _Source] = {}
         if entry_point_group is not None:
-            for entry_point in _entry_points(entry_point_group):
+            for entry_point in entry_points(entry_point_group):
                 if entry_point.name in self._sources:
                     _log.warn(
                         "Ignoring duplicate plugin entry point {name!r} ({value})",
@@ -173,7 +158,7 @@ class PluginRegistry:
         if isinstance(source, importlib.metadata.EntryPoint):
             factory = source.load()
         elif isinstance(source, str):
-            factory = _import_reference(source)
+            factory = import_reference(source)
         else:
             factory = source
         if not callable(factory):

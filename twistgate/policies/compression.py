@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-from twistgate.fields import parse_directives, split_list
+from twistgate.fields import first_int, parse_directives, split_list
 from twistgate.config._node import Node
 from twistgate.config.model import KiB, Location, RouteConfig
 from twistgate.messages import ProxyRequest, ProxyResponse
@@ -212,7 +212,7 @@ class CompressionStage:
             return
         if _encoded(headers) or "no-transform" in parse_directives(headers.getRawHeaders(b"Cache-Control")):
             return
-        size = len(response.body) if response.body is not None else _length(headers)
+        size = len(response.body) if response.body is not None else first_int(headers.getRawHeaders(b"Content-Length"))
         if size is not None and size < self.config.min_size:
             return
         _add_vary(headers)  # from here on, what this client gets depends on Accept-Encoding
@@ -237,14 +237,6 @@ class CompressionStage:
 def _encoded(headers: Any) -> bool:
     codings = headers.getRawHeaders(b"Content-Encoding")
     return bool(codings) and any(c.strip().lower() not in (b"", b"identity") for c in codings)
-
-
-def _length(headers: Any) -> Optional[int]:
-    lines = headers.getRawHeaders(b"Content-Length")
-    try:
-        return int(lines[0]) if lines else None
-    except ValueError:
-        return None
 
 
 def _add_vary(headers: Any) -> None:

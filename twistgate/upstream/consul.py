@@ -32,6 +32,7 @@ import treq
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from twistgate.fields import first_int
 from twistgate.plugins.extension_points import ExtensionContext
 from twistgate.plugins.options import with_options
 from twistgate.upstream.discovery import Resolved
@@ -158,7 +159,7 @@ class ConsulDiscovery:
         return d.addBoth(settled)
 
     def _answered(self, response: Any) -> "Deferred[List[Resolved]]":
-        index = _header_int(response, b"X-Consul-Index")
+        index = first_int(response.headers.getRawHeaders(b"X-Consul-Index"))
 
         def parse(body: bytes) -> List[Resolved]:
             if response.code != 200:
@@ -193,16 +194,6 @@ class ConsulDiscovery:
     def targets(self) -> "Deferred[List[str]]":
         """``twistgate.discovery``'s method: the instances' URLs."""
         return self.fetch().addCallback(urls_of)
-
-
-def _header_int(response: Any, name: bytes) -> Optional[int]:
-    values = response.headers.getRawHeaders(name)
-    if not values:
-        return None
-    try:
-        return int(values[0])
-    except ValueError:
-        return None
 
 
 @with_options(ConsulOptions)

@@ -14,32 +14,28 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
-from twistgate.config.model import ConfigIssue, RouteConfig
-
 from twisted.python.failure import Failure
-from twistgate.headers import Headers
 
+from twistgate.config.model import ConfigIssue, RouteConfig
+from twistgate.errors import GatewayError
+from twistgate.headers import Headers
+from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.plugins.hookspecs import hookimpl
+from twistgate.policies import Policy
 from twistgate.policies.cache import respond
 from twistgate.policies.cache.capture import Capture
 from twistgate.policies.cache.conditional import byte_range, not_modified, restore, same_representation, use_validators
 from twistgate.policies.cache.config import CacheStoreConfig, RouteCacheConfig, parse_route
-from twistgate.policies.cache.directives import (
-    NO_REQUEST_DIRECTIVES,
-    RequestDirectives,
-    request_directives,
-)
-from twistgate.policies.cache.targeted import headers_lookup, policy
+from twistgate.policies.cache.context import CacheContext
+from twistgate.policies.cache.directives import NO_REQUEST_DIRECTIVES, request_directives
 from twistgate.policies.cache.entry import Entry
 from twistgate.policies.cache.invalidation import invalidate_after
-from twistgate.policies.cache.keys import UriKey, VariantKey, field_value, uri_key, variant_key, vary_names
+from twistgate.policies.cache.keys import field_value, uri_key, variant_key
 from twistgate.policies.cache.refresh import BackgroundRefresh, RefreshPath
-from twistgate.policies.cache.rules import SAFE_METHODS, fresh_for, refusal, stale_if_error, stale_while_revalidate, worth_storing
+from twistgate.policies.cache.rules import SAFE_METHODS, fresh_for, stale_if_error, stale_while_revalidate
 from twistgate.policies.cache.service import CONTEXT, CacheService
 from twistgate.policies.cache.status import BYPASS, HIT, MISS, REVALIDATED, STALE, cache_status
-from twistgate.errors import GatewayError
-from twistgate.messages import ProxyRequest, ProxyResponse, Response
-from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies.cache.storing import entry_to_store
 
 _PRECONDITIONS = (b"If-Match", b"If-Unmodified-Since")
 _ERROR_STATUSES = frozenset({500, 502, 503, 504})
@@ -49,43 +45,6 @@ class NotCached(GatewayError):
     """`Cache-Control: only-if-cached` and nothing usable is stored (RFC 9111 §5.2.1.7)."""
 
     status, code, default_message = 504, "not_cached", "The response is not in the cache."
-
-
-class _Context:
-    """What the stage knows about one request between its hooks."""
-
-    __slots__ = (
-        "mode",
-        "key",
-        "extra",
-        "variant",
-        "directives",
-        "lease",
-        "stale",
-        "fwd",
-        "request_time",
-        "revalidating",
-        "client_conditionals",
-        "served",
-        "authorized",
-        "fields",
-    )
-
-    def __init__(self, mode: str, directives: RequestDirectives = NO_REQUEST_DIRECTIVES) -> None:
-        self.mode = mode  # "cache", "bypass" or "invalidate"
-        self.key: Optional[UriKey] = None
-        self.extra: Tuple[Optional[str], ...] = ()
-        self.variant: VariantKey = ()
-        self.directives = directives
-        self.lease: Any = None
-        self.stale: Optional[Entry] = None
-        self.fwd = "bypass"
-        self.request_time = 0.0
-        self.revalidating = False
-        self.client_conditionals: Optional[Tuple[Any, Any]] = None
-        self.served = False
-        self.authorized = False  # RFC 9111 §3.5: Authorization, or a consumer the gateway authenticated
-        self.fields: Any = None
 
 
 class CacheStage:
@@ -133,7 +92,7 @@ class CacheStage:
             return self._pass(request, "bypass", "request")
         if any(headers.hasHeader(name) for name in _PRECONDITIONS):
             return self._pass(request, "bypass", "bypass")
-        context = _Context("cache", directives)
+        context = CacheContext("cache", directives)
         context.authorized = headers.hasHeader(b"Authorization") or (
             request.consumer is not None and not self.config.key_consumer
         )
@@ -143,7 +102,7 @@ class CacheStage:
         collapse = self.config.collapse and method == b"GET" and not headers.hasHeader(b"Range")
         return self._lookup(request, route, context, collapse, collapsed=False)
 
-    def _lookup(self, request: ProxyRequest, route: Any, context: _Context, collapse: bool, collapsed: bool) -> Any:
+    def _lookup(self, request: ProxyRequest, route: Any, context: CacheContext, collapse: bool, collapsed: bool) -> Any:
         now = self.clock.seconds()
         assert context.key is not None
         known, entry, context.variant = self.store.lookup(context.key, request.headers, context.extra)
@@ -178,7 +137,7 @@ class CacheStage:
         return None
 
     def _pass(self, request: ProxyRequest, mode: str, fwd: str) -> None:
-        context = _Context(mode)
+        context = CacheContext(mode)
         context.fwd = fwd
         request.state[CONTEXT] = context
         self._outcome(request, BYPASS)
@@ -190,7 +149,7 @@ class CacheStage:
             extra += (request.consumer,)
         return extra
 
-    def _restore_conditionals(self, headers: Headers, context: _Context) -> None:
+    def _restore_conditionals(self, headers: Headers, context: CacheContext) -> None:
         if context.client_conditionals is not None:
             restore(headers, context.client_conditionals)
 
@@ -199,7 +158,7 @@ class CacheStage:
     def _serve(
         self,
         request: ProxyRequest,
-        context: _Context,
+        context: CacheContext,
         entry: Entry,
         now: float,
         *,
@@ -272,36 +231,14 @@ class CacheStage:
             return self._forwarded(request, context, response, None)  # the client's own conditional / range
         return self._store_later(request, context, response, now)
 
-    def _store_later(self, request: ProxyRequest, context: _Context, response: ProxyResponse, now: float) -> None:
-        headers = response.headers
-        directives, targeted = policy(headers_lookup(headers), self.targets[0])
-        vary = vary_names(headers.getRawHeaders(b"Vary"))
-        reason = refusal(
-            response.status,
-            directives,
-            has_expires=headers.hasHeader(b"Expires") and not targeted,
-            authorized=context.authorized,
-            vary=vary,
-            listed=self.config.lists(response.status),
-        )
-        expected = _content_length(headers)
-        if reason is None and expected is not None and expected > self.config.max_object_size:
-            reason = "size"
-        if reason is None and _event_stream(headers):
-            reason = "event-stream"  # never ends, and every client must see each event as it comes
-        entry: Optional[Entry] = None
-        if reason is None:
-            assert vary is not None
-            entry = Entry.from_response(
-                response.status, response.reason, headers, directives, b"",
-                request_time=context.request_time, response_time=now, default_ttl=self.config.ttl_for(response.status),
-                vary=vary, listed=self.config.lists(response.status), targets=self.targets,
-            )
-            if not worth_storing(entry, self.config.stale_while_revalidate, self.config.stale_if_error):
-                reason = "not-reusable"
-        if reason is not None or entry is None:
+    def _store_later(self, request: ProxyRequest, context: CacheContext, response: ProxyResponse, now: float) -> None:
+        entry, reason, expected = entry_to_store(
+            response, self.config, self.targets,
+            authorized=context.authorized, request_time=context.request_time, now=now,
+        )  # fmt: skip
+        if entry is None:
             return self._forwarded(request, context, response, reason)
-        key, variant = context.key, variant_key(context.fields or request.headers, vary, context.extra)
+        key, variant = context.key, variant_key(context.fields or request.headers, entry.vary, context.extra)
         assert key is not None
         capture = Capture(
             entry,
@@ -317,14 +254,14 @@ class CacheStage:
         self._tag(response, fwd=context.fwd, fwd_status=response.status, stored=True)
         return None
 
-    def _forwarded(self, request: ProxyRequest, context: _Context, response: ProxyResponse, detail: Optional[str]) -> None:
+    def _forwarded(self, request: ProxyRequest, context: CacheContext, response: ProxyResponse, detail: Optional[str]) -> None:
         self._release(context)
         self._outcome(request, MISS)
         self._tag(response, fwd=context.fwd, fwd_status=response.status, detail=detail)
         return None
 
     def _revalidated(
-        self, request: ProxyRequest, context: _Context, response: ProxyResponse, stale: Entry, now: float
+        self, request: ProxyRequest, context: CacheContext, response: ProxyResponse, stale: Entry, now: float
     ) -> Response:
         """RFC 9111 §4.3.3-4: a 304 freshens the stored response, which then answers."""
         fresh = stale.refreshed_by(response.headers, context.request_time, now, self.config.ttl_for(stale.status))
@@ -337,7 +274,7 @@ class CacheStage:
         self._restore_conditionals(request.headers, context)
         return self._serve(request, context, fresh, now, fwd="stale", fwd_status=304, outcome=REVALIDATED)
 
-    def _head_update(self, context: _Context, response: ProxyResponse, now: float) -> None:
+    def _head_update(self, context: CacheContext, response: ProxyResponse, now: float) -> None:
         """RFC 9111 §4.3.5: a 200 to HEAD freshens a matching stored GET response, or retires it."""
         stale = context.stale
         if stale is None or response.status != 200 or context.key is None:
@@ -351,7 +288,7 @@ class CacheStage:
     def _tag(self, response: ProxyResponse, **status: Any) -> None:
         response.headers.addRawHeader(b"Cache-Status", cache_status(self.name, **status))
 
-    def _release(self, context: _Context) -> None:
+    def _release(self, context: CacheContext) -> None:
         if context.lease is not None:
             context.lease.release()
 
@@ -372,28 +309,12 @@ class CacheStage:
         self._restore_conditionals(request.headers, context)
         return self._serve(request, context, stale, now, fwd="stale", detail="stale-if-error")
 
-    def _may_serve_stale_on_error(self, context: _Context, stale: Entry, now: float) -> bool:
+    def _may_serve_stale_on_error(self, context: CacheContext, stale: Entry, now: float) -> bool:
         return stale_if_error(stale, context.directives, now, self.config.stale_if_error)
 
 
 def _conditional(headers: Headers) -> bool:
     return headers.hasHeader(b"If-None-Match") or headers.hasHeader(b"If-Modified-Since")
-
-
-def _event_stream(headers: Headers) -> bool:
-    """A ``text/event-stream`` response (Server-Sent Events): never stored."""
-    types = headers.getRawHeaders(b"Content-Type")
-    return bool(types) and types[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
-
-
-def _content_length(headers: Headers) -> Optional[int]:
-    lines = headers.getRawHeaders(b"Content-Length")
-    if not lines:
-        return None
-    try:
-        return int(lines[0])
-    except ValueError:
-        return None
 
 
 def _build(route: RouteConfig, services: Any) -> CacheStage:

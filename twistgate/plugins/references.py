@@ -1,0 +1,31 @@
+"""
+Finding code by name without importing the rest: ``module:attribute``
+import references (how the built-ins are listed) and the installed entry
+points of a group.  Plugins (`twistgate.plugins.registry`) and extensions
+(`twistgate.plugins.extension_points`) are both found this way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Any, Tuple
+
+__all__ = ["entry_points", "import_reference"]
+
+
+def import_reference(reference: str) -> Any:
+    """The object a ``package.module:Name.attribute`` reference names, imported now."""
+    module_name, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in filter(None, attribute.split(".")):
+        target = getattr(target, part)
+    return target
+
+
+def entry_points(group: str) -> Tuple[importlib.metadata.EntryPoint, ...]:
+    """The entry points installed now in `group` (nothing is loaded)."""
+    found = importlib.metadata.entry_points()
+    if hasattr(found, "select"):  # Python >= 3.10
+        return tuple(found.select(group=group))
+    return tuple(found.get(group, ()))  # type: ignore[attr-defined]  # pragma: no cover

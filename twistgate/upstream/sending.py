@@ -1,0 +1,162 @@
+"""
+How an upstream group's attempts leave: the client it sends through (chosen
+once, from the configuration) and the send paths over it: the engine's
+callback-style `direct_send`, the traced `send`, and the untraced `request`
+of health probes.
+
+`Sending` is a base of `twistgate.upstream.group.Upstream`: `direct_send`
+and `send` are on every attempt's path, and a base class costs no call
+layer there.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred
+
+from twistgate._twisted_compat.web_client import PooledAgentClient
+from twistgate.config.model import UpstreamConfig
+from twistgate.engine.http2_client import H2UpstreamClient
+from twistgate.headers import Headers
+from twistgate.upstream.client import AgentClient, endpoint_for
+from twistgate.upstream.events import UpstreamEvents
+from twistgate.upstream.target import Target
+
+__all__ = ["Sending", "make_client"]
+
+
+def make_client(
+    config: UpstreamConfig,
+    reactor: Any,
+    tls_policy: Any,
+    agent: Any = None,
+    client: Any = None,
+    client_factory: Optional[Callable[[UpstreamConfig, Any], Any]] = None,
+) -> Any:
+    """The `twistgate.upstream.client.UpstreamClient` of a group (see `Upstream`'s parameters)."""
+    if client is not None:
+        return client
+    if config.protocol != "http1" and agent is None:
+        # HTTP/2 upstreams have their own client whatever the HTTP/1.1 engine is.
+        return H2UpstreamClient(reactor, tls=config.protocol == "h2", idle_timeout=config.pool.idle_timeout)
+    if client_factory is not None:
+        return client_factory(config, tls_policy)
+    if agent is not None:
+        return AgentClient(agent)
+    return PooledAgentClient(
+        reactor,
+        tls_policy,
+        connect_timeout=config.timeouts.connect,
+        max_idle_per_target=config.pool.max_idle_per_target,
+        idle_timeout=config.pool.idle_timeout,
+    )
+
+
+def _takes_interim(client: Any) -> bool:
+    """Whether ``client.request`` accepts ``interim=`` (see `twistgate.upstream.client`)."""
+    import inspect
+
+    try:
+        return "interim" in inspect.signature(client.request).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+class _WithInterim:
+    """An upstream's ``request`` with an interim callback bound (for the traced send path)."""
+
+    __slots__ = ("upstream", "interim")
+
+    def __init__(self, upstream: "Sending", interim: Callable[[int, Headers], None]) -> None:
+        self.upstream = upstream
+        self.interim = interim
+
+    def request(self, target: Target, method: bytes, path: bytes, headers: Any, body: Any) -> "Deferred[Any]":
+        return self.upstream.request(target, method, path, headers, body, interim=self.interim)
+
+
+class Sending:
+    """One HTTP request to one target, through the group's client (a base of `Upstream`)."""
+
+    config: UpstreamConfig
+    name: str
+    clock: Any
+    events: UpstreamEvents
+    tls_policy: Any
+
+    def use_client(self, client: Any) -> None:
+        """Send through `client` (once, at construction): what it can do decides the send paths."""
+        self.client = client
+        #: Whether the client sends to `Target.endpoint` (made once per target).
+        self._endpoints = not isinstance(client, AgentClient)
+        #: Whether the client reports 1xx responses (``request(..., interim=...)``).
+        self.interim_capable = _takes_interim(client)
+        #: The client's callback-style send (the HTTP/1.1 engine's pool: no
+        #: Deferred per attempt), or None; see `direct_send`.
+        self._client_send = getattr(client, "send", None) if self._endpoints else None
+
+    @property
+    def direct_send(self) -> Optional[Callable[..., Any]]:
+        """
+        ``send(target, method, path, headers, body, interim, on_head, on_failed)``
+        returning a handle with ``cancel()``, when the client has it (the
+        HTTP/1.1 engine's pool); None otherwise (use `send`).
+        """
+        return self._direct if self._client_send is not None else None
+
+    def untraced(self) -> bool:
+        """Whether attempts go out without a span of their own (then `direct_send` may be used)."""
+        tracer = self.events.tracer
+        return tracer is None or tracer.exporter is None
+
+    def _direct(
+        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any, on_head: Any, on_failed: Any
+    ) -> Any:
+        if target.endpoint is None:
+            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
+        send = self._client_send
+        assert send is not None
+        return send(target, method, path, headers, body, interim if self.interim_capable else None, on_head, on_failed)
+
+    def send(
+        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None
+    ) -> "Deferred[Any]":
+        """
+        One HTTP request to `target` (no retries, no timers), traced when
+        spans are exported; `interim(status, headers)` hears 1xx responses
+        when the client can report them.
+        """
+        if interim is not None and self.interim_capable:
+            return self.events.send_attempt(self.name, _WithInterim(self, interim), target, method, path, headers, body)
+        return self.events.send_attempt(self.name, self, target, method, path, headers, body)
+
+    def request(
+        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None
+    ) -> "Deferred[Any]":
+        """One HTTP request through the client, untraced (health probes); the target's endpoint is made once."""
+        if self._endpoints and target.endpoint is None:
+            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
+        if interim is not None and self.interim_capable:
+            return self.client.request(target, method, path, headers, body, interim=interim)
+        return self.client.request(target, method, path, headers, body)
+
+    def with_connect_timeout(self, target: Target, connect: float) -> Target:
+        """
+        `target` as `send` should see it for a route whose connect timeout
+        differs from the upstream's: a copy with its own endpoint (made once).
+        The state stays on `target`; the copy only carries the request.
+        """
+        if not self._endpoints or connect == self.config.timeouts.connect:
+            return target
+        variant = target.endpoints.get(connect)
+        if variant is None:
+            variant = copy.copy(target)
+            variant.endpoint = endpoint_for(target, self.clock, self.tls_policy, connect)
+            target.endpoints[connect] = variant
+        return variant
+
+    def close(self) -> Any:
+        """Close idle pooled connections (returns a Deferred)."""
+        return self.client.close()
