@@ -8,6 +8,7 @@ proxies, interleaved, with the CPU each proxy spends per request.
     bench/compare.py --config bench/gw-full.yaml       # another twistgate configuration
     bench/compare.py --reps 3 --duration 10 --warmup 3 # the slower, more precise run
     bench/compare.py --with engine,twistgate-full      # the bare engine, and the full pipeline beside the minimal route
+    bench/compare.py --with aiohttp-uvloop,twistgate-pypy --warmup 10   # the same gateway on PyPy beside CPython
 
 Every contender listens on 127.0.0.1 and forwards to one upstream (nginx,
 1 worker, or bench/upstream.py without nginx) that serves ``GET /`` (100
@@ -17,14 +18,20 @@ in a rotated order, so drift on this shared machine hits all alike; the
 tables give medians over the reps, and ``x nginx`` / ``x direct`` are the
 medians of per-rep paired ratios.  ``us/req`` is the proxy's CPU time
 (user + system, all its processes, from /proc) per request: a number that
-does not depend on how the CPUs were shared.
+does not depend on how the CPUs were shared.  ``x aiohttp-uvloop`` is the
+paired ratio to that contender when it ran; ``peak RSS MiB`` is each
+proxy's peak resident memory over the whole run.  ``--scenarios
+small-c1000`` adds 1,000 keep-alive connections (GET /).
 
 Contenders for ``--with``: ``twisted-rp`` (Twisted's ReverseProxyResource),
 ``aiohttp-uvloop`` (bench/proxies/aiohttp_proxy.py), ``engine`` (the bare
 HTTP/1.1 engine, bench/engine_proxy.py: the gateway's ceiling) and
 ``twistgate-full`` (twistgate on bench/gw-full.yaml: JWT, rate limit,
 metrics, access log; it alone is sent an ``Authorization`` header with a
-token signed by a secret made for the run).
+token signed by a secret made for the run) and ``twistgate-pypy``
+(twistgate on PyPy, the twistd of ``.venv-pypy`` that ``bash
+tests/pypy.sh`` makes, or ``--pypy``; give it a longer ``--warmup`` for its
+JIT).
 
 Layout on 2+ cores: the proxy under test alone on CPU 0, wrk and the
 upstream on CPU 1 (``--no-pin`` to turn off).  Needs wrk and curl; nginx
@@ -50,7 +57,8 @@ from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SCENARIOS = {"small-c50": ("/", 50), "small-c200": ("/", 200), "big-c50": ("/64k", 50)}
+SCENARIOS = {"small-c50": ("/", 50), "small-c200": ("/", 200), "big-c50": ("/64k", 50), "small-c1000": ("/", 1000)}
+DEFAULT_SCENARIOS = "small-c50,small-c200,big-c50"  # small-c1000 (1,000 keep-alive connections) on request
 SMALL_BODY = ("hello from the bench upstream " + "." * 100)[:99] + "\n"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -144,6 +152,24 @@ def tree_cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in family) / TICKS
 
 
+def tree_peak_rss_mib(pid: int) -> float:
+    """The peak resident memory (VmHWM) of `pid` and its direct children, added up, in MiB."""
+    family = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            family += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    total = 0
+    for member in family:
+        try:
+            with open(f"/proc/{member}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+        except OSError:
+            pass
+    return total / 1024
+
+
 def run_wrk(port: int, path: str, connections: int, seconds: int, cpu: Optional[str], headers: List[str] = ()) -> dict:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
             "-s", str(HERE / "report.lua"), f"http://127.0.0.1:{port}{path}"]
@@ -163,8 +189,8 @@ def run_wrk(port: int, path: str, connections: int, seconds: int, cpu: Optional[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="bench/gw-bench.yaml", help="twistgate's configuration (BENCH_PORT, BENCH_UPSTREAM_PORT)")
-    parser.add_argument("--with", dest="extra", default="", help="more contenders: twisted-rp, aiohttp-uvloop")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--with", dest="extra", default="", help="more contenders: twisted-rp, aiohttp-uvloop, engine, twistgate-full, twistgate-pypy")
+    parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help=f"any of {', '.join(SCENARIOS)}")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
@@ -172,6 +198,8 @@ def main() -> int:
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"), help="the venv whose twistd runs twistgate")
     parser.add_argument("--contender-python", default=str(HERE / ".venv" / "bin" / "python"),
                         help="runs the reference contenders (bench/setup.sh makes it; else --python)")
+    parser.add_argument("--pypy", default=str(ROOT / ".venv-pypy" / "bin" / "python"),
+                        help="the PyPy venv whose twistd runs the twistgate-pypy contender (tests/pypy.sh makes it)")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--json", help="also write the raw runs here")
     args = parser.parse_args()
@@ -237,6 +265,13 @@ def run(args, procs: Processes, workdir: Path, proxy_cpu, load_cpu) -> int:
         elif name == "engine":
             proc = procs.start(name, [args.python, str(HERE / "engine_proxy.py"), "--port", str(port),
                                       "--upstream", f"http://127.0.0.1:{up_port}"], proxy_cpu)
+        elif name == "twistgate-pypy":
+            pypy_twistd = Path(args.pypy).parent / "twistd"
+            if not pypy_twistd.exists():
+                log(f"twistgate-pypy left out: no {pypy_twistd} (bash tests/pypy.sh makes .venv-pypy)")
+                continue
+            proc = procs.start(name, [str(pypy_twistd), "-n", "--pidfile=", "twistgate", "--config", args.config],
+                               proxy_cpu, env={"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)})
         elif name == "twistgate-full":
             secret = os.urandom(32).hex()
             token = subprocess.run([args.python, str(HERE / "make_token.py"), secret], capture_output=True,
@@ -247,7 +282,7 @@ def run(args, procs: Processes, workdir: Path, proxy_cpu, load_cpu) -> int:
                                                "BENCH_JWT_SECRET": secret,
                                                "BENCH_ACCESS_LOG": str(workdir / "access.log")})
         else:
-            log(f"unknown contender {name!r} (known: {', '.join([*scripts, 'engine', 'twistgate-full'])})")
+            log(f"unknown contender {name!r} (known: {', '.join([*scripts, 'engine', 'twistgate-full', 'twistgate-pypy'])})")
             return 2
         if wait_ready(port, proc, name, headers.get(name, [])):
             contenders[name], pids[name] = port, proc.pid
@@ -276,13 +311,14 @@ def run(args, procs: Processes, workdir: Path, proxy_cpu, load_cpu) -> int:
                     result["us_per_req"] = (tree_cpu_seconds(pids[name]) - before) * 1e6 / result["requests"]
                 runs.append({"rep": rep, "scenario": scenario, "contender": name, **result})
                 log(f"rep {rep + 1}/{args.reps} {scenario} {name}: {result['rps']:.0f} rps")
+    peaks = {name: tree_peak_rss_mib(pid) for name, pid in pids.items()}
     if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=1))
-    print(report(runs, names, args))
+        Path(args.json).write_text(json.dumps({"runs": runs, "peak_rss_mib": peaks}, indent=1))
+    print(report(runs, names, args, peaks))
     return 0 if "twistgate" in contenders else 1
 
 
-def report(runs: List[dict], names: List[str], args) -> str:
+def report(runs: List[dict], names: List[str], args, peaks: Dict[str, float]) -> str:
     def cell(scenario: str, name: str) -> List[dict]:
         return [r for r in runs if r["scenario"] == scenario and r["contender"] == name]
 
@@ -298,8 +334,9 @@ def report(runs: List[dict], names: List[str], args) -> str:
     lines = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit "
              f"{subprocess.run(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip() or 'none'}; "
              f"{args.reps} reps x {args.duration} s after {args.warmup} s warm-up; config {args.config}", "",
-             "| scenario | contender | rps | p50 ms | p99 ms | errors | x nginx | x direct | proxy us/req |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| scenario | contender | rps | p50 ms | p99 ms | errors | x nginx | x direct | x aiohttp-uvloop "
+             "| proxy us/req | peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for scenario in args.scenarios.split(","):
         for name in names:
             found = cell(scenario, name)
@@ -310,11 +347,10 @@ def report(runs: List[dict], names: List[str], args) -> str:
                 f"| {scenario} | {name} | {statistics.median(r['rps'] for r in found):.0f} | "
                 f"{statistics.median(r['p50'] for r in found):.2f} | {statistics.median(r['p99'] for r in found):.2f} | "
                 f"{sum(r['errors'] for r in found)} | {paired(scenario, name, 'nginx')} | {paired(scenario, name, 'direct')} | "
-                f"{statistics.median(cpu):.0f} |" if cpu else
-                f"| {scenario} | {name} | {statistics.median(r['rps'] for r in found):.0f} | "
-                f"{statistics.median(r['p50'] for r in found):.2f} | {statistics.median(r['p99'] for r in found):.2f} | "
-                f"{sum(r['errors'] for r in found)} | {paired(scenario, name, 'nginx')} | {paired(scenario, name, 'direct')} | - |"
+                f"{paired(scenario, name, 'aiohttp-uvloop')} | {f'{statistics.median(cpu):.0f}' if cpu else '-'} | "
+                f"{f'{peaks[name]:.0f}' if name in peaks else '-'} |"
             )
+    lines += ["", "Peak RSS: the proxy's processes together, at their highest over the whole run (VmHWM)."]
     return "\n".join(lines) + "\n"
 
 

@@ -43,6 +43,9 @@ HOP_BY_HOP = frozenset(
     )
 )
 
+# `Connection` values that name no other field (the usual ones): nothing to look up.
+_PERSISTENCE_ONLY = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
+
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}\Z").match
 
 
@@ -67,7 +70,7 @@ def strip_hop_by_hop(raw: Dict[bytes, List[bytes]], connection: Optional[Sequenc
     """
     if connection is None:
         connection = raw.get(b"Connection")
-    if connection is not None:
+    if connection is not None and (len(connection) != 1 or connection[0] not in _PERSISTENCE_ONLY):
         for name in connection_listed(connection):
             raw.pop(name, None)
     if not HOP_BY_HOP.isdisjoint(raw):

@@ -87,3 +87,26 @@ def test_expiry_never_changes_an_answer():
                 keeper_entries[k][1] = 2**62
         b = keeper.decide(keys, limits)
         assert a == b, step
+
+
+def test_a_single_limit_decides_as_it_would_beside_other_limits():
+    """
+    A route with one limit takes a shorter way through `decide`; beside a
+    second limit that never refuses (and so never changes the answer) the
+    same traffic takes the general one: same answers, same stored state.
+    """
+    never = Limit(FIXED_WINDOW, 10**9, 1 * S, 10**9)
+    for limit in LIMITS:
+        rng = random.Random(limit.algorithm)
+        alone, beside = MemoryBackend(Clock()), MemoryBackend(Clock())
+        now, refused = 0, 0
+        for _ in range(5000):
+            now += rng.choice([0, 1, 10_000, 50_000, 200_000, 3 * S])
+            key = f"k{rng.randrange(4)}"
+            one = alone.decide([key], [limit], now_us=now)
+            two = beside.decide([key, "other"], [limit, never], now_us=now)
+            assert one.allowed == two.allowed
+            assert one.outcomes[0] == two.outcomes[0]
+            refused += not one.allowed
+            assert alone._entries.get(key) == beside._entries.get(key)
+        assert refused > 10  # both ways were taken: allowed and refused

@@ -11,7 +11,9 @@ bounded buffer (the transport is paused above it).
 
 States: HEAD (waiting for or reading a head), BODY (reading the current
 request's body), WAIT (the body is read; the response is being written).
-One lazy timer serves the idle, header and body timeouts.
+One lazy timer serves the idle, header and body timeouts.  Back-pressure
+both ways (pausing reads, pausing the response's producer) is
+`twistgate.engine.flow.ConnectionFlow`, a base of the protocol.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from twisted.python.failure import Failure
 
 from twistgate.engine.chunked import ChunkedDecoder
 from twistgate.engine.deadline import Deadline
-from twistgate.engine.flow import PIPELINE_PAUSE, ReadFlow, WriteFlow
+from twistgate.engine.flow import PIPELINE_PAUSE, ConnectionFlow, ReadFlow, WriteFlow
 from twistgate.engine.framing import error_response, wrap_headers
 from twistgate.engine.head import RequestHeadParser
 from twistgate.engine.limits import ServerLimits
@@ -45,7 +47,7 @@ _PIPELINE_BUFFER = 64 * 1024  # bytes of later requests held while a response is
 Handler = Callable[[ServerRequest], Any]
 
 
-class HTTP1ServerProtocol(Protocol):
+class HTTP1ServerProtocol(ConnectionFlow, Protocol):
     """One client connection (see the module docstring)."""
 
     def __init__(self, factory: "HTTP1ServerFactory") -> None:
@@ -271,11 +273,6 @@ class HTTP1ServerProtocol(Protocol):
         if not self._in_process:
             self._process()
 
-    def register_producer(self, producer: Optional[IPushProducer]) -> None:
-        self._producer = producer
-        if producer is not None and self._write_paused:
-            producer.pauseProducing()
-
     def abort(self) -> None:
         self._closing = True
         if self.transport is not None:
@@ -328,36 +325,6 @@ class HTTP1ServerProtocol(Protocol):
         # A transport with a (paused) producer resumes it instead of closing once drained.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
-
-    # -- flow control ----------------------------------------------------------------
-
-    def pause_reading(self, reason: int) -> None:
-        if self._closing:
-            return
-        if not self._paused:
-            self.transport.pauseProducing()
-        self._paused |= reason
-
-    def resume_reading(self, reason: int) -> None:
-        if self._paused & reason:
-            self._paused &= ~reason
-            if not self._paused and not self._closing:
-                self.transport.resumeProducing()
-
-    def writes_paused(self) -> None:
-        self._write_paused = True
-        if self._producer is not None:
-            self._producer.pauseProducing()
-
-    def writes_resumed(self) -> None:
-        self._write_paused = False
-        if self._producer is not None:
-            self._producer.resumeProducing()
-
-    def writes_stopped(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            producer.stopProducing()
 
     # -- timeouts ----------------------------------------------------------------
 

@@ -57,12 +57,16 @@ class LatencyAverage:
         return self.value * math.exp(-max(0.0, now - self.at) / LATENCY_DECAY)
 
     def add(self, sample: float, now: float) -> None:
-        value = self.current(now)
+        # `current` and the sample's weight share one decay factor: one exp
+        # per response (none while the clock has not moved), not two.
+        elapsed = now - self.at
+        decay = math.exp(-elapsed / LATENCY_DECAY) if elapsed > 0.0 else 1.0
+        value = self.value * decay if self.samples else 0.0
         if not self.samples or sample > value:
             self.value = sample
         else:
             # Time-decayed, but every sample counts for at least a tenth.
-            fresh = max(1 - math.exp(-max(0.0, now - self.at) / LATENCY_DECAY), 0.1)
+            fresh = max(1 - decay, 0.1)
             self.value = value * (1 - fresh) + sample * fresh
         self.at = now
         self.samples += 1

@@ -69,17 +69,21 @@ class IdentityHeaders:
     def __init__(self, names: Any) -> None:
         self.names = tuple(sorted(names))
         self.folded = frozenset(_folded(name) for name in self.names)
-        self._keys = tuple(canonical_name(name) for name in self.names)  # as `Headers.raw` keys them
+        self._keys = frozenset(canonical_name(name) for name in self.names)  # as `Headers.raw` keys them
 
     def scrub(self, headers: Any) -> None:
         raw = headers.raw
-        for key in self._keys:
-            if key in raw:
+        # Set operations, not a lookup per identity header: a request
+        # usually carries none of them.
+        if not self._keys.isdisjoint(raw):
+            for key in self._keys.intersection(raw):
                 del raw[key]
-        # The exact names are gone; what is left can only be a variant with "_".
-        variants = [name for name in raw if b"_" in name and _folded(name) in self.folded]
-        for name in variants:
-            del raw[name]
+        # The exact names are gone; what is left can only be a variant with
+        # "_" (one search through every name joined, then a look at each).
+        if b"_" in b"".join(raw):
+            variants = [name for name in raw if b"_" in name and _folded(name) in self.folded]
+            for name in variants:
+                del raw[name]
 
 
 class AuthStage:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, List, Optional, Sequence, Tuple
 
-from twistgate.policies.ratelimit.algorithms import MICROS, Decision, Limit, decide
+from twistgate.policies.ratelimit.algorithms import MICROS, STEPS, Decision, Limit, decide
 
 #: Expired entries dropped from the cold end per decision (amortised sweep).
 _SWEEP = 2
@@ -44,6 +44,8 @@ class MemoryBackend:
     def decide(self, keys: Sequence[str], limits: Sequence[Limit], now_us: Optional[int] = None) -> Decision:
         """Decide synchronously (a value, not a Deferred: no reactor turn)."""
         now = self.now_us() if now_us is None else now_us
+        if len(keys) == 1:
+            return self._decide_one(keys[0], limits[0], now)
         entries = self._entries
         states: List[Any] = []
         for key in keys:
@@ -62,6 +64,29 @@ class MemoryBackend:
                     entry[0], entry[1] = write
                     entries.move_to_end(key)
             elif key in entries:
+                entries.move_to_end(key)
+        self._trim(now)
+        return decision
+
+    def _decide_one(self, key: str, limit: Limit, now: int) -> Decision:
+        """`decide` for a route with one limit (the usual case), without the lists a route with several needs."""
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None and entry[1] <= now:
+            del entries[key]
+            entry = None
+        step = STEPS[limit.algorithm](limit, entry[0] if entry is not None else None, now)
+        if step.allowed:
+            state, expires, outcome = step.commit()
+            if entry is None:
+                entries[key] = [state, expires]
+            else:
+                entry[0], entry[1] = state, expires
+                entries.move_to_end(key)
+            decision = Decision(True, (outcome,))
+        else:
+            decision = Decision(False, (step.denied(),))
+            if entry is not None:
                 entries.move_to_end(key)
         self._trim(now)
         return decision

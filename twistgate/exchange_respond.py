@@ -1,0 +1,149 @@
+"""
+Step 5 of an `Exchange` (`twistgate.exchange`): the response's way back.
+
+The upstream's head is cleaned for the client (hop-by-hop fields, the
+codings the gateway relays, a known length), passes the route's layers in
+reverse (``on_response``), and goes out with the gateway's own fields (the
+request id, Via, Date); the body then streams through a `BodyRelay` and the
+upstream's trailers follow it.  Kept apart from the request's way in
+because it is the half a response-shaping change touches, and the half
+`twistgate.websocket.exchange` extends (a 101 and its hand-over).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import UNKNOWN_LENGTH
+
+from twistgate.errors import GatewayError
+from twistgate.grpc import STATUS as GRPC_STATUS
+from twistgate.grpc import status_of, status_trailers
+from twistgate.headers import Headers
+from twistgate.http import relayed_reason, strip_hop_by_hop
+from twistgate.messages import ProxyResponse
+from twistgate.relay import BodyRelay, applied_codings, body_ended_cleanly, discard, forwarded_trailers, is_stream, run_filters
+
+__all__ = ["ResponsePath"]
+
+_log = Logger()
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+class ResponsePath:
+    """How an `Exchange` answers with a response (its attributes are the exchange's)."""
+
+    __slots__ = ()
+
+    def _got_response(self, response: Any) -> None:
+        self.upstream_d = None
+        if self.client_gone:
+            discard(response)
+            return
+        self.upstream_response = response
+        headers = response.headers
+        raw = headers.raw
+        codings = raw.get(b"Transfer-Encoding")
+        strip_hop_by_hop(raw, raw.get(b"Connection"))
+        if codings is not None:
+            applied_codings(raw, codings)  # an unknown coding the gateway cannot undo is passed on, not dropped
+        code = response.code
+        if self.grpc:
+            self.grpc_status = status_of(headers)  # a trailers-only answer carries it here
+        if self.downstream.method != b"HEAD" and code not in _NO_BODY_STATUS and code >= 200:
+            if response.length is not UNKNOWN_LENGTH and response.length is not None:
+                raw[b"Content-Length"] = [b"%d" % response.length]
+        route = self.route
+        if route is not None and route.destination is not None and route.destination.sticky is not None:
+            route.destination.answered(self.proxy_request, self.call, headers)
+        self._respond(ProxyResponse(status=code, reason=relayed_reason(response.phrase), headers=headers, from_upstream=True))
+
+    def _respond(self, response: ProxyResponse) -> None:
+        route = self.route
+        if route is None or route.chain.empty:
+            self._send(response)
+            return
+        try:
+            answer = route.chain.on_response_now(self.proxy_request, response)
+        except GatewayError:
+            self._fail(Failure())
+            return
+        if answer.__class__ is not ProxyResponse and isinstance(answer, Deferred):
+            answer.addCallbacks(self._send, self._fail).addErrback(self._crashed)
+        else:
+            self._send(answer)
+
+    def _send(self, response: ProxyResponse) -> None:
+        downstream = self.downstream
+        upstream_response = self.upstream_response
+        if self.client_gone or self.answered:
+            if upstream_response is not None:
+                discard(upstream_response)
+            return
+        self.answered = True
+        self.response = response
+        generation = self.generation
+        raw = response.headers.raw
+        raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
+        via = raw.get(b"Via")
+        raw[b"Via"] = [b", ".join(via) + b", " + generation.via] if via else [generation.via]
+        if b"Date" not in raw:
+            # RFC 9110 §6.6.1: a recipient with a clock forwarding a response
+            # without Date adds one.
+            raw[b"Date"] = [generation.http_date()]
+        filters = response.body_filters
+        if response.from_upstream and upstream_response is not None:
+            if not self.grpc and is_stream(upstream_response.length, raw):
+                self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
+                generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
+            downstream.write_head(response.status, response.reason, response.headers)
+            self.relay = BodyRelay(downstream, filters, self._body_done)
+            upstream_response.deliverBody(self.relay)
+            return
+        if upstream_response is not None:
+            discard(upstream_response)  # replaced by a plugin
+        body = response.body or b""
+        if filters:
+            body = run_filters(filters, body, final=True)
+        self._cancel_timer()
+        downstream.respond(response.status, response.reason, response.headers, body)
+
+    def _body_done(self, reason: Failure) -> None:
+        """The upstream body ended: cleanly, or not."""
+        self.relay = None
+        if self.client_gone:
+            self.upstream_response = None
+        self.generation.streams.discard(self)
+        self._cancel_timer()
+        downstream = self.downstream
+        if self.client_gone or downstream.finished:
+            return
+        if body_ended_cleanly(reason):
+            downstream.finish(self._trailers())
+            return
+        if self.timed_out and self.grpc:
+            # The call's deadline passed mid-stream: end it as gRPC does.
+            self.grpc_status = GRPC_STATUS["DEADLINE_EXCEEDED"]
+            downstream.finish(status_trailers(self.grpc_status, "Deadline Exceeded"))
+            return
+        # The upstream broke off mid-body.  The status line is gone already:
+        # the only honest signal left is to end the client's connection
+        # without the terminating chunk, so the client sees the truncation.
+        _log.warn(
+            "upstream body for {request_id} failed: {reason}",
+            request_id=self.request_id,
+            reason=reason.getErrorMessage(),
+        )
+        downstream.abort()
+
+    def _trailers(self) -> Optional[Headers]:
+        """The upstream response's trailer fields, as forwarded; a gRPC call's status from them."""
+        trailers = forwarded_trailers(self.upstream_response)
+        if trailers is not None and self.grpc:
+            status = status_of(trailers)
+            if status is not None:
+                self.grpc_status = status
+        return trailers
