@@ -23,6 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twistgate.config.endpoints import with_default_backlog
 from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location, SessionResumptionConfig
 from twistgate.engine.http2_server import H2ServerFactory
 from twistgate.engine.protocol_switch import ProtocolSwitchFactory
@@ -133,7 +134,7 @@ def build_listener(
         the listener's TLS still wraps it.
     """
     if endpoint is None:
-        endpoint = serverFromString(reactor, config.endpoint)
+        endpoint = serverFromString(reactor, with_default_backlog(config.endpoint))
     if config.tls is None:
         return Listener(config=config, endpoint=endpoint)
     where = f"listeners[{index}].tls"

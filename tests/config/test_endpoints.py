@@ -17,6 +17,7 @@ from twistgate.config.endpoints import (
     same_address,
     split_description,
     suggest_endpoint,
+    with_default_backlog,
 )
 
 load, issues = config_loader()
@@ -206,3 +207,34 @@ def test_the_admin_api_on_the_demo_port_is_refused_with_advice_about_the_demo():
         (3, "demo", "'tcp:5001:interface=127.0.0.1' binds the same port 5001 as the admin API (admin.endpoint), "
          "line 2; move the demo backends, e.g. demo: {endpoint: 'tcp:5002:interface=127.0.0.1'}"),
     ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("tcp:8080", "tcp:8080:backlog=511"),
+        ("tcp:8080:interface=127.0.0.1", "tcp:8080:interface=127.0.0.1:backlog=511"),
+        ("tcp:8080:127.0.0.1", "tcp:8080:127.0.0.1:backlog=511"),
+        ("tcp:8080:127.0.0.1:100", "tcp:8080:127.0.0.1:100"),  # the backlog given positionally
+        ("tcp:8080:backlog=9", "tcp:8080:backlog=9"),
+        ("tcp6:8080", "tcp6:8080:backlog=511"),
+        ("unix:/run/gw.sock", "unix:/run/gw.sock:backlog=511"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),  # not ours to change
+    ],
+)
+def test_a_listener_without_a_backlog_gets_nginx_s(text, expected):
+    """Twisted's default of 50 drops connection attempts when a thousand clients connect at once."""
+    assert with_default_backlog(text) == expected
+
+
+def test_listeners_listen_with_the_default_backlog():
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.internet.protocol import ServerFactory
+
+    from twistgate.listeners import build_listener
+
+    reactor = MemoryReactorClock()
+    config = load("listeners:\n  - {name: a, endpoint: \"tcp:8080\"}\n  - {name: b, endpoint: \"tcp:8081:backlog=7\"}\n")
+    for listener in config.listeners:
+        build_listener(listener, reactor).endpoint.listen(ServerFactory())
+    assert [(port, backlog) for port, _, backlog, _ in reactor.tcpServers] == [(8080, 511), (8081, 7)]

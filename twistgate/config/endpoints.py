@@ -27,7 +27,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
-__all__ = ["EndpointError", "ServerAddress", "parse_server_endpoint", "same_address", "suggest_endpoint"]
+__all__ = [
+    "DEFAULT_BACKLOG", "EndpointError", "ServerAddress", "parse_server_endpoint", "same_address", "suggest_endpoint",
+    "with_default_backlog",
+]
+
+#: The listen queue of a public listener that does not set ``backlog``: nginx's
+#: default on Linux.  Twisted's own default, 50, drops connection attempts
+#: when a thousand clients connect at once (the kernel caps it at somaxconn).
+DEFAULT_BACKLOG = 511
 
 
 class EndpointError(ValueError):
@@ -148,6 +156,15 @@ def parse_server_endpoint(text: str) -> ServerAddress:
     if interface:
         _check_interface(interface)
     return ServerAddress(text=text, kind="tcp", port=port, interface=interface)
+
+
+def with_default_backlog(text: str) -> str:
+    """``text`` with ``:backlog=DEFAULT_BACKLOG`` added when it is a tcp, tcp6, ssl or unix endpoint without one."""
+    args, kwargs = split_description(text)
+    grammar = _GRAMMAR.get(args[0] if args else "")
+    if grammar is None or "backlog" in kwargs or len(args) - 1 > grammar.index("backlog"):
+        return text
+    return f"{text}:backlog={DEFAULT_BACKLOG}"
 
 
 def _port(value: Optional[str], kind: str) -> int:

@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from twistgate._twisted_compat import accept_one_at_a_time
 
+from twistgate.config.endpoints import with_default_backlog
 from twistgate.config.model import ConfigIssue, GatewayConfig
 
 #: Endpoint types a supervisor can bind and hand to its workers.
@@ -96,7 +97,7 @@ class BoundSocket:
 
 def bind(reactor: Any, name: str, text: str) -> BoundSocket:
     """Bind and listen on ``text`` now; raises (port in use, permission) like a single process would."""
-    endpoint = serverFromString(reactor, text)
+    endpoint = serverFromString(reactor, with_default_backlog(text))
     if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint)):
         raise ValueError(f"listener {name!r}: {text!r} cannot be shared by workers")
     result: List[Any] = []
