@@ -17,6 +17,7 @@ import json
 import socket
 import time
 
+import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
@@ -132,6 +133,21 @@ def test_a_body_may_hold_bare_lfs(servers):
 
 
 # -- 8: Host ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: a\r\n folded\r\n\r\n",  # obs-fold (RFC 9112 5.2)
+    b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: a\r\n\tfolded\r\n\r\n",
+    b"GET /x HTTP/1.1\r\n Host: a\r\n\r\n",  # whitespace before the first field (RFC 9112 2.2)
+])
+@pytest_twisted.inlineCallbacks
+def test_a_folded_header_is_400_and_close(servers, head):
+    """Refused, not joined: the request pipelined behind it never reaches the upstream (both engines alike)."""
+    gw, upstream = _gateway(servers)
+    raw, took, closed = yield deferToThread(_exchange, gw, head + b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert _status(raw) == 400 and _error(raw) == "bad_request", raw
+    assert closed and took < PROMPT
+    assert upstream.requests == []
 
 
 @pytest_twisted.inlineCallbacks

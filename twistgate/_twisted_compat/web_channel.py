@@ -41,7 +41,8 @@ class GatewayChannel(HTTPChannel):
     on httptools enforces hold here too: exactly one Host on HTTP/1.1 (at
     most one on 1.0) or 400 and close; bare LF line ends refused as soon as
     they arrive (twisted.web's line parser would wait for a CRLF until the
-    header timeout); chunk sizes of 1 to 16 hex digits, and a chunk declared
+    header timeout); folded header lines (obs-fold) refused, not joined;
+    chunk sizes of 1 to 16 hex digits, and a chunk declared
     larger than what the body limit leaves answered 413 before its bytes
     (`_BoundedChunkedDecoder`).
     """
@@ -83,6 +84,10 @@ class GatewayChannel(HTTPChannel):
                 return self._reject(URITooLong())
         elif self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             return self._reject(HeadersTooLarge())
+        elif line[:1] in (b" ", b"\t"):
+            # obs-fold (RFC 9112 5.2): twisted.web would join it to the field
+            # before; the httptools engine refuses it, and so do we.
+            return self._reject(BadRequest("Folded header lines (obs-fold) are not allowed."))
         return super().lineReceived(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
