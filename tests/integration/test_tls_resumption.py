@@ -157,14 +157,14 @@ def test_mtls_listeners_verify_every_connection_unless_asked_and_keep_the_identi
     assert identities[3]["subject"] == "CN=client-1,O=Example"  # the resumed session keeps its verified identity
 
 
-def test_rotation_runs_on_the_clock_and_stops():
+def test_rotation_runs_on_the_clock_and_stops(pki):
     """The key is rotated every ticket_key_rotation on the listener's clock; reload changes the period."""
     clock = Clock()
     text = (
         "listeners: [{name: t, endpoint: 'tcp:0', tls: {certificate: %s, private_key: %s, "
         "session_resumption: {lifetime: 10m, ticket_key_rotation: 1h}}}]\n"
     )
-    listener = build_listener(load_text(text % (_PKI.server.certificate, _PKI.server.key)).listeners[0], clock)
+    listener = build_listener(load_text(text % (pki.server.certificate, pki.server.key)).listeners[0], clock)
     rotation = listener.rotation
     first = rotation.tls.contexts
     rotation.start()
@@ -172,7 +172,7 @@ def test_rotation_runs_on_the_clock_and_stops():
     assert rotation.tls.contexts is first
     clock.advance(1)
     assert rotation.tls.contexts is not first and rotation.rotations == 1
-    new = load_text(text.replace("1h", "2h") % (_PKI.server.certificate, _PKI.server.key)).listeners[0]
+    new = load_text(text.replace("1h", "2h") % (pki.server.certificate, pki.server.key)).listeners[0]
     listener.reload(new)
     clock.advance(3600)
     assert rotation.rotations == 1  # the new period counts from the reload
@@ -183,22 +183,13 @@ def test_rotation_runs_on_the_clock_and_stops():
     assert rotation.rotations == 2 and not clock.getDelayedCalls()
 
 
-def test_no_rotation_without_tickets():
+def test_no_rotation_without_tickets(pki):
     clock = Clock()
     text = "listeners: [{name: t, endpoint: 'tcp:0', tls: {certificate: %s, private_key: %s, session_resumption: {tickets: false}}}]\n"
-    listener = build_listener(load_text(text % (_PKI.server.certificate, _PKI.server.key)).listeners[0], clock)
+    listener = build_listener(load_text(text % (pki.server.certificate, pki.server.key)).listeners[0], clock)
     listener.rotation.start()
     assert clock.getDelayedCalls() == []
     listener.rotation.stop()
-
-
-@pytest.fixture(autouse=True)
-def _pki_for_unit_tests(pki):
-    global _PKI
-    _PKI = pki
-
-
-_PKI: Any = None
 
 
 def test_session_resumption_config_forms_and_refusals():
