@@ -25,6 +25,7 @@ __all__ = [
     "MIN_VERSIONS",
     "TLS12_CIPHERS",
     "certificate_context",
+    "groups_settable",
     "unsupported_groups",
 ]
 
@@ -48,6 +49,19 @@ CLIENT_VERIFY_MODES = {
 }
 
 
+def groups_settable() -> bool:
+    """
+    Whether this pyOpenSSL/cryptography can restrict the key-exchange groups.
+    The last cryptography with wheels for PyPy 3.9 (43) does not bind
+    ``SSL_CTX_set1_groups_list``: there OpenSSL's default groups are offered
+    (`twistgate.tls.server_contexts` says so once, and refuses an explicit
+    ``groups`` it could not honour).
+    """
+    from OpenSSL._util import lib
+
+    return getattr(lib, "SSL_CTX_set1_curves_list", None) is not None
+
+
 def _set_groups(context: SSL.Context, groups: Sequence[str]) -> bool:
     """
     Offer only `groups` for key exchange (TLS 1.2 ECDHE and TLS 1.3).
@@ -57,14 +71,13 @@ def _set_groups(context: SSL.Context, groups: Sequence[str]) -> bool:
     """
     from OpenSSL._util import lib
 
-    setter = getattr(lib, "SSL_CTX_set1_curves_list", None)
-    if setter is None:  # pragma: no cover - a cryptography without the binding
-        raise RuntimeError("this pyOpenSSL/cryptography cannot restrict TLS key exchange groups")
-    return bool(setter(context._context, ":".join(groups).encode("ascii")))
+    return bool(lib.SSL_CTX_set1_curves_list(context._context, ":".join(groups).encode("ascii")))
 
 
 def unsupported_groups(groups: Sequence[str]) -> Tuple[str, ...]:
-    """The names in `groups` this OpenSSL does not know."""
+    """The names in `groups` this OpenSSL does not know (none can be checked where `groups_settable` is false)."""
+    if not groups_settable():
+        return ()
     probe = SSL.Context(SSL.TLS_SERVER_METHOD)
     if _set_groups(probe, groups):
         return ()
@@ -72,14 +85,14 @@ def unsupported_groups(groups: Sequence[str]) -> Tuple[str, ...]:
 
 
 def certificate_context(
-    key: CertifiedKey, config: ListenerTLSConfig, client_cas: Sequence[x509.Certificate]
+    key: CertifiedKey, config: ListenerTLSConfig, client_cas: Sequence[x509.Certificate],
+    servername_callback: Any = None,
 ) -> SSL.Context:
     """Every context of a listener verifies clients alike, so an SNI switch changes only the certificate."""
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(MIN_VERSIONS[config.min_version])
     context.set_options(_OPTIONS)
-    context.set_cipher_list(TLS12_CIPHERS)
-    if not _set_groups(context, config.groups):  # checked by build_server_contexts; never expected here
+    if groups_settable() and not _set_groups(context, config.groups):  # checked by build_server_contexts
         raise ValueError(f"cannot offer TLS groups {config.groups!r}")
     context.use_certificate(key.chain[0])
     for intermediate in key.chain[1:]:
@@ -104,6 +117,11 @@ def certificate_context(
         context.set_verify(SSL.VERIFY_NONE)
     protocols = (b"h2", b"http/1.1") if (config.http2 and H2_ENABLED) else (b"http/1.1",)
     context.set_alpn_select_callback(_alpn_selector(protocols))
+    if servername_callback is not None:  # several certificates: SNI picks the context
+        context.set_tlsext_servername_callback(servername_callback)
+    # Last: pyOpenSSL 25 checks the list on a throwaway Connection, after
+    # which it warns on every change to the context (PyPy 3.9 installs 25).
+    context.set_cipher_list(TLS12_CIPHERS)
     return context
 
 

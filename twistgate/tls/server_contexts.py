@@ -13,14 +13,18 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
+from cryptography import __version__ as cryptography_version
 from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from twistgate.config.model import ConfigError, ConfigIssue, ListenerTLSConfig, Location
-from twistgate.tls.certificate_context import certificate_context, unsupported_groups
+from twistgate.tls.certificate_context import certificate_context, groups_settable, unsupported_groups
 from twistgate.tls.pem import TLSFileError, read_ca_bundle, read_certified_key
+
+_log = Logger()
 
 __all__ = ["ServerContexts", "ServerTLS", "build_server_contexts"]
 
@@ -98,6 +102,21 @@ def build_server_contexts(config: ListenerTLSConfig, *, where: str = "tls") -> S
             client_cas = read_ca_bundle(config.client_ca)
         except TLSFileError as e:
             issues.append(ConfigIssue(location=_at(location, e.key), message=str(e)))
+    if not groups_settable():
+        if config.groups != ListenerTLSConfig.__attrs_attrs__.groups.default:
+            issues.append(
+                ConfigIssue(
+                    location=_at(location, "groups"),
+                    message="this pyOpenSSL/cryptography cannot choose key exchange groups (cryptography "
+                    f"{cryptography_version} has no binding for it; the PyPy 3.9 wheels end there): remove "
+                    "'groups' to offer OpenSSL's defaults, or run on CPython",
+                )
+            )
+        else:
+            _log.warn(
+                "TLS listener: this cryptography ({version}) cannot restrict key exchange groups; "
+                "OpenSSL's defaults are offered (X448 and P-521 too)", version=cryptography_version,
+            )
     unknown = unsupported_groups(config.groups)
     if unknown:
         issues.append(
@@ -111,18 +130,17 @@ def build_server_contexts(config: ListenerTLSConfig, *, where: str = "tls") -> S
         raise ConfigError(issues)
 
     def assemble() -> ServerContexts:
-        contexts = [certificate_context(key, config, client_cas) for key in keys]
+        built: List[ServerContexts] = []  # the callback is set before the contexts are complete
+        select = (lambda connection: built[0].select(connection)) if len(keys) > 1 else None  # one certificate: no SNI
+        contexts = [certificate_context(key, config, client_cas, select) for key in keys]
         by_name: Dict[str, SSL.Context] = {}
         for key, context in zip(keys, contexts):
             for name in key.names:
                 by_name.setdefault(name, context)  # the first certificate listed wins a name
-        built = ServerContexts(
-            default=contexts[0], by_name=by_name, names=tuple(key.names for key in keys), rebuild=assemble
+        built.append(
+            ServerContexts(default=contexts[0], by_name=by_name, names=tuple(key.names for key in keys), rebuild=assemble)
         )
-        if len(contexts) > 1:  # one certificate: no SNI callback to pay for
-            for context in contexts:
-                context.set_tlsext_servername_callback(built.select)
-        return built
+        return built[0]
 
     return assemble()
 
