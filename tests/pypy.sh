@@ -55,6 +55,8 @@ SMOKE=(
     tests/integration/test_workers.py::test_reload_under_load_fails_no_request
     tests/integration/test_workers.py::test_a_killed_worker_loses_only_its_requests_in_flight_and_comes_back
     tests/ratelimit
+    tests/tls                                   # TLS contexts (PyPy's cryptography lacks bindings CPython's has)
+    tests/integration/test_tls_hardening.py
 )
 if [ "${1:-}" = "--all" ]; then
     shift
