@@ -6,6 +6,11 @@ import gc
 
 from twistgate.gc_tuning import settle
 
+import platform as _platform
+import pytest as _pytest
+
+pytestmark = _pytest.mark.skipif(_platform.python_implementation() != "CPython", reason="gc.freeze is CPython's (settle does nothing elsewhere)")
+
 
 class _Cycle:
     def __init__(self) -> None:

@@ -50,9 +50,9 @@ def test_two_sees_the_shutdown_of_one():
 
 
 def test_the_plugin_is_registered_through_its_entry_point():
-    from importlib.metadata import entry_points
+    from twistgate.plugins.references import entry_points
 
-    [entry] = [e for e in entry_points(group="pytest11") if e.name == "twistgate"]
+    [entry] = [e for e in entry_points("pytest11") if e.name == "twistgate"]
     assert entry.value == "twistgate.pytest_plugin"
 
 

@@ -16,6 +16,10 @@ A reload builds a new generation and retires the old one; `settle` then
 runs again: unfreeze, one full collection (so the retired generation's
 reference cycles are freed, not kept frozen forever), freeze.  That one
 collection is the pause a reload adds.
+
+PyPy has neither the freeze nor the cost (its collector does not walk the
+old generation on every major collection this way): `settle` does nothing
+there.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ __all__ = ["settle"]
 
 def settle(_: object = None) -> None:
     """Collect once, then keep what is alive now out of later collections (see the module docstring)."""
+    if not hasattr(gc, "freeze"):  # PyPy
+        return
     gc.unfreeze()
     gc.collect()
     gc.freeze()

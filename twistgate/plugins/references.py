@@ -28,4 +28,7 @@ def entry_points(group: str) -> Tuple[importlib.metadata.EntryPoint, ...]:
     found = importlib.metadata.entry_points()
     if hasattr(found, "select"):  # Python >= 3.10
         return tuple(found.select(group=group))
-    return tuple(found.get(group, ()))  # type: ignore[attr-defined]  # pragma: no cover
+    # Python 3.9 (PyPy): a dict of lists, with an entry point once per copy of
+    # its distribution's metadata on the path (an editable install lists it twice).
+    unique = {(entry.name, entry.value): entry for entry in found.get(group, ())}  # type: ignore[attr-defined]
+    return tuple(unique.values())  # pragma: no cover
