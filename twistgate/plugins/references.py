@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from typing import Any, Tuple
+from typing import Any, NamedTuple, Tuple
 
 __all__ = ["entry_points", "import_reference"]
 
@@ -28,7 +28,20 @@ def entry_points(group: str) -> Tuple[importlib.metadata.EntryPoint, ...]:
     found = importlib.metadata.entry_points()
     if hasattr(found, "select"):  # Python >= 3.10
         return tuple(found.select(group=group))
-    # Python 3.9 (PyPy): a dict of lists, with an entry point once per copy of
-    # its distribution's metadata on the path (an editable install lists it twice).
-    unique = {(entry.name, entry.value): entry for entry in found.get(group, ())}  # type: ignore[attr-defined]
-    return tuple(unique.values())  # pragma: no cover
+    # Python 3.9 (PyPy): entry points know neither their distribution (`.dist`,
+    # which the plugin listings show) nor are they listed once: an editable
+    # install puts its metadata on the path twice.  Read them per distribution.
+    unique: dict = {}
+    for dist in importlib.metadata.distributions():  # pragma: no cover - Python 3.9
+        for entry in dist.entry_points:
+            if entry.group == group and (entry.name, entry.value) not in unique:
+                entry.dist = _Dist(dist.metadata["Name"], dist.version)  # type: ignore[attr-defined]
+                unique[(entry.name, entry.value)] = entry
+    return tuple(unique.values())
+
+
+class _Dist(NamedTuple):
+    """What the listings read of an entry point's distribution (`EntryPoint.dist` on Python >= 3.10)."""
+
+    name: str
+    version: str
