@@ -7,6 +7,7 @@ stages the page promises, and every YAML block loads.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -61,7 +62,12 @@ def test_the_unit_runs_unprivileged_with_reload_and_drain():
 
 
 def test_the_container_file_parses_and_is_multi_stage_non_root_with_a_health_check():
-    dockerfile = pytest.importorskip("dockerfile")  # the official (BuildKit) parser, from PyPI
+    try:
+        import dockerfile  # the official (BuildKit) parser, from PyPI (a CPython-only test extra)
+    except ImportError:
+        if os.environ.get("CI") and platform.python_implementation() == "CPython":
+            pytest.fail("the dockerfile package is required in CI (pip install -e '.[test]')")
+        pytest.skip("the dockerfile parser is not installed (it has no PyPy wheel)")
     commands = dockerfile.parse_file(str(CONTAINERFILE))
     stages = [c for c in commands if c.cmd == "FROM"]
     assert len(stages) == 2 and stages[0].value[-2:] == ("AS", "build")
