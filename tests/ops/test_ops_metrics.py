@@ -176,3 +176,27 @@ def test_upstream_health_and_breaker_state_from_the_upstream_snapshot():
     assert 'twistgate_upstream_breaker_state{state="half_open",target="http://b",upstream="u"} 1.0' in text
     assert 'twistgate_upstream_breaker_state{state="open",target="http://b",upstream="u"} 0.0' in text
     assert "twistgate_requests_in_flight 3.0" in text
+
+
+def test_a_websocket_counts_its_handshake_not_its_hours_in_latency_figures():
+    """A 101 that stayed open an hour: the duration histogram and the stats see the 10 ms to the switch."""
+    from twisted.internet.task import Clock
+
+    from twistgate.ops.request_metrics import RequestCounts
+    from twistgate.ops.stats import Stats
+    from twistgate.record import ExchangeRecord
+
+    record = ExchangeRecord(
+        request_id="r", method="GET", path="/chat", route="chat", status=101, error=None, started=1000.0,
+        finished=4600.0, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.01, bytes_in=0,
+        bytes_out=0, client_ip="127.0.0.1", consumer=None, client_gone=False, state={}, protocol="HTTP/1.1",
+        grpc_status=None,
+    )
+    counts = RequestCounts(lambda: 4600.0)
+    counts.observe(record)
+    assert counts.duration["chat"].total == 0.01
+    clock = Clock()
+    clock.advance(4600.0)
+    stats = Stats(clock)
+    stats.observe(record)
+    assert stats.snapshot()["routes"]["chat"]["latency_ms"]["p99"] == 10.0
