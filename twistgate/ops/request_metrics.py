@@ -69,20 +69,19 @@ class _Histogram:
         self.total = 0.0
         self.created = created
 
-    def observe(self, value: float) -> None:
-        self.buckets[bisect_left(LATENCY_BUCKETS, value)] += 1  # le is inclusive, as Prometheus's
-        self.total += value
-
 
 class RequestCounts:
     """
     The counters and histograms fed by every finished request (see the
-    module docstring).  `now()` gives the ``_created`` time of a new series
-    (the gateway's clock).
+    module docstring).  `now()` is the gateway's clock (a new series is
+    ``_created`` when its first request finished).  `before_read`, when set,
+    runs before every scrape: it folds the requests still pending
+    (`twistgate.ops.pending`), so a scrape's counts are exact.
     """
 
     def __init__(self, now: Callable[[], float]) -> None:
         self.now = now
+        self.before_read: Optional[Callable[[], None]] = None
         self.requests: Dict[Tuple[str, str, int], List[float]] = {}  # (route, method, status)
         self.duration: Dict[str, _Histogram] = {}
         self.upstream_duration: Dict[str, _Histogram] = {}
@@ -99,55 +98,80 @@ class RequestCounts:
 
     def observe(self, record: Any) -> None:
         """Count one finished request (an `ExchangeRecord`)."""
-        now = self.now()
-        route = record.route if record.route is not None else NO_ROUTE
-        method = record.method
-        key = (route, method if method in METHODS else "OTHER", record.status)
-        found = self.requests.get(key)
-        if found is None:
-            self.requests[key] = [1, now]
-        else:
-            found[0] += 1
-        histogram = self.duration.get(route)
-        if histogram is None:
-            histogram = self.duration[route] = _Histogram(now)
-        latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
-        histogram.observe(latency if latency > 0.0 else 0.0)
-        if record.bytes_in:
-            _add(self.bytes_in, route, record.bytes_in, now)
-        if record.bytes_out:
-            _add(self.bytes_out, route, record.bytes_out, now)
-        upstream = record.upstream
-        if upstream is not None:
-            head = record.upstream_head_seconds
-            if head is not None:
-                histogram = self.upstream_duration.get(upstream)
-                if histogram is None:
-                    histogram = self.upstream_duration[upstream] = _Histogram(now)
-                histogram.observe(head if head > 0.0 else 0.0)
-            if record.attempts > 1:
-                _add(self.retries, upstream, record.attempts - 1, now)
-        error = record.error
-        if error is not None:
-            if error == "rate_limited":
-                _add(self.rate_limited, route, 1, now)
-            elif error == "unauthorized" or error == "forbidden":
-                _add(self.auth_rejected, (route, error), 1, now)
-        state = record.state
-        if state:
-            result = cache_label(state.get("cache"))
-            if result is not None:
-                _add(self.cache, (route, result), 1, now)
-            arm = state.get("split")
-            if arm is not None:
-                _add(self.split, (route, arm), 1, now)
-        if record.client_gone:
-            _add(self.client_gone, route, 1, now)
-        protocol = record.protocol
-        _add(self.protocols, protocol if protocol in PROTOCOLS else "other", 1, now)
-        grpc_status = record.grpc_status
-        if grpc_status is not None:
-            _add(self.grpc_calls, (route, GRPC_NAMES.get(grpc_status, "other")), 1, now)
+        self.observe_all((record,))
+
+    def observe_all(self, records: Iterable[Any]) -> None:
+        """
+        Count finished requests (`ExchangeRecord`s), in one loop: the
+        gateway folds them in batches (`twistgate.ops.pending`).  A new
+        series is ``_created`` when its first request finished.
+        """
+        requests, duration, upstream_duration = self.requests, self.duration, self.upstream_duration
+        bytes_out, protocols = self.bytes_out, self.protocols
+        for record in records:
+            finished = record.finished
+            route = record.route
+            if route is None:
+                route = NO_ROUTE
+            method = record.method
+            key = (route, method if method in METHODS else "OTHER", record.status)
+            found = requests.get(key)
+            if found is None:
+                requests[key] = [1, finished]
+            else:
+                found[0] += 1
+            histogram = duration.get(route)
+            if histogram is None:
+                histogram = duration[route] = _Histogram(finished)
+            latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
+            if not latency > 0.0:
+                latency = 0.0
+            histogram.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1  # le is inclusive, as Prometheus's
+            histogram.total += latency
+            if record.bytes_in:
+                _add(self.bytes_in, route, record.bytes_in, finished)
+            if record.bytes_out:
+                _add(bytes_out, route, record.bytes_out, finished)
+            upstream = record.upstream
+            if upstream is not None:
+                head = record.upstream_head_seconds
+                if head is not None:
+                    histogram = upstream_duration.get(upstream)
+                    if histogram is None:
+                        histogram = upstream_duration[upstream] = _Histogram(finished)
+                    if not head > 0.0:
+                        head = 0.0
+                    histogram.buckets[bisect_left(LATENCY_BUCKETS, head)] += 1
+                    histogram.total += head
+                if record.attempts > 1:
+                    _add(self.retries, upstream, record.attempts - 1, finished)
+            error = record.error
+            if error is not None:
+                if error == "rate_limited":
+                    _add(self.rate_limited, route, 1, finished)
+                elif error == "unauthorized" or error == "forbidden":
+                    _add(self.auth_rejected, (route, error), 1, finished)
+            state = record.state
+            if state:
+                result = cache_label(state.get("cache"))
+                if result is not None:
+                    _add(self.cache, (route, result), 1, finished)
+                arm = state.get("split")
+                if arm is not None:
+                    _add(self.split, (route, arm), 1, finished)
+            if record.client_gone:
+                _add(self.client_gone, route, 1, finished)
+            protocol = record.protocol
+            if protocol not in PROTOCOLS:
+                protocol = "other"
+            found = protocols.get(protocol)
+            if found is None:
+                protocols[protocol] = [1, finished]
+            else:
+                found[0] += 1
+            grpc_status = record.grpc_status
+            if grpc_status is not None:
+                _add(self.grpc_calls, (route, GRPC_NAMES.get(grpc_status, "other")), 1, finished)
 
     # -- exposition -------------------------------------------------------------
 
@@ -155,6 +179,8 @@ class RequestCounts:
         return [Metric(name, help_text, kind) for name, help_text, kind, _ in _FAMILIES]
 
     def collect(self) -> Iterator[Metric]:
+        if self.before_read is not None:
+            self.before_read()
         created = getattr(prometheus_client.metrics, "_use_created", True)  # PROMETHEUS_DISABLE_CREATED_SERIES
         for name, help_text, kind, labels in _FAMILIES:
             family = Metric(name, help_text, kind)

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twistgate.ops.audit import AuditTrail
 from twistgate.ops.history import History
 from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
+from twistgate.ops.pending import PendingRecords
 from twistgate.ops.stats import Stats
 from twistgate.websocket.hub import WebSocketHub
 
@@ -38,6 +39,9 @@ class Operations:
         self.registry = new_registry()
         self.metrics = GatewayMetrics(self.registry, clock.seconds)
         self.stats = Stats(clock)
+        #: Finished requests not yet counted: folded into the metrics and the stats before either is read.
+        self.pending = PendingRecords((self.metrics.counts.observe_all, self.stats.observe_all))
+        self.metrics.counts.before_read = self.stats.before_read = self.pending.fold
         self.history = History(clock, self.stats)  # sampled on a timer the service starts
         self.audit = AuditTrail(clock)
         #: Upstream name -> URLs of its targets the operator drained (`twistgate.ops.drain`).
@@ -58,8 +62,8 @@ class Operations:
         self.websockets = WebSocketHub(self.registry, clock)
 
     def observe(self, record: Any) -> None:
-        self.metrics.observe(record)
-        self.stats.observe(record)
+        """Count a finished request (when the metrics or the stats are next read: `PendingRecords`)."""
+        self.pending.add(record)
 
     def adopt(self, generation: Any) -> int:
         """`generation` serves from now on; returns its number."""

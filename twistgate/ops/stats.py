@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from twistgate.ops.metrics import NO_ROUTE, cache_label, status_class
 
@@ -102,30 +102,52 @@ class _Series:
 
 
 class Stats:
-    """Counts and rolling latency per route, kept across reloads."""
+    """
+    Counts and rolling latency per route, kept across reloads.  `before_read`,
+    when set, runs before anyone reads `total` or `routes`: it folds the
+    requests still pending (`twistgate.ops.pending`), so every read is exact.
+    """
 
     def __init__(self, clock: Any, *, window: float = WINDOW, max_samples: int = MAX_SAMPLES) -> None:
         self.clock = clock
         self.window = window
         self.max_samples = max_samples
-        self.total = _Series(max_samples)
-        self.routes: Dict[str, _Series] = {}
+        self._total = _Series(max_samples)
+        self._routes: Dict[str, _Series] = {}
+        self.before_read: Optional[Callable[[], None]] = None
+
+    @property
+    def total(self) -> _Series:
+        if self.before_read is not None:
+            self.before_read()
+        return self._total
+
+    @property
+    def routes(self) -> Dict[str, _Series]:
+        if self.before_read is not None:
+            self.before_read()
+        return self._routes
 
     def observe(self, record: Any) -> None:
-        state = record.state
-        cache = cache_label(state.get("cache")) if state else None
-        status = record.status
-        klass = status_class(status)
-        error = status >= 500 or status == 0
-        finished = record.finished
-        latency = record.latency  # a WebSocket's is its handshake
-        sample = (finished, latency if latency > 0.0 else 0.0)
-        self.total.add(klass, error, cache, sample)
-        name = record.route if record.route is not None else NO_ROUTE
-        series = self.routes.get(name)
-        if series is None:
-            series = self.routes[name] = _Series(self.max_samples)
-        series.add(klass, error, cache, sample)
+        self.observe_all((record,))
+
+    def observe_all(self, records: Iterable[Any]) -> None:
+        """Count finished requests (`ExchangeRecord`s), in one loop (the gateway folds them in batches)."""
+        total, routes, max_samples = self._total, self._routes, self.max_samples
+        for record in records:
+            state = record.state
+            cache = cache_label(state.get("cache")) if state else None
+            status = record.status
+            klass = status_class(status)
+            error = status >= 500 or status == 0
+            latency = record.latency  # a WebSocket's is its handshake
+            sample = (record.finished, latency if latency > 0.0 else 0.0)
+            total.add(klass, error, cache, sample)
+            name = record.route
+            series = routes.get(NO_ROUTE if name is None else name)
+            if series is None:
+                series = routes[NO_ROUTE if name is None else name] = _Series(max_samples)
+            series.add(klass, error, cache, sample)
 
     def export(self) -> Dict[str, Any]:
         """Everything `merged` needs to add this process's stats to others'."""
@@ -136,11 +158,11 @@ class Stats:
         """The stats of several processes (workers) as one: counts added, samples pooled."""
         stats = cls(clock)
         for exported in exports:
-            stats.total.merge(exported["total"])
+            stats._total.merge(exported["total"])
             for name, series in exported["routes"].items():
-                mine = stats.routes.get(name)
+                mine = stats._routes.get(name)
                 if mine is None:
-                    mine = stats.routes[name] = _Series(stats.max_samples)
+                    mine = stats._routes[name] = _Series(stats.max_samples)
                 mine.merge(series)
         return stats
 
