@@ -421,3 +421,42 @@ def test_rows_and_format() -> None:
     assert lines[0].split() == ["#", "PRIORITY", "HOST", "METHODS", "PATH", "KIND", "ROUTE", "UPSTREAM", "REWRITE"]
     assert lines[2].split() == ["2", "0", "*.example.com", "GET,POST", "/api/*", "prefix", "api", "up", "strip", "/api,", "add", "/v1"]
     assert lines[3].split() == ["3", "0", "*", "*", "/*", "prefix", "catchall", "up", "-"]
+
+
+def test_a_path_asked_again_gets_the_same_route_by_host_and_method() -> None:
+    """The table remembers a path's candidate routes: the second answer must be the first's, per Host and method."""
+    t = table(
+        route("/api/*", "any-host"),
+        route("/api/*", "example", host="example.com"),
+        route("/api/users", "users-post", methods=["POST"]),
+        route("/api/{id}", "param"),
+    )
+    for _ in range(2):
+        assert name_of(t, "/api/users", host="example.com") == "example"
+        assert name_of(t, "/api/users", host="other.org") == "param"
+        assert name_of(t, "/api/users", "POST", host="other.org") == "users-post"
+        assert name_of(t, "/api/a/b", host="other.org") == "any-host"
+        assert name_of(t, "/api/a/b", host="example.com") == "example"
+        assert t.match("GET", "other.org", "/api/x").params == {"id": "x"}
+
+
+def test_the_remembered_paths_are_bounded() -> None:
+    from twistgate.routing import table as table_module
+
+    t = table(route("/*", "all"))
+    for n in range(table_module._KNOWN_MAX + 10):
+        assert name_of(t, f"/p{n}") == "all"
+    assert len(t._known) <= table_module._KNOWN_MAX
+    assert name_of(t, "/" + "x" * 300) == "all" and ("/" + "x" * 300) not in t._known  # long paths are not kept
+
+
+def test_host_forms_are_the_decoded_and_normalised_host_and_stay_bounded() -> None:
+    from twistgate.routing import hosts
+
+    assert hosts.host_forms(b"API.Example.com.:8443") == ("API.Example.com.:8443", "api.example.com")
+    assert hosts.host_forms(b"API.Example.com.:8443") == ("API.Example.com.:8443", "api.example.com")  # remembered
+    assert hosts.host_forms(b"") == (None, "")
+    assert hosts.host_forms(b"[::1]:80") == ("[::1]:80", "[::1]")
+    for n in range(hosts._FORMS_MAX + 5):
+        hosts.host_forms(b"h%d" % n)
+    assert len(hosts._FORMS) <= hosts._FORMS_MAX

@@ -43,7 +43,7 @@ from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
 from twistgate.relay import BodyRelay
 from twistgate.request_target import split_target
-from twistgate.routing import normalize_host
+from twistgate.routing import host_forms
 from twistgate.tls import TLS_CONNECTION, tls_connection
 from twistgate.upstream.body import BodyAborted
 from twistgate.upstream.group import UpstreamCall
@@ -115,7 +115,7 @@ class Exchange(ResponsePath, OwnAnswers):
             if generation.https_redirects and listener in generation.https_redirects:
                 self._to_https(host_raw, generation.https_redirects[listener], path, query)  # before routing
                 return
-            host_s = host_raw.decode("latin-1") if host_raw else None
+            host_s, host = host_forms(host_raw)
             path_s = normalize_path(path)  # InvalidPath is a BadRequest
             routes = generation.routes
             facts = RequestFacts(headers, query) if routes.conditional else None
@@ -141,7 +141,7 @@ class Exchange(ResponsePath, OwnAnswers):
             path=match.rewritten_path,
             query=query,
             headers=headers,
-            host=normalize_host(host_s) or "",
+            host=host,
             client_ip=client_ip,
             peer_ip=peer,
             scheme=scheme,

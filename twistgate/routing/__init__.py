@@ -9,8 +9,8 @@ operators.  See docs/routing.md for the order routes are preferred in.
 
 from twistgate.conditions import RequestFacts
 from twistgate.routing.compiled import RouteMatch
-from twistgate.routing.hosts import normalize_host
+from twistgate.routing.hosts import host_forms, normalize_host
 from twistgate.routing.listing import RouteRow, destination_text, format_routes
 from twistgate.routing.table import RouteTable
 
-__all__ = ["RequestFacts", "RouteMatch", "RouteRow", "RouteTable", "destination_text", "format_routes", "normalize_host"]
+__all__ = ["RequestFacts", "RouteMatch", "RouteRow", "RouteTable", "destination_text", "format_routes", "host_forms", "normalize_host"]

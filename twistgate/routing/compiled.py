@@ -57,7 +57,7 @@ class CompiledRoute(Generic[T]):
 
     __slots__ = (
         "config", "payload", "kind", "accepts", "host_key", "segments",
-        "prefix", "params_at", "regex", "strip", "add", "key", "rank", "listeners", "conditions",
+        "prefix", "params_at", "regex", "strip", "add", "key", "rank", "listeners", "conditions", "plain",
     )
 
     def __init__(self, config: RouteConfig, payload: T, position: int, regex_order: int = 0) -> None:
@@ -79,6 +79,8 @@ class CompiledRoute(Generic[T]):
                 self.accepts = self.accepts | {"OPTIONS"}
         self.strip = _rewrite_prefix(config.strip_prefix, "strip_prefix")
         self.add = _rewrite_prefix(config.add_prefix, "add_prefix")
+        #: No parameters and no rewrite: `bind` has nothing to compute.
+        self.plain = not self.params_at and self.regex is None and self.strip is None and self.add is None
         literals = sum(1 for s in self.segments if s is not None)
         if self.kind == "exact":
             path_rank: Tuple[int, ...] = (0,)
@@ -97,6 +99,8 @@ class CompiledRoute(Generic[T]):
         )
 
     def bind(self, path: str, segments: List[str]) -> RouteMatch[T]:
+        if self.plain:
+            return RouteMatch(self.config, self.payload, {}, path)
         if self.params_at:
             params = {name: _decode(segments[i]) for i, name in self.params_at}
         elif self.regex is not None:

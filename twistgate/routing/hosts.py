@@ -6,9 +6,28 @@ the table files it (`host_key`, once per route): lower-case, no trailing dot.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
-__all__ = ["host_key", "normalize_host"]
+__all__ = ["host_forms", "host_key", "normalize_host"]
+
+_FORMS: "Dict[bytes, Tuple[Optional[str], str]]" = {}
+_FORMS_MAX = 1024  # distinct Host values remembered (a client may send any number)
+
+
+def host_forms(raw: bytes) -> "Tuple[Optional[str], str]":
+    """
+    A request's ``Host`` value as text (None when empty) and normalised
+    (`normalize_host`, ``""`` when empty): remembered, since a gateway sees
+    the same few Host values again and again.
+    """
+    forms = _FORMS.get(raw)
+    if forms is None:
+        text = raw.decode("latin-1") if raw else None
+        forms = (text, normalize_host(text) or "")
+        if len(_FORMS) >= _FORMS_MAX:
+            _FORMS.clear()
+        _FORMS[raw] = forms
+    return forms
 
 
 def normalize_host(value: Optional[str]) -> Optional[str]:

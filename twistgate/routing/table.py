@@ -14,7 +14,7 @@ The path given to `RouteTable.match` must be the output of
 
 from __future__ import annotations
 
-from typing import Dict, Generic, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, Generic, Iterable, List, Optional, Tuple, TypeVar
 
 import attrs
 
@@ -28,6 +28,10 @@ from twistgate.routing.listing import RouteRow, route_rows
 __all__ = ["RouteTable"]
 
 T = TypeVar("T")
+
+#: Paths (and Hosts) whose candidate routes `RouteTable.match` remembers, at most; and their longest path.
+_KNOWN_MAX = 4096
+_KNOWN_PATH_MAX = 256
 
 
 class _Node:
@@ -133,6 +137,9 @@ class RouteTable(Generic[T]):
         self._restricted = any(r.listeners is not None or r.conditions is not None for r in routes)
         #: Some route has `match` conditions: callers pass `RequestFacts`.
         self.conditional = any(r.conditions is not None for r in routes)
+        #: (Host when routes have hosts, path) -> (its segments, the routes matching them, any method):
+        #: what `_candidates` found before.  Bounded; a path is usually asked for again and again.
+        self._known: Dict[Any, Tuple[List[str], List[CompiledRoute[T]]]] = {}
 
     def match(
         self,
@@ -156,8 +163,17 @@ class RouteTable(Generic[T]):
         :raises MethodNotAllowed: if routes match the host and path but none
             accepts ``method``; its ``allow`` lists what they accept.
         """
-        segments = path[1:].split("/")
-        candidates = self._candidates(host, segments, path)
+        key = (host, path) if self._by_host else path
+        known = self._known.get(key)
+        if known is None:
+            segments = path[1:].split("/")
+            candidates = self._candidates(host, segments, path)
+            if len(path) <= _KNOWN_PATH_MAX:
+                if len(self._known) >= _KNOWN_MAX:
+                    self._known.clear()
+                self._known[key] = (segments, candidates)
+        else:
+            segments, candidates = known
         if not candidates:
             return None
         if self._restricted:
