@@ -460,3 +460,58 @@ def test_host_forms_are_the_decoded_and_normalised_host_and_stay_bounded() -> No
     for n in range(hosts._FORMS_MAX + 5):
         hosts.host_forms(b"h%d" % n)
     assert len(hosts._FORMS) <= hosts._FORMS_MAX
+
+
+def test_resolve_normalises_and_matches_and_remembers_only_routes_without_parameters() -> None:
+    from twistgate.pathnorm import InvalidPath
+
+    t = table(
+        route("/*", "all"),
+        route("/admin/*", "admin-post", methods=["POST"]),
+        route("/items/{id}", "item"),
+        route("/internal/*", "internal", listeners=["private"]),
+    )
+    for _ in range(2):  # the second time from what the table remembered
+        assert t.resolve(b"GET", b"/a/./b//c", None)[0] == "/a/b/c"
+        assert t.resolve(b"GET", b"/admin/x", None)[1].payload == "all"
+        assert t.resolve(b"POST", b"/admin/x", None)[1].payload == "admin-post"
+        assert t.resolve(b"GET", b"/internal/x", None, listener="public")[1].payload == "all"
+        assert t.resolve(b"GET", b"/internal/x", None, listener="private")[1].payload == "internal"
+        path, match = t.resolve(b"GET", b"/items/%7E7", None)
+        assert (path, match.payload, match.params) == ("/items/~7", "item", {"id": "~7"})
+        with pytest.raises(InvalidPath):
+            t.resolve(b"GET", b"/a/%zz", None)
+    assert all(not match.params for _, match in t._resolved.values())
+    assert not any(key[1].startswith(b"/items/") for key in t._resolved)  # a match with parameters is never shared
+
+
+def test_a_plugin_that_writes_request_params_leaves_the_next_request_untouched() -> None:
+    """A resolved match is shared between requests: each request still gets its own params dict."""
+    from twisted.web.resource import Resource
+
+    from twistgate.config import load_text
+    from twistgate.messages import Response
+    from twistgate.plugins import hookimpl
+    from twistgate.testing import GatewayHarness
+
+    seen: List[dict] = []
+
+    class Scribbler:
+        def __init__(self, options: Any, context: Any) -> None:
+            pass
+
+        @hookimpl
+        def on_request(self, request: Any) -> Any:
+            seen.append(dict(request.params))
+            request.params["scribbled"] = "yes"
+            return Response(status=200, body=b"ok")
+
+    config = load_text(
+        'listeners: [{name: p, endpoint: "tcp:0"}]\n'
+        'upstreams: {app: {targets: [{url: "http://app:80"}]}}\n'
+        'routes: [{name: all, path: "/*", upstream: app, plugins: {scribbler: {}}}]\n'
+    )
+    gw = GatewayHarness(config, Resource(), plugins={"scribbler": Scribbler})
+    for _ in range(3):
+        gw.content(gw.request("GET", "http://gw/same"))
+    assert seen == [{}, {}, {}]

@@ -39,7 +39,6 @@ from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
 from twistgate.http import request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
-from twistgate.pathnorm import normalize_path
 from twistgate.record import ExchangeRecord
 from twistgate.relay import BodyRelay
 from twistgate.request_target import split_target
@@ -116,10 +115,10 @@ class Exchange(ResponsePath, OwnAnswers):
                 self._to_https(host_raw, generation.https_redirects[listener], path, query)  # before routing
                 return
             host_s, host = host_forms(host_raw)
-            path_s = normalize_path(path)  # InvalidPath is a BadRequest
             routes = generation.routes
             facts = RequestFacts(headers, query) if routes.conditional else None
-            match = routes.match(downstream.method.decode("latin-1"), host_s, path_s, listener=listener, facts=facts)
+            # The path normalised (InvalidPath is a BadRequest) and matched.
+            path_s, match = routes.resolve(downstream.method, path, host_s, listener=listener, facts=facts)
             if match is None:
                 raise RouteNotFound()
         except GatewayError as error:
@@ -146,7 +145,7 @@ class Exchange(ResponsePath, OwnAnswers):
             peer_ip=peer,
             scheme=scheme,
             request_id=self.request_id,
-            params=match.params,
+            params=match.params or {},  # a fresh dict: a resolved match is shared (RouteTable.resolve)
             started=generation.clock.seconds(),
             uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
             route=route.info,

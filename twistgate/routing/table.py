@@ -21,6 +21,7 @@ import attrs
 from twistgate.conditions import RequestFacts
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import MethodNotAllowed
+from twistgate.pathnorm import normalize_path
 from twistgate.routing.compiled import CompiledRoute, RouteMatch
 from twistgate.routing.hosts import normalize_host
 from twistgate.routing.listing import RouteRow, route_rows
@@ -140,6 +141,8 @@ class RouteTable(Generic[T]):
         #: (Host when routes have hosts, path) -> (its segments, the routes matching them, any method):
         #: what `_candidates` found before.  Bounded; a path is usually asked for again and again.
         self._known: Dict[Any, Tuple[List[str], List[CompiledRoute[T]]]] = {}
+        #: (method, raw path, Host, listener) -> what `resolve` answered (routes without parameters only).
+        self._resolved: Dict[Tuple[Any, ...], Tuple[str, RouteMatch[T]]] = {}
 
     def match(
         self,
@@ -191,6 +194,36 @@ class RouteTable(Generic[T]):
                 allow |= route.accepts  # type: ignore[arg-type]
             raise MethodNotAllowed(sorted(allow))
         return best.bind(path, segments)
+
+    def resolve(
+        self,
+        method: bytes,
+        raw_path: bytes,
+        host: Optional[str],
+        *,
+        listener: Optional[str] = None,
+        facts: "Optional[RequestFacts]" = None,
+    ) -> Tuple[str, Optional[RouteMatch[T]]]:
+        """
+        ``(normalised path, match)`` of a request as received (`normalize_path`,
+        then `match`).  A request like one seen before (method, raw path,
+        and the Host and listener when routes depend on them) gets the same
+        answer without either step, when its route has no parameters:
+        the answer is then shared, and holds nothing a request may change.
+
+        :raises InvalidPath, MethodNotAllowed: as `normalize_path` and `match`.
+        """
+        key = (method, raw_path, host if self._by_host else None, listener if self._restricted else None)
+        known = self._resolved.get(key)
+        if known is not None:
+            return known
+        path = normalize_path(raw_path)
+        match = self.match(method.decode("latin-1"), host, path, listener=listener, facts=facts)
+        if match is not None and not match.params and not self.conditional and len(raw_path) <= _KNOWN_PATH_MAX:
+            if len(self._resolved) >= _KNOWN_MAX:
+                self._resolved.clear()
+            self._resolved[key] = (path, match)
+        return path, match
 
     def _candidates(self, host: Optional[str], segments: List[str], path: str) -> List[CompiledRoute[T]]:
         """Every route whose host and path match, whatever the method."""
