@@ -15,7 +15,7 @@ from typing import Any, Optional
 import attrs
 
 
-@attrs.define(kw_only=True)
+@attrs.define
 class ExchangeRecord:
     request_id: str
     method: str
@@ -64,32 +64,33 @@ class ExchangeRecord:
         target = call.target if call is not None else None
         head_at = call.head_at if call is not None else None
         method = downstream.method
+        # Positional, in field order: a record is made per request, and keywords cost a lookup each.
         return cls(
-            request_id=exchange.request_id,
-            method=_METHODS.get(method) or method.decode("latin-1"),
-            path=downstream.path.decode("latin-1"),
-            route=route.name if route is not None else None,
-            status=downstream.code if exchange.answered else 0,
-            error=exchange.error.code if exchange.error is not None else None,
-            started=started,
-            finished=now,
-            upstream=(
+            exchange.request_id,
+            _METHODS.get(method) or method.decode("latin-1"),
+            downstream.path.decode("latin-1"),
+            route.name if route is not None else None,
+            downstream.code if exchange.answered else 0,
+            exchange.error.code if exchange.error is not None else None,
+            started,
+            now,
+            (
                 call.upstream if call is not None and call.upstream is not None
                 else route.upstream.name if route is not None and route.upstream is not None else None
             ),
-            target=target.url if target is not None else None,
-            attempts=call.attempts if call is not None else 0,
-            upstream_head_seconds=(head_at - started) if head_at is not None else None,
-            bytes_in=downstream.received_bytes,
-            bytes_out=downstream.sent_bytes,
-            client_ip=preq.client_ip if preq is not None else downstream.client[0],
-            consumer=preq.consumer if preq is not None else None,
-            client_gone=exchange.client_gone,
-            state=preq.state if preq is not None else {},
-            protocol=_PROTOCOLS.get(downstream.version) or downstream.version.decode("latin-1"),
-            grpc_status=exchange.grpc_status,
-            logged=route.config.access_log if route is not None else True,
-            listener=getattr(downstream, "listener", ""),
+            target.url if target is not None else None,
+            call.attempts if call is not None else 0,
+            (head_at - started) if head_at is not None else None,
+            downstream.received_bytes,
+            downstream.sent_bytes,
+            preq.client_ip if preq is not None else downstream.client[0],
+            preq.consumer if preq is not None else None,
+            exchange.client_gone,
+            preq.state if preq is not None else {},
+            _PROTOCOLS.get(downstream.version) or downstream.version.decode("latin-1"),
+            exchange.grpc_status,
+            route.config.access_log if route is not None else True,
+            getattr(downstream, "listener", ""),
         )
 
 

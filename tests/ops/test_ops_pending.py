@@ -85,3 +85,23 @@ def test_the_gateway_never_holds_more_than_the_bound():
         ops.observe(record(float(n)))
         assert len(ops.pending.records) < BOUND
     assert ops.stats.total.count == BOUND * 3 + 1
+
+
+def test_a_record_is_built_field_by_field_from_its_exchange():
+    """`ExchangeRecord.of` passes its fields by position: each must land where its name says."""
+    from types import SimpleNamespace as NS
+
+    downstream = NS(method=b"PATCH", path=b"/p", code=201, received_bytes=3, sent_bytes=4, client=("10.0.0.9", 1),
+                    version=b"HTTP/1.0", listener="pub")
+    state = {"k": 1}
+    exchange = NS(
+        downstream=downstream, answered=True, request_id="rid", error=NS(code="bad_gateway"), client_gone=True,
+        grpc_status=14, route=NS(name="r", upstream=NS(name="u0"), config=NS(access_log=False)),
+        call=NS(target=NS(url="http://t"), head_at=12.5, upstream="u1", attempts=2),
+        proxy_request=NS(started=10.0, client_ip="1.2.3.4", consumer="alice", state=state),
+    )
+    r = ExchangeRecord.of(exchange, 20.0)
+    assert (r.request_id, r.method, r.path, r.route, r.status, r.error) == ("rid", "PATCH", "/p", "r", 201, "bad_gateway")
+    assert (r.started, r.finished, r.upstream, r.target, r.attempts) == (10.0, 20.0, "u1", "http://t", 2)
+    assert (r.upstream_head_seconds, r.bytes_in, r.bytes_out, r.client_ip, r.consumer) == (2.5, 3, 4, "1.2.3.4", "alice")
+    assert (r.client_gone, r.state, r.protocol, r.grpc_status, r.logged, r.listener) == (True, state, "HTTP/1.0", 14, False, "pub")
