@@ -72,7 +72,7 @@ class BodyRelay:
     ``connectionLost``), slotted: one is made per request.
     """
 
-    __slots__ = ("downstream", "filters", "done", "registered", "transport")
+    __slots__ = ("downstream", "filters", "done", "registered", "transport", "dataReceived")
 
     def __init__(self, downstream: Any, filters: Optional[List[Any]], done: Callable[[Failure], None]) -> None:
         self.downstream = downstream
@@ -80,18 +80,18 @@ class BodyRelay:
         self.done = done
         self.registered = False
         self.transport: Any = None
+        #: Each chunk of the body: without filters, straight to the client (no frame of the relay's own).
+        self.dataReceived: Callable[[bytes], None] = downstream.write if self.filters is None else self._filtered
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
         self.downstream.register_producer(transport)
         self.registered = True
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.filters is not None:
-            data = run_filters(self.filters, data, final=False)
-            if not data:
-                return
-        self.downstream.write(data)
+    def _filtered(self, data: bytes) -> None:
+        data = run_filters(self.filters, data, final=False)  # type: ignore[arg-type]
+        if data:
+            self.downstream.write(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         downstream = self.downstream
