@@ -8,6 +8,9 @@ an admin request, the history tick), so a finished request's record is
 appended to a list here, and the list is folded into every counter in one
 loop per sink when someone reads (the sinks' ``before_read``) or when it
 holds `BOUND` records: counts are exact at every read, and memory is bounded.
+A record holds its request's ``state`` (a cache context, a TLS connection):
+at most `BOUND` of them wait, and never longer than the history's next tick
+(every 2 s, `twistgate.ops.history`), which reads the stats.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any, Callable, List, Sequence
 
 __all__ = ["BOUND", "PendingRecords"]
 
-#: Records held at most before they are folded (bounds memory and a fold's pause).
-BOUND = 256
+#: Records held at most before they are folded (bounds memory and a fold's pause; 64 to 2048 timed alike).
+BOUND = 64
 
 
 class PendingRecords:

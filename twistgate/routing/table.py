@@ -31,7 +31,7 @@ __all__ = ["RouteTable"]
 T = TypeVar("T")
 
 #: Paths (and Hosts) whose candidate routes `RouteTable.match` remembers, at most; and their longest path.
-_KNOWN_MAX = 4096
+_KNOWN_MAX = 1024
 _KNOWN_PATH_MAX = 256
 
 
