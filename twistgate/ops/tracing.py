@@ -27,6 +27,7 @@ from twistgate.plugins.hookspecs import hookimpl
 TRACEPARENT = b"Traceparent"  # Twisted's canonical form of the names
 TRACESTATE = b"Tracestate"
 SERVER, CLIENT = 2, 3  # OTLP SpanKind
+_FLAGS = ("00", "01")  # a version-00 traceparent's flags, as begun here (only the sampled bit)
 
 
 @attrs.define(slots=True)
@@ -101,8 +102,9 @@ class Tracer:
                 raw[TRACESTATE] = [context.tracestate]
             else:
                 raw.pop(TRACESTATE, None)
-        # TraceParent(...).header(), without the value object.
-        raw[TRACEPARENT] = [f"00-{context.trace_id}-{context.span_id}-{context.flags:02x}".encode("ascii")]
+        # TraceParent(...).header(), without the value object (and without a format spec: the
+        # flags are 0 or 1 here, and ``{flags:02x}`` cost more than the rest of the line).
+        raw[TRACEPARENT] = [f"00-{context.trace_id}-{context.span_id}-{_FLAGS[context.flags]}".encode("ascii")]
         return context
 
     # -- spans ---------------------------------------------------------------
