@@ -35,7 +35,7 @@ from twistgate.engine.writer import SocketWriter, peer_closed
 from twistgate.headers import Headers
 
 if TYPE_CHECKING:
-    from twistgate.engine.pool import UpstreamPool, _PooledRequest
+    from twistgate.engine.pool import UpstreamPool, PooledRequest
 
 __all__ = ["HTTP1ClientProtocol"]
 
@@ -64,7 +64,7 @@ class HTTP1ClientProtocol(Protocol):
         self.on_lost: Optional[Deferred[None]] = None  # fired when the connection is gone (pool.close)
         self._reset(None)
 
-    def _reset(self, request: Optional["_PooledRequest"]) -> None:
+    def _reset(self, request: Optional["PooledRequest"]) -> None:
         self._request = request
         self._response: Optional[UpstreamResponse] = None
         self._method = b""
@@ -90,7 +90,7 @@ class HTTP1ClientProtocol(Protocol):
 
     # -- sending ---------------------------------------------------------------
 
-    def send(self, request: "_PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
+    def send(self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
         """Write one request; the outcome goes to ``request`` (`head_received` / `failed`)."""
         self._reset(request)
         self._method = method

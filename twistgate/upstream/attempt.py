@@ -4,24 +4,18 @@ makes them).
 
 `Attempt` does the bookkeeping: in-flight count, latency, and the outcome
 fed to the breaker and the outlier detector exactly once (at the head for a
-failing status, otherwise when the body is over).  `DirectSend` is the
-attempt's send through a client with a callback interface (the HTTP/1.1
-engine's pool): Deferred-free on the hot path, and cancelled exactly as a
-Deferred would be (the forwarding hears a `CancelledError`).
+failing status, otherwise when the body is over).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
-
-from twisted.internet.defer import CancelledError
-from twisted.python.failure import Failure
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from twistgate.upstream.group import Upstream
     from twistgate.upstream.target import Target
 
-__all__ = ["Attempt", "DirectSend"]
+__all__ = ["Attempt"]
 
 
 class Attempt:
@@ -90,40 +84,3 @@ class Attempt:
         if not self.closed:
             self.closed = True
             self.target.in_flight -= 1
-
-
-
-class DirectSend:
-    """
-    One attempt sent with callbacks: ``settled(result, *args)`` is called
-    once, with the response or a `Failure`; `cancel()` before that stops the
-    send and settles with `CancelledError` (what cancelling a Deferred would do).
-    """
-
-    __slots__ = ("settled", "args", "handle")
-
-    def __init__(self, settled: Callable[..., None], *args: Any) -> None:
-        self.settled: Optional[Callable[..., None]] = settled
-        self.args = args
-        self.handle: Any = None  # the client's own handle, to cancel
-
-    def head(self, response: Any) -> None:
-        settled, self.settled = self.settled, None
-        self.handle = None  # it holds our callbacks: no cycle left behind
-        if settled is not None:
-            settled(response, *self.args)
-
-    def failed(self, failure: Failure) -> None:
-        settled, self.settled = self.settled, None
-        self.handle = None
-        if settled is not None:
-            settled(failure, *self.args)
-
-    def cancel(self) -> None:
-        settled, self.settled = self.settled, None
-        if settled is None:
-            return
-        handle, self.handle = self.handle, None
-        if handle is not None:
-            handle.cancel()
-        settled(Failure(CancelledError()), *self.args)

@@ -8,9 +8,10 @@ attempt or a backoff).
 
 A `Forwarding` reports with plain callbacks, exactly once: ``on_head(response)``
 or ``on_failed(failure)`` (`CancelledError` when cancelled).  On the hot
-path nothing here makes a Deferred: the HTTP/1.1 engine's pool is called
-with callbacks too (`twistgate.upstream.attempt.DirectSend`); a traced
-attempt, another client or an extension balancer still go through theirs.
+path nothing here makes a Deferred: a `Forwarding` *is* the HTTP/1.1
+engine's pooled request (`twistgate.engine.pool.PooledRequest`), so an
+attempt goes to the pool with no object or callback of its own; a traced
+attempt, another client or an extension balancer still go through Deferreds.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twistgate.engine.pool import PooledRequest
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
-from twistgate.upstream.attempt import Attempt, DirectSend
+from twistgate.upstream.attempt import Attempt
 from twistgate.upstream.body import WatchedBody
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
@@ -39,14 +41,15 @@ __all__ = ["Attempt", "DEFAULT_REPLAY_BUFFER", "Forwarding"]
 DEFAULT_REPLAY_BUFFER = 64 * 1024
 
 _log = Logger()
+_SENDING = object()  # `Forwarding.current` while an attempt is this object's own pooled request
 
 
-class Forwarding:
+class Forwarding(PooledRequest):
     """The attempts of one request (see the module docstring)."""
 
     __slots__ = (
         "upstream", "on_head", "on_failed", "prefer", "policy", "request", "body", "call", "preserve_host", "tried",
-        "current", "read_timer", "_watch", "total_timer", "last_error", "done",
+        "current", "read_timer", "_watch", "total_timer", "last_error", "done", "attempt",
     )  # fmt: skip
 
     def __init__(
@@ -72,7 +75,8 @@ class Forwarding:
         self.call = call
         self.preserve_host = preserve_host
         self.tried: List[Any] = []
-        self.current: Any = None  # an attempt (a Deferred or a DirectSend) or a backoff wait, to cancel
+        self.current: Any = None  # an attempt (a Deferred, or _SENDING) or a backoff wait, to cancel
+        self.attempt: Optional[Attempt] = None  # the attempt sent through the pool (while _SENDING)
         self.read_timer: Any = None
         self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
         self.total_timer: Any = None
@@ -145,49 +149,75 @@ class Forwarding:
             watch = self._watch = body = WatchedBody(
                 body, upstream.clock, write, lambda: self._stalled(watch), lambda: self._sent(watch)
             )
-        if upstream.direct_send is not None and upstream.untraced():
-            # The hot path: the pool calls back, no Deferred anywhere.
-            sending = DirectSend(self._settled_safely, attempt, watch)
-            self.current = sending
+        policy = self.policy
+        pool = upstream.pool
+        if pool is not None and upstream.untraced():
+            # The hot path: this object is the pool's request, no Deferred anywhere.
+            self.prepare(
+                pool, target.key, upstream.endpoint_of(target, policy.connect), request.method, request.target,
+                request.headers, body, call.interim,
+            )
+            self.attempt = attempt
+            self.current = _SENDING
             if watch is None or watch.sent:
-                self.read_timer = upstream.timers.call_later(self.policy.read, sending.cancel)
+                self.read_timer = upstream.timers.call_later(policy.read, self._stop_sending)
             try:
-                sending.handle = upstream.direct_send(
-                    upstream.with_connect_timeout(target, self.policy.connect), request.method, request.target,
-                    request.headers, body, call.interim, sending.head, sending.failed,
-                )
+                pool.dispatch(self)
             except Exception:
-                sending.failed(Failure())
+                if not self.silenced:
+                    self.silenced = True
+                    self.refused(Failure())
             return
         try:
-            sent_to = upstream.with_connect_timeout(target, self.policy.connect)
+            sent_to = upstream.with_connect_timeout(target, policy.connect)
             d = upstream.send(sent_to, request.method, request.target, request.headers, body, call.interim)
         except Exception:
             d = Deferred()
             d.errback()
         self.current = d
         if watch is None or watch.sent:
-            self.read_timer = upstream.timers.call_later(self.policy.read, d.cancel)
+            self.read_timer = upstream.timers.call_later(policy.read, d.cancel)
         d.addBoth(self._settled, attempt, watch).addErrback(self._crashed)
 
-    def _settled_safely(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody]) -> None:
-        """`_settled` for a `DirectSend`: a bug in it is logged as `_crashed` would log it."""
+    # -- the pool's request (`PooledRequest`) ----------------------------------------
+
+    def answered(self, response: Any) -> None:
+        self._settled_safely(response)
+
+    def refused(self, failure: Failure) -> None:
+        self._settled_safely(failure)
+
+    def _stop_sending(self) -> None:
+        """Cancel the attempt under way in the pool: it settles with `CancelledError`, as a cancelled Deferred would."""
+        if self.silenced or self.current is not _SENDING:
+            return
+        self.stop()
+        self._settled_safely(Failure(CancelledError()))
+
+    def _settled_safely(self, result: Any) -> None:
+        """`_settled` for the pool's attempt: a bug in it is logged as `_crashed` would log it."""
+        attempt, self.attempt = self.attempt, None
         try:
-            self._settled(result, attempt, watch)
+            self._settled(result, attempt, self._watch)  # type: ignore[arg-type]
         except Exception:
             self._crashed(Failure())
 
+    def _cancel_current(self) -> None:
+        current = self.current
+        if current is _SENDING:
+            self._stop_sending()
+        elif current is not None:
+            current.cancel()
+
     def _sent(self, watch: Optional[WatchedBody]) -> None:
         """The request body is all written: the wait for the head starts now."""
-        d = self.current
-        if watch is self._watch and self.read_timer is None and d is not None:
-            self.read_timer = self.upstream.timers.call_later(self.policy.read, d.cancel)
+        if watch is self._watch and self.read_timer is None and self.current is not None:
+            self.read_timer = self.upstream.timers.call_later(self.policy.read, self._cancel_current)
 
     def _stalled(self, watch: Optional[WatchedBody]) -> None:
         """The upstream took none of the body for the write timeout: this attempt fails (504)."""
-        d = self.current
-        if watch is self._watch and d is not None:
-            d.cancel()
+        if watch is self._watch:
+            self._cancel_current()
 
     def _settled(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody] = None) -> None:
         self.current = None
@@ -329,6 +359,9 @@ class Forwarding:
         self.on_failed(Failure(CancelledError()))
 
     def _halt(self) -> None:
+        if self.current is _SENDING:
+            self._stop_sending()
+            return
         current, self.current = self.current, None
         if current is not None:
             current.cancel()
