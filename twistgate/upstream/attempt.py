@@ -4,12 +4,17 @@ makes them).
 
 `Attempt` does the bookkeeping: in-flight count, latency, and the outcome
 fed to the breaker and the outlier detector exactly once (at the head for a
-failing status, otherwise when the body is over).
+failing status, otherwise when the body is over).  Its base
+`twistgate.upstream.watch.ResponseWatch` makes it the read timeout and,
+once the head arrived, the response the exchange relays: one object per
+attempt from the send to the end of the body.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+from twistgate.upstream.watch import ResponseWatch
 
 if TYPE_CHECKING:
     from twistgate.upstream.group import Upstream
@@ -18,16 +23,17 @@ if TYPE_CHECKING:
 __all__ = ["Attempt"]
 
 
-class Attempt:
+class Attempt(ResponseWatch):
     """One try on one target, from send to the end of the body."""
 
     __slots__ = ("upstream", "target", "ticket", "started", "breaker_due", "outlier_due", "closed")
 
-    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int]) -> None:
+    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int], read: float) -> None:
+        ResponseWatch.__init__(self, upstream.timers, read)
         self.upstream = upstream
         self.target = target
         self.ticket = ticket
-        self.started = upstream.clock.seconds()
+        self.started = self.clock.seconds()
         self.breaker_due = target.breaker is not None and ticket is not None
         self.outlier_due = upstream.outlier is not None
         self.closed = False
@@ -39,10 +45,12 @@ class Attempt:
         self._settle(False)
         self._close()
 
-    def head(self, status: int) -> None:
-        """A response head arrived: latency, and failing statuses count at once."""
+    def answered(self, response: Any) -> "Attempt":
+        """A response head arrived: latency, and failing statuses count at once; the attempt now stands for it."""
+        self.watch(response)
+        status = response.code
         upstream, target = self.upstream, self.target
-        now = upstream.clock.seconds()
+        now = self.clock.seconds()
         target.latency.add(now - self.started, now)
         failing = False
         if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
@@ -56,6 +64,7 @@ class Attempt:
             failing = True
         if failing:
             target.last_error = f"answered {status}"
+        return self
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
         """The response body ended (`ok`: complete, or stopped by the gateway)."""
@@ -81,6 +90,8 @@ class Attempt:
             self.upstream.outlier.record(self.target, ok, self.upstream.targets)  # type: ignore[union-attr]
 
     def _close(self) -> None:
+        if self.timer is not None:
+            self.stop_timer()
         if not self.closed:
             self.closed = True
             self.target.in_flight -= 1

@@ -30,7 +30,6 @@ from twistgate.upstream.attempt import Attempt
 from twistgate.upstream.body import WatchedBody
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
-from twistgate.upstream.watch import WatchedResponse
 
 if TYPE_CHECKING:
     from twistgate.upstream.group import Upstream, UpstreamCall
@@ -49,7 +48,7 @@ class Forwarding(PooledRequest):
 
     __slots__ = (
         "upstream", "on_head", "on_failed", "prefer", "policy", "request", "body", "call", "preserve_host", "tried",
-        "current", "read_timer", "_watch", "total_timer", "last_error", "done", "attempt",
+        "current", "_watch", "total_timer", "last_error", "done", "attempt",
     )  # fmt: skip
 
     def __init__(
@@ -77,7 +76,6 @@ class Forwarding(PooledRequest):
         self.tried: List[Any] = []
         self.current: Any = None  # an attempt (a Deferred, or _SENDING) or a backoff wait, to cancel
         self.attempt: Optional[Attempt] = None  # the attempt sent through the pool (while _SENDING)
-        self.read_timer: Any = None
         self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
         self.total_timer: Any = None
         self.last_error: Optional[GatewayError] = None
@@ -131,7 +129,7 @@ class Forwarding(PooledRequest):
         upstream = self.upstream
         target, ticket = admitted
         self.tried.append(target)
-        attempt = Attempt(upstream, target, ticket)
+        attempt = Attempt(upstream, target, ticket, self.policy.read)
         call = self.call
         call.target = target
         call.attempts += 1
@@ -160,7 +158,7 @@ class Forwarding(PooledRequest):
             self.attempt = attempt
             self.current = _SENDING
             if watch is None or watch.sent:
-                self.read_timer = upstream.timers.call_later(policy.read, self._stop_sending)
+                attempt.wait_head(self._stop_sending)
             try:
                 pool.dispatch(self)
             except Exception:
@@ -175,8 +173,9 @@ class Forwarding(PooledRequest):
             d = Deferred()
             d.errback()
         self.current = d
+        self.attempt = attempt
         if watch is None or watch.sent:
-            self.read_timer = upstream.timers.call_later(policy.read, d.cancel)
+            attempt.wait_head(d.cancel)
         d.addBoth(self._settled, attempt, watch).addErrback(self._crashed)
 
     # -- the pool's request (`PooledRequest`) ----------------------------------------
@@ -211,8 +210,9 @@ class Forwarding(PooledRequest):
 
     def _sent(self, watch: Optional[WatchedBody]) -> None:
         """The request body is all written: the wait for the head starts now."""
-        if watch is self._watch and self.read_timer is None and self.current is not None:
-            self.read_timer = self.upstream.timers.call_later(self.policy.read, self._cancel_current)
+        attempt = self.attempt
+        if watch is self._watch and attempt is not None and attempt.timer is None and self.current is not None:
+            attempt.wait_head(self._cancel_current)
 
     def _stalled(self, watch: Optional[WatchedBody]) -> None:
         """The upstream took none of the body for the write timeout: this attempt fails (504)."""
@@ -222,10 +222,10 @@ class Forwarding(PooledRequest):
     def _settled(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody] = None) -> None:
         self.current = None
         self._watch = None
-        timer, self.read_timer = self.read_timer, None
-        timed_out = timer is not None and not timer.active()
-        if timer is not None and not timed_out:
-            timer.cancel()
+        self.attempt = None
+        timed_out = attempt.timed_out  # no head within the read timeout
+        if isinstance(result, Failure):
+            attempt.stop_timer()  # a head keeps it: it times the body's gaps next
         stalled = watch is not None and watch.stalled_out
         if watch is not None:
             timed_out = timed_out or stalled
@@ -277,8 +277,7 @@ class Forwarding(PooledRequest):
 
     def _got_head(self, response: Any, attempt: Attempt) -> None:
         status = response.code
-        attempt.head(status)
-        watched = WatchedResponse(response, attempt.body_over, self.policy.read, self.upstream.timers)
+        watched = attempt.answered(response)
         retry = self.policy.retry
         if retry is not None and status in retry.statuses:
             if self._may_retry(None, status, sent=True):
