@@ -321,11 +321,12 @@ class Forwarding(PooledRequest):
 
     # -- the end ---------------------------------------------------------------
 
-    def _succeed(self, response: Any) -> None:
+    def _succeed(self, response: Attempt) -> None:
         self.done = True
         self._stop_total()
         self.call.head_at = self.upstream.clock.seconds()
         self.on_head(response)
+        response.handed_over()
 
     def _fail(self, error: GatewayError) -> None:
         self.done = True

@@ -51,7 +51,7 @@ class ResponseWatch:
     __slots__ = (
         "_response", "code", "phrase", "headers", "length", "version",
         "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last",
-        "inner", "transport", "paused", "stopped_here",
+        "inner", "transport", "paused", "stopped_here", "delivering",
     )  # fmt: skip
 
     def __init__(self, timers: Timers, idle: float) -> None:
@@ -67,6 +67,7 @@ class ResponseWatch:
         self.transport: Any = None
         self.paused = False
         self.stopped_here = False  # the gateway stopped it (client gone, route timeout, discard)
+        self.delivering = False  # inside `deliverBody`
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
         raise NotImplementedError
@@ -79,18 +80,27 @@ class ResponseWatch:
         self.timer = self.timers.call_later(self.idle, self._expired)
 
     def watch(self, response: Any) -> None:
-        """The head arrived: stand in for `response`; delivering its body starts the wait for the next bytes."""
+        """
+        The head arrived: stand in for `response`.  The timer runs on, for
+        the body when it is delivered at once (see `handed_over`).
+        """
         self._response = response
         self.on_timeout = None
-        if self.timer is not None:
-            # Not kept for the body: nothing may be pending while the body waits for a reader.
-            self.timer.cancel()
-            self.timer = None
         self.code = response.code
         self.phrase = response.phrase
         self.headers = response.headers
         self.length = response.length
         self.version = response.version
+
+    def handed_over(self) -> None:
+        """
+        The exchange has the head (and usually asked for the body in the
+        same breath, which took the head's timer over for it): a body nobody
+        reads yet waits with no timer pending; delivering it starts one.
+        """
+        if self.inner is None and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     # -- the response face -----------------------------------------------------------
 
@@ -113,7 +123,13 @@ class ResponseWatch:
 
     def deliverBody(self, protocol: Any) -> None:
         self.inner = protocol
+        self.delivering = True
         self._response.deliverBody(self)
+        self.delivering = False
+        if self.inner is not None and self.transport is not None:
+            # The body goes on after what had arrived with the head (delivered
+            # just now): only such a body needs the timer.
+            self._start_timer()
 
     def detach(self, protocol: Any) -> None:
         """
@@ -153,6 +169,7 @@ class ResponseWatch:
             self.last = now = self.clock.seconds()
             if self.timer is None:
                 self.timer = self.timers.call_at(now + self.idle, self._expired)
+            # else the head's, due no later than now + idle: it re-arms itself for the rest when it fires
 
     def stop_timer(self) -> None:
         if self.timer is not None:
@@ -167,6 +184,8 @@ class ResponseWatch:
             if on_timeout is not None:
                 on_timeout()
             return
+        if self.inner is None:
+            return  # not delivered (yet): delivering it starts the wait
         due = self.last + self.idle
         if due > self.clock.seconds():  # a chunk came meanwhile: wait for the rest of its window
             self.timer = self.timers.call_at(due, self._expired)
@@ -178,7 +197,8 @@ class ResponseWatch:
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
-        self._start_timer()
+        if not self.delivering:  # else the timer starts once `deliverBody` handed over what is here already
+            self._start_timer()
         self.inner.makeConnection(self)
 
     def dataReceived(self, data: bytes) -> None:
