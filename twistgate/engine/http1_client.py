@@ -62,17 +62,14 @@ class HTTP1ClientProtocol(Protocol):
         self._paused = False
         self._release: Any = False  # the response to report done after the current read
         self.on_lost: Optional[Deferred[None]] = None  # fired when the connection is gone (pool.close)
-        self._reset(None)
-
-    def _reset(self, request: Optional["PooledRequest"]) -> None:
-        self._request = request
+        # One request's state (`send` sets again what a clean end leaves otherwise).
+        self._request: Optional["PooledRequest"] = None
         self._response: Optional[UpstreamResponse] = None
         self._method = b""
         self._on_interim: Any = None
         self._reused = False
         self._sent = False
         self._body: Any = None
-        self._body_started = False
         self._body_done = True
         self._chunked = False
         self._pending_head: Optional[bytes] = None
@@ -92,10 +89,17 @@ class HTTP1ClientProtocol(Protocol):
 
     def send(self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
         """Write one request; the outcome goes to ``request`` (`head_received` / `failed`)."""
-        self._reset(request)
+        # The state a clean end of the previous exchange did not leave as a
+        # new one starts (a connection is reused only after a clean end).
+        self._request = request
         self._method = method
         self._on_interim = on_interim
         self._reused = reused
+        self._sent = False
+        self._chunked = False
+        self._got_bytes = False
+        self._persist = False
+        self._message_done = False
         self.requests += 1
         line = b"%s %s HTTP/1.1\r\n" % (method, target)
         transport = self.transport
@@ -117,7 +121,6 @@ class HTTP1ClientProtocol(Protocol):
         self._body_done = False
         self._pending_head = head_bytes(line, raw, extra)
         transport.registerProducer(body, True)
-        self._body_started = True
         d = body.startProducing(self)
         if self._pending_head is not None and self._body is body:
             self._sent = True

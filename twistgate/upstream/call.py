@@ -89,9 +89,10 @@ class Forwarding(PooledRequest):
             self.upstream.budget.deposit()
         # Kept (by reference) so a retry, or the pool's one retry on a fresh
         # connection after the upstream closed a pooled one, can send it again.
-        keep = getattr(self.body, "keep_for_replay", None)
-        if keep is not None:
-            keep(policy.retry.replay_buffer if policy.retry is not None else DEFAULT_REPLAY_BUFFER)
+        if self.body is not None:
+            keep = getattr(self.body, "keep_for_replay", None)
+            if keep is not None:
+                keep(policy.retry.replay_buffer if policy.retry is not None else DEFAULT_REPLAY_BUFFER)
         self._attempt()
         return self
 
@@ -104,7 +105,8 @@ class Forwarding(PooledRequest):
         except GatewayError as error:
             self._fail(self.last_error or error)
             return
-        if isinstance(admitted, Deferred):  # an extension balancer is choosing
+        # (Deferred's metaclass is ABCMeta: rule out the usual tuple first.)
+        if admitted.__class__ is not tuple and isinstance(admitted, Deferred):  # an extension balancer is choosing
             self.current = admitted
             admitted.addCallbacks(self._send_to, self._not_admitted).addErrback(self._not_admitted)
             return
@@ -180,12 +182,6 @@ class Forwarding(PooledRequest):
 
     # -- the pool's request (`PooledRequest`) ----------------------------------------
 
-    def answered(self, response: Any) -> None:
-        self._settled_safely(response)
-
-    def refused(self, failure: Failure) -> None:
-        self._settled_safely(failure)
-
     def _stop_sending(self) -> None:
         """Cancel the attempt under way in the pool: it settles with `CancelledError`, as a cancelled Deferred would."""
         if self.silenced or self.current is not _SENDING:
@@ -200,6 +196,9 @@ class Forwarding(PooledRequest):
             self._settled(result, attempt, self._watch)  # type: ignore[arg-type]
         except Exception:
             self._crashed(Failure())
+
+    #: The pool's outcome (`PooledRequest`): the head, or the failure.
+    answered = refused = _settled_safely
 
     def _cancel_current(self) -> None:
         current = self.current
@@ -324,7 +323,7 @@ class Forwarding(PooledRequest):
     def _succeed(self, response: Attempt) -> None:
         self.done = True
         self._stop_total()
-        self.call.head_at = self.upstream.clock.seconds()
+        self.call.head_at = response.head_at
         self.on_head(response)
         response.handed_over()
 

@@ -30,7 +30,6 @@ from zope.interface import implementer
 
 from twistgate.errors import UpstreamTimeout
 from twistgate.relay import body_ended_cleanly
-from twistgate.timers import Timers
 from twistgate.upstream.failures import describe
 
 #: Called once with (ok, error text) when the body is over.
@@ -45,7 +44,8 @@ class BodyIdleTimeout(UpstreamTimeout):
 class ResponseWatch:
     """
     The response face and the body watch of an attempt (see the module
-    docstring); `body_over(ok, error)` is the subclass's.
+    docstring); `body_over(ok, error)` is the subclass's, and so is the
+    setting of every field (`Attempt.__init__`: one call less per attempt).
     """
 
     __slots__ = (
@@ -53,21 +53,6 @@ class ResponseWatch:
         "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last",
         "inner", "transport", "paused", "stopped_here", "delivering",
     )  # fmt: skip
-
-    def __init__(self, timers: Timers, idle: float) -> None:
-        self._response: Any = None  # the upstream's, once its head arrived
-        self.timers = timers
-        self.clock = timers.clock
-        self.idle = idle  # the read timeout
-        self.timer: Any = None
-        self.on_timeout: Optional[Callable[[], None]] = None
-        self.timed_out = False  # no head, or no body bytes, within the read timeout
-        self.last = 0.0  # clock time of the last chunk (or of the start / resume)
-        self.inner: Any = None  # the exchange's body protocol, once delivered
-        self.transport: Any = None
-        self.paused = False
-        self.stopped_here = False  # the gateway stopped it (client gone, route timeout, discard)
-        self.delivering = False  # inside `deliverBody`
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
         raise NotImplementedError
