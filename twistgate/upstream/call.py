@@ -59,11 +59,11 @@ class Forwarding(PooledRequest):
         body: Any,
         call: "UpstreamCall",
         preserve_host: bool,
-        prefer: Any = None,
-        *,
+        prefer: Any,
         on_head: Callable[[Any], None],
         on_failed: Callable[[Failure], None],
     ) -> None:
+        """Made and started at once (`Upstream.start_forward`): the first attempt is under way when it returns."""
         self.upstream = upstream
         self.on_head = on_head
         self.on_failed = on_failed
@@ -75,26 +75,23 @@ class Forwarding(PooledRequest):
         self.preserve_host = preserve_host
         self.tried: List[Any] = []
         self.current: Any = None  # an attempt (a Deferred, or _SENDING) or a backoff wait, to cancel
-        self.attempt: Optional[Attempt] = None  # the attempt sent through the pool (while _SENDING)
+        self.attempt: Optional[Attempt] = None  # the attempt under way, until its head or failure
         self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
         self.total_timer: Any = None
         self.last_error: Optional[GatewayError] = None
         self.done = False
-
-    def start(self) -> "Forwarding":
-        policy = self.policy
         if policy.total is not None:
-            self.total_timer = self.upstream.timers.call_later(policy.total, self._total_expired)
-        if policy.retry is not None:
-            self.upstream.budget.deposit()
-        # Kept (by reference) so a retry, or the pool's one retry on a fresh
-        # connection after the upstream closed a pooled one, can send it again.
-        if self.body is not None:
-            keep = getattr(self.body, "keep_for_replay", None)
+            self.total_timer = upstream.timers.call_later(policy.total, self._total_expired)
+        retry = policy.retry
+        if retry is not None:
+            upstream.budget.deposit()
+        if body is not None:
+            # Kept (by reference) so a retry, or the pool's one retry on a fresh
+            # connection after the upstream closed a pooled one, can send it again.
+            keep = getattr(body, "keep_for_replay", None)
             if keep is not None:
-                keep(policy.retry.replay_buffer if policy.retry is not None else DEFAULT_REPLAY_BUFFER)
+                keep(retry.replay_buffer if retry is not None else DEFAULT_REPLAY_BUFFER)
         self._attempt()
-        return self
 
     # -- one attempt ---------------------------------------------------------
 
