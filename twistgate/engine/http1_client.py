@@ -29,7 +29,7 @@ from twistgate.engine.errors import (
     UpstreamClosedConnection,
     UpstreamProtocolError,
 )
-from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
+from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter, peer_closed
 from twistgate.headers import Headers
@@ -41,7 +41,10 @@ __all__ = ["HTTP1ClientProtocol"]
 
 _log = Logger()
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-_VERSIONS = {"1.1": (b"HTTP", 1, 1), "1.0": (b"HTTP", 1, 0)}
+_HTTP11 = (b"HTTP", 1, 1)
+_VERSIONS = {"1.1": _HTTP11, "1.0": (b"HTTP", 1, 0)}
+_NO_BODY = frozenset({101, 204, 304})  # statuses whose answers have no body, whatever their fields say
+_bare_headers = Headers.__new__
 _DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
 
 
@@ -220,8 +223,10 @@ class HTTP1ClientProtocol(Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         code = parser.get_status_code()
-        raw, self._raw = self._raw, {}
-        headers = wrap_headers(raw)
+        raw = self._raw
+        self._raw = {}
+        headers = _bare_headers(Headers)  # `wrap_headers`, inline: names canonical, values clean
+        headers.raw = raw
         phrase, self._phrase = self._phrase, b""
         if code < 200 and code != 101:
             self._interim = True
@@ -232,9 +237,17 @@ class HTTP1ClientProtocol(Protocol):
                     _log.failure("on_interim failed")
             return
         self._interim = False
-        version = _VERSIONS.get(parser.get_http_version(), (b"HTTP", 1, 1))
-        length, self._until_close = response_length(raw, code, self._method)
-        self._persist = persists(raw.get(b"Connection"), version[2] == 1) and not self._until_close and code != 101
+        version = _VERSIONS.get(parser.get_http_version(), _HTTP11)
+        method = self._method
+        lengths = raw.get(CONTENT_LENGTH)
+        if lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw:
+            length, until_close = int(lengths[0]), False  # the usual answer (`response_length`'s own first case)
+        else:
+            length, until_close = response_length(raw, code, method)
+        self._until_close = until_close
+        connection = raw.get(b"Connection")
+        http11 = version is _HTTP11
+        self._persist = (http11 if connection is None else persists(connection, http11)) and not until_close and code != 101
         response = UpstreamResponse(self, code, phrase, version, headers, length)
         self._response = response
         request, self._request = self._request, None
