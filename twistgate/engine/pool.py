@@ -297,7 +297,7 @@ class PooledRequest:
             return
         error = failure.value
         stale = isinstance(error, UpstreamClosedConnection) and error.reused
-        if stale and self._may_retry(error):
+        if stale and self._may_resend(error):
             self.retried = True
             replay = getattr(self.payload, "attempt", None)
             if self.payload is not None and replay is not None:
@@ -310,7 +310,7 @@ class PooledRequest:
         self.silenced = True
         self.refused(failure)
 
-    def _may_retry(self, error: UpstreamClosedConnection) -> bool:
+    def _may_resend(self, error: UpstreamClosedConnection) -> bool:
         if self.retried:
             return False
         if error.sent and self.method not in IDEMPOTENT:
