@@ -23,12 +23,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from twistgate.engine.errors import (
-    ResponseBodyStopped,
-    ResponseBodyTruncated,
-    UpstreamClosedConnection,
-    UpstreamProtocolError,
-)
+from twistgate.engine.errors import ResponseBodyStopped, ResponseBodyTruncated, UpstreamClosedConnection, UpstreamProtocolError
 from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter, peer_closed
@@ -44,7 +39,6 @@ _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _HTTP11 = (b"HTTP", 1, 1)
 _VERSIONS = {"1.1": _HTTP11, "1.0": (b"HTTP", 1, 0)}
 _NO_BODY = frozenset({101, 204, 304})  # statuses whose answers have no body, whatever their fields say
-_bare_headers = Headers.__new__
 _DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
 
 
@@ -92,8 +86,7 @@ class HTTP1ClientProtocol(Protocol):
 
     def send(self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
         """Write one request; the outcome goes to ``request`` (`head_received` / `failed`)."""
-        # The state a clean end of the previous exchange did not leave as a
-        # new one starts (a connection is reused only after a clean end).
+        # What a clean end (the only one after which a connection is reused) does not leave as a new request needs:
         self._request = request
         self._method = method
         self._on_interim = on_interim
@@ -225,7 +218,7 @@ class HTTP1ClientProtocol(Protocol):
         code = parser.get_status_code()
         raw = self._raw
         self._raw = {}
-        headers = _bare_headers(Headers)  # `wrap_headers`, inline: names canonical, values clean
+        headers = Headers.__new__(Headers)  # `wrap_headers`, inline: names canonical, values clean
         headers.raw = raw
         phrase, self._phrase = self._phrase, b""
         if code < 200 and code != 101:
