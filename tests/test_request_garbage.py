@@ -35,8 +35,8 @@ routes:
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
 PER_REQUEST = {
-    "Exchange", "ServerRequest", "ProxyRequest", "ProxyResponse", "UpstreamCall", "Attempt", "DirectSend",
-    "Forwarding", "_PooledRequest", "UpstreamResponse", "WatchedResponse", "BodyRelay", "_BodyWatch", "Headers",
+    "Exchange", "ServerRequest", "ProxyRequest", "ProxyResponse", "UpstreamCall", "Attempt",
+    "Forwarding", "_CallbackRequest", "UpstreamResponse", "BodyRelay", "Headers",
     "ExchangeRecord", "TraceContext",
 }  # fmt: skip
 

@@ -286,6 +286,37 @@ def test_a_body_that_stalls_is_cut_after_the_read_timeout():
     assert upstream.targets[0].outlier.ejected_until is not None  # a stalled body is a failure
 
 
+def test_a_body_asked_for_with_its_head_is_timed_from_then_not_from_the_send():
+    """The head's read timer carries on for the body: the gap still runs from the head, a whole read timeout."""
+    upstream, agent, clock = make_upstream("targets: [{url: 'http://a'}]\ntimeouts: {read: 5s}")
+    d, _ = forward(upstream)
+    clock.advance(4)  # the head comes late, within the read timeout
+    lost = []
+    reader = type("P", (), {"makeConnection": lambda s, t: None, "dataReceived": lambda s, data: None, "connectionLost": lambda s, r: lost.append(r)})()
+    d.addCallback(lambda response: response.deliverBody(reader))  # in the head's callback, as the exchange does
+    upstream_response = FakeResponse(200, None)
+    agent.sent[0].deferred.callback(upstream_response)
+    clock.advance(4.5)  # past the send's read timeout: not the body's
+    assert not upstream_response.transport.stopped
+    clock.advance(0.5)
+    assert upstream_response.transport.stopped
+    upstream_response.end(Failure(ResponseFailed([])))
+    assert lost[0].check(UpstreamTimeout)
+    assert len(upstream.timers) == 0
+
+
+def test_a_body_read_whole_leaves_no_timer_behind():
+    upstream, agent, clock = make_upstream("targets: [{url: 'http://a'}]\ntimeouts: {read: 5s}")
+    d, _ = forward(upstream)
+    sink = []
+    reader = type("P", (), {"makeConnection": lambda s, t: None, "dataReceived": lambda s, data: sink.append(data), "connectionLost": lambda s, r: sink.append("end")})()
+    d.addCallback(lambda response: response.deliverBody(reader))
+    agent.sent[0].deferred.callback(FakeResponse(200, b"abc"))
+    assert sink == [b"abc", "end"]
+    assert len(upstream.timers) == 0 and clock.getDelayedCalls() == []
+    assert upstream.targets[0].in_flight == 0
+
+
 def test_back_pressure_suspends_the_body_timer():
     upstream, agent, clock = make_upstream("targets: [{url: 'http://a'}]\ntimeouts: {read: 5s}")
     d, _ = forward(upstream)

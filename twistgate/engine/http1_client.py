@@ -23,25 +23,22 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from twistgate.engine.errors import (
-    ResponseBodyStopped,
-    ResponseBodyTruncated,
-    UpstreamClosedConnection,
-    UpstreamProtocolError,
-)
-from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length, wrap_headers
+from twistgate.engine.errors import ResponseBodyStopped, ResponseBodyTruncated, UpstreamClosedConnection, UpstreamProtocolError
+from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter, peer_closed
 from twistgate.headers import Headers
 
 if TYPE_CHECKING:
-    from twistgate.engine.pool import UpstreamPool, _PooledRequest
+    from twistgate.engine.pool import UpstreamPool, PooledRequest
 
 __all__ = ["HTTP1ClientProtocol"]
 
 _log = Logger()
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-_VERSIONS = {"1.1": (b"HTTP", 1, 1), "1.0": (b"HTTP", 1, 0)}
+_HTTP11 = (b"HTTP", 1, 1)
+_VERSIONS = {"1.1": _HTTP11, "1.0": (b"HTTP", 1, 0)}
+_NO_BODY = frozenset({101, 204, 304})  # statuses whose answers have no body, whatever their fields say
 _DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
 
 
@@ -62,17 +59,14 @@ class HTTP1ClientProtocol(Protocol):
         self._paused = False
         self._release: Any = False  # the response to report done after the current read
         self.on_lost: Optional[Deferred[None]] = None  # fired when the connection is gone (pool.close)
-        self._reset(None)
-
-    def _reset(self, request: Optional["_PooledRequest"]) -> None:
-        self._request = request
+        # One request's state (`send` sets again what a clean end leaves otherwise).
+        self._request: Optional["PooledRequest"] = None
         self._response: Optional[UpstreamResponse] = None
         self._method = b""
         self._on_interim: Any = None
         self._reused = False
         self._sent = False
         self._body: Any = None
-        self._body_started = False
         self._body_done = True
         self._chunked = False
         self._pending_head: Optional[bytes] = None
@@ -90,12 +84,18 @@ class HTTP1ClientProtocol(Protocol):
 
     # -- sending ---------------------------------------------------------------
 
-    def send(self, request: "_PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
+    def send(self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
         """Write one request; the outcome goes to ``request`` (`head_received` / `failed`)."""
-        self._reset(request)
+        # What a clean end (the only one after which a connection is reused) does not leave as a new request needs:
+        self._request = request
         self._method = method
         self._on_interim = on_interim
         self._reused = reused
+        self._sent = False
+        self._chunked = False
+        self._got_bytes = False
+        self._persist = False
+        self._message_done = False
         self.requests += 1
         line = b"%s %s HTTP/1.1\r\n" % (method, target)
         transport = self.transport
@@ -117,7 +117,6 @@ class HTTP1ClientProtocol(Protocol):
         self._body_done = False
         self._pending_head = head_bytes(line, raw, extra)
         transport.registerProducer(body, True)
-        self._body_started = True
         d = body.startProducing(self)
         if self._pending_head is not None and self._body is body:
             self._sent = True
@@ -217,8 +216,10 @@ class HTTP1ClientProtocol(Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         code = parser.get_status_code()
-        raw, self._raw = self._raw, {}
-        headers = wrap_headers(raw)
+        raw = self._raw
+        self._raw = {}
+        headers = Headers.__new__(Headers)  # `wrap_headers`, inline: names canonical, values clean
+        headers.raw = raw
         phrase, self._phrase = self._phrase, b""
         if code < 200 and code != 101:
             self._interim = True
@@ -229,9 +230,17 @@ class HTTP1ClientProtocol(Protocol):
                     _log.failure("on_interim failed")
             return
         self._interim = False
-        version = _VERSIONS.get(parser.get_http_version(), (b"HTTP", 1, 1))
-        length, self._until_close = response_length(raw, code, self._method)
-        self._persist = persists(raw.get(b"Connection"), version[2] == 1) and not self._until_close and code != 101
+        version = _VERSIONS.get(parser.get_http_version(), _HTTP11)
+        method = self._method
+        lengths = raw.get(CONTENT_LENGTH)
+        if lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw:
+            length, until_close = int(lengths[0]), False  # the usual answer (`response_length`'s own first case)
+        else:
+            length, until_close = response_length(raw, code, method)
+        self._until_close = until_close
+        connection = raw.get(b"Connection")
+        http11 = version is _HTTP11
+        self._persist = (http11 if connection is None else persists(connection, http11)) and not until_close and code != 101
         response = UpstreamResponse(self, code, phrase, version, headers, length)
         self._response = response
         request, self._request = self._request, None

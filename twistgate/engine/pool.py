@@ -32,7 +32,7 @@ from twistgate.engine.http1_client import HTTP1ClientProtocol
 from twistgate.engine.response import UpstreamResponse
 from twistgate.headers import Headers
 
-__all__ = ["UpstreamPool"]
+__all__ = ["PooledRequest", "UpstreamPool"]
 
 _log = Logger()
 
@@ -100,19 +100,26 @@ class UpstreamPool:
         on_failed: Callable[[Failure], None],
         *,
         on_interim: Optional[Callable[[int, Headers], None]] = None,
-    ) -> "_PooledRequest":
+    ) -> "PooledRequest":
         """
         `request` without a Deferred, for the hot path: exactly one of
         ``on_head(response)`` or ``on_failed(failure)`` is called, unless the
         returned handle's ``cancel()`` is called first (then neither is).
         """
-        pooled = _PooledRequest(self, key, endpoint, method, target, headers, body, on_interim, on_head, on_failed)
-        connection = self._take(key)
+        pooled = _CallbackRequest()
+        pooled.prepare(self, key, endpoint, method, target, headers, body, on_interim)
+        pooled.on_head = on_head
+        pooled.on_failed = on_failed
+        self.dispatch(pooled)
+        return pooled
+
+    def dispatch(self, pooled: PooledRequest) -> None:
+        """Send a prepared `PooledRequest`: on the warmest idle connection of its key, else on a new one."""
+        connection = self._take(pooled.key)
         if connection is not None:
             pooled.send_on(connection, True)
         else:
             pooled.connect()
-        return pooled
 
     def idle_count(self, key: Hashable) -> int:
         return len(self._idle.get(key, ()))
@@ -208,41 +215,51 @@ class _ClientFactory(Factory):
         return HTTP1ClientProtocol(self.pool, self.key)
 
 
-class _PooledRequest:
-    """One request's way through the pool: a connection, and at most one stale retry."""
+class PooledRequest:
+    """
+    One request's way through the pool: a connection, and at most one stale
+    retry.  The outcome goes to `answered(response)` or `refused(failure)`,
+    exactly once, unless `stop()` came first (then neither).  A base class,
+    so that the caller's own per-request object (the upstream call's
+    `Forwarding`) can be the pooled request itself: no second object, no
+    callbacks to bind.  Set the fields, then `UpstreamPool.dispatch` it.
+    """
 
     __slots__ = (
-        "pool", "key", "endpoint", "method", "target", "headers", "body", "on_interim", "on_head", "on_failed",
-        "connection", "connecting", "retried", "done",
+        "pool", "key", "endpoint", "method", "path", "headers", "payload", "on_interim",
+        "connection", "connecting", "retried", "silenced",
     )  # fmt: skip
 
-    def __init__(
+    def prepare(
         self,
-        pool: UpstreamPool,
+        pool: "UpstreamPool",
         key: Hashable,
         endpoint: IStreamClientEndpoint,
         method: bytes,
-        target: bytes,
+        path: bytes,
         headers: Headers,
-        body: Any,
+        payload: Any,
         on_interim: Any,
-        on_head: Callable[[UpstreamResponse], None],
-        on_failed: Callable[[Failure], None],
     ) -> None:
+        """The request to send (``payload``: the body producer or None)."""
         self.pool = pool
         self.key = key
         self.endpoint = endpoint
         self.method = method
-        self.target = target
+        self.path = path
         self.headers = headers
-        self.body = body
+        self.payload = payload
         self.on_interim = on_interim
-        self.on_head = on_head
-        self.on_failed = on_failed
         self.connection: Optional[HTTP1ClientProtocol] = None
         self.connecting: Optional[Deferred[Any]] = None
         self.retried = False
-        self.done = False
+        self.silenced = False
+
+    def answered(self, response: UpstreamResponse) -> None:
+        raise NotImplementedError
+
+    def refused(self, failure: Failure) -> None:
+        raise NotImplementedError
 
     def connect(self) -> None:
         d = self.endpoint.connect(_ClientFactory(self.pool, self.key))
@@ -251,64 +268,78 @@ class _PooledRequest:
 
     def _connected(self, connection: HTTP1ClientProtocol) -> None:
         self.connecting = None
-        if self.done:
+        if self.silenced:
             connection.close()
             return
         self.send_on(connection, False)
 
     def _connect_failed(self, failure: Failure) -> None:
         self.connecting = None
-        if not self.done:
-            self.done = True
-            self.on_failed(failure)
+        if not self.silenced:
+            self.silenced = True
+            self.refused(failure)
 
     def send_on(self, connection: HTTP1ClientProtocol, reused: bool) -> None:
         self.connection = connection
-        connection.send(self, self.method, self.target, self.headers, self.body, self.on_interim, reused)
+        connection.send(self, self.method, self.path, self.headers, self.payload, self.on_interim, reused)
 
     # called by the connection
 
     def head_received(self, response: UpstreamResponse) -> None:
         self.connection = None
-        if not self.done:
-            self.done = True
-            self.on_head(response)
+        if not self.silenced:
+            self.silenced = True
+            self.answered(response)
 
     def failed(self, failure: Failure, connection: HTTP1ClientProtocol) -> None:
         self.connection = None
-        if self.done:
+        if self.silenced:
             return
         error = failure.value
         stale = isinstance(error, UpstreamClosedConnection) and error.reused
-        if stale and self._may_retry(error):
+        if stale and self._may_resend(error):
             self.retried = True
-            replay = getattr(self.body, "attempt", None)
-            if self.body is not None and replay is not None:
-                self.body = replay()
+            replay = getattr(self.payload, "attempt", None)
+            if self.payload is not None and replay is not None:
+                self.payload = replay()
             self.pool.event("stale_retry", self.key)
             self.connect()
             return
         if stale:
             self.pool.event("closed_by_upstream", self.key)
-        self.done = True
-        self.on_failed(failure)
+        self.silenced = True
+        self.refused(failure)
 
-    def _may_retry(self, error: UpstreamClosedConnection) -> bool:
+    def _may_resend(self, error: UpstreamClosedConnection) -> bool:
         if self.retried:
             return False
         if error.sent and self.method not in IDEMPOTENT:
             raw = self.headers.raw
             if not any(name in raw for name in _IDEMPOTENCY_KEYS):
                 return False
-        body = self.body
+        body = self.payload
         return body is None or bool(getattr(body, "replayable", False))
 
-    def cancel(self) -> None:
-        """Give up on the request: its connection is closed, and neither callback is called."""
-        self.done = True
+    def stop(self) -> None:
+        """Give up on the request: its connection is closed, and neither outcome is reported."""
+        self.silenced = True
         connecting, self.connecting = self.connecting, None
         if connecting is not None:
             connecting.cancel()
         connection, self.connection = self.connection, None
         if connection is not None:
             connection.abort()
+
+
+class _CallbackRequest(PooledRequest):
+    """A `PooledRequest` reporting to two callbacks (`UpstreamPool.send`); its handle's ``cancel()`` is `stop`."""
+
+    __slots__ = ("on_head", "on_failed")
+
+    def answered(self, response: UpstreamResponse) -> None:
+        self.on_head(response)
+
+    def refused(self, failure: Failure) -> None:
+        self.on_failed(failure)
+
+    cancel = PooledRequest.stop

@@ -4,36 +4,49 @@ makes them).
 
 `Attempt` does the bookkeeping: in-flight count, latency, and the outcome
 fed to the breaker and the outlier detector exactly once (at the head for a
-failing status, otherwise when the body is over).  `DirectSend` is the
-attempt's send through a client with a callback interface (the HTTP/1.1
-engine's pool): Deferred-free on the hot path, and cancelled exactly as a
-Deferred would be (the forwarding hears a `CancelledError`).
+failing status, otherwise when the body is over).  Its base
+`twistgate.upstream.watch.ResponseWatch` makes it the read timeout and,
+once the head arrived, the response the exchange relays: one object per
+attempt from the send to the end of the body.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from twisted.internet.defer import CancelledError
-from twisted.python.failure import Failure
+from twistgate.upstream.watch import ResponseWatch
 
 if TYPE_CHECKING:
     from twistgate.upstream.group import Upstream
     from twistgate.upstream.target import Target
 
-__all__ = ["Attempt", "DirectSend"]
+__all__ = ["Attempt"]
 
 
-class Attempt:
+class Attempt(ResponseWatch):
     """One try on one target, from send to the end of the body."""
 
-    __slots__ = ("upstream", "target", "ticket", "started", "breaker_due", "outlier_due", "closed")
+    __slots__ = ("upstream", "target", "ticket", "started", "head_at", "breaker_due", "outlier_due", "closed")
 
-    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int]) -> None:
+    def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int], read: float) -> None:
+        # The base's fields too, here: one call less per attempt.
+        timers = upstream.timers
+        self.timers = timers
+        self.clock = clock = timers.clock
+        self.idle = read  # the read timeout
+        self._response: Any = None  # the upstream's, once its head arrived
+        self.timer: Any = None
+        self.on_timeout: Any = None
+        self.timed_out = False  # no head, or no body bytes, within the read timeout
+        self.inner: Any = None  # the exchange's body protocol, once delivered
+        self.transport: Any = None
+        self.paused = False
+        self.stopped_here = False  # the gateway stopped it (client gone, route timeout, discard)
+        self.delivering = False  # inside `deliverBody`
         self.upstream = upstream
         self.target = target
         self.ticket = ticket
-        self.started = upstream.clock.seconds()
+        self.started = clock.seconds()
         self.breaker_due = target.breaker is not None and ticket is not None
         self.outlier_due = upstream.outlier is not None
         self.closed = False
@@ -45,10 +58,12 @@ class Attempt:
         self._settle(False)
         self._close()
 
-    def head(self, status: int) -> None:
-        """A response head arrived: latency, and failing statuses count at once."""
+    def answered(self, response: Any) -> "Attempt":
+        """A response head arrived: latency, and failing statuses count at once; the attempt now stands for it."""
+        self.watch(response)
+        status = response.code
         upstream, target = self.upstream, self.target
-        now = upstream.clock.seconds()
+        self.head_at = now = self.clock.seconds()
         target.latency.add(now - self.started, now)
         failing = False
         if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
@@ -62,6 +77,7 @@ class Attempt:
             failing = True
         if failing:
             target.last_error = f"answered {status}"
+        return self
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
         """The response body ended (`ok`: complete, or stopped by the gateway)."""
@@ -87,43 +103,8 @@ class Attempt:
             self.upstream.outlier.record(self.target, ok, self.upstream.targets)  # type: ignore[union-attr]
 
     def _close(self) -> None:
+        if self.timer is not None:
+            self.stop_timer()
         if not self.closed:
             self.closed = True
             self.target.in_flight -= 1
-
-
-
-class DirectSend:
-    """
-    One attempt sent with callbacks: ``settled(result, *args)`` is called
-    once, with the response or a `Failure`; `cancel()` before that stops the
-    send and settles with `CancelledError` (what cancelling a Deferred would do).
-    """
-
-    __slots__ = ("settled", "args", "handle")
-
-    def __init__(self, settled: Callable[..., None], *args: Any) -> None:
-        self.settled: Optional[Callable[..., None]] = settled
-        self.args = args
-        self.handle: Any = None  # the client's own handle, to cancel
-
-    def head(self, response: Any) -> None:
-        settled, self.settled = self.settled, None
-        self.handle = None  # it holds our callbacks: no cycle left behind
-        if settled is not None:
-            settled(response, *self.args)
-
-    def failed(self, failure: Failure) -> None:
-        settled, self.settled = self.settled, None
-        self.handle = None
-        if settled is not None:
-            settled(failure, *self.args)
-
-    def cancel(self) -> None:
-        settled, self.settled = self.settled, None
-        if settled is None:
-            return
-        handle, self.handle = self.handle, None
-        if handle is not None:
-            handle.cancel()
-        settled(Failure(CancelledError()), *self.args)

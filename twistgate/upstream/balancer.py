@@ -93,6 +93,8 @@ class Strategy:
 class RoundRobin(Strategy):
     """Smooth weighted round robin over whatever candidates it is given."""
 
+    only_one_picks_itself = True  # `pick` of one candidate is it, with no side effect
+
     def __init__(self) -> None:
         self._next = 0
         self._uniform = True
@@ -127,6 +129,8 @@ def smooth_pick(candidates: Sequence[Any]) -> Any:
 
 class LeastConnections(Strategy):
     """Fewest in-flight requests per unit of weight; the smooth round robin among ties."""
+
+    only_one_picks_itself = True  # `pick` of one candidate is it, with no side effect
 
     def rebuild(self, targets: Sequence[Any]) -> None:
         for target in targets:
@@ -165,6 +169,8 @@ class WeightedRandom(Strategy):
 
 class LeastResponseTime(Strategy):
     """Power of two random choices on latency average x (in flight + 1) / weight."""
+
+    only_one_picks_itself = True  # `pick` of one candidate is it, with no side effect
 
     def __init__(self, rng: Random, clock: Any) -> None:
         self.rng = rng

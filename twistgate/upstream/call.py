@@ -8,9 +8,10 @@ attempt or a backoff).
 
 A `Forwarding` reports with plain callbacks, exactly once: ``on_head(response)``
 or ``on_failed(failure)`` (`CancelledError` when cancelled).  On the hot
-path nothing here makes a Deferred: the HTTP/1.1 engine's pool is called
-with callbacks too (`twistgate.upstream.attempt.DirectSend`); a traced
-attempt, another client or an extension balancer still go through theirs.
+path nothing here makes a Deferred: a `Forwarding` *is* the HTTP/1.1
+engine's pooled request (`twistgate.engine.pool.PooledRequest`), so an
+attempt goes to the pool with no object or callback of its own; a traced
+attempt, another client or an extension balancer still go through Deferreds.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twistgate.engine.pool import PooledRequest
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
-from twistgate.upstream.attempt import Attempt, DirectSend
+from twistgate.upstream.attempt import Attempt
 from twistgate.upstream.body import WatchedBody
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
-from twistgate.upstream.watch import WatchedResponse
 
 if TYPE_CHECKING:
     from twistgate.upstream.group import Upstream, UpstreamCall
@@ -39,14 +40,15 @@ __all__ = ["Attempt", "DEFAULT_REPLAY_BUFFER", "Forwarding"]
 DEFAULT_REPLAY_BUFFER = 64 * 1024
 
 _log = Logger()
+_SENDING = object()  # `Forwarding.current` while an attempt is this object's own pooled request
 
 
-class Forwarding:
+class Forwarding(PooledRequest):
     """The attempts of one request (see the module docstring)."""
 
     __slots__ = (
         "upstream", "on_head", "on_failed", "prefer", "policy", "request", "body", "call", "preserve_host", "tried",
-        "current", "read_timer", "_watch", "total_timer", "last_error", "done",
+        "current", "_watch", "total_timer", "last_error", "done", "attempt",
     )  # fmt: skip
 
     def __init__(
@@ -57,11 +59,11 @@ class Forwarding:
         body: Any,
         call: "UpstreamCall",
         preserve_host: bool,
-        prefer: Any = None,
-        *,
+        prefer: Any,
         on_head: Callable[[Any], None],
         on_failed: Callable[[Failure], None],
     ) -> None:
+        """Made and started at once (`Upstream.start_forward`): the first attempt is under way when it returns."""
         self.upstream = upstream
         self.on_head = on_head
         self.on_failed = on_failed
@@ -72,26 +74,24 @@ class Forwarding:
         self.call = call
         self.preserve_host = preserve_host
         self.tried: List[Any] = []
-        self.current: Any = None  # an attempt (a Deferred or a DirectSend) or a backoff wait, to cancel
-        self.read_timer: Any = None
+        self.current: Any = None  # an attempt (a Deferred, or _SENDING) or a backoff wait, to cancel
+        self.attempt: Optional[Attempt] = None  # the attempt under way, until its head or failure
         self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
         self.total_timer: Any = None
         self.last_error: Optional[GatewayError] = None
         self.done = False
-
-    def start(self) -> "Forwarding":
-        policy = self.policy
         if policy.total is not None:
-            self.total_timer = self.upstream.timers.call_later(policy.total, self._total_expired)
-        if policy.retry is not None:
-            self.upstream.budget.deposit()
-        # Kept (by reference) so a retry, or the pool's one retry on a fresh
-        # connection after the upstream closed a pooled one, can send it again.
-        keep = getattr(self.body, "keep_for_replay", None)
-        if keep is not None:
-            keep(policy.retry.replay_buffer if policy.retry is not None else DEFAULT_REPLAY_BUFFER)
+            self.total_timer = upstream.timers.call_later(policy.total, self._total_expired)
+        retry = policy.retry
+        if retry is not None:
+            upstream.budget.deposit()
+        if body is not None:
+            # Kept (by reference) so a retry, or the pool's one retry on a fresh
+            # connection after the upstream closed a pooled one, can send it again.
+            keep = getattr(body, "keep_for_replay", None)
+            if keep is not None:
+                keep(retry.replay_buffer if retry is not None else DEFAULT_REPLAY_BUFFER)
         self._attempt()
-        return self
 
     # -- one attempt ---------------------------------------------------------
 
@@ -102,7 +102,8 @@ class Forwarding:
         except GatewayError as error:
             self._fail(self.last_error or error)
             return
-        if isinstance(admitted, Deferred):  # an extension balancer is choosing
+        # (Deferred's metaclass is ABCMeta: rule out the usual tuple first.)
+        if admitted.__class__ is not tuple and isinstance(admitted, Deferred):  # an extension balancer is choosing
             self.current = admitted
             admitted.addCallbacks(self._send_to, self._not_admitted).addErrback(self._not_admitted)
             return
@@ -127,7 +128,7 @@ class Forwarding:
         upstream = self.upstream
         target, ticket = admitted
         self.tried.append(target)
-        attempt = Attempt(upstream, target, ticket)
+        attempt = Attempt(upstream, target, ticket, self.policy.read)
         call = self.call
         call.target = target
         call.attempts += 1
@@ -145,57 +146,82 @@ class Forwarding:
             watch = self._watch = body = WatchedBody(
                 body, upstream.clock, write, lambda: self._stalled(watch), lambda: self._sent(watch)
             )
-        if upstream.direct_send is not None and upstream.untraced():
-            # The hot path: the pool calls back, no Deferred anywhere.
-            sending = DirectSend(self._settled_safely, attempt, watch)
-            self.current = sending
+        policy = self.policy
+        pool = upstream.pool
+        if pool is not None and upstream.untraced():
+            # The hot path: this object is the pool's request, no Deferred anywhere.
+            self.prepare(
+                pool, target.key, upstream.endpoint_of(target, policy.connect), request.method, request.target,
+                request.headers, body, call.interim,
+            )
+            self.attempt = attempt
+            self.current = _SENDING
             if watch is None or watch.sent:
-                self.read_timer = upstream.timers.call_later(self.policy.read, sending.cancel)
+                attempt.wait_head(self._stop_sending)
             try:
-                sending.handle = upstream.direct_send(
-                    upstream.with_connect_timeout(target, self.policy.connect), request.method, request.target,
-                    request.headers, body, call.interim, sending.head, sending.failed,
-                )
+                pool.dispatch(self)
             except Exception:
-                sending.failed(Failure())
+                if not self.silenced:
+                    self.silenced = True
+                    self.refused(Failure())
             return
         try:
-            sent_to = upstream.with_connect_timeout(target, self.policy.connect)
+            sent_to = upstream.with_connect_timeout(target, policy.connect)
             d = upstream.send(sent_to, request.method, request.target, request.headers, body, call.interim)
         except Exception:
             d = Deferred()
             d.errback()
         self.current = d
+        self.attempt = attempt
         if watch is None or watch.sent:
-            self.read_timer = upstream.timers.call_later(self.policy.read, d.cancel)
+            attempt.wait_head(d.cancel)
         d.addBoth(self._settled, attempt, watch).addErrback(self._crashed)
 
-    def _settled_safely(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody]) -> None:
-        """`_settled` for a `DirectSend`: a bug in it is logged as `_crashed` would log it."""
+    # -- the pool's request (`PooledRequest`) ----------------------------------------
+
+    def _stop_sending(self) -> None:
+        """Cancel the attempt under way in the pool: it settles with `CancelledError`, as a cancelled Deferred would."""
+        if self.silenced or self.current is not _SENDING:
+            return
+        self.stop()
+        self._settled_safely(Failure(CancelledError()))
+
+    def _settled_safely(self, result: Any) -> None:
+        """`_settled` for the pool's attempt: a bug in it is logged as `_crashed` would log it."""
+        attempt, self.attempt = self.attempt, None
         try:
-            self._settled(result, attempt, watch)
+            self._settled(result, attempt, self._watch)  # type: ignore[arg-type]
         except Exception:
             self._crashed(Failure())
 
+    #: The pool's outcome (`PooledRequest`): the head, or the failure.
+    answered = refused = _settled_safely
+
+    def _cancel_current(self) -> None:
+        current = self.current
+        if current is _SENDING:
+            self._stop_sending()
+        elif current is not None:
+            current.cancel()
+
     def _sent(self, watch: Optional[WatchedBody]) -> None:
         """The request body is all written: the wait for the head starts now."""
-        d = self.current
-        if watch is self._watch and self.read_timer is None and d is not None:
-            self.read_timer = self.upstream.timers.call_later(self.policy.read, d.cancel)
+        attempt = self.attempt
+        if watch is self._watch and attempt is not None and attempt.timer is None and self.current is not None:
+            attempt.wait_head(self._cancel_current)
 
     def _stalled(self, watch: Optional[WatchedBody]) -> None:
         """The upstream took none of the body for the write timeout: this attempt fails (504)."""
-        d = self.current
-        if watch is self._watch and d is not None:
-            d.cancel()
+        if watch is self._watch:
+            self._cancel_current()
 
     def _settled(self, result: Any, attempt: Attempt, watch: Optional[WatchedBody] = None) -> None:
         self.current = None
         self._watch = None
-        timer, self.read_timer = self.read_timer, None
-        timed_out = timer is not None and not timer.active()
-        if timer is not None and not timed_out:
-            timer.cancel()
+        self.attempt = None
+        timed_out = attempt.timed_out  # no head within the read timeout
+        if isinstance(result, Failure):
+            attempt.stop_timer()  # a head keeps it: it times the body's gaps next
         stalled = watch is not None and watch.stalled_out
         if watch is not None:
             timed_out = timed_out or stalled
@@ -247,8 +273,7 @@ class Forwarding:
 
     def _got_head(self, response: Any, attempt: Attempt) -> None:
         status = response.code
-        attempt.head(status)
-        watched = WatchedResponse(response, attempt.body_over, self.policy.read, self.upstream.timers)
+        watched = attempt.answered(response)
         retry = self.policy.retry
         if retry is not None and status in retry.statuses:
             if self._may_retry(None, status, sent=True):
@@ -292,11 +317,12 @@ class Forwarding:
 
     # -- the end ---------------------------------------------------------------
 
-    def _succeed(self, response: Any) -> None:
+    def _succeed(self, response: Attempt) -> None:
         self.done = True
         self._stop_total()
-        self.call.head_at = self.upstream.clock.seconds()
+        self.call.head_at = response.head_at
         self.on_head(response)
+        response.handed_over()
 
     def _fail(self, error: GatewayError) -> None:
         self.done = True
@@ -329,6 +355,9 @@ class Forwarding:
         self.on_failed(Failure(CancelledError()))
 
     def _halt(self) -> None:
+        if self.current is _SENDING:
+            self._stop_sending()
+            return
         current, self.current = self.current, None
         if current is not None:
             current.cancel()

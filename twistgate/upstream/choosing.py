@@ -49,6 +49,9 @@ class TargetChoice:
     _ready: List[Target]  # the serving tier's available targets
     _fallback: List[List[Target]]  # the worse tiers' available targets, best first
     _pick: Callable[[Sequence[Target], ProxyRequest], Any]  # the balancer's
+    #: The balancer picks a lone candidate with no side effect (no random
+    #: draw, no state): it need not be asked (a built-in's `only_one_picks_itself`).
+    _only_one_picks_itself = False
 
     def candidates(self) -> List[Target]:
         """The targets a request may be sent to now, of every tier."""
@@ -65,10 +68,15 @@ class TargetChoice:
             chooses.  When every target of the best tier refuses (half-open
             breakers), the next tier (the backups) is tried.
         """
-        if prefer is not None and prefer not in tried and prefer in self._ready:
-            admitted = _admitted(prefer)
-            if admitted is not None:
-                return admitted
+        if prefer is not None:
+            if prefer not in tried and prefer in self._ready:
+                admitted = _admitted(prefer)
+                if admitted is not None:
+                    return admitted
+        elif not tried and self._only_one_picks_itself:
+            ready = self._ready
+            if len(ready) == 1 and ready[0].breaker is None:
+                return ready[0], None  # what the balancer would pick, without the asking
         if not tried:
             return self._place(self._ready, request, self._fallback, tried)
         tiers = [self._ready, *self._fallback]

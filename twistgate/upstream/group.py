@@ -128,6 +128,7 @@ class Upstream(TargetSet, TargetChoice, Sending):
         #: The strategy and its pick(candidates, request): a target, or (an
         #: extension from a package) a Deferred of one.
         self.balancer, self._pick = build_balancer(config, reactor, self.rng)
+        self._only_one_picks_itself = getattr(self.balancer, "only_one_picks_itself", False) is True
         health = policies.get("health_check")
         self.health = (
             build_health(health, self.name, reactor, self.rng, self.request, side_client, self._target_moved)
@@ -206,10 +207,7 @@ class Upstream(TargetSet, TargetChoice, Sending):
         (``on_failed`` then hears `CancelledError`).
         """
         call.upstream = self.name
-        forwarding = Forwarding(
-            self, self.policy_for(route), request, body, call, preserve_host, prefer, on_head=on_head, on_failed=on_failed
-        )
-        return forwarding.start()
+        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host, prefer, on_head, on_failed)
 
     # -- lifetime ------------------------------------------------------------
 

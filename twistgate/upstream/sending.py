@@ -1,10 +1,10 @@
 """
 How an upstream group's attempts leave: the client it sends through (chosen
 once, from the configuration) and the send paths over it: the engine's
-callback-style `direct_send`, the traced `send`, and the untraced `request`
-of health probes.
+HTTP/1.1 engine's `pool` (an attempt is its request), the traced `send`,
+and the untraced `request` of health probes.
 
-`Sending` is a base of `twistgate.upstream.group.Upstream`: `direct_send`
+`Sending` is a base of `twistgate.upstream.group.Upstream`: `endpoint_of`
 and `send` are on every attempt's path, and a base class costs no call
 layer there.
 """
@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twistgate._twisted_compat.web_client import PooledAgentClient
 from twistgate.config.model import UpstreamConfig
 from twistgate.engine.http2_client import H2UpstreamClient
+from twistgate.engine.upstream_client import PooledClient
 from twistgate.headers import Headers
 from twistgate.upstream.client import AgentClient, endpoint_for
 from twistgate.upstream.events import UpstreamEvents
@@ -93,32 +94,24 @@ class Sending:
         self._endpoints = not isinstance(client, AgentClient)
         #: Whether the client reports 1xx responses (``request(..., interim=...)``).
         self.interim_capable = _takes_interim(client)
-        #: The client's callback-style send (the HTTP/1.1 engine's pool: no
-        #: Deferred per attempt), or None; see `direct_send`.
-        self._client_send = getattr(client, "send", None) if self._endpoints else None
-
-    @property
-    def direct_send(self) -> Optional[Callable[..., Any]]:
-        """
-        ``send(target, method, path, headers, body, interim, on_head, on_failed)``
-        returning a handle with ``cancel()``, when the client has it (the
-        HTTP/1.1 engine's pool); None otherwise (use `send`).
-        """
-        return self._direct if self._client_send is not None else None
+        #: The HTTP/1.1 engine's pool behind the client, or None: an untraced
+        #: attempt is then the pool's request itself (`twistgate.upstream.call`).
+        self.pool = client.pool if isinstance(client, PooledClient) else None
+        self._connect = self.config.timeouts.connect
 
     def untraced(self) -> bool:
-        """Whether attempts go out without a span of their own (then `direct_send` may be used)."""
+        """Whether attempts go out without a span of their own (then `pool` may be used directly)."""
         tracer = self.events.tracer
         return tracer is None or tracer.exporter is None
 
-    def _direct(
-        self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any, on_head: Any, on_failed: Any
-    ) -> Any:
-        if target.endpoint is None:
-            target.endpoint = endpoint_for(target, self.clock, self.tls_policy, self.config.timeouts.connect)
-        send = self._client_send
-        assert send is not None
-        return send(target, method, path, headers, body, interim if self.interim_capable else None, on_head, on_failed)
+    def endpoint_of(self, target: Target, connect: float) -> Any:
+        """The endpoint that reaches `target` with a `connect` timeout (made once per target and timeout)."""
+        if connect != self._connect:
+            return self.with_connect_timeout(target, connect).endpoint
+        endpoint = target.endpoint
+        if endpoint is None:
+            endpoint = target.endpoint = endpoint_for(target, self.clock, self.tls_policy, connect)
+        return endpoint
 
     def send(
         self, target: Target, method: bytes, path: bytes, headers: Any, body: Any, interim: Any = None

@@ -1,14 +1,22 @@
 """
-Watching an upstream response's body on its way to the client.
+Watching one attempt's response: the read timeout for its head, then for
+each gap in its body, on one timer.
 
-`WatchedResponse` stands in for Twisted's `IResponse`: everything is the
-response's own, except that the body protocol is wrapped, so that
+`ResponseWatch` is a base of `twistgate.upstream.attempt.Attempt`, so an
+attempt, the `IResponse` the exchange receives and the body protocol
+between the upstream response and the exchange's are one object, not three.
+It stands in for Twisted's `IResponse`: everything is the response's own,
+except that the body protocol is interposed, so that
 
-* the read timeout also bounds each gap between body chunks (the timer is
-  suspended while the client's back-pressure pauses the upstream);
+* the read timeout bounds the wait for the head, then each gap between body
+  chunks once the body is delivered (suspended while the client's back-pressure pauses the upstream);
 * the attempt learns how the body ended (complete, broken off by the
   upstream, or stopped by the gateway) for breakers, outlier detection and
   the in-flight count that least_connections balances on.
+
+The body's timer is lazy: a chunk only notes the time, and a timer that
+fires early re-arms itself for the rest, so a body of many chunks costs one
+timer, not one reset per chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from zope.interface import implementer
 
 from twistgate.errors import UpstreamTimeout
 from twistgate.relay import body_ended_cleanly
-from twistgate.timers import Timers
 from twistgate.upstream.failures import describe
 
 #: Called once with (ok, error text) when the body is over.
@@ -33,40 +40,168 @@ class BodyIdleTimeout(UpstreamTimeout):
     default_message = "The upstream service stopped sending the response body."
 
 
-class WatchedResponse:
-    """An `IResponse` whose body is watched (see the module docstring)."""
+@implementer(IPushProducer)
+class ResponseWatch:
+    """
+    The response face and the body watch of an attempt (see the module
+    docstring); `body_over(ok, error)` is the subclass's, and so is the
+    setting of every field (`Attempt.__init__`: one call less per attempt).
+    """
 
-    __slots__ = ("_response", "_outcome", "_idle", "_timers", "code", "phrase", "headers", "length", "version")
+    __slots__ = (
+        "_response", "code", "phrase", "headers", "length", "version",
+        "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last",
+        "inner", "transport", "paused", "stopped_here", "delivering",
+    )  # fmt: skip
 
-    def __init__(self, response: Any, outcome: BodyOutcome, idle: float, timers: Timers) -> None:
+    def body_over(self, ok: bool, error: Optional[str]) -> None:
+        raise NotImplementedError
+
+    # -- the head ------------------------------------------------------------------
+
+    def wait_head(self, on_timeout: Callable[[], None]) -> None:
+        """Start the read timeout: no head within it calls `on_timeout()` (which cancels the attempt)."""
+        self.on_timeout = on_timeout
+        self.timer = self.timers.call_later(self.idle, self._expired)
+
+    def watch(self, response: Any) -> None:
+        """
+        The head arrived: stand in for `response`.  The timer runs on, for
+        the body when it is delivered at once (see `handed_over`).
+        """
         self._response = response
-        self._outcome = outcome
-        self._idle = idle
-        self._timers = timers
+        self.on_timeout = None
         self.code = response.code
         self.phrase = response.phrase
         self.headers = response.headers
         self.length = response.length
         self.version = response.version
 
+    def handed_over(self) -> None:
+        """
+        The exchange has the head (and usually asked for the body in the
+        same breath, which took the head's timer over for it): a body nobody
+        reads yet waits with no timer pending; delivering it starts one.
+        """
+        if self.inner is None and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    # -- the response face -----------------------------------------------------------
+
     @property
     def trailers(self) -> Any:
         """The response's trailer fields once its body is over (None when it has none or cannot have them)."""
         return getattr(self._response, "trailers", None)
 
-    def __getattr__(self, name: str) -> Any:
-        # request, previousResponse, _transport (read by the exchange)...
-        return getattr(self._response, name)
+    # No __getattr__ passing the rest on: a class with one is slower at every
+    # attribute of its own (CPython cannot specialise those reads), and this
+    # one's are read all along the body's way.
+
+    @property
+    def request(self) -> Any:
+        return getattr(self._response, "request", None)
+
+    @property
+    def previousResponse(self) -> Any:
+        return getattr(self._response, "previousResponse", None)
 
     def deliverBody(self, protocol: Any) -> None:
-        self._response.deliverBody(_BodyWatch(protocol, self._outcome, self._idle, self._timers))
+        self.inner = protocol
+        self.delivering = True
+        self._response.deliverBody(self)
+        self.delivering = False
+        if self.inner is not None and self.transport is not None:
+            # The body goes on after what had arrived with the head (delivered
+            # just now): only such a body needs the timer.
+            self._start_timer()
 
     def detach(self, protocol: Any) -> None:
         """
         A ``101``: the connection goes to `protocol` (a WebSocket tunnel);
         the attempt (in flight, breaker) is over when that connection ends.
         """
-        self._response.detach(_Detached(protocol, self._outcome))
+        self.stop_timer()
+        self._response.detach(_Detached(protocol, self.body_over))
+
+    # -- the producer the exchange's protocol sees ---------------------------------------
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.stop_timer()
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._start_timer()
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.stopped_here = True
+        self.stop_timer()
+        self.transport.stopProducing()
+
+    def loseConnection(self) -> None:
+        self.stopProducing()
+
+    def abortConnection(self) -> None:
+        self.stopProducing()
+
+    # -- the timer ---------------------------------------------------------------------
+
+    def _start_timer(self) -> None:
+        if not self.stopped_here and not self.paused:
+            self.last = now = self.clock.seconds()
+            if self.timer is None:
+                self.timer = self.timers.call_at(now + self.idle, self._expired)
+            # else the head's, due no later than now + idle: it re-arms itself for the rest when it fires
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self._response is None:  # no head within the read timeout
+            self.timed_out = True
+            on_timeout, self.on_timeout = self.on_timeout, None
+            if on_timeout is not None:
+                on_timeout()
+            return
+        if self.inner is None:
+            return  # not delivered (yet): delivering it starts the wait
+        due = self.last + self.idle
+        if due > self.clock.seconds():  # a chunk came meanwhile: wait for the rest of its window
+            self.timer = self.timers.call_at(due, self._expired)
+            return
+        self.timed_out = True
+        self.transport.stopProducing()
+
+    # -- the body protocol (the upstream response delivers to it) ------------------------
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        if not self.delivering:  # else the timer starts once `deliverBody` handed over what is here already
+            self._start_timer()
+        self.inner.makeConnection(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.timer is not None:
+            self.last = self.clock.seconds()
+        self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.stop_timer()
+        if self.timed_out:
+            reason = Failure(BodyIdleTimeout())
+            self.body_over(False, "no body bytes within the read timeout")
+        elif body_ended_cleanly(reason) or self.stopped_here:
+            self.body_over(True, None)
+        else:
+            self.body_over(False, f"body broken off: {describe(reason)}")
+        inner, self.inner = self.inner, None  # no cycle through the inner protocol (it holds us as its producer)
+        inner.connectionLost(reason)
 
 
 class _Detached(Protocol):
@@ -86,99 +221,3 @@ class _Detached(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.outcome(True, None)
         self.inner.connectionLost(reason)
-
-
-@implementer(IPushProducer)
-class _BodyWatch:
-    """
-    The body protocol between the upstream response and the gateway's own
-    (`inner`), and the producer `inner` sees: pauses and stops are noted on
-    their way to the upstream transport.
-
-    The idle timer is lazy: a chunk only notes the time, and a timer that
-    fires early re-arms itself for the rest, so a body of many chunks costs
-    one timer, not one reset per chunk.
-    """
-
-    __slots__ = ("inner", "outcome", "idle", "timers", "clock", "timer", "last", "paused", "stopped_here", "timed_out", "transport")
-
-    def __init__(self, inner: Any, outcome: BodyOutcome, idle: float, timers: Timers) -> None:
-        self.transport: Any = None
-        self.inner = inner
-        self.outcome = outcome
-        self.idle = idle
-        self.timers = timers
-        self.clock = timers.clock
-        self.timer: Any = None
-        self.last = 0.0  # clock time of the last chunk (or of the start / resume)
-        self.paused = False
-        self.stopped_here = False  # the gateway stopped it (client gone, route timeout, discard)
-        self.timed_out = False
-
-    def makeConnection(self, transport: Any) -> None:
-        self.transport = transport
-        self.start_timer()
-        self.inner.makeConnection(self)
-
-    # -- the producer `inner` sees --------------------------------------------
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        self.stop_timer()
-        self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.start_timer()
-        self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.stopped_here = True
-        self.stop_timer()
-        self.transport.stopProducing()
-
-    def loseConnection(self) -> None:
-        self.stopProducing()
-
-    def abortConnection(self) -> None:
-        self.stopProducing()
-
-    # -- the idle timer ----------------------------------------------------------
-
-    def start_timer(self) -> None:
-        if self.timer is None and not self.stopped_here and not self.paused:
-            self.last = now = self.clock.seconds()
-            self.timer = self.timers.call_at(now + self.idle, self._expired)
-
-    def stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _expired(self) -> None:
-        due = self.last + self.idle
-        if due > self.clock.seconds():  # a chunk came meanwhile: wait for the rest of its window
-            self.timer = self.timers.call_at(due, self._expired)
-            return
-        self.timer = None
-        self.timed_out = True
-        self.transport.stopProducing()
-
-    # -- the body ------------------------------------------------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.timer is not None:
-            self.last = self.clock.seconds()
-        self.inner.dataReceived(data)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.stop_timer()
-        if self.timed_out:
-            reason = Failure(BodyIdleTimeout())
-            self.outcome(False, "no body bytes within the read timeout")
-        elif body_ended_cleanly(reason) or self.stopped_here:
-            self.outcome(True, None)
-        else:
-            self.outcome(False, f"body broken off: {describe(reason)}")
-        inner, self.inner = self.inner, None  # no cycle through the inner protocol (it holds us as its producer)
-        inner.connectionLost(reason)
