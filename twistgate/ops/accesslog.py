@@ -14,7 +14,6 @@ ensure_ascii=False)`` would give: building the dict, a JSON encoder and a
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from datetime import datetime, timezone
@@ -33,13 +32,16 @@ _log = Logger()
 _second_prefix: list = [None, ""]  # [whole second, "YYYY-MM-DDTHH:MM:SS"]
 
 
+#: ".000Z" to ".999Z": the end of a time stamp by its milliseconds.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def iso_time(seconds: float) -> str:
     """UTC ISO 8601 with milliseconds; the date part is formatted once a second."""
     # The same rounding as datetime.fromtimestamp: microseconds rounded, then
     # milliseconds truncated (isoformat(timespec="milliseconds")).
-    frac, whole_f = math.modf(seconds)
-    micros = round(frac * 1e6)
-    whole = int(whole_f)
+    whole = int(seconds)  # toward zero, as math.modf: seconds - whole is its exact fraction
+    micros = round((seconds - whole) * 1e6)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
     elif micros < 0:
@@ -47,7 +49,7 @@ def iso_time(seconds: float) -> str:
     if _second_prefix[0] != whole:
         _second_prefix[0] = whole
         _second_prefix[1] = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second_prefix[1]}.{micros // 1000:03d}Z"
+    return _second_prefix[1] + _MILLIS[micros // 1000]
 
 
 def _ms(seconds: Optional[float]) -> Optional[float]:
@@ -98,6 +100,11 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _ms_number(seconds: Optional[float]) -> str:
+    """``_number(_ms(seconds))``, a call fewer."""
+    return _number(round(seconds * 1000.0, 3)) if seconds is not None else "null"
+
+
 def _number(value: Any) -> str:
     """A JSON number (or null), as json.dumps writes ints and floats."""
     if value is None:
@@ -110,6 +117,27 @@ def _number(value: Any) -> str:
     return json.dumps(value)
 
 
+class _JsonStrings(dict):
+    """
+    The JSON text of the strings every line repeats (method, route, upstream,
+    target, client, consumer, protocol; None as null): a dict hit instead of
+    a call and an escape.  Cleared when full, so many distinct values cost a
+    bounded amount of memory, and the values of the moment come back.
+    """
+
+    def __missing__(self, value: Any) -> str:
+        encoded = _text(value)
+        if value.__class__ is str:
+            if len(self) >= _STRINGS_KEPT:
+                self.clear()
+            self[value] = encoded
+        return encoded
+
+
+_STRINGS_KEPT = 4096
+_strings = _JsonStrings()
+
+
 def json_line(record: Any) -> str:
     """``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)`` and a newline, faster."""
     state = record.state
@@ -118,19 +146,23 @@ def json_line(record: Any) -> str:
     duration = record.finished - record.started
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
-    return (
-        f'{{"time":"{iso_time(record.finished)}","request_id":{_text(record.request_id)},'
-        f'"method":{_text(record.method)},"path":{_text(record.path)},"route":{_text(record.route)},'
-        f'"status":{_number(record.status)},"error":{_text(record.error)},"bytes_in":{_number(record.bytes_in)},'
-        f'"bytes_out":{_number(record.bytes_out)},"duration_ms":{_number(_ms(duration if duration > 0.0 else 0.0))},'
-        f'"upstream":{_text(record.upstream)},"upstream_target":{_text(record.target)},'
-        f'"upstream_duration_ms":{_number(_ms(upstream_head))},"retries":{retries if retries > 0 else 0},'
-        f'"client_ip":{_text(record.client_ip)},"consumer":{_text(record.consumer)},'
-        f'"cache":{_text(str(cache) if cache is not None else None)},'
-        f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{_text(record.protocol)},'
-        f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}'
-        f'{_websocket_fields(state.get("websocket")) if state else ""}}}\n'
-    )
+    known = _strings
+    try:
+        return (
+            f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
+            f'"method":{known[record.method]},"path":{_string(record.path)},"route":{known[record.route]},'
+            f'"status":{_number(record.status)},"error":{known[record.error]},"bytes_in":{_number(record.bytes_in)},'
+            f'"bytes_out":{_number(record.bytes_out)},"duration_ms":{_ms_number(duration if duration > 0.0 else 0.0)},'
+            f'"upstream":{known[record.upstream]},"upstream_target":{known[record.target]},'
+            f'"upstream_duration_ms":{_ms_number(upstream_head)},"retries":{retries if retries > 0 else 0},'
+            f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
+            f'"cache":{known[str(cache)] if cache is not None else "null"},'
+            f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
+            f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}'
+            f'{_websocket_fields(state.get("websocket")) if state else ""}}}\n'
+        )
+    except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
+        return json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _websocket_fields(websocket: Optional[Dict[str, Any]]) -> str:
