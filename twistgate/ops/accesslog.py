@@ -127,7 +127,7 @@ class _JsonStrings(dict):
 
     def __missing__(self, value: Any) -> str:
         encoded = _text(value)
-        if value.__class__ is str:
+        if value is None or value.__class__ is str:
             if len(self) >= _STRINGS_KEPT:
                 self.clear()
             self[value] = encoded
@@ -147,6 +147,7 @@ def json_line(record: Any) -> str:
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
     known = _strings
+    websocket = state.get("websocket") if state else None
     try:
         return (
             f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
@@ -159,7 +160,7 @@ def json_line(record: Any) -> str:
             f'"cache":{known[str(cache)] if cache is not None else "null"},'
             f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
             f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}'
-            f'{_websocket_fields(state.get("websocket")) if state else ""}}}\n'
+            f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
         return json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False) + "\n"

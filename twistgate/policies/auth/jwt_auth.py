@@ -23,7 +23,7 @@ import math
 import re
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, challenge, first_header, header_value
+from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, challenge, header_value
 from twistgate.policies.auth.config import JwtConfig
 from twistgate.policies.auth.jwks import KeySet
 from twistgate.policies.auth.jwt_keys import VerificationKey
@@ -171,10 +171,10 @@ class JwtAuthenticator:
     # -- the authenticator interface -------------------------------------
 
     def credentials(self, request: Any) -> Optional[str]:
-        value = first_header(request, b"Authorization")
-        if value is None:
+        values = request.headers.raw.get(b"Authorization")
+        if not values:
             return None
-        scheme, _, token = value.partition(b" ")
+        scheme, _, token = values[0].partition(b" ")
         if scheme.lower() != b"bearer":
             return None  # another scheme: Basic, or for the upstream
         return token.strip().decode("latin-1")

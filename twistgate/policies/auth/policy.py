@@ -123,7 +123,7 @@ class AuthStage:
                 outcome = outcome or _Outcome()
                 self._note(outcome, authenticator, error)
                 continue
-            if isinstance(result, Deferred):
+            if result.__class__ is not Identity and isinstance(result, Deferred):  # (Deferred's ABC check is slow)
                 outcome = outcome or _Outcome()
                 return result.addCallbacks(
                     self._verified,

@@ -45,16 +45,18 @@ _MAX_KEY_TEXT = 200
 class _Policy:
     """One limit of the route, ready to key requests."""
 
-    __slots__ = ("prefix", "parts", "single")
+    __slots__ = ("prefix", "parts", "text")
 
     def __init__(self, prefix: str, config: LimitConfig) -> None:
         self.prefix = prefix
         self.parts = tuple(key_part(spec) for spec in config.key)
-        self.single = self.parts[0] if len(self.parts) == 1 else None
+        self.text = self.parts[0] if len(self.parts) == 1 else self._joined
+
+    def _joined(self, request: ProxyRequest) -> str:
+        return json.dumps([part(request) for part in self.parts])
 
     def key(self, request: ProxyRequest) -> str:
-        single = self.single
-        text = single(request) if single is not None else json.dumps([part(request) for part in self.parts])
+        text = self.text(request)
         if len(text) > _MAX_KEY_TEXT:
             text = "#" + hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
         return self.prefix + text
@@ -115,7 +117,7 @@ class RateLimitStage:
                 result = self._backend.decide(self.keys(request), self.limits)
         except Exception:
             return self._backend_failed(Failure(), request)
-        if isinstance(result, Deferred):
+        if result.__class__ is not Decision and isinstance(result, Deferred):  # (Deferred's ABC check is slow)
             return result.addCallbacks(self._decided, self._backend_failed, (request,), errbackArgs=(request,))
         self._decided(result, request)
         return None
