@@ -121,8 +121,10 @@ class _JsonStrings(dict):
     """
     The JSON text of the strings every line repeats (method, route, upstream,
     target, client, consumer, protocol; None as null): a dict hit instead of
-    a call and an escape.  Cleared when full, so many distinct values cost a
-    bounded amount of memory, and the values of the moment come back.
+    a call and an escape.  Any other value is written as json.dumps writes it,
+    and not kept (only str and None are keys, so 1, 1.0 and True never meet).
+    Cleared when full, so many distinct values cost a bounded amount of
+    memory, and the values of the moment come back.
     """
 
     def __missing__(self, value: Any) -> str:
@@ -159,7 +161,7 @@ def json_line(record: Any) -> str:
             f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
             f'"cache":{known[str(cache)] if cache is not None else "null"},'
             f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
-            f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}'
+            f'"grpc_status":{known[record.grpc_status]},"trace_id":{_text(getattr(trace, "trace_id", None))}'
             f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
@@ -205,7 +207,7 @@ def standard_output() -> IO[str]:
 
 class _LineWriter:
     """
-    Writes each record as a line.  It does not flush per line: the access
+    Where and how each record is written as a line (`AccessLog.observe` writes).  It does not flush per line: the access
     log flushes on a timer (`flush_interval`), so a busy gateway makes one
     write a second, not one per request.
     """
@@ -216,11 +218,6 @@ class _LineWriter:
         self.stream = stream
         self.formatter = formatter
         self.flush_each = flush_each
-
-    def write(self, record: Any) -> None:
-        self.stream.write(self.formatter(record))
-        if self.flush_each:
-            self.stream.flush()
 
 
 class AccessLog:
@@ -309,4 +306,7 @@ class AccessLog:
         writer = self._observer
         if writer is None or not record.logged:
             return  # not started (twistgate check) or stopped; or a route with `access_log: false`
-        writer.write(record)
+        stream = writer.stream
+        stream.write(writer.formatter(record))
+        if writer.flush_each:
+            stream.flush()

@@ -104,7 +104,9 @@ class AuthStage:
 
     @hookimpl
     def on_request(self, request: Any) -> Any:
-        self.identity_headers.scrub(request.headers)
+        identity_headers = self.identity_headers
+        if identity_headers.folded:  # (scrub would return at once)
+            identity_headers.scrub(request.headers)
         return self._attempt(request, 0, None)
 
     # -- trying the authenticators ------------------------------------------

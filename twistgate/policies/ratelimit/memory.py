@@ -45,7 +45,7 @@ class MemoryBackend:
         """Decide synchronously (a value, not a Deferred: no reactor turn)."""
         now = self.now_us() if now_us is None else now_us
         if len(keys) == 1:
-            return self._decide_one(keys[0], limits[0], now)
+            return self.decide_one(keys[0], limits[0], now)
         entries = self._entries
         states: List[Any] = []
         for key in keys:
@@ -68,11 +68,10 @@ class MemoryBackend:
         self._trim(now)
         return decision
 
-    def decide_one(self, key: str, limit: Limit) -> Decision:
+    def decide_one(self, key: str, limit: Limit, now: Optional[int] = None) -> Decision:
         """`decide` for a route with one limit (the usual case), without the lists a route with several needs."""
-        return self._decide_one(key, limit, self.now_us())
-
-    def _decide_one(self, key: str, limit: Limit, now: int) -> Decision:
+        if now is None:
+            now = self.now_us()
         entries = self._entries
         entry = entries.get(key)
         if entry is not None and entry[1] <= now:

@@ -117,7 +117,10 @@ class RateLimitStage:
                 result = self._backend.decide(self.keys(request), self.limits)
         except Exception:
             return self._backend_failed(Failure(), request)
-        if result.__class__ is not Decision and isinstance(result, Deferred):  # (Deferred's ABC check is slow)
+        if result.__class__ is Decision and result.allowed:  # the usual answer, at once
+            request.state[STATE_KEY] = result
+            return None
+        if isinstance(result, Deferred):
             return result.addCallbacks(self._decided, self._backend_failed, (request,), errbackArgs=(request,))
         self._decided(result, request)
         return None
