@@ -201,6 +201,7 @@ def test_json_line_stays_exact_past_its_string_cache_and_for_odd_field_types(mon
 
     records = [record(client_ip=f"198.51.100.{i}", consumer=f"c\"{i}") for i in range(30)]
     records += [record(consumer=["a", "list"]), record(consumer=7), record(route=True)]
+    records += [record(status=True), record(bytes_in=1.5), record(bytes_out=float("nan")), record(status=None)]
     for one in records:
         assert json_line(one) == json.dumps(access_fields(one), separators=(",", ":"), ensure_ascii=False) + "\n"
     assert len(accesslog._strings) <= 8

@@ -142,6 +142,9 @@ _strings = _JsonStrings()
 
 def json_line(record: Any) -> str:
     """``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)`` and a newline, faster."""
+    status, bytes_in, bytes_out = record.status, record.bytes_in, record.bytes_out
+    if status.__class__ is not int or bytes_in.__class__ is not int or bytes_out.__class__ is not int:
+        return _dumped(record)  # (so the counts below are plain ints, formatted as json.dumps does)
     state = record.state
     trace = state.get("trace") if state else None
     cache = state.get("cache") if state else None
@@ -154,8 +157,8 @@ def json_line(record: Any) -> str:
         return (
             f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
             f'"method":{known[record.method]},"path":{_string(record.path)},"route":{known[record.route]},'
-            f'"status":{_number(record.status)},"error":{known[record.error]},"bytes_in":{_number(record.bytes_in)},'
-            f'"bytes_out":{_number(record.bytes_out)},"duration_ms":{_ms_number(duration if duration > 0.0 else 0.0)},'
+            f'"status":{status},"error":{known[record.error]},"bytes_in":{bytes_in},'
+            f'"bytes_out":{bytes_out},"duration_ms":{_ms_number(duration if duration > 0.0 else 0.0)},'
             f'"upstream":{known[record.upstream]},"upstream_target":{known[record.target]},'
             f'"upstream_duration_ms":{_ms_number(upstream_head)},"retries":{retries if retries > 0 else 0},'
             f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
@@ -165,7 +168,12 @@ def json_line(record: Any) -> str:
             f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
-        return json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False) + "\n"
+        return _dumped(record)
+
+
+def _dumped(record: Any) -> str:
+    """The line by its definition: what `json_line` gives when a field is not of its declared type."""
+    return json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _websocket_fields(websocket: Optional[Dict[str, Any]]) -> str:
