@@ -182,7 +182,7 @@ def test_reopen_keeps_the_old_file_when_the_path_cannot_be_opened(tmp_path):
 
 
 def test_json_line_stays_exact_past_its_string_cache_and_for_odd_field_types(monkeypatch):
-    """The remembered JSON strings are cleared when full (not grown), and a field of another type falls back to json.dumps."""
+    """The remembered JSON strings are cleared when full (not grown); a field of another type falls back to json.dumps."""
     from twistgate.ops import accesslog
     from twistgate.ops.accesslog import access_fields, json_line
     from twistgate.record import ExchangeRecord

@@ -345,7 +345,8 @@ def test_a_one_limit_route_writes_the_same_headers_as_the_general_way():
     from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, TOKEN_BUCKET, Decision, Limit, Outcome
     from twistgate.policies.ratelimit.headers import OneLimitHeaders, decision_headers, policy_header, sf_string
 
-    for name, limit in [("5-per-60s", Limit(FIXED_WINDOW, 5, 60_000_000, 5)), ('we\\ird "name"', Limit(TOKEN_BUCKET, 10, 1_000_000, 30))]:
+    cases = [("5-per-60s", Limit(FIXED_WINDOW, 5, 60_000_000, 5)), ('we\\ird "name"', Limit(TOKEN_BUCKET, 10, 1_000_000, 30))]
+    for name, limit in cases:
         names = (sf_string(name).encode("ascii"),)
         policy = policy_header([name], [limit])
         one = OneLimitHeaders(names[0], limit, policy)

@@ -215,9 +215,10 @@ def standard_output() -> IO[str]:
 
 class _LineWriter:
     """
-    Where and how each record is written as a line (`AccessLog.observe` writes).  It does not flush per line: the access
-    log flushes on a timer (`flush_interval`), so a busy gateway makes one
-    write a second, not one per request.
+    Where and how each record is written as a line (`AccessLog.observe`
+    writes).  It does not flush per line: the access log flushes on a timer
+    (`flush_interval`), so a busy gateway makes one write a second, not one
+    per request.
     """
 
     __slots__ = ("stream", "formatter", "flush_each")

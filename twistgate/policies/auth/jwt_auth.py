@@ -331,7 +331,9 @@ class JwtAuthenticator:
         nbf = claims.get("nbf")
         iat = claims.get("iat")
         # A malformed nbf or iat fails where a far-future one would (the same reason).
-        self._check_window(exp, nbf if nbf is None or _number(nbf) else _NEVER, iat if iat is None or _number(iat) else _NEVER)
+        self._check_window(
+            exp, nbf if nbf is None or _number(nbf) else _NEVER, iat if iat is None or _number(iat) else _NEVER
+        )
 
     def _check_window(self, exp: float, nbf: Optional[float], iat: Optional[float]) -> None:
         """The time claims (numbers) against the clock, with leeway: on every request, cached tokens too."""

@@ -125,7 +125,9 @@ class _TokenBucketStep(_Step):
         )
 
 
-def _spend(tokens: float, new_last: int, now: int, burst: float, per: int, count: int) -> Tuple[Tuple[float, int], int, Outcome]:
+def _spend(
+    tokens: float, new_last: int, now: int, burst: float, per: int, count: int
+) -> Tuple[Tuple[float, int], int, Outcome]:
     """A token bucket that allows the request: (new state, expires_us, `Outcome`)."""
     left = tokens - 1.0
     reset = math.ceil((burst - left) * per / count)  # an int already, as _ceil_int gives (a call fewer: the hot path)
