@@ -377,3 +377,22 @@ def test_the_token_size_cap_is_validated():
         """
     )
     assert [(path, "at least" in message) for _, path, message in found] == [("auth.tokens.max_token_size", True)]
+
+
+def test_a_remembered_token_still_expires_on_time():
+    """The verified-token cache skips the signature, never the clock: exp (with leeway) is checked on every request."""
+    gateway = AuthGateway(
+        f"""
+        auth:
+          tokens: {{type: jwt, algorithms: [HS256], secret: "{HS_SECRET}", leeway: 5s}}
+        routes:
+          - {{name: api, path: "/api/*", upstream: app, auth: [tokens]}}
+        """
+    )
+    remembered = token(HS_SECRET, "HS256", exp=NOW + 10)
+    assert gateway.get(headers=bearer(remembered)).code == 200
+    gateway.clock.advance(14.5)
+    assert gateway.get(headers=bearer(remembered)).code == 200  # within the leeway, from the cache
+    gateway.clock.advance(0.5)
+    challenge = expect_invalid(gateway.get(headers=bearer(remembered)))
+    assert 'error="invalid_token"' in challenge and "expired" in challenge

@@ -338,3 +338,21 @@ def test_an_asynchronous_backend_holds_the_request_until_it_decides():
     gw.flush()
     response = result_of(second)
     assert response.code == 429 and h(response, "Retry-After") == "60"
+
+
+def test_a_one_limit_route_writes_the_same_headers_as_the_general_way():
+    """`OneLimitHeaders` (bytes made at load) gives what `decision_headers` gives, in the same order."""
+    from twistgate.policies.ratelimit.algorithms import FIXED_WINDOW, TOKEN_BUCKET, Decision, Limit, Outcome
+    from twistgate.policies.ratelimit.headers import OneLimitHeaders, decision_headers, policy_header, sf_string
+
+    cases = [("5-per-60s", Limit(FIXED_WINDOW, 5, 60_000_000, 5)), ('we\\ird "name"', Limit(TOKEN_BUCKET, 10, 1_000_000, 30))]
+    for name, limit in cases:
+        names = (sf_string(name).encode("ascii"),)
+        policy = policy_header([name], [limit])
+        one = OneLimitHeaders(names[0], limit, policy)
+        for outcome in [Outcome(True, 4, 59_000_001, 0), Outcome(False, 0, 0, 5), Outcome(True, 29, 1, 0)]:
+            decision = Decision(outcome.allowed, (outcome,))
+            raw = {b"Content-Type": [b"text/plain"]}
+            one.write(raw, decision)
+            general = decision_headers(names, (limit,), policy, decision)
+            assert list(raw.items())[1:] == [(header, [value]) for header, value in general]

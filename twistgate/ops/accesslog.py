@@ -14,7 +14,6 @@ ensure_ascii=False)`` would give: building the dict, a JSON encoder and a
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from datetime import datetime, timezone
@@ -33,13 +32,16 @@ _log = Logger()
 _second_prefix: list = [None, ""]  # [whole second, "YYYY-MM-DDTHH:MM:SS"]
 
 
+#: ".000Z" to ".999Z": the end of a time stamp by its milliseconds.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def iso_time(seconds: float) -> str:
     """UTC ISO 8601 with milliseconds; the date part is formatted once a second."""
     # The same rounding as datetime.fromtimestamp: microseconds rounded, then
     # milliseconds truncated (isoformat(timespec="milliseconds")).
-    frac, whole_f = math.modf(seconds)
-    micros = round(frac * 1e6)
-    whole = int(whole_f)
+    whole = int(seconds)  # toward zero, as math.modf: seconds - whole is its exact fraction
+    micros = round((seconds - whole) * 1e6)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
     elif micros < 0:
@@ -47,7 +49,7 @@ def iso_time(seconds: float) -> str:
     if _second_prefix[0] != whole:
         _second_prefix[0] = whole
         _second_prefix[1] = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second_prefix[1]}.{micros // 1000:03d}Z"
+    return _second_prefix[1] + _MILLIS[micros // 1000]
 
 
 def _ms(seconds: Optional[float]) -> Optional[float]:
@@ -98,6 +100,11 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _ms_number(seconds: Optional[float]) -> str:
+    """``_number(_ms(seconds))``, a call fewer."""
+    return _number(round(seconds * 1000.0, 3)) if seconds is not None else "null"
+
+
 def _number(value: Any) -> str:
     """A JSON number (or null), as json.dumps writes ints and floats."""
     if value is None:
@@ -110,27 +117,63 @@ def _number(value: Any) -> str:
     return json.dumps(value)
 
 
+class _JsonStrings(dict):
+    """
+    The JSON text of the strings every line repeats (method, route, upstream,
+    target, client, consumer, protocol; None as null): a dict hit instead of
+    a call and an escape.  Any other value is written as json.dumps writes it,
+    and not kept (only str and None are keys, so 1, 1.0 and True never meet).
+    Cleared when full, so many distinct values cost a bounded amount of
+    memory, and the values of the moment come back.
+    """
+
+    def __missing__(self, value: Any) -> str:
+        encoded = _text(value)
+        if value is None or value.__class__ is str:
+            if len(self) >= _STRINGS_KEPT:
+                self.clear()
+            self[value] = encoded
+        return encoded
+
+
+_STRINGS_KEPT = 4096
+_strings = _JsonStrings()
+
+
 def json_line(record: Any) -> str:
     """``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)`` and a newline, faster."""
+    status, bytes_in, bytes_out = record.status, record.bytes_in, record.bytes_out
+    if status.__class__ is not int or bytes_in.__class__ is not int or bytes_out.__class__ is not int:
+        return _dumped(record)  # (so the counts below are plain ints, formatted as json.dumps does)
     state = record.state
     trace = state.get("trace") if state else None
     cache = state.get("cache") if state else None
     duration = record.finished - record.started
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
-    return (
-        f'{{"time":"{iso_time(record.finished)}","request_id":{_text(record.request_id)},'
-        f'"method":{_text(record.method)},"path":{_text(record.path)},"route":{_text(record.route)},'
-        f'"status":{_number(record.status)},"error":{_text(record.error)},"bytes_in":{_number(record.bytes_in)},'
-        f'"bytes_out":{_number(record.bytes_out)},"duration_ms":{_number(_ms(duration if duration > 0.0 else 0.0))},'
-        f'"upstream":{_text(record.upstream)},"upstream_target":{_text(record.target)},'
-        f'"upstream_duration_ms":{_number(_ms(upstream_head))},"retries":{retries if retries > 0 else 0},'
-        f'"client_ip":{_text(record.client_ip)},"consumer":{_text(record.consumer)},'
-        f'"cache":{_text(str(cache) if cache is not None else None)},'
-        f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{_text(record.protocol)},'
-        f'"grpc_status":{_number(record.grpc_status)},"trace_id":{_text(getattr(trace, "trace_id", None))}'
-        f'{_websocket_fields(state.get("websocket")) if state else ""}}}\n'
-    )
+    known = _strings
+    websocket = state.get("websocket") if state else None
+    try:
+        return (
+            f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
+            f'"method":{known[record.method]},"path":{_string(record.path)},"route":{known[record.route]},'
+            f'"status":{status},"error":{known[record.error]},"bytes_in":{bytes_in},'
+            f'"bytes_out":{bytes_out},"duration_ms":{_ms_number(duration if duration > 0.0 else 0.0)},'
+            f'"upstream":{known[record.upstream]},"upstream_target":{known[record.target]},'
+            f'"upstream_duration_ms":{_ms_number(upstream_head)},"retries":{retries if retries > 0 else 0},'
+            f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
+            f'"cache":{known[str(cache)] if cache is not None else "null"},'
+            f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
+            f'"grpc_status":{known[record.grpc_status]},"trace_id":{_text(getattr(trace, "trace_id", None))}'
+            f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
+        )
+    except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
+        return _dumped(record)
+
+
+def _dumped(record: Any) -> str:
+    """The line by its definition: what `json_line` gives when a field is not of its declared type."""
+    return json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _websocket_fields(websocket: Optional[Dict[str, Any]]) -> str:
@@ -172,9 +215,10 @@ def standard_output() -> IO[str]:
 
 class _LineWriter:
     """
-    Writes each record as a line.  It does not flush per line: the access
-    log flushes on a timer (`flush_interval`), so a busy gateway makes one
-    write a second, not one per request.
+    Where and how each record is written as a line (`AccessLog.observe`
+    writes).  It does not flush per line: the access log flushes on a timer
+    (`flush_interval`), so a busy gateway makes one write a second, not one
+    per request.
     """
 
     __slots__ = ("stream", "formatter", "flush_each")
@@ -183,11 +227,6 @@ class _LineWriter:
         self.stream = stream
         self.formatter = formatter
         self.flush_each = flush_each
-
-    def write(self, record: Any) -> None:
-        self.stream.write(self.formatter(record))
-        if self.flush_each:
-            self.stream.flush()
 
 
 class AccessLog:
@@ -276,4 +315,7 @@ class AccessLog:
         writer = self._observer
         if writer is None or not record.logged:
             return  # not started (twistgate check) or stopped; or a route with `access_log: false`
-        writer.write(record)
+        stream = writer.stream
+        stream.write(writer.formatter(record))
+        if writer.flush_each:
+            stream.flush()

@@ -21,6 +21,8 @@ from typing import Any, FrozenSet, Mapping, Optional, Tuple
 
 import attrs
 
+from twistgate.headers import canonical_name
+
 HeaderPairs = Tuple[Tuple[bytes, bytes], ...]
 
 # RFC 9110 §5.1 field-name: a token.
@@ -129,5 +131,5 @@ def challenge(scheme: str, **params: str) -> bytes:
 
 
 def first_header(request: Any, name: bytes) -> Optional[bytes]:
-    values = request.headers.getRawHeaders(name)
+    values = request.headers.raw.get(canonical_name(name))  # `getRawHeaders` without its str case
     return values[0] if values else None

@@ -19,10 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, challenge, first_header, header_value
+from twistgate.policies.auth.base import BackendUnavailable, Identity, InvalidCredentials, challenge, header_value
 from twistgate.policies.auth.config import JwtConfig
 from twistgate.policies.auth.jwks import KeySet
 from twistgate.policies.auth.jwt_keys import VerificationKey
@@ -107,6 +108,7 @@ def _json_object(data: bytes) -> Dict[str, Any]:
 
 
 MAX_TIME = 1e13  # seconds: far beyond any real date, small enough for float arithmetic
+_NEVER = math.inf  # a time no clock reaches
 
 
 def _number(value: Any) -> bool:
@@ -156,6 +158,7 @@ class JwtAuthenticator:
         self.key_set = key_set
         self.allowlist = frozenset(config.algorithms)
         self.max_token_size = config.max_token_size
+        self.leeway = config.leeway
         self.forward = tuple((claim_name, header.encode("ascii")) for claim_name, header in config.forward_claims)
         self._challenge = challenge("Bearer", realm=config.realm)
         # Verified tokens (the exact signed string) -> (identity, time claims,
@@ -168,10 +171,10 @@ class JwtAuthenticator:
     # -- the authenticator interface -------------------------------------
 
     def credentials(self, request: Any) -> Optional[str]:
-        value = first_header(request, b"Authorization")
-        if value is None:
+        values = request.headers.raw.get(b"Authorization")
+        if not values:
             return None
-        scheme, _, token = value.partition(b" ")
+        scheme, _, token = values[0].partition(b" ")
         if scheme.lower() != b"bearer":
             return None  # another scheme: Basic, or for the upstream
         return token.strip().decode("latin-1")
@@ -181,7 +184,7 @@ class JwtAuthenticator:
         if cached is not None:
             identity, times, kid, key = cached
             if key in self.static_keys or (self.key_set is not None and key in (self.key_set.keys_for(kid) or ())):
-                self._check_times(times)
+                self._check_window(*times)
                 return identity
             del self._verified[raw]  # its key was rotated out
         token = self._parse(raw)
@@ -204,9 +207,10 @@ class JwtAuthenticator:
         return fetching.addCallback(lambda _: self._after_refetch(token, raw))
 
     def strip(self, request: Any) -> None:
-        value = first_header(request, b"Authorization")
-        if value is not None and value[:7].lower() == b"bearer ":
-            request.headers.removeHeader(b"Authorization")
+        raw = request.headers.raw
+        values = raw.get(b"Authorization")
+        if values and values[0][:7].lower() == b"bearer ":
+            del raw[b"Authorization"]
 
     def challenge(self, error: Optional[InvalidCredentials]) -> bytes:
         if error is None:
@@ -237,8 +241,8 @@ class JwtAuthenticator:
         verified = self._verified
         if len(verified) >= _VERIFIED_CACHE_SIZE:
             del verified[next(iter(verified))]  # the oldest entry
-        claims = _json_object(token.payload)
-        times = {name: claims[name] for name in ("exp", "nbf", "iat") if name in claims}
+        claims = _json_object(token.payload)  # accepted: exp is there, and every time claim is a number
+        times = (claims["exp"], claims.get("nbf"), claims.get("iat"))
         verified[raw] = (identity, times, token.header.get("kid"), key)
         return identity
 
@@ -319,18 +323,25 @@ class JwtAuthenticator:
         )
 
     def _check_times(self, claims: Dict[str, Any]) -> None:
-        now = self.clock.seconds()
-        leeway = self.config.leeway
         exp = claims.get("exp")
         if exp is None:
             raise InvalidCredentials("no exp claim")
         if not _number(exp):
             raise InvalidCredentials("exp is not a number")
+        nbf = claims.get("nbf")
+        iat = claims.get("iat")
+        # A malformed nbf or iat fails where a far-future one would (the same reason).
+        self._check_window(
+            exp, nbf if nbf is None or _number(nbf) else _NEVER, iat if iat is None or _number(iat) else _NEVER
+        )
+
+    def _check_window(self, exp: float, nbf: Optional[float], iat: Optional[float]) -> None:
+        """The time claims (numbers) against the clock, with leeway: on every request, cached tokens too."""
+        now = self.clock.seconds()
+        leeway = self.leeway
         if now >= exp + leeway:
             raise InvalidCredentials("expired", description="The access token expired")
-        nbf = claims.get("nbf")
-        if nbf is not None and (not _number(nbf) or now + leeway < nbf):
+        if nbf is not None and now + leeway < nbf:
             raise InvalidCredentials("not yet valid")
-        iat = claims.get("iat")
-        if iat is not None and (not _number(iat) or iat > now + leeway):
+        if iat is not None and iat > now + leeway:
             raise InvalidCredentials("issued in the future")

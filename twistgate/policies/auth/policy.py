@@ -72,6 +72,8 @@ class IdentityHeaders:
         self._keys = frozenset(canonical_name(name) for name in self.names)  # as `Headers.raw` keys them
 
     def scrub(self, headers: Any) -> None:
+        if not self.folded:
+            return  # no authenticator sets a header
         raw = headers.raw
         # Set operations, not a lookup per identity header: a request
         # usually carries none of them.
@@ -97,41 +99,50 @@ class AuthStage:
         self.consumers = frozenset(config.consumers)
         self.subjects = frozenset(config.allowed_subjects)
         self.sans = frozenset(config.allowed_sans)
+        #: No requirement at all: any identity an authenticator accepts will do.
+        self.anyone = not (self.scopes or self.roles or self.consumers or self.subjects or self.sans)
 
     @hookimpl
     def on_request(self, request: Any) -> Any:
-        self.identity_headers.scrub(request.headers)
-        return self._attempt(request, 0, _Outcome())
+        identity_headers = self.identity_headers
+        if identity_headers.folded:  # (scrub would return at once)
+            identity_headers.scrub(request.headers)
+        return self._attempt(request, 0, None)
 
     # -- trying the authenticators ------------------------------------------
 
-    def _attempt(self, request: Any, start: int, outcome: _Outcome) -> Any:
-        for index in range(start, len(self.authenticators)):
-            authenticator = self.authenticators[index]
+    def _attempt(self, request: Any, start: int, outcome: Optional[_Outcome]) -> Any:
+        """`outcome` is made only once something is refused (the admitted request never needs it)."""
+        authenticators = self.authenticators
+        for index in range(start, len(authenticators)):
+            authenticator = authenticators[index]
             credentials = authenticator.credentials(request)
             if credentials is None:
                 continue
             try:
                 result = authenticator.verify(request, credentials)
             except Exception as error:
+                outcome = outcome or _Outcome()
                 self._note(outcome, authenticator, error)
                 continue
-            if isinstance(result, Deferred):
+            if result.__class__ is not Identity and isinstance(result, Deferred):  # (Deferred's ABC check is slow)
+                outcome = outcome or _Outcome()
                 return result.addCallbacks(
                     self._verified,
                     self._failed,
                     callbackArgs=(request, index, outcome),
                     errbackArgs=(request, index, outcome),
                 )
-            if self._admit(request, result, outcome):
+            outcome = self._admit(request, result, outcome)
+            if outcome is None:
                 return None
-        refusal = self._refusal(request, outcome)
+        refusal = self._refusal(request, outcome or _Outcome())
         if isinstance(refusal, Response):
             return refusal
         raise refusal
 
     def _verified(self, identity: Identity, request: Any, index: int, outcome: _Outcome) -> Any:
-        if self._admit(request, identity, outcome):
+        if self._admit(request, identity, outcome) is None:
             return None
         return self._attempt(request, index + 1, outcome)
 
@@ -159,29 +170,33 @@ class AuthStage:
 
     # -- deciding ------------------------------------------------------------
 
-    def _admit(self, request: Any, identity: Identity, outcome: _Outcome) -> bool:
-        missing = tuple(sorted(self.scopes - identity.scopes))
-        allowed = (
-            not missing
-            and (not self.roles or not self.roles.isdisjoint(identity.roles))
-            and (not self.consumers or identity.consumer in self.consumers)
-            and (not self.subjects or identity.subject in self.subjects)
-            and (not self.sans or not self.sans.isdisjoint(identity.sans))
-        )
-        if not allowed:
-            if outcome.forbidden is None:
-                outcome.forbidden = identity
-                outcome.missing_scopes = missing
-            return False
+    def _admit(self, request: Any, identity: Identity, outcome: Optional[_Outcome]) -> Optional[_Outcome]:
+        """Let the request in as `identity` (None), or note why not (the outcome, made if need be)."""
+        if not self.anyone:
+            missing = tuple(sorted(self.scopes - identity.scopes))
+            allowed = (
+                not missing
+                and (not self.roles or not self.roles.isdisjoint(identity.roles))
+                and (not self.consumers or identity.consumer in self.consumers)
+                and (not self.subjects or identity.subject in self.subjects)
+                and (not self.sans or not self.sans.isdisjoint(identity.sans))
+            )
+            if not allowed:
+                outcome = outcome or _Outcome()
+                if outcome.forbidden is None:
+                    outcome.forbidden = identity
+                    outcome.missing_scopes = missing
+                return outcome
         request.consumer = identity.consumer or None  # a forward answer may name nobody
         request.state["auth"] = dict(identity.details)
         if not self.config.keep_credentials:
             for authenticator in self.authenticators:
                 authenticator.strip(request)
-        headers = request.headers
-        for name, value in identity.headers:
-            headers.setRawHeaders(name, [value])
-        return True
+        if identity.headers:
+            headers = request.headers
+            for name, value in identity.headers:
+                headers.setRawHeaders(name, [value])
+        return None
 
     def _refusal(self, request: Any, outcome: _Outcome) -> Union[Exception, Response]:
         if outcome.forbidden is not None:

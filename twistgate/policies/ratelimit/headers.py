@@ -17,7 +17,7 @@ never early.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit
 
@@ -65,6 +65,31 @@ def decision_headers(names: Sequence[bytes], limits: Sequence[Limit], policy: by
         (b"X-Ratelimit-Remaining", b"%d" % outcome.remaining),
         (b"X-Ratelimit-Reset", b"%d" % seconds_up(outcome.reset_us)),
     ]
+
+
+class OneLimitHeaders:
+    """
+    `decision_headers` for a route with one limit, written straight into a
+    response's header map: the constant parts are bytes made at load, so a
+    response costs three numbers formatted (the same bytes, in the same order).
+    """
+
+    __slots__ = ("policy", "state_prefix", "limit")
+
+    def __init__(self, name: bytes, limit: Limit, policy: bytes) -> None:
+        self.policy = policy
+        self.state_prefix = name + b";r="
+        self.limit = b"%d" % limit.burst
+
+    def write(self, raw: Dict[bytes, List[bytes]], decision: Decision) -> None:
+        outcome = decision.outcomes[0]
+        remaining = b"%d" % outcome.remaining
+        reset = b"%d" % seconds_up(outcome.reset_us)
+        raw[b"Ratelimit-Policy"] = [self.policy]
+        raw[b"Ratelimit"] = [self.state_prefix + remaining + b";t=" + reset]
+        raw[b"X-Ratelimit-Limit"] = [self.limit]
+        raw[b"X-Ratelimit-Remaining"] = [remaining]
+        raw[b"X-Ratelimit-Reset"] = [reset]
 
 
 def retry_after(decision: Decision) -> bytes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, List, Optional, Sequence, Tuple
 
-from twistgate.policies.ratelimit.algorithms import MICROS, STEPS, Decision, Limit, decide
+from twistgate.policies.ratelimit.algorithms import MICROS, STEPS, TOKEN_BUCKET, Decision, Limit, decide, token_bucket_alone
 
 #: Expired entries dropped from the cold end per decision (amortised sweep).
 _SWEEP = 2
@@ -45,7 +45,7 @@ class MemoryBackend:
         """Decide synchronously (a value, not a Deferred: no reactor turn)."""
         now = self.now_us() if now_us is None else now_us
         if len(keys) == 1:
-            return self._decide_one(keys[0], limits[0], now)
+            return self.decide_one(keys[0], limits[0], now)
         entries = self._entries
         states: List[Any] = []
         for key in keys:
@@ -68,23 +68,34 @@ class MemoryBackend:
         self._trim(now)
         return decision
 
-    def _decide_one(self, key: str, limit: Limit, now: int) -> Decision:
+    def decide_one(self, key: str, limit: Limit, now: Optional[int] = None) -> Decision:
         """`decide` for a route with one limit (the usual case), without the lists a route with several needs."""
+        if now is None:
+            now = self.now_us()
         entries = self._entries
         entry = entries.get(key)
         if entry is not None and entry[1] <= now:
             del entries[key]
             entry = None
-        step = STEPS[limit.algorithm](limit, entry[0] if entry is not None else None, now)
-        if step.allowed:
-            state, expires, outcome = step.commit()
+        state = entry[0] if entry is not None else None
+        step = None
+        if limit.algorithm == TOKEN_BUCKET:
+            spent = token_bucket_alone(limit, state, now)
+        else:
+            step = STEPS[limit.algorithm](limit, state, now)
+            spent = step.commit() if step.allowed else None
+        if spent is not None:
+            state, expires, outcome = spent
             if entry is None:
                 entries[key] = [state, expires]
             else:
-                entry[0], entry[1] = state, expires
+                entry[0] = state
+                entry[1] = expires
                 entries.move_to_end(key)
             decision = Decision(True, (outcome,))
         else:
+            if step is None:
+                step = STEPS[limit.algorithm](limit, state, now)  # pure for a token bucket: the same answer again
             decision = Decision(False, (step.denied(),))
             if entry is not None:
                 entries.move_to_end(key)
@@ -96,8 +107,8 @@ class MemoryBackend:
         for _ in range(_SWEEP):
             if not entries:
                 break
-            key, entry = next(iter(entries.items()))
-            if entry[1] > now:
+            key = next(iter(entries))
+            if entries[key][1] > now:
                 break
             del entries[key]
         while len(entries) > self.max_keys:

@@ -30,7 +30,7 @@ from twistgate.policies import Policy
 from twistgate.policies.ratelimit.algorithms import Decision, Limit
 from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, parse_rate_limit
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
-from twistgate.policies.ratelimit.headers import decision_headers, policy_header, retry_after, sf_string
+from twistgate.policies.ratelimit.headers import OneLimitHeaders, decision_headers, policy_header, retry_after, sf_string
 from twistgate.errors import add_error_headers
 from twistgate.request_keys import key_part
 
@@ -45,16 +45,18 @@ _MAX_KEY_TEXT = 200
 class _Policy:
     """One limit of the route, ready to key requests."""
 
-    __slots__ = ("prefix", "parts", "single")
+    __slots__ = ("prefix", "parts", "text")
 
     def __init__(self, prefix: str, config: LimitConfig) -> None:
         self.prefix = prefix
         self.parts = tuple(key_part(spec) for spec in config.key)
-        self.single = self.parts[0] if len(self.parts) == 1 else None
+        self.text = self.parts[0] if len(self.parts) == 1 else self._joined
+
+    def _joined(self, request: ProxyRequest) -> str:
+        return json.dumps([part(request) for part in self.parts])
 
     def key(self, request: ProxyRequest) -> str:
-        single = self.single
-        text = single(request) if single is not None else json.dumps([part(request) for part in self.parts])
+        text = self.text(request)
         if len(text) > _MAX_KEY_TEXT:
             text = "#" + hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
         return self.prefix + text
@@ -78,9 +80,9 @@ class RateLimitStage:
         on_backend_error: str = "allow",
         key_prefix: str = "",
     ) -> None:
-        self.backend = backend
         self.deny_on_error = on_backend_error == "deny"
         self.limits: Tuple[Limit, ...] = tuple(limit.limit() for limit in config.limits)
+        self.backend = backend
         self.policies = tuple(
             _Policy(f"{key_prefix}{route_name}:{index}:{_signature(lc, limit)}:", lc)
             for index, (lc, limit) in enumerate(zip(config.limits, self.limits))
@@ -88,16 +90,36 @@ class RateLimitStage:
         names = [lc.policy_name() for lc in config.limits]
         self.names = tuple(sf_string(name).encode("ascii") for name in names)
         self.policy = policy_header(names, self.limits)
+        # The usual route, one limit: the backend's one-key decision when it
+        # has one (memory) and the headers from bytes made now.
+        self._one_headers = OneLimitHeaders(self.names[0], self.limits[0], self.policy) if len(self.limits) == 1 else None
+
+    @property
+    def backend(self) -> Any:
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Any) -> None:
+        self._backend = backend
+        one = getattr(backend, "decide_one", None)
+        self._decide_one = one if one is not None and len(self.limits) == 1 else None
 
     def keys(self, request: ProxyRequest) -> List[str]:
         return [policy.key(request) for policy in self.policies]
 
     @hookimpl
     def on_request(self, request: ProxyRequest) -> Optional["Deferred[None]"]:
+        decide_one = self._decide_one
         try:
-            result = self.backend.decide(self.keys(request), self.limits)
+            if decide_one is not None:
+                result = decide_one(self.policies[0].key(request), self.limits[0])
+            else:
+                result = self._backend.decide(self.keys(request), self.limits)
         except Exception:
             return self._backend_failed(Failure(), request)
+        if result.__class__ is Decision and result.allowed:  # the usual answer, at once
+            request.state[STATE_KEY] = result
+            return None
         if isinstance(result, Deferred):
             return result.addCallbacks(self._decided, self._backend_failed, (request,), errbackArgs=(request,))
         self._decided(result, request)
@@ -125,10 +147,15 @@ class RateLimitStage:
     @hookimpl
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
         decision = request.state.get(STATE_KEY)
-        if decision is not None:
-            raw = response.headers.raw
-            for name, value in decision_headers(self.names, self.limits, self.policy, decision):
-                raw[name] = [value]
+        if decision is None:
+            return
+        raw = response.headers.raw
+        one = self._one_headers
+        if one is not None:
+            one.write(raw, decision)
+            return
+        for name, value in decision_headers(self.names, self.limits, self.policy, decision):
+            raw[name] = [value]
 
     @hookimpl
     def on_error(self, request: ProxyRequest, failure: Failure) -> None:
