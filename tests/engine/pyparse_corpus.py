@@ -1,6 +1,11 @@
 """Hand-picked messages for the differential test: valid, malformed, and every llhttp refusal the engine relies on."""
 
 REQUESTS = [
+    b'CONNECT \r\n\r\n',
+    b'CONNECT  HTTP/1.1\r\n\r\n',
+    b'GET \r\n\r\n',
+    b'PRI /\r\n\r\n',
+    b'GET / HTTP/1.1\r\nHost:0\r\nContent-Length:\r\n',
     b'GET / HTTP/1.1\r\nHost: a\r\n\r\n',
     b'GET  / HTTP/1.1\r\nHost: a\r\n\r\n',
     b'GET /  HTTP/1.1\r\nHost: a\r\n\r\n',
@@ -95,6 +100,10 @@ REQUESTS = [
 ]
 
 RESPONSES = [
+    b'HTTP/1.1 200 OK\r\nA\r',
+    b'HTTP/1.1 200 OK\r\nContent-Length:\r\n',
+    b'HTTP/1.1 200 \rProxy-Connection: \x00\x00\r\r\x00',
+    b'HTTP/1.1 200 OK\r\nConnection: x\r\nTransfer-Encoding: chunked\r\n\r\n\x97',
     b'HTTP/1.1 200\r\n\r\n',
     b'HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n',
     b'HTTP/1.1  200 OK\r\n\r\n',

@@ -57,7 +57,7 @@ NOT_FIELD_BYTE = re.compile(rb"[^%s\r\n]" % VALUE_CHAR)
 #: A byte no field name may hold.
 NOT_TOKEN_BYTE = re.compile(rb"[^%s]" % TCHAR)
 #: The start of a field line (or of the blank line ending the head).
-FIELD_PREFIX = re.compile(rb"(?:[%s]+(?::[%s]*)?)?\r?" % (TCHAR, VALUE_CHAR))
+FIELD_PREFIX = re.compile(rb"[%s]*|[%s]+:[%s]*\r?|\r" % (TCHAR, TCHAR, VALUE_CHAR))
 _FIELD = re.compile(rb"[%s]+:[%s]*" % (TCHAR, VALUE_CHAR))
 _CONTENT_LENGTH = re.compile(rb"([0-9]+)[ \t]*")
 _MAX_UINT64 = 0xFFFFFFFFFFFFFFFF
@@ -105,7 +105,7 @@ def request_line(line: bytes) -> RequestLine:
     end = line.find(b" ", start)
     target = line[start:] if end < 0 else line[start:end]
     pattern = _CONNECT_URL if method == b"CONNECT" else _URL
-    if not target or pattern.fullmatch(target) is None:
+    if (not target and method != b"CONNECT") or pattern.fullmatch(target) is None:
         raise HttpParserInvalidURLError("Invalid characters in url")
     if b"\r" in line or b"\n" in line:
         raise HttpParserError("Expected CRLF after version")
