@@ -2,9 +2,10 @@
 # The suite on PyPy (Debian's pypy3: PyPy 7.3 for Python 3.9), in its own venv.
 #   bash tests/pypy.sh            the smoke part (about 2 minutes): the gateway under twistd,
 #                                 forwarding, JWT, rate limits (memory, Redis), the PostgreSQL
-#                                 and SQLite key stores, worker processes; a few cheap tests
-#                                 of each (whole files took 4.5 minutes: a gateway with
-#                                 workers takes ~10 s to start on PyPy)
+#                                 and SQLite key stores, worker processes, TLS, the HTTP/1.1
+#                                 engine and its framing on pyparse (PyPy's parser); a few
+#                                 cheap tests of each (whole files took 4.5 minutes: a gateway
+#                                 with workers takes ~10 s to start on PyPy)
 #   bash tests/pypy.sh --all      the whole suite
 #   bash tests/pypy.sh ARGS...    pytest arguments
 # tests/run.sh calls it after a full CPython run.  Without CI set, a PyPy that cannot be
@@ -57,6 +58,9 @@ SMOKE=(
     tests/ratelimit
     tests/tls                                   # TLS contexts (PyPy's cryptography lacks bindings CPython's has)
     tests/integration/test_tls_hardening.py
+    tests/engine                                # the engine on pyparse, PyPy's parser (and on httptools)
+    tests/integration/test_front_desync.py      # framing and smuggling over real sockets, on pyparse
+    tests/integration/test_framing_hardening.py
 )
 if [ "${1:-}" = "--all" ]; then
     shift

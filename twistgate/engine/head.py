@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+from twistgate.engine.parsers import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from twistgate.engine.framing import NAMES, OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
 from twistgate.engine.limits import ServerLimits

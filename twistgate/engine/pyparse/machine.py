@@ -1,0 +1,399 @@
+"""
+The message machine both parsers share: a head parsed whole once its blank
+line is in (a few ``find``/``split`` calls and precompiled patterns, no loop
+per byte, so PyPy's JIT has little to trace), then the body by
+Content-Length, chunks (and trailers) or until close, with llhttp's rules
+for which one (``llhttp__after_headers_complete``), its callbacks and its
+refusals.  An incomplete head is checked line by line as it arrives, so what
+llhttp refuses at once is refused at once here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Tuple
+
+from twistgate.engine.pyparse.grammar import (
+    FIELD_PREFIX,
+    FIELDS,
+    NOT_FIELD_BYTE,
+    NOT_TOKEN_BYTE,
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    check_chunk_start,
+    chunk_size,
+    content_length,
+    field_error,
+)
+
+__all__ = ["MessageParser", "callback_of"]
+
+# states
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _CLOSED = range(8)
+# what a field means to framing (names compared case-insensitively)
+_SPECIAL = {
+    b"content-length": 1,
+    b"transfer-encoding": 2,
+    b"connection": 3,
+    b"proxy-connection": 3,
+    b"upgrade": 4,
+}
+_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL)
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
+def callback_of(protocol: Any, name: str) -> Callable[..., Any]:
+    return getattr(protocol, name, None) or _ignore
+
+
+class MessageParser:
+    """What requests and responses share (see the module docstring); subclasses parse the start line."""
+
+    _request = True
+
+    def __init__(self, protocol: Any) -> None:
+        self._on_message_begin = callback_of(protocol, "on_message_begin")
+        self._on_header = callback_of(protocol, "on_header")
+        self._on_headers_complete = callback_of(protocol, "on_headers_complete")
+        self._on_body = callback_of(protocol, "on_body")
+        self._on_message_complete = callback_of(protocol, "on_message_complete")
+        self._state = _HEAD
+        self._buffer = b""
+        self._scanned = 0  # how far the buffered partial head is known to be valid
+        self._failure: Optional[HttpParserError] = None
+        self._major = self._minor = 0
+        self._status = 0
+        self._method = b""
+        self._preface = False
+        self._begun = False
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        """Called as a message begins: what ``should_keep_alive`` and friends answer lasts until the next one."""
+        self._noted = 0  # leading field lines whose framing was noted already (`_note`)
+        self._length = -1  # Content-Length, -1 when absent
+        self._left = 0
+        self._te = False  # a Transfer-Encoding field was seen
+        self._chunked = False
+        self._close = self._keep = self._conn_upgrade = self._has_upgrade = False
+        self._upgrade = False
+
+    # -- httptools' interface --------------------------------------------------
+
+    def get_http_version(self) -> str:
+        return "%d.%d" % (self._major, self._minor)
+
+    def should_keep_alive(self) -> bool:
+        if self._major > 0 and self._minor > 0:
+            if self._close:
+                return False
+        elif not self._keep:
+            return False
+        return not self._needs_eof()
+
+    def should_upgrade(self) -> bool:
+        return self._upgrade
+
+    def feed_data(self, data: Any) -> None:
+        failure = self._failure
+        if failure is not None:
+            raise type(failure)(*failure.args)  # as llhttp: once refused, always refused
+        if type(data) is not bytes:
+            data = bytes(data)
+        buffered = self._buffer
+        if buffered:
+            self._buffer = b""
+            data = buffered + data
+        try:
+            self._run(data, len(buffered))
+        except HttpParserError as error:
+            self._failure = error
+            raise
+
+    # -- the machine -------------------------------------------------------------
+
+    def _run(self, data: bytes, base: int) -> None:
+        end = len(data)
+        pos = 0
+        while pos < end:
+            state = self._state
+            if state == _HEAD:
+                pos = self._head(data, pos, end, base)
+            elif state == _LENGTH:
+                left = self._left
+                if end - pos < left:
+                    self._left = left - (end - pos)
+                    self._body(data[pos:] if pos else data)
+                    return
+                self._body(data[pos : pos + left])
+                pos += left
+                self._complete()
+            elif state == _CHUNK_SIZE:
+                pos = self._chunk_size(data, pos, end)
+            elif state == _CHUNK_DATA:
+                left = self._left
+                if end - pos < left:
+                    self._left = left - (end - pos)
+                    self._body(data[pos:] if pos else data)
+                    return
+                self._body(data[pos : pos + left])
+                pos += left
+                self._state = _CHUNK_END
+            elif state == _CHUNK_END:
+                if end - pos < 2:
+                    if data[pos] != 13:
+                        raise HttpParserError("Expected LF after chunk data")
+                    self._buffer = data[pos:]
+                    return
+                if data[pos] != 13 or data[pos + 1] != 10:
+                    raise HttpParserError("Expected LF after chunk data")
+                pos += 2
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILERS:
+                pos = self._trailers(data, pos, end)
+            elif state == _UNTIL_CLOSE:
+                self._body(data[pos:] if pos else data)
+                return
+            else:  # _CLOSED
+                while pos < end and data[pos] in (13, 10):
+                    pos += 1
+                if pos < end:
+                    raise HttpParserError("Data after `Connection: close`")
+
+    def _head(self, data: bytes, pos: int, end: int, base: int) -> int:
+        if not self._begun:
+            while data[pos] in (13, 10):
+                pos += 1
+                if pos == end:
+                    return pos
+            self._begun = True
+            self._scanned = 0
+            self._reset_message()
+            try:
+                self._on_message_begin()
+            except BaseException:
+                raise HttpParserCallbackError("`on_message_begin` callback error")
+        line_end, fields_at = self._start_line_end(data, pos, end)
+        if line_end < 0:
+            self._check_start(data[pos:end])
+            self._buffer = data[pos:] if pos else data
+            return end
+        if data.startswith(b"\r\n", fields_at):
+            blank = fields_at
+        else:
+            stop = data.find(b"\r\n\r\n", max(fields_at, pos + self._scanned - 2))
+            if stop < 0:
+                self._check_partial(data, pos, line_end, fields_at, end)
+                self._buffer = data[pos:] if pos else data
+                return end
+            blank = stop + 2
+        self._start_line(data[pos:line_end], fields_at - line_end)
+        if self._preface:
+            return self._await_preface(data, pos, fields_at, end)
+        headers = self._fields(data[fields_at : blank - 2]) if blank > fields_at else []
+        self._emit_head(headers)
+        pos = blank + 2
+        self._after_head()
+        if self._upgrade:
+            self._complete()
+            self._state = _HEAD
+            raise HttpParserUpgrade(pos - base)
+        return pos
+
+    def _start_line_end(self, data: bytes, pos: int, end: int) -> Tuple[int, int]:
+        """Where the start line ends and the fields begin, or ``(-1, -1)`` while the line is incomplete."""
+        line_end = data.find(b"\r\n", pos, end)
+        if self._request:
+            bare = data.find(b"\n", pos, end if line_end < 0 else line_end)
+            if bare >= 0:
+                return bare, bare + 1  # llhttp ends an HTTP/0.9 line (no version) at a bare LF too
+        if line_end < 0:
+            return -1, -1
+        return line_end, line_end + 2
+
+    def _check_partial(self, data: bytes, pos: int, line_end: int, fields_at: int, end: int) -> None:
+        """Refuse what a head cannot become as soon as its lines are in, as llhttp would."""
+        if self._scanned == 0:
+            self._start_line(data[pos:line_end], fields_at - line_end)
+            if self._preface:
+                self._await_preface(data, pos, fields_at, end)
+                return
+            self._scanned = fields_at - pos
+        self._scanned = self._check_lines(data, pos + self._scanned, fields_at, end) - pos
+
+    def _check_lines(self, data: bytes, scanned: int, fields_at: int, end: int) -> int:
+        """Check the field lines arrived since ``scanned`` (and the start of the next); where the checked part ends."""
+        last = data.rfind(b"\r\n", scanned, end)
+        tail = scanned
+        if last >= scanned:
+            if FIELDS.fullmatch(data, scanned, last + 2) is None:
+                raise field_error(data[scanned:last])
+            tail = last + 2
+            if tail == end:  # llhttp judges a value once the byte after its CRLF shows no fold follows
+                last = data.rfind(b"\r\n", fields_at, last)
+            if last >= fields_at:
+                self._note(data[fields_at:last])
+        if FIELD_PREFIX.fullmatch(data, tail, end) is None:
+            raise field_error(data[tail:end] + b"\x00")
+        return tail
+
+    def _fields(self, block: bytes) -> List[Tuple[bytes, bytes]]:
+        """
+        ``[(name, value)]`` of the field lines in ``block`` (CRLF between them),
+        checked, with what they say about framing noted (if not yet).  One
+        search for a bad byte and three counts check the whole block (cheaper
+        on PyPy than a pattern over every line), then each name is a token.
+        """
+        crlfs = block.count(b"\r\n")
+        if NOT_FIELD_BYTE.search(block) is not None or block.count(b"\r") != crlfs or block.count(b"\n") != crlfs:
+            raise field_error(block)
+        headers = []
+        noted = self._noted
+        for line in block.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon or not name or NOT_TOKEN_BYTE.search(name) is not None:
+                raise field_error(block)
+            if value[:1] in (b" ", b"\t"):
+                value = value.lstrip(b" \t")
+            headers.append((name, value))
+            if noted:
+                noted -= 1
+            elif len(name) in _SPECIAL_LENGTHS:
+                kind = _SPECIAL.get(name.lower())
+                if kind is not None:
+                    self._special(kind, value)
+        self._noted = 0
+        return headers
+
+    def _note(self, block: bytes) -> None:
+        """Note what the complete field lines of an incomplete head say about framing, to refuse a conflict at once."""
+        lines = block.split(b"\r\n")
+        for line in lines[self._noted :]:
+            name, _, value = line.partition(b":")
+            if len(name) in _SPECIAL_LENGTHS:
+                kind = _SPECIAL.get(name.lower())
+                if kind is not None:
+                    self._special(kind, value.lstrip(b" \t"))
+        self._noted = len(lines)
+
+    def _special(self, kind: int, value: bytes) -> None:
+        if kind == 1:
+            if self._length >= 0:
+                raise HttpParserError("Duplicate Content-Length")
+            if self._te:
+                raise HttpParserError("Content-Length can't be present with Transfer-Encoding")
+            self._length = content_length(value)
+        elif kind == 2:
+            if self._length >= 0:
+                raise HttpParserError("Transfer-Encoding can't be present with Content-Length")
+            self._te = True
+            codings = [coding.strip(b" \t").lower() for coding in value.split(b",")]
+            if codings == [b""]:
+                raise HttpParserError("Empty Transfer-Encoding")
+            if self._request and self._chunked:
+                raise HttpParserError("Invalid `Transfer-Encoding` header value")
+            self._chunked = codings[-1] == b"chunked"
+            if self._request and b"chunked" in codings[:-1]:
+                raise HttpParserError("Invalid `Transfer-Encoding` header value")
+        elif kind == 3:
+            for token in value.split(b","):
+                token = token.strip(b" \t").lower()
+                if token == b"close":
+                    self._close = True
+                elif token == b"keep-alive":
+                    self._keep = True
+                elif token == b"upgrade":
+                    self._conn_upgrade = True
+        else:
+            self._has_upgrade = True
+
+    def _emit_fields(self, headers: List[Tuple[bytes, bytes]]) -> None:
+        on_header = self._on_header
+        try:
+            for name, value in headers:
+                on_header(name, value)
+        except BaseException:
+            raise HttpParserCallbackError("`on_header_field` callback error")
+
+    def _emit_head(self, headers: List[Tuple[bytes, bytes]]) -> None:
+        self._emit_fields(headers)
+        self._upgrade = self._head_upgrades()
+        try:
+            self._on_headers_complete()
+        except BaseException:
+            raise HttpParserCallbackError("User callback error")
+
+    def _after_head(self) -> None:
+        """Where the body ends (llhttp's ``llhttp__after_headers_complete``)."""
+        if self._upgrade:
+            return
+        if self._skips_body():
+            self._complete()
+        elif self._chunked:
+            self._state = _CHUNK_SIZE
+        elif self._te:
+            if self._request:
+                raise HttpParserError("Request has invalid `Transfer-Encoding`")
+            self._state = _UNTIL_CLOSE
+        elif self._length > 0:
+            self._left = self._length
+            self._state = _LENGTH
+        elif self._length < 0 and self._needs_eof():
+            self._state = _UNTIL_CLOSE
+        else:
+            self._complete()
+
+    def _chunk_size(self, data: bytes, pos: int, end: int) -> int:
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            check_chunk_start(data[pos:end])
+            self._buffer = data[pos:] if pos else data
+            return end
+        size = chunk_size(data[pos:line_end])
+        if size:
+            self._left = size
+            self._state = _CHUNK_DATA
+        else:
+            self._state = _TRAILERS
+        return line_end + 2
+
+    def _trailers(self, data: bytes, pos: int, end: int) -> int:
+        if data.startswith(b"\r\n", pos):
+            self._complete()
+            return pos + 2
+        stop = data.find(b"\r\n\r\n", pos)
+        if stop < 0:
+            self._check_lines(data, pos, pos, end)
+            self._buffer = data[pos:] if pos else data
+            return end
+        self._emit_fields(self._fields(data[pos:stop]))
+        self._complete()
+        return stop + 4
+
+    def _body(self, chunk: bytes) -> None:
+        if chunk:
+            try:
+                self._on_body(chunk)
+            except BaseException:
+                raise HttpParserCallbackError("`on_body` callback error")
+
+    def _complete(self) -> None:
+        keep = self.should_keep_alive()
+        upgrade = self._upgrade
+        self._begun = False
+        self._state = _HEAD if keep or upgrade else _CLOSED
+        try:
+            self._on_message_complete()
+        except BaseException:
+            raise HttpParserCallbackError("`on_message_complete` callback error")
+
+    # -- what requests and responses answer differently (see the subclasses) -----------
+
+    def _start_line(self, line: bytes, eol: int) -> None:
+        """Parse the start line; ``eol`` is the length of its line end (1: a bare LF)."""
+        raise NotImplementedError
+
+    _check_start = _head_upgrades = _skips_body = _needs_eof = _await_preface = _start_line
