@@ -392,9 +392,18 @@ def test_a_reset_on_either_side_closes_the_other_promptly(reactor, gateways):
     import struct
 
     def reset_after_first(connection: Any) -> None:
+        # The library's reader thread sits in recv() on this socket, and Linux
+        # frees a socket (sending the RST) only once no syscall holds it: a plain
+        # close() resets only when the reader happens to be between two recv()
+        # calls (usually so under CPython's GIL, rarely on PyPy).  Close our
+        # descriptor first (the library can then neither read nor send a FIN),
+        # then wake the reader through a twin of it.
         connection.recv(timeout=5)
         connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        twin = connection.socket.dup()
         connection.socket.close()
+        twin.shutdown(socket.SHUT_RD)
+        twin.close()
 
     resetting = WebSocketServer(handler=reset_after_first)
     echo = WebSocketServer()
