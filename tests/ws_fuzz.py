@@ -17,12 +17,11 @@ bits, 4 opcodes, 5 fragmentation, 6 UTF-8, 7 closing, 9 limits, 10 masking,
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
 import zlib
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
