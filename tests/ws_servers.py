@@ -43,9 +43,6 @@ class WebSocketServer:
         self.closes: List[Any] = []
         self.connections: List[ServerConnection] = []
         options.setdefault("select_subprotocol", _chat_subprotocol)
-        # No keepalive pings: two threads joining the reader at close race
-        # on PyPy 7.3.11 (see connect() in tests/integration/test_websocket.py).
-        options.setdefault("ping_interval", None)
         self.server = serve(self._serve, "127.0.0.1", 0, **options)
         self.port = self.server.socket.getsockname()[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
