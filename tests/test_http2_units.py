@@ -1,10 +1,13 @@
 """
 The pieces of HTTP/2 and gRPC support that need no socket: config keys,
-field rules, the flood scanner, gRPC statuses and timeouts, and the gRPC
-health messages.
+field rules, the flood scanner, a stream over its body limit, gRPC
+statuses and timeouts, and the gRPC health messages.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, List
 
 import pytest
 from twisted.internet.task import Clock
@@ -12,6 +15,7 @@ from twisted.internet.task import Clock
 from tests.config_helpers import config_loader
 from twistgate.engine.http2_common import PREFACE, from_h2_fields, request_problem, to_h2_fields
 from twistgate.engine.http2_floods import FrameScanner, TokenBucket
+from twistgate.engine.http2_server_stream import H2Stream
 from twistgate.errors import RateLimited, RouteNotFound, ServiceUnavailable, UpstreamTimeout, Unauthorized
 from twistgate.grpc import code_for, encode_message, error_response, is_grpc, parse_timeout
 from twistgate.headers import Headers
@@ -157,3 +161,33 @@ def test_health_messages():
     assert parse_check_response(b"\x00\x00\x00\x00\x00") == 0
     with pytest.raises(GrpcHealthError):
         parse_check_response(b"\x01\x00\x00\x00\x00")
+
+
+class _Connection:
+    """What an H2Stream asks of its connection, recording the engine's own answers."""
+
+    peer = None
+    secure = False
+    transport = None
+    listener = "p"
+    settings = SimpleNamespace(max_body=10)
+
+    def __init__(self) -> None:
+        self.events: List[Any] = []
+
+    def acknowledge(self, stream: H2Stream, length: int) -> None:
+        pass
+
+    def refuse(self, stream: H2Stream, error: Any) -> None:
+        self.events.append(("answered", error.status))
+
+
+def test_a_body_over_the_limit_is_answered_413_before_the_upstream_request_fails():
+    """Aborting the body fails the forwarding at once (its answer: 400); the 413 must be written first."""
+    connection = _Connection()
+    stream = H2Stream(connection, 1, b"POST", b"/up", Headers(), body_expected=True)  # type: ignore[arg-type]
+    stream.body.whole().addErrback(lambda failure: connection.events.append(("upstream request failed", None)))
+    stream.data_received(b"x" * 6, 6)
+    assert connection.events == []
+    stream.data_received(b"x" * 6, 6)
+    assert connection.events == [("answered", 413), ("upstream request failed", None)]

@@ -5,13 +5,14 @@ records the SNI it was sent and the client certificate it verified.
 """
 
 from __future__ import annotations
-import inspect
 
+import os
 import textwrap
 
 import pytest
 import pytest_twisted
 from OpenSSL import crypto
+import twisted
 from twisted.internet.ssl import Certificate, CertificateOptions, trustRootFromCertificates
 from twisted.web._newclient import ResponseNeverReceived
 import treq
@@ -25,31 +26,26 @@ from twistgate.upstream.tls import policy_for
 
 
 class WhoCalled(Resource):
-    """Answers with the subject of the client certificate it verified, or 'anonymous'."""
+    """
+    Answers with the subject of the client certificate it verified, or
+    'anonymous'; records the SNI of the connection each request came on.
+    (Not a servername callback on the context: pyOpenSSL 25.1, the newest
+    for Python 3.9, counts a context as used once made, and warns at any
+    callback set on it after.)
+    """
 
     isLeaf = True
 
+    def __init__(self, server_names):
+        super().__init__()
+        self.server_names = server_names
+
     def render_GET(self, request):
+        self.server_names.append(request.transport.getHandle().get_servername())
         peer = request.transport.getPeerCertificate()
         if peer is None:
             return b"anonymous"
         return peer.to_cryptography().subject.rfc4514_string().encode()
-
-
-class _RecordingServerNames(CertificateOptions):
-    """Records the SNI each client sends (pyOpenSSL's callback: Twisted 25 and 26 alike)."""
-
-    def __init__(self, server_names, **options):
-        super().__init__(**options)
-        self._server_names = server_names
-
-    def getContext(self):
-        context = super().getContext()
-        context.set_tlsext_servername_callback(lambda connection: self._server_names.append(connection.get_servername()))
-        return context
-
-
-_HAS_CONTEXT_FOR_SERVER_NAME = "contextForServerName" in inspect.signature(CertificateOptions.__init__).parameters
 
 
 class TLSUpstream:
@@ -61,17 +57,9 @@ class TLSUpstream:
         )
         if require_client:
             options["trustRoot"] = trustRootFromCertificates([Certificate(_x509(pki.upstream_ca.cert))])
-        site = Site(WhoCalled())
+        site = Site(WhoCalled(self.server_names))
         site.log = lambda request: None
-        if _HAS_CONTEXT_FOR_SERVER_NAME:
-            contexts = CertificateOptions(contextForServerName=self._record, **options)
-        else:  # Twisted 25 (Python 3.9, Debian's PyPy)
-            contexts = _RecordingServerNames(self.server_names, **options)
-        self.port = reactor.listenSSL(0, site, contexts, interface="127.0.0.1")
-
-    def _record(self, server_name):
-        self.server_names.append(server_name)
-        return None  # keep the one certificate
+        self.port = reactor.listenSSL(0, site, CertificateOptions(**options), interface="127.0.0.1")
 
     @property
     def number(self):
@@ -301,5 +289,19 @@ def test_tls_on_both_sides_raises_no_deprecation_warning(reactor, pki, upstreams
     finally:
         yield port.stopListening()
         yield generation.close()
-    deprecations = [str(w.message) for w in recwarn if issubclass(w.category, DeprecationWarning)]
+    deprecations = [str(w.message) for w in recwarn if issubclass(w.category, DeprecationWarning) and not _twisted_25s_own(w)]
     assert deprecations == []
+
+
+_TWISTED = os.path.dirname(twisted.__file__) + os.sep
+
+
+def _twisted_25s_own(warning) -> bool:
+    """
+    Twisted 25 (the newest for Python 3.9: Debian's PyPy) sets ALPN and its
+    host name check on contexts already used (twisted/twisted#12500, fixed in
+    26), and pyOpenSSL 25.1 counts every context as used from its
+    set_cipher_list on: those warnings name Twisted's own lines.  Twisted 26
+    changes no context after use, and pyOpenSSL 26 raises there.
+    """
+    return twisted.version.major < 26 and warning.filename.startswith(_TWISTED)

@@ -263,10 +263,12 @@ class H2Stream:
             self.connection.acknowledge(self, flow_controlled)
             return
         if self.received_bytes > self.max_body:
+            # 413 first: aborting the body fails the upstream request at once,
+            # whose 400 must not answer before it (as on HTTP/1.1).
             self.body = None
-            body.abort(BodyAborted("request body too large"))
             self.connection.acknowledge(self, flow_controlled)
             self.connection.refuse(self, PayloadTooLarge())
+            body.abort(BodyAborted("request body too large"))
             return
         body.write(data)
         if self._reading_paused:
