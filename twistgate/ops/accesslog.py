@@ -100,11 +100,6 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _ms_number(seconds: Optional[float]) -> str:
-    """``_number(_ms(seconds))``, a call fewer."""
-    return _number(round(seconds * 1000.0, 3)) if seconds is not None else "null"
-
-
 def _number(value: Any) -> str:
     """A JSON number (or null), as json.dumps writes ints and floats."""
     if value is None:
@@ -154,17 +149,29 @@ def json_line(record: Any) -> str:
     known = _strings
     websocket = state.get("websocket") if state else None
     try:
+        # The milliseconds and the trace id as _number and _text write them,
+        # without their calls when (as always but in tests) they are finite
+        # floats and text; float.__repr__ of anything else raises TypeError.
+        ms = round((duration if duration > 0.0 else 0.0) * 1000.0, 3)
+        duration_ms = float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
+        if upstream_head is None:
+            upstream_ms = "null"
+        else:
+            ms = round(upstream_head * 1000.0, 3)
+            upstream_ms = float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
+        trace_id = getattr(trace, "trace_id", None)
+        trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
         return (
             f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
             f'"method":{known[record.method]},"path":{_string(record.path)},"route":{known[record.route]},'
             f'"status":{status},"error":{known[record.error]},"bytes_in":{bytes_in},'
-            f'"bytes_out":{bytes_out},"duration_ms":{_ms_number(duration if duration > 0.0 else 0.0)},'
+            f'"bytes_out":{bytes_out},"duration_ms":{duration_ms},'
             f'"upstream":{known[record.upstream]},"upstream_target":{known[record.target]},'
-            f'"upstream_duration_ms":{_ms_number(upstream_head)},"retries":{retries if retries > 0 else 0},'
+            f'"upstream_duration_ms":{upstream_ms},"retries":{retries if retries > 0 else 0},'
             f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
             f'"cache":{known[str(cache)] if cache is not None else "null"},'
             f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
-            f'"grpc_status":{known[record.grpc_status]},"trace_id":{_text(getattr(trace, "trace_id", None))}'
+            f'"grpc_status":{known[record.grpc_status]},"trace_id":{trace_id}'
             f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
