@@ -246,3 +246,29 @@ def test_json_line_times_and_trace_id_of_every_type_as_json_dumps_writes_them():
                 json_line(one)
             continue
         assert json_line(one) == expected
+
+
+def test_milliseconds_are_written_as_json_dumps_writes_the_rounded_number():
+    """The one-conversion milliseconds equal json.dumps(round(seconds * 1000, 3)) for every float, ties and edges included."""
+    import math
+
+    from hypothesis import example, given, settings
+    from hypothesis import strategies as st
+
+    from twistgate.ops.accesslog import _milliseconds
+
+    @settings(max_examples=3000)
+    @given(st.one_of(st.floats(), st.floats(min_value=0, max_value=1e6), st.integers(0, 10**9).map(lambda n: n / 2e6)))
+    @example(0.0)
+    @example(-0.0)
+    @example(-1e-7)
+    @example(0.0000005)  # a half millisecond-thousandth: the tie rule
+    @example(0.0015)
+    @example(999999.9999995)  # just below the bound, rounds up to it
+    @example(1e6)
+    @example(1e-300)
+    @example(math.inf)
+    def check(seconds):
+        assert _milliseconds(seconds) == json.dumps(round(seconds * 1000.0, 3))
+
+    check()

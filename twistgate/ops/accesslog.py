@@ -100,6 +100,29 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: Below this many milliseconds (and from 0), ``"%.3f"`` has at most 13
+#: significant digits: the double it names prints back as those digits.
+_MS_PRINTED_EXACTLY = 1e9
+
+
+def _milliseconds(seconds: float) -> str:
+    """
+    ``_number(round(seconds * 1000.0, 3))``, three times faster: ``round``
+    with digits and ``repr`` each run a decimal conversion (~0.9 us
+    together); ``"%.3f"`` rounds to the same digits in one (the same
+    correctly rounded conversion), and with at most 15 significant digits
+    the shortest repr of the rounded double is those digits without
+    trailing zeros.  Negative, huge or non-finite values take the long way;
+    anything but a number raises TypeError (`json_line` falls back).
+    """
+    ms = seconds * 1000.0
+    if 0.0 <= ms < _MS_PRINTED_EXACTLY:
+        text = ("%.3f" % ms).rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    ms = round(ms, 3)
+    return float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
+
+
 def _number(value: Any) -> str:
     """A JSON number (or null), as json.dumps writes ints and floats."""
     if value is None:
@@ -149,16 +172,9 @@ def json_line(record: Any) -> str:
     known = _strings
     websocket = state.get("websocket") if state else None
     try:
-        # The milliseconds and the trace id as _number and _text write them,
-        # without their calls when (as always but in tests) they are finite
-        # floats and text; float.__repr__ of anything else raises TypeError.
-        ms = round((duration if duration > 0.0 else 0.0) * 1000.0, 3)
-        duration_ms = float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
-        if upstream_head is None:
-            upstream_ms = "null"
-        else:
-            ms = round(upstream_head * 1000.0, 3)
-            upstream_ms = float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
+        duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
+        upstream_ms = _milliseconds(upstream_head) if upstream_head is not None else "null"
+        # The trace id as _text writes it, without its call for text.
         trace_id = getattr(trace, "trace_id", None)
         trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
         return (
