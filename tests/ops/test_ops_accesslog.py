@@ -205,3 +205,70 @@ def test_json_line_stays_exact_past_its_string_cache_and_for_odd_field_types(mon
     for one in records:
         assert json_line(one) == json.dumps(access_fields(one), separators=(",", ":"), ensure_ascii=False) + "\n"
     assert len(accesslog._strings) <= 8
+
+
+def test_json_line_times_and_trace_id_of_every_type_as_json_dumps_writes_them():
+    """The milliseconds and the trace id, formatted inline for floats and text, equal json.dumps for anything else."""
+    import math
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from twistgate.ops.accesslog import access_fields, json_line
+    from twistgate.record import ExchangeRecord
+
+    def record(**changes):
+        fields = dict(
+            request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
+            finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
+            bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
+            protocol="HTTP/1.1", grpc_status=None,
+        )
+        fields.update(changes)
+        return ExchangeRecord(**fields)
+
+    records = [
+        record(upstream_head_seconds=math.nan),
+        record(upstream_head_seconds=-math.inf),
+        record(upstream_head_seconds=2),  # an int: milliseconds as a float, as _ms gives
+        record(started=1700000000, finished=1700000003),
+        record(finished=math.inf),
+        record(upstream_head_seconds=Decimal("0.5")),
+        record(state={"trace": SimpleNamespace(trace_id=None)}),
+        record(state={"trace": SimpleNamespace(trace_id=12)}),
+        record(state={"trace": SimpleNamespace(trace_id="a\"b\u00e9")}),
+        record(state={"trace": object()}),
+    ]
+    for one in records:
+        try:
+            expected = json.dumps(access_fields(one), separators=(",", ":"), ensure_ascii=False) + "\n"
+        except (TypeError, ValueError, OverflowError) as error:
+            with pytest.raises(type(error)):
+                json_line(one)
+            continue
+        assert json_line(one) == expected
+
+
+def test_milliseconds_are_written_as_json_dumps_writes_the_rounded_number():
+    """The one-conversion milliseconds equal json.dumps(round(seconds * 1000, 3)) for every float, ties and edges included."""
+    import math
+
+    from hypothesis import example, given, settings
+    from hypothesis import strategies as st
+
+    from twistgate.ops.accesslog import _milliseconds
+
+    @settings(max_examples=3000)
+    @given(st.one_of(st.floats(), st.floats(min_value=0, max_value=1e6), st.integers(0, 10**9).map(lambda n: n / 2e6)))
+    @example(0.0)
+    @example(-0.0)
+    @example(-1e-7)
+    @example(0.0000005)  # a half millisecond-thousandth: the tie rule
+    @example(0.0015)
+    @example(999999.9999995)  # just below the bound, rounds up to it
+    @example(1e6)
+    @example(1e-300)
+    @example(math.inf)
+    def check(seconds):
+        assert _milliseconds(seconds) == json.dumps(round(seconds * 1000.0, 3))
+
+    check()

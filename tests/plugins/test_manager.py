@@ -438,6 +438,37 @@ def test_opt_in_arguments():
     assert seen == [("on_request", "ROUTE", req), ("on_response", response), ("on_error",)]
 
 
+
+def test_one_argument_implementations_get_the_argument_they_name():
+    """The chain calls a one-argument implementation itself (no `_Call` layer): the right argument, either one."""
+    seen = []
+
+    class Route:
+        @hookimpl
+        def on_request(self, route):
+            seen.append(("on_request", route))
+
+        @hookimpl
+        def on_response(self, request):
+            seen.append(("on_response", request))
+
+    class Both:
+        @hookimpl
+        def on_request(self, request, route):
+            seen.append(("both", request, route))
+
+        @hookimpl
+        def on_response(self, request, response):
+            seen.append(("both", request, response))
+
+    config = gateway_config([section("a"), section("b")], [route_config("r")])
+    plugins = build(config, a=lambda options, context: Route(), b=lambda options, context: Both()).for_route("r")
+    req, response = request(), ProxyResponse(status=200)
+    assert plugins.on_request_now(req, "ROUTE") is None
+    assert plugins.on_response_now(req, response) is response
+    assert seen == [("on_request", "ROUTE"), ("both", req, "ROUTE"), ("both", req, response), ("on_response", req)]
+
+
 def test_tryfirst_and_trylast():
     """Config order, except that tryfirst implementations come first and trylast ones last."""
     order = []

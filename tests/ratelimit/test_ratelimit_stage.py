@@ -291,6 +291,33 @@ def test_long_header_values_are_hashed_into_bounded_keys():
     assert rl.keys(other)[0] != key
 
 
+
+def test_consumer_keys_are_remembered_per_consumer_within_a_bound(monkeypatch):
+    """A consumer's key is made once and is the key it always had; anonymous requests still go by address."""
+    from twistgate.policies.ratelimit import stage
+
+    monkeypatch.setattr(stage, "_CONSUMERS_KEPT", 3)
+    config = RateLimitConfig(limits=(LimitConfig(rate=Rate(6, 1.0), key=("consumer",)),))
+    rl = RateLimitStage(config, "api", None)
+    policy = rl.policies[0]
+
+    def keyed(consumer, client_ip="192.0.2.1"):
+        req = ProxyRequest(method=b"GET", path="/api/x", client_ip=client_ip)
+        req.consumer = consumer
+        return rl.keys(req)[0]
+
+    alice = keyed("alice")
+    assert alice.endswith(":consumer=alice")
+    assert keyed("alice", client_ip="192.0.2.2") == alice  # the consumer, not the address
+    assert keyed("x" * 300) == keyed("x" * 300) != keyed("x" * 299 + "y")  # long names hashed, still distinct
+    assert keyed(None).endswith(":ip=192.0.2.1") and keyed(None, "192.0.2.7").endswith(":ip=192.0.2.7")
+    assert keyed("1") == keyed(1)  # a name that is not text keys as its str(), unremembered
+    for index in range(10):
+        assert keyed(f"c{index}").endswith(f":consumer=c{index}")
+        assert len(policy.by_consumer) <= 3
+    assert keyed("alice") == alice  # forgotten when the table was cleared, made again the same
+
+
 class LaterBackend:
     """Decides like the memory backend, but answers through a Deferred fired by the test (like Redis)."""
 

@@ -100,9 +100,27 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _ms_number(seconds: Optional[float]) -> str:
-    """``_number(_ms(seconds))``, a call fewer."""
-    return _number(round(seconds * 1000.0, 3)) if seconds is not None else "null"
+#: Below this many milliseconds (and from 0), ``"%.3f"`` has at most 13
+#: significant digits: the double it names prints back as those digits.
+_MS_PRINTED_EXACTLY = 1e9
+
+
+def _milliseconds(seconds: float) -> str:
+    """
+    ``_number(round(seconds * 1000.0, 3))``, three times faster: ``round``
+    with digits and ``repr`` each run a decimal conversion (~0.9 us
+    together); ``"%.3f"`` rounds to the same digits in one (the same
+    correctly rounded conversion), and with at most 15 significant digits
+    the shortest repr of the rounded double is those digits without
+    trailing zeros.  Negative, huge or non-finite values take the long way;
+    anything but a number raises TypeError (`json_line` falls back).
+    """
+    ms = seconds * 1000.0
+    if 0.0 <= ms < _MS_PRINTED_EXACTLY:
+        text = ("%.3f" % ms).rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    ms = round(ms, 3)
+    return float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
 
 
 def _number(value: Any) -> str:
@@ -154,17 +172,22 @@ def json_line(record: Any) -> str:
     known = _strings
     websocket = state.get("websocket") if state else None
     try:
+        duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
+        upstream_ms = _milliseconds(upstream_head) if upstream_head is not None else "null"
+        # The trace id as _text writes it, without its call for text.
+        trace_id = getattr(trace, "trace_id", None)
+        trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
         return (
             f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
             f'"method":{known[record.method]},"path":{_string(record.path)},"route":{known[record.route]},'
             f'"status":{status},"error":{known[record.error]},"bytes_in":{bytes_in},'
-            f'"bytes_out":{bytes_out},"duration_ms":{_ms_number(duration if duration > 0.0 else 0.0)},'
+            f'"bytes_out":{bytes_out},"duration_ms":{duration_ms},'
             f'"upstream":{known[record.upstream]},"upstream_target":{known[record.target]},'
-            f'"upstream_duration_ms":{_ms_number(upstream_head)},"retries":{retries if retries > 0 else 0},'
+            f'"upstream_duration_ms":{upstream_ms},"retries":{retries if retries > 0 else 0},'
             f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
             f'"cache":{known[str(cache)] if cache is not None else "null"},'
             f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
-            f'"grpc_status":{known[record.grpc_status]},"trace_id":{_text(getattr(trace, "trace_id", None))}'
+            f'"grpc_status":{known[record.grpc_status]},"trace_id":{trace_id}'
             f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)

@@ -47,10 +47,20 @@ class _Instance:
     location: Location
 
 
-class _Call:
-    """One hook implementation of one instance, ready to call with the hook's arguments."""
+#: `_Call.pick` values that are not an argument's index.
+ALL_ARGS = -1  # the implementation takes every argument of the spec, in order
+SOME_ARGS = -2  # several, or in another order: `_Call.__call__` picks them
 
-    __slots__ = ("plugin", "route", "function", "picks", "layer")
+
+class _Call:
+    """
+    One hook implementation of one instance, ready to call with the hook's
+    arguments.  The chain's synchronous loops call `function` themselves
+    when `pick` allows (every argument, or just one: nearly every hook):
+    a Python frame fewer per hook than going through `__call__`.
+    """
+
+    __slots__ = ("plugin", "route", "function", "picks", "pick", "layer")
 
     def __init__(
         self,
@@ -71,6 +81,8 @@ class _Call:
             if argnames == tuple(spec_argnames)
             else tuple(spec_argnames.index(arg) for arg in argnames)
         )
+        picks = self.picks
+        self.pick = ALL_ARGS if picks is None else picks[0] if len(picks) == 1 else SOME_ARGS
 
     def __call__(self, args: Tuple[Any, ...]) -> Any:
         picks = self.picks
@@ -195,7 +207,13 @@ class RouteChain:
         args = (request, route)
         for index, call in enumerate(calls):
             try:
-                result = call(args)
+                pick = call.pick
+                if pick >= 0:
+                    result = call.function(args[pick])
+                elif pick == ALL_ARGS:
+                    result = call.function(*args)
+                else:
+                    result = call(args)
             except GatewayError:
                 raise
             except Exception:
@@ -271,7 +289,13 @@ class RouteChain:
             if call.layer > answered_at:
                 continue  # inside the layer that answered: it never saw this exchange
             try:
-                result = call((request, response))
+                pick = call.pick  # (as in on_request_now)
+                if pick == ALL_ARGS:
+                    result = call.function(request, response)
+                elif pick >= 0:
+                    result = call.function((request, response)[pick])
+                else:
+                    result = call((request, response))
             except GatewayError:
                 raise
             except Exception:

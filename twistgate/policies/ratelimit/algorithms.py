@@ -101,37 +101,31 @@ def _ceil_int(value: float) -> int:
 
 
 class _TokenBucketStep(_Step):
-    __slots__ = ("tokens", "new_last", "now", "burst", "per", "count")
+    __slots__ = ("tokens", "new_last", "now", "limit")
 
-    def __init__(self, tokens: float, new_last: int, now: int, burst: float, per: int, count: int) -> None:
+    def __init__(self, tokens: float, new_last: int, now: int, limit: Limit) -> None:
         self.allowed = tokens >= 1.0
         self.tokens = tokens
         self.new_last = new_last
         self.now = now
-        self.burst = burst
-        self.per = per
-        self.count = count
+        self.limit = limit
 
     def commit(self) -> Tuple[Tuple[float, int], int, Outcome]:
-        return _spend(self.tokens, self.new_last, self.now, self.burst, self.per, self.count)
+        # Refilled already and new_last >= now: token_bucket_alone refills
+        # nothing more and spends exactly as a separate step would.
+        spent = token_bucket_alone(self.limit, (self.tokens, self.new_last), self.now)
+        assert spent is not None  # (allowed)
+        return spent
 
     def denied(self) -> Outcome:
-        tokens, per, count = self.tokens, self.per, self.count
+        tokens, limit = self.tokens, self.limit
+        per, count = limit.period_us, limit.count
         return Outcome(
             False,
             int(math.floor(tokens)),
-            _ceil_int((self.burst - tokens) * per / count),
+            _ceil_int((float(limit.burst) - tokens) * per / count),
             _ceil_int((1.0 - tokens) * per / count),
         )
-
-
-def _spend(
-    tokens: float, new_last: int, now: int, burst: float, per: int, count: int
-) -> Tuple[Tuple[float, int], int, Outcome]:
-    """A token bucket that allows the request: (new state, expires_us, `Outcome`)."""
-    left = tokens - 1.0
-    reset = math.ceil((burst - left) * per / count)  # an int already, as _ceil_int gives (a call fewer: the hot path)
-    return (left, new_last), now + reset + EXPIRY_SLACK_US, Outcome(True, math.floor(left), reset, 0)
 
 
 def _refill(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> Tuple[float, int]:
@@ -148,7 +142,7 @@ def _refill(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> Tuple
 
 def token_bucket(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> _Step:
     tokens, last = _refill(limit, state, now)
-    return _TokenBucketStep(tokens, max(last, now), now, float(limit.burst), limit.period_us, limit.count)
+    return _TokenBucketStep(tokens, max(last, now), now, limit)
 
 
 def token_bucket_alone(limit: Limit, state: Optional[Tuple[float, int]], now: int) -> Optional[Tuple[Any, int, Outcome]]:
@@ -160,7 +154,10 @@ def token_bucket_alone(limit: Limit, state: Optional[Tuple[float, int]], now: in
     tokens, last = _refill(limit, state, now)
     if tokens < 1.0:
         return None
-    return _spend(tokens, last if last > now else now, now, float(limit.burst), limit.period_us, limit.count)
+    left = tokens - 1.0
+    reset = math.ceil((float(limit.burst) - left) * limit.period_us / limit.count)  # an int, as _ceil_int gives
+    expires = now + reset + EXPIRY_SLACK_US
+    return (left, last if last > now else now), expires, Outcome(True, math.floor(left), reset, 0)
 
 
 class _FixedWindowStep(_Step):

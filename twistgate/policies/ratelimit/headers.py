@@ -84,7 +84,8 @@ class OneLimitHeaders:
     def write(self, raw: Dict[bytes, List[bytes]], decision: Decision) -> None:
         outcome = decision.outcomes[0]
         remaining = b"%d" % outcome.remaining
-        reset = b"%d" % seconds_up(outcome.reset_us)
+        reset_us = outcome.reset_us
+        reset = b"%d" % (-(-reset_us // MICROS) if reset_us > 0 else 0)  # seconds_up, a call fewer
         raw[b"Ratelimit-Policy"] = [self.policy]
         raw[b"Ratelimit"] = [self.state_prefix + remaining + b";t=" + reset]
         raw[b"X-Ratelimit-Limit"] = [self.limit]

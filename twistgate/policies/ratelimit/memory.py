@@ -71,7 +71,7 @@ class MemoryBackend:
     def decide_one(self, key: str, limit: Limit, now: Optional[int] = None) -> Decision:
         """`decide` for a route with one limit (the usual case), without the lists a route with several needs."""
         if now is None:
-            now = self.now_us()
+            now = int(round(self._clock.seconds() * MICROS))  # now_us(), a call fewer (per request)
         entries = self._entries
         entry = entries.get(key)
         if entry is not None and entry[1] <= now:
@@ -99,7 +99,10 @@ class MemoryBackend:
             decision = Decision(False, (step.denied(),))
             if entry is not None:
                 entries.move_to_end(key)
-        self._trim(now)
+        # _trim, called only when it has something to do: the usual request
+        # finds the coldest entry still live and the LRU not full.
+        if entries and (entries[next(iter(entries))][1] <= now or len(entries) > self.max_keys):
+            self._trim(now)
         return decision
 
     def _trim(self, now: int) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from twistgate.config.model import RouteConfig
 
@@ -41,21 +41,41 @@ STATE_KEY = "rate_limit"
 
 _MAX_KEY_TEXT = 200
 
+#: Keys remembered per consumer (``key: consumer``); cleared when full, so
+#: many distinct consumers cost a bounded amount of memory.
+_CONSUMERS_KEPT = 4096
+
 
 class _Policy:
     """One limit of the route, ready to key requests."""
 
-    __slots__ = ("prefix", "parts", "text")
+    __slots__ = ("prefix", "parts", "text", "by_consumer")
 
     def __init__(self, prefix: str, config: LimitConfig) -> None:
         self.prefix = prefix
         self.parts = tuple(key_part(spec) for spec in config.key)
         self.text = self.parts[0] if len(self.parts) == 1 else self._joined
+        # ``key: consumer``: an authenticated request's key depends on its
+        # consumer name alone, so it is made once per consumer, not per request.
+        self.by_consumer: Optional[Dict[str, str]] = {} if tuple(config.key) == ("consumer",) else None
 
     def _joined(self, request: ProxyRequest) -> str:
         return json.dumps([part(request) for part in self.parts])
 
     def key(self, request: ProxyRequest) -> str:
+        by_consumer = self.by_consumer
+        if by_consumer is not None:
+            consumer = request.consumer
+            if consumer.__class__ is str:  # (None: by address; and 1 == True as dict keys)
+                key = by_consumer.get(consumer)
+                if key is None:
+                    if len(by_consumer) >= _CONSUMERS_KEPT:
+                        by_consumer.clear()
+                    key = by_consumer[consumer] = self._key(request)
+                return key
+        return self._key(request)
+
+    def _key(self, request: ProxyRequest) -> str:
         text = self.text(request)
         if len(text) > _MAX_KEY_TEXT:
             text = "#" + hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
