@@ -78,6 +78,10 @@ class HTTP1ClientProtocol(Protocol):
         self._until_close = False
         self._message_done = False
         self._stopped = False
+        # A head framed by Content-Length waits for the end of its read: when its
+        # body came with it, the request hears both at once (`UpstreamResponse.whole_body`).
+        self._held: Optional["PooledRequest"] = None
+        self._held_response: Optional[UpstreamResponse] = None
 
     def connectionMade(self) -> None:
         self.out = SocketWriter(self.transport)
@@ -195,6 +199,18 @@ class HTTP1ClientProtocol(Protocol):
                 self._pool.release(self)
             if done is not True:
                 done._finished(_DONE)
+        request = self._held
+        if request is not None:
+            self._report_held(request)
+
+    def _report_held(self, request: "PooledRequest") -> None:
+        """The head held back during the read, reported now: with its whole body when that is here, clean."""
+        response = self._held_response
+        self._held = self._held_response = None
+        if response._end is _DONE:  # type: ignore[union-attr]
+            pending = response._pending  # type: ignore[union-attr]
+            response.whole_body = pending[0] if len(pending) == 1 else b"".join(pending)  # type: ignore[union-attr,arg-type]
+        request.head_received(response)  # type: ignore[arg-type]
 
     def on_message_begin(self) -> None:
         if self._request is None and self._response is None:
@@ -233,7 +249,8 @@ class HTTP1ClientProtocol(Protocol):
         version = _VERSIONS.get(parser.get_http_version(), _HTTP11)
         method = self._method
         lengths = raw.get(CONTENT_LENGTH)
-        if lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw:
+        held = lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw
+        if held:
             length, until_close = int(lengths[0]), False  # the usual answer (`response_length`'s own first case)
         else:
             length, until_close = response_length(raw, code, method)
@@ -245,7 +262,11 @@ class HTTP1ClientProtocol(Protocol):
         self._response = response
         request, self._request = self._request, None
         if request is not None:
-            request.head_received(response)
+            if held:  # reported at the end of this read (`dataReceived`), with the body if it is all here
+                self._held = request
+                self._held_response = response
+            else:
+                request.head_received(response)
         if self._method == b"HEAD" and not self._message_done:
             # llhttp would wait for the body a HEAD answer announces: end here, and do not reuse.
             self._persist = False

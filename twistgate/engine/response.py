@@ -43,9 +43,11 @@ class UpstreamResponse:
     :ivar version: ``(b"HTTP", 1, 1)`` like Twisted's.
     :ivar headers: every field as received (names canonical).
     :ivar length: the body length, or `UNKNOWN_LENGTH` (chunked, or until close).
+    :ivar whole_body: the whole body, when it had arrived (and ended cleanly)
+        in the same read as the head; else None.  It can still be delivered.
     """
 
-    __slots__ = ("code", "phrase", "version", "headers", "length", "request", "_connection", "_protocol", "_pending", "_end")
+    __slots__ = ("code", "phrase", "version", "headers", "length", "request", "whole_body", "_connection", "_protocol", "_pending", "_end")
 
     trailers = None  # this client does not read trailer fields (their absence, said without an AttributeError)
 
@@ -64,6 +66,7 @@ class UpstreamResponse:
         self.headers = headers
         self.length = length
         self.request: Any = None
+        self.whole_body: Optional[bytes] = None
         self._connection: Optional["HTTP1ClientProtocol"] = connection
         self._protocol: Optional[IProtocol] = None
         self._pending: Optional[List[bytes]] = []

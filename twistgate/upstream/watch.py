@@ -49,7 +49,7 @@ class ResponseWatch:
     """
 
     __slots__ = (
-        "_response", "code", "phrase", "headers", "length", "version",
+        "_response", "code", "phrase", "headers", "length", "version", "whole_body",
         "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last",
         "inner", "transport", "paused", "stopped_here", "delivering",
     )  # fmt: skip
@@ -76,6 +76,12 @@ class ResponseWatch:
         self.headers = response.headers
         self.length = response.length
         self.version = response.version
+        self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
+
+    def took_whole(self) -> None:
+        """The exchange answered with `whole_body` (no delivery): the body is over, cleanly."""
+        self.stop_timer()
+        self.body_over(True, None)
 
     def handed_over(self) -> None:
         """
