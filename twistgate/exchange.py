@@ -135,20 +135,22 @@ class Exchange(ResponsePath, OwnAnswers):
         client_ip = generation.forwarding.apply(raw, peer=peer, scheme=scheme, host=host_raw, version=downstream.version)
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         self.host_header = host_raw
+        # Positional, in the order of `ProxyRequest.__init__`: one is made per request.
         request = self.proxy_request = ProxyRequest(
-            method=downstream.method,
-            path=match.rewritten_path,
-            query=query,
-            headers=headers,
-            host=host,
-            client_ip=client_ip,
-            peer_ip=peer,
-            scheme=scheme,
-            request_id=self.request_id,
-            params=match.params or {},  # a fresh dict: a resolved match is shared (RouteTable.resolve)
-            started=generation.clock.seconds(),
-            uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
-            route=route.info,
+            downstream.method,
+            match.rewritten_path,
+            query,
+            headers,
+            host,
+            client_ip,
+            peer,
+            scheme,
+            self.request_id,
+            match.params or {},  # a fresh dict: a resolved match is shared (RouteTable.resolve)
+            None,  # consumer
+            generation.clock.seconds(),  # started
+            path + b"?" + query if query else path,  # uri: origin form, even for an absolute-form target
+            route.info,
         )
         if self.websocket:
             self._keep_handshake(raw, request)  # type: ignore[attr-defined]
