@@ -78,10 +78,7 @@ class HTTP1ClientProtocol(Protocol):
         self._until_close = False
         self._message_done = False
         self._stopped = False
-        # A head framed by Content-Length waits for the end of its read: when its
-        # body came with it, the request hears both at once (`UpstreamResponse.whole_body`).
-        self._held: Optional["PooledRequest"] = None
-        self._held_response: Optional[UpstreamResponse] = None
+        self._held: Optional[UpstreamResponse] = None  # a head reported at the end of its read (`report_held`)
 
     def connectionMade(self) -> None:
         self.out = SocketWriter(self.transport)
@@ -199,18 +196,10 @@ class HTTP1ClientProtocol(Protocol):
                 self._pool.release(self)
             if done is not True:
                 done._finished(_DONE)
-        request = self._held
-        if request is not None:
-            self._report_held(request)
-
-    def _report_held(self, request: "PooledRequest") -> None:
-        """The head held back during the read, reported now: with its whole body when that is here, clean."""
-        response = self._held_response
-        self._held = self._held_response = None
-        if response._end is _DONE:  # type: ignore[union-attr]
-            pending = response._pending  # type: ignore[union-attr]
-            response.whole_body = pending[0] if len(pending) == 1 else b"".join(pending)  # type: ignore[union-attr,arg-type]
-        request.head_received(response)  # type: ignore[arg-type]
+        held = self._held
+        if held is not None:
+            self._held = None
+            held.report_held()
 
     def on_message_begin(self) -> None:
         if self._request is None and self._response is None:
@@ -262,9 +251,8 @@ class HTTP1ClientProtocol(Protocol):
         self._response = response
         request, self._request = self._request, None
         if request is not None:
-            if held:  # reported at the end of this read (`dataReceived`), with the body if it is all here
-                self._held = request
-                self._held_response = response
+            if held:  # reported at the end of this read (`dataReceived`), with its body if that is all here
+                response.held_for, self._held = request, response
             else:
                 request.head_received(response)
         if self._method == b"HEAD" and not self._message_done:
@@ -396,18 +384,10 @@ class HTTP1ClientProtocol(Protocol):
             body.stopProducing()
         if request is not None:
             if self._got_bytes:
-                error: Exception = UpstreamProtocolError(
-                    "the upstream closed the connection in the middle of the response head",
-                    sent=self._sent,
-                    reused=self._reused,
-                )
+                message, kind = "the upstream closed the connection in the middle of the response head", UpstreamProtocolError
             else:
-                error = UpstreamClosedConnection(
-                    "the upstream closed the connection before answering",
-                    sent=self._sent,
-                    reused=self._reused,
-                )
-            request.failed(Failure(error), self)
+                message, kind = "the upstream closed the connection before answering", UpstreamClosedConnection
+            request.failed(Failure(kind(message, sent=self._sent, reused=self._reused)), self)
             return
         response, self._response = self._response, None
         if response is not None and not self._message_done:
