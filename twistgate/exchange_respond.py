@@ -72,6 +72,7 @@ class ResponsePath:
             self._fail(Failure())
             return
         if answer.__class__ is not ProxyResponse and isinstance(answer, Deferred):
+            self.arm_route()
             answer.addCallbacks(self._send, self._fail).addErrback(self._crashed)
         else:
             self._send(answer)
@@ -99,14 +100,15 @@ class ResponsePath:
             if not self.grpc and is_stream(upstream_response.length, raw):
                 self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
                 generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
-            elif not filters and not self.grpc and getattr(downstream, "answers_whole", False):
-                whole = getattr(upstream_response, "whole_body", None)
-                if whole is not None:
+            else:
+                whole = None if filters or self.grpc else getattr(upstream_response, "whole_body", None)
+                if whole is not None and getattr(downstream, "answers_whole", False):
                     # The body came with the head: one answer, no body protocol, no producer.
                     upstream_response.took_whole()
                     self._cancel_timer()
                     downstream.respond(response.status, response.reason, response.headers, whole)
                     return
+                self.arm_route()  # the route timeout bounds the body too
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)
