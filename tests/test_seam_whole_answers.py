@@ -111,3 +111,15 @@ def test_a_head_request_keeps_the_body_path(relays: List[Any]) -> None:
     out = wired.answer(upstream, [HEAD])
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 5\r\n" in out and out.endswith(b"\r\n\r\n")
     assert len(relays) == 1
+
+
+def test_hop_by_hop_fields_of_a_one_call_answer_never_reach_the_client(relays: List[Any]) -> None:
+    wired = Wired()
+    upstream = wired.send(GET)
+    out = wired.answer(upstream, [
+        b"HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n"
+        b"Proxy-Authenticate: Basic\r\nContent-Length: 5\r\n\r\nhello"
+    ])  # fmt: skip
+    assert relays == [] and out.endswith(b"\r\n\r\nhello")
+    head = out.split(b"\r\n\r\n")[0].lower()
+    assert b"x-secret" not in head and b"keep-alive" not in head and b"proxy-authenticate" not in head
