@@ -252,10 +252,15 @@ class Exchange(ResponsePath, OwnAnswers):
         strip_hop_by_hop(headers.raw, headers.raw.get(b"Connection"))
         self.downstream.send_interim(status, headers)
 
-    def arm_route(self) -> None:
-        """Start the route timeout's timer (at `due`) for a wait, unless it runs already or the client left."""
+    def arm_route(self, timers: Any = None) -> None:
+        """
+        Start the route timeout's timer (at `due`) for a wait, unless it runs
+        already or the client left; on the upstream's `timers` when given:
+        its attempts' timers keep that one's `DelayedCall` armed, where the
+        gateway's would be armed and cancelled anew for each relayed body.
+        """
         if self.timer is None and not self.client_gone:
-            self.timer = self.generation.timers.call_at(self.due, self._timeout)
+            self.timer = (self.generation.timers if timers is None else timers).call_at(self.due, self._timeout)
 
     def route_expired(self) -> None:
         """The route timeout, reported by an attempt's read timer standing for it (`twistgate.upstream.watch`)."""

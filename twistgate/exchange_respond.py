@@ -108,7 +108,7 @@ class ResponsePath:
                     self._cancel_timer()
                     downstream.respond(response.status, response.reason, response.headers, whole)
                     return
-                self.arm_route()  # the route timeout bounds the body too
+                self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)

@@ -70,7 +70,7 @@ class HTTP1ClientProtocol(Protocol):
         self._body_done = True
         self._chunked = False
         self._pending_head: Optional[bytes] = None
-        self._got_bytes = False
+        self._read_size = 0  # bytes in the latest read of this request's answer (0: none yet)
         self._phrase = b""
         self._raw: dict = {}
         self._interim = False
@@ -94,7 +94,7 @@ class HTTP1ClientProtocol(Protocol):
         self._reused = reused
         self._sent = False
         self._chunked = False
-        self._got_bytes = False
+        self._read_size = 0
         self._persist = False
         self._message_done = False
         self.requests += 1
@@ -176,7 +176,7 @@ class HTTP1ClientProtocol(Protocol):
         if self._request is None and self._response is None:
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
-        self._got_bytes = True
+        self._read_size = len(data)
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
@@ -251,7 +251,7 @@ class HTTP1ClientProtocol(Protocol):
         self._response = response
         request, self._request = self._request, None
         if request is not None:
-            if held:  # reported at the end of this read (`dataReceived`), with its body if that is all here
+            if held and length < self._read_size:  # reported at the end of this read, with its body (`dataReceived`)
                 response.held_for, self._held = request, response
             else:
                 request.head_received(response)
@@ -383,7 +383,7 @@ class HTTP1ClientProtocol(Protocol):
         if body is not None:
             body.stopProducing()
         if request is not None:
-            if self._got_bytes:
+            if self._read_size:
                 message, kind = "the upstream closed the connection in the middle of the response head", UpstreamProtocolError
             else:
                 message, kind = "the upstream closed the connection before answering", UpstreamClosedConnection

@@ -320,7 +320,7 @@ class Forwarding(PooledRequest):
         """The exchange's route timeout gets its own timer: no attempt's read timer stands for it now."""
         deadline = self.call.deadline
         if deadline is not None:
-            deadline.arm_route()
+            deadline.arm_route(self.upstream.timers)
 
     def _crashed(self, failure: Failure) -> None:
         """A bug in an attempt's bookkeeping: logged with the request id, and the call fails (502)."""
