@@ -5,7 +5,10 @@ The upstream's head is cleaned for the client (hop-by-hop fields, the
 codings the gateway relays, a known length), passes the route's layers in
 reverse (``on_response``), and goes out with the gateway's own fields (the
 request id, Via, Date); the body then streams through a `BodyRelay` and the
-upstream's trailers follow it.  Kept apart from the request's way in
+upstream's trailers follow it.  A small answer whose body came in the same
+read as its head (`UpstreamResponse.whole_body`) goes out in one `respond`
+instead, when nothing needs the body's way (no body filter, not gRPC, not a
+stream, an engine that says it `answers_whole`).  Kept apart from the request's way in
 because it is the half a response-shaping change touches, and the half
 `twistgate.websocket.exchange` extends (a 101 and its hand-over).
 """
