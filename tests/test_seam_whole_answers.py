@@ -123,3 +123,12 @@ def test_hop_by_hop_fields_of_a_one_call_answer_never_reach_the_client(relays: L
     assert relays == [] and out.endswith(b"\r\n\r\nhello")
     head = out.split(b"\r\n\r\n")[0].lower()
     assert b"x-secret" not in head and b"keep-alive" not in head and b"proxy-authenticate" not in head
+
+
+def test_an_empty_body_is_whole_too(relays: List[Any]) -> None:
+    wired = Wired()
+    whole = _forward(wired, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    assert relays == [] and whole.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 0\r\n" in whole
+    assert whole.endswith(b"\r\n\r\n") and wired.records[0].bytes_out == 0
+    assert _forward(wired, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).endswith(b"\r\n\r\n")  # the connection was reused
+    assert len(wired.upstreams) == 1
