@@ -65,7 +65,7 @@ class Exchange(ResponsePath, OwnAnswers):
 
     __slots__ = (
         "generation", "downstream", "proxy_request", "route", "call", "upstream_d", "upstream_response",
-        "response", "relay", "timer", "timed_out", "client_gone", "answered", "request_id", "host_header", "error",
+        "response", "relay", "timer", "due", "timed_out", "client_gone", "answered", "request_id", "host_header", "error",
         "grpc", "grpc_status", "raw_params", "client_path",
     )  # fmt: skip
 
@@ -82,7 +82,8 @@ class Exchange(ResponsePath, OwnAnswers):
         self.upstream_response: Any = None
         self.response: Optional[ProxyResponse] = None
         self.relay: Optional[BodyRelay] = None
-        self.timer: Any = None
+        self.timer: Any = None  # the route timeout's, once armed (`arm_route`)
+        self.due = 0.0  # when the route timeout expires
         self.timed_out = False
         self.client_gone = False
         self.answered = False
@@ -135,20 +136,23 @@ class Exchange(ResponsePath, OwnAnswers):
         client_ip = generation.forwarding.apply(raw, peer=peer, scheme=scheme, host=host_raw, version=downstream.version)
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         self.host_header = host_raw
+        now = generation.clock.seconds()
+        # Positional, in the order of `ProxyRequest.__init__`: one is made per request.
         request = self.proxy_request = ProxyRequest(
-            method=downstream.method,
-            path=match.rewritten_path,
-            query=query,
-            headers=headers,
-            host=host,
-            client_ip=client_ip,
-            peer_ip=peer,
-            scheme=scheme,
-            request_id=self.request_id,
-            params=match.params or {},  # a fresh dict: a resolved match is shared (RouteTable.resolve)
-            started=generation.clock.seconds(),
-            uri=path + b"?" + query if query else path,  # origin form, even for an absolute-form target
-            route=route.info,
+            downstream.method,
+            match.rewritten_path,
+            query,
+            headers,
+            host,
+            client_ip,
+            peer,
+            scheme,
+            self.request_id,
+            match.params or {},  # a fresh dict: a resolved match is shared (RouteTable.resolve)
+            None,  # consumer
+            now,  # started
+            path + b"?" + query if query else path,  # uri: origin form, even for an absolute-form target
+            route.info,
         )
         if self.websocket:
             self._keep_handshake(raw, request)  # type: ignore[attr-defined]
@@ -158,15 +162,17 @@ class Exchange(ResponsePath, OwnAnswers):
             request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
         if downstream.body is not None and not self._body_allowed(route.max_request_body):
             return
-        # One timer bounds the whole upstream exchange (route timeout); the
-        # upstream bounds each attempt's wait for the head (read timeout).
+        # The route timeout bounds the whole upstream exchange; the upstream
+        # bounds each attempt's wait for the head (read timeout).  Its timer
+        # is armed only when something waits (`arm_route`): while an attempt
+        # waits for the head, that attempt's read timer stands for it.
         timeout = route.timeout
         if self.grpc:
             # The call's deadline bounds the route's timeout (DEADLINE_EXCEEDED when it passes).
             deadline = parse_timeout(raw.get(b"Grpc-Timeout", (None,))[0])
             if deadline is not None and deadline < timeout:
                 timeout = deadline
-        self.timer = generation.timers.call_later(timeout, self._timeout)
+        self.due = now + timeout
         if route.chain.empty:
             self._forward()
             return
@@ -177,6 +183,7 @@ class Exchange(ResponsePath, OwnAnswers):
             return
         # (Deferred's metaclass is ABCMeta: the usual None is ruled out first.)
         if answer is not None and isinstance(answer, Deferred):
+            self.arm_route()
             answer.addCallbacks(self._after_on_request, self._fail).addErrback(self._crashed)
         else:
             self._after_on_request(answer)
@@ -208,6 +215,7 @@ class Exchange(ResponsePath, OwnAnswers):
         if body is not None and not downstream.body_complete and self.generation.config.limits.request_buffering:
             # Read the whole body before choosing a target: a slow upload
             # holds no upstream connection (nginx's proxy_request_buffering).
+            self.arm_route()
             body.whole().addCallbacks(self._send_upstream, lambda _: None).addErrback(self._crashed)
             return
         self._send_upstream()
@@ -217,7 +225,7 @@ class Exchange(ResponsePath, OwnAnswers):
         assert route is not None and self.proxy_request is not None
         if self.client_gone or self.answered:
             return
-        self.call = UpstreamCall(self._interim)
+        self.call = UpstreamCall(self._interim, self)
         forwarding = route.start_forward(
             self.proxy_request, self.downstream.body, self.call, route.preserve_host, route.config,
             self._got_response_checked, self._upstream_failed_checked,
@@ -243,6 +251,20 @@ class Exchange(ResponsePath, OwnAnswers):
             return  # the gateway answers Expect itself; 101 is never interim here
         strip_hop_by_hop(headers.raw, headers.raw.get(b"Connection"))
         self.downstream.send_interim(status, headers)
+
+    def arm_route(self, timers: Any = None) -> None:
+        """
+        Start the route timeout's timer (at `due`) for a wait, unless it runs
+        already or the client left; on the upstream's `timers` when given:
+        its attempts' timers keep that one's `DelayedCall` armed, where the
+        gateway's would be armed and cancelled anew for each relayed body.
+        """
+        if self.timer is None and not self.client_gone:
+            self.timer = (self.generation.timers if timers is None else timers).call_at(self.due, self._timeout)
+
+    def route_expired(self) -> None:
+        """The route timeout, reported by an attempt's read timer standing for it (`twistgate.upstream.watch`)."""
+        self._timeout()
 
     def _timeout(self) -> None:
         self.timer = None
@@ -314,7 +336,7 @@ class Exchange(ResponsePath, OwnAnswers):
         # No reference cycles outlive the exchange: refcounting frees it at
         # once, and the cyclic collector has nothing of it to find.
         if self.call is not None:
-            self.call.interim = None
+            self.call.interim = self.call.deadline = None
         if self.relay is None:
             self.upstream_response = None
         generation.exchange_done()

@@ -5,7 +5,10 @@ The upstream's head is cleaned for the client (hop-by-hop fields, the
 codings the gateway relays, a known length), passes the route's layers in
 reverse (``on_response``), and goes out with the gateway's own fields (the
 request id, Via, Date); the body then streams through a `BodyRelay` and the
-upstream's trailers follow it.  Kept apart from the request's way in
+upstream's trailers follow it.  A small answer whose body came in the same
+read as its head (`UpstreamResponse.whole_body`) goes out in one `respond`
+instead, when nothing needs the body's way (no body filter, not gRPC, not a
+stream, an engine that says it `answers_whole`).  Kept apart from the request's way in
 because it is the half a response-shaping change touches, and the half
 `twistgate.websocket.exchange` extends (a 101 and its hand-over).
 """
@@ -72,6 +75,7 @@ class ResponsePath:
             self._fail(Failure())
             return
         if answer.__class__ is not ProxyResponse and isinstance(answer, Deferred):
+            self.arm_route()
             answer.addCallbacks(self._send, self._fail).addErrback(self._crashed)
         else:
             self._send(answer)
@@ -99,6 +103,15 @@ class ResponsePath:
             if not self.grpc and is_stream(upstream_response.length, raw):
                 self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
                 generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
+            else:
+                whole = None if filters or self.grpc else getattr(upstream_response, "whole_body", None)
+                if whole is not None and getattr(downstream, "answers_whole", False):
+                    # The body came with the head: one answer, no body protocol, no producer.
+                    upstream_response.took_whole()
+                    self._cancel_timer()
+                    downstream.respond(response.status, response.reason, response.headers, whole)
+                    return
+                self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)

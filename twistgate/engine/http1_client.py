@@ -70,7 +70,7 @@ class HTTP1ClientProtocol(Protocol):
         self._body_done = True
         self._chunked = False
         self._pending_head: Optional[bytes] = None
-        self._got_bytes = False
+        self._read_size = 0  # bytes in the latest read of this request's answer (0: none yet)
         self._phrase = b""
         self._raw: dict = {}
         self._interim = False
@@ -78,6 +78,7 @@ class HTTP1ClientProtocol(Protocol):
         self._until_close = False
         self._message_done = False
         self._stopped = False
+        self._held: Optional[UpstreamResponse] = None  # a head reported at the end of its read (`report_held`)
 
     def connectionMade(self) -> None:
         self.out = SocketWriter(self.transport)
@@ -93,7 +94,7 @@ class HTTP1ClientProtocol(Protocol):
         self._reused = reused
         self._sent = False
         self._chunked = False
-        self._got_bytes = False
+        self._read_size = 0
         self._persist = False
         self._message_done = False
         self.requests += 1
@@ -175,7 +176,7 @@ class HTTP1ClientProtocol(Protocol):
         if self._request is None and self._response is None:
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
-        self._got_bytes = True
+        self._read_size = len(data)
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
@@ -195,6 +196,10 @@ class HTTP1ClientProtocol(Protocol):
                 self._pool.release(self)
             if done is not True:
                 done._finished(_DONE)
+        held = self._held
+        if held is not None:
+            self._held = None
+            held.report_held()
 
     def on_message_begin(self) -> None:
         if self._request is None and self._response is None:
@@ -233,7 +238,8 @@ class HTTP1ClientProtocol(Protocol):
         version = _VERSIONS.get(parser.get_http_version(), _HTTP11)
         method = self._method
         lengths = raw.get(CONTENT_LENGTH)
-        if lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw:
+        held = lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw
+        if held:
             length, until_close = int(lengths[0]), False  # the usual answer (`response_length`'s own first case)
         else:
             length, until_close = response_length(raw, code, method)
@@ -245,7 +251,10 @@ class HTTP1ClientProtocol(Protocol):
         self._response = response
         request, self._request = self._request, None
         if request is not None:
-            request.head_received(response)
+            if held and length < self._read_size:  # reported at the end of this read, with its body (`dataReceived`)
+                response.held_for, self._held = request, response
+            else:
+                request.head_received(response)
         if self._method == b"HEAD" and not self._message_done:
             # llhttp would wait for the body a HEAD answer announces: end here, and do not reuse.
             self._persist = False
@@ -374,19 +383,11 @@ class HTTP1ClientProtocol(Protocol):
         if body is not None:
             body.stopProducing()
         if request is not None:
-            if self._got_bytes:
-                error: Exception = UpstreamProtocolError(
-                    "the upstream closed the connection in the middle of the response head",
-                    sent=self._sent,
-                    reused=self._reused,
-                )
+            if self._read_size:
+                message, kind = "the upstream closed the connection in the middle of the response head", UpstreamProtocolError
             else:
-                error = UpstreamClosedConnection(
-                    "the upstream closed the connection before answering",
-                    sent=self._sent,
-                    reused=self._reused,
-                )
-            request.failed(Failure(error), self)
+                message, kind = "the upstream closed the connection before answering", UpstreamClosedConnection
+            request.failed(Failure(kind(message, sent=self._sent, reused=self._reused)), self)
             return
         response, self._response = self._response, None
         if response is not None and not self._message_done:

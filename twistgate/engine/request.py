@@ -63,6 +63,9 @@ class ServerRequest:
         route's own limit.
     """
 
+    #: An upstream answer whose body came with its head goes out in one `respond` (`twistgate.exchange_respond`).
+    answers_whole = True
+
     __slots__ = (
         "method",
         "target",

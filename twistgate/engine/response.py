@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
 from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
 from zope.interface import implementer
 
 from twistgate.headers import Headers
@@ -43,9 +44,11 @@ class UpstreamResponse:
     :ivar version: ``(b"HTTP", 1, 1)`` like Twisted's.
     :ivar headers: every field as received (names canonical).
     :ivar length: the body length, or `UNKNOWN_LENGTH` (chunked, or until close).
+    :ivar whole_body: the whole body, when it had arrived (and ended cleanly)
+        in the same read as the head; else None.  It can still be delivered.
     """
 
-    __slots__ = ("code", "phrase", "version", "headers", "length", "request", "_connection", "_protocol", "_pending", "_end")
+    __slots__ = ("code", "phrase", "version", "headers", "length", "request", "whole_body", "held_for", "_connection", "_protocol", "_pending", "_end")
 
     trailers = None  # this client does not read trailer fields (their absence, said without an AttributeError)
 
@@ -64,6 +67,8 @@ class UpstreamResponse:
         self.headers = headers
         self.length = length
         self.request: Any = None
+        self.whole_body: Optional[bytes] = None
+        self.held_for: Any = None
         self._connection: Optional["HTTP1ClientProtocol"] = connection
         self._protocol: Optional[IProtocol] = None
         self._pending: Optional[List[bytes]] = []
@@ -85,6 +90,19 @@ class UpstreamResponse:
             self._connection = None
             self._protocol = _DELIVERED
             protocol.connectionLost(self._end)
+
+    def report_held(self) -> None:
+        """
+        The head, held back until its read was parsed, goes to the request
+        that waits for it (`held_for`): with `whole_body` when the body came
+        in that read too and ended cleanly.
+        """
+        request, self.held_for = self.held_for, None
+        end = self._end
+        if end is not None and end.type is ResponseDone:
+            pending = self._pending
+            self.whole_body = pending[0] if len(pending) == 1 else b"".join(pending)  # type: ignore[arg-type]
+        request.head_received(self)
 
     def detach(self, protocol: IProtocol) -> None:
         """For a ``101``: hand the raw connection (and bytes already read after the head) to ``protocol``."""

@@ -37,6 +37,7 @@ class Attempt(ResponseWatch):
         self._response: Any = None  # the upstream's, once its head arrived
         self.timer: Any = None
         self.on_timeout: Any = None
+        self.route_deadline: Any = None  # the exchange, while the head's timer stands for its route timeout
         self.timed_out = False  # no head, or no body bytes, within the read timeout
         self.inner: Any = None  # the exchange's body protocol, once delivered
         self.transport: Any = None

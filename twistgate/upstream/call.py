@@ -104,6 +104,7 @@ class Forwarding(PooledRequest):
             return
         # (Deferred's metaclass is ABCMeta: rule out the usual tuple first.)
         if admitted.__class__ is not tuple and isinstance(admitted, Deferred):  # an extension balancer is choosing
+            self._arm_route()
             self.current = admitted
             admitted.addCallbacks(self._send_to, self._not_admitted).addErrback(self._not_admitted)
             return
@@ -156,8 +157,12 @@ class Forwarding(PooledRequest):
             )
             self.attempt = attempt
             self.current = _SENDING
-            if watch is None or watch.sent:
-                attempt.wait_head(self._stop_sending)
+            if watch is None and call.deadline is not None and call.deadline.timer is None:
+                attempt.wait_head_within(self._stop_sending, call.deadline)  # one timer for the read and route timeouts
+            else:
+                self._arm_route()
+                if watch is None or watch.sent:
+                    attempt.wait_head(self._stop_sending)
             try:
                 pool.dispatch(self)
             except Exception:
@@ -165,6 +170,7 @@ class Forwarding(PooledRequest):
                     self.silenced = True
                     self.refused(Failure())
             return
+        self._arm_route()
         try:
             sent_to = upstream.with_connect_timeout(target, policy.connect)
             d = upstream.send(sent_to, request.method, request.target, request.headers, body, call.interim)
@@ -304,10 +310,17 @@ class Forwarding(PooledRequest):
         if not upstream.budget.withdraw():
             _log.info("upstream {upstream}: retry budget exhausted; not retrying", upstream=upstream.name)
             return False
+        self._arm_route()  # no attempt's timer stands for it during the backoff
         wait = deferLater(upstream.clock, delay, lambda: None)
         self.current = wait
         wait.addCallbacks(self._attempt, _ignore_cancel).addErrback(self._crashed)
         return True
+
+    def _arm_route(self) -> None:
+        """The exchange's route timeout gets its own timer: no attempt's read timer stands for it now."""
+        deadline = self.call.deadline
+        if deadline is not None:
+            deadline.arm_route(self.upstream.timers)
 
     def _crashed(self, failure: Failure) -> None:
         """A bug in an attempt's bookkeeping: logged with the request id, and the call fails (502)."""

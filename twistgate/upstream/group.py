@@ -56,14 +56,17 @@ class UpstreamCall:
     `interim` to hear the upstream's 1xx responses.
     """
 
-    __slots__ = ("target", "attempts", "head_at", "interim", "upstream")
+    __slots__ = ("target", "attempts", "head_at", "interim", "upstream", "deadline")
 
-    def __init__(self, interim: Optional[Callable[[int, Headers], None]] = None) -> None:
+    def __init__(self, interim: Optional[Callable[[int, Headers], None]] = None, deadline: Any = None) -> None:
         self.target: Optional[Target] = None
         self.attempts = 0
         self.head_at: Optional[float] = None
         self.interim = interim
         self.upstream: Optional[str] = None  # the group's name (a split route chooses one per request)
+        #: The route timeout not yet armed (the exchange: ``due``, ``timer``, ``arm_route()``,
+        #: ``route_expired()``): an attempt's read timer may stand for it (`twistgate.upstream.call`).
+        self.deadline = deadline
 
 
 class Upstream(TargetSet, TargetChoice, Sending):

@@ -14,6 +14,10 @@ except that the body protocol is interposed, so that
   upstream, or stopped by the gateway) for breakers, outlier detection and
   the in-flight count that least_connections balances on.
 
+While the head is awaited, the same timer may stand for the exchange's
+route timeout too (`wait_head_within`: due at whichever comes first), so a
+request on the hot path arms one timer, not two.
+
 The body's timer is lazy: a chunk only notes the time, and a timer that
 fires early re-arms itself for the rest, so a body of many chunks costs one
 timer, not one reset per chunk.
@@ -49,8 +53,8 @@ class ResponseWatch:
     """
 
     __slots__ = (
-        "_response", "code", "phrase", "headers", "length", "version",
-        "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last",
+        "_response", "code", "phrase", "headers", "length", "version", "whole_body",
+        "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last", "route_deadline",
         "inner", "transport", "paused", "stopped_here", "delivering",
     )  # fmt: skip
 
@@ -64,18 +68,38 @@ class ResponseWatch:
         self.on_timeout = on_timeout
         self.timer = self.timers.call_later(self.idle, self._expired)
 
+    def wait_head_within(self, on_timeout: Callable[[], None], deadline: Any) -> None:
+        """
+        `wait_head` on one timer with the route timeout not yet armed
+        (`deadline`: the exchange), due at whichever comes first: the route's
+        expiry goes to ``deadline.route_expired()`` (the exchange cancels the
+        call), the read timeout's to `on_timeout` as with `wait_head`.
+        """
+        self.on_timeout = on_timeout
+        due = self.clock.seconds() + self.idle
+        if deadline.due <= due:
+            due = deadline.due
+            self.route_deadline = deadline
+        self.timer = self.timers.call_at(due, self._expired)
+
     def watch(self, response: Any) -> None:
         """
         The head arrived: stand in for `response`.  The timer runs on, for
         the body when it is delivered at once (see `handed_over`).
         """
         self._response = response
-        self.on_timeout = None
+        self.on_timeout = self.route_deadline = None
         self.code = response.code
         self.phrase = response.phrase
         self.headers = response.headers
         self.length = response.length
         self.version = response.version
+        self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
+
+    def took_whole(self) -> None:
+        """The exchange answered with `whole_body` (no delivery): the body is over, cleanly."""
+        self.stop_timer()
+        self.body_over(True, None)
 
     def handed_over(self) -> None:
         """
@@ -157,13 +181,19 @@ class ResponseWatch:
             # else the head's, due no later than now + idle: it re-arms itself for the rest when it fires
 
     def stop_timer(self) -> None:
+        self.route_deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def _expired(self) -> None:
         self.timer = None
-        if self._response is None:  # no head within the read timeout
+        if self._response is None:  # no head within the read timeout, or the route's
+            route, self.route_deadline = self.route_deadline, None
+            if route is not None:  # the route timeout came first: not this attempt's failure
+                self.on_timeout = None
+                route.route_expired()
+                return
             self.timed_out = True
             on_timeout, self.on_timeout = self.on_timeout, None
             if on_timeout is not None:
