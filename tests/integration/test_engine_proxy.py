@@ -10,6 +10,7 @@ import http.client
 import importlib.util
 import json
 import os
+import platform
 import resource
 import socket
 import time
@@ -222,7 +223,11 @@ class StreamerFactory(protocol.Factory):
 #: heap, by +38 to +120 MiB depending on how much else the process holds (the
 #: whole suite's process: +64); the next 400 MiB then raised it by +0 to +20.
 #: The growth does not follow the body's size: not bodies held.  CPython: +1, +1.
+#: In the whole PyPy suite (2026-12-05, after the warm-up) the 400 MiB still
+#: raised it by +73: PyPy's bound is a quarter of the body, which a body held
+#: whole (its 400 MiB) cannot meet; CPython's stays at 40.
 WARM_UP = 200 * MiB
+GROWTH_BOUND_MIB = 100 if platform.python_implementation() == "PyPy" else 40
 
 
 @pytest_twisted.inlineCallbacks
@@ -247,7 +252,7 @@ def test_200_mib_download_streams_with_flat_memory(servers, bench_proxy):
     before = _maxrss_mib()
     # More than the warm-up: a body held whole cannot fit in what the warm-up freed.
     assert (yield deferToThread(download, measured, 2 * WARM_UP)) == 2 * WARM_UP
-    assert _maxrss_mib() - before < 40, "the body was buffered instead of streamed"
+    assert _maxrss_mib() - before < GROWTH_BOUND_MIB, "the body was buffered instead of streamed"
 
 
 @pytest_twisted.inlineCallbacks
