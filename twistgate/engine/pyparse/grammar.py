@@ -90,6 +90,15 @@ _STATUS_LINE = re.compile(rb"(?:HTTP|RTSP|ICE)/([0-9])\.([0-9]) ([0-9]{3})(?:( )
 RequestLine = Tuple[bytes, bytes, int, int, bool]
 
 
+def _target_after(line: bytes, space: int) -> Tuple[int, bytes]:
+    """``(where the target ends or -1, the target)`` after the method's space (llhttp skips repeated spaces)."""
+    start = space + 1
+    while line[start : start + 1] == b" ":
+        start += 1
+    end = line.find(b" ", start)
+    return end, (line[start:] if end < 0 else line[start:end])
+
+
 def request_line(line: bytes) -> RequestLine:
     """
     ``(method, target, major, minor, versioned)`` of a request line (without
@@ -99,11 +108,7 @@ def request_line(line: bytes) -> RequestLine:
     method = line[:space] if space > 0 else line
     if space < 0 or method not in METHODS:
         raise HttpParserInvalidMethodError("Invalid method encountered")
-    start = space + 1
-    while line[start : start + 1] == b" ":
-        start += 1
-    end = line.find(b" ", start)
-    target = line[start:] if end < 0 else line[start:end]
+    end, target = _target_after(line, space)
     pattern = _CONNECT_URL if method == b"CONNECT" else _URL
     if (not target and method != b"CONNECT") or pattern.fullmatch(target) is None:
         raise HttpParserInvalidURLError("Invalid characters in url")
@@ -148,11 +153,7 @@ def check_request_prefix(line: bytes) -> None:
         return
     if line[:space] not in METHODS:
         raise HttpParserInvalidMethodError("Invalid method encountered")
-    start = space + 1
-    while line[start : start + 1] == b" ":
-        start += 1
-    end = line.find(b" ", start)
-    target = line[start:] if end < 0 else line[start:end]
+    end, target = _target_after(line, space)
     if end < 0 and target.endswith(b"\r"):
         target = target[:-1]
     pattern = _CONNECT_URL if line[:space] == b"CONNECT" else _URL_PREFIX
