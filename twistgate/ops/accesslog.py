@@ -113,13 +113,15 @@ def _milliseconds(seconds: float) -> str:
     correctly rounded conversion), and with at most 15 significant digits
     the shortest repr of the rounded double is those digits without
     trailing zeros.  Negative, huge or non-finite values take the long way;
-    anything but a number raises TypeError (`json_line` falls back).
+    anything but a number raises TypeError (`json_line` falls back).  A
+    negative zero is written ``0.0`` (``+ 0.0``): PyPy's ``round`` drops
+    its sign where CPython's keeps it, and the line is the same on both.
     """
-    ms = seconds * 1000.0
+    ms = seconds * 1000.0 + 0.0
     if 0.0 <= ms < _MS_PRINTED_EXACTLY:
         text = ("%.3f" % ms).rstrip("0")
         return text + "0" if text[-1] == "." else text
-    ms = round(ms, 3)
+    ms = round(ms, 3) + 0.0
     return float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
 
 
