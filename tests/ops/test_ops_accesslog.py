@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -181,23 +180,26 @@ def test_reopen_keeps_the_old_file_when_the_path_cannot_be_opened(tmp_path):
     assert json.loads((tmp_path / "moved.log").read_text())["path"] == "/r/still"
 
 
+def record(**changes):
+    """An access-log record of plain values, with ``changes``."""
+    from twistgate.record import ExchangeRecord
+
+    fields = dict(
+        request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
+        finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
+        bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
+        protocol="HTTP/1.1", grpc_status=None,
+    )
+    fields.update(changes)
+    return ExchangeRecord(**fields)
+
+
 def test_json_line_stays_exact_past_its_string_cache_and_for_odd_field_types(monkeypatch):
     """The remembered JSON strings are cleared when full (not grown); a field of another type falls back to json.dumps."""
     from twistgate.ops import accesslog
     from twistgate.ops.accesslog import access_fields, json_line
-    from twistgate.record import ExchangeRecord
 
     monkeypatch.setattr(accesslog, "_STRINGS_KEPT", 8)
-
-    def record(**changes):
-        fields = dict(
-            request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
-            finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
-            bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
-            protocol="HTTP/1.1", grpc_status=None,
-        )
-        fields.update(changes)
-        return ExchangeRecord(**fields)
 
     records = [record(client_ip=f"198.51.100.{i}", consumer=f"c\"{i}") for i in range(30)]
     records += [record(consumer=["a", "list"]), record(consumer=7), record(route=True)]
@@ -214,17 +216,6 @@ def test_json_line_times_and_trace_id_of_every_type_as_json_dumps_writes_them():
     from types import SimpleNamespace
 
     from twistgate.ops.accesslog import access_fields, json_line
-    from twistgate.record import ExchangeRecord
-
-    def record(**changes):
-        fields = dict(
-            request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
-            finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
-            bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
-            protocol="HTTP/1.1", grpc_status=None,
-        )
-        fields.update(changes)
-        return ExchangeRecord(**fields)
 
     records = [
         record(upstream_head_seconds=math.nan),
