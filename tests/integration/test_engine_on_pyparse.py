@@ -32,7 +32,12 @@ def test_the_engine_integration_tests_pass_on_the_python_parser() -> None:
     )
     assert check.returncode == 0, check.stderr
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-k", "not twisted", *FILES],
+        # --durations and faulthandler_timeout: should this run ever be slow or
+        # stall, the failure message shows which test and where it waited.
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-k", "not twisted",
+            "--durations=8", "-o", "faulthandler_timeout=60", *FILES,
+        ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

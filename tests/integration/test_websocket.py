@@ -39,6 +39,10 @@ def connect(uri: str, **options: Any) -> Any:
     """
     return _connect(uri, ping_interval=None, **options)
 
+#: How long a client waits for the handshake: generous, so a loaded CI machine
+#: does not fail a test that checks what the handshake does, not how fast.
+OPEN_TIMEOUT = 20
+
 CONFIG = """
 listeners:
   - {name: public, endpoint: "tcp:0"}
@@ -100,7 +104,7 @@ def test_messages_subprotocol_and_extension_pass_both_ways(reactor, gateways, up
     port, _ = gateways.gateway(config(), up=upstream.port)
 
     def client() -> Any:
-        with connect(url(port), subprotocols=["chat.v1"], open_timeout=5) as ws:
+        with connect(url(port), subprotocols=["chat.v1"], open_timeout=OPEN_TIMEOUT) as ws:
             ws.send("hello")
             text = ws.recv(timeout=5)
             ws.send(b"\x00\x01binary")
@@ -129,7 +133,7 @@ def test_close_code_and_reason_pass_both_ways(reactor, gateways):
         port, _ = gateways.gateway(config(), up=server.port)
 
         def upstream_closes() -> Any:
-            with connect(url(port), open_timeout=5) as ws:
+            with connect(url(port), open_timeout=OPEN_TIMEOUT) as ws:
                 ws.send("close me")
                 with pytest.raises(ConnectionClosed) as closed:
                     ws.recv(timeout=5)
@@ -143,7 +147,7 @@ def test_close_code_and_reason_pass_both_ways(reactor, gateways):
         port, _ = gateways.gateway(config(), up=echo.port)
 
         def client_closes() -> None:
-            with connect(url(port), open_timeout=5) as ws:
+            with connect(url(port), open_timeout=OPEN_TIMEOUT) as ws:
                 ws.send("hi")
                 ws.recv(timeout=5)
                 ws.close(4001, "bye from client")
@@ -173,7 +177,7 @@ def test_refused_upgrades_get_the_json_error_and_never_reach_the_upstream(reacto
 
     def client() -> Any:
         with pytest.raises(InvalidStatus) as refused:
-            connect(url(port, path), additional_headers=headers, open_timeout=5)
+            connect(url(port, path), additional_headers=headers, open_timeout=OPEN_TIMEOUT)
         response = refused.value.response
         return response.status_code, json.loads(response.body)
 
@@ -188,14 +192,14 @@ def test_authenticated_and_rate_limited_upgrades(reactor, gateways, upstream):
     port, _ = gateways.gateway(config(), up=upstream.port)
 
     def client() -> Any:
-        with connect(url(port, "/private"), additional_headers={"Authorization": f"Bearer {token()}"}, open_timeout=5) as ws:
+        with connect(url(port, "/private"), additional_headers={"Authorization": f"Bearer {token()}"}, open_timeout=OPEN_TIMEOUT) as ws:
             ws.send("authed")
             authed = ws.recv(timeout=5)
-        with connect(url(port, "/limited"), open_timeout=5) as ws:
+        with connect(url(port, "/limited"), open_timeout=OPEN_TIMEOUT) as ws:
             ws.send("first")
             ws.recv(timeout=5)
         with pytest.raises(InvalidStatus) as refused:
-            connect(url(port, "/limited"), open_timeout=5)
+            connect(url(port, "/limited"), open_timeout=OPEN_TIMEOUT)
         return authed, refused.value.response.status_code, json.loads(refused.value.response.body)["error"]
 
     assert (yield deferToThread(client)) == ("authed", 429, "rate_limited")
@@ -292,14 +296,14 @@ def test_max_connections_caps_open_websockets(reactor, gateways, upstream):
     ), up=upstream.port)
 
     def client() -> Any:
-        first = connect(url(port), open_timeout=5).__enter__()
-        second = connect(url(port), open_timeout=5).__enter__()
+        first = connect(url(port), open_timeout=OPEN_TIMEOUT).__enter__()
+        second = connect(url(port), open_timeout=OPEN_TIMEOUT).__enter__()
         with pytest.raises(InvalidStatus) as refused:
-            connect(url(port), open_timeout=5)
+            connect(url(port), open_timeout=OPEN_TIMEOUT)
         response = refused.value.response
         first.close()
         time.sleep(0.2)
-        with connect(url(port), open_timeout=5) as third:
+        with connect(url(port), open_timeout=OPEN_TIMEOUT) as third:
             third.send("again")
             again = third.recv(timeout=5)
         second.close()
@@ -321,7 +325,7 @@ def test_idle_timeout_closes_both_sides_with_1001(reactor, gateways, upstream):
     port, _ = gateways.gateway(config("websocket: {idle_timeout: 300ms}\n"), up=upstream.port)
 
     def client() -> Any:
-        with connect(url(port), open_timeout=5) as ws:
+        with connect(url(port), open_timeout=OPEN_TIMEOUT) as ws:
             ws.send("one")
             ws.recv(timeout=5)
             started = time.monotonic()
@@ -349,7 +353,7 @@ def test_a_routes_own_idle_timeout_and_message_size_replace_the_top_levels(react
     ), up=upstream.port)
 
     def client() -> Any:
-        with connect(url(port), open_timeout=5) as long_lived, connect(url(port, "/short"), open_timeout=5) as short:
+        with connect(url(port), open_timeout=OPEN_TIMEOUT) as long_lived, connect(url(port, "/short"), open_timeout=OPEN_TIMEOUT) as short:
             long_lived.send("x" * 4096)  # no limit on this route
             big = long_lived.recv(timeout=5)
             short.send("one")
@@ -559,7 +563,7 @@ def test_metrics_and_one_access_line_when_the_connection_ends(reactor, gateways,
     generation.observers.append(records.append)
 
     def client() -> None:
-        with connect(url(port), open_timeout=5, compression=None) as ws:
+        with connect(url(port), open_timeout=OPEN_TIMEOUT, compression=None) as ws:
             ws.send("x" * 100)
             ws.recv(timeout=5)
             text = generate_latest(generation.ops.registry).decode()
@@ -615,7 +619,7 @@ def test_a_reload_does_not_cut_open_websockets_until_the_drain_timeout(reactor, 
     gateway = LiveGateway(reactor, path, LIVE.replace("DRAIN", "1500ms").replace("GEN", "1"), up=upstream.port)
     yield gateway.start()
     try:
-        ws = yield deferToThread(lambda: connect(url(gateway.port), open_timeout=5).__enter__())
+        ws = yield deferToThread(lambda: connect(url(gateway.port), open_timeout=OPEN_TIMEOUT).__enter__())
         assert ws.response.headers["X-Generation"] == "1"
         gateway.write(LIVE.replace("DRAIN", "1500ms").replace("GEN", "2"), up=upstream.port)
         result = yield gateway.service.reload()
@@ -625,7 +629,7 @@ def test_a_reload_does_not_cut_open_websockets_until_the_drain_timeout(reactor, 
         def after_reload() -> Any:
             ws.send("still here")
             echoed = ws.recv(timeout=5)
-            with connect(url(gateway.port), open_timeout=5) as fresh:
+            with connect(url(gateway.port), open_timeout=OPEN_TIMEOUT) as fresh:
                 generation = fresh.response.headers["X-Generation"]
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=5)
@@ -649,7 +653,7 @@ def test_a_graceful_stop_waits_for_open_websockets_then_says_going_away(reactor,
 
     gateway = LiveGateway(reactor, tmp_path / "gw.yaml", LIVE.replace("DRAIN", "10m").replace("GEN", "1"), up=upstream.port)
     yield gateway.start()
-    ws = yield deferToThread(lambda: connect(url(gateway.port), open_timeout=5).__enter__())
+    ws = yield deferToThread(lambda: connect(url(gateway.port), open_timeout=OPEN_TIMEOUT).__enter__())
     started = time.monotonic()
     stopped = gateway.stop()
 
@@ -678,7 +682,7 @@ def test_wss_over_a_tls_listener(reactor, gateways, upstream, pki):
     port, _ = gateways.gateway_listener(tls_config, up=upstream.port)
 
     def client() -> Any:
-        with connect(f"wss://localhost:{port}/chat", ssl=client_context(pki), open_timeout=5) as ws:
+        with connect(f"wss://localhost:{port}/chat", ssl=client_context(pki), open_timeout=OPEN_TIMEOUT) as ws:
             ws.send("over tls")
             small = ws.recv(timeout=5)
             ws.send(b"\x01" * 200_000)
