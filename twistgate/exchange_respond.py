@@ -66,7 +66,7 @@ class ResponsePath:
 
     def _respond(self, response: ProxyResponse) -> None:
         route = self.route
-        if route is None or route.chain.empty:
+        if route is None or not route.responds:
             self._send(response)
             return
         try:
