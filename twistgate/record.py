@@ -98,6 +98,5 @@ class ExchangeRecord:
         )
 
 
-
 _PROTOCOLS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/2": "HTTP/2", b"HTTP/1.0": "HTTP/1.0"}
 _METHODS = {m.encode("ascii"): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
