@@ -119,7 +119,7 @@ class Exchange(ResponsePath, OwnAnswers):
             routes = generation.routes
             facts = RequestFacts(headers, query) if routes.conditional else None
             # The path normalised (InvalidPath is a BadRequest) and matched.
-            path_s, match = routes.resolve(downstream.method, path, host_s, listener=listener, facts=facts)
+            path_s, match = routes.resolve(downstream.method, path, host_s, listener, facts)
             if match is None:
                 raise RouteNotFound()
         except GatewayError as error:
@@ -132,8 +132,9 @@ class Exchange(ResponsePath, OwnAnswers):
         for name in _DROP_FROM_REQUEST:
             raw.pop(name, None)
         peer = downstream.client[0]
-        scheme = "https" if downstream.secure else "http"
-        client_ip = generation.forwarding.apply(raw, peer=peer, scheme=scheme, host=host_raw, version=downstream.version)
+        secure = downstream.secure
+        scheme = "https" if secure else "http"
+        client_ip = generation.forwarding.apply(raw, peer, scheme, host_raw, downstream.version)
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         self.host_header = host_raw
         now = generation.clock.seconds()
@@ -156,12 +157,12 @@ class Exchange(ResponsePath, OwnAnswers):
         )
         if self.websocket:
             self._keep_handshake(raw, request)  # type: ignore[attr-defined]
-        if downstream.secure:  # for twistgate.tls.peer_identity (mTLS)
+        if secure:  # for twistgate.tls.peer_identity (mTLS)
             request.state[TLS_CONNECTION] = tls_connection(downstream.transport)
         if downstream.body is not None:
             request.state["request_body"] = True  # the cache cannot key a body (twistgate.policies.cache)
-        if downstream.body is not None and not self._body_allowed(route.max_request_body):
-            return
+            if not self._body_allowed(route.max_request_body):
+                return
         # The route timeout bounds the whole upstream exchange; the upstream
         # bounds each attempt's wait for the head (read timeout).  Its timer
         # is armed only when something waits (`arm_route`): while an attempt

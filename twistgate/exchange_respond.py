@@ -62,11 +62,12 @@ class ResponsePath:
         route = self.route
         if route is not None and route.destination is not None and route.destination.sticky is not None:
             route.destination.answered(self.proxy_request, self.call, headers)
-        self._respond(ProxyResponse(status=code, reason=relayed_reason(response.phrase), headers=headers, from_upstream=True))
+        # (status, headers, reason, body, from_upstream)
+        self._respond(ProxyResponse(code, headers, relayed_reason(response.phrase), None, True))
 
     def _respond(self, response: ProxyResponse) -> None:
         route = self.route
-        if route is None or route.chain.empty:
+        if route is None or not route.responds:
             self._send(response)
             return
         try:

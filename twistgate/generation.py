@@ -60,7 +60,7 @@ class Route:
 
     __slots__ = (
         "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
-        "max_request_body", "forward", "start_forward",
+        "max_request_body", "forward", "start_forward", "responds",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +89,8 @@ class Route:
             self.start_forward = destination.upstream.start_forward if simple else destination.start_forward
         self.answer = answer
         self.chain = chain
+        #: Some layer of the chain has an ``on_response``: else a response goes out without asking the chain.
+        self.responds = bool(chain.order("on_response"))
         self.timeout = timeout
         self.preserve_host = config.preserve_host
         self.max_request_body = max_request_body

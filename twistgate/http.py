@@ -143,7 +143,6 @@ class ForwardingPolicy:
     def apply(
         self,
         raw: Dict[bytes, List[bytes]],
-        *,
         peer: str,
         scheme: str,
         host: bytes,

@@ -172,9 +172,9 @@ class ProxyResponse:
 
     __slots__ = ("status", "reason", "headers", "body", "from_upstream", "body_filters")
 
+    # Not keyword-only: the exchange relays every upstream answer positionally (keywords cost a lookup each).
     def __init__(
         self,
-        *,
         status: int,
         headers: Optional[Headers] = None,
         reason: Optional[bytes] = None,

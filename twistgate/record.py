@@ -15,6 +15,13 @@ from typing import Any, Optional
 import attrs
 
 
+def latency_of(record: "ExchangeRecord") -> float:
+    """`ExchangeRecord.latency` of a record made with its fields (tests, embedders), not by `ExchangeRecord.of`."""
+    if record.status == 101 and record.upstream_head_seconds is not None:
+        return record.upstream_head_seconds
+    return record.finished - record.started
+
+
 @attrs.define
 class ExchangeRecord:
     request_id: str
@@ -39,19 +46,13 @@ class ExchangeRecord:
     grpc_status: Optional[int] = None  # a gRPC call's status (from the upstream's trailers, or the gateway's own)
     logged: bool = True  # False: the route has `access_log: false`
     listener: str = ""  # the listener the request arrived on
+    #: What latency figures count: the duration, except for a WebSocket
+    #: (101), whose connection may last hours: the time to the switch.
+    #: Worked out once here (`latency_of`), not by each sink that reads it.
+    latency: float = attrs.field(default=attrs.Factory(latency_of, takes_self=True))
 
     @property
     def duration(self) -> float:
-        return self.finished - self.started
-
-    @property
-    def latency(self) -> float:
-        """
-        What latency figures count: the duration, except for a WebSocket
-        (101), whose connection may last hours: the time to the switch.
-        """
-        if self.status == 101 and self.upstream_head_seconds is not None:
-            return self.upstream_head_seconds
         return self.finished - self.started
 
     @classmethod
@@ -64,13 +65,15 @@ class ExchangeRecord:
         target = call.target if call is not None else None
         head_at = call.head_at if call is not None else None
         method = downstream.method
+        upstream_head_seconds = (head_at - started) if head_at is not None else None
+        status = downstream.code if exchange.answered else 0
         # Positional, in field order: a record is made per request, and keywords cost a lookup each.
         return cls(
             exchange.request_id,
             _METHODS.get(method) or method.decode("latin-1"),
             downstream.path.decode("latin-1"),
             route.name if route is not None else None,
-            downstream.code if exchange.answered else 0,
+            status,
             exchange.error.code if exchange.error is not None else None,
             started,
             now,
@@ -80,7 +83,7 @@ class ExchangeRecord:
             ),
             target.url if target is not None else None,
             call.attempts if call is not None else 0,
-            (head_at - started) if head_at is not None else None,
+            upstream_head_seconds,
             downstream.received_bytes,
             downstream.sent_bytes,
             preq.client_ip if preq is not None else downstream.client[0],
@@ -91,6 +94,7 @@ class ExchangeRecord:
             exchange.grpc_status,
             route.config.access_log if route is not None else True,
             getattr(downstream, "listener", ""),
+            upstream_head_seconds if status == 101 and upstream_head_seconds is not None else now - started,
         )
 
 

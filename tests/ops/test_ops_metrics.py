@@ -200,3 +200,28 @@ def test_a_websocket_counts_its_handshake_not_its_hours_in_latency_figures():
     stats = Stats(clock)
     stats.observe(record)
     assert stats.snapshot()["routes"]["chat"]["latency_ms"]["p99"] == 10.0
+
+
+def test_a_record_of_an_exchange_carries_its_latency_a_websocket_its_handshake():
+    """`ExchangeRecord.of` works the latency out once: the duration, or a 101's time to the switch."""
+    from types import SimpleNamespace
+
+    from twistgate.record import ExchangeRecord
+
+    def exchange(status: int) -> Any:
+        downstream = SimpleNamespace(
+            method=b"GET", path=b"/chat", code=status, received_bytes=0, sent_bytes=0, client=("127.0.0.1", 1),
+            version=b"HTTP/1.1", listener="main",
+        )
+        call = SimpleNamespace(target=None, head_at=1000.01, upstream="app", attempts=1)
+        return SimpleNamespace(
+            downstream=downstream, proxy_request=SimpleNamespace(started=1000.0, client_ip="127.0.0.1", consumer=None, state={}),
+            route=None, call=call, request_id="r", answered=True,
+            error=None, client_gone=False, grpc_status=None,
+        )
+
+    websocket = ExchangeRecord.of(exchange(101), 4600.0)
+    assert websocket.latency == websocket.upstream_head_seconds
+    assert round(websocket.latency, 6) == 0.01
+    plain = ExchangeRecord.of(exchange(200), 4600.0)
+    assert plain.latency == plain.duration == 3600.0

@@ -1,8 +1,11 @@
 """W3C Trace Context parsing, against the cases of the W3C test suite (trace-context/test/test.py)."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from twistgate.ops.tracecontext import parse_traceparent, parse_tracestate, random_hex, ratio_sampled
+from twistgate.ops import tracecontext
+from twistgate.ops.tracecontext import new_trace_ids, parse_traceparent, parse_tracestate, random_hex, ratio_sampled
 
 VALID = b"00-12345678901234567890123456789012-1234567890123456-01"
 
@@ -104,6 +107,20 @@ def test_tracestate_limits_accepted():
 def test_random_ids_are_never_zero():
     values = iter([b"\x00" * 8, b"\x00" * 7 + b"\x01"])
     assert random_hex(8, lambda n: next(values)) == "0000000000000001"
+
+
+def test_a_new_trace_draws_both_ids_at_once_and_neither_is_zero(monkeypatch):
+    """One draw of 24 bytes: 32 hex digits of trace id, 16 of span id; a draw with a zero id is thrown away."""
+    draws = iter(["0" * 32 + "1" * 16, "2" * 32 + "0" * 16, "a" * 32 + "b" * 16])
+    monkeypatch.setattr(tracecontext, "HEX", SimpleNamespace(take=lambda nbytes: next(draws) if nbytes == 24 else "?"))
+    assert new_trace_ids() == ("a" * 32, "b" * 16)
+
+
+def test_new_trace_ids_are_lowercase_hex_of_the_w3c_widths():
+    trace_id, span_id = new_trace_ids()
+    assert len(trace_id) == 32 and len(span_id) == 16
+    assert parse_traceparent([f"00-{trace_id}-{span_id}-01".encode()]) is not None
+    assert new_trace_ids() != (trace_id, span_id)
 
 
 def test_ratio_sampling_is_deterministic_by_trace_id():

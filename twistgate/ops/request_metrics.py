@@ -130,8 +130,13 @@ class RequestCounts:
             histogram.total += latency
             if record.bytes_in:
                 _add(self.bytes_in, route, record.bytes_in, finished)
-            if record.bytes_out:
-                _add(bytes_out, route, record.bytes_out, finished)
+            sent = record.bytes_out
+            if sent:  # (`_add`, inline: nearly every request sends a body)
+                found = bytes_out.get(route)
+                if found is None:
+                    bytes_out[route] = [sent, finished]
+                else:
+                    found[0] += sent
             upstream = record.upstream
             if upstream is not None:
                 head = record.upstream_head_seconds
@@ -152,10 +157,10 @@ class RequestCounts:
                 elif error == "unauthorized" or error == "forbidden":
                     _add(self.auth_rejected, (route, error), 1, finished)
             state = record.state
-            if state:
-                result = cache_label(state.get("cache"))
+            if state:  # (a traced request's holds its trace: look before calling)
+                result = state.get("cache")
                 if result is not None:
-                    _add(self.cache, (route, result), 1, finished)
+                    _add(self.cache, (route, cache_label(result)), 1, finished)
                 arm = state.get("split")
                 if arm is not None:
                     _add(self.split, (route, arm), 1, finished)

@@ -136,7 +136,9 @@ class Stats:
         total, routes, max_samples = self._total, self._routes, self.max_samples
         for record in records:
             state = record.state
-            cache = cache_label(state.get("cache")) if state else None
+            cache = state.get("cache") if state else None
+            if cache is not None:
+                cache = cache_label(cache)
             status = record.status
             klass = status_class(status)
             error = status >= 500 or status == 0

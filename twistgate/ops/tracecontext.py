@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -107,8 +107,8 @@ def parse_tracestate(values: Optional[Sequence[bytes]]) -> Optional[bytes]:
 class HexPool:
     """
     Random lowercase hex digits from `os.urandom`, fetched 4 KiB at a time:
-    ids cost a slice instead of a system call each (a request takes three:
-    its request id, and a trace and a span id).
+    ids cost a slice instead of a system call each (a request takes two
+    draws: its request id, and a trace id with its span id).
     """
 
     __slots__ = ("_digits", "_at")
@@ -138,6 +138,18 @@ def random_hex(nbytes: int, source: Optional[Callable[[int], bytes]] = None) -> 
         value = HEX.take(nbytes) if source is None else source(nbytes).hex()
         if value.strip("0"):
             return value
+
+
+def new_trace_ids() -> Tuple[str, str]:
+    """
+    A new trace's id and its first span's id (both random and non-zero), in
+    one draw from `HEX`: every request without a ``traceparent`` needs both.
+    """
+    while True:
+        digits = HEX.take(24)
+        trace_id, span_id = digits[:32], digits[32:]
+        if trace_id != _ZERO_TRACE and span_id != _ZERO_SPAN:
+            return trace_id, span_id
 
 
 def ratio_sampled(trace_id: str, ratio: float) -> bool:

@@ -21,7 +21,9 @@ import attrs
 from twisted.python.failure import Failure
 from twistgate.headers import Headers
 
-from twistgate.ops.tracecontext import TraceParent, parse_traceparent, parse_tracestate, random_hex, ratio_sampled
+from twistgate.ops.tracecontext import (
+    TraceParent, new_trace_ids, parse_traceparent, parse_tracestate, random_hex, ratio_sampled,
+)
 from twistgate.plugins.hookspecs import hookimpl
 
 TRACEPARENT = b"Traceparent"  # Twisted's canonical form of the names
@@ -79,7 +81,9 @@ class Tracer:
         self.settings = settings
         self.clock = clock
         self.exporter = exporter
-        self.random_id = random_id
+        self.random_id = random_id  # an attempt's span id (a new trace's two ids come from `new_trace_ids`)
+        #: Every new trace is sampled (the default ratio, 1.0): no decision to compute per request.
+        self.all_sampled = settings.sample_ratio >= 1.0
 
     def begin(self, headers: Headers) -> TraceContext:
         """Read the client's context (or start one) and set the outgoing headers."""
@@ -87,9 +91,9 @@ class Tracer:
         sent = raw.get(TRACEPARENT)
         parent = parse_traceparent(sent) if sent is not None else None
         if parent is None:
-            trace_id = self.random_id(16)
-            flags = 1 if ratio_sampled(trace_id, self.settings.sample_ratio) else 0
-            context = TraceContext(trace_id, self.random_id(8), None, flags)
+            trace_id, span_id = new_trace_ids()
+            flags = 1 if self.all_sampled or ratio_sampled(trace_id, self.settings.sample_ratio) else 0
+            context = TraceContext(trace_id, span_id, None, flags)
             if TRACESTATE in raw:
                 del raw[TRACESTATE]
         else:

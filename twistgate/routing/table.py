@@ -200,7 +200,6 @@ class RouteTable(Generic[T]):
         method: bytes,
         raw_path: bytes,
         host: Optional[str],
-        *,
         listener: Optional[str] = None,
         facts: "Optional[RequestFacts]" = None,
     ) -> Tuple[str, Optional[RouteMatch[T]]]:
