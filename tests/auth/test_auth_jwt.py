@@ -396,3 +396,46 @@ def test_a_remembered_token_still_expires_on_time():
     gateway.clock.advance(0.5)
     challenge = expect_invalid(gateway.get(headers=bearer(remembered)))
     assert 'error="invalid_token"' in challenge and "expired" in challenge
+
+
+def test_recall_answers_only_for_a_verified_token_still_good_now():
+    """The stage's shortcut gives the identity `verify` would give, else None (the long way then says why)."""
+    from types import SimpleNamespace
+
+    from twistgate.headers import Headers
+
+    gateway = AuthGateway(
+        f"""
+        auth:
+          tokens: {{type: jwt, algorithms: [HS256], secret: "{HS_SECRET}"}}
+        routes:
+          - {{name: api, path: "/api/*", upstream: app, auth: [tokens]}}
+        """
+    )
+    authenticator = gateway.auth.authenticators["tokens"]
+
+    def recall(authorization):
+        return authenticator.recall(SimpleNamespace(headers=Headers({"Authorization": [authorization]})))
+
+    good = token(HS_SECRET, "HS256", exp=NOW + 10)
+    assert recall(f"Bearer {good}") is None  # never verified
+    assert gateway.get(headers=bearer(good)).code == 200
+    identity = recall(f"Bearer {good}")
+    assert identity is not None and identity.consumer == "alice"
+    assert authenticator.recall(SimpleNamespace(headers=Headers())) is None
+    assert recall(f"Basic {good}") is None  # not a Bearer token
+    assert recall(f"Bearer {good[:-2]}") is None  # another string: never recalled as this one
+    gateway.clock.advance(10)
+    assert recall(f"Bearer {good}") is None  # expired now, remembered or not
+    challenge = expect_invalid(gateway.get(headers=bearer(good)))
+    assert "expired" in challenge
+
+
+def test_a_recalled_identity_still_meets_the_route_requirements(rs_gateway, rsa_key):
+    """A token seen before is admitted or refused as the first time: scopes still decide 403 on every use."""
+    no_scope = valid(rsa_key, scope="read", roles=["ops"])
+    ok = valid(rsa_key, scope="read admin", roles=["ops"])
+    for _ in range(2):
+        refused = rs_gateway.get("/admin/x", headers=bearer(no_scope))
+        assert refused.code == 403 and refused.json()["error"] == "forbidden"
+        assert rs_gateway.get("/admin/x", headers=bearer(ok)).code == 200
