@@ -55,3 +55,18 @@ def test_a_recalled_identity_still_meets_the_route_requirements():
         assert gw.records[-1].state["auth"]["error"] == "forbidden"
         admitted = gw.get(headers=bearer(ok))
         assert admitted.code == 200 and gw.records[-1].consumer == "alice"
+
+
+def test_every_spelling_of_the_header_is_recalled_and_both_memories_stay_bounded(monkeypatch):
+    """Remembered by the exact header value too: another spelling of the same token is its own entry, within the bound."""
+    from twistgate.policies.auth import jwt_auth
+
+    monkeypatch.setattr(jwt_auth, "_VERIFIED_CACHE_SIZE", 3)
+    gw = gateway()
+    authenticator = gw.auth.authenticators["tokens"]
+    tokens = [token(HS_SECRET, "HS256", jti=str(i)) for i in range(5)]
+    for value in tokens:
+        for spelling in (f"Bearer {value}", f"bearer {value}"):
+            assert gw.get(headers={"Authorization": spelling}).code == 200
+            assert authenticator.recall(SimpleNamespace(headers=Headers({"Authorization": [spelling]}))) is not None
+    assert len(authenticator._verified) == 3 and len(authenticator._by_header) == 3
