@@ -12,6 +12,11 @@ An authenticator has four methods, all cheap and none parsing config:
   passed on as it is);
 * ``strip(request)``: remove its credentials before forwarding;
 * ``challenge(error)``: its ``WWW-Authenticate`` value (None: it has none).
+
+One more is optional: ``recall(request)``, the `Identity` that
+``credentials`` and ``verify`` would give at once, from memory (a JWT
+verified before), or None to take the long way; the stage of a route with
+that one authenticator asks it first (`twistgate.policies.auth.jwt_auth`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,72 @@
+"""
+The auth stage's shortcut for a JWT seen before (`JwtAuthenticator.recall`):
+the identity `verify` would give, or None so that the long way decides and
+says why; the route's requirements still decide on every use.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from tests.auth.helpers import HS_SECRET, NOW, AuthGateway, bearer, token
+from twistgate.headers import Headers
+
+
+def gateway(route_auth: str = "[tokens]") -> AuthGateway:
+    return AuthGateway(
+        f"""
+        auth:
+          tokens: {{type: jwt, algorithms: [HS256], secret: "{HS_SECRET}"}}
+        routes:
+          - {{name: api, path: "/api/*", upstream: app, auth: {route_auth}}}
+        """
+    )
+
+
+def test_recall_answers_only_for_a_verified_token_still_good_now():
+    gw = gateway()
+    authenticator = gw.auth.authenticators["tokens"]
+
+    def recall(headers):
+        return authenticator.recall(SimpleNamespace(headers=Headers(headers)))
+
+    good = token(HS_SECRET, "HS256", exp=NOW + 10)
+    assert recall({"Authorization": [f"Bearer {good}"]}) is None  # never verified
+    assert gw.get(headers=bearer(good)).code == 200
+    identity = recall({"Authorization": [f"Bearer {good}"]})
+    assert identity is not None and identity.consumer == "alice"
+    assert recall({}) is None
+    assert recall({"Authorization": [f"Basic {good}"]}) is None  # not a Bearer token
+    assert recall({"Authorization": [f"Bearer {good[:-2]}"]}) is None  # another string: never taken for this one
+    gw.clock.advance(10)
+    assert recall({"Authorization": [f"Bearer {good}"]}) is None  # expired now, remembered or not
+    refused = gw.get(headers=bearer(good))
+    assert refused.code == 401 and "expired" in refused.header("WWW-Authenticate")[0]
+
+
+def test_a_recalled_identity_still_meets_the_route_requirements():
+    """A token seen before is admitted or refused as the first time: scopes still decide 403 on every use."""
+    gw = gateway("{any: [tokens], scopes: [admin]}")
+    no_scope = token(HS_SECRET, "HS256", scope="read")
+    ok = token(HS_SECRET, "HS256", scope="read admin")
+    for _ in range(2):
+        refused = gw.get(headers=bearer(no_scope))
+        assert refused.code == 403 and refused.json()["error"] == "forbidden"
+        assert gw.records[-1].state["auth"]["error"] == "forbidden"
+        admitted = gw.get(headers=bearer(ok))
+        assert admitted.code == 200 and gw.records[-1].consumer == "alice"
+
+
+def test_every_spelling_of_the_header_is_recalled_and_both_memories_stay_bounded(monkeypatch):
+    """Remembered by the exact header value too: another spelling of the same token is its own entry, within the bound."""
+    from twistgate.policies.auth import jwt_auth
+
+    monkeypatch.setattr(jwt_auth, "_VERIFIED_CACHE_SIZE", 3)
+    gw = gateway()
+    authenticator = gw.auth.authenticators["tokens"]
+    tokens = [token(HS_SECRET, "HS256", jti=str(i)) for i in range(5)]
+    for value in tokens:
+        for spelling in (f"Bearer {value}", f"bearer {value}"):
+            assert gw.get(headers={"Authorization": spelling}).code == 200
+            assert authenticator.recall(SimpleNamespace(headers=Headers({"Authorization": [spelling]}))) is not None
+    assert len(authenticator._verified) == 3 and len(authenticator._by_header) == 3
