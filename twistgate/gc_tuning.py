@@ -17,16 +17,38 @@ runs again: unfreeze, one full collection (so the retired generation's
 reference cycles are freed, not kept frozen forever), freeze.  That one
 collection is the pause a reload adds.
 
-PyPy has neither the freeze nor the cost (its collector does not walk the
-old generation on every major collection this way): `settle` does nothing
-there.
+PyPy has no freeze (`settle` does nothing there); its cost is elsewhere.
+Its nursery (where every object starts) is sized from the CPU's cache,
+1 MB on many servers: a request allocates about 18 KB, so a minor
+collection comes every ~50 requests and finds the requests in flight
+alive, copies them to the old generation, where they die at once and
+bring the next major collection (which marks the whole heap) closer.
+On PyPy the collector then takes about half of the CPU a request costs.
+PyPy reads its settings from the environment at startup only, so a
+running process cannot change them: `worker_environment` gives worker
+processes `PYPY_GC_SETTINGS` (where the operator set none), and a single
+process gets them from the operator (docs/deployment.md, "On PyPy").
 """
 
 from __future__ import annotations
 
 import gc
+import platform
+from typing import Dict, Mapping
 
-__all__ = ["settle"]
+__all__ = ["PYPY_GC_SETTINGS", "settle", "worker_environment"]
+
+ON_PYPY = platform.python_implementation() == "PyPy"
+
+#: PyPy's collector for a gateway (measured in docs/deployment.md, "On PyPy"):
+#: a 16 MB nursery (a minor collection every ~900 requests, which finds few
+#: of them alive), marking steps of 8 MB (pauses as short as the default's),
+#: and the first major collection at 48 MB instead of 8 nurseries (128 MB).
+PYPY_GC_SETTINGS: Mapping[str, str] = {
+    "PYPY_GC_NURSERY": "16MB",
+    "PYPY_GC_INCREMENT_STEP": "8MB",
+    "PYPY_GC_MIN": "48MB",
+}
 
 
 def settle(_: object = None) -> None:
@@ -36,3 +58,12 @@ def settle(_: object = None) -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def worker_environment(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment for a worker process: ``environ``, and on PyPy each of `PYPY_GC_SETTINGS` the operator did not set."""
+    env = dict(environ)
+    if ON_PYPY:
+        for name, value in PYPY_GC_SETTINGS.items():
+            env.setdefault(name, value)
+    return env
