@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import platform
+import sys
+import types
 from typing import Any, Dict, List
 
 import pytest
@@ -34,6 +36,25 @@ def test_settle_collects_cycles_then_freezes_what_is_alive():
         assert gc.get_freeze_count() <= frozen + 100  # unfrozen, collected and frozen again: not piled up
     finally:
         gc.unfreeze()
+
+
+def test_settle_on_pypy_lets_the_jit_trace_a_whole_request_and_freezes_nothing(monkeypatch):
+    calls: List[str] = []
+    monkeypatch.setattr(gc_tuning, "ON_PYPY", True)
+    monkeypatch.setitem(sys.modules, "pypyjit", types.SimpleNamespace(set_param=calls.append))
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"), raising=False)
+    settle()
+    assert calls == ["trace_limit=%d" % gc_tuning.JIT_TRACE_LIMIT]
+
+
+@pytest.mark.skipif(platform.python_implementation() != "PyPy", reason="PyPy's JIT")
+def test_pypy_takes_the_trace_limit():
+    import pypyjit
+
+    try:
+        settle()  # PyPy raises for a limit above its maximum
+    finally:
+        pypyjit.set_param("trace_limit=%d" % pypyjit.defaults["trace_limit"])
 
 
 def test_workers_on_pypy_get_the_collector_settings_the_operator_left_unset(monkeypatch):
