@@ -37,7 +37,6 @@ _SPECIAL = {
     b"upgrade": 4,
 }
 _SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL)
-_BLANKS = (32, 9)  # SP and HTAB: what llhttp skips before a field value
 
 
 def _ignore(*args: Any) -> None:
@@ -251,18 +250,15 @@ class MessageParser:
             raise field_error(data[start : stop - 2])
         headers = []
         noted = self._noted
-        find = data.find
-        pos = start
+        find, pos = data.find, start
         while pos < stop:
             eol = find(b"\r\n", pos, stop)
             colon = find(b":", pos, eol)
-            name = data[pos:colon]
-            value_at = colon + 1
-            while value_at < eol and data[value_at] in _BLANKS:
+            name, value_at = data[pos:colon], colon + 1
+            while value_at < eol and data[value_at] in (32, 9):  # SP, HTAB: llhttp skips them
                 value_at += 1
-            value = data[value_at:eol]
+            value, pos = data[value_at:eol], eol + 2
             headers.append((name, value))
-            pos = eol + 2
             if noted:
                 noted -= 1
             elif len(name) in _SPECIAL_LENGTHS:
