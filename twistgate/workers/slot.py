@@ -22,6 +22,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from twistgate.gc_tuning import worker_environment
 from twistgate.workers import control
 from twistgate.workers.logs import LineRelay, relay_log_line
 from twistgate.workers.sockets import family_name
@@ -160,7 +161,7 @@ class WorkerSlot:
             pass
         try:
             self.process = self.clock.spawnProcess(
-                WorkerProcess(self), sys.executable, args, env=dict(os.environ), path=os.getcwd(), childFDs=child_fds
+                WorkerProcess(self), sys.executable, args, env=worker_environment(os.environ), path=os.getcwd(), childFDs=child_fds
             )
         except Exception:
             parent.close()

@@ -52,10 +52,6 @@ TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 VALUE_CHAR = rb"\t\x20-\x7e\x80-\xff"
 #: Every field line of a head (each with its CRLF): llhttp's token, then a value of VCHAR, SP, HTAB, obs-text.
 FIELDS = re.compile(rb"(?:[%s]+:[%s]*\r\n)*" % (TCHAR, VALUE_CHAR))
-#: A byte no field line may hold (CR and LF are checked by counting: each CR must start a CRLF).
-NOT_FIELD_BYTE = re.compile(rb"[^%s\r\n]" % VALUE_CHAR)
-#: A byte no field name may hold.
-NOT_TOKEN_BYTE = re.compile(rb"[^%s]" % TCHAR)
 #: The start of a field line (or of the blank line ending the head).
 FIELD_PREFIX = re.compile(rb"[%s]*|[%s]+:[%s]*\r?|\r" % (TCHAR, TCHAR, VALUE_CHAR))
 _FIELD = re.compile(rb"[%s]+:[%s]*" % (TCHAR, VALUE_CHAR))
