@@ -31,7 +31,8 @@ metrics, access log; it alone is sent an ``Authorization`` header with a
 token signed by a secret made for the run) and ``twistgate-pypy``
 (twistgate on PyPy, the twistd of ``.venv-pypy`` that ``bash
 tests/pypy.sh`` makes, or ``--pypy``; give it a longer ``--warmup`` for its
-JIT).
+JIT; it runs with the collector settings docs/deployment.md gives a PyPy
+process, `PYPY_ENVIRONMENT`).
 
 Layout on 2+ cores: the proxy under test alone on CPU 0, wrk and the
 upstream on CPU 1 (``--no-pin`` to turn off).  Needs wrk and curl; nginx
@@ -54,6 +55,13 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from twistgate.gc_tuning import PYPY_GC_SETTINGS  # noqa: E402
+
+#: How docs/deployment.md ("On PyPy") runs a single PyPy process: PyPy reads
+#: its collector's settings from the environment at startup only.
+PYPY_ENVIRONMENT = {"PYPY_GC_MAX_DELTA": "32MB", **PYPY_GC_SETTINGS}
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -271,7 +279,8 @@ def run(args, procs: Processes, workdir: Path, proxy_cpu, load_cpu) -> int:
                 log(f"twistgate-pypy left out: no {pypy_twistd} (bash tests/pypy.sh makes .venv-pypy)")
                 continue
             proc = procs.start(name, [str(pypy_twistd), "-n", "--pidfile=", "twistgate", "--config", args.config],
-                               proxy_cpu, env={"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)})
+                               proxy_cpu, env={"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port),
+                                               **PYPY_ENVIRONMENT})
         elif name == "twistgate-full":
             secret = os.urandom(32).hex()
             token = subprocess.run([args.python, str(HERE / "make_token.py"), secret], capture_output=True,
