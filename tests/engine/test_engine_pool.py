@@ -448,3 +448,13 @@ def test_a_busy_connection_is_not_peeked_at():
     s.connection(0)[1].getHandle = lambda: (_ for _ in ()).throw(AssertionError("peeked"))
     s.request()  # reused within 5 ms: no peek
     assert len(s.endpoint.connections) == 1
+
+
+def test_a_connection_idle_for_less_than_a_keep_alive_timeout_is_not_peeked_at():
+    """A busy pool (many connections in flight) leaves each idle for milliseconds: no syscall per request."""
+    s = Setup()
+    _reused(s)
+    s.connection(0)[1].getHandle = lambda: (_ for _ in ()).throw(AssertionError("peeked"))
+    s.clock.advance(0.05)
+    s.request()
+    assert len(s.endpoint.connections) == 1
