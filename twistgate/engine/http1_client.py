@@ -266,6 +266,10 @@ class HTTP1ClientProtocol(Protocol):
             response._data(chunk)
 
     def on_message_complete(self) -> None:
+        if self._raw:
+            # A chunked body's trailer fields, reported like fields: this client
+            # does not read them, and they must not join the next response's.
+            self._raw = {}
         if self._interim:
             self._interim = False
             return
