@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from twistgate.engine.parsers import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from twistgate.engine.framing import NAMES, OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
+from twistgate.engine.framing import FieldCollector, VersionNotSupported, body_framing, check_request_line, persists
 from twistgate.engine.limits import ServerLimits
 from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
 
@@ -48,7 +48,7 @@ class ParsedHead:
         self.length = length
 
 
-class RequestHeadParser:
+class RequestHeadParser(FieldCollector):
     """Parses complete request heads (one per call), reusing one llhttp parser when it can."""
 
     def __init__(self, limits: ServerLimits) -> None:
@@ -136,17 +136,7 @@ class RequestHeadParser:
         expects_continue = http11 and expect is not None and expect[0].lower() == b"100-continue"
         return ParsedHead(method, target, http11, raw, keep_alive, expects_continue, chunked, length)
 
-    # httptools callbacks (only a head is ever fed)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = NAMES.get(name) or canonical(name)
-        if value.endswith(OWS):
-            value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
-        values = self._raw.get(key)
-        if values is None:
-            self._raw[key] = [value]
-        else:
-            values.append(value)
+    # httptools callbacks (only a head is ever fed; on_header is FieldCollector's)
 
     def on_headers_complete(self) -> None:
         self._head_done = True
