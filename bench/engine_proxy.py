@@ -24,7 +24,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from twistgate.engine import HTTP1ServerFactory, ServerLimits, ServerRequest
-from twistgate.engine.pool import UpstreamPool
+from twistgate.engine.pool import PooledRequest, UpstreamPool
 from twistgate.engine.errors import UpstreamClosedConnection
 from twistgate.headers import Headers
 
@@ -85,8 +85,10 @@ class EngineProxy:
         body = request.body
         if body is not None:
             body.keep_for_replay(REPLAY_LIMIT)  # so the pool may send it again after a stale-connection race
-        d = self.pool.request(self.key, self.endpoint, request.method, request.target, headers, body)
-        d.addCallbacks(self._answer, self._failed, callbackArgs=(request,), errbackArgs=(request,))
+        forward = _Forward()
+        forward.prepare(self.pool, self.key, self.endpoint, request.method, request.target, headers, body, None)
+        forward.proxy, forward.request = self, request
+        self.pool.dispatch(forward)
 
     def _answer(self, response: Any, request: ServerRequest) -> None:
         if request.finished:
@@ -94,6 +96,9 @@ class EngineProxy:
             return
         headers = Headers.__new__(Headers)
         headers.raw = _strip(response.headers.raw)
+        if response.whole_body is not None:
+            request.respond(response.code, response.phrase, headers, response.whole_body)  # as the gateway does
+            return
         request.write_head(response.code, response.phrase, headers)
         response.deliverBody(Relay(request))
 
@@ -102,6 +107,18 @@ class EngineProxy:
         body = b'{"error":"%s"}' % code
         request.keep_alive = False
         request.respond(502, None, Headers({b"Content-Type": [b"application/json"]}), body)
+
+
+class _Forward(PooledRequest):
+    """One request through the pool, reporting to the proxy without a Deferred (as the gateway's `Forwarding`)."""
+
+    __slots__ = ("proxy", "request")
+
+    def answered(self, response: Any) -> None:
+        self.proxy._answer(response, self.request)
+
+    def refused(self, failure: Failure) -> None:
+        self.proxy._failed(failure, self.request)
 
 
 class _Drop:

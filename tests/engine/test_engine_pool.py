@@ -448,3 +448,26 @@ def test_a_busy_connection_is_not_peeked_at():
     s.connection(0)[1].getHandle = lambda: (_ for _ in ()).throw(AssertionError("peeked"))
     s.request()  # reused within 5 ms: no peek
     assert len(s.endpoint.connections) == 1
+
+
+def test_a_connection_idle_for_less_than_a_keep_alive_timeout_is_not_peeked_at():
+    """A busy pool (many connections in flight) leaves each idle for milliseconds: no syscall per request."""
+    s = Setup()
+    _reused(s)
+    s.connection(0)[1].getHandle = lambda: (_ for _ in ()).throw(AssertionError("peeked"))
+    s.clock.advance(0.05)
+    s.request()
+    assert len(s.endpoint.connections) == 1
+
+
+def test_trailer_fields_of_one_response_never_become_fields_of_the_next():
+    """llhttp reports a chunked body's trailer fields as fields: they must not reach the next answer on the connection."""
+    s = Setup()
+    d = s.request()
+    s.answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nSet-Cookie: session=theirs\r\n\r\n")
+    assert body_of(result(d)).data == b"ok"
+    d = s.request(target=b"/2")
+    assert len(s.endpoint.connections) == 1  # the same connection, reused
+    s.answer(OK)
+    response = result(d)
+    assert response.headers.raw == {b"Content-Length": [b"2"]}

@@ -21,6 +21,7 @@ from twistgate.http import new_request_id
 from twistgate.reasons import reason_for
 
 __all__ = [
+    "FieldCollector",
     "NotImplementedCoding",
     "VersionNotSupported",
     "NAMES",
@@ -72,6 +73,30 @@ def canonical(name: bytes) -> bytes:
         if len(NAMES) < 4096:
             NAMES[name] = key
     return key
+
+
+class FieldCollector:
+    """
+    The httptools ``on_header`` callback of both the server's head parser
+    and the upstream client: fields into ``_raw`` (names canonical, the
+    trailing whitespace llhttp keeps trimmed).  One method for both, and an
+    inherited one: httptools binds it once, so sharing it costs no call.
+    """
+
+    _raw: Dict[bytes, List[bytes]]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        try:
+            key = NAMES[name]  # a subscript beats .get() and `or`: ~0.05 us a field, on every field
+        except KeyError:
+            key = canonical(name)
+        if value.endswith(OWS):
+            value = value.rstrip(b" \t")
+        values = self._raw.get(key)
+        if values is None:
+            self._raw[key] = [value]
+        else:
+            values.append(value)
 
 
 _KEEP_ALIVE_11 = {b"keep-alive": True, b"Keep-Alive": True, b"close": False, b"Close": False}

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from twistgate.engine.parsers import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from twistgate.engine.framing import NAMES, OWS, VersionNotSupported, body_framing, canonical, check_request_line, persists
+from twistgate.engine.framing import FieldCollector, VersionNotSupported, body_framing, check_request_line, persists
 from twistgate.engine.limits import ServerLimits
 from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
 
@@ -48,15 +48,13 @@ class ParsedHead:
         self.length = length
 
 
-class RequestHeadParser:
+class RequestHeadParser(FieldCollector):
     """Parses complete request heads (one per call), reusing one llhttp parser when it can."""
 
     def __init__(self, limits: ServerLimits) -> None:
         self._limits = limits
         self._parser: Optional[HttpRequestParser] = None
-        self._url = b""
         self._raw: Raw = {}
-        self._count = 0
         self._head_done = False
         self._message_done = False
         self._line_seen = False  # a partial head's request line ended within the limit
@@ -97,13 +95,12 @@ class RequestHeadParser:
             raise URITooLong()
         if len(head) > limits.max_header_bytes:
             raise HeadersTooLarge()
-        check_request_line(head[:line_end])
+        line = head[:line_end]
+        check_request_line(line)
         parser = self._parser
         if parser is None:
             parser = self._parser = HttpRequestParser(self)
-        self._url = b""
         self._raw = raw = {}
-        self._count = 0
         self._head_done = self._message_done = False
         try:
             parser.feed_data(head)
@@ -117,12 +114,14 @@ class RequestHeadParser:
             raise BadRequest("Malformed request head.")
         if not self._message_done:
             self._parser = None  # llhttp waits for a body the engine reads itself: start afresh
-        if self._count > limits.max_headers:
+        # llhttp accepted the head: one CRLF per field line, after the request line and before the blank line.
+        if head.count(b"\r\n") - 2 > limits.max_headers:
             raise HeadersTooLarge("Too many request header fields.")
-        version = parser.get_http_version()
-        if version == "1.1":
+        # llhttp accepted the request line and it has exactly two spaces: its parts are what llhttp parsed.
+        method, target, version = line.split(b" ")
+        if version == b"HTTP/1.1":
             http11 = True
-        elif version == "1.0":
+        elif version == b"HTTP/1.0":
             http11 = False
         else:
             raise VersionNotSupported()
@@ -135,23 +134,9 @@ class RequestHeadParser:
         keep_alive = persists(raw.get(b"Connection"), http11)
         expect = raw.get(b"Expect")
         expects_continue = http11 and expect is not None and expect[0].lower() == b"100-continue"
-        return ParsedHead(parser.get_method(), self._url, http11, raw, keep_alive, expects_continue, chunked, length)
+        return ParsedHead(method, target, http11, raw, keep_alive, expects_continue, chunked, length)
 
-    # httptools callbacks (only a head is ever fed)
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = NAMES.get(name) or canonical(name)
-        if value.endswith(OWS):
-            value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; it is not part of the value
-        values = self._raw.get(key)
-        if values is None:
-            self._raw[key] = [value]
-        else:
-            values.append(value)
-        self._count += 1
+    # httptools callbacks (only a head is ever fed; on_header is FieldCollector's)
 
     def on_headers_complete(self) -> None:
         self._head_done = True

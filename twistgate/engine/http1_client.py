@@ -24,7 +24,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.engine.errors import ResponseBodyStopped, ResponseBodyTruncated, UpstreamClosedConnection, UpstreamProtocolError
-from twistgate.engine.framing import CONTENT_LENGTH, NAMES, OWS, TRANSFER_ENCODING, canonical, head_bytes, persists, response_length
+from twistgate.engine.framing import CONTENT_LENGTH, TRANSFER_ENCODING, FieldCollector, head_bytes, persists, response_length
 from twistgate.engine.response import UpstreamResponse
 from twistgate.engine.writer import SocketWriter, peer_closed
 from twistgate.headers import Headers
@@ -42,7 +42,7 @@ _NO_BODY = frozenset({101, 204, 304})  # statuses whose answers have no body, wh
 _DONE = Failure(ResponseDone())  # one shared instance: a clean end carries no traceback
 
 
-class HTTP1ClientProtocol(Protocol):
+class HTTP1ClientProtocol(FieldCollector, Protocol):
     """An upstream connection (see the module docstring)."""
 
     def __init__(self, pool: "UpstreamPool", key: Any) -> None:
@@ -208,16 +208,6 @@ class HTTP1ClientProtocol(Protocol):
     def on_status(self, phrase: bytes) -> None:
         self._phrase += phrase
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = NAMES.get(name) or canonical(name)
-        if value.endswith(OWS):
-            value = value.rstrip(b" \t")
-        values = self._raw.get(key)
-        if values is None:
-            self._raw[key] = [value]
-        else:
-            values.append(value)
-
     def on_headers_complete(self) -> None:
         parser = self._parser
         code = parser.get_status_code()
@@ -266,6 +256,10 @@ class HTTP1ClientProtocol(Protocol):
             response._data(chunk)
 
     def on_message_complete(self) -> None:
+        if self._raw:
+            # A chunked body's trailer fields, reported like fields: this client
+            # does not read them, and they must not join the next response's.
+            self._raw = {}
         if self._interim:
             self._interim = False
             return

@@ -181,6 +181,7 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
             parsed.keep_alive,
             parsed.expects_continue,
             body,
+            cap,
         )
 
     # -- bodies ----------------------------------------------------------------
@@ -267,11 +268,12 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
             self._close()
             return
         self._state = _HEAD
-        self.resume_reading(PIPELINE_PAUSE)
+        if self._paused:
+            self.resume_reading(PIPELINE_PAUSE)
         if not self._buffer:
             self._deadline.set(_IDLE_TIMER, self._limits.idle_timeout)
-        if not self._in_process:
-            self._process()
+        elif not self._in_process:
+            self._process()  # a pipelined request waits
 
     def abort(self) -> None:
         self._closing = True

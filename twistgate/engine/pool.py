@@ -38,7 +38,14 @@ _log = Logger()
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _IDEMPOTENCY_KEYS = (b"Idempotency-Key", b"X-Idempotency-Key")
-_PEEK_AFTER = 0.005  # seconds idle before taking a connection is worth a peek at its socket
+# Seconds idle before taking a connection is worth a peek (a syscall) at its
+# socket.  The peek only finds a close the reactor has not reported yet, i.e.
+# one that arrived since its last poll; an upstream closes an idle
+# connection at its keep-alive timeout (seconds), so a connection idle for
+# less than this was not closed for being idle.  Above the time a busy pool
+# leaves connections idle (a round of 1,000 in-flight requests), which
+# otherwise paid a peek per request.
+_PEEK_AFTER = 0.1
 
 
 class UpstreamPool:

@@ -107,6 +107,7 @@ class ServerRequest:
         keep_alive: bool,
         expects_continue: bool,
         body: Optional[StreamingBody],
+        max_body: int,
     ) -> None:
         self._channel: Optional["HTTP1ServerProtocol"] = channel
         self.method = method
@@ -118,7 +119,7 @@ class ServerRequest:
         self.client: Tuple[str, int] = channel.client
         self.secure: bool = channel.secure
         self.listener: str = channel.listener
-        self.max_body: int = channel._body_cap()
+        self.max_body = max_body
         self.transport: Any = channel.transport
         self.keep_alive = keep_alive
         self.expects_continue = expects_continue
