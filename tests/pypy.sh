@@ -62,6 +62,7 @@ SMOKE=(
     tests/integration/test_front_desync.py      # framing and smuggling over real sockets, on pyparse
     tests/integration/test_framing_hardening.py
     tests/integration/test_tls_upstream.py      # 2 s: Python 3.9 gets Twisted 25 and pyOpenSSL 25.1, whose TLS differs
+    tests/test_gc_tuning.py                     # the JIT trace limit and the collector settings, on PyPy itself
 )
 if [ "${1:-}" = "--all" ]; then
     shift
