@@ -117,7 +117,6 @@ def test_labels_never_carry_paths_or_client_addresses():
 
 
 def test_latency_histogram_uses_the_gateway_clock():
-    from twisted.internet.defer import Deferred
     from twisted.internet.task import Clock
     from twisted.web.server import NOT_DONE_YET
 
