@@ -23,8 +23,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from tests.tls.harness import pki, tls  # noqa: F401  (fixtures)
-from twistgate.tls.certificate_context import groups_settable
+from tests.tls.harness import needs_groups, pki, tls  # noqa: F401  (fixtures)
 
 CERT = """
 certificate: {server.crt}
@@ -51,7 +50,7 @@ def handshake(port: int, pki, group: str, version: str) -> bool:
     return negotiated(s_client(port, pki, version, "-groups", group))
 
 
-@pytest.mark.skipif(not groups_settable(), reason="this cryptography cannot choose TLS groups (PyPy 3.9's last wheel)")
+@needs_groups
 @pytest_twisted.inlineCallbacks
 def test_default_groups_are_x25519_p256_p384_only(tls, pki):
     up, _ = tls.upstream()
@@ -64,7 +63,7 @@ def test_default_groups_are_x25519_p256_p384_only(tls, pki):
         assert offered == ["X25519", "P-256", "P-384"], version
 
 
-@pytest.mark.skipif(not groups_settable(), reason="this cryptography cannot choose TLS groups (PyPy 3.9's last wheel)")
+@needs_groups
 @pytest_twisted.inlineCallbacks
 def test_groups_are_configurable(tls, pki):
     up, _ = tls.upstream()

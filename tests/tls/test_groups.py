@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.config_helpers import config_loader
+from tests.tls.harness import needs_groups
 from twistgate.config.model import ConfigError, ListenerTLSConfig, Location
 from twistgate.tls import build_server_contexts, unsupported_groups
 from twistgate.tls import server_contexts
-from twistgate.tls.certificate_context import groups_settable
-
-#: PyPy 3.9's last cryptography (43) cannot choose groups (see groups_settable).
-needs_groups = pytest.mark.skipif(not groups_settable(), reason="this cryptography cannot choose TLS groups")
 
 load, issues = config_loader()
 LISTENER = """
