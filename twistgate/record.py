@@ -15,11 +15,19 @@ from typing import Any, Optional
 import attrs
 
 
+def latency_seconds(status: int, upstream_head_seconds: Optional[float], duration: float) -> float:
+    """
+    What latency figures count: the duration, except for a WebSocket (101),
+    whose connection may last hours: the time to the switch.
+    """
+    if status == 101 and upstream_head_seconds is not None:
+        return upstream_head_seconds
+    return duration
+
+
 def latency_of(record: "ExchangeRecord") -> float:
     """`ExchangeRecord.latency` of a record made with its fields (tests, embedders), not by `ExchangeRecord.of`."""
-    if record.status == 101 and record.upstream_head_seconds is not None:
-        return record.upstream_head_seconds
-    return record.finished - record.started
+    return latency_seconds(record.status, record.upstream_head_seconds, record.finished - record.started)
 
 
 @attrs.define
@@ -46,9 +54,7 @@ class ExchangeRecord:
     grpc_status: Optional[int] = None  # a gRPC call's status (from the upstream's trailers, or the gateway's own)
     logged: bool = True  # False: the route has `access_log: false`
     listener: str = ""  # the listener the request arrived on
-    #: What latency figures count: the duration, except for a WebSocket
-    #: (101), whose connection may last hours: the time to the switch.
-    #: Worked out once here (`latency_of`), not by each sink that reads it.
+    #: What latency figures count (`latency_seconds`): worked out once, not by each sink that reads it.
     latency: float = attrs.field(default=attrs.Factory(latency_of, takes_self=True))
 
     @property
@@ -94,7 +100,7 @@ class ExchangeRecord:
             exchange.grpc_status,
             route.config.access_log if route is not None else True,
             getattr(downstream, "listener", ""),
-            upstream_head_seconds if status == 101 and upstream_head_seconds is not None else now - started,
+            latency_seconds(status, upstream_head_seconds, now - started),
         )
 
 
