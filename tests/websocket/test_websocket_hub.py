@@ -13,7 +13,8 @@ from twistgate.websocket.tunnel import Tunnel
 
 
 class Generation:
-    streams: set = set()
+    def __init__(self) -> None:
+        self.streams: set = set()
 
 
 def hub() -> Any:
@@ -70,3 +71,26 @@ def test_close_all_fires_when_the_last_one_ends():
     assert not done.called
     tunnel.abandon()
     assert done.called and h.open == {}
+
+
+def test_a_drain_with_nothing_open_arms_no_timer():
+    """The timer would hold the retired generation for the whole drain timeout."""
+    h, clock = hub()
+    h.drain(Generation(), 600.0)
+    assert clock.getDelayedCalls() == [] and h._drains == {}
+
+
+def test_the_drain_timer_goes_with_the_last_websocket_or_stream():
+    h, clock = hub()
+    old = Generation()
+    h.reserve("chat", None, None)
+    tunnel = Tunnel(clock, 300.0, 0, h.closed)
+    h.opened(tunnel, "chat", old)
+    old.streams.add("an event stream")
+    h.drain(old, 600.0)
+    assert len(clock.getDelayedCalls()) == 1
+    tunnel.abandon()  # the WebSocket ends; the stream still needs the timer
+    assert len(clock.getDelayedCalls()) == 1
+    old.streams.clear()
+    h.forget_if_drained(old)  # the generation retired (twistgate.ops.runtime)
+    assert clock.getDelayedCalls() == [] and h._drains == {}

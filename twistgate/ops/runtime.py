@@ -80,6 +80,7 @@ class Operations:
     def retired(self, generation: Any) -> None:
         if generation in self.generations:
             self.generations.remove(generation)
+        self.websockets.forget_if_drained(generation)  # its streams are done: nothing of it left but WebSockets
 
     def in_flight(self) -> int:
         return sum(g.inflight.count for g in self.generations)

@@ -100,10 +100,7 @@ class WebSocketHub:
             for d in waiters:
                 if not d.called:  # (a stop may have stopped waiting)
                     d.callback(None)
-        if not any(g is generation for _, g in self.open.values()) and not getattr(generation, "streams", None):
-            timer = self._drains.pop(generation, None)
-            if timer is not None and timer.active():
-                timer.cancel()
+        self.forget_if_drained(generation)
 
     def of(self, generation: Any) -> List[Tunnel]:
         return [tunnel for tunnel, (_, g) in self.open.items() if g is generation]
@@ -117,9 +114,25 @@ class WebSocketHub:
         Its streams (responses without a length, which no route timeout
         bounds) are cut then too.
         """
-        if generation in self._drains:
+        if generation in self._drains or self._drained_already(generation):
             return
         self._drains[generation] = self.clock.callLater(timeout, self._drained, generation, timeout)
+
+    def forget_if_drained(self, generation: Any) -> None:
+        """
+        Cancel `generation`'s drain timer once it has no WebSocket and no
+        stream left: the timer holds the whole retired generation (its
+        routes, pools, caches) for up to ``drain_timeout``, ten minutes by
+        default, so a gateway reloaded every minute would keep ten of them.
+        """
+        if not self._drained_already(generation):
+            return
+        timer = self._drains.pop(generation, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _drained_already(self, generation: Any) -> bool:
+        return not any(g is generation for _, g in self.open.values()) and not getattr(generation, "streams", None)
 
     def _drained(self, generation: Any, timeout: float) -> None:
         self._drains.pop(generation, None)
