@@ -225,9 +225,11 @@ class Reloader:
         if old in self.retiring:
             return self.retiring[old]
         d = old.inflight.idle()
+        # Listed before the callbacks: an idle generation retires at once, and
+        # `_retired` must find it here to take it off (else it is held forever).
+        self.retiring[old] = d
         d.addCallback(lambda _: self._stop(old))
         d.addErrback(lambda f: None if f.check(Exception) else f)
-        self.retiring[old] = d
         return d
 
     def _stop(self, generation: Generation) -> "Deferred[None]":
