@@ -321,12 +321,23 @@ def verdict(args: argparse.Namespace, tally: Tally, samples: List[Dict[str, Any]
         "rss_kib_after_warmup": rss_warm,
         "rss_kib_at_end": rss_end,
         "rss_growth_percent": round(growth, 2),
+        "rss_mib_by_tenth": rss_by_tenth(samples, args.duration),
         "fds_after_warmup": fds_warm,
         "fds_at_end": fds_end,
         "events": events,
         "checks": checks,
         "passed": all(checks.values()),
     }
+
+
+def rss_by_tenth(samples: List[Dict[str, Any]], duration: float) -> List[float]:
+    """RSS (MiB) at the end of each tenth of the run: the curve, to tell a leak from a settling heap."""
+    out: List[float] = []
+    for tenth in range(1, 11):
+        upto = [s for s in samples if s["t"] <= tenth * duration / 10]
+        if upto:
+            out.append(round(upto[-1]["rss_kib"] / 1024, 1))
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:
