@@ -114,7 +114,7 @@ class WebSocketHub:
         Its streams (responses without a length, which no route timeout
         bounds) are cut then too.
         """
-        if generation in self._drains or self._drained_already(generation):
+        if generation in self._drains or self._nothing_left_of(generation):
             return
         self._drains[generation] = self.clock.callLater(timeout, self._drained, generation, timeout)
 
@@ -125,13 +125,14 @@ class WebSocketHub:
         routes, pools, caches) for up to ``drain_timeout``, ten minutes by
         default, so a gateway reloaded every minute would keep ten of them.
         """
-        if not self._drained_already(generation):
+        if not self._nothing_left_of(generation):
             return
         timer = self._drains.pop(generation, None)
         if timer is not None and timer.active():
             timer.cancel()
 
-    def _drained_already(self, generation: Any) -> bool:
+    def _nothing_left_of(self, generation: Any) -> bool:
+        """No WebSocket of `generation` open and no stream of it relaying."""
         return not any(g is generation for _, g in self.open.values()) and not getattr(generation, "streams", None)
 
     def _drained(self, generation: Any, timeout: float) -> None:
