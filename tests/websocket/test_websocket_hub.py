@@ -12,9 +12,14 @@ from twistgate.websocket.hub import WebSocketHub
 from twistgate.websocket.tunnel import Tunnel
 
 
+class InFlight:
+    count = 0
+
+
 class Generation:
     def __init__(self) -> None:
         self.streams: set = set()
+        self.inflight = InFlight()
 
 
 def hub() -> Any:
@@ -94,3 +99,21 @@ def test_the_drain_timer_goes_with_the_last_websocket_or_stream():
     old.streams.clear()
     h.forget_if_drained(old)  # the generation retired (twistgate.ops.runtime)
     assert clock.getDelayedCalls() == [] and h._drains == {}
+
+
+def test_a_handshake_in_flight_at_the_reload_keeps_the_timer_for_its_websocket():
+    """The upgrade was forwarded on the old generation before the swap; its WebSocket opens after it."""
+    h, clock = hub()
+    old = Generation()
+    old.inflight.count = 1  # the handshake, under way
+    h.drain(old, 600.0)
+    assert len(clock.getDelayedCalls()) == 1
+    h.reserve("chat", None, None)
+    tunnel = Tunnel(clock, 300.0, 0, h.closed)
+    h.opened(tunnel, "chat", old)
+    old.inflight.count = 0  # the handshake's request is done: the generation retires
+    h.forget_if_drained(old)
+    assert len(clock.getDelayedCalls()) == 1  # its WebSocket still needs the timer
+    clock.advance(600)
+    tunnel.abandon()
+    assert tunnel.closed_by == "gateway" and tunnel.close_code == 1001

@@ -120,8 +120,8 @@ class WebSocketHub:
 
     def forget_if_drained(self, generation: Any) -> None:
         """
-        Cancel `generation`'s drain timer once it has no WebSocket and no
-        stream left: the timer holds the whole retired generation (its
+        Cancel `generation`'s drain timer once nothing of it is left (it
+        retired, or its last WebSocket closed after that): the timer holds the whole retired generation (its
         routes, pools, caches) for up to ``drain_timeout``, ten minutes by
         default, so a gateway reloaded every minute would keep ten of them.
         """
@@ -132,8 +132,16 @@ class WebSocketHub:
             timer.cancel()
 
     def _nothing_left_of(self, generation: Any) -> bool:
-        """No WebSocket of `generation` open and no stream of it relaying."""
-        return not any(g is generation for _, g in self.open.values()) and not getattr(generation, "streams", None)
+        """
+        No WebSocket of `generation` open, no stream of it relaying, and no
+        request of it in flight: a handshake under way may still open one.
+        """
+        inflight = getattr(generation, "inflight", None)
+        return (
+            not any(g is generation for _, g in self.open.values())
+            and not getattr(generation, "streams", None)
+            and not (inflight is not None and inflight.count)
+        )
 
     def _drained(self, generation: Any, timeout: float) -> None:
         self._drains.pop(generation, None)
