@@ -32,6 +32,7 @@ from twistgate.own_answers import build_own_answers
 from twistgate.http import ForwardingPolicy
 from twistgate.messages import RouteInfo
 from twistgate.ops.runtime import Operations
+from twistgate.ops.tracing import TraceStage
 from twistgate.plugins.calls import RouteChain
 from twistgate.plugins.instances import GatewayPlugins, build_plugins
 from twistgate.plugins.registry import PluginContext, PluginRegistry
@@ -60,7 +61,7 @@ class Route:
 
     __slots__ = (
         "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
-        "max_request_body", "forward", "start_forward", "responds",
+        "max_request_body", "forward", "start_forward", "responds", "trace", "bare",
     )  # fmt: skip
 
     def __init__(
@@ -72,7 +73,9 @@ class Route:
         *,
         answer: Any = None,
         max_request_body: int = 0,
+        trace: Any = None,
     ) -> None:
+        """:param trace: the `Tracer` when trace propagation is the chain's only layer (`only_tracing`)."""
         self.name = config.name
         self.config = config
         self.destination = destination
@@ -91,6 +94,12 @@ class Route:
         self.chain = chain
         #: Some layer of the chain has an ``on_response``: else a response goes out without asking the chain.
         self.responds = bool(chain.order("on_response"))
+        #: The tracer of a route whose only layer is trace propagation: the exchange
+        #: sends the trace on itself, without a call through the chain.
+        self.trace = trace
+        #: Nothing reads or edits the request between the exchange and the upstream
+        #: (no layer, or only tracing): the gateway's own fields go as prepared lines.
+        self.bare = destination is not None and (chain.empty or trace is not None)
         self.timeout = timeout
         self.preserve_host = config.preserve_host
         self.max_request_body = max_request_body
@@ -252,6 +261,7 @@ class Generation:
                 route.timeout if route.timeout is not None else default_timeout,
                 answer=Redirect(route.redirect) if route.redirect else Respond(route.respond) if route.respond else None,
                 max_request_body=route.max_request_body if route.max_request_body is not None else default_body,
+                trace=only_tracing(policies[route.name], self.plugins.for_route(route.name)),
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)
@@ -337,6 +347,15 @@ class Generation:
         return stopped.addBoth(lambda _: DeferredList([maybeDeferred(c) for c in closing], consumeErrors=True))
 
     close = stop
+
+
+def only_tracing(stages: List[Any], chain: RouteChain) -> Any:
+    """The `Tracer` when a route's only layer is trace propagation (its `TraceStage`), else None."""
+    if len(stages) != 1 or not isinstance(stages[0][1], TraceStage):
+        return None
+    if chain.order("on_request") != [stages[0][0]] or chain.order("on_response") or chain.order("on_error"):
+        return None  # a plugin of its own, or of the gateway's
+    return stages[0][1].tracer
 
 
 def _reusable(previous: "Optional[Generation]", config: UpstreamConfig) -> Optional[Upstream]:

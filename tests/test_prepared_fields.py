@@ -1,0 +1,116 @@
+"""
+A route without layers (or only tracing) sends the gateway's forwarding
+fields and the trace as prepared lines (`ForwardingPolicy.block`,
+`ProxyRequest.prepared_fields`): the upstream sees what the per-field path
+(`ForwardingPolicy.apply`, the trace stage) would have set.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+from typing import Any, Dict, List, Tuple
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from tests.seam_wiring import Wired
+from twistgate.http import ForwardingPolicy, fields_into
+
+CASES = [
+    ("192.0.2.7", "http", b"api.example:8080", b"HTTP/1.1"),
+    ("::1", "https", b"a b", b"HTTP/1.1"),
+    ("203.0.113.9", "http", b"", b"HTTP/1.0"),
+]
+
+
+@pytest.mark.parametrize("peer, scheme, host, version", CASES)
+def test_the_block_holds_what_apply_sets(peer: str, scheme: str, host: bytes, version: bytes) -> None:
+    spoofed = {b"X-Forwarded-For": [b"1.2.3.4"], b"Forwarded": [b"for=1.2.3.4"], b"X-Forwarded-Host": [b"evil"]}
+    policy = ForwardingPolicy([])
+    applied = {b"Accept": [b"*/*"], **spoofed}
+    assert policy.apply(applied, peer, scheme, host, version) == peer
+    raw = {b"Accept": [b"*/*"], **spoofed}
+    block = policy.block(raw, peer, scheme, host, version)
+    assert block is not None and raw == {b"Accept": [b"*/*"]}  # the client's own are replaced
+    fields_into(raw, block)
+    assert raw == applied
+    assert policy.block({}, peer, scheme, host, version) is block  # made once
+
+
+def test_a_trusted_peer_or_a_client_via_takes_the_field_path() -> None:
+    trusting = ForwardingPolicy([ip_network("10.0.0.0/8")])
+    raw = {b"X-Forwarded-For": [b"198.51.100.7"]}
+    assert trusting.block(raw, "10.0.0.5", "http", b"h", b"HTTP/1.1") is None
+    assert raw == {b"X-Forwarded-For": [b"198.51.100.7"]}  # left for `apply` to continue
+    assert trusting.block({}, "192.0.2.1", "http", b"h", b"HTTP/1.1") is not None
+    assert ForwardingPolicy([]).block({b"Via": [b"1.0 edge"]}, "192.0.2.1", "http", b"h", b"HTTP/1.1") is None
+
+
+def _head(wired: Wired, request: bytes) -> Tuple[bytes, List[Tuple[bytes, bytes]]]:
+    """The request line and fields the pooled upstream connection was sent."""
+    wired.client.dataReceived(request)
+    ((host, port, factory, _, _),) = wired.clock.tcpClients
+    protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+    wire = StringTransport()
+    protocol.makeConnection(wire)
+    line, *fields = wire.value().split(b"\r\n\r\n")[0].split(b"\r\n")
+    return line, [tuple(field.split(b": ", 1)) for field in fields]  # type: ignore[misc]
+
+
+def _by_name(fields: List[Tuple[bytes, bytes]]) -> Dict[bytes, List[bytes]]:
+    found: Dict[bytes, List[bytes]] = {}
+    for name, value in fields:
+        found.setdefault(name, []).append(value)
+    return found
+
+
+SPOOFING = (
+    b"GET /x HTTP/1.1\r\nHost: GW:8080\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n"
+    b"X-Forwarded-Proto: https\r\nTraceparent: junk\r\nTracestate: a=1\r\nX-Request-Id: abc-1\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("route", ["", ", headers: {request: {set: {X-Extra: '1'}}}"])
+def test_the_upstream_gets_each_field_once_with_or_without_layers(route: str) -> None:
+    """The same fields whether the route has a layer (the per-field path) or not (prepared lines)."""
+    wired = Wired(route=route)
+    assert wired.generation.routes_by_name["all"].bare is (route == "")
+    line, fields = _head(wired, SPOOFING)
+    got = _by_name(fields)
+    assert line == b"GET /x HTTP/1.1"
+    for name, value in [
+        (b"X-Forwarded-For", b"192.0.2.7"), (b"Forwarded", b"for=192.0.2.7;host=GW:8080;proto=http"),
+        (b"X-Forwarded-Proto", b"http"), (b"X-Forwarded-Host", b"GW:8080"), (b"Via", b"1.1 twistgate"),
+        (b"X-Request-Id", b"abc-1"), (b"Host", b"127.0.0.1:9"),
+    ]:
+        assert got.pop(name) == [value]
+    (parent,) = got.pop(b"Traceparent")
+    assert parent.startswith(b"00-") and len(parent) == 55  # a new trace (the client's was junk)
+    assert b"Tracestate" not in got  # ... so the client's state is dropped
+    assert got.pop(b"X-Extra", [b"1"]) == [b"1"]
+    assert got == {}
+
+
+def test_a_continued_trace_is_sent_with_its_state_and_recorded() -> None:
+    wired = Wired()
+    parent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    _, fields = _head(wired, b"GET / HTTP/1.1\r\nHost: gw\r\nTraceparent: %s\r\nTracestate: k=v\r\n\r\n" % parent)
+    got = _by_name(fields)
+    (sent,) = got[b"Traceparent"]
+    assert sent.startswith(b"00-0af7651916cd43dd8448eb211c80319c-") and not sent.startswith(parent[:-2])
+    assert got[b"Tracestate"] == [b"k=v"]
+
+
+def test_a_client_via_is_continued_on_a_bare_route() -> None:
+    wired = Wired()
+    _, fields = _head(wired, b"GET / HTTP/1.1\r\nHost: gw\r\nVia: 1.0 edge\r\n\r\n")
+    got = _by_name(fields)
+    assert got[b"Via"] == [b"1.0 edge, 1.1 twistgate"] and got[b"X-Forwarded-For"] == [b"192.0.2.7"]
+    assert len(got[b"Traceparent"]) == 1
+
+
+def test_fields_into_sets_each_line() -> None:
+    raw: Dict[bytes, Any] = {b"Accept": [b"*/*"]}
+    fields_into(raw, b"Via: 1.1 twistgate\r\nTraceparent: 00-a-b-01\r\n")
+    assert raw == {b"Accept": [b"*/*"], b"Via": [b"1.1 twistgate"], b"Traceparent": [b"00-a-b-01"]}
