@@ -47,22 +47,24 @@ def test_a_trusted_peer_or_a_client_via_takes_the_field_path() -> None:
     assert ForwardingPolicy([]).block({b"Via": [b"1.0 edge"]}, "192.0.2.1", "http", b"h", b"HTTP/1.1") is None
 
 
-def _head(wired: Wired, request: bytes) -> Tuple[bytes, List[Tuple[bytes, bytes]]]:
+def _parsed(head: bytes) -> Tuple[bytes, Dict[bytes, List[bytes]]]:
+    """A message head's first line, and its fields by name (each value as it came)."""
+    line, *fields = head.split(b"\r\n")
+    found: Dict[bytes, List[bytes]] = {}
+    for field in fields:
+        name, value = field.split(b": ", 1)
+        found.setdefault(name, []).append(value)
+    return line, found
+
+
+def _head(wired: Wired, request: bytes) -> Tuple[bytes, Dict[bytes, List[bytes]]]:
     """The request line and fields the pooled upstream connection was sent."""
     wired.client.dataReceived(request)
     ((host, port, factory, _, _),) = wired.clock.tcpClients
     protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
     wire = StringTransport()
     protocol.makeConnection(wire)
-    line, *fields = wire.value().split(b"\r\n\r\n")[0].split(b"\r\n")
-    return line, [tuple(field.split(b": ", 1)) for field in fields]  # type: ignore[misc]
-
-
-def _by_name(fields: List[Tuple[bytes, bytes]]) -> Dict[bytes, List[bytes]]:
-    found: Dict[bytes, List[bytes]] = {}
-    for name, value in fields:
-        found.setdefault(name, []).append(value)
-    return found
+    return _parsed(wire.value().split(b"\r\n\r\n")[0])
 
 
 SPOOFING = (
@@ -76,8 +78,7 @@ def test_the_upstream_gets_each_field_once_with_or_without_layers(route: str) ->
     """The same fields whether the route has a layer (the per-field path) or not (prepared lines)."""
     wired = Wired(route=route)
     assert wired.generation.routes_by_name["all"].bare is (route == "")
-    line, fields = _head(wired, SPOOFING)
-    got = _by_name(fields)
+    line, got = _head(wired, SPOOFING)
     assert line == b"GET /x HTTP/1.1"
     for name, value in [
         (b"X-Forwarded-For", b"192.0.2.7"), (b"Forwarded", b"for=192.0.2.7;host=GW:8080;proto=http"),
@@ -95,8 +96,7 @@ def test_the_upstream_gets_each_field_once_with_or_without_layers(route: str) ->
 def test_a_continued_trace_is_sent_with_its_state_and_recorded() -> None:
     wired = Wired()
     parent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    _, fields = _head(wired, b"GET / HTTP/1.1\r\nHost: gw\r\nTraceparent: %s\r\nTracestate: k=v\r\n\r\n" % parent)
-    got = _by_name(fields)
+    _, got = _head(wired, b"GET / HTTP/1.1\r\nHost: gw\r\nTraceparent: %s\r\nTracestate: k=v\r\n\r\n" % parent)
     (sent,) = got[b"Traceparent"]
     assert sent.startswith(b"00-0af7651916cd43dd8448eb211c80319c-") and not sent.startswith(parent[:-2])
     assert got[b"Tracestate"] == [b"k=v"]
@@ -104,8 +104,7 @@ def test_a_continued_trace_is_sent_with_its_state_and_recorded() -> None:
 
 def test_a_client_via_is_continued_on_a_bare_route() -> None:
     wired = Wired()
-    _, fields = _head(wired, b"GET / HTTP/1.1\r\nHost: gw\r\nVia: 1.0 edge\r\n\r\n")
-    got = _by_name(fields)
+    _, got = _head(wired, b"GET / HTTP/1.1\r\nHost: gw\r\nVia: 1.0 edge\r\n\r\n")
     assert got[b"Via"] == [b"1.0 edge, 1.1 twistgate"] and got[b"X-Forwarded-For"] == [b"192.0.2.7"]
     assert len(got[b"Traceparent"]) == 1
 
@@ -114,3 +113,36 @@ def test_fields_into_sets_each_line() -> None:
     raw: Dict[bytes, Any] = {b"Accept": [b"*/*"]}
     fields_into(raw, b"Via: 1.1 twistgate\r\nTraceparent: 00-a-b-01\r\n")
     assert raw == {b"Accept": [b"*/*"], b"Via": [b"1.1 twistgate"], b"Traceparent": [b"00-a-b-01"]}
+
+
+def _answer_fields(upstream_head: bytes, body: bytes = b"hello") -> Dict[bytes, List[bytes]]:
+    """The fields the client got for an upstream answer whose body came with its head (one `respond`)."""
+    wired = Wired()
+    upstream = wired.send(b"GET / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: abc-1\r\n\r\n")
+    out = wired.answer(upstream, [upstream_head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)])
+    head, _, got_body = out.partition(b"\r\n\r\n")
+    assert got_body == body
+    return _parsed(head)[1]
+
+
+def test_a_whole_answer_carries_the_request_id_and_via_once() -> None:
+    got = _answer_fields(b"HTTP/1.1 200 OK\r\nX-Request-Id: upstream-own\r\nDate: Fri, 04 Dec 2026 20:00:00 GMT\r\n")
+    assert got[b"X-Request-Id"] == [b"abc-1"]  # the upstream's replaced
+    assert got[b"Via"] == [b"1.1 twistgate"] and got[b"Content-Length"] == [b"5"]
+    assert got[b"Date"] == [b"Fri, 04 Dec 2026 20:00:00 GMT"]
+
+
+def test_a_whole_answer_continues_the_upstreams_via_and_gets_a_date() -> None:
+    got = _answer_fields(b"HTTP/1.1 200 OK\r\nVia: 1.0 inner, 1.1 cache\r\n")
+    assert got[b"Via"] == [b"1.0 inner, 1.1 cache, 1.1 twistgate"]
+    assert got[b"X-Request-Id"] == [b"abc-1"] and len(got[b"Date"]) == 1
+
+
+def test_a_head_answer_gets_its_fields_and_the_length_a_get_would_have() -> None:
+    wired = Wired()
+    upstream = wired.send(b"HEAD / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: abc-1\r\n\r\n")
+    out = wired.answer(upstream, [b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n"])
+    head, _, body = out.partition(b"\r\n\r\n")
+    got = _parsed(head)[1]
+    assert body == b"" and got[b"Content-Length"] == [b"7"]
+    assert got[b"X-Request-Id"] == [b"abc-1"] and got[b"Via"] == [b"1.1 twistgate"]
