@@ -12,9 +12,11 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from tests.seam_wiring import Wired
+from twistgate.config import load_text
+from twistgate.generation import Generation
 from twistgate.http import ForwardingPolicy, fields_into
 
 CASES = [
@@ -146,3 +148,27 @@ def test_a_head_answer_gets_its_fields_and_the_length_a_get_would_have() -> None
     got = _parsed(head)[1]
     assert body == b"" and got[b"Content-Length"] == [b"7"]
     assert got[b"X-Request-Id"] == [b"abc-1"] and got[b"Via"] == [b"1.1 twistgate"]
+
+
+
+ROUTES = """
+listeners: [{name: public, endpoint: "tcp:0"}]
+upstreams:
+  app: {targets: [{url: "http://127.0.0.1:9"}]}
+routes:
+  - {name: plain, path: "/a", upstream: app}
+  - {name: edited, path: "/b", upstream: app, headers: {request: {set: {X-Extra: "1"}}}}
+  - {name: answered, path: "/c", respond: {status: 204}}
+"""
+
+
+@pytest.mark.parametrize("propagate", [True, False])
+def test_which_routes_are_bare(propagate: bool) -> None:
+    """No layer but tracing (or none at all): bare; another layer keeps the chain; an own answer is never bare."""
+    generation = Generation(load_text(ROUTES + "tracing: {propagate: %s}\n" % str(propagate).lower()), MemoryReactorClock())
+    routes = generation.routes_by_name
+    tracer = generation.services.tracer
+    assert (tracer is not None) is propagate
+    assert routes["plain"].bare and routes["plain"].trace is tracer
+    assert not routes["edited"].bare and routes["edited"].trace is None
+    assert not routes["answered"].bare

@@ -6,7 +6,9 @@ One request's way through the gateway, top to bottom:
 2. **route**: the target and Host are checked, the path normalised and
    matched against the generation's route table;
 3. **policies, then plugins** (``on_request``): the route's chain as
-   `twistgate.chain` builds it; any layer may answer instead of the upstream;
+   `twistgate.chain` builds it; any layer may answer instead of the upstream
+   (a route without layers but tracing skips the chain: its forwarding
+   fields and trace go upstream as prepared lines, `Route.bare`);
 4. **choose target, forward**: `Upstream.forward` (balancer, breakers,
    retries, timeouts) sends the request and fires with the response head;
 5. **respond**: the layers see the head in reverse order (``on_response``),
@@ -183,9 +185,9 @@ class Exchange(ResponsePath, OwnAnswers):
         self.due = now + timeout
         if route.bare:  # no layer but tracing, which the exchange does itself
             if prepared is not None:
-                self._prepared(request, prepared, route.trace)
+                self._forward_prepared(request, prepared, route.trace)
                 return
-            if route.trace is not None:  # (a WebSocket handshake, or a trusted peer's forwarding fields)
+            if route.trace is not None:  # (the per-field path: a WebSocket handshake, a trusted peer, a client's Via)
                 request.state["trace"] = route.trace.begin(headers)
             self._forward()
             return
@@ -204,7 +206,7 @@ class Exchange(ResponsePath, OwnAnswers):
         else:
             self._after_on_request(answer)
 
-    def _prepared(self, request: ProxyRequest, forwarding: bytes, tracer: Any) -> None:
+    def _forward_prepared(self, request: ProxyRequest, forwarding: bytes, tracer: Any) -> None:
         """
         A route without layers (but tracing): the forwarding fields and the
         trace go upstream as one block of ready lines

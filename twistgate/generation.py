@@ -32,7 +32,6 @@ from twistgate.own_answers import build_own_answers
 from twistgate.http import ForwardingPolicy
 from twistgate.messages import RouteInfo
 from twistgate.ops.runtime import Operations
-from twistgate.ops.tracing import TraceStage
 from twistgate.plugins.calls import RouteChain
 from twistgate.plugins.instances import GatewayPlugins, build_plugins
 from twistgate.plugins.registry import PluginContext, PluginRegistry
@@ -75,7 +74,7 @@ class Route:
         max_request_body: int = 0,
         trace: Any = None,
     ) -> None:
-        """:param trace: the `Tracer` when trace propagation is the chain's only layer (`only_tracing`)."""
+        """:param trace: the `Tracer` when trace propagation is the chain's only layer (`twistgate.chain.only_tracing`)."""
         self.name = config.name
         self.config = config
         self.destination = destination
@@ -261,7 +260,7 @@ class Generation:
                 route.timeout if route.timeout is not None else default_timeout,
                 answer=Redirect(route.redirect) if route.redirect else Respond(route.respond) if route.respond else None,
                 max_request_body=route.max_request_body if route.max_request_body is not None else default_body,
-                trace=only_tracing(policies[route.name], self.plugins.for_route(route.name)),
+                trace=chain.only_tracing(policies[route.name], self.plugins.for_route(route.name)),
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)
@@ -347,15 +346,6 @@ class Generation:
         return stopped.addBoth(lambda _: DeferredList([maybeDeferred(c) for c in closing], consumeErrors=True))
 
     close = stop
-
-
-def only_tracing(stages: List[Any], chain: RouteChain) -> Any:
-    """The `Tracer` when a route's only layer is trace propagation (its `TraceStage`), else None."""
-    if len(stages) != 1 or not isinstance(stages[0][1], TraceStage):
-        return None
-    if chain.order("on_request") != [stages[0][0]] or chain.order("on_response") or chain.order("on_error"):
-        return None  # a plugin of its own, or of the gateway's
-    return stages[0][1].tracer
 
 
 def _reusable(previous: "Optional[Generation]", config: UpstreamConfig) -> Optional[Upstream]:

@@ -190,7 +190,6 @@ class ForwardingPolicy:
         raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]
         return client
 
-
     def block(self, raw: Dict[bytes, List[bytes]], peer: str, scheme: str, host: bytes, version: bytes) -> Optional[bytes]:
         """
         What `apply` writes, as ready header lines for the engine's head
@@ -198,10 +197,10 @@ class ForwardingPolicy:
         (a route without layers): the same fields and values, made once per
         (peer, host, scheme, version) instead of five fields set one by one
         per request.  The client's own forwarding fields are taken out of
-        ``raw`` (they are replaced, as `apply` replaces them).  None when
-        `apply` must run instead: a trusted peer (its fields are continued)
-        or a client's own ``Via`` (continued too).  The believed client is
-        then the peer.
+        ``raw`` (they are replaced, as `apply` replaces them), and the
+        believed client is the peer.  None when `apply` must run instead: a
+        trusted peer (its fields are continued) or a client's own ``Via``
+        (continued too).
         """
         if b"Via" in raw or (self._trusted and self.is_trusted(peer)):
             return None
