@@ -28,9 +28,10 @@ the user-facing list (a test keeps it in step with `POLICIES`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, List, Mapping, Tuple
 
 from twistgate.config.model import ConfigIssue, GatewayConfig, RouteConfig
+from twistgate.ops.tracing import TraceStage
 from twistgate.policies import Policy, compression, concurrency, cors, server_header, tracing
 from twistgate.policies.auth import policy as auth
 from twistgate.policies.cache import invalidation, stage as cache
@@ -40,7 +41,7 @@ from twistgate.policies.transform import headers, request, response
 if TYPE_CHECKING:
     from twistgate.services import Services
 
-__all__ = ["POLICIES", "build_policies", "route_sections", "validate"]
+__all__ = ["POLICIES", "build_policies", "only_tracing", "route_sections", "validate"]
 
 #: Every built-in policy, in the order requests pass them (responses: reverse).
 POLICIES: Tuple[Policy, ...] = (
@@ -77,6 +78,19 @@ def build_policies(route: RouteConfig, services: "Services") -> List[Tuple[str, 
         if stage is not None:
             built.append((policy.name, stage))
     return built
+
+
+def only_tracing(stages: List[Tuple[str, object]], layers: Any) -> Any:
+    """
+    The `Tracer` when a route's only layer is trace propagation (`stages`:
+    its `build_policies`; `layers`: its chain, plugins included), else None:
+    the exchange then sends the trace on itself (`twistgate.generation.Route.trace`).
+    """
+    if len(stages) != 1 or not isinstance(stages[0][1], TraceStage):
+        return None
+    if layers.order("on_request") != [stages[0][0]] or layers.order("on_response") or layers.order("on_error"):
+        return None  # a plugin of the route's own, or of the gateway's
+    return stages[0][1].tracer
 
 
 def validate(config: GatewayConfig) -> List[ConfigIssue]:

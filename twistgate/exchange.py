@@ -6,7 +6,9 @@ One request's way through the gateway, top to bottom:
 2. **route**: the target and Host are checked, the path normalised and
    matched against the generation's route table;
 3. **policies, then plugins** (``on_request``): the route's chain as
-   `twistgate.chain` builds it; any layer may answer instead of the upstream;
+   `twistgate.chain` builds it; any layer may answer instead of the upstream
+   (a route without layers but tracing skips the chain: its forwarding
+   fields and trace go upstream as prepared lines, `Route.bare`);
 4. **choose target, forward**: `Upstream.forward` (balancer, breakers,
    retries, timeouts) sends the request and fires with the response head;
 5. **respond**: the layers see the head in reverse order (``on_response``),
@@ -39,6 +41,7 @@ from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
 from twistgate.http import request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.ops.tracing import TRACEPARENT
 from twistgate.record import ExchangeRecord
 from twistgate.relay import BodyRelay
 from twistgate.request_target import split_target
@@ -134,7 +137,13 @@ class Exchange(ResponsePath, OwnAnswers):
         peer = downstream.client[0]
         secure = downstream.secure
         scheme = "https" if secure else "http"
-        client_ip = generation.forwarding.apply(raw, peer, scheme, host_raw, downstream.version)
+        prepared = None
+        if route.bare and not self.websocket:
+            prepared = generation.forwarding.block(raw, peer, scheme, host_raw, downstream.version)
+        if prepared is None:
+            client_ip = generation.forwarding.apply(raw, peer, scheme, host_raw, downstream.version)
+        else:
+            client_ip = peer  # (`block` is for an untrusted peer only)
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         self.host_header = host_raw
         now = generation.clock.seconds()
@@ -174,6 +183,14 @@ class Exchange(ResponsePath, OwnAnswers):
             if deadline is not None and deadline < timeout:
                 timeout = deadline
         self.due = now + timeout
+        if route.bare:  # no layer but tracing, which the exchange does itself
+            if prepared is not None:
+                self._forward_prepared(request, prepared, route.trace)
+                return
+            if route.trace is not None:  # (the per-field path: a WebSocket handshake, a trusted peer, a client's Via)
+                request.state["trace"] = route.trace.begin(headers)
+            self._forward()
+            return
         if route.chain.empty:
             self._forward()
             return
@@ -188,6 +205,20 @@ class Exchange(ResponsePath, OwnAnswers):
             answer.addCallbacks(self._after_on_request, self._fail).addErrback(self._crashed)
         else:
             self._after_on_request(answer)
+
+    def _forward_prepared(self, request: ProxyRequest, forwarding: bytes, tracer: Any) -> None:
+        """
+        A route without layers (but tracing): the forwarding fields and the
+        trace go upstream as one block of ready lines
+        (`ProxyRequest.prepared_fields`), then on to the upstream.
+        """
+        if tracer is None:
+            request.prepared_fields = forwarding
+        else:
+            request.state["trace"] = tracer.begin(request.headers)
+            (sent,) = request.headers.raw.pop(TRACEPARENT)  # ... with the others, as the last line
+            request.prepared_fields = b"%sTraceparent: %s\r\n" % (forwarding, sent)
+        self._forward()
 
     def _after_on_request(self, answer: Optional[Response]) -> None:
         if self.client_gone or self.answered:

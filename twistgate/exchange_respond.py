@@ -92,9 +92,6 @@ class ResponsePath:
         self.response = response
         generation = self.generation
         raw = response.headers.raw
-        raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
-        via = raw.get(b"Via")
-        raw[b"Via"] = [b", ".join(via) + b", " + generation.via] if via else [generation.via]
         if b"Date" not in raw:
             # RFC 9110 §6.6.1: a recipient with a clock forwarding a response
             # without Date adds one.
@@ -107,23 +104,40 @@ class ResponsePath:
             else:
                 whole = None if filters or self.grpc else getattr(upstream_response, "whole_body", None)
                 if whole is not None and getattr(downstream, "answers_whole", False):
-                    # The body came with the head: one answer, no body protocol, no producer.
+                    # The body came with the head: one answer, no body protocol, no producer,
+                    # and the gateway's own fields as ready lines for the engine's head writer.
                     upstream_response.took_whole()
                     self._cancel_timer()
-                    downstream.respond(response.status, response.reason, response.headers, whole)
+                    downstream.respond(response.status, response.reason, response.headers, whole, self._own_lines(raw))
                     return
                 self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
+            self._own_fields(raw)
             downstream.write_head(response.status, response.reason, response.headers)
             self.relay = BodyRelay(downstream, filters, self._body_done)
             upstream_response.deliverBody(self.relay)
             return
         if upstream_response is not None:
             discard(upstream_response)  # replaced by a plugin
+        self._own_fields(raw)
         body = response.body or b""
         if filters:
             body = run_filters(filters, body, final=True)
         self._cancel_timer()
         downstream.respond(response.status, response.reason, response.headers, body)
+
+    def _own_fields(self, raw: Any) -> None:
+        """The gateway's own fields of every answer: its request id (the upstream's replaced) and Via (continued)."""
+        raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
+        via = raw.get(b"Via")
+        raw[b"Via"] = [b", ".join(via) + b", " + self.generation.via] if via else [self.generation.via]
+
+    def _own_lines(self, raw: Any) -> bytes:
+        """`_own_fields` as ready header lines (taken out of ``raw``), for an engine that writes them itself."""
+        if b"X-Request-Id" in raw:
+            del raw[b"X-Request-Id"]
+        via = raw.pop(b"Via", None)
+        own = self.generation.via
+        return b"X-Request-Id: %s\r\nVia: %s\r\n" % (self.request_id.encode("ascii"), b", ".join(via) + b", " + own if via else own)
 
     def _body_done(self, reason: Failure) -> None:
         """The upstream body ended: cleanly, or not."""

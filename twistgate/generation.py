@@ -60,7 +60,7 @@ class Route:
 
     __slots__ = (
         "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
-        "max_request_body", "forward", "start_forward", "responds",
+        "max_request_body", "forward", "start_forward", "responds", "trace", "bare",
     )  # fmt: skip
 
     def __init__(
@@ -72,7 +72,9 @@ class Route:
         *,
         answer: Any = None,
         max_request_body: int = 0,
+        trace: Any = None,
     ) -> None:
+        """:param trace: the `Tracer` when trace propagation is the chain's only layer (`twistgate.chain.only_tracing`)."""
         self.name = config.name
         self.config = config
         self.destination = destination
@@ -91,6 +93,12 @@ class Route:
         self.chain = chain
         #: Some layer of the chain has an ``on_response``: else a response goes out without asking the chain.
         self.responds = bool(chain.order("on_response"))
+        #: The tracer of a route whose only layer is trace propagation: the exchange
+        #: sends the trace on itself, without a call through the chain.
+        self.trace = trace
+        #: Nothing reads or edits the request between the exchange and the upstream
+        #: (no layer, or only tracing): the gateway's own fields go as prepared lines.
+        self.bare = destination is not None and (chain.empty or trace is not None)
         self.timeout = timeout
         self.preserve_host = config.preserve_host
         self.max_request_body = max_request_body
@@ -252,6 +260,7 @@ class Generation:
                 route.timeout if route.timeout is not None else default_timeout,
                 answer=Redirect(route.redirect) if route.redirect else Respond(route.respond) if route.respond else None,
                 max_request_body=route.max_request_body if route.max_request_body is not None else default_body,
+                trace=chain.only_tracing(policies[route.name], self.plugins.for_route(route.name)),
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)

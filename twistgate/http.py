@@ -107,6 +107,8 @@ class ForwardingPolicy:
         # (peer, host, scheme) -> (peer as bytes, the Forwarded element): most
         # requests come from a few clients for a few hosts.
         self._elements: Dict[Tuple[str, bytes, str], Tuple[bytes, bytes]] = {}
+        # (peer, host, scheme, version) -> `block`'s ready lines.
+        self._blocks: Dict[Tuple[str, bytes, str, bytes], bytes] = {}
 
     def is_trusted(self, address: str) -> bool:
         if not self._trusted:
@@ -187,6 +189,52 @@ class ForwardingPolicy:
         old = raw.get(b"Via")
         raw[b"Via"] = [b", ".join(old) + b", " + via] if old else [via]
         return client
+
+    def block(self, raw: Dict[bytes, List[bytes]], peer: str, scheme: str, host: bytes, version: bytes) -> Optional[bytes]:
+        """
+        What `apply` writes, as ready header lines for the engine's head
+        writer, for a request nobody reads or edits before it goes upstream
+        (a route without layers): the same fields and values, made once per
+        (peer, host, scheme, version) instead of five fields set one by one
+        per request.  The client's own forwarding fields are taken out of
+        ``raw`` (they are replaced, as `apply` replaces them), and the
+        believed client is the peer.  None when `apply` must run instead: a
+        trusted peer (its fields are continued) or a client's own ``Via``
+        (continued too).
+        """
+        if b"Via" in raw or (self._trusted and self.is_trusted(peer)):
+            return None
+        if not _CLIENT_FORWARDING.isdisjoint(raw):
+            for name in _CLIENT_FORWARDING.intersection(raw):
+                del raw[name]
+        key = (peer, host, scheme, version)
+        lines = self._blocks.get(key)
+        if lines is None:
+            if len(self._blocks) > 4096:
+                self._blocks.clear()
+            fields = [(b"X-Forwarded-For", peer.encode("ascii")), (b"X-Forwarded-Proto", scheme.encode("ascii"))]
+            if host:
+                fields.append((b"X-Forwarded-Host", host))
+            fields.append((b"Forwarded", _forwarded_element(peer, host, scheme)))
+            fields.append((b"Via", self._via_10 if version == b"HTTP/1.0" else self._via_11))
+            lines = self._blocks[key] = b"".join(b"%s: %s\r\n" % field for field in fields)
+        return lines
+
+
+#: The forwarding fields `ForwardingPolicy.block` replaces (Via is continued: `apply` then).
+_CLIENT_FORWARDING = frozenset({b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Forwarded-Host", b"Forwarded"})
+
+
+def fields_into(raw: Dict[bytes, List[bytes]], lines: bytes) -> None:
+    """
+    Ready header lines (`ProxyRequest.prepared_fields`) set into a
+    `Headers.raw` dict, for a client that writes the head itself from the
+    fields (HTTP/2, twisted.web's Agent, a traced attempt).
+    """
+    for line in lines.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b": ")
+            raw[name] = [value]
 
 
 def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:

@@ -91,6 +91,7 @@ class ProxyRequest:
         "answered_at",
         "uri",
         "finishers",
+        "prepared_fields",
     )
 
     # Not keyword-only: the exchange makes one per request positionally (14 keywords cost
@@ -132,6 +133,9 @@ class ProxyRequest:
         self.uri = uri
         #: Callables for when the exchange is over (`when_done`); None while there are none.
         self.finishers: Optional[List[Any]] = None
+        #: The gateway's own fields for the upstream as ready header lines, not in `headers`: on a
+        #: route without layers nobody reads them before they go (`twistgate.http.ForwardingPolicy.block`).
+        self.prepared_fields = b""
 
     def when_done(self, callback: Any) -> None:
         """

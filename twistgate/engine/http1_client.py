@@ -85,8 +85,11 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
 
     # -- sending ---------------------------------------------------------------
 
-    def send(self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any, reused: bool) -> None:
-        """Write one request; the outcome goes to ``request`` (`head_received` / `failed`)."""
+    def send(
+        self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any,
+        reused: bool, fields: bytes = b"",
+    ) -> None:
+        """Write one request (``fields``: more, as ready header lines); the outcome goes to ``request`` (`head_received` / `failed`)."""
         # What a clean end (the only one after which a connection is reused) does not leave as a new request needs:
         self._request = request
         self._method = method
@@ -105,15 +108,14 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
             # The connection frames the body itself; a caller's own framing fields would contradict it.
             raw = {name: values for name, values in raw.items() if name not in (CONTENT_LENGTH, TRANSFER_ENCODING)}
         if body is None:
-            extra = b"Content-Length: 0\r\n" if method in _BODY_METHODS else b""
             self._sent = True
-            self.out.write(head_bytes(line, raw, extra))
+            self.out.write(head_bytes(line, raw, fields + b"Content-Length: 0\r\n" if method in _BODY_METHODS else fields))
             return
         if body.length is UNKNOWN_LENGTH:
             self._chunked = True
-            extra = b"Transfer-Encoding: chunked\r\n"
+            extra = fields + b"Transfer-Encoding: chunked\r\n"
         else:
-            extra = b"Content-Length: %d\r\n" % body.length
+            extra = b"%sContent-Length: %d\r\n" % (fields, body.length)
         self._body = body
         self._body_done = False
         self._pending_head = head_bytes(line, raw, extra)

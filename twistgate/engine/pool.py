@@ -233,7 +233,7 @@ class PooledRequest:
     """
 
     __slots__ = (
-        "pool", "key", "endpoint", "method", "path", "headers", "payload", "on_interim",
+        "pool", "key", "endpoint", "method", "path", "headers", "payload", "on_interim", "fields",
         "connection", "connecting", "retried", "silenced",
     )  # fmt: skip
 
@@ -247,8 +247,9 @@ class PooledRequest:
         headers: Headers,
         payload: Any,
         on_interim: Any,
+        fields: bytes = b"",
     ) -> None:
-        """The request to send (``payload``: the body producer or None)."""
+        """The request to send (``payload``: the body producer or None; ``fields``: more, as ready header lines)."""
         self.pool = pool
         self.key = key
         self.endpoint = endpoint
@@ -257,6 +258,7 @@ class PooledRequest:
         self.headers = headers
         self.payload = payload
         self.on_interim = on_interim
+        self.fields = fields
         self.connection: Optional[HTTP1ClientProtocol] = None
         self.connecting: Optional[Deferred[Any]] = None
         self.retried = False
@@ -288,7 +290,7 @@ class PooledRequest:
 
     def send_on(self, connection: HTTP1ClientProtocol, reused: bool) -> None:
         self.connection = connection
-        connection.send(self, self.method, self.path, self.headers, self.payload, self.on_interim, reused)
+        connection.send(self, self.method, self.path, self.headers, self.payload, self.on_interim, reused, self.fields)
 
     # called by the connection
 

@@ -210,14 +210,14 @@ class ServerRequest:
 
     # -- the final response ----------------------------------------------------
 
-    def respond(self, status: int, reason: Optional[bytes], headers: Headers, body: bytes = b"") -> None:
-        """A complete answer in one write; the engine sets Content-Length."""
+    def respond(self, status: int, reason: Optional[bytes], headers: Headers, body: bytes = b"", fields: bytes = b"") -> None:
+        """A complete answer in one write (``fields``: more, as ready header lines); the engine sets Content-Length."""
         if self.started_writing or self._channel is None:
             return
         self.code = status
         self._reason = reason
         self._response_headers = headers
-        self._start(body, True)
+        self._start(body, True, fields)
         self._end()
 
     def write_head(self, status: int, reason: Optional[bytes], headers: Headers) -> None:
@@ -282,8 +282,8 @@ class ServerRequest:
         if channel is not None:
             channel.response_finished(self)
 
-    def _start(self, data: bytes, final: bool) -> None:
-        """Write the head, framed for the body, with ``data`` (the whole body when ``final``)."""
+    def _start(self, data: bytes, final: bool, fields: bytes = b"") -> None:
+        """Write the head, framed for the body, with ``data`` (the whole body when ``final``) and ``fields`` (ready lines)."""
         channel = self._channel
         assert channel is not None
         self.started_writing = True
@@ -297,19 +297,19 @@ class ServerRequest:
             or (final and CONTENT_LENGTH in raw and raw[CONTENT_LENGTH] != [b"%d" % len(data)])
         ):
             raw = self._own_framing_fields(raw, status, final)
-        extra = b""
+        extra = fields
         if status < 200 or status == 204 or status == 304 or self.method == b"HEAD":
             mode = _NONE
             if (status < 200 or status == 204) and CONTENT_LENGTH in raw:
                 raw = {name: values for name, values in raw.items() if name != CONTENT_LENGTH}
             elif final and status >= 200 and status != 304 and CONTENT_LENGTH not in raw:
-                extra = b"Content-Length: %d\r\n" % len(data)  # HEAD: the length a GET would have
+                extra += b"Content-Length: %d\r\n" % len(data)  # HEAD: the length a GET would have
             data = b""
         elif final:
             mode = _LENGTH
             self._left = len(data)
             if CONTENT_LENGTH not in raw:
-                extra = b"Content-Length: %d\r\n" % len(data)
+                extra += b"Content-Length: %d\r\n" % len(data)
         elif CONTENT_LENGTH in raw and _valid_length(raw[CONTENT_LENGTH]):
             mode = _LENGTH
             self._left = int(raw[CONTENT_LENGTH][0])
@@ -317,9 +317,10 @@ class ServerRequest:
             if CONTENT_LENGTH in raw:  # unusable: frame it ourselves
                 raw = {name: values for name, values in raw.items() if name != CONTENT_LENGTH}
             mode = _CHUNKED
-            extra = b"Transfer-Encoding: chunked\r\n"
             if codings is not None and codings != [b"chunked"]:
-                extra = b"Transfer-Encoding: %s, chunked\r\n" % b", ".join(codings)
+                extra += b"Transfer-Encoding: %s, chunked\r\n" % b", ".join(codings)
+            else:
+                extra += b"Transfer-Encoding: chunked\r\n"
         else:
             mode = _CLOSE
             self.keep_alive = False

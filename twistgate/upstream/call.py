@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from twistgate.engine.pool import PooledRequest
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from twistgate.http import fields_into
 from twistgate.upstream.attempt import Attempt
 from twistgate.upstream.body import WatchedBody
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
@@ -153,7 +154,7 @@ class Forwarding(PooledRequest):
             # The hot path: this object is the pool's request, no Deferred anywhere.
             self.prepare(
                 pool, target.key, upstream.endpoint_of(target, policy.connect), request.method, request.target,
-                request.headers, body, call.interim,
+                request.headers, body, call.interim, request.prepared_fields,
             )
             self.attempt = attempt
             self.current = _SENDING
@@ -170,6 +171,9 @@ class Forwarding(PooledRequest):
                     self.silenced = True
                     self.refused(Failure())
             return
+        if request.prepared_fields:  # a client that writes the head from the fields
+            fields_into(request.headers.raw, request.prepared_fields)
+            request.prepared_fields = b""
         self._arm_route()
         try:
             sent_to = upstream.with_connect_timeout(target, policy.connect)
