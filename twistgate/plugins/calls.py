@@ -89,9 +89,8 @@ class _Call:
 def _functions_if(calls: Sequence[_Call], usual: Callable[[_Call], bool]) -> Optional[Tuple[Callable[..., Any], ...]]:
     """The calls' functions, if each takes the `usual` arguments and none is there twice (layers are found by function)."""
     functions = tuple(call.function for call in calls)
-    if not calls or not all(usual(call) for call in calls) or len(set(functions)) != len(functions):
-        return None
-    return functions
+    once = all(functions.index(function) == index for index, function in enumerate(functions))  # (as the loops find them)
+    return functions if calls and once and all(usual(call) for call in calls) else None
 
 
 def _is_async(result: object) -> bool:
