@@ -943,3 +943,95 @@ def test_hook_admin_get():
     assert plugins.admin_call("page", "off") is None
     assert plugins.admin_call("plain") is None and plugins.admin_call("nope") is None
     assert [(i.name, i.route) for i in plugins.instances] == [("page", None), ("plain", None), ("page", "own")]
+
+
+def _layers_taking(usual: bool):
+    """
+    Layer factories whose hooks take the usual arguments (``on_request(request)``,
+    ``on_response(request, response)``: the chain calls their functions in a
+    shortcut loop) or others (the general loops).  `script` says, per layer
+    name, what ``on_request`` does: "answer", "raise", "defer" (a Deferred
+    of None), "replace" (on_response returns a new Response).
+    """
+    order = []
+    clock = Clock()
+
+    def layer(name, script=""):
+        def requested(request):
+            order.append(("request", name))
+            if script == "answer":
+                return Response(status=200, body=name.encode())
+            if script == "raise":
+                raise KeyError("secret")
+            if script == "defer":
+                return deferLater(clock, 1.0, lambda: None)
+            return None
+
+        def responded(response):
+            order.append(("response", name, response.status))
+            return Response(status=299) if script == "replace" else None
+
+        if usual:
+            class Layer:
+                @hookimpl
+                def on_request(self, request):
+                    return requested(request)
+
+                @hookimpl
+                def on_response(self, request, response):
+                    return responded(response)
+        else:
+            class Layer:  # type: ignore[no-redef]
+                @hookimpl
+                def on_request(self, request, route):
+                    return requested(request)
+
+                @hookimpl
+                def on_response(self, response):
+                    return responded(response)
+
+        return lambda o, c: Layer()
+
+    return order, clock, layer
+
+
+@pytest.mark.parametrize("usual", [True, False], ids=["shortcut", "general"])
+def test_the_usual_arguments_shortcut_behaves_as_the_general_loops(usual):
+    """Answers, unwinding, failures, Deferreds and replacements: the same whichever loop calls the layers."""
+    order, clock, layer = _layers_taking(usual)
+    config = gateway_config([section("outer"), section("middle"), section("inner")], [route_config("r")])
+
+    def chain(**scripts):
+        return build(config, **{name: layer(name, scripts.get(name, "")) for name in ("outer", "middle", "inner")}).for_route("r")
+
+    plugins = chain(inner="replace")
+    req = request()
+    assert plugins.on_request_now(req, None) is None
+    sent = plugins.on_response_now(req, ProxyResponse(status=200, from_upstream=True))
+    assert sent.status == 299  # inner's replacement, seen by the outer layers
+    assert order == [
+        ("request", "outer"), ("request", "middle"), ("request", "inner"),
+        ("response", "inner", 200), ("response", "middle", 299), ("response", "outer", 299),
+    ]  # fmt: skip
+
+    order.clear()
+    plugins, req = chain(middle="answer"), request()
+    answer = plugins.on_request_now(req, None)
+    assert answer.body == b"middle"
+    plugins.on_response_now(req, answer.to_proxy_response())
+    assert order == [("request", "outer"), ("request", "middle"), ("response", "middle", 200), ("response", "outer", 200)]
+
+    order.clear()
+    plugins = chain(middle="raise")
+    with capturedLogs() as events:
+        failure = failure_of(plugins.on_request(request(request_id="abc"), None))
+    assert failure.check(PluginError) and order == [("request", "outer"), ("request", "middle")]
+    [event] = [e for e in events if "log_failure" in e]
+    assert (event["plugin"], event["hook"], event["request_id"]) == ("middle", "on_request", "abc")
+
+    order.clear()
+    plugins = chain(outer="defer")
+    d = plugins.on_request(request(), None)
+    assert order == [("request", "outer")] and not d.called
+    clock.advance(1)
+    assert result_of(d) is None and order == [("request", "outer"), ("request", "middle"), ("request", "inner")]

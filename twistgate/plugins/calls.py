@@ -18,24 +18,14 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import attrs
 import pluggy
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twistgate.config.model import Location
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.plugins.call_failures import PluginError, bad_result as _bad_result, contain as _contain
 
 __all__ = ["PluginError", "RouteChain", "RoutePlugins"]
-
-_log = Logger(namespace="twistgate.plugins")
-
-
-class PluginError(GatewayError):
-    """A plugin failed while handling a request; the details are in the log."""
-
-    status, code = 500, "plugin_error"
-    default_message = "The gateway could not handle the request."
-
 
 @attrs.frozen(eq=False)
 class _Instance:
@@ -96,45 +86,15 @@ class _Call:
         return f"<_Call {self.plugin}.{self.function.__name__} route={self.route}>"
 
 
+def _functions_if(calls: Sequence[_Call], usual: Callable[[_Call], bool]) -> Optional[Tuple[Callable[..., Any], ...]]:
+    """The calls' functions, if each takes the `usual` arguments and none is there twice (layers are found by function)."""
+    functions = tuple(call.function for call in calls)
+    once = all(functions.index(function) == index for index, function in enumerate(functions))  # (as the loops find them)
+    return functions if calls and once and all(usual(call) for call in calls) else None
+
+
 def _is_async(result: object) -> bool:
     return isinstance(result, Deferred) or inspect.isawaitable(result)
-
-
-def _where(route: Optional[str]) -> str:
-    return f"route {route!r}" if route is not None else "no route matched"
-
-
-def _contain(call: _Call, hook: str, request: ProxyRequest, route: Optional[str]) -> PluginError:
-    """
-    Log the exception being handled, naming the plugin, the hook, the route
-    being served (`route`: a global plugin's instance serves every route)
-    and the request; the request gets a 500.
-    """
-    _log.failure(
-        "Plugin {plugin!r} raised an exception in {hook} ({where}, request {request_id})",
-        Failure(),
-        level=LogLevel.error,
-        plugin=call.plugin,
-        route=route,
-        where=_where(route),
-        hook=hook,
-        request_id=request.request_id,
-    )
-    return PluginError()
-
-
-def _bad_result(call: _Call, hook: str, request: ProxyRequest, route: Optional[str], result: object) -> PluginError:
-    _log.error(
-        "Plugin {plugin!r} returned {result_type} from {hook}; expected None or a Response "
-        "({where}, request {request_id})",
-        plugin=call.plugin,
-        route=route,
-        where=_where(route),
-        hook=hook,
-        result_type=type(result).__name__,
-        request_id=request.request_id,
-    )
-    return PluginError()
 
 
 class RouteChain:
@@ -152,7 +112,8 @@ class RouteChain:
         gateway may skip the hook calls altogether.
     """
 
-    __slots__ = ("route", "names", "empty", "_on_request", "_on_response", "_on_error")
+    __slots__ = ("route", "names", "empty", "_on_request", "_on_response", "_on_error",
+                 "_request_functions", "_response_functions", "_deepest_response")  # fmt: skip
 
     def __init__(
         self,
@@ -169,6 +130,12 @@ class RouteChain:
         self._on_response = on_response
         self._on_error = on_error
         self.empty = not (on_request or on_response or on_error)
+        # The usual route (built-in stages, plugins taking the usual
+        # arguments): the functions themselves, called without the
+        # per-layer argument picking of the general loops.
+        self._request_functions = _functions_if(on_request, lambda call: call.pick == 0)
+        self._response_functions = _functions_if(on_response, lambda call: call.pick == ALL_ARGS)
+        self._deepest_response = max((call.layer for call in on_response), default=0)
 
     def __repr__(self) -> str:
         return f"<RouteChain {self.route} {list(self.names)}>"
@@ -203,6 +170,18 @@ class RouteChain:
         asynchronous; raises the `GatewayError` a layer raised (`PluginError`
         for a crash, logged).
         """
+        functions = self._request_functions
+        if functions is not None:
+            for function in functions:
+                try:
+                    result = function(request)
+                except GatewayError:
+                    raise
+                except Exception:
+                    raise _contain(self._on_request[functions.index(function)], "on_request", request, self.route) from None
+                if result is not None:
+                    return self._request_answer(functions.index(function), result, request, (request, route))
+            return None
         calls = self._on_request
         args = (request, route)
         for index, call in enumerate(calls):
@@ -218,15 +197,19 @@ class RouteChain:
                 raise
             except Exception:
                 raise _contain(call, "on_request", request, self.route) from None
-            if result is None:
-                continue
-            if isinstance(result, Response):
-                request.answered_at = call.layer
-                return result
-            if _is_async(result):
-                return Deferred.fromCoroutine(self._on_request_async(index, result, request, args))
-            raise _bad_result(call, "on_request", request, self.route, result)
+            if result is not None:
+                return self._request_answer(index, result, request, args)
         return None
+
+    def _request_answer(self, index: int, result: Any, request: ProxyRequest, args: Tuple[Any, ...]) -> Any:
+        """What `on_request_now` returns when layer `index` returned `result`, not None."""
+        call = self._on_request[index]
+        if isinstance(result, Response):
+            request.answered_at = call.layer
+            return result
+        if _is_async(result):
+            return Deferred.fromCoroutine(self._on_request_async(index, result, request, args))
+        raise _bad_result(call, "on_request", request, self.route, result)
 
     async def _on_request_async(
         self, index: int, pending: Any, request: ProxyRequest, args: Tuple[Any, ...]
@@ -285,6 +268,21 @@ class RouteChain:
         is asynchronous; raises as `on_request_now` does.
         """
         answered_at = request.answered_at
+        functions = self._response_functions
+        if functions is not None and answered_at >= self._deepest_response:  # every layer sees the response
+            for function in functions:
+                try:
+                    result = function(request, response)
+                except GatewayError:
+                    raise
+                except Exception:
+                    raise _contain(self._on_response[functions.index(function)], "on_response", request, self.route) from None
+                if result is not None:
+                    if isinstance(result, Response):
+                        response = result.to_proxy_response()
+                        continue
+                    return self._response_answer(functions.index(function), result, request, response)
+            return response
         for index, call in enumerate(self._on_response):
             if call.layer > answered_at:
                 continue  # inside the layer that answered: it never saw this exchange
@@ -305,10 +303,14 @@ class RouteChain:
             if isinstance(result, Response):
                 response = result.to_proxy_response()
                 continue
-            if _is_async(result):
-                return Deferred.fromCoroutine(self._on_response_async(index, result, request, response))
-            raise _bad_result(call, "on_response", request, self.route, result)
+            return self._response_answer(index, result, request, response)
         return response
+
+    def _response_answer(self, index: int, result: Any, request: ProxyRequest, response: ProxyResponse) -> Any:
+        """What `on_response_now` returns when layer `index` returned `result`: neither None nor a `Response`."""
+        if _is_async(result):
+            return Deferred.fromCoroutine(self._on_response_async(index, result, request, response))
+        raise _bad_result(self._on_response[index], "on_response", request, self.route, result)
 
     async def _on_response_async(
         self, index: int, pending: Any, request: ProxyRequest, response: ProxyResponse

@@ -39,7 +39,7 @@ class MemoryBackend:
         return len(self._entries)
 
     def now_us(self) -> int:
-        return int(round(self._clock.seconds() * MICROS))
+        return round(self._clock.seconds() * MICROS)  # (an int: round() without digits gives one)
 
     def decide(self, keys: Sequence[str], limits: Sequence[Limit], now_us: Optional[int] = None) -> Decision:
         """Decide synchronously (a value, not a Deferred: no reactor turn)."""
@@ -71,7 +71,7 @@ class MemoryBackend:
     def decide_one(self, key: str, limit: Limit, now: Optional[int] = None) -> Decision:
         """`decide` for a route with one limit (the usual case), without the lists a route with several needs."""
         if now is None:
-            now = int(round(self._clock.seconds() * MICROS))  # now_us(), a call fewer (per request)
+            now = round(self._clock.seconds() * MICROS)  # now_us(), a call fewer (per request)
         entries = self._entries
         entry = entries.get(key)
         if entry is not None and entry[1] <= now:

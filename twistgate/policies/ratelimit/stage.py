@@ -102,11 +102,11 @@ class RateLimitStage:
     ) -> None:
         self.deny_on_error = on_backend_error == "deny"
         self.limits: Tuple[Limit, ...] = tuple(limit.limit() for limit in config.limits)
-        self.backend = backend
         self.policies = tuple(
             _Policy(f"{key_prefix}{route_name}:{index}:{_signature(lc, limit)}:", lc)
             for index, (lc, limit) in enumerate(zip(config.limits, self.limits))
         )
+        self.backend = backend
         names = [lc.policy_name() for lc in config.limits]
         self.names = tuple(sf_string(name).encode("ascii") for name in names)
         self.policy = policy_header(names, self.limits)
@@ -123,6 +123,9 @@ class RateLimitStage:
         self._backend = backend
         one = getattr(backend, "decide_one", None)
         self._decide_one = one if one is not None and len(self.limits) == 1 else None
+        if self._decide_one is not None:  # what it is called with, without an index each request
+            self._one_key = self.policies[0].key
+            self._one_limit = self.limits[0]
 
     def keys(self, request: ProxyRequest) -> List[str]:
         return [policy.key(request) for policy in self.policies]
@@ -132,7 +135,7 @@ class RateLimitStage:
         decide_one = self._decide_one
         try:
             if decide_one is not None:
-                result = decide_one(self.policies[0].key(request), self.limits[0])
+                result = decide_one(self._one_key(request), self._one_limit)
             else:
                 result = self._backend.decide(self.keys(request), self.limits)
         except Exception:
