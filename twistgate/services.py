@@ -109,7 +109,8 @@ def build_services(
     if sections.get("access_log") is not None:
         AccessLog.check(sections["access_log"])  # a stat: the directory must exist
         access_log = AccessLog(sections["access_log"], clock=clock)
-    observers: List[Callable[[Any], None]] = [ops.observe]
+    # `ops.observe`'s one step, bound here: a call less per request.
+    observers: List[Callable[[Any], None]] = [ops.pending.add]
     if any("cache" in route.policies for route in config.routes):
         observers.append(cache.observe)  # only then: it makes every request build its record
     if access_log is not None:

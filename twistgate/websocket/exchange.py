@@ -142,9 +142,7 @@ class UpgradeExchange(Exchange):
         self._cancel_timer()  # the route timeout bounds the handshake; the tunnel has its idle timeout
         generation = self.generation
         raw = response.headers.raw
-        raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
-        via = raw.get(b"Via")
-        raw[b"Via"] = [b", ".join(via) + b", " + generation.via] if via else [generation.via]
+        self._own_fields(raw)
         raw[b"Connection"] = [b"Upgrade"]
         raw[b"Upgrade"] = self.upgrade_reply or [b"websocket"]
         settings = self._settings()
