@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""
+bench/socket_cost.py - one proxy's CPU per request with sockets, split
+into user and system time, and how idle the load generator's CPU was.
+
+    bench/socket_cost.py gw|full|engine [--seconds 5] [--pace-ms 5] [--perf]
+
+Starts the same upstream as bench/profile_gateway.py on CPU 1 (nginx, else
+bench/upstream.py), the proxy on CPU 0 (``gw``: twistd on
+bench/gw-bench.yaml; ``full``: bench/gw-full.yaml with a JWT; ``engine``:
+bench/engine_proxy.py), warms it up with wrk ``-c50`` for 3 s, then
+measures one wrk run.  ``--pace-ms`` makes each of wrk's 50 connections
+wait that long between requests (bench/paced.lua), so that proxies of
+different speeds are compared at one request rate; ``--perf`` counts, with
+``perf stat`` tracepoints, the system calls and the inter-processor
+interrupts (IPIs) per request.  docs/benchmarks.md ("Why the gateway's
+layer costs twice as much with sockets") uses it.  Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import compare  # noqa: E402
+from compare import Processes, wait_ready  # noqa: E402
+from profile_gateway import start_upstream  # noqa: E402
+
+TRACEPOINTS = (
+    "ipi:ipi_send_cpu,ipi:ipi_send_cpumask,syscalls:sys_enter_sendto,"
+    "syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait"
+)
+
+
+def proc_cpu(pid: int) -> tuple:
+    """(user ticks, system ticks) of `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def cpu1_idle() -> tuple:
+    """(idle ticks, all ticks) of CPU 1, where wrk and the upstream run."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu1 "):
+            values = [int(v) for v in line.split()[1:]]
+            return values[3] + values[4], sum(values)
+    return 0, 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("proxy", choices=("gw", "full", "engine"))
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--pace-ms", type=float, default=0.0)
+    parser.add_argument("--perf", action="store_true")
+    parser.add_argument("--python", default=str(HERE.parent / ".venv" / "bin" / "python"))
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="twistgate-socket-cost."))
+    workdir.chmod(0o755)
+    procs = Processes(workdir)
+    up_port, port = 27821, 27822
+    try:
+        if not start_upstream(procs, workdir, up_port, args.python, "1"):
+            return 2
+        env = {"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)}
+        headers = []
+        if args.proxy == "engine":
+            argv = [args.python, str(HERE / "engine_proxy.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"]
+        else:
+            config = "bench/gw-bench.yaml"
+            if args.proxy == "full":
+                secret = os.urandom(32).hex()
+                token = subprocess.run([args.python, str(HERE / "make_token.py"), secret], capture_output=True,
+                                       text=True, check=True).stdout.strip()
+                env.update(BENCH_JWT_SECRET=secret, BENCH_ACCESS_LOG=str(workdir / "access.log"))
+                config, headers = "bench/gw-full.yaml", [f"Authorization: Bearer {token}"]
+            argv = [str(Path(args.python).parent / "twistd"), "-n", "--pidfile=", "twistgate", "--config", config]
+        proxy = procs.start(args.proxy, argv, "0", env=env)
+        if not wait_ready(port, proxy, args.proxy, headers):
+            return 2
+        compare.run_wrk(port, "/", 50, 3, "1", headers)  # warm-up
+        if args.pace_ms:
+            os.environ["PACE_MS"] = str(args.pace_ms)
+            compare.HERE = workdir  # run_wrk takes report.lua from there
+            (workdir / "report.lua").write_text((HERE / "paced.lua").read_text())
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "stat", "-x,", "-o", str(workdir / "perf.txt"), "-p", str(proxy.pid), "-e", TRACEPOINTS])
+            time.sleep(0.3)
+        user0, sys0 = proc_cpu(proxy.pid)
+        idle0, all0 = cpu1_idle()
+        result = compare.run_wrk(port, "/", 50, args.seconds, "1", headers)
+        user1, sys1 = proc_cpu(proxy.pid)
+        idle1, all1 = cpu1_idle()
+        n = result["requests"]
+        if not n:
+            print("no requests answered", file=sys.stderr)
+            return 1
+        tick = os.sysconf("SC_CLK_TCK")
+        print(f"{args.proxy}: {result['rps']:.0f} req/s, user {(user1 - user0) / tick / n * 1e6:.1f} µs/req, "
+              f"system {(sys1 - sys0) / tick / n * 1e6:.1f} µs/req, CPU 1 idle {(idle1 - idle0) / max(all1 - all0, 1) * 100:.0f} %")
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
+            for line in (workdir / "perf.txt").read_text().splitlines():
+                parts = line.split(",")
+                if len(parts) > 3 and parts[0].strip().isdigit():
+                    print(f"  {parts[2]}: {int(parts[0]) / n:.3f} per request")
+        return 0
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
