@@ -20,7 +20,6 @@ sockets") uses it.  Standard library only, plus valgrind.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import selectors
 import socket
@@ -34,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare import Processes, wait_ready  # noqa: E402
+from socket_cost import proxy_command  # noqa: E402
 
 
 def keep_alive_requests(port: int, count: int, connections: int, extra: bytes = b"") -> None:
@@ -88,19 +88,9 @@ def main() -> int:
         upstream = procs.start("upstream", [args.python, str(HERE / "upstream.py"), str(up_port)], "1")
         if not wait_ready(up_port, upstream, "upstream"):
             return 2
-        env = {"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port), "PYTHONHASHSEED": "0"}
-        extra = b""
-        if args.proxy == "engine":
-            argv = [args.python, str(HERE / "engine_proxy.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"]
-        else:
-            config = "bench/gw-bench.yaml"
-            if args.proxy == "full":
-                secret = os.urandom(32).hex()
-                token = subprocess.run([args.python, str(HERE / "make_token.py"), secret], capture_output=True,
-                                       text=True, check=True).stdout.strip()
-                env.update(BENCH_JWT_SECRET=secret, BENCH_ACCESS_LOG=str(workdir / "access.log"))
-                config, extra = "bench/gw-full.yaml", f"Authorization: Bearer {token}\r\n".encode()
-            argv = [str(Path(args.python).parent / "twistd"), "-n", "--pidfile=", "twistgate", "--config", config]
+        argv, env, headers = proxy_command(args.proxy, args.python, up_port, port, workdir)
+        env["PYTHONHASHSEED"] = "0"
+        extra = b"".join(line.encode() + b"\r\n" for line in headers)
         out = workdir / "callgrind.out"
         proxy = procs.start(args.proxy, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv], "0", env=env)
         deadline = time.monotonic() + 120

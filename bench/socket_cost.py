@@ -10,7 +10,7 @@ bench/upstream.py), the proxy on CPU 0 (``gw``: twistd on
 bench/gw-bench.yaml; ``full``: bench/gw-full.yaml with a JWT; ``engine``:
 bench/engine_proxy.py), warms it up with wrk ``-c50`` for 3 s, then
 measures one wrk run.  ``--pace-ms`` makes each of wrk's 50 connections
-wait that long between requests (bench/paced.lua), so that proxies of
+wait that long between requests (wrk's ``delay`` hook), so that proxies of
 different speeds are compared at one request rate; ``--perf`` counts, with
 ``perf stat`` tracepoints, the system calls and the inter-processor
 interrupts (IPIs) per request.  docs/benchmarks.md ("Why the gateway's
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -34,6 +35,9 @@ sys.path.insert(0, str(HERE))
 import compare  # noqa: E402
 from compare import Processes, wait_ready  # noqa: E402
 from profile_gateway import start_upstream  # noqa: E402
+
+#: Appended to bench/report.lua for --pace-ms: each connection waits PACE_MS between requests.
+PACED = '\ndelay = function() return tonumber(os.getenv("PACE_MS") or "0") end\n'
 
 TRACEPOINTS = (
     "ipi:ipi_send_cpu,ipi:ipi_send_cpumask,syscalls:sys_enter_sendto,"
@@ -56,6 +60,20 @@ def cpu1_idle() -> tuple:
     return 0, 1
 
 
+def proxy_command(proxy: str, python: str, up_port: int, port: int, workdir: Path) -> Tuple[List[str], Dict[str, str], List[str]]:
+    """(argv, environment, request header lines) of ``gw``, ``full`` or ``engine`` listening on `port`."""
+    env = {"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)}
+    if proxy == "engine":
+        return [python, str(HERE / "engine_proxy.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"], env, []
+    config, headers = "bench/gw-bench.yaml", []
+    if proxy == "full":
+        secret = os.urandom(32).hex()
+        token = subprocess.run([python, str(HERE / "make_token.py"), secret], capture_output=True, text=True, check=True).stdout.strip()
+        env.update(BENCH_JWT_SECRET=secret, BENCH_ACCESS_LOG=str(workdir / "access.log"))
+        config, headers = "bench/gw-full.yaml", [f"Authorization: Bearer {token}"]
+    return [str(Path(python).parent / "twistd"), "-n", "--pidfile=", "twistgate", "--config", config], env, headers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("proxy", choices=("gw", "full", "engine"))
@@ -71,19 +89,7 @@ def main() -> int:
     try:
         if not start_upstream(procs, workdir, up_port, args.python, "1"):
             return 2
-        env = {"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)}
-        headers = []
-        if args.proxy == "engine":
-            argv = [args.python, str(HERE / "engine_proxy.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"]
-        else:
-            config = "bench/gw-bench.yaml"
-            if args.proxy == "full":
-                secret = os.urandom(32).hex()
-                token = subprocess.run([args.python, str(HERE / "make_token.py"), secret], capture_output=True,
-                                       text=True, check=True).stdout.strip()
-                env.update(BENCH_JWT_SECRET=secret, BENCH_ACCESS_LOG=str(workdir / "access.log"))
-                config, headers = "bench/gw-full.yaml", [f"Authorization: Bearer {token}"]
-            argv = [str(Path(args.python).parent / "twistd"), "-n", "--pidfile=", "twistgate", "--config", config]
+        argv, env, headers = proxy_command(args.proxy, args.python, up_port, port, workdir)
         proxy = procs.start(args.proxy, argv, "0", env=env)
         if not wait_ready(port, proxy, args.proxy, headers):
             return 2
@@ -91,7 +97,7 @@ def main() -> int:
         if args.pace_ms:
             os.environ["PACE_MS"] = str(args.pace_ms)
             compare.HERE = workdir  # run_wrk takes report.lua from there
-            (workdir / "report.lua").write_text((HERE / "paced.lua").read_text())
+            (workdir / "report.lua").write_text((HERE / "report.lua").read_text() + PACED)
         perf = None
         if args.perf:
             perf = subprocess.Popen(["perf", "stat", "-x,", "-o", str(workdir / "perf.txt"), "-p", str(proxy.pid), "-e", TRACEPOINTS])
