@@ -17,7 +17,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from tests.seam_wiring import Wired
 from twistgate.config import load_text
 from twistgate.generation import Generation
-from twistgate.http import ForwardingPolicy, fields_into
+from twistgate.headers import fields_into
+from twistgate.http import ForwardingPolicy
 
 CASES = [
     ("192.0.2.7", "http", b"api.example:8080", b"HTTP/1.1"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
 
-__all__ = ["Headers", "InvalidHeaderName", "canonical_name"]
+__all__ = ["Headers", "InvalidHeaderName", "canonical_name", "fields_into"]
 
 _T = TypeVar("_T")
 Name = Union[str, bytes]
@@ -199,3 +199,15 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.raw!r})"
+
+
+def fields_into(raw: Dict[bytes, List[bytes]], lines: bytes) -> None:
+    """
+    Ready header lines (`ProxyRequest.prepared_fields`) set into a
+    `Headers.raw` dict, for a client that writes the head itself from the
+    fields (HTTP/2, twisted.web's Agent, a traced attempt).
+    """
+    for line in lines.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b": ")
+            raw[name] = [value]

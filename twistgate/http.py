@@ -225,18 +225,6 @@ class ForwardingPolicy:
 _CLIENT_FORWARDING = frozenset({b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Forwarded-Host", b"Forwarded"})
 
 
-def fields_into(raw: Dict[bytes, List[bytes]], lines: bytes) -> None:
-    """
-    Ready header lines (`ProxyRequest.prepared_fields`) set into a
-    `Headers.raw` dict, for a client that writes the head itself from the
-    fields (HTTP/2, twisted.web's Agent, a traced attempt).
-    """
-    for line in lines.split(b"\r\n"):
-        if line:
-            name, _, value = line.partition(b": ")
-            raw[name] = [value]
-
-
 def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:
     node = f'"[{peer}]"' if ":" in peer else peer
     if not host:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 import attrs
 from twisted.logger import Logger
 
-from twistgate.headers import Headers
+from twistgate.headers import Headers, fields_into
 
 if TYPE_CHECKING:  # the configuration package needs this module: no import cycle at run time
     from twistgate.config.model import RouteConfig
@@ -136,6 +136,12 @@ class ProxyRequest:
         #: The gateway's own fields for the upstream as ready header lines, not in `headers`: on a
         #: route without layers nobody reads them before they go (`twistgate.http.ForwardingPolicy.block`).
         self.prepared_fields = b""
+
+    def spell_out_fields(self) -> None:
+        """`prepared_fields` set into `headers`, for a client that writes the head from the fields (HTTP/2, Agent, a traced attempt)."""
+        if self.prepared_fields:
+            fields_into(self.headers.raw, self.prepared_fields)
+            self.prepared_fields = b""
 
     def when_done(self, callback: Any) -> None:
         """

@@ -26,7 +26,6 @@ from twisted.python.failure import Failure
 
 from twistgate.engine.pool import PooledRequest
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
-from twistgate.http import fields_into
 from twistgate.upstream.attempt import Attempt
 from twistgate.upstream.body import WatchedBody
 from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
@@ -171,9 +170,7 @@ class Forwarding(PooledRequest):
                     self.silenced = True
                     self.refused(Failure())
             return
-        if request.prepared_fields:  # a client that writes the head from the fields
-            fields_into(request.headers.raw, request.prepared_fields)
-            request.prepared_fields = b""
+        request.spell_out_fields()  # this client writes the head from the fields
         self._arm_route()
         try:
             sent_to = upstream.with_connect_timeout(target, policy.connect)
