@@ -8,7 +8,9 @@ One request's way through the gateway, top to bottom:
 3. **policies, then plugins** (``on_request``): the route's chain as
    `twistgate.chain` builds it; any layer may answer instead of the upstream
    (a route without layers but tracing skips the chain: its forwarding
-   fields and trace go upstream as prepared lines, `Route.bare`);
+   fields and trace go upstream as prepared lines, `Route.bare`; a route
+   whose layers never look at the forwarding fields sends them prepared
+   too, `Route.prepared_forwarding`);
 4. **choose target, forward**: `Upstream.forward` (balancer, breakers,
    retries, timeouts) sends the request and fires with the response head;
 5. **respond**: the layers see the head in reverse order (``on_response``),
@@ -138,7 +140,7 @@ class Exchange(ResponsePath, OwnAnswers):
         secure = downstream.secure
         scheme = "https" if secure else "http"
         prepared = None
-        if route.bare and not self.websocket:
+        if route.prepared_forwarding and not self.websocket:
             prepared = generation.forwarding.block(raw, peer, scheme, host_raw, downstream.version)
         if prepared is None:
             client_ip = generation.forwarding.apply(raw, peer, scheme, host_raw, downstream.version)
@@ -191,6 +193,8 @@ class Exchange(ResponsePath, OwnAnswers):
                 request.state["trace"] = route.trace.begin(headers)
             self._forward()
             return
+        if prepared is not None:  # no layer reads or edits them (`twistgate.chain.forwarding_blind`)
+            request.prepared_fields = prepared
         if route.chain.empty:
             self._forward()
             return
