@@ -16,6 +16,7 @@ import pytest
 
 from tests.seam_wiring import Wired
 from tests.test_prepared_fields import _parsed
+from twistgate.chain import _BLIND_TO_FORWARDING, POLICIES
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginRegistry
 
@@ -171,3 +172,8 @@ def test_which_routes_send_the_forwarding_fields_prepared(upstream: str, route: 
     """Decided at load, per policy and its configuration (`twistgate.chain.forwarding_blind`)."""
     wired = Wired(upstream=upstream, route=route, sections=sections)
     assert wired.generation.routes_by_name["all"].prepared_forwarding is prepared
+
+
+def test_the_blind_list_names_policies_that_exist() -> None:
+    """A misspelt or renamed policy would silently leave the table (safe, but slow): every name is a policy's."""
+    assert set(_BLIND_TO_FORWARDING) <= {policy.name for policy in POLICIES}

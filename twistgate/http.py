@@ -193,11 +193,10 @@ class ForwardingPolicy:
     def block(self, raw: Dict[bytes, List[bytes]], peer: str, scheme: str, host: bytes, version: bytes) -> Optional[bytes]:
         """
         What `apply` writes, as ready header lines for the engine's head
-        writer, for a request nobody reads them on before it goes upstream
-        (a route whose layers are blind to them, `twistgate.chain.forwarding_blind`):
-        the same fields and values, made once per
-        (peer, host, scheme, version) instead of five fields set one by one
-        per request.  The client's own forwarding fields are taken out of
+        writer, for a request on which nothing reads them before it goes
+        upstream (`twistgate.chain.forwarding_blind`): the same fields and
+        values, made once per (peer, host, scheme, version) instead of five
+        fields set one by one per request.  The client's own forwarding fields are taken out of
         ``raw`` (they are replaced, as `apply` replaces them), and the
         believed client is the peer.  None when `apply` must run instead: a
         trusted peer (its fields are continued) or a client's own ``Via``
