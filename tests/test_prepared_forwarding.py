@@ -54,10 +54,11 @@ def _exchange(wired: Wired, request: bytes) -> Tuple[Dict[bytes, List[bytes]], D
     return sent, _parsed(out.split(b"\r\n\r\n")[0])[1]
 
 
+@pytest.mark.parametrize("engine", ["httptools", "twisted"])
 @pytest.mark.parametrize("more", ["", EDITING])
-def test_blind_layers_send_the_fields_the_per_field_path_sends(more: str) -> None:
+def test_blind_layers_send_the_fields_the_per_field_path_sends(more: str, engine: str) -> None:
     """JWT + rate limit: prepared; with a header transform added, field by field; the upstream sees the same."""
-    wired = Wired(route=JWT_AND_LIMIT + more, sections=AUTH)
+    wired = Wired(route=JWT_AND_LIMIT + more, sections=AUTH + f"engine: {engine}\n")
     assert wired.generation.routes_by_name["all"].prepared_forwarding is (more == "")
     sent, answer = _exchange(wired, SPOOFING)
     for name, values in FORWARDED.items():
