@@ -29,9 +29,11 @@ routes:
 class Wired:
     """The gateway, one client connection, and the upstream connections the pool made."""
 
-    def __init__(self, upstream: str = "", route: str = "") -> None:
+    def __init__(self, upstream: str = "", route: str = "", sections: str = "", plugin_registry: Any = None) -> None:
+        """`sections`: more top-level configuration (``auth:``, ``plugins:``...), as YAML."""
         self.clock = MemoryReactorClock()
-        self.generation = generation = Generation(load_text(CONFIG % (upstream, route)), self.clock)
+        config = load_text(CONFIG % (upstream, route) + sections)
+        self.generation = generation = Generation(config, self.clock, plugin_registry=plugin_registry)
         self.records: List[Any] = []
         generation.observers.append(self.records.append)
         factory = site_for(GatewayResource(generation), generation.config.limits, self.clock, listener="public")
@@ -39,6 +41,7 @@ class Wired:
         self.client_wire = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4711))
         self.client.makeConnection(self.client_wire)
         self.upstreams: List[Any] = []  # (protocol, wire)
+        self.sent = b""  # what the last request `send` forwarded put on its upstream connection
 
     def send(self, request: bytes) -> Any:
         """A request from the client; the upstream connection it went out on (made now if new)."""
@@ -50,6 +53,7 @@ class Wired:
             self.upstreams.append((protocol, wire))
         for protocol, wire in self.upstreams:
             if wire.value():
+                self.sent = wire.value()
                 wire.clear()
                 return protocol
         return None

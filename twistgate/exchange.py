@@ -8,7 +8,9 @@ One request's way through the gateway, top to bottom:
 3. **policies, then plugins** (``on_request``): the route's chain as
    `twistgate.chain` builds it; any layer may answer instead of the upstream
    (a route without layers but tracing skips the chain: its forwarding
-   fields and trace go upstream as prepared lines, `Route.bare`);
+   fields and trace go upstream as prepared lines, `Route.bare`; a route
+   whose layers never look at the forwarding fields sends them prepared
+   too, `Route.prepared_forwarding`);
 4. **choose target, forward**: `Upstream.forward` (balancer, breakers,
    retries, timeouts) sends the request and fires with the response head;
 5. **respond**: the layers see the head in reverse order (``on_response``),
@@ -59,8 +61,9 @@ _log = Logger()
 # Not hop-by-hop by the RFC, but never passed on as received: the gateway
 # answers `Expect: 100-continue` itself, the client side frames the body
 # (its own Content-Length / Transfer-Encoding), and Host and X-Request-ID are
-# set by the gateway.
-_DROP_FROM_REQUEST = (b"Expect", b"Content-Length", b"Host", b"X-Request-Id")
+# set by the gateway.  (Host, nearly always there, is taken out on its own:
+# the others are found with one set operation.)
+_DROP_FROM_REQUEST = frozenset({b"Expect", b"Content-Length", b"X-Request-Id"})
 
 
 class Exchange(ResponsePath, OwnAnswers):
@@ -132,13 +135,15 @@ class Exchange(ResponsePath, OwnAnswers):
         self.raw_params = match.raw_params
         self.client_path = path_s
         strip_hop_by_hop(raw, raw.get(b"Connection"))
-        for name in _DROP_FROM_REQUEST:
-            raw.pop(name, None)
+        raw.pop(b"Host", None)
+        if not _DROP_FROM_REQUEST.isdisjoint(raw):
+            for name in _DROP_FROM_REQUEST.intersection(raw):
+                del raw[name]
         peer = downstream.client[0]
         secure = downstream.secure
         scheme = "https" if secure else "http"
         prepared = None
-        if route.bare and not self.websocket:
+        if route.prepared_forwarding and not self.websocket:
             prepared = generation.forwarding.block(raw, peer, scheme, host_raw, downstream.version)
         if prepared is None:
             client_ip = generation.forwarding.apply(raw, peer, scheme, host_raw, downstream.version)
@@ -191,6 +196,8 @@ class Exchange(ResponsePath, OwnAnswers):
                 request.state["trace"] = route.trace.begin(headers)
             self._forward()
             return
+        if prepared is not None:  # no layer reads or edits them (`twistgate.chain.forwarding_blind`)
+            request.prepared_fields = prepared
         if route.chain.empty:
             self._forward()
             return

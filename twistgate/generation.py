@@ -60,7 +60,7 @@ class Route:
 
     __slots__ = (
         "name", "config", "upstream", "destination", "answer", "chain", "timeout", "preserve_host", "info",
-        "max_request_body", "forward", "start_forward", "responds", "trace", "bare",
+        "max_request_body", "forward", "start_forward", "responds", "trace", "bare", "prepared_forwarding",
     )  # fmt: skip
 
     def __init__(
@@ -73,6 +73,7 @@ class Route:
         answer: Any = None,
         max_request_body: int = 0,
         trace: Any = None,
+        blind: bool = False,
     ) -> None:
         """:param trace: the `Tracer` when trace propagation is the chain's only layer (`twistgate.chain.only_tracing`)."""
         self.name = config.name
@@ -97,8 +98,11 @@ class Route:
         #: sends the trace on itself, without a call through the chain.
         self.trace = trace
         #: Nothing reads or edits the request between the exchange and the upstream
-        #: (no layer, or only tracing): the gateway's own fields go as prepared lines.
+        #: (no layer, or only tracing): the exchange skips the chain.
         self.bare = destination is not None and (chain.empty or trace is not None)
+        #: Nothing reads or edits the forwarding fields on the request (`twistgate.chain.forwarding_blind`):
+        #: they go as one prepared block (`ForwardingPolicy.block`), not set field by field.
+        self.prepared_forwarding = destination is not None and blind
         self.timeout = timeout
         self.preserve_host = config.preserve_host
         self.max_request_body = max_request_body
@@ -253,14 +257,19 @@ class Generation:
         default_body = config.limits.max_request_body
         entries = []
         for route in config.routes:
+            destination = self._destination(route)
+            layers = self.plugins.for_route(route.name)
+            stages = policies[route.name]
             runtime = Route(
                 route,
-                self._destination(route),
-                self.plugins.for_route(route.name),
+                destination,
+                layers,
                 route.timeout if route.timeout is not None else default_timeout,
                 answer=Redirect(route.redirect) if route.redirect else Respond(route.respond) if route.respond else None,
                 max_request_body=route.max_request_body if route.max_request_body is not None else default_body,
-                trace=chain.only_tracing(policies[route.name], self.plugins.for_route(route.name)),
+                trace=chain.only_tracing(stages, layers),
+                blind=destination is not None
+                and chain.forwarding_blind(route, stages, layers, [upstream.balancer for upstream, _ in destination.arms]),
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)

@@ -193,10 +193,10 @@ class ForwardingPolicy:
     def block(self, raw: Dict[bytes, List[bytes]], peer: str, scheme: str, host: bytes, version: bytes) -> Optional[bytes]:
         """
         What `apply` writes, as ready header lines for the engine's head
-        writer, for a request nobody reads or edits before it goes upstream
-        (a route without layers): the same fields and values, made once per
-        (peer, host, scheme, version) instead of five fields set one by one
-        per request.  The client's own forwarding fields are taken out of
+        writer, for a request on which nothing reads them before it goes
+        upstream (`twistgate.chain.forwarding_blind`): the same fields and
+        values, made once per (peer, host, scheme, version) instead of five
+        fields set one by one per request.  The client's own forwarding fields are taken out of
         ``raw`` (they are replaced, as `apply` replaces them), and the
         believed client is the peer.  None when `apply` must run instead: a
         trusted peer (its fields are continued) or a client's own ``Via``
@@ -223,6 +223,11 @@ class ForwardingPolicy:
 
 #: The forwarding fields `ForwardingPolicy.block` replaces (Via is continued: `apply` then).
 _CLIENT_FORWARDING = frozenset({b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Forwarded-Host", b"Forwarded"})
+
+#: Every field `ForwardingPolicy` writes, lower-cased (as configured names are
+#: compared): what a layer must not read for a route to send them prepared
+#: (`twistgate.chain.forwarding_blind`).
+FORWARDING_FIELDS = frozenset(name.lower() for name in _CLIENT_FORWARDING | {b"Via"})
 
 
 def _forwarded_element(peer: str, host: bytes, scheme: str) -> bytes:

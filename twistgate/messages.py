@@ -134,7 +134,7 @@ class ProxyRequest:
         #: Callables for when the exchange is over (`when_done`); None while there are none.
         self.finishers: Optional[List[Any]] = None
         #: The gateway's own fields for the upstream as ready header lines, not in `headers`: on a
-        #: route without layers nobody reads them before they go (`twistgate.http.ForwardingPolicy.block`).
+        #: route whose layers never look at them nobody reads them before they go (`twistgate.chain.forwarding_blind`).
         self.prepared_fields = b""
 
     def spell_out_fields(self) -> None:
