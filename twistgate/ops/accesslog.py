@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from math import floor
 import sys
 from json.encoder import encode_basestring as _string
 from typing import IO, Any, Callable, Dict, Optional
@@ -120,16 +121,24 @@ _grpc_statuses = _JsonStrings("", ',"trace_id":')
 
 
 class _Statuses(dict):
-    """A status code's digits (every line writes one of a few): a dict hit instead of a conversion."""
+    """A status code's digits and the text after them (every line writes one of a few): a dict hit instead of a conversion."""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: str = "") -> None:
+        super().__init__()
+        self.after = after
 
     def __missing__(self, status: int) -> str:
-        text = int.__repr__(status)
+        text = int.__repr__(status) + self.after
         if 0 <= status < 1000:  # (a bounded set)
             self[status] = text
         return text
 
 
 _statuses = _Statuses()
+_no_error_statuses = _Statuses(',"error":null,"bytes_in":')  # the common line: no error of the gateway's own
+
 
 #: '.000Z","request_id":' to '.999Z","request_id":': the end of the line's time stamp by its milliseconds.
 _JSON_MILLIS = tuple(f'{millis}","request_id":' for millis in MILLIS)
@@ -155,10 +164,14 @@ def json_line(record: Any) -> str:
     finished = record.finished
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
-    # The time stamp: the date of the second last written is kept (see logtext.time_text).
+    error, grpc_status = record.error, record.grpc_status
+    # The time stamp: the date of the second last written is kept (logtext.second_prefix).
+    # floor(y + 0.5) is round(y) but at a tie k + 0.5 with k even (one more):
+    # never across a millisecond (that needs k = 1000m - 1, odd), and never
+    # below round(y), so a time rounding up into the next second still takes the long way.
     second = second_prefix
     fraction = finished - second[0]
-    if 0.0 <= fraction < 1.0 and (micros := round(fraction * 1e6)) < 1_000_000:
+    if 0.0 <= fraction < 1.0 and (micros := floor(fraction * 1e6 + 0.5)) < 1_000_000:
         head, millis = second[2], _JSON_MILLIS[micros // 1000]
     else:
         head, millis = f'{{"time":"{iso_time(finished)}","request_id":', ""
@@ -166,20 +179,22 @@ def json_line(record: Any) -> str:
         duration = finished - record.started
         duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
         upstream_ms = _milliseconds(upstream_head) if upstream_head is not None else "null"
-        if trace.__class__ is TraceContext and trace.trace_id.__class__ is str:
-            trace_id = _string(trace.trace_id)
+        if trace.__class__ is TraceContext:
+            trace_id = _string(trace.trace_id)  # (not text: TypeError)
         else:
             trace_id = getattr(trace, "trace_id", None)
             trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
         return (
             f"{head}{millis}{_string(record.request_id)}{_methods[record.method]}{_string(record.path)}"
-            f"{_routes[record.route]}{_statuses[status]}{_errors[record.error]}{bytes_in or '0'}"
+            f"{_routes[record.route]}"
+            f"{_no_error_statuses[status] if error is None else _statuses[status] + _errors[error]}{bytes_in or '0'}"
             f',"bytes_out":{bytes_out},"duration_ms":{duration_ms}{_upstreams[record.upstream]}'
             f'{_targets[record.target]}{upstream_ms},"retries":{retries if retries > 0 else "0"}'
             f"{_clients[record.client_ip]}{_consumers[record.consumer]}"
             f"{_strings[str(cache)] if cache is not None else 'null'}"
             f"""{',"client_gone":true' if record.client_gone else ',"client_gone":false'}"""
-            f"{_protocols[record.protocol]}{_grpc_statuses[record.grpc_status]}{trace_id}"
+            f"""{_protocols[record.protocol]}{'null,"trace_id":' if grpc_status is None else _grpc_statuses[grpc_status]}"""
+            f"{trace_id}"
             f"{_websocket_fields(websocket) if websocket is not None else ''}}}\n"
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
