@@ -18,7 +18,7 @@ def definition(seconds):
     return json.dumps(round(seconds * 1000.0, 3) + 0.0)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=3000, deadline=None)
 @given(st.integers(0, 10**12), st.integers(-3, 3))
 @example(1734, 0)
 @example(999_999_999_999, 0)
@@ -31,7 +31,7 @@ def test_milliseconds_next_to_a_tie_of_thousandths(thousandths, steps):
     assert milliseconds(seconds) == definition(seconds)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None)
 @given(st.integers(0, 10**15).map(lambda n: n / 1e6))
 def test_milliseconds_of_whole_microseconds(seconds):
     """Durations as a clock gives them (microseconds), up to beyond the short way's bound."""
@@ -46,6 +46,7 @@ def record(finished):
     )
 
 
+@settings(deadline=None)
 @given(st.lists(st.one_of(
     st.floats(min_value=0, max_value=4e9, allow_nan=False),
     st.integers(0, 4 * 10**9).flatmap(lambda s: st.sampled_from([s, s + 0.9995, s + 0.9999995, s + 0.99999949, s + 1e-7])),

@@ -70,7 +70,7 @@ def milliseconds(seconds: float) -> str:
     keeps it, and the line is the same on both.
     """
     thousandths = seconds * 1e6
-    if 0.0 <= thousandths < _MS_PRINTED_EXACTLY * 1000.0:
+    if 0.0 <= thousandths < 1e12:  # (_MS_PRINTED_EXACTLY ms, spelled out: a lookup and a product less)
         rounded = floor(thousandths + 0.5)  # (math.floor: a third of int()'s cost)
         if -0.499 < thousandths - rounded < 0.499:
             whole = rounded // 1000
