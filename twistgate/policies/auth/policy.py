@@ -184,7 +184,8 @@ class AuthStage:
     def _admit(self, request: Any, identity: Identity, outcome: Optional[_Outcome]) -> Optional[_Outcome]:
         """Let the request in as `identity` (None), or note why not (the outcome, made if need be)."""
         if not self.anyone:
-            missing = tuple(sorted(self.scopes - identity.scopes))
+            scopes = self.scopes  # (a subset test first: no difference and sort when all are there)
+            missing = () if scopes <= identity.scopes else tuple(sorted(scopes - identity.scopes))
             allowed = (
                 not missing
                 and (not self.roles or not self.roles.isdisjoint(identity.roles))
