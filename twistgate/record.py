@@ -73,6 +73,8 @@ class ExchangeRecord:
         method = downstream.method
         upstream_head_seconds = (head_at - started) if head_at is not None else None
         status = downstream.code if exchange.answered else 0
+        # latency_seconds, inline: a call per request for a comparison.
+        latency = upstream_head_seconds if status == 101 and upstream_head_seconds is not None else now - started
         # Positional, in field order: a record is made per request, and keywords cost a lookup each.
         return cls(
             exchange.request_id,
@@ -99,8 +101,8 @@ class ExchangeRecord:
             _PROTOCOLS.get(downstream.version) or downstream.version.decode("latin-1"),
             exchange.grpc_status,
             route.config.access_log if route is not None else True,
-            getattr(downstream, "listener", ""),
-            latency_seconds(status, upstream_head_seconds, now - started),
+            downstream.listener,
+            latency,
         )
 
 

@@ -70,3 +70,30 @@ def test_every_spelling_of_the_header_is_recalled_and_both_memories_stay_bounded
             assert gw.get(headers={"Authorization": spelling}).code == 200
             assert authenticator.recall(SimpleNamespace(headers=Headers({"Authorization": [spelling]}))) is not None
     assert len(authenticator._verified) == 3 and len(authenticator._by_header) == 3
+
+
+def test_a_recalled_token_is_refused_exactly_where_verify_refuses_it():
+    """exp, nbf and iat against the clock on every use, leeway included, to the boundary: recall and the long way agree."""
+    gw = AuthGateway(
+        f"""
+        auth:
+          tokens: {{type: jwt, algorithms: [HS256], secret: "{HS_SECRET}", leeway: 30s}}
+        routes:
+          - {{name: api, path: "/api/*", upstream: app, auth: [tokens]}}
+        """
+    )
+    authenticator = gw.auth.authenticators["tokens"]
+    cases = [
+        (token(HS_SECRET, "HS256", exp=NOW + 10), [(39.5, True), (40, False)]),  # refused from exp + leeway on
+        (token(HS_SECRET, "HS256", nbf=NOW - 5, iat=None), [(-25, True), (-35.5, False)]),  # before nbf - leeway
+        (token(HS_SECRET, "HS256", iat=NOW - 2), [(-32, True), (-32.25, False)]),  # an iat in the future
+        (token(HS_SECRET, "HS256", nbf=NOW - 20, iat=NOW - 2), [(-32, True), (-32.25, False)]),  # the later of the two
+    ]
+    for value, moves in cases:
+        assert gw.get(headers=bearer(value)).code == 200  # verified now: remembered
+        for offset, good in moves:
+            gw.clock.rightNow = NOW + offset  # a clock stepped forward or back
+            request = SimpleNamespace(headers=Headers({"Authorization": [f"Bearer {value}"]}))
+            assert (authenticator.recall(request) is not None) is good, (offset, good)
+            assert (gw.get(headers=bearer(value)).code == 200) is good, (offset, good)
+        gw.clock.rightNow = NOW

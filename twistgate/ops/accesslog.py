@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+from math import floor
 import sys
-from datetime import datetime, timezone
 from json.encoder import encode_basestring as _string
 from typing import IO, Any, Callable, Dict, Optional
 
@@ -24,32 +24,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LoggingFile
 
 from twistgate.config.model import ConfigError, ConfigIssue
+from twistgate.ops.logtext import MILLIS, iso_time, milliseconds as _milliseconds, number as _number, second_prefix
 from twistgate.ops.metrics import NO_ROUTE
+from twistgate.ops.tracing import TraceContext
 
 _log = Logger()
-
-
-_second_prefix: list = [None, ""]  # [whole second, "YYYY-MM-DDTHH:MM:SS"]
-
-
-#: ".000Z" to ".999Z": the end of a time stamp by its milliseconds.
-_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
-
-
-def iso_time(seconds: float) -> str:
-    """UTC ISO 8601 with milliseconds; the date part is formatted once a second."""
-    # The same rounding as datetime.fromtimestamp: microseconds rounded, then
-    # milliseconds truncated (isoformat(timespec="milliseconds")).
-    whole = int(seconds)  # toward zero, as math.modf: seconds - whole is its exact fraction
-    micros = round((seconds - whole) * 1e6)
-    if micros >= 1_000_000:
-        whole, micros = whole + 1, micros - 1_000_000
-    elif micros < 0:
-        whole, micros = whole - 1, micros + 1_000_000
-    if _second_prefix[0] != whole:
-        _second_prefix[0] = whole
-        _second_prefix[1] = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return _second_prefix[1] + _MILLIS[micros // 1000]
 
 
 def _ms(seconds: Optional[float]) -> Optional[float]:
@@ -100,55 +79,27 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-#: Below this many milliseconds (and from 0), ``"%.3f"`` has at most 13
-#: significant digits: the double it names prints back as those digits.
-_MS_PRINTED_EXACTLY = 1e9
-
-
-def _milliseconds(seconds: float) -> str:
-    """
-    ``_number(round(seconds * 1000.0, 3))``, three times faster: ``round``
-    with digits and ``repr`` each run a decimal conversion (~0.9 us
-    together); ``"%.3f"`` rounds to the same digits in one (the same
-    correctly rounded conversion), and with at most 15 significant digits
-    the shortest repr of the rounded double is those digits without
-    trailing zeros.  Negative, huge or non-finite values take the long way;
-    anything but a number raises TypeError (`json_line` falls back).  A
-    negative zero is written ``0.0`` (``+ 0.0``): PyPy's ``round`` drops
-    its sign where CPython's keeps it, and the line is the same on both.
-    """
-    ms = seconds * 1000.0 + 0.0
-    if 0.0 <= ms < _MS_PRINTED_EXACTLY:
-        text = ("%.3f" % ms).rstrip("0")
-        return text + "0" if text[-1] == "." else text
-    ms = round(ms, 3) + 0.0
-    return float.__repr__(ms) if ms - ms == 0.0 else _number(ms)
-
-
-def _number(value: Any) -> str:
-    """A JSON number (or null), as json.dumps writes ints and floats."""
-    if value is None:
-        return "null"
-    kind = value.__class__
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float and value - value == 0.0:  # finite (json.dumps spells NaN and Infinity its own way)
-        return float.__repr__(value)
-    return json.dumps(value)
-
-
 class _JsonStrings(dict):
     """
-    The JSON text of the strings every line repeats (method, route, upstream,
-    target, client, consumer, protocol; None as null): a dict hit instead of
-    a call and an escape.  Any other value is written as json.dumps writes it,
-    and not kept (only str and None are keys, so 1, 1.0 and True never meet).
-    Cleared when full, so many distinct values cost a bounded amount of
-    memory, and the values of the moment come back.
+    The JSON text of the values a field repeats line after line (method,
+    route, upstream, target, client, consumer, protocol; None as null),
+    with the line's text around it (``,"route":`` before, ``,"status":``
+    after): a dict hit instead of a call, an escape and two more pieces to
+    join.  Any other value is written as json.dumps writes it, and not kept
+    (only str and None are keys, so 1, 1.0 and True never meet).  Cleared
+    when full, so many distinct values cost a bounded amount of memory, and
+    the values of the moment come back.
     """
 
+    __slots__ = ("before", "after")
+
+    def __init__(self, before: str = "", after: str = "") -> None:
+        super().__init__()
+        self.before = before
+        self.after = after
+
     def __missing__(self, value: Any) -> str:
-        encoded = _text(value)
+        encoded = f"{self.before}{_text(value)}{self.after}"
         if value is None or value.__class__ is str:
             if len(self) >= _STRINGS_KEPT:
                 self.clear()
@@ -157,40 +108,97 @@ class _JsonStrings(dict):
 
 
 _STRINGS_KEPT = 4096
-_strings = _JsonStrings()
+_strings = _JsonStrings()  # cache and close reasons: no text around them
+_methods = _JsonStrings(',"method":', ',"path":')
+_routes = _JsonStrings(',"route":', ',"status":')
+_errors = _JsonStrings(',"error":', ',"bytes_in":')
+_upstreams = _JsonStrings(',"upstream":', ',"upstream_target":')
+_targets = _JsonStrings("", ',"upstream_duration_ms":')
+_clients = _JsonStrings(',"client_ip":', ',"consumer":')
+_consumers = _JsonStrings("", ',"cache":')
+_protocols = _JsonStrings(',"protocol":', ',"grpc_status":')
+_grpc_statuses = _JsonStrings("", ',"trace_id":')
+
+
+class _Statuses(dict):
+    """A status code's digits and the text after them (every line writes one of a few): a dict hit instead of a conversion."""
+
+    __slots__ = ("after",)
+
+    def __init__(self, after: str = "") -> None:
+        super().__init__()
+        self.after = after
+
+    def __missing__(self, status: int) -> str:
+        text = int.__repr__(status) + self.after
+        if 0 <= status < 1000:  # (a bounded set)
+            self[status] = text
+        return text
+
+
+_statuses = _Statuses()
+_no_error_statuses = _Statuses(',"error":null,"bytes_in":')  # the common line: no error of the gateway's own
+
+
+#: '.000Z","request_id":' to '.999Z","request_id":': the end of the line's time stamp by its milliseconds.
+_JSON_MILLIS = tuple(f'{millis}","request_id":' for millis in MILLIS)
 
 
 def json_line(record: Any) -> str:
-    """``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)`` and a newline, faster."""
+    """
+    ``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)``
+    and a newline, faster: the repeated values come with the text around
+    them (`_JsonStrings`), so the line is one join of 26 pieces (beyond 30
+    an f-string compiles to a list and a join).
+    """
     status, bytes_in, bytes_out = record.status, record.bytes_in, record.bytes_out
     if status.__class__ is not int or bytes_in.__class__ is not int or bytes_out.__class__ is not int:
         return _dumped(record)  # (so the counts below are plain ints, formatted as json.dumps does)
     state = record.state
-    trace = state.get("trace") if state else None
-    cache = state.get("cache") if state else None
-    duration = record.finished - record.started
+    trace = cache = websocket = None
+    if state:
+        trace = state.get("trace")
+        if "cache" in state:
+            cache = state["cache"]
+        if "websocket" in state:
+            websocket = state["websocket"]
+    finished = record.finished
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
-    known = _strings
-    websocket = state.get("websocket") if state else None
+    error, grpc_status = record.error, record.grpc_status
+    # The time stamp: the date of the second last written is kept (logtext.second_prefix).
+    # floor(y + 0.5) is round(y) but at a tie k + 0.5 with k even (one more):
+    # never across a millisecond (that needs k = 1000m - 1, odd), and never
+    # below round(y), so a time rounding up into the next second still takes the long way.
+    second = second_prefix
+    fraction = finished - second[0]
+    if 0.0 <= fraction < 1.0 and (micros := floor(fraction * 1e6 + 0.5)) < 1_000_000:
+        head, millis = second[2], _JSON_MILLIS[micros // 1000]
+    else:
+        head, millis = f'{{"time":"{iso_time(finished)}","request_id":', ""
     try:
+        duration = finished - record.started
         duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
         upstream_ms = _milliseconds(upstream_head) if upstream_head is not None else "null"
-        # The trace id as _text writes it, without its call for text.
-        trace_id = getattr(trace, "trace_id", None)
-        trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
+        if trace.__class__ is TraceContext:
+            trace_id = _string(trace.trace_id)  # (a trace id that is not text: TypeError, the long way)
+        elif trace is None:
+            trace_id = "null"
+        else:
+            trace_id = getattr(trace, "trace_id", None)
+            trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
         return (
-            f'{{"time":"{iso_time(record.finished)}","request_id":{_string(record.request_id)},'
-            f'"method":{known[record.method]},"path":{_string(record.path)},"route":{known[record.route]},'
-            f'"status":{status},"error":{known[record.error]},"bytes_in":{bytes_in},'
-            f'"bytes_out":{bytes_out},"duration_ms":{duration_ms},'
-            f'"upstream":{known[record.upstream]},"upstream_target":{known[record.target]},'
-            f'"upstream_duration_ms":{upstream_ms},"retries":{retries if retries > 0 else 0},'
-            f'"client_ip":{known[record.client_ip]},"consumer":{known[record.consumer]},'
-            f'"cache":{known[str(cache)] if cache is not None else "null"},'
-            f'"client_gone":{"true" if record.client_gone else "false"},"protocol":{known[record.protocol]},'
-            f'"grpc_status":{known[record.grpc_status]},"trace_id":{trace_id}'
-            f'{_websocket_fields(websocket) if websocket is not None else ""}}}\n'
+            f"{head}{millis}{_string(record.request_id)}{_methods[record.method]}{_string(record.path)}"
+            f"{_routes[record.route]}"
+            f"{_no_error_statuses[status] if error is None else _statuses[status] + _errors[error]}{bytes_in or '0'}"
+            f',"bytes_out":{bytes_out},"duration_ms":{duration_ms}{_upstreams[record.upstream]}'
+            f'{_targets[record.target]}{upstream_ms},"retries":{retries if retries > 0 else "0"}'
+            f"{_clients[record.client_ip]}{_consumers[record.consumer]}"
+            f"{_strings[str(cache)] if cache is not None else 'null'}"
+            f"""{',"client_gone":true' if record.client_gone else ',"client_gone":false'}"""
+            f"""{_protocols[record.protocol]}{'null,"trace_id":' if grpc_status is None else _grpc_statuses[grpc_status]}"""
+            f"{trace_id}"
+            f"{_websocket_fields(websocket) if websocket is not None else ''}}}\n"
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
         return _dumped(record)

@@ -140,6 +140,9 @@ def _string_set(value: Any, *, split: bool) -> FrozenSet[str]:
 
 _VERIFIED_CACHE_SIZE = 4096
 
+#: (identity, (exp, nbf, iat), kid, the key that verified it, exp + leeway, the latest of nbf and iat or -inf)
+_Remembered = Tuple[Identity, Tuple[Any, Any, Any], Optional[str], VerificationKey, float, float]
+
 
 class JwtAuthenticator:
     kind = "jwt"
@@ -161,15 +164,15 @@ class JwtAuthenticator:
         self.leeway = config.leeway
         self.forward = tuple((claim_name, header.encode("ascii")) for claim_name, header in config.forward_claims)
         self._challenge = challenge("Bearer", realm=config.realm)
-        # Verified tokens (the exact signed string) -> (identity, time claims,
-        # kid, key).  A repeat of a token costs a dict lookup and the time
-        # checks instead of a signature verification and two JSON parses; an
-        # entry is used only while the key that verified it is still in the
-        # key set (rotation), and exp/nbf/iat are checked on every use.
-        self._verified: Dict[str, Tuple[Identity, Dict[str, Any], Optional[str], VerificationKey]] = {}
+        # Verified tokens (the exact signed string) -> `_Remembered`.  A
+        # repeat of a token costs a dict lookup and the time checks instead
+        # of a signature verification and two JSON parses; an entry is used
+        # only while the key that verified it is still in the key set
+        # (rotation), and exp/nbf/iat are checked on every use.
+        self._verified: Dict[str, _Remembered] = {}
         # The same entries by the exact Authorization value that carried the
         # token (`recall`): a repeat costs no split, decode or string hash.
-        self._by_header: Dict[bytes, Tuple[Identity, Dict[str, Any], Optional[str], VerificationKey]] = {}
+        self._by_header: Dict[bytes, _Remembered] = {}
 
     # -- the authenticator interface -------------------------------------
 
@@ -205,16 +208,20 @@ class JwtAuthenticator:
             if len(by_header) >= _VERIFIED_CACHE_SIZE:
                 del by_header[next(iter(by_header))]  # the oldest entry
             by_header[values[0]] = cached
-        identity, times, kid, key = cached
-        if not self._key_current(key, kid):
+        identity, _times, kid, key, expires_at, not_before = cached
+        if key not in self.static_keys and not self._key_current(key, kid):
             del by_header[values[0]]  # rotated out: verify drops it too, and may verify the token anew
             return None
-        return identity if self._window_problem(*times) is None else None
+        # `_window_problem`'s three comparisons in two, with the bounds worked out when the token was verified.
+        now = self.clock.seconds()
+        if now >= expires_at or now + self.leeway < not_before:
+            return None
+        return identity
 
     def verify(self, request: Any, raw: str) -> Any:
         cached = self._verified.get(raw)
         if cached is not None:
-            identity, times, kid, key = cached
+            identity, times, kid, key, _, _ = cached
             if self._key_current(key, kid):
                 self._check_window(*times)
                 return identity
@@ -274,8 +281,10 @@ class JwtAuthenticator:
         if len(verified) >= _VERIFIED_CACHE_SIZE:
             del verified[next(iter(verified))]  # the oldest entry
         claims = _json_object(token.payload)  # accepted: exp is there, and every time claim is a number
-        times = (claims["exp"], claims.get("nbf"), claims.get("iat"))
-        verified[raw] = (identity, times, token.header.get("kid"), key)
+        exp, nbf, iat = times = (claims["exp"], claims.get("nbf"), claims.get("iat"))
+        # `recall`'s window: refused from exp + leeway on, and while now + leeway is before nbf or iat (numbers).
+        not_before = max((t for t in (nbf, iat) if t is not None), default=-math.inf)
+        verified[raw] = (identity, times, token.header.get("kid"), key, exp + self.leeway, not_before)
         return identity
 
     def _parse(self, raw: str) -> _Token:

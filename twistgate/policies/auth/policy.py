@@ -105,6 +105,8 @@ class AuthStage:
         # (a JWT seen before) asks it first: one call instead of the four of
         # `credentials`, `verify` and their helpers; anything else takes the long way.
         self._recall = getattr(self.authenticators[0], "recall", None) if len(self.authenticators) == 1 else None
+        #: What removes the route's credentials once admitted (nothing with keep_credentials).
+        self._strips = () if config.keep_credentials else tuple(authenticator.strip for authenticator in self.authenticators)
 
     @hookimpl
     def on_request(self, request: Any) -> Any:
@@ -182,7 +184,8 @@ class AuthStage:
     def _admit(self, request: Any, identity: Identity, outcome: Optional[_Outcome]) -> Optional[_Outcome]:
         """Let the request in as `identity` (None), or note why not (the outcome, made if need be)."""
         if not self.anyone:
-            missing = tuple(sorted(self.scopes - identity.scopes))
+            scopes = self.scopes  # (a subset test first: no difference and sort when all are there)
+            missing = () if scopes <= identity.scopes else tuple(sorted(scopes - identity.scopes))
             allowed = (
                 not missing
                 and (not self.roles or not self.roles.isdisjoint(identity.roles))
@@ -198,9 +201,8 @@ class AuthStage:
                 return outcome
         request.consumer = identity.consumer or None  # a forward answer may name nobody
         request.state["auth"] = dict(identity.details)
-        if not self.config.keep_credentials:
-            for authenticator in self.authenticators:
-                authenticator.strip(request)
+        for strip in self._strips:
+            strip(request)
         if identity.headers:
             headers = request.headers
             for name, value in identity.headers:
