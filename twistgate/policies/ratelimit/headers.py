@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit
+from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit, Outcome
 
 HeaderPairs = List[Tuple[bytes, bytes]]
 
@@ -67,19 +67,30 @@ def decision_headers(names: Sequence[bytes], limits: Sequence[Limit], policy: by
     ]
 
 
+#: The fields `OneLimitHeaders` writes, as `Headers.raw` names them.
+ONE_LIMIT_NAMES = (b"Ratelimit-Policy", b"Ratelimit", b"X-Ratelimit-Limit", b"X-Ratelimit-Remaining", b"X-Ratelimit-Reset")
+
+
 class OneLimitHeaders:
     """
     `decision_headers` for a route with one limit, written straight into a
-    response's header map: the constant parts are bytes made at load, so a
-    response costs three numbers formatted (the same bytes, in the same order).
+    response's header map, or as ready header lines (`lines`): the constant
+    parts are bytes made at load, so a response costs three numbers
+    formatted (the same bytes, in the same order).
     """
 
-    __slots__ = ("policy", "state_prefix", "limit")
+    __slots__ = ("policy", "state_prefix", "limit", "lines_format")
 
     def __init__(self, name: bytes, limit: Limit, policy: bytes) -> None:
         self.policy = policy
         self.state_prefix = name + b";r="
         self.limit = b"%d" % limit.burst
+        parts = (b"Ratelimit-Policy: " + policy, b"Ratelimit: " + self.state_prefix, b"X-Ratelimit-Limit: " + self.limit)
+        policy_line, state_line, limit_line = (part.replace(b"%", b"%%") for part in parts)  # (a name may hold a %)
+        self.lines_format = (
+            policy_line + b"\r\n" + state_line + b"%d;t=%d\r\n" + limit_line + b"\r\n"
+            b"X-Ratelimit-Remaining: %d\r\nX-Ratelimit-Reset: %d\r\n"
+        )
 
     def write(self, raw: Dict[bytes, List[bytes]], decision: Decision) -> None:
         outcome = decision.outcomes[0]
@@ -91,6 +102,16 @@ class OneLimitHeaders:
         raw[b"X-Ratelimit-Limit"] = [self.limit]
         raw[b"X-Ratelimit-Remaining"] = [remaining]
         raw[b"X-Ratelimit-Reset"] = [reset]
+
+    def lines(self, raw: Dict[bytes, List[bytes]], outcome: Outcome) -> bytes:
+        """The fields `write` sets, as ready header lines; ``raw``'s own fields of those names go (they would be sent twice)."""
+        if not raw.keys().isdisjoint(ONE_LIMIT_NAMES):
+            for name in ONE_LIMIT_NAMES:
+                raw.pop(name, None)
+        remaining = outcome.remaining
+        reset_us = outcome.reset_us
+        reset = -(-reset_us // MICROS) if reset_us > 0 else 0  # seconds_up, a call fewer
+        return self.lines_format % (remaining, reset, remaining, reset)
 
 
 def retry_after(decision: Decision) -> bytes:

@@ -99,7 +99,9 @@ class RateLimitStage:
         *,
         on_backend_error: str = "allow",
         key_prefix: str = "",
+        ready_lines: bool = False,
     ) -> None:
+        """:param ready_lines: no layer sees the response after this one (`_lines_unseen`): a one-limit route's headers may go as ready lines."""
         self.deny_on_error = on_backend_error == "deny"
         self.limits: Tuple[Limit, ...] = tuple(limit.limit() for limit in config.limits)
         self.policies = tuple(
@@ -113,6 +115,7 @@ class RateLimitStage:
         # The usual route, one limit: the backend's one-key decision when it
         # has one (memory) and the headers from bytes made now.
         self._one_headers = OneLimitHeaders(self.names[0], self.limits[0], self.policy) if len(self.limits) == 1 else None
+        self.ready_lines = ready_lines and self._one_headers is not None
 
     @property
     def backend(self) -> Any:
@@ -175,7 +178,10 @@ class RateLimitStage:
         raw = response.headers.raw
         one = self._one_headers
         if one is not None:
-            one.write(raw, decision)
+            if self.ready_lines:  # the usual route: one write of prepared bytes, in the engine's too
+                response.prepared_fields += one.lines(raw, decision.outcomes[0])
+            else:
+                one.write(raw, decision)
             return
         for name, value in decision_headers(self.names, self.limits, self.policy, decision):
             raw[name] = [value]
@@ -190,6 +196,31 @@ class RateLimitStage:
         add_error_headers(failure, decision_headers(self.names, self.limits, self.policy, decision))
 
 
+#: The layers that see a response after this one (`twistgate.chain.POLICIES` before it: the way
+#: out is the reverse) and neither read nor edit its fields, nor replace the response.
+_BLIND_OUTER_LAYERS = frozenset({"tracing", "compression", "cors", "identity_headers", "auth"})
+
+
+def _lines_unseen(route: RouteConfig, services: Any) -> bool:
+    """
+    Whether the rate-limit fields may go as ready lines on ``route``: no layer
+    that runs after this one on the response's way out can look for them.
+    A plugin might (a ``trylast`` ``on_response`` runs after every stage):
+    a route with any plugin keeps fields, as one with an unknown outer layer.
+    """
+    from twistgate.chain import POLICIES  # (the chain imports this module)
+
+    if route.plugins or services.config.plugins:
+        return False
+    for policy in POLICIES:
+        if policy is POLICY:
+            return True
+        on_route = policy.key is None or policy.every_route or policy.key in route.policies
+        if on_route and policy.name not in _BLIND_OUTER_LAYERS:
+            return False
+    return False
+
+
 def _build(route: RouteConfig, services: Any) -> RateLimitStage:
     section = services.rate_limiting
     return RateLimitStage(
@@ -198,6 +229,7 @@ def _build(route: RouteConfig, services: Any) -> RateLimitStage:
         services.rate_limits,
         on_backend_error=section.on_backend_error,
         key_prefix=section.key_prefix,
+        ready_lines=_lines_unseen(route, services),
     )
 
 
