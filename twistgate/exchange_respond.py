@@ -49,7 +49,7 @@ class ResponsePath:
         self.upstream_response = response
         headers = response.headers
         raw = headers.raw
-        codings = raw.get(b"Transfer-Encoding")
+        codings = raw[b"Transfer-Encoding"] if b"Transfer-Encoding" in raw else None  # (usually none: no call then)
         strip_hop_by_hop(raw, raw.get(b"Connection"))
         if codings is not None:
             applied_codings(raw, codings)  # an unknown coding the gateway cannot undo is passed on, not dropped
@@ -146,7 +146,7 @@ class ResponsePath:
         """`_own_fields` as ready header lines (taken out of ``raw``), for an engine that writes them itself."""
         if b"X-Request-Id" in raw:
             del raw[b"X-Request-Id"]
-        via = raw.pop(b"Via", None)
+        via = raw.pop(b"Via") if b"Via" in raw else None  # (the usual upstream sends none: no call then)
         own = self.generation.via
         return b"X-Request-Id: %s\r\nVia: %s\r\n" % (self.request_id.encode("ascii"), b", ".join(via) + b", " + own if via else own)
 

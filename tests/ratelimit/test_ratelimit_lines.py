@@ -23,13 +23,16 @@ from tests.seam_wiring import Wired
 from twistgate.config import load_text
 from twistgate.engine.http2_server import H2ServerFactory
 from twistgate.generation import Generation
-from twistgate.headers import canonical_name, fields_into
+from twistgate.config.model import Rate
+from twistgate.headers import Headers, canonical_name
+from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.listeners import site_for
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginRegistry
-from twistgate.policies.ratelimit.algorithms import TOKEN_BUCKET, Decision, Limit, Outcome
-from twistgate.policies.ratelimit.headers import ONE_LIMIT_NAMES, OneLimitHeaders, policy_header, sf_string
-from twistgate.policies.ratelimit.stage import RateLimitStage
+from twistgate.policies.ratelimit.algorithms import Decision, Outcome
+from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig
+from twistgate.policies.ratelimit.headers import ONE_LIMIT_NAMES, OneLimitHeaders, sf_string
+from twistgate.policies.ratelimit.stage import STATE_KEY, RateLimitStage
 from twistgate.resource import GatewayResource
 
 LIMITED = ", rate_limit: {rate: 100/s, key: ip}"
@@ -112,10 +115,15 @@ def test_each_field_goes_out_once_with_the_values_fields_had(engine: str, reads:
         assert len(fields(answer)[b"X-Request-Id"]) == 1
 
 
+OWN = [b"X-RateLimit-Limit: 7\r\nRateLimit: up;r=1\r\nX-Ratelimit-Reset: 9\r\n"] + [
+    b"%s: 7\r\n" % name for name in (b"RateLimit-Policy", b"RateLimit", b"X-RateLimit-Limit", b"X-RateLimit-Remaining", b"X-RateLimit-Reset")
+]
+
+
+@pytest.mark.parametrize("own", OWN)
 @pytest.mark.parametrize("reads", [[HEAD + b"hello"], [HEAD, b"hello"]], ids=["one-write", "streamed"])
-def test_the_upstreams_own_fields_of_those_names_are_replaced_not_repeated(reads: List[bytes]) -> None:
+def test_the_upstreams_own_fields_of_those_names_are_replaced_not_repeated(reads: List[bytes], own: bytes) -> None:
     gateway = Gateway()
-    own = b"X-RateLimit-Limit: 7\r\nRateLimit: up;r=1\r\nX-Ratelimit-Reset: 9\r\n"
     reads = [reads[0].replace(b"\r\n\r\n", b"\r\n" + own + b"\r\n", 1), *reads[1:]]
     answer = gateway.answer(gateway.send(GET), reads)
     assert limit_fields(fields(answer)) == expected(99)
@@ -190,18 +198,22 @@ def test_http2_gets_them_as_fields():
 
 @pytest.mark.parametrize("name", ["5-per-60s", 'we\\ird "name" 100%', "%d%s"])
 def test_the_lines_hold_what_write_sets(name: str) -> None:
-    limit = Limit(TOKEN_BUCKET, 10, 1_000_000, 30)
-    one = OneLimitHeaders(sf_string(name).encode("ascii"), limit, policy_header([name], [limit]))
+    config = RateLimitConfig(limits=(LimitConfig(rate=Rate(10, 1.0), burst=30, name=name),))
+    stage = RateLimitStage(config, "api", None, ready_lines=True)
+    one = OneLimitHeaders(sf_string(name).encode("ascii"), config.limits[0].limit(), stage.policy)
     for outcome in [Outcome(True, 4, 59_000_001, 0), Outcome(True, 0, 0, 0), Outcome(True, 29, 1, 0)]:
-        written: Dict[bytes, List[bytes]] = {b"Content-Type": [b"text/plain"]}
-        one.write(written, Decision(outcome.allowed, (outcome,)))
-        raw = {b"Content-Type": [b"text/plain"], b"Ratelimit": [b"theirs"], b"X-Ratelimit-Reset": [b"9"]}
-        lines = one.lines(raw, outcome)
-        assert raw == {b"Content-Type": [b"text/plain"]}  # theirs go: ours would be sent twice
-        assert lines.count(b"\r\n") == 5 and lines.endswith(b"\r\n")
-        fields_into(raw, lines)
-        assert raw == written
-
+        for decision in (outcome, Decision(True, (outcome,))):  # the memory backend's, and the general one
+            written: Dict[bytes, List[bytes]] = {b"Content-Type": [b"text/plain"]}
+            one.write(written, Decision(True, (outcome,)))
+            request = ProxyRequest(b"GET", "/")
+            request.state[STATE_KEY] = decision
+            response = ProxyResponse(200, Headers({b"Content-Type": [b"text/plain"], b"Ratelimit": [b"theirs"], b"X-Ratelimit-Reset": [b"9"]}))
+            stage.on_response(request, response)
+            assert response.headers.raw == {b"Content-Type": [b"text/plain"]}  # theirs go: ours would be sent twice
+            lines = response.prepared_fields
+            assert lines.count(b"\r\n") == 5 and lines.endswith(b"\r\n")
+            response.spell_out_fields()
+            assert response.headers.raw == written and response.prepared_fields == b""
 
 
 def test_no_built_in_stage_answers_after_the_rate_limit_unless_outside_it():

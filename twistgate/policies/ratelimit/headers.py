@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit, Outcome
+from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit
 
 HeaderPairs = List[Tuple[bytes, bytes]]
 
@@ -74,7 +74,8 @@ ONE_LIMIT_NAMES = (b"Ratelimit-Policy", b"Ratelimit", b"X-Ratelimit-Limit", b"X-
 class OneLimitHeaders:
     """
     `decision_headers` for a route with one limit, written straight into a
-    response's header map, or as ready header lines (`lines`): the constant
+    response's header map, or formatted as ready header lines (`lines_format`,
+    in the stage's ``on_response``): the constant
     parts are bytes made at load, so a response costs three numbers
     formatted (the same bytes, in the same order).
     """
@@ -102,16 +103,6 @@ class OneLimitHeaders:
         raw[b"X-Ratelimit-Limit"] = [self.limit]
         raw[b"X-Ratelimit-Remaining"] = [remaining]
         raw[b"X-Ratelimit-Reset"] = [reset]
-
-    def lines(self, raw: Dict[bytes, List[bytes]], outcome: Outcome) -> bytes:
-        """The fields `write` sets, as ready header lines; ``raw``'s own fields of those names go (they would be sent twice)."""
-        if not raw.keys().isdisjoint(ONE_LIMIT_NAMES):
-            for name in ONE_LIMIT_NAMES:
-                raw.pop(name, None)
-        remaining = outcome.remaining
-        reset_us = outcome.reset_us
-        reset = -(-reset_us // MICROS) if reset_us > 0 else 0  # seconds_up, a call fewer
-        return self.lines_format % (remaining, reset, remaining, reset)
 
 
 def retry_after(decision: Decision) -> bytes:

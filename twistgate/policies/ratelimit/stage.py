@@ -27,10 +27,10 @@ from twistgate.errors import GatewayError, RateLimited, ServiceUnavailable
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
-from twistgate.policies.ratelimit.algorithms import Decision, Limit
+from twistgate.policies.ratelimit.algorithms import MICROS, Decision, Limit, Outcome
 from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, parse_rate_limit
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
-from twistgate.policies.ratelimit.headers import OneLimitHeaders, decision_headers, policy_header, retry_after, sf_string
+from twistgate.policies.ratelimit.headers import ONE_LIMIT_NAMES, OneLimitHeaders, decision_headers, policy_header, retry_after, sf_string
 from twistgate.errors import add_error_headers
 from twistgate.request_keys import key_part
 
@@ -44,6 +44,7 @@ _MAX_KEY_TEXT = 200
 #: Keys remembered per consumer (``key: consumer``); cleared when full, so
 #: many distinct consumers cost a bounded amount of memory.
 _CONSUMERS_KEPT = 4096
+_NO_KEYS: Dict[str, str] = {}
 
 
 class _Policy:
@@ -116,6 +117,7 @@ class RateLimitStage:
         # has one (memory) and the headers from bytes made now.
         self._one_headers = OneLimitHeaders(self.names[0], self.limits[0], self.policy) if len(self.limits) == 1 else None
         self.ready_lines = ready_lines and self._one_headers is not None
+        self._lines_format = self._one_headers.lines_format if self._one_headers is not None else b""
 
     @property
     def backend(self) -> Any:
@@ -129,6 +131,9 @@ class RateLimitStage:
         if self._decide_one is not None:  # what it is called with, without an index each request
             self._one_key = self.policies[0].key
             self._one_limit = self.limits[0]
+            #: ``key: consumer``: the keys made so far, looked up here without a call to `_Policy.key`.
+            by_consumer = self.policies[0].by_consumer
+            self._consumer_keys = by_consumer if by_consumer is not None else _NO_KEYS
 
     def keys(self, request: ProxyRequest) -> List[str]:
         return [policy.key(request) for policy in self.policies]
@@ -138,12 +143,14 @@ class RateLimitStage:
         decide_one = self._decide_one
         try:
             if decide_one is not None:
-                result = decide_one(self._one_key(request), self._one_limit)
+                consumer = request.consumer
+                key = self._consumer_keys.get(consumer) if consumer.__class__ is str else None
+                result = decide_one(key or self._one_key(request), self._one_limit)
             else:
                 result = self._backend.decide(self.keys(request), self.limits)
         except Exception:
             return self._backend_failed(Failure(), request)
-        if result.__class__ is Decision and result.allowed:  # the usual answer, at once
+        if (result.__class__ is Outcome or result.__class__ is Decision) and result.allowed:  # the usual answer, at once
             request.state[STATE_KEY] = result
             return None
         if isinstance(result, Deferred):
@@ -176,12 +183,27 @@ class RateLimitStage:
         if decision is None:
             return
         raw = response.headers.raw
+        if self.ready_lines:
+            # The usual route: one write of prepared bytes, in the engine's too (`OneLimitHeaders.write`'s
+            # fields as lines, without a call); the upstream's own of those names would go out twice.
+            if (
+                b"Ratelimit" in raw  # (five lookups cost less than raw.keys().isdisjoint(ONE_LIMIT_NAMES))
+                or b"Ratelimit-Policy" in raw
+                or b"X-Ratelimit-Limit" in raw
+                or b"X-Ratelimit-Remaining" in raw
+                or b"X-Ratelimit-Reset" in raw
+            ):
+                for name in ONE_LIMIT_NAMES:
+                    raw.pop(name, None)
+            outcome = decision if decision.__class__ is Outcome else decision.outcomes[0]
+            remaining = outcome.remaining
+            reset_us = outcome.reset_us
+            reset = -(-reset_us // MICROS) if reset_us > 0 else 0  # seconds_up, a call fewer
+            response.prepared_fields += self._lines_format % (remaining, reset, remaining, reset)
+            return
         one = self._one_headers
         if one is not None:
-            if self.ready_lines:  # the usual route: one write of prepared bytes, in the engine's too
-                response.prepared_fields += one.lines(raw, decision.outcomes[0])
-            else:
-                one.write(raw, decision)
+            one.write(raw, decision)
             return
         for name, value in decision_headers(self.names, self.limits, self.policy, decision):
             raw[name] = [value]
