@@ -7,7 +7,8 @@ the key's parts were resolved when the route was built), asks the backend
 for one decision over all of them, and either lets the request through or
 raises `RateLimited` (429 with ``Retry-After`` and the rate-limit headers).
 ``on_response`` and ``on_error`` add the headers to every other answer of
-the route.  When the backend cannot decide, ``on_backend_error`` says whether
+the route (``on_response``, on a one-limit route where no later layer can
+read them, as one block of ready header lines: `ProxyResponse.prepared_fields`).  When the backend cannot decide, ``on_backend_error`` says whether
 the request goes through (``allow``) or gets a 503 (``deny``).
 """
 
