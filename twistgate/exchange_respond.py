@@ -49,7 +49,7 @@ class ResponsePath:
         self.upstream_response = response
         headers = response.headers
         raw = headers.raw
-        codings = raw.get(b"Transfer-Encoding")
+        codings = raw[b"Transfer-Encoding"] if b"Transfer-Encoding" in raw else None  # (usually none: no call then)
         strip_hop_by_hop(raw, raw.get(b"Connection"))
         if codings is not None:
             applied_codings(raw, codings)  # an unknown coding the gateway cannot undo is passed on, not dropped
@@ -105,10 +105,14 @@ class ResponsePath:
                 whole = None if filters or self.grpc else getattr(upstream_response, "whole_body", None)
                 if whole is not None and getattr(downstream, "answers_whole", False):
                     # The body came with the head: one answer, no body protocol, no producer,
-                    # and the gateway's own fields as ready lines for the engine's head writer.
+                    # and the gateway's own fields and a layer's prepared ones as ready lines
+                    # for the engine's head writer.
                     upstream_response.took_whole()
                     self._cancel_timer()
-                    downstream.respond(response.status, response.reason, response.headers, whole, self._own_lines(raw))
+                    lines = self._own_lines(raw)
+                    if response.prepared_fields:
+                        lines += response.prepared_fields
+                    downstream.respond(response.status, response.reason, response.headers, whole, lines)
                     return
                 self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
             self._own_fields(raw)
@@ -126,7 +130,14 @@ class ResponsePath:
         downstream.respond(response.status, response.reason, response.headers, body)
 
     def _own_fields(self, raw: Any) -> None:
-        """The gateway's own fields of every answer: its request id (the upstream's replaced) and Via (continued)."""
+        """
+        The gateway's own fields of every answer: its request id (the upstream's replaced) and Via (continued);
+        and the fields a layer prepared as lines (`ProxyResponse.prepared_fields`, of `self.response`, whose
+        ``raw`` this is), spelled out: every answer but the one-write one goes out from the fields.
+        """
+        response = self.response
+        if response.prepared_fields:
+            response.spell_out_fields()
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         via = raw.get(b"Via")
         raw[b"Via"] = [b", ".join(via) + b", " + self.generation.via] if via else [self.generation.via]
@@ -135,7 +146,7 @@ class ResponsePath:
         """`_own_fields` as ready header lines (taken out of ``raw``), for an engine that writes them itself."""
         if b"X-Request-Id" in raw:
             del raw[b"X-Request-Id"]
-        via = raw.pop(b"Via", None)
+        via = raw.pop(b"Via") if b"Via" in raw else None  # (the usual upstream sends none: no call then)
         own = self.generation.via
         return b"X-Request-Id: %s\r\nVia: %s\r\n" % (self.request_id.encode("ascii"), b", ".join(via) + b", " + own if via else own)
 

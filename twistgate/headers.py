@@ -203,9 +203,10 @@ class Headers:
 
 def fields_into(raw: Dict[bytes, List[bytes]], lines: bytes) -> None:
     """
-    Ready header lines (`ProxyRequest.prepared_fields`) set into a
-    `Headers.raw` dict, for a client that writes the head itself from the
-    fields (HTTP/2, twisted.web's Agent, a traced attempt).
+    Ready header lines (`ProxyRequest.prepared_fields`,
+    `ProxyResponse.prepared_fields`) set into a `Headers.raw` dict, for a
+    side that writes the head itself from the fields (HTTP/2, twisted.web,
+    a traced attempt, a streamed answer).
     """
     for line in lines.split(b"\r\n"):
         if line:

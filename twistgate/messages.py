@@ -180,7 +180,7 @@ class ProxyResponse:
     answers, errors); upstream bodies are streamed and are ``None`` here.
     """
 
-    __slots__ = ("status", "reason", "headers", "body", "from_upstream", "body_filters")
+    __slots__ = ("status", "reason", "headers", "body", "from_upstream", "body_filters", "prepared_fields")
 
     # Not keyword-only: the exchange relays every upstream answer positionally (keywords cost a lookup each).
     def __init__(
@@ -201,6 +201,16 @@ class ProxyResponse:
         #: in order: compression, cache capture.  A filter that changes the
         #: length removes Content-Length when it adds itself.
         self.body_filters: Optional[List[Any]] = None
+        #: Fields a layer wrote as ready header lines, not into `headers`, because no layer after it reads
+        #: them (the rate limit's, `twistgate.policies.ratelimit.stage`): a one-write answer sends them as
+        #: they are; every other way out spells them out first (`spell_out_fields`).
+        self.prepared_fields = b""
+
+    def spell_out_fields(self) -> None:
+        """`prepared_fields` set into `headers`, for an answer that goes out from the fields (streamed, HTTP/2, twisted.web)."""
+        if self.prepared_fields:
+            fields_into(self.headers.raw, self.prepared_fields)
+            self.prepared_fields = b""
 
     def __repr__(self) -> str:
         return f"<ProxyResponse {self.status} upstream={self.from_upstream}>"

@@ -110,3 +110,20 @@ def test_a_single_limit_decides_as_it_would_beside_other_limits():
             refused += not one.allowed
             assert alone._entries.get(key) == beside._entries.get(key)
         assert refused > 10  # both ways were taken: allowed and refused
+
+
+def test_a_one_limit_route_is_answered_with_its_outcome_as_the_decision():
+    """`decide_one` gives the Outcome (no Decision made per request); `decide` still gives a Decision of it."""
+    from twistgate.policies.ratelimit.algorithms import Decision, Outcome
+
+    for limit in LIMITS:
+        one, general = MemoryBackend(Clock()), MemoryBackend(Clock())
+        answers = set()
+        for now in range(0, 5 * S, S // 8):
+            outcome = one.decide_one("k", limit, now)
+            decision = general.decide(["k"], [limit], now_us=now)
+            assert type(outcome) is Outcome and type(decision) is Decision
+            assert outcome.outcomes == (outcome,) and decision.outcomes == (outcome,)
+            assert outcome.allowed == decision.allowed
+            answers.add(outcome.allowed)
+        assert answers == {True, False}

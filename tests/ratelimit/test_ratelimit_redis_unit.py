@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, List
 
 import pytest
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 

@@ -67,19 +67,31 @@ def decision_headers(names: Sequence[bytes], limits: Sequence[Limit], policy: by
     ]
 
 
+#: The fields `OneLimitHeaders` writes, as `Headers.raw` names them.
+ONE_LIMIT_NAMES = (b"Ratelimit-Policy", b"Ratelimit", b"X-Ratelimit-Limit", b"X-Ratelimit-Remaining", b"X-Ratelimit-Reset")
+
+
 class OneLimitHeaders:
     """
     `decision_headers` for a route with one limit, written straight into a
-    response's header map: the constant parts are bytes made at load, so a
-    response costs three numbers formatted (the same bytes, in the same order).
+    response's header map, or formatted as ready header lines (`lines_format`,
+    in the stage's ``on_response``): the constant
+    parts are bytes made at load, so a response costs three numbers
+    formatted (the same bytes, in the same order).
     """
 
-    __slots__ = ("policy", "state_prefix", "limit")
+    __slots__ = ("policy", "state_prefix", "limit", "lines_format")
 
     def __init__(self, name: bytes, limit: Limit, policy: bytes) -> None:
         self.policy = policy
         self.state_prefix = name + b";r="
         self.limit = b"%d" % limit.burst
+        parts = (b"Ratelimit-Policy: " + policy, b"Ratelimit: " + self.state_prefix, b"X-Ratelimit-Limit: " + self.limit)
+        policy_line, state_line, limit_line = (part.replace(b"%", b"%%") for part in parts)  # (a name may hold a %)
+        self.lines_format = (
+            policy_line + b"\r\n" + state_line + b"%d;t=%d\r\n" + limit_line + b"\r\n"
+            b"X-Ratelimit-Remaining: %d\r\nX-Ratelimit-Reset: %d\r\n"
+        )
 
     def write(self, raw: Dict[bytes, List[bytes]], decision: Decision) -> None:
         outcome = decision.outcomes[0]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, List, Optional, Sequence, Tuple
 
-from twistgate.policies.ratelimit.algorithms import MICROS, STEPS, TOKEN_BUCKET, Decision, Limit, decide, token_bucket_alone
+from twistgate.policies.ratelimit.algorithms import MICROS, STEPS, TOKEN_BUCKET, Decision, Limit, Outcome, decide, token_bucket_alone
 
 #: Expired entries dropped from the cold end per decision (amortised sweep).
 _SWEEP = 2
@@ -45,7 +45,8 @@ class MemoryBackend:
         """Decide synchronously (a value, not a Deferred: no reactor turn)."""
         now = self.now_us() if now_us is None else now_us
         if len(keys) == 1:
-            return self.decide_one(keys[0], limits[0], now)
+            outcome = self.decide_one(keys[0], limits[0], now)
+            return Decision(outcome.allowed, (outcome,))
         entries = self._entries
         states: List[Any] = []
         for key in keys:
@@ -68,12 +69,19 @@ class MemoryBackend:
         self._trim(now)
         return decision
 
-    def decide_one(self, key: str, limit: Limit, now: Optional[int] = None) -> Decision:
-        """`decide` for a route with one limit (the usual case), without the lists a route with several needs."""
+    def decide_one(self, key: str, limit: Limit, now: Optional[int] = None) -> Outcome:
+        """
+        `decide` for a route with one limit (the usual case), without the lists a
+        route with several needs: the limit's `Outcome`, which is the decision.
+        """
         if now is None:
-            now = round(self._clock.seconds() * MICROS)  # now_us(), a call fewer (per request)
+            # now_us() without its call, and round() as the method it calls (the builtin looks it up each time)
+            now = (self._clock.seconds() * MICROS).__round__()
         entries = self._entries
-        entry = entries.get(key)
+        try:
+            entry = entries[key]  # (a lookup without a method call; a missing key is once per key)
+        except KeyError:
+            entry = None
         if entry is not None and entry[1] <= now:
             del entries[key]
             entry = None
@@ -92,18 +100,17 @@ class MemoryBackend:
                 entry[0] = state
                 entry[1] = expires
                 entries.move_to_end(key)
-            decision = Decision(True, (outcome,))
         else:
             if step is None:
                 step = STEPS[limit.algorithm](limit, state, now)  # pure for a token bucket: the same answer again
-            decision = Decision(False, (step.denied(),))
+            outcome = step.denied()
             if entry is not None:
                 entries.move_to_end(key)
         # _trim, called only when it has something to do: the usual request
         # finds the coldest entry still live and the LRU not full.
         if entries and (entries[next(iter(entries))][1] <= now or len(entries) > self.max_keys):
             self._trim(now)
-        return decision
+        return outcome
 
     def _trim(self, now: int) -> None:
         entries = self._entries

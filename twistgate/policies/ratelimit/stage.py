@@ -7,7 +7,8 @@ the key's parts were resolved when the route was built), asks the backend
 for one decision over all of them, and either lets the request through or
 raises `RateLimited` (429 with ``Retry-After`` and the rate-limit headers).
 ``on_response`` and ``on_error`` add the headers to every other answer of
-the route.  When the backend cannot decide, ``on_backend_error`` says whether
+the route (``on_response``, on a one-limit route where no later layer can
+read them, as one block of ready header lines: `ProxyResponse.prepared_fields`).  When the backend cannot decide, ``on_backend_error`` says whether
 the request goes through (``allow``) or gets a 503 (``deny``).
 """
 
@@ -27,10 +28,10 @@ from twistgate.errors import GatewayError, RateLimited, ServiceUnavailable
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
-from twistgate.policies.ratelimit.algorithms import Decision, Limit
+from twistgate.policies.ratelimit.algorithms import MICROS, Decision, Limit, Outcome
 from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, parse_rate_limit
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
-from twistgate.policies.ratelimit.headers import OneLimitHeaders, decision_headers, policy_header, retry_after, sf_string
+from twistgate.policies.ratelimit.headers import ONE_LIMIT_NAMES, OneLimitHeaders, decision_headers, policy_header, retry_after, sf_string
 from twistgate.errors import add_error_headers
 from twistgate.request_keys import key_part
 
@@ -44,6 +45,7 @@ _MAX_KEY_TEXT = 200
 #: Keys remembered per consumer (``key: consumer``); cleared when full, so
 #: many distinct consumers cost a bounded amount of memory.
 _CONSUMERS_KEPT = 4096
+_NO_KEYS: Dict[str, str] = {}
 
 
 class _Policy:
@@ -99,7 +101,9 @@ class RateLimitStage:
         *,
         on_backend_error: str = "allow",
         key_prefix: str = "",
+        ready_lines: bool = False,
     ) -> None:
+        """:param ready_lines: no layer sees the response after this one (`_lines_unseen`): a one-limit route's headers may go as ready lines."""
         self.deny_on_error = on_backend_error == "deny"
         self.limits: Tuple[Limit, ...] = tuple(limit.limit() for limit in config.limits)
         self.policies = tuple(
@@ -113,6 +117,8 @@ class RateLimitStage:
         # The usual route, one limit: the backend's one-key decision when it
         # has one (memory) and the headers from bytes made now.
         self._one_headers = OneLimitHeaders(self.names[0], self.limits[0], self.policy) if len(self.limits) == 1 else None
+        self.ready_lines = ready_lines and self._one_headers is not None
+        self._lines_format = self._one_headers.lines_format if self._one_headers is not None else b""
 
     @property
     def backend(self) -> Any:
@@ -126,6 +132,9 @@ class RateLimitStage:
         if self._decide_one is not None:  # what it is called with, without an index each request
             self._one_key = self.policies[0].key
             self._one_limit = self.limits[0]
+            #: ``key: consumer``: the keys made so far, looked up here without a call to `_Policy.key`.
+            by_consumer = self.policies[0].by_consumer
+            self._consumer_keys = by_consumer if by_consumer is not None else _NO_KEYS
 
     def keys(self, request: ProxyRequest) -> List[str]:
         return [policy.key(request) for policy in self.policies]
@@ -135,12 +144,14 @@ class RateLimitStage:
         decide_one = self._decide_one
         try:
             if decide_one is not None:
-                result = decide_one(self._one_key(request), self._one_limit)
+                consumer = request.consumer
+                key = self._consumer_keys.get(consumer) if consumer.__class__ is str else None
+                result = decide_one(key or self._one_key(request), self._one_limit)
             else:
                 result = self._backend.decide(self.keys(request), self.limits)
         except Exception:
             return self._backend_failed(Failure(), request)
-        if result.__class__ is Decision and result.allowed:  # the usual answer, at once
+        if (result.__class__ is Outcome or result.__class__ is Decision) and result.allowed:  # the usual answer, at once
             request.state[STATE_KEY] = result
             return None
         if isinstance(result, Deferred):
@@ -173,6 +184,24 @@ class RateLimitStage:
         if decision is None:
             return
         raw = response.headers.raw
+        if self.ready_lines:
+            # The usual route: one write of prepared bytes, in the engine's too (`OneLimitHeaders.write`'s
+            # fields as lines, without a call); the upstream's own of those names would go out twice.
+            if (
+                b"Ratelimit" in raw  # (five lookups cost less than raw.keys().isdisjoint(ONE_LIMIT_NAMES))
+                or b"Ratelimit-Policy" in raw
+                or b"X-Ratelimit-Limit" in raw
+                or b"X-Ratelimit-Remaining" in raw
+                or b"X-Ratelimit-Reset" in raw
+            ):
+                for name in ONE_LIMIT_NAMES:
+                    raw.pop(name, None)
+            outcome = decision if decision.__class__ is Outcome else decision.outcomes[0]
+            remaining = outcome.remaining
+            reset_us = outcome.reset_us
+            reset = -(-reset_us // MICROS) if reset_us > 0 else 0  # seconds_up, a call fewer
+            response.prepared_fields += self._lines_format % (remaining, reset, remaining, reset)
+            return
         one = self._one_headers
         if one is not None:
             one.write(raw, decision)
@@ -190,6 +219,31 @@ class RateLimitStage:
         add_error_headers(failure, decision_headers(self.names, self.limits, self.policy, decision))
 
 
+#: The layers that see a response after this one (`twistgate.chain.POLICIES` before it: the way
+#: out is the reverse) and neither read nor edit its fields, nor replace the response.
+_BLIND_OUTER_LAYERS = frozenset({"tracing", "compression", "cors", "identity_headers", "auth"})
+
+
+def _lines_unseen(route: RouteConfig, services: Any) -> bool:
+    """
+    Whether the rate-limit fields may go as ready lines on ``route``: no layer
+    that runs after this one on the response's way out can look for them.
+    A plugin might (a ``trylast`` ``on_response`` runs after every stage):
+    a route with any plugin keeps fields, as one with an unknown outer layer.
+    """
+    from twistgate.chain import POLICIES  # (the chain imports this module)
+
+    if route.plugins or services.config.plugins:
+        return False
+    for policy in POLICIES:
+        if policy is POLICY:
+            return True
+        on_route = policy.key is None or policy.every_route or policy.key in route.policies
+        if on_route and policy.name not in _BLIND_OUTER_LAYERS:
+            return False
+    return False
+
+
 def _build(route: RouteConfig, services: Any) -> RateLimitStage:
     section = services.rate_limiting
     return RateLimitStage(
@@ -198,6 +252,7 @@ def _build(route: RouteConfig, services: Any) -> RateLimitStage:
         services.rate_limits,
         on_backend_error=section.on_backend_error,
         key_prefix=section.key_prefix,
+        ready_lines=_lines_unseen(route, services),
     )
 
 
