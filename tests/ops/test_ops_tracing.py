@@ -198,3 +198,20 @@ def test_stop_sends_what_is_queued():
     exporter.stop()
     assert len(spy.posts) == 1
     assert clock.getDelayedCalls() == []
+
+
+def test_a_new_trace_reads_its_ids_from_the_value_sent_upstream():
+    """`NewTrace` (every new trace when all are sampled): the same ids as the traceparent it sent."""
+    from twistgate.headers import Headers
+    from twistgate.ops.tracing import NewTrace, Tracer
+
+    tracer = Tracer(TracingSettings(), Clock())
+    headers = Headers()
+    headers.raw[b"Tracestate"] = [b"foo=1"]
+    context = tracer.begin(headers)
+    (value,) = headers.raw[b"Traceparent"]
+    assert b"Tracestate" not in headers.raw
+    assert value == f"00-{context.trace_id}-{context.span_id}-01".encode()
+    assert (context.parent_id, context.flags, context.sampled, context.tracestate) == (None, 1, True, None)
+    assert context == NewTrace(value) and context != NewTrace(tracer.begin(Headers()).traceparent)
+    assert repr(context) == f"NewTrace(trace_id={context.trace_id!r}, span_id={context.span_id!r})"
