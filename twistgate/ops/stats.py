@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from twistgate.ops.metrics import NO_ROUTE, cache_label, status_class
 
@@ -127,7 +127,7 @@ class Stats:
     def observe(self, record: Any) -> None:
         self.observe_all((record,))
 
-    def observe_all(self, records: Iterable[Any]) -> None:
+    def observe_all(self, records: Sequence[Any]) -> None:
         """
         Count finished requests (`ExchangeRecord`s), in one loop (the gateway
         folds them in batches): `_Series.add`, inline for the gateway's series
@@ -144,7 +144,6 @@ class Stats:
             series = routes.get(NO_ROUTE if name is None else name)
             if series is None:
                 series = routes[NO_ROUTE if name is None else name] = _Series(max_samples)
-            total.count += 1
             series.count += 1
             total_status[klass] = total_status.get(klass, 0) + 1
             counts = series.status
@@ -164,6 +163,7 @@ class Stats:
                         series.cache_misses += 1
             total_samples.append(sample)
             series.samples.append(sample)
+        total.count += len(records)
 
     def export(self) -> Dict[str, Any]:
         """Everything `merged` needs to add this process's stats to others'."""

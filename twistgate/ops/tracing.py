@@ -15,6 +15,7 @@ one span per request and one per upstream attempt exported over OTLP.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, List, Optional, Tuple
 
 import attrs
@@ -30,6 +31,7 @@ TRACEPARENT = b"Traceparent"  # Twisted's canonical form of the names
 TRACESTATE = b"Tracestate"
 SERVER, CLIENT = 2, 3  # OTLP SpanKind
 _FLAGS = ("00", "01")  # a version-00 traceparent's flags, as begun here (only the sampled bit)
+_new = object.__new__
 FRESH_BATCH = 64  # new traces' traceparent values made at a time (`Tracer.begin`)
 
 
@@ -118,7 +120,10 @@ class Tracer:
         self.random_id = random_id  # an attempt's span id (a new trace's two ids come from `new_trace_ids`)
         #: Every new trace is sampled (the default ratio, 1.0): no decision to compute per request.
         self.all_sampled = settings.sample_ratio >= 1.0
-        #: The next new traces' ``traceparent`` values (when all are sampled), made in batches.
+        #: New traces come from `fresh` (all sampled, CPython: on PyPy the JIT makes the per-request
+        #: formatting cheap, and the batch's bytes operations cost more than they save).
+        self.batched = self.all_sampled and sys.implementation.name != "pypy"
+        #: The next new traces' ``traceparent`` values, made in batches (`new_traceparents`).
         self.fresh: List[bytes] = []
 
     def begin(self, headers: Headers) -> Any:
@@ -126,7 +131,7 @@ class Tracer:
         raw = headers.raw
         sent = raw.get(TRACEPARENT)
         parent = parse_traceparent(sent) if sent is not None else None
-        if parent is None and self.all_sampled:
+        if parent is None and self.batched:
             # The usual case: a ready value, its ids read from it only if someone asks (`NewTrace`).
             fresh = self.fresh
             if not fresh:
@@ -135,7 +140,9 @@ class Tracer:
             if TRACESTATE in raw:
                 del raw[TRACESTATE]
             raw[TRACEPARENT] = [value]
-            return NewTrace(value)
+            context = _new(NewTrace)  # (NewTrace(value) without the call to __init__)
+            context.traceparent = value
+            return context
         if parent is None:
             trace_id, span_id = new_trace_ids()
             flags = 1 if self.all_sampled or ratio_sampled(trace_id, self.settings.sample_ratio) else 0
