@@ -185,7 +185,7 @@ class RequestCounts:
                 elif error == "unauthorized" or error == "forbidden":
                     _add(self.auth_rejected, (route, error), 1, finished)
             state = record.state
-            if state:  # (a traced request's holds its trace: look before calling)
+            if state and ("cache" in state or "split" in state):  # (a traced request's holds its trace)
                 result = state.get("cache")
                 if result is not None:
                     _add(self.cache, (route, cache_label(result)), 1, finished)

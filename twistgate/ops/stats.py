@@ -152,8 +152,8 @@ class Stats:
                 total.errors += 1
                 series.errors += 1
             state = record.state
-            if state:
-                cache = state.get("cache")
+            if state and "cache" in state:  # (a traced request's holds its trace)
+                cache = state["cache"]
                 if cache is not None:
                     if cache_label(cache) == "hit":
                         total.cache_hits += 1
