@@ -11,6 +11,10 @@ one span per request and one per upstream attempt exported over OTLP.
   `twistgate.upstream.events.UpstreamEvents` while spans are exported.
 * `Tracer` is the per-generation service tying both to the exporter; the
   request span is made from the `ExchangeRecord` when the request is over.
+* `NewTrace`: a trace begun here, when every trace is sampled (CPython):
+  its ``traceparent`` value comes ready from a batch
+  (`twistgate.ops.tracecontext.new_traceparents`), its ids are cut from it
+  only when read.
 """
 
 from __future__ import annotations
