@@ -63,48 +63,65 @@ class ExchangeRecord:
 
     @classmethod
     def of(cls, exchange: Any, now: float) -> "ExchangeRecord":
+        # Made per request: the fields are stored as they are worked out, on
+        # an instance made without ``__init__`` (passing 23 arguments to it
+        # cost as much as the stores), every field set here (tests check it).
+        record = _new(cls)
         downstream = exchange.downstream
         preq = exchange.proxy_request
         route = exchange.route
         call = exchange.call
-        started = preq.started if preq is not None else now
-        target = call.target if call is not None else None
-        head_at = call.head_at if call is not None else None
+        record.request_id = exchange.request_id
         method = downstream.method
-        upstream_head_seconds = (head_at - started) if head_at is not None else None
-        status = downstream.code if exchange.answered else 0
+        record.method = _METHODS.get(method) or method.decode("latin-1")
+        record.path = downstream.path.decode("latin-1")
+        status = record.status = downstream.code if exchange.answered else 0
+        error = exchange.error
+        record.error = error.code if error is not None else None
+        record.finished = now
+        record.bytes_in = downstream.received_bytes
+        record.bytes_out = downstream.sent_bytes
+        record.client_gone = exchange.client_gone
+        version = downstream.version
+        record.protocol = _PROTOCOLS.get(version) or version.decode("latin-1")
+        record.grpc_status = exchange.grpc_status
+        record.listener = downstream.listener
+        if preq is not None:
+            started = record.started = preq.started
+            record.client_ip = preq.client_ip
+            record.consumer = preq.consumer
+            record.state = preq.state
+        else:
+            started = record.started = now
+            record.client_ip = downstream.client[0]
+            record.consumer = None
+            record.state = {}
+        if route is not None:
+            record.route = route.name
+            record.logged = route.config.access_log
+            upstream = route.upstream.name if route.upstream is not None else None
+        else:
+            record.route = upstream = None
+            record.logged = True
+        head = None
+        if call is not None:
+            if call.upstream is not None:
+                upstream = call.upstream
+            target = call.target
+            record.target = target.url if target is not None else None
+            record.attempts = call.attempts
+            if call.head_at is not None:
+                head = call.head_at - started
+        else:
+            record.target = None
+            record.attempts = 0
+        record.upstream = upstream
+        record.upstream_head_seconds = head
         # latency_seconds, inline: a call per request for a comparison.
-        latency = upstream_head_seconds if status == 101 and upstream_head_seconds is not None else now - started
-        # Positional, in field order: a record is made per request, and keywords cost a lookup each.
-        return cls(
-            exchange.request_id,
-            _METHODS.get(method) or method.decode("latin-1"),
-            downstream.path.decode("latin-1"),
-            route.name if route is not None else None,
-            status,
-            exchange.error.code if exchange.error is not None else None,
-            started,
-            now,
-            (
-                call.upstream if call is not None and call.upstream is not None
-                else route.upstream.name if route is not None and route.upstream is not None else None
-            ),
-            target.url if target is not None else None,
-            call.attempts if call is not None else 0,
-            upstream_head_seconds,
-            downstream.received_bytes,
-            downstream.sent_bytes,
-            preq.client_ip if preq is not None else downstream.client[0],
-            preq.consumer if preq is not None else None,
-            exchange.client_gone,
-            preq.state if preq is not None else {},
-            _PROTOCOLS.get(downstream.version) or downstream.version.decode("latin-1"),
-            exchange.grpc_status,
-            route.config.access_log if route is not None else True,
-            downstream.listener,
-            latency,
-        )
+        record.latency = head if status == 101 and head is not None else now - started
+        return record
 
 
+_new = object.__new__
 _PROTOCOLS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/2": "HTTP/2", b"HTTP/1.0": "HTTP/1.0"}
 _METHODS = {m.encode("ascii"): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}

@@ -224,3 +224,24 @@ def test_a_record_of_an_exchange_carries_its_latency_a_websocket_its_handshake()
     assert round(websocket.latency, 6) == 0.01
     plain = ExchangeRecord.of(exchange(200), 4600.0)
     assert plain.latency == plain.duration == 3600.0
+
+
+def test_requests_of_unknown_methods_or_protocols_leave_no_remembered_series():
+    """`RequestCounts.cells` stays bounded: a client's made-up method is counted as OTHER, not remembered."""
+    from twistgate.ops.request_metrics import RequestCounts
+    from twistgate.record import ExchangeRecord
+
+    def record(method: str, protocol: str) -> ExchangeRecord:
+        return ExchangeRecord(
+            request_id="r", method=method, path="/", route="r", status=200, error=None, started=1.0, finished=2.0,
+            upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.5, bytes_in=0, bytes_out=3,
+            client_ip="127.0.0.1", consumer=None, client_gone=False, state={}, protocol=protocol, grpc_status=None,
+        )
+
+    counts = RequestCounts(lambda: 2.0)
+    counts.observe_all([record("GET", "HTTP/1.1"), record("GET", "HTTP/1.1"), record("FOO", "HTTP/1.1"),
+                        record("BAR", "HTTP/1.1"), record("GET", "HTTP/9")])
+    assert list(counts.cells) == [("r", "GET", 200, "app", "HTTP/1.1")]
+    assert counts.requests == {("r", "GET", 200): [3, 2.0], ("r", "OTHER", 200): [2, 2.0]}
+    assert counts.protocols == {"HTTP/1.1": [4, 2.0], "other": [1, 2.0]}
+    assert counts.bytes_out == {"r": [15, 2.0]} and sum(counts.upstream_duration["app"].buckets) == 5

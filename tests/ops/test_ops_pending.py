@@ -88,7 +88,7 @@ def test_the_gateway_never_holds_more_than_the_bound():
 
 
 def test_a_record_is_built_field_by_field_from_its_exchange():
-    """`ExchangeRecord.of` passes its fields by position: each must land where its name says."""
+    """`ExchangeRecord.of` sets its fields one by one: each must land where its name says."""
     from types import SimpleNamespace as NS
 
     downstream = NS(method=b"PATCH", path=b"/p", code=201, received_bytes=3, sent_bytes=4, client=("10.0.0.9", 1),
@@ -105,3 +105,26 @@ def test_a_record_is_built_field_by_field_from_its_exchange():
     assert (r.started, r.finished, r.upstream, r.target, r.attempts) == (10.0, 20.0, "u1", "http://t", 2)
     assert (r.upstream_head_seconds, r.bytes_in, r.bytes_out, r.client_ip, r.consumer) == (2.5, 3, 4, "1.2.3.4", "alice")
     assert (r.client_gone, r.state, r.protocol, r.grpc_status, r.logged, r.listener) == (True, state, "HTTP/1.0", 14, False, "pub")
+
+
+def test_a_record_of_an_exchange_without_route_call_or_request_has_every_field():
+    """`ExchangeRecord.of` stores the fields one by one: none may be left unset on any path."""
+    from types import SimpleNamespace as NS
+
+    import attrs
+
+    downstream = NS(method=b"BREW", path=b"/caf\xe9", code=404, received_bytes=0, sent_bytes=9, client=("10.0.0.9", 1),
+                    version=b"HTTP/1.1", listener="pub")
+    exchange = NS(downstream=downstream, answered=False, request_id="rid", error=None, client_gone=True,
+                  grpc_status=None, route=None, call=None, proxy_request=None)
+    r = ExchangeRecord.of(exchange, 20.0)
+    assert attrs.asdict(r, recurse=False) == dict(
+        request_id="rid", method="BREW", path="/caf\xe9", route=None, status=0, error=None, started=20.0, finished=20.0,
+        upstream=None, target=None, attempts=0, upstream_head_seconds=None, bytes_in=0, bytes_out=9,
+        client_ip="10.0.0.9", consumer=None, client_gone=True, state={}, protocol="HTTP/1.1", grpc_status=None,
+        logged=True, listener="pub", latency=0.0,
+    )
+    routed = NS(**{**vars(exchange), "route": NS(name="r", upstream=None, config=NS(access_log=True)),
+                   "call": NS(target=None, head_at=None, upstream=None, attempts=1)})
+    r = ExchangeRecord.of(routed, 20.0)
+    assert (r.route, r.upstream, r.target, r.attempts, r.upstream_head_seconds) == ("r", None, None, 1, None)

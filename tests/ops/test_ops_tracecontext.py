@@ -127,3 +127,19 @@ def test_ratio_sampling_is_deterministic_by_trace_id():
     low, high = "0" * 16 + "0000000000000001", "0" * 16 + "ffffffffffffffff"
     assert ratio_sampled(low, 0.5) and not ratio_sampled(high, 0.5)
     assert ratio_sampled(high, 1.0) and not ratio_sampled(low, 0.0)
+
+
+def test_new_traceparents_are_valid_w3c_values_of_sampled_traces():
+    values = tracecontext.new_traceparents(64)
+    assert len(values) == 64 and len(set(values)) == 64
+    for value in values:
+        parent = parse_traceparent([value])
+        assert parent is not None and parent.flags == 1
+        assert parent.header() == value
+
+
+def test_new_traceparents_never_carry_an_all_zero_id(monkeypatch):
+    """A draw with a zero trace id or a zero span id is drawn again (ids must not be all zeros)."""
+    draws = iter([bytes(16) + b"\x01" * 8, b"\x02" * 16 + bytes(8), b"\x03" * 24])
+    monkeypatch.setattr(tracecontext.os, "urandom", lambda n: next(draws))
+    assert tracecontext.new_traceparents(1) == [b"00-" + b"03" * 16 + b"-" + b"03" * 8 + b"-01"]

@@ -12,7 +12,8 @@ from tests.ops.helpers import EchoTrace, yaml
 from twistgate.config import load_text
 from twistgate.ops.otlp import OTLPExporter
 from twistgate.ops.settings import TracingSettings
-from twistgate.ops.tracing import Span
+from twistgate.headers import Headers
+from twistgate.ops.tracing import Span, Tracer
 from twistgate.testing import GatewayHarness
 
 CONFIG = yaml(
@@ -198,3 +199,28 @@ def test_stop_sends_what_is_queued():
     exporter.stop()
     assert len(spy.posts) == 1
     assert clock.getDelayedCalls() == []
+
+
+def test_a_new_trace_reads_its_ids_from_the_value_sent_upstream():
+    """`NewTrace` (every new trace when all are sampled): the same ids as the traceparent it sent."""
+    from twistgate.ops.tracing import NewTrace
+
+    tracer = Tracer(TracingSettings(), Clock())
+    tracer.batched = True  # (as on CPython: PyPy begins a TraceContext per request)
+    headers = Headers()
+    headers.raw[b"Tracestate"] = [b"foo=1"]
+    context = tracer.begin(headers)
+    (value,) = headers.raw[b"Traceparent"]
+    assert b"Tracestate" not in headers.raw
+    assert value == f"00-{context.trace_id}-{context.span_id}-01".encode()
+    assert (context.parent_id, context.flags, context.sampled, context.tracestate) == (None, 1, True, None)
+    assert context == NewTrace(value) and context != NewTrace(tracer.begin(Headers()).traceparent)
+    assert repr(context) == f"NewTrace(trace_id={context.trace_id!r}, span_id={context.span_id!r})"
+
+
+def test_new_traces_are_batched_only_when_every_trace_is_sampled():
+    assert Tracer(TracingSettings(sample_ratio=0.5), Clock()).batched is False
+    unsampled = Tracer(TracingSettings(sample_ratio=0.0), Clock())
+    headers = Headers()
+    context = unsampled.begin(headers)
+    assert headers.raw[b"Traceparent"] == [f"00-{context.trace_id}-{context.span_id}-00".encode()]

@@ -70,6 +70,37 @@ class _Histogram:
         self.created = created
 
 
+def _entry(counts: Counts, key: Any, now: float, amount: float = 0) -> List[float]:
+    """``counts[key]`` (``[value, created]``), created at ``now`` when new."""
+    found = counts.get(key)
+    if found is None:
+        found = counts[key] = [amount, now]
+    return found
+
+
+def _new_histogram(histograms: Dict[str, _Histogram], label: str, now: float) -> _Histogram:
+    histogram = histograms[label] = _Histogram(now)
+    return histogram
+
+
+class _Cell:
+    """
+    Where one kind of request counts: its (route, method, status, upstream,
+    protocol) resolved once to the series it touches, so the next request
+    of the kind skips the label work and the lookups.
+    """
+
+    __slots__ = ("route", "requests", "protocol", "duration", "bytes_out", "upstream_duration")
+
+    def __init__(self, route: str, requests: List[float], protocol: List[float], duration: _Histogram) -> None:
+        self.route = route
+        self.requests = requests
+        self.protocol = protocol
+        self.duration = duration
+        self.bytes_out: Optional[List[float]] = None  # the route's, from its first request that sent a body
+        self.upstream_duration: Optional[_Histogram] = None  # the upstream's, from its first response head
+
+
 class RequestCounts:
     """
     The counters and histograms fed by every finished request (see the
@@ -95,6 +126,8 @@ class RequestCounts:
         self.protocols: Counts = {}
         self.grpc_calls: Counts = {}
         self.split: Counts = {}
+        #: (route, method, status, upstream, protocol) -> the series such a request counts into (`_cell`).
+        self.cells: Dict[Tuple[Any, ...], _Cell] = {}
 
     def observe(self, record: Any) -> None:
         """Count one finished request (an `ExchangeRecord`)."""
@@ -106,23 +139,17 @@ class RequestCounts:
         gateway folds them in batches (`twistgate.ops.pending`).  A new
         series is ``_created`` when its first request finished.
         """
-        requests, duration, upstream_duration = self.requests, self.duration, self.upstream_duration
-        bytes_out, protocols = self.bytes_out, self.protocols
+        cells = self.cells
         for record in records:
             finished = record.finished
-            route = record.route
-            if route is None:
-                route = NO_ROUTE
-            method = record.method
-            key = (route, method if method in METHODS else "OTHER", record.status)
-            found = requests.get(key)
-            if found is None:
-                requests[key] = [1, finished]
-            else:
-                found[0] += 1
-            histogram = duration.get(route)
-            if histogram is None:
-                histogram = duration[route] = _Histogram(finished)
+            key = (record.route, record.method, record.status, record.upstream, record.protocol)
+            cell = cells.get(key)
+            if cell is None:
+                cell = self._cell(key, finished)
+            cell.requests[0] += 1
+            cell.protocol[0] += 1
+            route = cell.route
+            histogram = cell.duration
             latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
             if not latency > 0.0:
                 latency = 0.0
@@ -131,19 +158,20 @@ class RequestCounts:
             if record.bytes_in:
                 _add(self.bytes_in, route, record.bytes_in, finished)
             sent = record.bytes_out
-            if sent:  # (`_add`, inline: nearly every request sends a body)
-                found = bytes_out.get(route)
+            if sent:  # (nearly every request sends a body)
+                found = cell.bytes_out
                 if found is None:
-                    bytes_out[route] = [sent, finished]
-                else:
-                    found[0] += sent
+                    found = cell.bytes_out = _entry(self.bytes_out, route, finished)
+                found[0] += sent
             upstream = record.upstream
             if upstream is not None:
                 head = record.upstream_head_seconds
                 if head is not None:
-                    histogram = upstream_duration.get(upstream)
+                    histogram = cell.upstream_duration
                     if histogram is None:
-                        histogram = upstream_duration[upstream] = _Histogram(finished)
+                        histogram = cell.upstream_duration = (
+                            self.upstream_duration.get(upstream) or _new_histogram(self.upstream_duration, upstream, finished)
+                        )
                     if not head > 0.0:
                         head = 0.0
                     histogram.buckets[bisect_left(LATENCY_BUCKETS, head)] += 1
@@ -157,7 +185,7 @@ class RequestCounts:
                 elif error == "unauthorized" or error == "forbidden":
                     _add(self.auth_rejected, (route, error), 1, finished)
             state = record.state
-            if state:  # (a traced request's holds its trace: look before calling)
+            if state and ("cache" in state or "split" in state):  # (a traced request's holds its trace)
                 result = state.get("cache")
                 if result is not None:
                     _add(self.cache, (route, cache_label(result)), 1, finished)
@@ -166,17 +194,29 @@ class RequestCounts:
                     _add(self.split, (route, arm), 1, finished)
             if record.client_gone:
                 _add(self.client_gone, route, 1, finished)
-            protocol = record.protocol
-            if protocol not in PROTOCOLS:
-                protocol = "other"
-            found = protocols.get(protocol)
-            if found is None:
-                protocols[protocol] = [1, finished]
-            else:
-                found[0] += 1
             grpc_status = record.grpc_status
             if grpc_status is not None:
                 _add(self.grpc_calls, (route, GRPC_NAMES.get(grpc_status, "other")), 1, finished)
+
+    def _cell(self, key: Tuple[Any, ...], finished: float) -> "_Cell":
+        """
+        The series a request of ``key``'s kind counts into (created as its
+        first request finished, when new).  Kept for the next request of the
+        kind when its labels are bounded (a known method and protocol).
+        """
+        route, method, status, _, protocol = key
+        if route is None:
+            route = NO_ROUTE
+        known = method in METHODS and protocol in PROTOCOLS
+        cell = _Cell(
+            route,
+            _entry(self.requests, (route, method if method in METHODS else "OTHER", status), finished),
+            _entry(self.protocols, protocol if protocol in PROTOCOLS else "other", finished, 0),
+            self.duration.get(route) or _new_histogram(self.duration, route, finished),
+        )
+        if known:
+            self.cells[key] = cell
+        return cell
 
     # -- exposition -------------------------------------------------------------
 

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from twistgate.ops.metrics import NO_ROUTE, cache_label, status_class
 
 WINDOW = 300.0  # seconds of samples kept for the percentiles
 RATE_WINDOW = 10.0  # seconds the "requests per second" figure averages over
 MAX_SAMPLES = 4096  # per route: bounds memory and the cost of a sort
+
+
+def _kind(status: int) -> Tuple[str, bool]:
+    """A status's class and whether it counts as an error (5xx, or no answer)."""
+    return status_class(status), status >= 500 or status == 0
+
+
+#: `_kind` of every status code, worked out once.
+_KINDS: Dict[int, Tuple[str, bool]] = {status: _kind(status) for status in range(0, 600)}
 
 
 def percentile(ordered: List[float], p: float) -> Optional[float]:
@@ -41,19 +50,6 @@ class _Series:
         self.cache_hits = 0
         self.cache_misses = 0
         self.samples: Deque[Tuple[float, float]] = deque(maxlen=max_samples)  # (finished, duration)
-
-    def add(self, klass: str, error: bool, cache: Optional[str], sample: Tuple[float, float]) -> None:
-        self.count += 1
-        status = self.status
-        status[klass] = status.get(klass, 0) + 1
-        if error:
-            self.errors += 1
-        if cache is not None:
-            if cache == "hit":
-                self.cache_hits += 1
-            else:
-                self.cache_misses += 1
-        self.samples.append(sample)
 
     def export(self) -> Dict[str, Any]:
         """Counts and raw samples, for adding up several processes' series (`merge`)."""
@@ -131,25 +127,43 @@ class Stats:
     def observe(self, record: Any) -> None:
         self.observe_all((record,))
 
-    def observe_all(self, records: Iterable[Any]) -> None:
-        """Count finished requests (`ExchangeRecord`s), in one loop (the gateway folds them in batches)."""
+    def observe_all(self, records: Sequence[Any]) -> None:
+        """
+        Count finished requests (`ExchangeRecord`s), in one loop (the gateway
+        folds them in batches): `_Series.add`, inline for the gateway's series
+        and the route's, with the status class and error flag looked up.
+        """
         total, routes, max_samples = self._total, self._routes, self.max_samples
+        total_status, total_samples = total.status, total.samples
         for record in records:
-            state = record.state
-            cache = state.get("cache") if state else None
-            if cache is not None:
-                cache = cache_label(cache)
             status = record.status
-            klass = status_class(status)
-            error = status >= 500 or status == 0
+            klass, error = _KINDS.get(status) or _kind(status)
             latency = record.latency  # a WebSocket's is its handshake
             sample = (record.finished, latency if latency > 0.0 else 0.0)
-            total.add(klass, error, cache, sample)
             name = record.route
             series = routes.get(NO_ROUTE if name is None else name)
             if series is None:
                 series = routes[NO_ROUTE if name is None else name] = _Series(max_samples)
-            series.add(klass, error, cache, sample)
+            series.count += 1
+            total_status[klass] = total_status.get(klass, 0) + 1
+            counts = series.status
+            counts[klass] = counts.get(klass, 0) + 1
+            if error:
+                total.errors += 1
+                series.errors += 1
+            state = record.state
+            if state and "cache" in state:  # (a traced request's holds its trace)
+                cache = state["cache"]
+                if cache is not None:
+                    if cache_label(cache) == "hit":
+                        total.cache_hits += 1
+                        series.cache_hits += 1
+                    else:
+                        total.cache_misses += 1
+                        series.cache_misses += 1
+            total_samples.append(sample)
+            series.samples.append(sample)
+        total.count += len(records)
 
     def export(self) -> Dict[str, Any]:
         """Everything `merged` needs to add this process's stats to others'."""

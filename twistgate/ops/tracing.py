@@ -11,10 +11,15 @@ one span per request and one per upstream attempt exported over OTLP.
   `twistgate.upstream.events.UpstreamEvents` while spans are exported.
 * `Tracer` is the per-generation service tying both to the exporter; the
   request span is made from the `ExchangeRecord` when the request is over.
+* `NewTrace`: a trace begun here, when every trace is sampled (CPython):
+  its ``traceparent`` value comes ready from a batch
+  (`twistgate.ops.tracecontext.new_traceparents`), its ids are cut from it
+  only when read.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, List, Optional, Tuple
 
 import attrs
@@ -22,7 +27,7 @@ from twisted.python.failure import Failure
 from twistgate.headers import Headers
 
 from twistgate.ops.tracecontext import (
-    TraceParent, new_trace_ids, parse_traceparent, parse_tracestate, random_hex, ratio_sampled,
+    TraceParent, new_trace_ids, new_traceparents, parse_traceparent, parse_tracestate, random_hex, ratio_sampled,
 )
 from twistgate.plugins.hookspecs import hookimpl
 
@@ -30,6 +35,8 @@ TRACEPARENT = b"Traceparent"  # Twisted's canonical form of the names
 TRACESTATE = b"Tracestate"
 SERVER, CLIENT = 2, 3  # OTLP SpanKind
 _FLAGS = ("00", "01")  # a version-00 traceparent's flags, as begun here (only the sampled bit)
+_new = object.__new__
+FRESH_BATCH = 64  # new traces' traceparent values made at a time (`Tracer.begin`)
 
 
 @attrs.define(slots=True)
@@ -45,6 +52,39 @@ class TraceContext:
     @property
     def sampled(self) -> bool:
         return bool(self.flags & 1)
+
+
+class NewTrace:
+    """
+    A sampled trace begun here (`Tracer.begin`'s usual case), read like a
+    `TraceContext`: the ids are cut from its ``traceparent`` value when
+    someone reads them (the access log, the exporter), not per request.
+    """
+
+    __slots__ = ("traceparent",)
+    parent_id = None
+    flags = 1
+    sampled = True
+    tracestate = None
+
+    def __init__(self, traceparent: bytes) -> None:
+        self.traceparent = traceparent  # b"00-<trace id>-<span id>-01"
+
+    @property
+    def trace_id(self) -> str:
+        return self.traceparent[3:35].decode("ascii")
+
+    @property
+    def span_id(self) -> str:
+        return self.traceparent[36:52].decode("ascii")
+
+    def __eq__(self, other: Any) -> bool:
+        return other.__class__ is NewTrace and other.traceparent == self.traceparent
+
+    __hash__ = None  # type: ignore[assignment]  # (as a TraceContext's: equal by value, not hashable)
+
+    def __repr__(self) -> str:
+        return f"NewTrace(trace_id={self.trace_id!r}, span_id={self.span_id!r})"
 
 
 @attrs.define(slots=True)
@@ -84,12 +124,29 @@ class Tracer:
         self.random_id = random_id  # an attempt's span id (a new trace's two ids come from `new_trace_ids`)
         #: Every new trace is sampled (the default ratio, 1.0): no decision to compute per request.
         self.all_sampled = settings.sample_ratio >= 1.0
+        #: New traces come from `fresh` (all sampled, CPython: on PyPy the JIT makes the per-request
+        #: formatting cheap, and the batch's bytes operations cost more than they save).
+        self.batched = self.all_sampled and sys.implementation.name != "pypy"
+        #: The next new traces' ``traceparent`` values, made in batches (`new_traceparents`).
+        self.fresh: List[bytes] = []
 
-    def begin(self, headers: Headers) -> TraceContext:
+    def begin(self, headers: Headers) -> Any:
         """Read the client's context (or start one) and set the outgoing headers."""
         raw = headers.raw
         sent = raw.get(TRACEPARENT)
         parent = parse_traceparent(sent) if sent is not None else None
+        if parent is None and self.batched:
+            # The usual case: a ready value, its ids read from it only if someone asks (`NewTrace`).
+            fresh = self.fresh
+            if not fresh:
+                fresh = self.fresh = new_traceparents(FRESH_BATCH)
+            value = fresh.pop()
+            if TRACESTATE in raw:
+                del raw[TRACESTATE]
+            raw[TRACEPARENT] = [value]
+            context = _new(NewTrace)  # (NewTrace(value) without the call to __init__)
+            context.traceparent = value
+            return context
         if parent is None:
             trace_id, span_id = new_trace_ids()
             flags = 1 if self.all_sampled or ratio_sampled(trace_id, self.settings.sample_ratio) else 0
