@@ -43,6 +43,7 @@ process started here is stopped on exit.  Standard library only.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -54,10 +55,22 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from twistgate.gc_tuning import PYPY_GC_SETTINGS  # noqa: E402
+def _gc_tuning() -> Any:
+    """
+    twistgate/gc_tuning.py on its own (it imports nothing of twistgate's):
+    importing the package would import Twisted, which the interpreter that
+    runs this script need not have.
+    """
+    path = Path(__file__).resolve().parent.parent / "twistgate" / "gc_tuning.py"
+    spec = importlib.util.spec_from_file_location("twistgate_gc_tuning", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PYPY_GC_SETTINGS = _gc_tuning().PYPY_GC_SETTINGS
 
 #: How docs/deployment.md ("On PyPy") runs a single PyPy process: PyPy reads
 #: its collector's settings from the environment at startup only.
