@@ -68,3 +68,17 @@ class AdminGateway:
         body = result_of(response.content())
         data = json.loads(body) if response.headers.getRawHeaders(b"content-type", [b""])[0].startswith(b"application/json") else body
         return response, data
+
+
+def access_record(**changes: Any) -> Any:
+    """An access-log record (`twistgate.record.ExchangeRecord`) of plain values, with ``changes``."""
+    from twistgate.record import ExchangeRecord
+
+    fields = dict(
+        request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
+        finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
+        bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
+        protocol="HTTP/1.1", grpc_status=None,
+    )  # fmt: skip
+    fields.update(changes)
+    return ExchangeRecord(**fields)

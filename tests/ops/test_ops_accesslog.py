@@ -7,7 +7,7 @@ import json
 import pytest
 from twisted.web.resource import Resource
 
-from tests.ops.helpers import yaml
+from tests.ops.helpers import access_record, yaml
 from twistgate.config import ConfigError, load_text
 from twistgate.testing import GatewayHarness
 
@@ -125,18 +125,14 @@ def test_json_line_is_what_json_dumps_writes():
 
     from twistgate.ops.accesslog import access_fields, json_line
     from twistgate.ops.tracing import TraceContext
-    from twistgate.record import ExchangeRecord
 
     def record(**changes):
         fields = dict(
-            request_id="r-1", method="GET", path="/caf\u00e9/\"quoted\"\\back\tslash", route="r", status=200,
-            error=None, started=1700000000.25, finished=1700000000.2625, upstream="app", target="http://app",
-            attempts=2, upstream_head_seconds=0.0101, bytes_in=0, bytes_out=10, client_ip="203.0.113.9",
-            consumer="al\u0000ice", client_gone=False, state={"cache": "HIT", "trace": TraceContext("ab" * 16, "cd" * 8, None, 1)},
-            protocol="HTTP/1.1", grpc_status=None,
+            path="/caf\u00e9/\"quoted\"\\back\tslash", attempts=2, consumer="al\u0000ice",
+            state={"cache": "HIT", "trace": TraceContext("ab" * 16, "cd" * 8, None, 1)},
         )
         fields.update(changes)
-        return ExchangeRecord(**fields)
+        return access_record(**fields)
 
     records = [
         record(),
@@ -180,18 +176,7 @@ def test_reopen_keeps_the_old_file_when_the_path_cannot_be_opened(tmp_path):
     assert json.loads((tmp_path / "moved.log").read_text())["path"] == "/r/still"
 
 
-def record(**changes):
-    """An access-log record of plain values, with ``changes``."""
-    from twistgate.record import ExchangeRecord
-
-    fields = dict(
-        request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
-        finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
-        bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
-        protocol="HTTP/1.1", grpc_status=None,
-    )
-    fields.update(changes)
-    return ExchangeRecord(**fields)
+record = access_record
 
 
 def test_json_line_stays_exact_past_its_string_cache_and_for_odd_field_types(monkeypatch):

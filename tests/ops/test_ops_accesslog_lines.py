@@ -12,23 +12,12 @@ import re
 import pytest
 from twisted.web.resource import Resource
 
+from tests.ops.helpers import access_record as record
 from tests.ops.helpers import yaml
 from twistgate.config import load_text
 from twistgate.ops.accesslog import json_line, text_line
 from twistgate.ops.tracing import TraceContext
-from twistgate.record import ExchangeRecord
 from twistgate.testing import GatewayHarness
-
-
-def record(**changes):
-    fields = dict(
-        request_id="r-1", method="GET", path="/p", route="r", status=200, error=None, started=1700000000.25,
-        finished=1700000000.2625, upstream="app", target="http://app", attempts=1, upstream_head_seconds=0.0101,
-        bytes_in=0, bytes_out=10, client_ip="203.0.113.9", consumer="alice", client_gone=False, state={},
-        protocol="HTTP/1.1", grpc_status=None,
-    )
-    fields.update(changes)
-    return ExchangeRecord(**fields)
 
 
 LINES = [
