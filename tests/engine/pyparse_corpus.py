@@ -182,4 +182,8 @@ RESPONSES = [
     b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length:',
     b'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding:',
     b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length:',
+    # ... and a chunk size line's CR after a bare ';' or inside a quoted extension value
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0;\r',
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a="x\r',
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\r\nabc\r\n0;a="x"\r',
 ]

@@ -62,8 +62,9 @@ _QUOTED_CHAR = rb'(?:[\t !#-\[\]-~\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])'
 _EXTENSION = rb'(?:;[%s]+(?:=(?:[%s]+|"%s*")?)?)' % (TCHAR, TCHAR, _QUOTED_CHAR)
 #: A chunk's size line without its CRLF: hex size, then ``;name`` or ``;name=value`` extensions (an empty value passes, as in llhttp).
 CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)%s*" % _EXTENSION)
-#: The start of a chunk size line: an incomplete line that is not one is refused at once, as llhttp does.
-CHUNK_LINE_START = re.compile(rb'[0-9A-Fa-f]*|[0-9A-Fa-f]+%s*(?:;|;[%s]+="%s*\\?)?\r?' % (_EXTENSION, TCHAR, _QUOTED_CHAR))
+#: The start of a chunk size line: an incomplete line that is not one is refused at once, as llhttp does
+#: (its CR only after a whole extension: llhttp refuses ``3;`` or ``3;a="x`` at the CR).
+CHUNK_LINE_START = re.compile(rb'[0-9A-Fa-f]*|[0-9A-Fa-f]+%s*(?:;|;[%s]+="%s*\\?|\r)?' % (_EXTENSION, TCHAR, _QUOTED_CHAR))
 
 _HTTP_METHODS = (
     b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK BIND "
