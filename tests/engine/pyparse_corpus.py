@@ -101,6 +101,17 @@ REQUESTS = [
     b'GET / HTTP/1.1\r\nContent-Length: 1 2',
     b'GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: c',
     b'GET / HTTP/1.1\r\nTransfer-Encoding: chunked,',
+    # ... and an incomplete request line: the target at the space or CR after it, the method
+    # against the protocol at its name, the version at its minor digit, the whole line at its CR
+    b'POST \r',
+    b'GET a ',
+    b'GET http:\r',
+    b'DESCRIBE / HTTP',
+    b'SOURCE / RTSP',
+    b'GET / HTTP/1.2',
+    b'GET / HTTP/1\r',
+    b'DESCRIBE / HTTP/1.1\r',
+    b'CONNECT a HTTP/1.1\r',
 ]
 
 RESPONSES = [
