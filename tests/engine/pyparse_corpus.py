@@ -97,6 +97,21 @@ REQUESTS = [
     b'GET / HTTP/1.1\r\nTransfer-Encoding: ,chunked\r\n\r\n0\r\n\r\n',
     b'GET / HTTP/1.1\r\nA: b\r\n\nx',
     b'GET / HTTP/1.1\r\nA: b\r\nB\nx',
+    # llhttp refuses a framing field as its bytes arrive, before the line (or the head) ends
+    b'GET / HTTP/1.1\r\nContent-Length: 1 2',
+    b'GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: c',
+    b'GET / HTTP/1.1\r\nTransfer-Encoding: chunked,',
+    # ... and an incomplete request line: the target at the space or CR after it, the method
+    # against the protocol at its name, the version at its minor digit, the whole line at its CR
+    b'POST \r',
+    b'GET a ',
+    b'GET http:\r',
+    b'DESCRIBE / HTTP',
+    b'SOURCE / RTSP',
+    b'GET / HTTP/1.2',
+    b'GET / HTTP/1\r',
+    b'DESCRIBE / HTTP/1.1\r',
+    b'CONNECT a HTTP/1.1\r',
 ]
 
 RESPONSES = [
@@ -170,4 +185,16 @@ RESPONSES = [
     b'HTTP/1.1 199 OK\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
     b'HTTP/1.1 200 OK\r\nContent-Length: 1\t \r\n\r\nx',
     b'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length:1\r\n\r\nx',
+    # llhttp refuses a framing field as its bytes arrive, before the line (or the head) ends
+    b'HTTP/1.1 200 OK\r\nContent-Length::\r\n',
+    b'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2',
+    b'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: \r\n',
+    b'HTTP/1.1 200 OK\r\nContent-Length: 184467440737095516150',
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length:',
+    b'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding:',
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length:',
+    # ... and a chunk size line's CR after a bare ';' or inside a quoted extension value
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0;\r',
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a="x\r',
+    b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\r\nabc\r\n0;a="x"\r',
 ]

@@ -62,8 +62,9 @@ _QUOTED_CHAR = rb'(?:[\t !#-\[\]-~\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])'
 _EXTENSION = rb'(?:;[%s]+(?:=(?:[%s]+|"%s*")?)?)' % (TCHAR, TCHAR, _QUOTED_CHAR)
 #: A chunk's size line without its CRLF: hex size, then ``;name`` or ``;name=value`` extensions (an empty value passes, as in llhttp).
 CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)%s*" % _EXTENSION)
-#: The start of a chunk size line: an incomplete line that is not one is refused at once, as llhttp does.
-CHUNK_LINE_START = re.compile(rb'[0-9A-Fa-f]*|[0-9A-Fa-f]+%s*(?:;|;[%s]+="%s*\\?)?\r?' % (_EXTENSION, TCHAR, _QUOTED_CHAR))
+#: The start of a chunk size line: an incomplete line that is not one is refused at once, as llhttp does
+#: (its CR only after a whole extension: llhttp refuses ``3;`` or ``3;a="x`` at the CR).
+CHUNK_LINE_START = re.compile(rb'[0-9A-Fa-f]*|[0-9A-Fa-f]+%s*(?:;|;[%s]+="%s*\\?|\r)?' % (_EXTENSION, TCHAR, _QUOTED_CHAR))
 
 _HTTP_METHODS = (
     b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK BIND "
@@ -121,7 +122,13 @@ def request_line(line: bytes) -> RequestLine:
         raise HttpParserError("Expected HTTP/, RTSP/ or ICE/")
     if protocol.end() != len(line):
         raise HttpParserError("Expected CRLF after version")
-    name = protocol.group(1)
+    _check_protocol(method, protocol.group(1))
+    version = _version(protocol.group(2), protocol.group(3))
+    return method, target, version[0], version[1], True
+
+
+def _check_protocol(method: bytes, name: bytes) -> None:
+    """Refuse a method the protocol (``HTTP``, ``RTSP`` or ``ICE``) lacks: llhttp does at its name's last letter."""
     if name == b"HTTP":
         if method not in HTTP_METHODS:
             raise HttpParserError("Invalid method for HTTP/x.x request")
@@ -130,37 +137,56 @@ def request_line(line: bytes) -> RequestLine:
             raise HttpParserError("Invalid method for RTSP/x.x request")
     elif method != b"SOURCE":
         raise HttpParserError("Expected SOURCE method for ICE/x.x request")
-    version = int(protocol.group(2)), int(protocol.group(3))
+
+
+def _version(major: bytes, minor: bytes) -> Tuple[int, int]:
+    """The version from its two digits, refused as llhttp does at the minor digit."""
+    version = int(major), int(minor)
     if version not in VERSIONS:
         raise HttpParserError("Invalid HTTP version")
-    return method, target, version[0], version[1], True
+    return version
 
 
 _URL_PREFIX = re.compile(rb"[/*][\x21-\x7e]*|[A-Za-z]+(?::(?:/(?:/" + _SERVER + _REST + rb")?)?)?")
-_VERSION_PREFIX = re.compile(rb"(?:[0-9](?:\.[0-9]?)?)?\r?")
+_VERSION_PREFIX = re.compile(rb"([0-9])(?:\.([0-9])?)?")
 
 
 def check_request_prefix(line: bytes) -> None:
-    """Refuse an incomplete request line at once when it cannot become a valid one (llhttp reads byte by byte)."""
+    """
+    Refuse an incomplete request line at once when it cannot become a valid
+    one: llhttp reads byte by byte, judging the target whole at the space or
+    CR after it, the method against the protocol at the protocol's name, the
+    version at its minor digit, the whole line at its CR.
+    """
     space = line.find(b" ")
     if space < 0:
         if not any(method.startswith(line) for method in METHODS):
             raise HttpParserInvalidMethodError("Invalid method encountered")
         return
-    if line[:space] not in METHODS:
+    method = line[:space]
+    if method not in METHODS:
         raise HttpParserInvalidMethodError("Invalid method encountered")
-    end, target = _target_after(line, space)
-    if end < 0 and target.endswith(b"\r"):
-        target = target[:-1]
-    pattern = _CONNECT_URL if line[:space] == b"CONNECT" else _URL_PREFIX
-    if target and pattern.fullmatch(target) is None:
-        raise HttpParserInvalidURLError("Invalid characters in url")
-    if end < 0:
+    if line.endswith(b"\r"):
+        request_line(line[:-1])
         return
+    end, target = _target_after(line, space)
+    if end < 0:
+        pattern = _CONNECT_URL if method == b"CONNECT" else _URL_PREFIX
+        if target and pattern.fullmatch(target) is None:
+            raise HttpParserInvalidURLError("Invalid characters in url")
+        return
+    request_line(line[:end])  # the method and the whole target
     version = line[end:].lstrip(b" ")
     for name in (b"HTTP/", b"RTSP/", b"ICE/"):
         if name.startswith(version[: len(name)]):
-            if len(version) <= len(name) or _VERSION_PREFIX.fullmatch(version, len(name)) is not None:
+            if len(version) >= len(name) - 1:
+                _check_protocol(method, name[:-1])
+            if len(version) <= len(name):
+                return
+            digits = _VERSION_PREFIX.fullmatch(version, len(name))
+            if digits is not None:
+                if digits.group(2) is not None:
+                    _version(digits.group(1), digits.group(2))
                 return
     raise HttpParserError("Expected HTTP/, RTSP/ or ICE/")
 

@@ -4,8 +4,9 @@ line is in (a few ``find``/``split`` calls and precompiled patterns, no loop
 per byte, so PyPy's JIT has little to trace), then the body by
 Content-Length, chunks (and trailers) or until close, with llhttp's rules
 for which one (``llhttp__after_headers_complete``), its callbacks and its
-refusals.  An incomplete head is checked line by line as it arrives, so what
-llhttp refuses at once is refused at once here too.
+refusals.  An incomplete head is checked line by line as it arrives (and a
+framing field still arriving as far as llhttp has, `framing_fields`), so
+what llhttp refuses at once is refused at once here too.
 """
 
 from __future__ import annotations
@@ -20,23 +21,14 @@ from twistgate.engine.pyparse.grammar import (
     HttpParserUpgrade,
     check_chunk_start,
     chunk_size,
-    content_length,
     field_error,
 )
+from twistgate.engine.pyparse.framing_fields import SPECIAL, SPECIAL_LENGTHS, FramingFields
 
 __all__ = ["MessageParser", "callback_of"]
 
 # states
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _CLOSED = range(8)
-# what a field means to framing (names compared case-insensitively)
-_SPECIAL = {
-    b"content-length": 1,
-    b"transfer-encoding": 2,
-    b"connection": 3,
-    b"proxy-connection": 3,
-    b"upgrade": 4,
-}
-_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL)
 
 
 def _ignore(*args: Any) -> None:
@@ -47,7 +39,7 @@ def callback_of(protocol: Any, name: str) -> Callable[..., Any]:
     return getattr(protocol, name, None) or _ignore
 
 
-class MessageParser:
+class MessageParser(FramingFields):
     """What requests and responses share (see the module docstring); subclasses parse the start line."""
 
     _request = True
@@ -223,19 +215,21 @@ class MessageParser:
         self._scanned = self._check_lines(data, pos + self._scanned, fields_at, end) - pos
 
     def _check_lines(self, data: bytes, scanned: int, fields_at: int, end: int) -> int:
-        """Check the field lines arrived since ``scanned`` (and the start of the next); where the checked part ends."""
+        """Check the field lines arrived since ``scanned`` (and the start of the next); where the line still arriving starts."""
         last = data.rfind(b"\r\n", scanned, end)
         tail = scanned
         if last >= scanned:
             if FIELDS.fullmatch(data, scanned, last + 2) is None:
                 raise field_error(data[scanned:last])
             tail = last + 2
-            if tail == end:  # llhttp judges a value once the byte after its CRLF shows no fold follows
-                last = data.rfind(b"\r\n", fields_at, last)
-            if last >= fields_at:
-                self._note(data[fields_at:last])
         if FIELD_PREFIX.fullmatch(data, tail, end) is None:
             raise field_error(data[tail:end] + b"\x00")
+        if tail == end and tail > fields_at:  # llhttp judges a value once the byte after its CRLF shows no fold follows
+            before = data.rfind(b"\r\n", fields_at, tail - 2)
+            tail = before + 2 if before >= 0 else fields_at  # so that line is still arriving
+        if last >= scanned and tail > fields_at:
+            self._note(data[fields_at : tail - 2])
+        self._check_arriving(data[tail:end])
         return tail
 
     def _fields(self, data: bytes, start: int, stop: int) -> List[Tuple[bytes, bytes]]:
@@ -261,54 +255,12 @@ class MessageParser:
             headers.append((name, value))
             if noted:
                 noted -= 1
-            elif len(name) in _SPECIAL_LENGTHS:
-                kind = _SPECIAL.get(name.lower())
+            elif len(name) in SPECIAL_LENGTHS:
+                kind = SPECIAL.get(name.lower())
                 if kind is not None:
                     self._special(kind, value)
         self._noted = 0
         return headers
-
-    def _note(self, block: bytes) -> None:
-        """Note what the complete field lines of an incomplete head say about framing, to refuse a conflict at once."""
-        lines = block.split(b"\r\n")
-        for line in lines[self._noted :]:
-            name, _, value = line.partition(b":")
-            if len(name) in _SPECIAL_LENGTHS:
-                kind = _SPECIAL.get(name.lower())
-                if kind is not None:
-                    self._special(kind, value.lstrip(b" \t"))
-        self._noted = len(lines)
-
-    def _special(self, kind: int, value: bytes) -> None:
-        if kind == 1:
-            if self._length >= 0:
-                raise HttpParserError("Duplicate Content-Length")
-            if self._te:
-                raise HttpParserError("Content-Length can't be present with Transfer-Encoding")
-            self._length = content_length(value)
-        elif kind == 2:
-            if self._length >= 0:
-                raise HttpParserError("Transfer-Encoding can't be present with Content-Length")
-            self._te = True
-            codings = [coding.strip(b" \t").lower() for coding in value.split(b",")]
-            if codings == [b""]:
-                raise HttpParserError("Empty Transfer-Encoding")
-            if self._request and self._chunked:
-                raise HttpParserError("Invalid `Transfer-Encoding` header value")
-            self._chunked = codings[-1] == b"chunked"
-            if self._request and b"chunked" in codings[:-1]:
-                raise HttpParserError("Invalid `Transfer-Encoding` header value")
-        elif kind == 3:
-            for token in value.split(b","):
-                token = token.strip(b" \t").lower()
-                if token == b"close":
-                    self._close = True
-                elif token == b"keep-alive":
-                    self._keep = True
-                elif token == b"upgrade":
-                    self._conn_upgrade = True
-        else:
-            self._has_upgrade = True
 
     def _emit_fields(self, headers: List[Tuple[bytes, bytes]]) -> None:
         on_header = self._on_header
