@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
-from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit
+from twistgate.policies.ratelimit.algorithms import MICROS, TOKEN_BUCKET, Decision, Limit, Outcome
 
 HeaderPairs = List[Tuple[bytes, bytes]]
 
@@ -92,6 +92,13 @@ class OneLimitHeaders:
             policy_line + b"\r\n" + state_line + b"%d;t=%d\r\n" + limit_line + b"\r\n"
             b"X-Ratelimit-Remaining: %d\r\nX-Ratelimit-Reset: %d\r\n"
         )
+
+    def lines(self, outcome: Outcome) -> bytes:
+        """The same fields as `write`, as ready header lines (`twistgate.messages.ProxyResponse.prepared_fields`)."""
+        remaining = outcome.remaining
+        reset_us = outcome.reset_us
+        reset = -(-reset_us // MICROS) if reset_us > 0 else 0  # seconds_up, a call fewer
+        return self.lines_format % (remaining, reset, remaining, reset)
 
     def write(self, raw: Dict[bytes, List[bytes]], decision: Decision) -> None:
         outcome = decision.outcomes[0]

@@ -28,7 +28,7 @@ from twistgate.errors import GatewayError, RateLimited, ServiceUnavailable
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import Policy
-from twistgate.policies.ratelimit.algorithms import MICROS, Decision, Limit, Outcome
+from twistgate.policies.ratelimit.algorithms import Decision, Limit, Outcome
 from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, parse_rate_limit
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
 from twistgate.policies.ratelimit.headers import ONE_LIMIT_NAMES, OneLimitHeaders, decision_headers, policy_header, retry_after, sf_string
@@ -118,7 +118,6 @@ class RateLimitStage:
         # has one (memory) and the headers from bytes made now.
         self._one_headers = OneLimitHeaders(self.names[0], self.limits[0], self.policy) if len(self.limits) == 1 else None
         self.ready_lines = ready_lines and self._one_headers is not None
-        self._lines_format = self._one_headers.lines_format if self._one_headers is not None else b""
 
     @property
     def backend(self) -> Any:
@@ -185,8 +184,8 @@ class RateLimitStage:
             return
         raw = response.headers.raw
         if self.ready_lines:
-            # The usual route: one write of prepared bytes, in the engine's too (`OneLimitHeaders.write`'s
-            # fields as lines, without a call); the upstream's own of those names would go out twice.
+            # The usual route: `OneLimitHeaders.write`'s fields as ready lines (one write in the engine too);
+            # the upstream's own of those names would go out twice.
             if (
                 b"Ratelimit" in raw  # (five lookups cost less than raw.keys().isdisjoint(ONE_LIMIT_NAMES))
                 or b"Ratelimit-Policy" in raw
@@ -196,11 +195,7 @@ class RateLimitStage:
             ):
                 for name in ONE_LIMIT_NAMES:
                     raw.pop(name, None)
-            outcome = decision if decision.__class__ is Outcome else decision.outcomes[0]
-            remaining = outcome.remaining
-            reset_us = outcome.reset_us
-            reset = -(-reset_us // MICROS) if reset_us > 0 else 0  # seconds_up, a call fewer
-            response.prepared_fields += self._lines_format % (remaining, reset, remaining, reset)
+            response.prepared_fields += self._one_headers.lines(decision if decision.__class__ is Outcome else decision.outcomes[0])
             return
         one = self._one_headers
         if one is not None:
