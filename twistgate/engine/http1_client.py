@@ -81,7 +81,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         self._held: Optional[UpstreamResponse] = None  # a head reported at the end of its read (`report_held`)
 
     def connectionMade(self) -> None:
-        self.out = SocketWriter(self.transport)
+        self.out = SocketWriter(self.transport, self._pool.clock)
 
     # -- sending ---------------------------------------------------------------
 
@@ -350,6 +350,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
     def close(self) -> None:
         if not self._closing:
             self._closing = True
+            self.out.flush()  # what this pass wrote goes first
             self.transport.loseConnection()
 
     def abort(self) -> None:
@@ -361,6 +362,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
             body.stopProducing()
         if not self._aborted:
             self._aborted = self._closing = True
+            self.out.discard()
             self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]

@@ -83,7 +83,7 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
         transport = self.transport
         peer = transport.getPeer()
         self.client = (getattr(peer, "host", ""), getattr(peer, "port", 0))
-        self.out = SocketWriter(transport)
+        self.out = SocketWriter(transport, self._clock)
         transport.registerProducer(WriteFlow(self), True)
         if self._on_connection is not None:
             self._on_connection(1)
@@ -278,6 +278,7 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
     def abort(self) -> None:
         self._closing = True
         if self.transport is not None:
+            self.out.discard()
             self.transport.abortConnection()
 
     def hand_over(self, protocol: IProtocol) -> None:
@@ -324,6 +325,7 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
         self._closing = True
         self._buffer = b""
         self._deadline.clear()
+        self.out.flush()  # what this pass wrote goes first
         # A transport with a (paused) producer resumes it instead of closing once drained.
         self.transport.unregisterProducer()
         self.transport.loseConnection()

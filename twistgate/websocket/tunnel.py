@@ -56,7 +56,7 @@ class _Side(Protocol):
         no_delay(self.transport)
         # Straight to the socket while nothing is queued (no reactor turn per frame); once a
         # send is short, through the transport, whose buffer pauses the other side.
-        self.out = SocketWriter(self.transport)
+        self.out = SocketWriter(self.transport, self.tunnel.clock)
         pending, self.pending = self.pending, None
         for data in pending or ():
             self.out.write(data)
@@ -94,6 +94,7 @@ class _Side(Protocol):
         transport = self.transport
         if code is not None and self.peer is not None and self.peer.scanner.at_boundary:
             self.out.write(close_frame(code, reason, masked=self.name == UPSTREAM))
+        self.out.flush()  # what this pass wrote goes first
         _unregister(transport)
         transport.loseConnection()
 
@@ -194,8 +195,10 @@ class Tunnel:
             transport = peer.transport
             _unregister(transport)
             if reason is None or reason.check(ConnectionDone):
+                peer.out.flush()
                 transport.loseConnection()  # what was queued for it goes first
             else:
+                peer.out.discard()
                 transport.abortConnection()  # reset: the other side learns at once
         elif peer.pending is not None:
             peer.pending = None  # never connected: nothing to wait for
