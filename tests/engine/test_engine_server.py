@@ -227,6 +227,26 @@ def test_notify_finish_fires_when_written_and_fails_when_the_client_left():
     assert isinstance(done[-1], Failure) and request.finished
 
 
+def test_finish_callbacks_run_in_the_order_given_and_a_failing_one_stops_none_after_it() -> None:
+    calls: List[Any] = []
+    served = Served().send(GET)
+    request = served.requests[0]
+    request.when_finished(lambda outcome: calls.append(("first", outcome)))
+    request.notify_finish().addBoth(lambda outcome: calls.append(("deferred", outcome)))
+    request.when_finished(lambda outcome: 1 / 0)
+    request.when_finished(lambda outcome: calls.append(("last", outcome)))
+    request.respond(200, None, Headers(), b"")
+    assert calls == [("first", None), ("deferred", None), ("last", None)]
+    request.when_finished(lambda outcome: calls.append(("late", outcome)))  # over already: at once
+    assert calls[-1] == ("late", None)
+    served = Served().send(GET)
+    request = served.requests[0]
+    request.when_finished(calls.append)
+    request.when_finished(calls.append)
+    served.protocol.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(calls[-1], Failure) and calls[-1] is calls[-2]
+
+
 def test_writes_after_finish_are_ignored():
     served = Served(ok).send(GET)
     request = served.requests[0]

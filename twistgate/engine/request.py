@@ -12,7 +12,7 @@ and owns the `Connection` and `Transfer-Encoding` fields.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IProtocol, IPushProducer
@@ -93,6 +93,7 @@ class ServerRequest:
         "_response_headers",
         "_mode",
         "_left",
+        "_waiter",
         "_waiters",
         "_outcome",
     )
@@ -135,7 +136,9 @@ class ServerRequest:
         self._response_headers: Headers = _EMPTY
         self._mode = _NONE
         self._left = 0
-        self._waiters: Optional[List[Union[Deferred[None], Callable[[Optional[Failure]], None]]]] = None
+        #: `when_finished` callbacks: the first, then any more.
+        self._waiter: Optional[Callable[[Optional[Failure]], None]] = None
+        self._waiters: Optional[List[Callable[[Optional[Failure]], None]]] = None
         self._outcome: Optional[Failure] = None
 
     def __repr__(self) -> str:
@@ -148,20 +151,20 @@ class ServerRequest:
         if self.finished:
             return fail(self._outcome) if self._outcome is not None else succeed(None)
         d: Deferred[None] = Deferred()
-        if self._waiters is None:
-            self._waiters = [d]
-        else:
-            self._waiters.append(d)
+        self.when_finished(lambda outcome: d.callback(None) if outcome is None else d.errback(outcome))
         return d
 
     def when_finished(self, callback: Callable[[Optional[Failure]], None]) -> None:
         """
         `notify_finish` without a Deferred (the gateway's hot path):
         ``callback(None)`` once the response is written, ``callback(failure)``
-        when it was abandoned; at once if it is over already.
+        when it was abandoned; at once if it is over already.  Called in the
+        order they were given.
         """
         if self.finished:
             callback(self._outcome)
+        elif self._waiter is None:
+            self._waiter = callback  # the usual one (the exchange's): no list
         elif self._waiters is None:
             self._waiters = [callback]
         else:
@@ -174,14 +177,11 @@ class ServerRequest:
         self.finished = True
         self._outcome = outcome
         self._channel = None
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if isinstance(waiter, Deferred):
-                if outcome is None:
-                    waiter.callback(None)
-                else:
-                    waiter.errback(outcome)
-                continue
+        first, self._waiter = self._waiter, None
+        if first is None:
+            return
+        more, self._waiters = self._waiters, None
+        for waiter in (first,) if more is None else (first, *more):
             try:
                 waiter(outcome)
             except Exception:
