@@ -62,8 +62,19 @@ class ResponsePath:
         route = self.route
         if route is not None and route.destination is not None and route.destination.sticky is not None:
             route.destination.answered(self.proxy_request, self.call, headers)
-        # (status, headers, reason, body, from_upstream)
-        self._respond(ProxyResponse(code, headers, relayed_reason(response.phrase), None, True))
+        reason = relayed_reason(response.phrase)
+        if self.websocket or route is None or route.responds:
+            # (status, headers, reason, body, from_upstream)
+            self._respond(ProxyResponse(code, headers, reason, None, True))
+            return
+        # No layer sees the answer (and no WebSocket's handshake): no `ProxyResponse` for it.
+        if self.answered:
+            discard(response)
+            return
+        self.answered = True
+        if b"Date" not in raw:
+            raw[b"Date"] = [self.generation.http_date()]  # (as `_send`)
+        self._relay(code, reason, headers, None, b"")
 
     def _respond(self, response: ProxyResponse) -> None:
         route = self.route
@@ -82,7 +93,6 @@ class ResponsePath:
             self._send(answer)
 
     def _send(self, response: ProxyResponse) -> None:
-        downstream = self.downstream
         upstream_response = self.upstream_response
         if self.client_gone or self.answered:
             if upstream_response is not None:
@@ -90,35 +100,14 @@ class ResponsePath:
             return
         self.answered = True
         self.response = response
-        generation = self.generation
         raw = response.headers.raw
         if b"Date" not in raw:
             # RFC 9110 §6.6.1: a recipient with a clock forwarding a response
             # without Date adds one.
-            raw[b"Date"] = [generation.http_date()]
+            raw[b"Date"] = [self.generation.http_date()]
         filters = response.body_filters
         if response.from_upstream and upstream_response is not None:
-            if not self.grpc and is_stream(upstream_response.length, raw):
-                self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
-                generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
-            else:
-                whole = None if filters or self.grpc else getattr(upstream_response, "whole_body", None)
-                if whole is not None and getattr(downstream, "answers_whole", False):
-                    # The body came with the head: one answer, no body protocol, no producer,
-                    # and the gateway's own fields and a layer's prepared ones as ready lines
-                    # for the engine's head writer.
-                    upstream_response.took_whole()
-                    self._cancel_timer()
-                    lines = self._own_lines(raw)
-                    if response.prepared_fields:
-                        lines += response.prepared_fields
-                    downstream.respond(response.status, response.reason, response.headers, whole, lines)
-                    return
-                self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
-            self._own_fields(raw)
-            downstream.write_head(response.status, response.reason, response.headers)
-            self.relay = BodyRelay(downstream, filters, self._body_done)
-            upstream_response.deliverBody(self.relay)
+            self._relay(response.status, response.reason, response.headers, filters, response.prepared_fields)
             return
         if upstream_response is not None:
             discard(upstream_response)  # replaced by a plugin
@@ -127,16 +116,49 @@ class ResponsePath:
         if filters:
             body = run_filters(filters, body, final=True)
         self._cancel_timer()
-        downstream.respond(response.status, response.reason, response.headers, body)
+        self.downstream.respond(response.status, response.reason, response.headers, body)
+
+    def _relay(self, status: int, reason: Optional[bytes], headers: Headers, filters: Any, prepared: bytes) -> None:
+        """
+        The upstream's answer to the client (answered already): in one write when its body came
+        with the head, else the head then the body as it streams (`BodyRelay`).
+        """
+        downstream = self.downstream
+        upstream_response = self.upstream_response
+        generation = self.generation
+        raw = headers.raw
+        if not self.grpc and is_stream(upstream_response.length, raw):
+            self._cancel_timer()  # a stream: the route timeout bounded its head; the read timeout watches its gaps
+            generation.streams.add(self)  # a reload's drain may end it (twistgate.websocket.hub)
+        else:
+            whole = None if filters or self.grpc else getattr(upstream_response, "whole_body", None)
+            if whole is not None and getattr(downstream, "answers_whole", False):
+                # The body came with the head: one answer, no body protocol, no producer,
+                # and the gateway's own fields and a layer's prepared ones as ready lines
+                # for the engine's head writer.
+                upstream_response.took_whole()
+                if self.timer is not None:
+                    self._cancel_timer()
+                lines = self._own_lines(raw)
+                if prepared:
+                    lines += prepared
+                downstream.respond(status, reason, headers, whole, lines)
+                return
+            self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
+        self._own_fields(raw)
+        downstream.write_head(status, reason, headers)
+        self.relay = BodyRelay(downstream, filters, self._body_done)
+        upstream_response.deliverBody(self.relay)
 
     def _own_fields(self, raw: Any) -> None:
         """
         The gateway's own fields of every answer: its request id (the upstream's replaced) and Via (continued);
         and the fields a layer prepared as lines (`ProxyResponse.prepared_fields`, of `self.response`, whose
-        ``raw`` this is), spelled out: every answer but the one-write one goes out from the fields.
+        ``raw`` this is, when a layer saw the answer), spelled out: every answer but the one-write one goes
+        out from the fields.
         """
         response = self.response
-        if response.prepared_fields:
+        if response is not None and response.prepared_fields:
             response.spell_out_fields()
         raw[b"X-Request-Id"] = [self.request_id.encode("ascii")]
         via = raw.get(b"Via")
