@@ -29,7 +29,7 @@ request id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -41,7 +41,7 @@ from twistgate.exchange_answers import OwnAnswers
 from twistgate.exchange_respond import ResponsePath
 from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
-from twistgate.http import request_id_from, strip_hop_by_hop
+from twistgate.http import request_id_of, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.ops.tracing import TRACEPARENT
 from twistgate.record import ExchangeRecord
@@ -93,13 +93,9 @@ class Exchange(ResponsePath, OwnAnswers):
         self.timed_out = False
         self.client_gone = False
         self.answered = False
-        self.request_id = ""
-        self.host_header = b""
         self.error: Optional[GatewayError] = None
-        self.grpc = False  # a gRPC call: the gateway's own answers are gRPC-shaped (twistgate.grpc)
         self.grpc_status: Optional[int] = None
-        self.raw_params: Dict[str, str] = {}
-        self.client_path = ""
+        # (`start` sets the rest first: request_id and grpc; host_header, raw_params and client_path once routed.)
 
     # -- 1-3: accept, route, policies and plugins -----------------------------
 
@@ -108,8 +104,8 @@ class Exchange(ResponsePath, OwnAnswers):
         generation = self.generation
         headers = downstream.headers
         raw = headers.raw
-        self.request_id = request_id_from(headers)
-        self.grpc = is_grpc(headers)
+        self.request_id = request_id_of(raw.get(b"X-Request-Id"))
+        self.grpc = b"Content-Type" in raw and is_grpc(headers)  # (a gRPC call: the gateway's own answers are gRPC-shaped)
         when_finished = getattr(downstream, "when_finished", None)
         if when_finished is not None:  # the HTTP/1.1 engine: a callback, no Deferred
             when_finished(self._finished_checked)
@@ -117,7 +113,7 @@ class Exchange(ResponsePath, OwnAnswers):
             downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
         listener = downstream.listener
         try:
-            path, query, host_raw = split_target(downstream.target, raw.get(b"Host"), downstream.version)
+            path, query, host_raw = split_target(downstream.path, downstream.query, raw.get(b"Host"), downstream.version)
             if generation.https_redirects and listener in generation.https_redirects:
                 self._to_https(host_raw, generation.https_redirects[listener], path, query)  # before routing
                 return
@@ -189,11 +185,12 @@ class Exchange(ResponsePath, OwnAnswers):
                 timeout = deadline
         self.due = now + timeout
         if route.bare:  # no layer but tracing, which the exchange does itself
+            tracer = route.trace
+            if tracer is not None:
+                request.state["trace"] = tracer.begin(headers)
             if prepared is not None:
-                self._forward_prepared(request, prepared, route.trace)
-                return
-            if route.trace is not None:  # (the per-field path: a WebSocket handshake, a trusted peer, a client's Via)
-                request.state["trace"] = route.trace.begin(headers)
+                # The forwarding fields (and the trace's, as the last line) go upstream as ready lines.
+                request.prepared_fields = prepared if tracer is None else b"%sTraceparent: %s\r\n" % (prepared, raw.pop(TRACEPARENT)[0])
             self._forward()
             return
         if prepared is not None:  # no layer reads or edits them (`twistgate.chain.forwarding_blind`)
@@ -212,20 +209,6 @@ class Exchange(ResponsePath, OwnAnswers):
             answer.addCallbacks(self._after_on_request, self._fail).addErrback(self._crashed)
         else:
             self._after_on_request(answer)
-
-    def _forward_prepared(self, request: ProxyRequest, forwarding: bytes, tracer: Any) -> None:
-        """
-        A route without layers (but tracing): the forwarding fields and the
-        trace go upstream as one block of ready lines
-        (`ProxyRequest.prepared_fields`), then on to the upstream.
-        """
-        if tracer is None:
-            request.prepared_fields = forwarding
-        else:
-            request.state["trace"] = tracer.begin(request.headers)
-            (sent,) = request.headers.raw.pop(TRACEPARENT)  # ... with the others, as the last line
-            request.prepared_fields = b"%sTraceparent: %s\r\n" % (forwarding, sent)
-        self._forward()
 
     def _after_on_request(self, answer: Optional[Response]) -> None:
         if self.client_gone or self.answered:

@@ -86,7 +86,11 @@ def new_request_id() -> str:
 def request_id_from(headers: Headers) -> str:
     """The client's `X-Request-ID` when it is a sane token, else a fresh one."""
     raw = getattr(headers, "raw", None)  # twistgate's Headers; Twisted's (admin pages) have no `raw`
-    values = raw.get(b"X-Request-Id") if raw is not None else headers.getRawHeaders(b"X-Request-Id")
+    return request_id_of(raw.get(b"X-Request-Id") if raw is not None else headers.getRawHeaders(b"X-Request-Id"))
+
+
+def request_id_of(values: Optional[Sequence[bytes]]) -> str:
+    """`request_id_from` of the client's `X-Request-ID` values (None: it sent none)."""
     if values and _REQUEST_ID_OK(values[0]):
         return values[0].decode("ascii")
     return _HEX.take(12)

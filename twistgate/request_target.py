@@ -14,15 +14,16 @@ from twistgate.errors import BadRequest
 __all__ = ["split_target"]
 
 
-def split_target(target: bytes, hosts: Optional[List[bytes]], version: bytes) -> Tuple[bytes, bytes, bytes]:
+def split_target(path: bytes, query: bytes, hosts: Optional[List[bytes]], version: bytes) -> Tuple[bytes, bytes, bytes]:
     """
     ``(path, query, host)`` of a request: the origin-form path and query, and
     the one Host value (``b""`` when an HTTP/1.0 or HTTP/2 request has none).
+    ``path`` and ``query`` are the target's two sides of its first ``?``, as
+    every engine's `Downstream` holds them.
 
     :raises BadRequest: an invalid target, or not exactly one Host where one
         is required.
     """
-    path, _, query = target.partition(b"?")
     if not path.startswith(b"/"):
         path, authority = _absolute_form(path)
         hosts = [authority]
