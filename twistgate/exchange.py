@@ -331,7 +331,7 @@ class Exchange(ResponsePath, OwnAnswers):
         request = self.proxy_request
         if request is not None and request.finishers:
             request.run_done()  # what layers hold for the request (concurrency slots)
-        if isinstance(result, Failure):
+        if result is not None and isinstance(result, Failure):  # (None: answered; the usual case asks no more)
             if result.check(GatewayError) and not self.answered:
                 # The engine answered itself (413, 408, 400 mid-body): an
                 # answer, not a client that left.

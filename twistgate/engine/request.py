@@ -134,12 +134,10 @@ class ServerRequest:
         self.finished = False
         self._reason: Optional[bytes] = None
         self._response_headers: Headers = _EMPTY
-        self._mode = _NONE
-        self._left = 0
+        # (`_mode` and `_left` are set by `_start`, `_outcome` by `_settle`: nothing reads them before.)
         #: `when_finished` callbacks: the first, then any more.
         self._waiter: Optional[Callable[[Optional[Failure]], None]] = None
         self._waiters: Optional[List[Callable[[Optional[Failure]], None]]] = None
-        self._outcome: Optional[Failure] = None
 
     def __repr__(self) -> str:
         return f"<ServerRequest {self.method!r} {self.target!r} {self.version!r}>"
