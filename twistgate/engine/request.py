@@ -178,8 +178,9 @@ class ServerRequest:
         first, self._waiter = self._waiter, None
         if first is None:
             return
-        more, self._waiters = self._waiters, None
-        for waiter in (first,) if more is None else (first, *more):
+        waiters = (first,) if self._waiters is None else (first, *self._waiters)
+        self._waiters = None
+        for waiter in waiters:
             try:
                 waiter(outcome)
             except Exception:
@@ -305,7 +306,7 @@ class ServerRequest:
             data = b""
         elif final:
             mode = _LENGTH
-            self._left = len(data)
+            self._left = 0  # all of it goes now
             if CONTENT_LENGTH not in raw:
                 extra += b"Content-Length: %d\r\n" % len(data)
         elif CONTENT_LENGTH in raw and _valid_length(raw[CONTENT_LENGTH]):
@@ -333,7 +334,7 @@ class ServerRequest:
         elif version == b"HTTP/1.0":
             extra += b"Connection: keep-alive\r\n"
         head = head_bytes(status_line(version, status, self._reason), raw, extra)
-        if mode == _LENGTH:
+        if mode == _LENGTH and not final:
             if len(data) > self._left:
                 data = data[: self._left]
                 self.keep_alive = False
