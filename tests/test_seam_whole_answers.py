@@ -132,3 +132,27 @@ def test_an_empty_body_is_whole_too(relays: List[Any]) -> None:
     assert whole.endswith(b"\r\n\r\n") and wired.records[0].bytes_out == 0
     assert _forward(wired, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]).endswith(b"\r\n\r\n")  # the connection was reused
     assert len(wired.upstreams) == 1
+
+
+def test_an_answer_no_layer_sees_gets_the_gateways_fields_without_a_proxy_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: List[Any] = []
+
+    class Counted(exchange_respond.ProxyResponse):
+        __slots__ = ()
+
+        def __init__(self, *args: Any) -> None:
+            made.append(self)
+            super().__init__(*args)
+
+    monkeypatch.setattr(exchange_respond, "ProxyResponse", Counted)
+    via = b"1.1 upstream"
+    for route in ("", ", compression: {min_size: 100000}"):  # no layer; a layer that sees the answer and leaves it
+        wired = Wired(route=route)
+        upstream = wired.send(b"GET /x HTTP/1.1\r\nHost: gw\r\nX-Request-Id: req-7\r\n\r\n")
+        answer = wired.answer(upstream, [b"HTTP/1.1 200 OK\r\nVia: %s\r\nX-Request-Id: theirs\r\nContent-Length: 2\r\n\r\nok" % via])
+        head = answer.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert b"X-Request-Id: req-7" in head and b"X-Request-Id: theirs" not in head
+        assert b"Via: %s, %s" % (via, wired.generation.via) in head
+        assert b"Date: %s" % wired.generation.http_date() in head  # the upstream sent none
+        assert answer.endswith(b"\r\n\r\nok") and wired.records[0].status == 200
+    assert len(made) == 1  # only the route with a layer made one
