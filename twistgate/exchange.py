@@ -361,5 +361,5 @@ class Exchange(ResponsePath, OwnAnswers):
             self.call.interim = self.call.deadline = None
         if self.relay is None:
             self.upstream_response = None
-        generation.exchange_done()
+        generation.inflight.done()  # (counted in by `GatewayResource.render`)
 
