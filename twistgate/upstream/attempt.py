@@ -31,7 +31,8 @@ class Attempt(ResponseWatch):
     def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int], read: float) -> None:
         # The base's fields too, here: one call less per attempt.
         timers = upstream.timers
-        self.timers = timers
+        self.timers = self._owner = timers
+        self._call = None  # its timer's (`twistgate.timers.Timed`): not armed
         self.clock = clock = timers.clock
         self.idle = read  # the read timeout
         self._response: Any = None  # the upstream's, once its head arrived

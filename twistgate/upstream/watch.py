@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from twistgate.errors import UpstreamTimeout
 from twistgate.relay import body_ended_cleanly
+from twistgate.timers import Timed
 from twistgate.upstream.failures import describe
 
 #: Called once with (ok, error text) when the body is over.
@@ -45,17 +46,20 @@ class BodyIdleTimeout(UpstreamTimeout):
 
 
 @implementer(IPushProducer)
-class ResponseWatch:
+class ResponseWatch(Timed):
     """
     The response face and the body watch of an attempt (see the module
     docstring); `body_over(ok, error)` is the subclass's, and so is the
     setting of every field (`Attempt.__init__`: one call less per attempt).
+    It is its own timer (`Timed`, armed on `timers`): ``timer`` is itself
+    while armed, None otherwise.
     """
 
     __slots__ = (
         "_response", "code", "phrase", "headers", "length", "version", "whole_body",
         "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last", "route_deadline",
         "inner", "transport", "paused", "stopped_here", "delivering",
+        "_owner", "_due", "_call", "_args", "_seq",  # its timer's (`Timed`)
     )  # fmt: skip
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
@@ -66,7 +70,7 @@ class ResponseWatch:
     def wait_head(self, on_timeout: Callable[[], None]) -> None:
         """Start the read timeout: no head within it calls `on_timeout()` (which cancels the attempt)."""
         self.on_timeout = on_timeout
-        self.timer = self.timers.call_later(self.idle, self._expired)
+        self.timer = self.timers.arm(self, self.clock.seconds() + self.idle, self._expired)
 
     def wait_head_within(self, on_timeout: Callable[[], None], deadline: Any) -> None:
         """
@@ -80,7 +84,7 @@ class ResponseWatch:
         if deadline.due <= due:
             due = deadline.due
             self.route_deadline = deadline
-        self.timer = self.timers.call_at(due, self._expired)
+        self.timer = self.timers.arm(self, due, self._expired)
 
     def watch(self, response: Any) -> None:
         """
@@ -177,7 +181,7 @@ class ResponseWatch:
         if not self.stopped_here and not self.paused:
             self.last = now = self.clock.seconds()
             if self.timer is None:
-                self.timer = self.timers.call_at(now + self.idle, self._expired)
+                self.timer = self.timers.arm(self, now + self.idle, self._expired)
             # else the head's, due no later than now + idle: it re-arms itself for the rest when it fires
 
     def stop_timer(self) -> None:
@@ -203,7 +207,7 @@ class ResponseWatch:
             return  # not delivered (yet): delivering it starts the wait
         due = self.last + self.idle
         if due > self.clock.seconds():  # a chunk came meanwhile: wait for the rest of its window
-            self.timer = self.timers.call_at(due, self._expired)
+            self.timer = self.timers.arm(self, due, self._expired)
             return
         self.timed_out = True
         self.transport.stopProducing()
