@@ -97,7 +97,8 @@ class Sending:
         #: The HTTP/1.1 engine's pool behind the client, or None: an untraced
         #: attempt is then the pool's request itself (`twistgate.upstream.call`).
         self.pool = client.pool if isinstance(client, PooledClient) else None
-        self._connect = self.config.timeouts.connect
+        #: The connect timeout `Target.endpoint` is made with (another one gets an endpoint of its own).
+        self.connect = self.config.timeouts.connect
 
     def untraced(self) -> bool:
         """Whether attempts go out without a span of their own (then `pool` may be used directly)."""
@@ -106,7 +107,7 @@ class Sending:
 
     def endpoint_of(self, target: Target, connect: float) -> Any:
         """The endpoint that reaches `target` with a `connect` timeout (made once per target and timeout)."""
-        if connect != self._connect:
+        if connect != self.connect:
             return self.with_connect_timeout(target, connect).endpoint
         endpoint = target.endpoint
         if endpoint is None:
