@@ -61,9 +61,19 @@ class Attempt(ResponseWatch):
         self._close()
 
     def answered(self, response: Any) -> "Attempt":
-        """A response head arrived: latency, and failing statuses count at once; the attempt now stands for it."""
-        self.watch(response)
-        status = response.code
+        """
+        A response head arrived: latency, and failing statuses count at once;
+        the attempt now stands for it (`ResponseWatch`'s face).  Its timer
+        runs on, for the body when it is delivered at once (see `handed_over`).
+        """
+        self._response = response
+        self.on_timeout = self.route_deadline = None
+        self.code = status = response.code
+        self.phrase = response.phrase
+        self.headers = response.headers
+        self.length = response.length
+        self.version = response.version
+        self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
         upstream, target = self.upstream, self.target
         self.head_at = now = self.clock.seconds()
         target.latency.add(now - self.started, now)
@@ -85,7 +95,8 @@ class Attempt(ResponseWatch):
         """The response body ended (`ok`: complete, or stopped by the gateway)."""
         if not ok:
             self.target.last_error = error
-        self._settle(ok)
+        if self.breaker_due or self.outlier_due:
+            self._settle(ok)
         self._close()
 
     def abandon(self) -> None:

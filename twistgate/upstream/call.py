@@ -150,7 +150,8 @@ class Forwarding(PooledRequest):
             )
         policy = self.policy
         pool = upstream.pool
-        if pool is not None and upstream.untraced():
+        tracer = upstream.events.tracer
+        if pool is not None and (tracer is None or tracer.exporter is None):  # no span of its own to make
             # The hot path: this object is the pool's request, no Deferred anywhere.
             endpoint = target.endpoint
             if endpoint is None or policy.connect != upstream.connect:

@@ -50,7 +50,8 @@ class ResponseWatch(Timed):
     """
     The response face and the body watch of an attempt (see the module
     docstring); `body_over(ok, error)` is the subclass's, and so is the
-    setting of every field (`Attempt.__init__`: one call less per attempt).
+    setting of every field (`Attempt.__init__`, and `Attempt.answered` for
+    the response's: one call less per attempt).
     It is its own timer (`Timed`, armed on `timers`): ``timer`` is itself
     while armed, None otherwise.
     """
@@ -86,23 +87,12 @@ class ResponseWatch(Timed):
             self.route_deadline = deadline
         self.timer = self.timers.arm(self, due, self._expired)
 
-    def watch(self, response: Any) -> None:
-        """
-        The head arrived: stand in for `response`.  The timer runs on, for
-        the body when it is delivered at once (see `handed_over`).
-        """
-        self._response = response
-        self.on_timeout = self.route_deadline = None
-        self.code = response.code
-        self.phrase = response.phrase
-        self.headers = response.headers
-        self.length = response.length
-        self.version = response.version
-        self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
-
     def took_whole(self) -> None:
         """The exchange answered with `whole_body` (no delivery): the body is over, cleanly."""
-        self.stop_timer()
+        timer = self.timer
+        if timer is not None:  # (`stop_timer`: the route's deadline went with the head)
+            self.timer = None
+            timer.cancel()
         self.body_over(True, None)
 
     def handed_over(self) -> None:
