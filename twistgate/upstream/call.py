@@ -163,7 +163,8 @@ class Forwarding(PooledRequest):
             self.attempt = attempt
             self.current = _SENDING
             if watch is None and call.deadline is not None and call.deadline.timer is None:
-                attempt.wait_head_within(self._stop_sending, call.deadline)  # one timer for the read and route timeouts
+                # One timer for the read and route timeouts, from the attempt's start.
+                attempt.wait_head_within(self._stop_sending, call.deadline, attempt.started)
             else:
                 self._arm_route()
                 if watch is None or watch.sent:

@@ -73,15 +73,16 @@ class ResponseWatch(Timed):
         self.on_timeout = on_timeout
         self.timer = self.timers.arm(self, self.clock.seconds() + self.idle, self._expired)
 
-    def wait_head_within(self, on_timeout: Callable[[], None], deadline: Any) -> None:
+    def wait_head_within(self, on_timeout: Callable[[], None], deadline: Any, now: float) -> None:
         """
         `wait_head` on one timer with the route timeout not yet armed
         (`deadline`: the exchange), due at whichever comes first: the route's
         expiry goes to ``deadline.route_expired()`` (the exchange cancels the
         call), the read timeout's to `on_timeout` as with `wait_head`.
+        `now`: the clock's time, read by the caller already.
         """
         self.on_timeout = on_timeout
-        due = self.clock.seconds() + self.idle
+        due = now + self.idle
         if deadline.due <= due:
             due = deadline.due
             self.route_deadline = deadline
