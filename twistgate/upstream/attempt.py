@@ -74,9 +74,15 @@ class Attempt(ResponseWatch):
         self.length = response.length
         self.version = response.version
         self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
-        upstream, target = self.upstream, self.target
         self.head_at = now = self.clock.seconds()
-        target.latency.add(now - self.started, now)
+        self.target.latency.add(now - self.started, now)
+        if self.breaker_due or self.outlier_due:
+            self._count_failing(status)
+        return self
+
+    def _count_failing(self, status: int) -> None:
+        """A status the breaker or the outlier detector counts as a failure counts at once."""
+        upstream, target = self.upstream, self.target
         failing = False
         if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
             self.breaker_due = False
@@ -89,7 +95,6 @@ class Attempt(ResponseWatch):
             failing = True
         if failing:
             target.last_error = f"answered {status}"
-        return self
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
         """The response body ended (`ok`: complete, or stopped by the gateway)."""

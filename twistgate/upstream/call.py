@@ -91,25 +91,27 @@ class Forwarding(PooledRequest):
             keep = getattr(body, "keep_for_replay", None)
             if keep is not None:
                 keep(retry.replay_buffer if retry is not None else DEFAULT_REPLAY_BUFFER)
-        self._attempt()
+        lone = upstream._lone  # `Upstream.admit`'s answer for a lone target, without the asking
+        if lone is not None and prefer is None:
+            self._send_to(lone)
+        else:
+            self._attempt()
 
     # -- one attempt ---------------------------------------------------------
 
     def _attempt(self, _: Any = None) -> None:
         self.current = None
-        admitted = self.upstream._lone  # `Upstream.admit`'s answer for a lone target, without the asking
-        if admitted is None or self.prefer is not None or self.tried:
-            try:
-                admitted = self.upstream.admit(self.request, self.tried, self.prefer)
-            except GatewayError as error:
-                self._fail(self.last_error or error)
-                return
-            # (Deferred's metaclass is ABCMeta: rule out the usual tuple first.)
-            if admitted.__class__ is not tuple and isinstance(admitted, Deferred):  # an extension balancer is choosing
-                self._arm_route()
-                self.current = admitted
-                admitted.addCallbacks(self._send_to, self._not_admitted).addErrback(self._not_admitted)
-                return
+        try:
+            admitted = self.upstream.admit(self.request, self.tried, self.prefer)
+        except GatewayError as error:
+            self._fail(self.last_error or error)
+            return
+        # (Deferred's metaclass is ABCMeta: rule out the usual tuple first.)
+        if admitted.__class__ is not tuple and isinstance(admitted, Deferred):  # an extension balancer is choosing
+            self._arm_route()
+            self.current = admitted
+            admitted.addCallbacks(self._send_to, self._not_admitted).addErrback(self._not_admitted)
+            return
         self._send_to(admitted)
 
     def _not_admitted(self, failure: Failure) -> None:
