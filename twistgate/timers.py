@@ -8,7 +8,11 @@ due.  A Twisted `DelayedCall` each costs a Python object with nine fields,
 a heap insertion whose comparisons are Python calls, and a cancellation
 that leaves it in the reactor's heap until a compaction.  Here a timer is a
 small slotted object in a heap of plain tuples (C comparisons), and only
-the earliest one is a real `DelayedCall` on the injected clock.
+the earliest one is a real `DelayedCall` on the injected clock.  An object
+on every request's path can be its own timer (`Timed`, armed with
+`Timers.arm`: an upstream attempt's read timer), so arming one makes no
+object at all: each heap entry carries the sequence number it was armed
+with, and an entry left from an earlier arming is ignored.
 
 Timing is exact, not coarse: a timer runs when the clock reaches its due
 time, in due order (ties in the order they were set), as
