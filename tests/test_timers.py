@@ -131,3 +131,57 @@ def test_a_failing_call_is_logged_and_the_others_still_run():
         globalLogPublisher.removeObserver(events.append)
     assert ran == ["after"]
     assert any(e.get("log_failure") is not None and e["log_failure"].check(ZeroDivisionError) for e in events)
+
+
+class _OwnTimer:
+    """An object that is its own timer (`Timers.arm`), as an upstream attempt is."""
+
+    def __init__(self, timers, ran, name):
+        from twistgate.timers import Timed
+
+        class Own(Timed):
+            __slots__ = ("_owner", "_due", "_call", "_args", "_seq")
+
+        self.timer = Own()
+        self.timer._owner = timers
+        self.timer._call = None
+        self.timers, self.ran, self.name = timers, ran, name
+
+    def arm(self, due):
+        return self.timers.arm(self.timer, due, self.ran.append, (self.name,))
+
+
+def test_an_object_that_is_its_own_timer_runs_at_its_latest_due_time_only():
+    """Cancelled and armed anew (a paused body resumed), its earlier entry in the heap never runs it."""
+    clock = Clock()
+    timers = Timers(clock)
+    ran = []
+    other = timers.call_at(50, ran.append, "other")
+    own = _OwnTimer(timers, ran, "own")
+    armed = own.arm(5)
+    assert armed.active() and armed.getTime() == 5 and len(timers) == 2
+    armed.cancel()
+    assert not armed.active() and len(timers) == 1
+    own.arm(8)
+    clock.advance(5)
+    assert ran == []
+    clock.advance(3)
+    assert ran == ["own"] and not armed.active()
+    own.arm(9)  # again, once it ran
+    clock.advance(1)
+    assert ran == ["own", "own"]
+    other.cancel()
+    assert len(timers) == 0 and clock.getDelayedCalls() == []
+
+
+def test_an_own_timer_armed_again_and_again_is_compacted_away():
+    clock = Clock()
+    timers = Timers(clock)
+    ran = []
+    keep = timers.call_later(100, lambda: None)
+    own = _OwnTimer(timers, ran, "own")
+    for due in range(10_000):
+        own.arm(30 + due).cancel()
+    assert len(timers) == 1 and len(timers._heap) < 200 and keep.active()
+    clock.advance(20_000)
+    assert ran == []

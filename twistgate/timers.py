@@ -8,7 +8,11 @@ due.  A Twisted `DelayedCall` each costs a Python object with nine fields,
 a heap insertion whose comparisons are Python calls, and a cancellation
 that leaves it in the reactor's heap until a compaction.  Here a timer is a
 small slotted object in a heap of plain tuples (C comparisons), and only
-the earliest one is a real `DelayedCall` on the injected clock.
+the earliest one is a real `DelayedCall` on the injected clock.  An object
+on every request's path can be its own timer (`Timed`, armed with
+`Timers.arm`: an upstream attempt's read timer), so arming one makes no
+object at all: each heap entry carries the sequence number it was armed
+with, and an entry left from an earlier arming is ignored.
 
 Timing is exact, not coarse: a timer runs when the clock reaches its due
 time, in due order (ties in the order they were set), as
@@ -28,22 +32,29 @@ from typing import Any, Callable, List, Optional, Tuple
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["Timer", "Timers"]
+__all__ = ["Timed", "Timer", "Timers"]
 
 _log = Logger()
 _COMPACT_AT = 64  # cancelled entries tolerated in the heap before a compaction is considered
 
 
-class Timer:
-    """One pending call (see `Timers.call_later`); `cancel`, `active` and `getTime` as on a `DelayedCall`."""
+class Timed:
+    """
+    A pending call's face (`cancel`, `active` and `getTime`, as on a
+    `DelayedCall`) over fields its subclass declares: ``_owner`` (the
+    `Timers`), ``_due``, ``_call``, ``_args`` and ``_seq`` (the heap entry
+    that is its own).  `Timer` is the one `Timers.call_at` makes; an object
+    on every request's path may be its own timer instead (`Timers.arm`), one
+    object fewer per request.
+    """
 
-    __slots__ = ("_owner", "_due", "_call", "_args")
+    __slots__ = ()
 
-    def __init__(self, owner: "Timers", due: float, call: Callable[..., Any], args: Tuple[Any, ...]) -> None:
-        self._owner = owner
-        self._due = due
-        self._call: Optional[Callable[..., Any]] = call
-        self._args = args
+    _owner: "Timers"
+    _due: float
+    _call: Optional[Callable[..., Any]]
+    _args: Tuple[Any, ...]
+    _seq: int
 
     def active(self) -> bool:
         """Neither run nor cancelled yet."""
@@ -58,7 +69,23 @@ class Timer:
         if self._call is not None:
             self._call = None
             self._args = ()
-            self._owner._cancelled()
+            owner = self._owner
+            owner._live -= 1
+            if not owner._live:
+                owner._emptied()
+                return
+            owner._dead += 1
+            if owner._dead > _COMPACT_AT and owner._dead > owner._live:
+                owner._compact()
+
+
+class Timer(Timed):
+    """One pending call (see `Timers.call_at`)."""
+
+    __slots__ = ("_owner", "_due", "_call", "_args", "_seq")
+
+    def __init__(self, owner: "Timers") -> None:
+        self._owner = owner
 
 
 class Timers:
@@ -68,7 +95,7 @@ class Timers:
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock  # the clock every timer here runs on
-        self._heap: List[Tuple[float, int, Timer]] = []
+        self._heap: List[Tuple[float, int, Timed]] = []
         self._seq = 0
         self._armed: Any = None  # the one DelayedCall, for the earliest due time
         self._armed_at = inf
@@ -79,23 +106,30 @@ class Timers:
         """Run ``call(*args)`` once `delay` seconds from now on the clock, unless cancelled first."""
         clock = self.clock
         due = clock.seconds() + delay
-        timer = Timer(self, due, call, args)
-        self._seq += 1
-        heappush(self._heap, (due, self._seq, timer))
-        self._live += 1
         if due < self._armed_at:
             armed = self._armed
             if armed is not None:
                 armed.cancel()
             self._armed_at = due
             self._armed = clock.callLater(delay, self._fire)  # the same sum as `due`: never a moment late
-        return timer
+        return self.arm(Timer(self), due, call, args)  # type: ignore[return-value]
 
     def call_at(self, due: float, call: Callable[..., Any], *args: Any) -> Timer:
         """Run ``call(*args)`` once the clock reaches `due`, unless cancelled first."""
-        timer = Timer(self, due, call, args)
-        self._seq += 1
-        heappush(self._heap, (due, self._seq, timer))
+        return self.arm(Timer(self), due, call, args)  # type: ignore[return-value]
+
+    def arm(self, timer: Timed, due: float, call: Callable[..., Any], args: Tuple[Any, ...] = ()) -> Timed:
+        """
+        `call_at` with `timer` as the pending call (its ``_owner`` is this
+        `Timers`): an object that is its own timer arms it again and again,
+        each time once it ran or was cancelled.
+        """
+        timer._due = due
+        timer._call = call
+        timer._args = args
+        self._seq = seq = self._seq + 1
+        timer._seq = seq
+        heappush(self._heap, (due, seq, timer))
         self._live += 1
         if due < self._armed_at:
             if self._armed is not None:
@@ -107,18 +141,17 @@ class Timers:
         """Timers pending (neither run nor cancelled)."""
         return self._live
 
-    def _cancelled(self) -> None:
-        self._live -= 1
-        if not self._live:
-            self._heap.clear()
-            self._dead = 0
-            self._disarm()
-            return
-        self._dead += 1
-        if self._dead > _COMPACT_AT and self._dead > self._live:
-            heap = self._heap = [entry for entry in self._heap if entry[2]._call is not None]
-            heapify(heap)
-            self._dead = 0
+    def _emptied(self) -> None:
+        """The last pending timer was cancelled: nothing is kept, and no `DelayedCall` stays pending."""
+        self._heap.clear()
+        self._dead = 0
+        self._disarm()
+
+    def _compact(self) -> None:
+        # (`_pending` inlined: it runs for every entry)
+        heap = self._heap = [e for e in self._heap if e[2]._call is not None and e[2]._seq == e[1]]
+        heapify(heap)
+        self._dead = 0
 
     def _disarm(self) -> None:
         armed, self._armed = self._armed, None
@@ -132,11 +165,12 @@ class Timers:
         self._armed = None
         self._armed_at = inf
         while self._heap and self._heap[0][0] <= limit:  # a call may compact or clear the heap: read it afresh
-            timer = heappop(self._heap)[2]
-            call = timer._call
-            if call is None:
+            entry = heappop(self._heap)
+            if not _pending(entry):
                 self._dead -= 1
                 continue
+            timer = entry[2]
+            call = timer._call
             args = timer._args
             timer._call = None
             timer._args = ()
@@ -146,7 +180,7 @@ class Timers:
             except Exception:
                 _log.failure("timer {call!r} failed", call=call)
         heap = self._heap
-        while heap and heap[0][2]._call is None:
+        while heap and not _pending(heap[0]):
             heappop(heap)
             self._dead -= 1
         if heap and heap[0][0] < self._armed_at:  # a call may have armed for a later timer of its own
@@ -162,3 +196,9 @@ class Timers:
             delay = nextafter(delay, 0.0)
         self._armed_at = due
         self._armed = self.clock.callLater(delay, self._fire)
+
+
+def _pending(entry: Tuple[float, int, Timed]) -> bool:
+    """Whether a heap entry is its timer's pending call (not cancelled, run, or armed anew since)."""
+    timer = entry[2]
+    return timer._call is not None and timer._seq == entry[1]

@@ -331,3 +331,39 @@ def test_back_pressure_suspends_the_body_timer():
     seen["t"].resumeProducing()
     clock.advance(5)
     assert upstream_response.transport.stopped
+
+
+def test_a_lone_target_taken_without_asking_the_balancer_follows_the_serving_tier():
+    """The one-target shortcut is recomputed with the candidates: drained, it is no longer chosen; back, it is."""
+    upstream, agent, _ = make_upstream("targets: [{url: 'http://a'}]")
+    upstream.drained.add("http://a")
+    upstream.refresh()
+    d, _ = forward(upstream)
+    assert isinstance(error_of(d), NoHealthyUpstream) and agent.sent == []
+    upstream.drained.clear()
+    upstream.refresh()
+    d, call = forward(upstream)
+    agent.sent[0].answer(200)
+    assert outcome(d).code == 200 and call.target.url == "http://a"
+
+
+def test_a_lone_target_with_a_breaker_still_asks_it():
+    """No shortcut past a breaker: an open one refuses the lone target (503), as the balancer's way would."""
+    upstream, agent, _ = make_upstream(
+        "targets: [{url: 'http://a'}]\ncircuit_breaker: {failure_threshold: 1, recovery_timeout: 30s}"
+    )
+    d, _ = forward(upstream)
+    agent.sent[0].refuse()
+    error_of(d)
+    d, _ = forward(upstream)
+    assert isinstance(error_of(d), (CircuitOpen, NoHealthyUpstream)) and len(agent.sent) == 1
+
+
+def test_a_retry_on_a_lone_target_goes_to_it_again():
+    """The tried targets are noted as a retry starts: with one target, the retry is on that one."""
+    upstream, agent, clock = make_upstream("targets: [{url: 'http://a'}]\nretry: {attempts: 2, backoff: 10ms}")
+    d, call = forward(upstream)
+    agent.sent[0].refuse()
+    clock.advance(0.01)
+    agent.sent[1].answer(200)
+    assert outcome(d).code == 200 and call.attempts == 2 and agent.hosts() == [b"a", b"a"]

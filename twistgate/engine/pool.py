@@ -121,12 +121,26 @@ class UpstreamPool:
         return pooled
 
     def dispatch(self, pooled: PooledRequest) -> None:
-        """Send a prepared `PooledRequest`: on the warmest idle connection of its key, else on a new one."""
-        connection = self._take(pooled.key)
-        if connection is not None:
-            pooled.send_on(connection, True)
-        else:
-            pooled.connect()
+        """
+        Send a prepared `PooledRequest`: on the warmest idle connection of
+        its key that is still fit for use (closing the others on the way),
+        else on a new one.
+        """
+        stack = self._idle.get(pooled.key)
+        if stack:
+            now = self.clock.seconds()
+            oldest_allowed = now - self.idle_timeout
+            while stack:
+                connection = stack.pop()
+                connection.in_pool = False
+                if connection.idle_since > oldest_allowed and not connection.closing:
+                    # Idle for a moment only (a busy pool): the upstream had no reason to close it.
+                    if now - connection.idle_since < _PEEK_AFTER or not connection.looks_closed():
+                        pooled.send_on(connection, True)
+                        return
+                    self.event("closed_by_upstream", pooled.key)
+                connection.close()
+        pooled.connect()
 
     def idle_count(self, key: Hashable) -> int:
         return len(self._idle.get(key, ()))
@@ -149,23 +163,6 @@ class UpstreamPool:
         return DeferredList(waits) if waits else succeed(None)
 
     # -- the idle stacks ------------------------------------------------------------
-
-    def _take(self, key: Hashable) -> Optional[HTTP1ClientProtocol]:
-        stack = self._idle.get(key)
-        if not stack:
-            return None
-        now = self.clock.seconds()
-        oldest_allowed = now - self.idle_timeout
-        while stack:
-            connection = stack.pop()
-            connection.in_pool = False
-            if connection.idle_since > oldest_allowed and not connection.closing:
-                # Idle for a moment only (a busy pool): the upstream had no reason to close it.
-                if now - connection.idle_since < _PEEK_AFTER or not connection.looks_closed():
-                    return connection
-                self.event("closed_by_upstream", key)
-            connection.close()
-        return None
 
     def release(self, connection: HTTP1ClientProtocol) -> None:
         """A connection whose exchange ended cleanly and may persist."""

@@ -31,7 +31,8 @@ class Attempt(ResponseWatch):
     def __init__(self, upstream: "Upstream", target: "Target", ticket: Optional[int], read: float) -> None:
         # The base's fields too, here: one call less per attempt.
         timers = upstream.timers
-        self.timers = timers
+        self.timers = self._owner = timers
+        self._call = None  # its timer's (`twistgate.timers.Timed`): not armed
         self.clock = clock = timers.clock
         self.idle = read  # the read timeout
         self._response: Any = None  # the upstream's, once its head arrived
@@ -60,12 +61,28 @@ class Attempt(ResponseWatch):
         self._close()
 
     def answered(self, response: Any) -> "Attempt":
-        """A response head arrived: latency, and failing statuses count at once; the attempt now stands for it."""
-        self.watch(response)
-        status = response.code
-        upstream, target = self.upstream, self.target
+        """
+        A response head arrived: latency, and failing statuses count at once;
+        the attempt now stands for it (`ResponseWatch`'s face).  Its timer
+        runs on, for the body when it is delivered at once (see `handed_over`).
+        """
+        self._response = response
+        self.on_timeout = self.route_deadline = None
+        self.code = status = response.code
+        self.phrase = response.phrase
+        self.headers = response.headers
+        self.length = response.length
+        self.version = response.version
+        self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
         self.head_at = now = self.clock.seconds()
-        target.latency.add(now - self.started, now)
+        self.target.latency.add(now - self.started, now)
+        if self.breaker_due or self.outlier_due:
+            self._count_failing(status)
+        return self
+
+    def _count_failing(self, status: int) -> None:
+        """A status the breaker or the outlier detector counts as a failure counts at once."""
+        upstream, target = self.upstream, self.target
         failing = False
         if self.breaker_due and status in target.breaker.config.statuses:  # type: ignore[union-attr]
             self.breaker_due = False
@@ -78,13 +95,13 @@ class Attempt(ResponseWatch):
             failing = True
         if failing:
             target.last_error = f"answered {status}"
-        return self
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
         """The response body ended (`ok`: complete, or stopped by the gateway)."""
         if not ok:
             self.target.last_error = error
-        self._settle(ok)
+        if self.breaker_due or self.outlier_due:
+            self._settle(ok)
         self._close()
 
     def abandon(self) -> None:

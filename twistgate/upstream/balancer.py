@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from math import exp
 from random import Random
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
@@ -57,19 +58,26 @@ class LatencyAverage:
         return self.value * math.exp(-max(0.0, now - self.at) / LATENCY_DECAY)
 
     def add(self, sample: float, now: float) -> None:
-        # `current` and the sample's weight share one decay factor: one exp
-        # per response (none while the clock has not moved), not two.
-        elapsed = now - self.at
-        decay = math.exp(-elapsed / LATENCY_DECAY) if elapsed > 0.0 else 1.0
-        value = self.value * decay if self.samples else 0.0
-        if not self.samples or sample > value:
-            self.value = sample
+        # On every response's path: no builtin called but the one exp.
+        samples = self.samples
+        self.samples = samples + 1
+        if samples:
+            # `current` and the sample's weight share one decay factor: one exp
+            # per response (none while the clock has not moved), not two.
+            elapsed = now - self.at
+            decay = exp(-elapsed / LATENCY_DECAY) if elapsed > 0.0 else 1.0
+            value = self.value * decay
+            if sample > value:
+                self.value = sample
+            else:
+                # Time-decayed, but every sample counts for at least a tenth.
+                fresh = 1 - decay
+                if fresh < 0.1:
+                    fresh = 0.1
+                self.value = value * (1 - fresh) + sample * fresh
         else:
-            # Time-decayed, but every sample counts for at least a tenth.
-            fresh = max(1 - decay, 0.1)
-            self.value = value * (1 - fresh) + sample * fresh
+            self.value = sample
         self.at = now
-        self.samples += 1
 
 
 class Strategy:

@@ -16,7 +16,7 @@ attempt, another client or an extension balancer still go through Deferreds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectingCancelledError
@@ -73,7 +73,7 @@ class Forwarding(PooledRequest):
         self.body = body
         self.call = call
         self.preserve_host = preserve_host
-        self.tried: List[Any] = []
+        self.tried: Sequence[Any] = ()  # the targets tried before a retry (noted as it starts)
         self.current: Any = None  # an attempt (a Deferred, or _SENDING) or a backoff wait, to cancel
         self.attempt: Optional[Attempt] = None  # the attempt under way, until its head or failure
         self._watch: Optional[WatchedBody] = None  # the current attempt's body, while it is sent
@@ -91,7 +91,11 @@ class Forwarding(PooledRequest):
             keep = getattr(body, "keep_for_replay", None)
             if keep is not None:
                 keep(retry.replay_buffer if retry is not None else DEFAULT_REPLAY_BUFFER)
-        self._attempt()
+        lone = upstream._lone  # `Upstream.admit`'s answer for a lone target, without the asking
+        if lone is not None and prefer is None:
+            self._send_to(lone)
+        else:
+            self._attempt()
 
     # -- one attempt ---------------------------------------------------------
 
@@ -128,7 +132,6 @@ class Forwarding(PooledRequest):
             return
         upstream = self.upstream
         target, ticket = admitted
-        self.tried.append(target)
         attempt = Attempt(upstream, target, ticket, self.policy.read)
         call = self.call
         call.target = target
@@ -149,16 +152,21 @@ class Forwarding(PooledRequest):
             )
         policy = self.policy
         pool = upstream.pool
-        if pool is not None and upstream.untraced():
+        tracer = upstream.events.tracer
+        if pool is not None and (tracer is None or tracer.exporter is None):  # no span of its own to make
             # The hot path: this object is the pool's request, no Deferred anywhere.
+            endpoint = target.endpoint
+            if endpoint is None or policy.connect != upstream.connect:
+                endpoint = upstream.endpoint_of(target, policy.connect)
             self.prepare(
-                pool, target.key, upstream.endpoint_of(target, policy.connect), request.method, request.target,
-                request.headers, body, call.interim, request.prepared_fields,
+                pool, target.key, endpoint, request.method, request.target, request.headers, body, call.interim,
+                request.prepared_fields,
             )
             self.attempt = attempt
             self.current = _SENDING
             if watch is None and call.deadline is not None and call.deadline.timer is None:
-                attempt.wait_head_within(self._stop_sending, call.deadline)  # one timer for the read and route timeouts
+                # One timer for the read and route timeouts, from the attempt's start.
+                attempt.wait_head_within(self._stop_sending, call.deadline, attempt.started)
             else:
                 self._arm_route()
                 if watch is None or watch.sent:
@@ -201,8 +209,24 @@ class Forwarding(PooledRequest):
         except Exception:
             self._crashed(Failure())
 
-    #: The pool's outcome (`PooledRequest`): the head, or the failure.
-    answered = refused = _settled_safely
+    #: The pool's failure (`PooledRequest`).
+    refused = _settled_safely
+
+    def answered(self, response: Any) -> None:
+        """
+        The pool's head (`PooledRequest`).  The usual case (no body was
+        sent, no retry policy, still wanted) goes straight to `_succeed`:
+        what `_settled` and `_got_head` would do for it, without them.
+        """
+        if self._watch is not None or self.done or self.policy.retry is not None:
+            self._settled_safely(response)
+            return
+        attempt, self.attempt = self.attempt, None
+        self.current = None
+        try:
+            self._succeed(attempt.answered(response))  # type: ignore[union-attr]
+        except Exception:
+            self._crashed(Failure())
 
     def _cancel_current(self) -> None:
         current = self.current
@@ -274,7 +298,7 @@ class Forwarding(PooledRequest):
             reason=reason,
         )
         self.last_error = error
-        if self._may_retry(kind, None, sent=kind != CONNECT_FAILURE):
+        if self._may_retry(kind, None, attempt, sent=kind != CONNECT_FAILURE):
             return
         self._fail(error)
 
@@ -283,15 +307,15 @@ class Forwarding(PooledRequest):
         watched = attempt.answered(response)
         retry = self.policy.retry
         if retry is not None and status in retry.statuses:
-            if self._may_retry(None, status, sent=True):
+            if self._may_retry(None, status, attempt, sent=True):
                 _discard(watched)
                 return
         self._succeed(watched)
 
     # -- retries -------------------------------------------------------------
 
-    def _may_retry(self, kind: Optional[str], status: Optional[int], *, sent: bool) -> bool:
-        """Start the backoff before another attempt, if every rule allows one (see retry.py)."""
+    def _may_retry(self, kind: Optional[str], status: Optional[int], attempt: Attempt, *, sent: bool) -> bool:
+        """Start the backoff before another attempt (`attempt`'s target noted as tried), if every rule allows one (see retry.py)."""
         policy = self.policy
         retry = policy.retry
         if retry is None or self.call.attempts >= retry.attempts:
@@ -311,6 +335,7 @@ class Forwarding(PooledRequest):
         if not upstream.budget.withdraw():
             _log.info("upstream {upstream}: retry budget exhausted; not retrying", upstream=upstream.name)
             return False
+        self.tried = [*self.tried, attempt.target]
         self._arm_route()  # no attempt's timer stands for it during the backoff
         wait = deferLater(upstream.clock, delay, lambda: None)
         self.current = wait
@@ -333,10 +358,12 @@ class Forwarding(PooledRequest):
 
     def _succeed(self, response: Attempt) -> None:
         self.done = True
-        self._stop_total()
+        if self.total_timer is not None:
+            self._stop_total()
         self.call.head_at = response.head_at
         self.on_head(response)
-        response.handed_over()
+        if response.timer is not None:  # (else nothing to hand over: `handed_over`)
+            response.handed_over()
 
     def _fail(self, error: GatewayError) -> None:
         self.done = True

@@ -52,6 +52,7 @@ class TargetChoice:
     #: The balancer picks a lone candidate with no side effect (no random
     #: draw, no state): it need not be asked (a built-in's `only_one_picks_itself`).
     _only_one_picks_itself = False
+    _lone: Any  # (`twistgate.upstream.membership.TargetSet`)
 
     def candidates(self) -> List[Target]:
         """The targets a request may be sent to now, of every tier."""
@@ -73,10 +74,8 @@ class TargetChoice:
                 admitted = _admitted(prefer)
                 if admitted is not None:
                     return admitted
-        elif not tried and self._only_one_picks_itself:
-            ready = self._ready
-            if len(ready) == 1 and ready[0].breaker is None:
-                return ready[0], None  # what the balancer would pick, without the asking
+        elif not tried and self._lone is not None:
+            return self._lone  # what the balancer would pick, without the asking
         if not tried:
             return self._place(self._ready, request, self._fallback, tried)
         tiers = [self._ready, *self._fallback]

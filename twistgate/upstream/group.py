@@ -210,7 +210,10 @@ class Upstream(TargetSet, TargetChoice, Sending):
         (``on_failed`` then hears `CancelledError`).
         """
         call.upstream = self.name
-        return Forwarding(self, self.policy_for(route), request, body, call, preserve_host, prefer, on_head, on_failed)
+        # (`policy_for`'s usual answer, without the call)
+        cached = self._route_policies.get(route.name) if route is not None else None
+        policy = cached[1] if cached is not None and cached[0] is route else self.policy_for(route)
+        return Forwarding(self, policy, request, body, call, preserve_host, prefer, on_head, on_failed)
 
     # -- lifetime ------------------------------------------------------------
 

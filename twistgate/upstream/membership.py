@@ -41,6 +41,11 @@ class TargetSet:
     _ready: List[Target]
     _fallback: List[List[Target]]
     _tiered: bool  # targets of more than one priority
+    _only_one_picks_itself: bool
+    #: ``(target, None)`` while the serving tier is one target without a
+    #: breaker and the balancer picks a lone candidate itself: what `admit`
+    #: answers a first attempt without asking (None otherwise).
+    _lone: Any = None
 
     def _set_targets(self, resolved: Sequence[Resolved]) -> None:
         """Make `resolved` the target set, keeping the state of targets that stay."""
@@ -110,6 +115,8 @@ class TargetSet:
             )
         self._ready = ready
         self._fallback = fallback
+        lone = len(ready) == 1 and ready[0].breaker is None and self._only_one_picks_itself
+        self._lone = (ready[0], None) if lone else None
 
     def refresh(self) -> None:
         """The drained set changed (`twistgate.ops.drain`): choose again."""

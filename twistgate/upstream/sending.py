@@ -94,19 +94,16 @@ class Sending:
         self._endpoints = not isinstance(client, AgentClient)
         #: Whether the client reports 1xx responses (``request(..., interim=...)``).
         self.interim_capable = _takes_interim(client)
-        #: The HTTP/1.1 engine's pool behind the client, or None: an untraced
-        #: attempt is then the pool's request itself (`twistgate.upstream.call`).
+        #: The HTTP/1.1 engine's pool behind the client, or None: an attempt
+        #: without a span of its own (no exporting tracer) is then the pool's
+        #: request itself (`twistgate.upstream.call`).
         self.pool = client.pool if isinstance(client, PooledClient) else None
-        self._connect = self.config.timeouts.connect
-
-    def untraced(self) -> bool:
-        """Whether attempts go out without a span of their own (then `pool` may be used directly)."""
-        tracer = self.events.tracer
-        return tracer is None or tracer.exporter is None
+        #: The connect timeout `Target.endpoint` is made with (another one gets an endpoint of its own).
+        self.connect = self.config.timeouts.connect
 
     def endpoint_of(self, target: Target, connect: float) -> Any:
         """The endpoint that reaches `target` with a `connect` timeout (made once per target and timeout)."""
-        if connect != self._connect:
+        if connect != self.connect:
             return self.with_connect_timeout(target, connect).endpoint
         endpoint = target.endpoint
         if endpoint is None:

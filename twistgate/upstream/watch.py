@@ -34,6 +34,7 @@ from zope.interface import implementer
 
 from twistgate.errors import UpstreamTimeout
 from twistgate.relay import body_ended_cleanly
+from twistgate.timers import Timed
 from twistgate.upstream.failures import describe
 
 #: Called once with (ok, error text) when the body is over.
@@ -45,17 +46,21 @@ class BodyIdleTimeout(UpstreamTimeout):
 
 
 @implementer(IPushProducer)
-class ResponseWatch:
+class ResponseWatch(Timed):
     """
     The response face and the body watch of an attempt (see the module
     docstring); `body_over(ok, error)` is the subclass's, and so is the
-    setting of every field (`Attempt.__init__`: one call less per attempt).
+    setting of every field (`Attempt.__init__`, and `Attempt.answered` for
+    the response's: one call less per attempt).
+    It is its own timer (`Timed`, armed on `timers`): ``timer`` is itself
+    while armed, None otherwise.
     """
 
     __slots__ = (
         "_response", "code", "phrase", "headers", "length", "version", "whole_body",
         "timers", "clock", "idle", "timer", "on_timeout", "timed_out", "last", "route_deadline",
         "inner", "transport", "paused", "stopped_here", "delivering",
+        "_owner", "_due", "_call", "_args", "_seq",  # its timer's (`Timed`)
     )  # fmt: skip
 
     def body_over(self, ok: bool, error: Optional[str]) -> None:
@@ -66,39 +71,29 @@ class ResponseWatch:
     def wait_head(self, on_timeout: Callable[[], None]) -> None:
         """Start the read timeout: no head within it calls `on_timeout()` (which cancels the attempt)."""
         self.on_timeout = on_timeout
-        self.timer = self.timers.call_later(self.idle, self._expired)
+        self.timer = self.timers.arm(self, self.clock.seconds() + self.idle, self._expired)
 
-    def wait_head_within(self, on_timeout: Callable[[], None], deadline: Any) -> None:
+    def wait_head_within(self, on_timeout: Callable[[], None], deadline: Any, now: float) -> None:
         """
         `wait_head` on one timer with the route timeout not yet armed
         (`deadline`: the exchange), due at whichever comes first: the route's
         expiry goes to ``deadline.route_expired()`` (the exchange cancels the
         call), the read timeout's to `on_timeout` as with `wait_head`.
+        `now`: the clock's time, read by the caller already.
         """
         self.on_timeout = on_timeout
-        due = self.clock.seconds() + self.idle
+        due = now + self.idle
         if deadline.due <= due:
             due = deadline.due
             self.route_deadline = deadline
-        self.timer = self.timers.call_at(due, self._expired)
-
-    def watch(self, response: Any) -> None:
-        """
-        The head arrived: stand in for `response`.  The timer runs on, for
-        the body when it is delivered at once (see `handed_over`).
-        """
-        self._response = response
-        self.on_timeout = self.route_deadline = None
-        self.code = response.code
-        self.phrase = response.phrase
-        self.headers = response.headers
-        self.length = response.length
-        self.version = response.version
-        self.whole_body = getattr(response, "whole_body", None)  # only the HTTP/1.1 client's have it
+        self.timer = self.timers.arm(self, due, self._expired)
 
     def took_whole(self) -> None:
         """The exchange answered with `whole_body` (no delivery): the body is over, cleanly."""
-        self.stop_timer()
+        timer = self.timer
+        if timer is not None:  # (`stop_timer`: the route's deadline went with the head)
+            self.timer = None
+            timer.cancel()
         self.body_over(True, None)
 
     def handed_over(self) -> None:
@@ -177,7 +172,7 @@ class ResponseWatch:
         if not self.stopped_here and not self.paused:
             self.last = now = self.clock.seconds()
             if self.timer is None:
-                self.timer = self.timers.call_at(now + self.idle, self._expired)
+                self.timer = self.timers.arm(self, now + self.idle, self._expired)
             # else the head's, due no later than now + idle: it re-arms itself for the rest when it fires
 
     def stop_timer(self) -> None:
@@ -203,7 +198,7 @@ class ResponseWatch:
             return  # not delivered (yet): delivering it starts the wait
         due = self.last + self.idle
         if due > self.clock.seconds():  # a chunk came meanwhile: wait for the rest of its window
-            self.timer = self.timers.call_at(due, self._expired)
+            self.timer = self.timers.arm(self, due, self._expired)
             return
         self.timed_out = True
         self.transport.stopProducing()
