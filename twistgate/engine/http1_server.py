@@ -121,8 +121,8 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
             while not self._closing:
                 state = self._state
                 if state == _HEAD:
-                    if not self._next_head():
-                        break
+                    if not self._next_head() or not self._buffer:
+                        break  # (with nothing buffered, no state has anything to do)
                 elif state == _BODY:
                     if not self._read_body():
                         break
