@@ -98,7 +98,7 @@ class RequestHeadParser(FieldCollector):
         try:
             parser.feed_data(head)
         except HttpParserUpgrade:
-            self._parser = None  # httptools resumed the parser already; the engine frames what follows (and starts afresh)
+            self._parser = None  # the engine frames what follows, and the next head starts afresh
         except HttpParserError as error:
             self._parser = None
             raise BadRequest(f"Malformed request: {error}.") from None

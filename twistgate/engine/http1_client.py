@@ -179,8 +179,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         if self._request is None and self._response is None:
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
-        # An answer's first read starts with its head: an HTTP/1.1 status line seen
-        # there need not be asked of the parser (`get_http_version` formats a str).
+        # An answer's first read starts with its head: no need to ask the parser (`get_http_version` formats a str).
         self._http11_head = not self._read_size and data.startswith(b"HTTP/1.1 ")
         self._read_size = len(data)
         try:
