@@ -112,6 +112,27 @@ def test_http10_persists_only_with_keep_alive():
     assert s.pool.idle_count("k") == 1
 
 
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],  # a 1.1 read, a 1.0 answer
+        [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+        [b"HTTP/1.0 200 OK\r\nContent-", b"Length: 2\r\n\r\nok"],
+        [b"\r\nHTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+    ],
+)
+def test_the_answer_version_is_its_own_head_s_however_it_arrives(reads):
+    """Only the first head of an answer's first read may be taken as HTTP/1.1 from that read's start."""
+    s = Setup()
+    d = s.request()
+    for data in reads:
+        s.answer(data)
+    response = result(d)
+    assert response.version == (b"HTTP", 1, 0)
+    body_of(response)
+    assert s.pool.idle_count("k") == 0  # HTTP/1.0 without keep-alive
+
+
 def test_close_delimited_body_ends_with_potential_data_loss_and_is_not_pooled():
     s = Setup()
     d = s.request()

@@ -54,6 +54,7 @@ class VersionNotSupported(GatewayError):
 
 
 OWS = (b" ", b"\t")
+_OWS_BYTES = (32, 9)  # SP, HTAB
 
 
 def wrap_headers(raw: Dict[bytes, List[bytes]]) -> Headers:
@@ -90,13 +91,13 @@ class FieldCollector:
             key = NAMES[name]  # a subscript beats .get() and `or`: ~0.05 us a field, on every field
         except KeyError:
             key = canonical(name)
-        if value.endswith(OWS):
+        if value and value[-1] in _OWS_BYTES:  # (a byte compared costs a fifth of `endswith`'s call)
             value = value.rstrip(b" \t")
-        values = self._raw.get(key)
-        if values is None:
-            self._raw[key] = [value]
+        raw = self._raw
+        if key in raw:
+            raw[key].append(value)
         else:
-            values.append(value)
+            raw[key] = [value]
 
 
 _KEEP_ALIVE_11 = {b"keep-alive": True, b"Keep-Alive": True, b"close": False, b"Close": False}

@@ -9,43 +9,37 @@ does, and only once the head passed every check.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from twistgate.engine.parsers import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from twistgate.engine.framing import FieldCollector, VersionNotSupported, body_framing, check_request_line, persists
+from twistgate.engine.framing import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    FieldCollector,
+    VersionNotSupported,
+    body_framing,
+    check_request_line,
+    persists,
+)
 from twistgate.engine.limits import ServerLimits
 from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
+from twistgate.headers import Headers
 
 __all__ = ["ParsedHead", "RequestHeadParser"]
 
 Raw = Dict[bytes, List[bytes]]
 
 
-class ParsedHead:
-    """A request head that passed every check."""
+#: What `RequestHeadParser.parse` returns: ``(method, target, version, headers,
+#: keep_alive, expects_continue, chunked, length)``, a plain tuple (an object
+#: with an ``__init__`` costs a call per request).  ``version`` is
+#: ``b"HTTP/1.1"`` or ``b"HTTP/1.0"``; ``length`` is the Content-Length (0 if none).
+ParsedHead = Tuple[bytes, bytes, bytes, Headers, bool, bool, bool, int]
 
-    __slots__ = ("method", "target", "http11", "raw", "keep_alive", "expects_continue", "chunked", "length")
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        http11: bool,
-        raw: Raw,
-        keep_alive: bool,
-        expects_continue: bool,
-        chunked: bool,
-        length: int,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.http11 = http11
-        self.raw = raw
-        self.keep_alive = keep_alive
-        self.expects_continue = expects_continue
-        self.chunked = chunked
-        self.length = length
+#: Fields that change how a request is framed or kept: a head without any of them is the common case.
+_FRAMING_FIELDS = frozenset({CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, b"Expect"})
 
 
 class RequestHeadParser(FieldCollector):
@@ -56,7 +50,6 @@ class RequestHeadParser(FieldCollector):
         self._parser: Optional[HttpRequestParser] = None
         self._raw: Raw = {}
         self._head_done = False
-        self._message_done = False
         self._line_seen = False  # a partial head's request line ended within the limit
 
     def check_partial(self, buf: bytes, start: int) -> None:
@@ -101,19 +94,17 @@ class RequestHeadParser(FieldCollector):
         if parser is None:
             parser = self._parser = HttpRequestParser(self)
         self._raw = raw = {}
-        self._head_done = self._message_done = False
+        self._head_done = False
         try:
             parser.feed_data(head)
         except HttpParserUpgrade:
-            pass  # httptools resumed the parser already; the engine frames what follows
+            self._parser = None  # the engine frames what follows, and the next head starts afresh
         except HttpParserError as error:
             self._parser = None
             raise BadRequest(f"Malformed request: {error}.") from None
         if not self._head_done:
             self._parser = None
             raise BadRequest("Malformed request head.")
-        if not self._message_done:
-            self._parser = None  # llhttp waits for a body the engine reads itself: start afresh
         # llhttp accepted the head: one CRLF per field line, after the request line and before the blank line.
         if head.count(b"\r\n") - 2 > limits.max_headers:
             raise HeadersTooLarge("Too many request header fields.")
@@ -128,18 +119,21 @@ class RequestHeadParser(FieldCollector):
         hosts = raw.get(b"Host")
         if (hosts is None and http11) or (hosts is not None and len(hosts) != 1):
             raise BadRequest("Exactly one Host header is required.")
+        headers = Headers.__new__(Headers)  # `wrap_headers`, inline: names canonical, values clean
+        headers.raw = raw
+        if _FRAMING_FIELDS.isdisjoint(raw):
+            return method, target, version, headers, http11, False, False, 0  # no body; persists as its version says
         chunked, length = body_framing(raw, http11)
+        if chunked or length:
+            self._parser = None  # llhttp waits for a body the engine reads itself: start afresh
         if length > (limits.max_request_body if max_body is None else max_body):
             raise PayloadTooLarge()
-        keep_alive = persists(raw.get(b"Connection"), http11)
+        keep_alive = persists(raw.get(CONNECTION), http11)
         expect = raw.get(b"Expect")
         expects_continue = http11 and expect is not None and expect[0].lower() == b"100-continue"
-        return ParsedHead(method, target, http11, raw, keep_alive, expects_continue, chunked, length)
+        return method, target, version, headers, keep_alive, expects_continue, chunked, length
 
     # httptools callbacks (only a head is ever fed; on_header is FieldCollector's)
 
     def on_headers_complete(self) -> None:
         self._head_done = True
-
-    def on_message_complete(self) -> None:
-        self._message_done = True

@@ -71,6 +71,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         self._chunked = False
         self._pending_head: Optional[bytes] = None
         self._read_size = 0  # bytes in the latest read of this request's answer (0: none yet)
+        self._http11_head = False  # the latest read is the answer's first, and starts "HTTP/1.1 "
         self._phrase = b""
         self._raw: dict = {}
         self._interim = False
@@ -178,6 +179,8 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         if self._request is None and self._response is None:
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
+        # An answer's first read starts with its head: no need to ask the parser (`get_http_version` formats a str).
+        self._http11_head = not self._read_size and data.startswith(b"HTTP/1.1 ")
         self._read_size = len(data)
         try:
             self._parser.feed_data(data)
@@ -213,6 +216,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         code = parser.get_status_code()
+        http11_head, self._http11_head = self._http11_head, False  # (only the read's first head starts it)
         raw = self._raw
         self._raw = {}
         headers = Headers.__new__(Headers)  # `wrap_headers`, inline: names canonical, values clean
@@ -227,7 +231,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
                     _log.failure("on_interim failed")
             return
         self._interim = False
-        version = _VERSIONS.get(parser.get_http_version(), _HTTP11)
+        version = _HTTP11 if http11_head else _VERSIONS.get(parser.get_http_version(), _HTTP11)
         method = self._method
         lengths = raw.get(CONTENT_LENGTH)
         held = lengths is not None and code not in _NO_BODY and method != b"HEAD" and TRANSFER_ENCODING not in raw

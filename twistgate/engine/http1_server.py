@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twistgate.engine.chunked import ChunkedDecoder
 from twistgate.engine.deadline import Deadline
 from twistgate.engine.flow import PIPELINE_PAUSE, ConnectionFlow, ReadFlow, WriteFlow
-from twistgate.engine.framing import error_response, wrap_headers
+from twistgate.engine.framing import error_response
 from twistgate.engine.head import RequestHeadParser
 from twistgate.engine.limits import ServerLimits
 from twistgate.engine.request import ServerRequest
@@ -121,8 +121,8 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
             while not self._closing:
                 state = self._state
                 if state == _HEAD:
-                    if not self._next_head():
-                        break
+                    if not self._next_head() or not self._buffer:
+                        break  # (with nothing buffered, no state has anything to do)
                 elif state == _BODY:
                     if not self._read_body():
                         break
@@ -164,25 +164,15 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
 
     def _new_request(self, head: bytes) -> ServerRequest:
         cap = self._body_cap()
-        parsed = self._heads.parse(head, cap)
+        method, target, version, headers, keep_alive, expects_continue, chunked, length = self._heads.parse(head, cap)
         body = None
-        if parsed.chunked:
+        if chunked:
             body = StreamingBody(None, self._read_flow)
             self._chunks = ChunkedDecoder(cap, self._limits.max_header_bytes)
-        elif parsed.length:
-            body = StreamingBody(parsed.length, self._read_flow)
-            self._body_left = parsed.length
-        return ServerRequest(
-            self,
-            parsed.method,
-            parsed.target,
-            b"HTTP/1.1" if parsed.http11 else b"HTTP/1.0",
-            wrap_headers(parsed.raw),
-            parsed.keep_alive,
-            parsed.expects_continue,
-            body,
-            cap,
-        )
+        elif length:
+            body = StreamingBody(length, self._read_flow)
+            self._body_left = length
+        return ServerRequest(self, method, target, version, headers, keep_alive, expects_continue, body, cap)
 
     # -- bodies ----------------------------------------------------------------
 
