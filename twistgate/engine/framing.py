@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.errors import BadRequest, GatewayError, error_body
-from twistgate.headers import Headers, canonical_name
+from twistgate.headers import canonical_name
 from twistgate.http import new_request_id
 from twistgate.reasons import reason_for
 
@@ -34,7 +34,6 @@ __all__ = [
     "head_bytes",
     "persists",
     "response_length",
-    "wrap_headers",
     "status_line",
 ]
 
@@ -56,12 +55,6 @@ class VersionNotSupported(GatewayError):
 OWS = (b" ", b"\t")
 _OWS_BYTES = (32, 9)  # SP, HTAB
 
-
-def wrap_headers(raw: Dict[bytes, List[bytes]]) -> Headers:
-    """A `Headers` around a dict the engine built itself (names canonical, values clean): no copy, no checks."""
-    headers = Headers.__new__(Headers)
-    headers.raw = raw
-    return headers
 
 NAMES: Dict[bytes, bytes] = {}  # wire name -> canonical name (read it inline on hot paths)
 

@@ -119,7 +119,7 @@ class RequestHeadParser(FieldCollector):
         hosts = raw.get(b"Host")
         if (hosts is None and http11) or (hosts is not None and len(hosts) != 1):
             raise BadRequest("Exactly one Host header is required.")
-        headers = Headers.__new__(Headers)  # `wrap_headers`, inline: names canonical, values clean
+        headers = Headers.__new__(Headers)  # around the engine's own dict (names canonical, values clean): no copy, no checks
         headers.raw = raw
         if _FRAMING_FIELDS.isdisjoint(raw):
             return method, target, version, headers, http11, False, False, 0  # no body; persists as its version says

@@ -3,10 +3,9 @@ One upstream connection speaking HTTP/1.1 on httptools, one request at a time.
 
 The pool (`twistgate.engine.pool`) owns connections and calls `send`; the
 connection reports back to the pool's request object with plain calls
-(`head_received`, `failed`), never Deferreds.  The request head goes out
-with the first body bytes when the body producer has some at once.  A
-connection is offered back to the pool only when the request was fully
-sent, the response fully read, and both sides allow it to persist.
+(`head_received`, `failed`), never Deferreds.  The head goes out with the first
+body bytes when the body producer has some at once.  A connection goes back to
+the pool once the request is sent, the answer read, and both sides allow it.
 """
 
 from __future__ import annotations
@@ -219,7 +218,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         http11_head, self._http11_head = self._http11_head, False  # (only the read's first head starts it)
         raw = self._raw
         self._raw = {}
-        headers = Headers.__new__(Headers)  # `wrap_headers`, inline: names canonical, values clean
+        headers = Headers.__new__(Headers)  # around the engine's own dict (names canonical, values clean): no copy, no checks
         headers.raw = raw
         phrase, self._phrase = self._phrase, b""
         if code < 200 and code != 101:
