@@ -146,6 +146,7 @@ _Remembered = Tuple[Identity, Tuple[Any, Any, Any], Optional[str], VerificationK
 
 class JwtAuthenticator:
     kind = "jwt"
+    reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
 
     def __init__(
         self,
