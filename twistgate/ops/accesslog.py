@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from math import floor
 import sys
 from json.encoder import encode_basestring as _string
 from typing import IO, Any, Callable, Dict, Optional, Tuple
@@ -24,7 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LoggingFile
 
 from twistgate.config.model import ConfigError, ConfigIssue
-from twistgate.ops.logtext import MILLIS, iso_time, milliseconds as _milliseconds, number as _number, second_prefix
+from twistgate.ops.logtext import iso_time, json_time, milliseconds as _milliseconds, number as _number
 from twistgate.ops.metrics import NO_ROUTE
 from twistgate.ops.tracing import NewTrace, TraceContext
 
@@ -159,10 +158,6 @@ _after_durations = _Stretches(_after_duration)
 _after_retries_usual = _Stretches(_after_retries)
 
 
-#: '.000Z","request_id":' to '.999Z","request_id":': the end of the line's time stamp by its milliseconds.
-_JSON_MILLIS = tuple(f'{millis}","request_id":' for millis in MILLIS)
-
-
 def json_line(record: Any) -> str:
     """
     ``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)``
@@ -184,16 +179,6 @@ def json_line(record: Any) -> str:
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
     grpc_status = record.grpc_status
-    # The time stamp: the date of the second last written is kept (logtext.second_prefix).
-    # floor(y + 0.5) is round(y) but at a tie k + 0.5 with k even (one more):
-    # never across a millisecond (that needs k = 1000m - 1, odd), and never
-    # below round(y), so a time rounding up into the next second still takes the long way.
-    second = second_prefix
-    fraction = finished - second[0]
-    if 0.0 <= fraction < 1.0 and (micros := floor(fraction * 1e6 + 0.5)) < 1_000_000:
-        head, millis = second[2], _JSON_MILLIS[micros // 1000]
-    else:
-        head, millis = f'{{"time":"{iso_time(finished)}","request_id":', ""
     try:
         duration = finished - record.started
         duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
@@ -212,7 +197,7 @@ def json_line(record: Any) -> str:
         else:
             after_retries = _after_retries_unusual(record, cache, grpc_status)
         return (
-            f"{head}{millis}{_string(record.request_id)}{_methods[record.method]}{_string(record.path)}"
+            f"{json_time(finished)}{_string(record.request_id)}{_methods[record.method]}{_string(record.path)}"
             f"{_after_paths[(record.route, status, record.error)]}{bytes_in or '0'}"
             f',"bytes_out":{bytes_out},"duration_ms":{duration_ms}{_after_durations[(record.upstream, record.target)]}'
             f'{upstream_ms},"retries":{retries if retries > 0 else "0"}{after_retries}{trace_id}'
