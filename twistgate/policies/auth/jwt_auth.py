@@ -149,11 +149,7 @@ class JwtAuthenticator:
     reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
 
     def __init__(
-        self,
-        config: JwtConfig,
-        clock: Any,
-        static_keys: Sequence[VerificationKey] = (),
-        key_set: Optional[KeySet] = None,
+        self, config: JwtConfig, clock: Any, static_keys: Sequence[VerificationKey] = (), key_set: Optional[KeySet] = None
     ) -> None:
         self.config = config
         self.name = config.name
