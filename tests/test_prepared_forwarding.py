@@ -16,7 +16,10 @@ import pytest
 
 from tests.seam_wiring import Wired
 from tests.test_prepared_fields import _parsed
-from twistgate.chain import _BLIND_TO_FORWARDING, POLICIES
+from twistgate.chain import POLICIES, blind, outside
+from twistgate.policies.ratelimit import stage as rate_limit
+from twistgate.policies import SEES_ALL, Policy, Sight
+from twistgate.policies.auth.jwt_auth import JwtAuthenticator
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.plugins.registry import BUILTIN_PLUGINS, PluginRegistry
 
@@ -175,6 +178,37 @@ def test_which_routes_send_the_forwarding_fields_prepared(upstream: str, route: 
     assert wired.generation.routes_by_name["all"].prepared_forwarding is prepared
 
 
-def test_the_blind_list_names_policies_that_exist() -> None:
-    """A misspelt or renamed policy would silently leave the table (safe, but slow): every name is a policy's."""
-    assert set(_BLIND_TO_FORWARDING) <= {policy.name for policy in POLICIES}
+def test_a_policy_that_declares_nothing_sees_everything() -> None:
+    """When in doubt, not blind: a new policy without a `Sight` keeps both per-field paths."""
+    quiet = Policy(name="new", key="new", build=lambda route, services: object())
+    assert quiet.sight is SEES_ALL and quiet.sight == Sight(forwarding=True, response_fields=True)
+
+
+def test_every_built_in_policy_answers_both_questions() -> None:
+    """One mechanism: each policy on the route declares both flags; `blind` answers the forwarding and the rate limit's question."""
+    wired = Wired(route=JWT_AND_LIMIT, sections=AUTH)
+    route = wired.generation.config.routes[0]
+    for policy in POLICIES:
+        if policy.runs_on(route):
+            sight = policy.sight_on(route, wired.generation.services)
+            assert isinstance(sight, Sight) and isinstance(sight.forwarding, bool) and isinstance(sight.response_fields, bool)
+    assert blind(route, wired.generation.services, "forwarding")
+    assert blind(route, wired.generation.services, "response_fields", outside(rate_limit.POLICY))  # tracing, auth
+    assert not blind(route, wired.generation.services, "response_fields")  # the rate limit itself declares nothing of it
+
+
+def test_a_subclass_of_a_blind_authenticator_is_not_taken_to_be_blind() -> None:
+    """Only the class that declares ``reads_forwarding = False`` itself is blind: a package's subclass may read anything."""
+
+    class Reading(JwtAuthenticator):
+        pass
+
+    wired = Wired(route=JWT_AND_LIMIT, sections=AUTH)
+    route, services = wired.generation.config.routes[0], wired.generation.services
+    assert blind(route, services, "forwarding")
+    real = services.auth.authenticators["tokens"]
+    try:
+        real.__class__ = Reading
+        assert not blind(route, services, "forwarding")
+    finally:
+        real.__class__ = JwtAuthenticator

@@ -28,17 +28,13 @@ the user-facing list (a test keeps it in step with `POLICIES`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Tuple
 
 from twistgate.config.model import ConfigIssue, GatewayConfig, RouteConfig
 from twistgate.http import FORWARDING_FIELDS
 from twistgate.ops.tracing import TraceStage
 from twistgate.policies import Policy, compression, concurrency, cors, server_header, tracing
 from twistgate.policies.auth import policy as auth
-from twistgate.policies.auth.api_keys import ApiKeyAuthenticator
-from twistgate.policies.auth.basic import BasicAuthenticator
-from twistgate.policies.auth.jwt_auth import JwtAuthenticator
-from twistgate.policies.auth.mtls import MtlsAuthenticator
 from twistgate.policies.cache import invalidation, stage as cache
 from twistgate.policies.ratelimit import stage as rate_limit
 from twistgate.policies.transform import headers, request, response
@@ -47,7 +43,7 @@ from twistgate.upstream.balancer import ConsistentHash, Strategy
 if TYPE_CHECKING:
     from twistgate.services import Services
 
-__all__ = ["POLICIES", "build_policies", "forwarding_blind", "only_tracing", "route_sections", "validate"]
+__all__ = ["POLICIES", "blind", "build_policies", "forwarding_blind", "only_tracing", "outside", "route_sections", "validate"]
 
 #: Every built-in policy, in the order requests pass them (responses: reverse).
 POLICIES: Tuple[Policy, ...] = (
@@ -99,41 +95,24 @@ def only_tracing(stages: List[Tuple[str, object]], layers: Any) -> Any:
     return stages[0][1].tracer
 
 
-def _keyed_off_forwarding(parts: Iterable[str]) -> bool:
-    """A `twistgate.request_keys` key that reads a forwarding field (``header:x-forwarded-for``)."""
-    return any(part.startswith("header:") and part[7:].encode("ascii") in FORWARDING_FIELDS for part in parts)
+def outside(policy: Policy) -> Tuple[Policy, ...]:
+    """The policies outside `policy`: before it on the way in, after it on the way out."""
+    return POLICIES[: POLICIES.index(policy)]
 
 
-#: Authenticators that read only their own credential (``Authorization``, an
-#: API key's header or query parameter, the TLS connection) and set only
-#: identity headers, which may never be forwarding fields (the auth parser
-#: refuses them).  Not ``forward`` (its subrequest carries the request's
-#: ``X-Forwarded-*``) nor a package's (it may read anything).
-_BLIND_AUTHENTICATORS = (JwtAuthenticator, BasicAuthenticator, ApiKeyAuthenticator, MtlsAuthenticator)
-
-#: The layers that never read or edit ``X-Forwarded-For/-Proto/-Host``,
-#: ``Forwarded`` or ``Via`` on the request, by policy name: ``(route, stage)
-#: -> True`` when this route's configuration of it does not.  A layer not
-#: listed is taken to read them (the safe side: the per-field path).  Not
-#: listed on purpose: ``cache`` (keys and ``Vary`` name request headers),
-#: ``headers`` (edits request headers by name), ``security_headers`` (reads
-#: ``X-Forwarded-Proto`` for HSTS).
-_BLIND_TO_FORWARDING: Dict[str, Callable[[RouteConfig, Any], bool]] = {
-    "tracing": lambda route, stage: True,  # traceparent and tracestate only
-    "compression": lambda route, stage: True,  # Accept-Encoding and Range, on the way back
-    "cors": lambda route, stage: True,  # Origin and Access-Control-Request-*
-    "identity_headers": lambda route, stage: True,  # identity headers: never forwarding fields (auth parser)
-    "auth": lambda route, stage: all(type(a) in _BLIND_AUTHENTICATORS for a in stage.authenticators),
-    "rate_limit": lambda route, stage: not any(
-        _keyed_off_forwarding(limit.key) for limit in route.policies["rate_limit"].limits
-    ),
-    "concurrency": lambda route, stage: not _keyed_off_forwarding([route.policies["concurrency"].key]),
-    "cache_invalidation": lambda route, stage: True,  # method, scheme, host and path; the answer's Location
-    "rewrite": lambda route, stage: True,  # the path
-    "query": lambda route, stage: True,  # the query; templates know no request header
-    "hide_server_header": lambda route, stage: True,  # the answer only
-    "json_envelope": lambda route, stage: True,  # the answer, the method, the request id
-}
+def blind(route: RouteConfig, services: "Services", what: str, policies: Iterable[Policy] = POLICIES) -> bool:
+    """
+    Whether no layer of `route` among `policies` (every one by default)
+    can look at `what`, a `Sight` field (``"forwarding"``,
+    ``"response_fields"``), as each policy declares it for this route
+    (`Policy.sight_on`; a policy that declares nothing looks at everything);
+    and the route has no plugin, its own or the gateway's (a plugin may look
+    at anything, and a ``trylast`` one runs after every stage).  Decided once
+    per route, from its configuration.
+    """
+    if route.plugins or services.config.plugins:
+        return False
+    return not any(getattr(policy.sight_on(route, services), what) for policy in policies if policy.runs_on(route))
 
 
 def _balancer_blind(balancer: Any) -> bool:
@@ -144,26 +123,15 @@ def _balancer_blind(balancer: Any) -> bool:
     return isinstance(balancer, Strategy)
 
 
-def forwarding_blind(route: RouteConfig, stages: List[Tuple[str, object]], layers: Any, balancers: Iterable[Any]) -> bool:
+def forwarding_blind(route: RouteConfig, services: "Services", balancers: Iterable[Any]) -> bool:
     """
     Whether nothing between the exchange and the upstream can read or edit
-    the forwarding fields on the request: no layer of the route (`stages`:
-    its `build_policies`; `layers`: its chain, plugins included), nor the
-    `balancers` of its upstreams.  Then they go upstream as one prepared
-    block (`twistgate.http.ForwardingPolicy.block`), never in
-    ``request.headers``.  Decided once per route, from `_BLIND_TO_FORWARDING`;
-    any plugin with a per-request hook, the route's own or the gateway's,
-    sees the request and makes it False.
+    the forwarding fields on the request: no layer of the route (`blind`),
+    nor the `balancers` of its upstreams.  Then they go upstream as one
+    prepared block (`twistgate.http.ForwardingPolicy.block`), never in
+    ``request.headers``.
     """
-    if not all(_balancer_blind(balancer) for balancer in balancers):
-        return False
-    blind = {name for name, stage in stages if name in _BLIND_TO_FORWARDING and _BLIND_TO_FORWARDING[name](route, stage)}
-    for hook in ("on_request", "on_response", "on_error"):
-        names = layers.order(hook)
-        # (A plugin named like one of the route's stages shows up twice.)
-        if len(set(names)) != len(names) or not blind.issuperset(names):
-            return False
-    return True
+    return all(_balancer_blind(balancer) for balancer in balancers) and blind(route, services, "forwarding")
 
 
 def validate(config: GatewayConfig) -> List[ConfigIssue]:

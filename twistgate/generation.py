@@ -269,7 +269,7 @@ class Generation:
                 max_request_body=route.max_request_body if route.max_request_body is not None else default_body,
                 trace=chain.only_tracing(stages, layers),
                 blind=destination is not None
-                and chain.forwarding_blind(route, stages, layers, [upstream.balancer for upstream, _ in destination.arms]),
+                and chain.forwarding_blind(route, self.services, [upstream.balancer for upstream, _ in destination.arms]),
             )
             entries.append((route, runtime))
         self.routes: RouteTable[Route] = RouteTable(entries)

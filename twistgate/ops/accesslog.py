@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-from math import floor
 import sys
 from json.encoder import encode_basestring as _string
-from typing import IO, Any, Callable, Dict, Optional
+from typing import IO, Any, Callable, Dict, Optional, Tuple
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LoggingFile
 
 from twistgate.config.model import ConfigError, ConfigIssue
-from twistgate.ops.logtext import MILLIS, iso_time, milliseconds as _milliseconds, number as _number, second_prefix
+from twistgate.ops.logtext import iso_time, json_time, milliseconds as _milliseconds, number as _number
 from twistgate.ops.metrics import NO_ROUTE
-from twistgate.ops.tracing import TraceContext
+from twistgate.ops.tracing import NewTrace, TraceContext
 
 _log = Logger()
 
@@ -81,9 +80,8 @@ def _text(value: Any) -> str:
 
 class _JsonStrings(dict):
     """
-    The JSON text of the values a field repeats line after line (method,
-    route, upstream, target, client, consumer, protocol; None as null),
-    with the line's text around it (``,"route":`` before, ``,"status":``
+    The JSON text of a value a field repeats line after line (the method),
+    with the line's text around it (``,"method":`` before, ``,"path":``
     after): a dict hit instead of a call, an escape and two more pieces to
     join.  Any other value is written as json.dumps writes it, and not kept
     (only str and None are keys, so 1, 1.0 and True never meet).  Cleared
@@ -107,49 +105,64 @@ class _JsonStrings(dict):
         return encoded
 
 
-_STRINGS_KEPT = 4096
-_strings = _JsonStrings()  # cache and close reasons: no text around them
-_methods = _JsonStrings(',"method":', ',"path":')
-_routes = _JsonStrings(',"route":', ',"status":')
-_errors = _JsonStrings(',"error":', ',"bytes_in":')
-_upstreams = _JsonStrings(',"upstream":', ',"upstream_target":')
-_targets = _JsonStrings("", ',"upstream_duration_ms":')
-_clients = _JsonStrings(',"client_ip":', ',"consumer":')
-_consumers = _JsonStrings("", ',"cache":')
-_protocols = _JsonStrings(',"protocol":', ',"grpc_status":')
-_grpc_statuses = _JsonStrings("", ',"trace_id":')
+def _textual(*values: Any) -> bool:
+    """Every value is text or None: a key of them names one line text (1, 1.0 and True would meet)."""
+    return all(value is None or value.__class__ is str for value in values)
 
 
-class _Statuses(dict):
-    """A status code's digits and the text after them (every line writes one of a few): a dict hit instead of a conversion."""
+class _Stretches(dict):
+    """
+    The line's text between two values that change per request, by the
+    repeated values it writes (a tuple: one dict hit for several fields,
+    e.g. route, status and error).  ``write(*values)`` gives the text and
+    whether it may be kept (`_textual`); bounded as `_JsonStrings`.
+    """
 
-    __slots__ = ("after",)
+    __slots__ = ("write",)
 
-    def __init__(self, after: str = "") -> None:
+    def __init__(self, write: Callable[..., Tuple[str, bool]]) -> None:
         super().__init__()
-        self.after = after
+        self.write = write
 
-    def __missing__(self, status: int) -> str:
-        text = int.__repr__(status) + self.after
-        if 0 <= status < 1000:  # (a bounded set)
-            self[status] = text
+    def __missing__(self, values: Tuple[Any, ...]) -> str:
+        text, keep = self.write(*values)
+        if keep:
+            if len(self) >= _STRINGS_KEPT:
+                self.clear()
+            self[values] = text
         return text
 
 
-_statuses = _Statuses()
-_no_error_statuses = _Statuses(',"error":null,"bytes_in":')  # the common line: no error of the gateway's own
+def _after_path(route: Any, status: int, error: Any) -> Tuple[str, bool]:
+    return f',"route":{_text(route)},"status":{int.__repr__(status)},"error":{_text(error)},"bytes_in":', _textual(route, error)
 
 
-#: '.000Z","request_id":' to '.999Z","request_id":': the end of the line's time stamp by its milliseconds.
-_JSON_MILLIS = tuple(f'{millis}","request_id":' for millis in MILLIS)
+def _after_duration(upstream: Any, target: Any) -> Tuple[str, bool]:
+    return f',"upstream":{_text(upstream)},"upstream_target":{_text(target)},"upstream_duration_ms":', _textual(upstream, target)
+
+
+def _after_retries(client_ip: Any, consumer: Any, client_gone: Any, protocol: Any) -> Tuple[str, bool]:
+    """(No cache status nor gRPC status: the usual line.  `client_gone` is written by its truth.)"""
+    gone = "true" if client_gone else "false"
+    return (
+        f',"client_ip":{_text(client_ip)},"consumer":{_text(consumer)},"cache":null,"client_gone":{gone},'
+        f'"protocol":{_text(protocol)},"grpc_status":null,"trace_id":',
+        _textual(client_ip, consumer, protocol),
+    )
+
+
+_STRINGS_KEPT = 4096
+_methods = _JsonStrings(',"method":', ',"path":')
+_after_paths = _Stretches(_after_path)
+_after_durations = _Stretches(_after_duration)
+_after_retries_usual = _Stretches(_after_retries)
 
 
 def json_line(record: Any) -> str:
     """
     ``json.dumps(access_fields(record), separators=(",", ":"), ensure_ascii=False)``
     and a newline, faster: the repeated values come with the text around
-    them (`_JsonStrings`), so the line is one join of 26 pieces (beyond 30
-    an f-string compiles to a list and a join).
+    them (`_JsonStrings`, `_Stretches`), so the line is one join of 20 pieces.
     """
     status, bytes_in, bytes_out = record.status, record.bytes_in, record.bytes_out
     if status.__class__ is not int or bytes_in.__class__ is not int or bytes_out.__class__ is not int:
@@ -165,43 +178,43 @@ def json_line(record: Any) -> str:
     finished = record.finished
     upstream_head = record.upstream_head_seconds
     retries = record.attempts - 1
-    error, grpc_status = record.error, record.grpc_status
-    # The time stamp: the date of the second last written is kept (logtext.second_prefix).
-    # floor(y + 0.5) is round(y) but at a tie k + 0.5 with k even (one more):
-    # never across a millisecond (that needs k = 1000m - 1, odd), and never
-    # below round(y), so a time rounding up into the next second still takes the long way.
-    second = second_prefix
-    fraction = finished - second[0]
-    if 0.0 <= fraction < 1.0 and (micros := floor(fraction * 1e6 + 0.5)) < 1_000_000:
-        head, millis = second[2], _JSON_MILLIS[micros // 1000]
-    else:
-        head, millis = f'{{"time":"{iso_time(finished)}","request_id":', ""
+    grpc_status = record.grpc_status
     try:
         duration = finished - record.started
         duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
         upstream_ms = _milliseconds(upstream_head) if upstream_head is not None else "null"
-        if trace.__class__ is TraceContext:
+        if trace.__class__ is NewTrace:  # (its id cut from its traceparent here: a property call fewer)
+            trace_id = _string(trace.traceparent[3:35].decode("ascii"))
+        elif trace.__class__ is TraceContext:
             trace_id = _string(trace.trace_id)  # (a trace id that is not text: TypeError, the long way)
         elif trace is None:
             trace_id = "null"
         else:
             trace_id = getattr(trace, "trace_id", None)
             trace_id = _string(trace_id) if trace_id.__class__ is str else _text(trace_id)
+        if cache is None and grpc_status is None:
+            after_retries = _after_retries_usual[(record.client_ip, record.consumer, record.client_gone, record.protocol)]
+        else:
+            after_retries = _after_retries_unusual(record, cache, grpc_status)
         return (
-            f"{head}{millis}{_string(record.request_id)}{_methods[record.method]}{_string(record.path)}"
-            f"{_routes[record.route]}"
-            f"{_no_error_statuses[status] if error is None else _statuses[status] + _errors[error]}{bytes_in or '0'}"
-            f',"bytes_out":{bytes_out},"duration_ms":{duration_ms}{_upstreams[record.upstream]}'
-            f'{_targets[record.target]}{upstream_ms},"retries":{retries if retries > 0 else "0"}'
-            f"{_clients[record.client_ip]}{_consumers[record.consumer]}"
-            f"{_strings[str(cache)] if cache is not None else 'null'}"
-            f"""{',"client_gone":true' if record.client_gone else ',"client_gone":false'}"""
-            f"""{_protocols[record.protocol]}{'null,"trace_id":' if grpc_status is None else _grpc_statuses[grpc_status]}"""
-            f"{trace_id}"
+            f"{json_time(finished)}{_string(record.request_id)}{_methods[record.method]}{_string(record.path)}"
+            f"{_after_paths[(record.route, status, record.error)]}{bytes_in or '0'}"
+            f',"bytes_out":{bytes_out},"duration_ms":{duration_ms}{_after_durations[(record.upstream, record.target)]}'
+            f'{upstream_ms},"retries":{retries if retries > 0 else "0"}{after_retries}{trace_id}'
             f"{_websocket_fields(websocket) if websocket is not None else ''}}}\n"
         )
     except TypeError:  # a field not of its declared type (a str field that is not text, an unhashable value)
         return _dumped(record)
+
+
+def _after_retries_unusual(record: Any, cache: Any, grpc_status: Any) -> str:
+    """`_after_retries` for a line with a cache status or a gRPC status."""
+    gone = "true" if record.client_gone else "false"
+    return (
+        f',"client_ip":{_text(record.client_ip)},"consumer":{_text(record.consumer)},'
+        f'"cache":{_text(str(cache)) if cache is not None else "null"},"client_gone":{gone},'
+        f'"protocol":{_text(record.protocol)},"grpc_status":{_text(grpc_status)},"trace_id":'
+    )
 
 
 def _dumped(record: Any) -> str:

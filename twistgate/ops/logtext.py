@@ -26,6 +26,25 @@ second_prefix: list = [math.nan, "", ""]
 MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
+#: '.000Z","request_id":' to '.999Z","request_id":': the end of a JSON line's time stamp by its milliseconds.
+JSON_MILLIS = tuple(f'{millis}","request_id":' for millis in MILLIS)
+
+
+def json_time(seconds: float) -> str:
+    """
+    ``{"time":"<iso_time>","request_id":``: how a JSON access line begins,
+    from the date of the second kept when the time falls in it.  floor(y +
+    0.5) is round(y) but at a tie k + 0.5 with k even (one more): never
+    across a millisecond (that needs k = 1000m - 1, odd), and never below
+    round(y), so a time rounding up into the next second takes `iso_time`'s way.
+    """
+    second = second_prefix
+    fraction = seconds - second[0]
+    if 0.0 <= fraction < 1.0 and (micros := floor(fraction * 1e6 + 0.5)) < 1_000_000:
+        return second[2] + JSON_MILLIS[micros // 1000]
+    return f'{{"time":"{iso_time(seconds)}","request_id":'
+
+
 def iso_time(seconds: float) -> str:
     """UTC ISO 8601 with milliseconds; the date part is formatted once a second."""
     # The same rounding as datetime.fromtimestamp: microseconds rounded, then

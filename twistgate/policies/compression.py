@@ -25,7 +25,7 @@ from twistgate.config._node import Node
 from twistgate.config.model import KiB, Location, RouteConfig
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import BLIND, Policy
 
 try:
     import brotli
@@ -253,4 +253,5 @@ def _build(route: RouteConfig, services: Any) -> Optional[CompressionStage]:
 
 
 #: Compression is outermost: it encodes whatever leaves, cache hits included.
-POLICY = Policy(name="compression", key="compression", parse=parse_compression, build=_build, every_route=True)
+#: (It reads ``Accept-Encoding`` and ``Range``, and edits the coding fields on the way out.)
+POLICY = Policy(name="compression", key="compression", parse=parse_compression, build=_build, every_route=True, sight=BLIND)

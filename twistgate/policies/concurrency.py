@@ -24,7 +24,7 @@ from twistgate.config.model import Location, RouteConfig
 from twistgate.errors import RateLimited
 from twistgate.messages import ProxyRequest
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import Policy, Sight, keyed_off_forwarding
 from twistgate.request_keys import key_part, read_key_part
 
 __all__ = ["ConcurrencyConfig", "ConcurrencyStage", "POLICY", "parse_concurrency"]
@@ -91,5 +91,10 @@ def _build(route: RouteConfig, services: Any) -> ConcurrencyStage:
     return ConcurrencyStage(route.policies["concurrency"])
 
 
+def _sight(route: RouteConfig, services: Any) -> Sight:
+    """Its key may name a forwarding field (``header:x-forwarded-for``)."""
+    return Sight(forwarding=keyed_off_forwarding([route.policies["concurrency"].key]))
+
+
 #: Requests in flight per key; after authentication (key: consumer) and the rate limit.
-POLICY = Policy(name="concurrency", key="concurrency", parse=parse_concurrency, build=_build)
+POLICY = Policy(name="concurrency", key="concurrency", parse=parse_concurrency, build=_build, sight=_sight)

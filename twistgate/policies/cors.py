@@ -34,7 +34,7 @@ from twistgate.config.model import ConfigError, ConfigIssue, Location, RouteConf
 from twistgate.errors import Forbidden, GatewayError, MethodNotAllowed
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import BLIND, Policy
 from twistgate.policies._checks import issues_of
 from twistgate.errors import add_error_headers
 from twistgate.fields import add_vary
@@ -370,4 +370,5 @@ def _validate(route: RouteConfig, config: Any) -> List[ConfigIssue]:
 
 
 #: CORS: preflights answered here, response headers per the Fetch rules.
-POLICY = Policy(name="cors", key="cors", parse=parse_cors, build=_build, validate=_validate)
+#: (It reads ``Origin`` and ``Access-Control-Request-*``, and sets its own fields on the way out.)
+POLICY = Policy(name="cors", key="cors", parse=parse_cors, build=_build, validate=_validate, sight=BLIND)

@@ -14,7 +14,7 @@ from twistgate.config._node import Node
 from twistgate.config.model import RouteConfig
 from twistgate.messages import ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import NOT_FORWARDING, Policy
 
 __all__ = ["POLICY", "ServerHeaderStage"]
 
@@ -34,4 +34,4 @@ def _build(route: RouteConfig, services: Any) -> Optional[ServerHeaderStage]:
 
 
 #: Removes the upstream's Server header.
-POLICY = Policy(name="hide_server_header", key="hide_server_header", parse=_parse, build=_build)
+POLICY = Policy(name="hide_server_header", key="hide_server_header", parse=_parse, build=_build, sight=NOT_FORWARDING)  # the answer only

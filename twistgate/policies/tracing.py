@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from twistgate.config.model import RouteConfig
 from twistgate.ops.tracing import TraceStage
-from twistgate.policies import Policy
+from twistgate.policies import BLIND, Policy
 
 
 def _build(route: RouteConfig, services: Any) -> Optional[TraceStage]:
@@ -14,4 +14,4 @@ def _build(route: RouteConfig, services: Any) -> Optional[TraceStage]:
 
 
 #: First: every later layer and plugin sees the trace.
-POLICY = Policy(name="tracing", build=_build)
+POLICY = Policy(name="tracing", build=_build, sight=BLIND)  # traceparent and tracestate only

@@ -67,6 +67,7 @@ class LookupCache:
 
 class ApiKeyAuthenticator:
     kind = "api_key"
+    reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
 
     def __init__(self, config: ApiKeyConfig, store: Any, clock: Any, usage: Optional[Dict[str, float]] = None) -> None:
         """:param usage: key id -> when it last authenticated a request (for ``/admin/keys``), kept by the caller."""

@@ -74,6 +74,7 @@ def _check(password: bytes, hashed: bytes) -> bool:
 
 class BasicAuthenticator:
     kind = "basic"
+    reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
 
     def __init__(
         self, config: BasicConfig, users: Dict[str, bytes], clock: Any, runner: Any, dummy: Optional[bytes] = None

@@ -146,13 +146,10 @@ _Remembered = Tuple[Identity, Tuple[Any, Any, Any], Optional[str], VerificationK
 
 class JwtAuthenticator:
     kind = "jwt"
+    reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
 
     def __init__(
-        self,
-        config: JwtConfig,
-        clock: Any,
-        static_keys: Sequence[VerificationKey] = (),
-        key_set: Optional[KeySet] = None,
+        self, config: JwtConfig, clock: Any, static_keys: Sequence[VerificationKey] = (), key_set: Optional[KeySet] = None
     ) -> None:
         self.config = config
         self.name = config.name

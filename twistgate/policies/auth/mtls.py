@@ -30,6 +30,7 @@ def default_peer_identity() -> PeerIdentity:
 
 class MtlsAuthenticator:
     kind = "mtls"
+    reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
 
     def __init__(self, config: MtlsConfig, peer_identity: Optional[PeerIdentity] = None) -> None:
         self.config = config

@@ -40,7 +40,7 @@ from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import Forbidden, ServiceUnavailable, Unauthorized
 from twistgate.headers import canonical_name
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import BLIND, Policy, Sight
 
 _log = Logger()
 
@@ -309,7 +309,25 @@ def _build_scrub(route: RouteConfig, services: Any) -> Optional[IdentityHeaderSc
     return IdentityHeaderScrub(auth.identity_headers)
 
 
-#: Client copies of identity headers are removed on every route, auth or not.
-IDENTITY_SCRUB = Policy(name="identity_headers", build=_build_scrub)
+def _auth_sight(route: RouteConfig, services: Any) -> Sight:
+    """
+    Blind to the forwarding fields when each of the route's authenticators
+    says so in its own class (``reads_forwarding = False``: it reads only
+    its credential and sets only identity headers, which the auth parser
+    keeps from being forwarding fields); not ``forward`` (its subrequest
+    carries ``X-Forwarded-*``), nor a package's, nor a subclass of a
+    built-in one (it may read anything).  Nothing of the response.
+    """
+    auth = services.auth
+    names = route.policies["auth"].authenticators
+    if auth is None or not all(name in auth.authenticators for name in names):
+        return Sight(response_fields=False)
+    reads = any(vars(type(auth.authenticators[name])).get("reads_forwarding", True) for name in names)
+    return Sight(forwarding=reads, response_fields=False)
+
+
+#: Client copies of identity headers are removed on every route, auth or not
+#: (identity headers are never forwarding fields: the auth parser refuses them).
+IDENTITY_SCRUB = Policy(name="identity_headers", build=_build_scrub, sight=BLIND)
 #: Who is calling, and whether they may call this route.
-AUTH = Policy(name="auth", key="auth", parse=parse_route_auth, build=_build_auth, validate=_validate_auth)
+AUTH = Policy(name="auth", key="auth", parse=parse_route_auth, build=_build_auth, validate=_validate_auth, sight=_auth_sight)

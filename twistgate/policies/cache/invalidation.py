@@ -20,7 +20,7 @@ from twistgate.policies.cache.rules import SAFE_METHODS
 from twistgate.policies.cache.store import MemoryStore
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import NOT_FORWARDING, Policy
 
 
 def invalidate_after(store: MemoryStore, upstream: str, request: ProxyRequest, response: ProxyResponse) -> None:
@@ -58,4 +58,5 @@ def _build(route: RouteConfig, services: Any) -> Optional[Invalidation]:
 
 
 #: Unsafe methods invalidate what the cache stored for their target, on every route.
-POLICY = Policy(name="cache_invalidation", build=_build)
+#: (The method, scheme, host and path; the answer's ``Location``.)
+POLICY = Policy(name="cache_invalidation", build=_build, sight=NOT_FORWARDING)

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from twistgate.errors import GatewayError, RateLimited, ServiceUnavailable
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import Policy, Sight, keyed_off_forwarding
 from twistgate.policies.ratelimit.algorithms import Decision, Limit, Outcome
 from twistgate.policies.ratelimit.config import LimitConfig, RateLimitConfig, parse_rate_limit
 from twistgate.policies.ratelimit.redis_backend import BackendUnavailable
@@ -214,29 +214,20 @@ class RateLimitStage:
         add_error_headers(failure, decision_headers(self.names, self.limits, self.policy, decision))
 
 
-#: The layers that see a response after this one (`twistgate.chain.POLICIES` before it: the way
-#: out is the reverse) and neither read nor edit its fields, nor replace the response.
-_BLIND_OUTER_LAYERS = frozenset({"tracing", "compression", "cors", "identity_headers", "auth"})
-
-
 def _lines_unseen(route: RouteConfig, services: Any) -> bool:
     """
     Whether the rate-limit fields may go as ready lines on ``route``: no layer
-    that runs after this one on the response's way out can look for them.
-    A plugin might (a ``trylast`` ``on_response`` runs after every stage):
-    a route with any plugin keeps fields, as one with an unknown outer layer.
+    that runs after this one on the response's way out (the policies before
+    it, and any plugin) can look at them (`twistgate.chain.blind`).
     """
-    from twistgate.chain import POLICIES  # (the chain imports this module)
+    from twistgate import chain  # (the chain imports this module)
 
-    if route.plugins or services.config.plugins:
-        return False
-    for policy in POLICIES:
-        if policy is POLICY:
-            return True
-        on_route = policy.key is None or policy.every_route or policy.key in route.policies
-        if on_route and policy.name not in _BLIND_OUTER_LAYERS:
-            return False
-    return False
+    return chain.blind(route, services, "response_fields", chain.outside(POLICY))
+
+
+def _sight(route: RouteConfig, services: Any) -> Sight:
+    """A key may name a forwarding field (``header:x-forwarded-for``)."""
+    return Sight(forwarding=any(keyed_off_forwarding(limit.key) for limit in route.policies["rate_limit"].limits))
 
 
 def _build(route: RouteConfig, services: Any) -> RateLimitStage:
@@ -252,4 +243,4 @@ def _build(route: RouteConfig, services: Any) -> RateLimitStage:
 
 
 #: Rate limits (token bucket, fixed and sliding windows) on the memory or Redis backend.
-POLICY = Policy(name="rate_limit", key="rate_limit", parse=parse_rate_limit, build=_build)
+POLICY = Policy(name="rate_limit", key="rate_limit", parse=parse_rate_limit, build=_build, sight=_sight)

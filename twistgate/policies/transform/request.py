@@ -20,7 +20,7 @@ from twistgate.errors import BadRequest
 from twistgate.messages import ProxyRequest
 from twistgate.pathnorm import InvalidPath, normalize_path
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import NOT_FORWARDING, Policy
 from twistgate.policies._checks import issues_of
 from twistgate.policies.transform.headers import Template, check_templates, template
 
@@ -226,9 +226,11 @@ def _validate_query(route: RouteConfig, config: Any) -> List[ConfigIssue]:
 REWRITE = Policy(
     name="rewrite", key="rewrite", parse=parse_rewrite,
     build=lambda route, services: rewrite_stage(route.policies["rewrite"], route),
+    sight=NOT_FORWARDING,  # the path
 )  # fmt: skip
 #: Query parameter edits.
 QUERY = Policy(
     name="query", key="query", parse=parse_query,
     build=lambda route, services: query_stage(route.policies["query"], route), validate=_validate_query,
+    sight=NOT_FORWARDING,  # the query; templates know no request header
 )  # fmt: skip

@@ -34,7 +34,7 @@ from twistgate.config.model import Location
 from twistgate.errors import GatewayError
 from twistgate.messages import ProxyRequest, ProxyResponse
 from twistgate.plugins.hookspecs import hookimpl
-from twistgate.policies import Policy
+from twistgate.policies import NOT_FORWARDING, Policy
 from twistgate.policies.transform.headers import add_error_headers
 
 SECURITY_KEYS = ("hsts", "content_type_options", "frame_options", "frame_ancestors", "referrer_policy")
@@ -295,4 +295,5 @@ SECURITY_HEADERS = Policy(
 JSON_ENVELOPE = Policy(
     name="json_envelope", key="json_envelope", parse=parse_json_envelope,
     build=lambda route, services: JsonEnvelopeStage(route.policies["json_envelope"]),
+    sight=NOT_FORWARDING,  # the answer, the method, the request id
 )  # fmt: skip
