@@ -318,9 +318,6 @@ class Generation:
             self._date_value = datetimeToString(now)
         return self._date_value
 
-    def exchange_done(self) -> None:
-        self.inflight.done()
-
     # -- lifetime ------------------------------------------------------------
 
     def serve(self) -> int:
