@@ -56,3 +56,16 @@ def test_kinds_of_made_up_methods_or_protocols_are_not_remembered():
     fold([access_record(), access_record(method="FOO"), access_record(protocol="HTTP/9"), access_record()])
     assert list(fold.kinds) == [("r", "GET", 200, "app", "HTTP/1.1")]
     assert ops.stats.routes["r"].count == 4 and ops.metrics.counts.requests[("r", "GET", 200)][0] == 3
+
+
+def test_a_record_that_breaks_the_fold_leaves_the_others_counted():
+    """Every kind seen before the broken record is settled: its requests count, now and at the next fold."""
+    ops = Operations(Clock())
+    fold = ops.pending.sinks[0]
+    try:
+        fold([access_record(), access_record(), object()])
+    except AttributeError:
+        pass
+    fold([access_record()])
+    assert ops.stats.total.count == ops.stats.routes["r"].count == 3
+    assert ops.metrics.counts.requests[("r", "GET", 200)][0] == 3

@@ -70,89 +70,89 @@ class RecordFold:
         if stats is not None:
             total = stats._total
             total_samples = total.samples
-        for record in records:
-            finished = record.finished
-            if counts is not None:
-                key = (record.route, record.method, record.status, record.upstream, record.protocol)
-            else:
-                key = (record.route, record.status)  # (all the stats read: they take records with no more)
-            kind = kinds.get(key)
-            if kind is None:
-                kind = self._kind(key, finished)
-            n = kind.count
-            if not n:
-                seen.append(kind)
-            kind.count = n + 1
-            latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
-            if not latency > 0.0:
-                latency = 0.0
-            state = record.state
-            cached = state and ("cache" in state or "split" in state)  # (a traced request's holds its trace)
-            if stats is not None:
-                sample = (finished, latency)
-                total_samples.append(sample)
-                kind.series.samples.append(sample)  # type: ignore[union-attr]
-                if cached and state.get("cache") is not None:
-                    hit = cache_label(state["cache"]) == "hit"
-                    series = kind.series
-                    if hit:
-                        total.cache_hits += 1
-                        series.cache_hits += 1  # type: ignore[union-attr]
-                    else:
-                        total.cache_misses += 1
-                        series.cache_misses += 1  # type: ignore[union-attr]
-            if counts is None:
-                continue
-            route = kind.route
-            histogram = kind.duration
-            histogram.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1  # le is inclusive, as Prometheus's
-            histogram.total += latency
-            if record.bytes_in:
-                _add(counts.bytes_in, route, record.bytes_in, finished)
-            sent = record.bytes_out
-            if sent:  # (nearly every request sends a body)
-                found = kind.bytes_out
-                if found is None:
-                    found = kind.bytes_out = _entry(counts.bytes_out, route, finished)
-                found[0] += sent
-            upstream = record.upstream
-            if upstream is not None:
-                head = record.upstream_head_seconds
-                if head is not None:
-                    histogram = kind.upstream_duration
-                    if histogram is None:
-                        histogram = kind.upstream_duration = (
-                            counts.upstream_duration.get(upstream)
-                            or _new_histogram(counts.upstream_duration, upstream, finished)
-                        )
-                    if not head > 0.0:
-                        head = 0.0
-                    histogram.buckets[bisect_left(LATENCY_BUCKETS, head)] += 1
-                    histogram.total += head
-                if record.attempts > 1:
-                    _add(counts.retries, upstream, record.attempts - 1, finished)
-            error = record.error
-            if error is not None:
-                if error == "rate_limited":
-                    _add(counts.rate_limited, route, 1, finished)
-                elif error == "unauthorized" or error == "forbidden":
-                    _add(counts.auth_rejected, (route, error), 1, finished)
-            if cached:
-                result = state.get("cache")
-                if result is not None:
-                    _add(counts.cache, (route, cache_label(result)), 1, finished)
-                arm = state.get("split")
-                if arm is not None:
-                    _add(counts.split, (route, arm), 1, finished)
-            if record.client_gone:
-                _add(counts.client_gone, route, 1, finished)
-            grpc_status = record.grpc_status
-            if grpc_status is not None:
-                _add(counts.grpc_calls, (route, GRPC_NAMES.get(grpc_status, "other")), 1, finished)
-        for kind in seen:
-            self._settle(kind)
-        if stats is not None:
-            total.count += len(records)
+        try:
+            for record in records:
+                finished = record.finished
+                if counts is not None:
+                    key = (record.route, record.method, record.status, record.upstream, record.protocol)
+                else:
+                    key = (record.route, record.status)  # (all the stats read: they take records with no more)
+                kind = kinds.get(key)
+                if kind is None:
+                    kind = self._kind(key, finished)
+                n = kind.count
+                if not n:
+                    seen.append(kind)
+                kind.count = n + 1
+                latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
+                if not latency > 0.0:
+                    latency = 0.0
+                state = record.state
+                cached = state and ("cache" in state or "split" in state)  # (a traced request's holds its trace)
+                if stats is not None:
+                    sample = (finished, latency)
+                    total_samples.append(sample)
+                    kind.series.samples.append(sample)  # type: ignore[union-attr]
+                    if cached and state.get("cache") is not None:
+                        hit = cache_label(state["cache"]) == "hit"
+                        series = kind.series
+                        if hit:
+                            total.cache_hits += 1
+                            series.cache_hits += 1  # type: ignore[union-attr]
+                        else:
+                            total.cache_misses += 1
+                            series.cache_misses += 1  # type: ignore[union-attr]
+                if counts is None:
+                    continue
+                route = kind.route
+                histogram = kind.duration
+                histogram.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1  # le is inclusive, as Prometheus's
+                histogram.total += latency
+                if record.bytes_in:
+                    _add(counts.bytes_in, route, record.bytes_in, finished)
+                sent = record.bytes_out
+                if sent:  # (nearly every request sends a body)
+                    found = kind.bytes_out
+                    if found is None:
+                        found = kind.bytes_out = _entry(counts.bytes_out, route, finished)
+                    found[0] += sent
+                upstream = record.upstream
+                if upstream is not None:
+                    head = record.upstream_head_seconds
+                    if head is not None:
+                        histogram = kind.upstream_duration
+                        if histogram is None:
+                            histogram = kind.upstream_duration = (
+                                counts.upstream_duration.get(upstream)
+                                or _new_histogram(counts.upstream_duration, upstream, finished)
+                            )
+                        if not head > 0.0:
+                            head = 0.0
+                        histogram.buckets[bisect_left(LATENCY_BUCKETS, head)] += 1
+                        histogram.total += head
+                    if record.attempts > 1:
+                        _add(counts.retries, upstream, record.attempts - 1, finished)
+                error = record.error
+                if error is not None:
+                    if error == "rate_limited":
+                        _add(counts.rate_limited, route, 1, finished)
+                    elif error == "unauthorized" or error == "forbidden":
+                        _add(counts.auth_rejected, (route, error), 1, finished)
+                if cached:
+                    result = state.get("cache")
+                    if result is not None:
+                        _add(counts.cache, (route, cache_label(result)), 1, finished)
+                    arm = state.get("split")
+                    if arm is not None:
+                        _add(counts.split, (route, arm), 1, finished)
+                if record.client_gone:
+                    _add(counts.client_gone, route, 1, finished)
+                grpc_status = record.grpc_status
+                if grpc_status is not None:
+                    _add(counts.grpc_calls, (route, GRPC_NAMES.get(grpc_status, "other")), 1, finished)
+        finally:  # (each kind seen is settled, or its count would wait for a batch that never lists it)
+            for kind in seen:
+                self._settle(kind)
 
     def _settle(self, kind: _Kind) -> None:
         """Add a kind's requests of the batch to what counts them (once per kind and batch)."""
@@ -162,10 +162,11 @@ class RecordFold:
             kind.protocol[0] += n  # type: ignore[index]
         series = kind.series
         if series is not None:
+            total = self.stats._total  # type: ignore[union-attr]
             series.count += n
+            total.count += n
             klass = kind.status_class
             series.status[klass] = series.status.get(klass, 0) + n
-            total = self.stats._total  # type: ignore[union-attr]
             total.status[klass] = total.status.get(klass, 0) + n
             if kind.error:
                 series.errors += n
