@@ -43,6 +43,7 @@ from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
 from twistgate.http import request_id_from, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
+from twistgate.ops.tracing import TRACEPARENT
 from twistgate.record import ExchangeRecord
 from twistgate.relay import BodyRelay
 from twistgate.request_target import split_target
@@ -221,7 +222,9 @@ class Exchange(ResponsePath, OwnAnswers):
         if tracer is None:
             request.prepared_fields = forwarding
         else:
-            tracer.begin_prepared(request, forwarding)  # the trace's line last
+            request.state["trace"] = tracer.begin(request.headers)
+            (sent,) = request.headers.raw.pop(TRACEPARENT)  # ... with the others, as the last line
+            request.prepared_fields = b"%sTraceparent: %s\r\n" % (forwarding, sent)
         self._forward()
 
     def _after_on_request(self, answer: Optional[Response]) -> None:
