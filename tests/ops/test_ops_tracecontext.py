@@ -143,3 +143,14 @@ def test_new_traceparents_never_carry_an_all_zero_id(monkeypatch):
     draws = iter([bytes(16) + b"\x01" * 8, b"\x02" * 16 + bytes(8), b"\x03" * 24])
     monkeypatch.setattr(tracecontext.os, "urandom", lambda n: next(draws))
     assert tracecontext.new_traceparents(1) == [b"00-" + b"03" * 16 + b"-" + b"03" * 8 + b"-01"]
+
+
+def test_new_traceparents_take_trace_ids_then_span_ids_from_the_draw(monkeypatch):
+    """Trace ``k``'s id is the draw's bytes ``16k..16k+15``, its span id 8 bytes from ``16 * count + 8k``."""
+    draw = bytes(range(1, 121))
+    monkeypatch.setattr(tracecontext.os, "urandom", lambda n: draw[:n])
+    values = tracecontext.new_traceparents(5)
+    assert values == [
+        b"00-%s-%s-01" % (draw[16 * k : 16 * k + 16].hex().encode(), draw[80 + 8 * k : 88 + 8 * k].hex().encode())
+        for k in range(5)
+    ]

@@ -224,3 +224,40 @@ def test_new_traces_are_batched_only_when_every_trace_is_sampled():
     headers = Headers()
     context = unsampled.begin(headers)
     assert headers.raw[b"Traceparent"] == [f"00-{context.trace_id}-{context.span_id}-00".encode()]
+
+
+class _Request:
+    """What `Tracer.begin_prepared` reads and sets on a `ProxyRequest`."""
+
+    def __init__(self, raw: Any) -> None:
+        self.headers = Headers()
+        self.headers.raw = raw
+        self.state: Any = {}
+        self.prepared_fields = b""
+
+
+FORWARDING = b"X-Forwarded-For: 10.0.0.1\r\nVia: 1.1 twistgate\r\n"
+
+
+def test_a_bare_routes_new_trace_goes_as_the_last_ready_line():
+    """`begin_prepared`: the forwarding lines, then the trace's; the ids read back from the line sent."""
+    for batched in (True, False):
+        tracer = Tracer(TracingSettings(), Clock())
+        tracer.batched = batched  # (CPython's batch, and PyPy's per-request context)
+        request = _Request({b"User-Agent": [b"t"], b"Tracestate": [b"foo=1"]})
+        tracer.begin_prepared(request, FORWARDING)
+        context = request.state["trace"]
+        assert request.headers.raw == {b"User-Agent": [b"t"]}
+        assert request.prepared_fields == FORWARDING + f"Traceparent: 00-{context.trace_id}-{context.span_id}-01\r\n".encode()
+        assert context.parent_id is None and context.sampled and context.trace_id.strip("0")
+
+
+def test_a_bare_route_continues_the_clients_trace_in_its_ready_line():
+    tracer = Tracer(TracingSettings(), Clock())
+    tracer.batched = True
+    request = _Request({b"Traceparent": [INCOMING.encode()], b"Tracestate": [b"foo=1"]})
+    tracer.begin_prepared(request, FORWARDING)
+    context = request.state["trace"]
+    assert (context.trace_id, context.parent_id) == (INCOMING[3:35], INCOMING[36:52])
+    assert request.headers.raw == {b"Tracestate": [b"foo=1"]}
+    assert request.prepared_fields == FORWARDING + f"Traceparent: 00-{context.trace_id}-{context.span_id}-01\r\n".encode()

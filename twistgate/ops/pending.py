@@ -5,9 +5,10 @@ Counting a request into the Prometheus counters and the rolling stats costs
 a few microseconds in two method calls, each re-reading the same dicts and
 attributes.  The gateway only *reads* those numbers now and then (a scrape,
 an admin request, the history tick), so a finished request's record is
-appended to a list here, and the list is folded into every counter in one
-loop per sink when someone reads (the sinks' ``before_read``) or when it
-holds `BOUND` records: counts are exact at every read, and memory is bounded.
+appended to a list here, and the list is folded into every counter (one
+loop for the metrics and the stats together: `twistgate.ops.fold`) when
+someone reads (the sinks' ``before_read``) or when it holds `BOUND` records:
+counts are exact at every read, and memory is bounded.
 A record holds its request's ``state`` (a cache context, a TLS connection):
 at most `BOUND` of them wait, and never longer than the history's next tick
 (every 2 s, `twistgate.ops.history`), which reads the stats.
@@ -26,7 +27,7 @@ BOUND = 64
 class PendingRecords:
     """
     Records appended by `add`, folded by `fold` into each sink (a callable
-    taking a list of records, such as `twistgate.ops.stats.Stats.observe_all`).
+    taking a list of records, such as `twistgate.ops.fold.RecordFold`).
     """
 
     __slots__ = ("records", "sinks", "bound")

@@ -15,14 +15,11 @@ statuses into classes (at scrape time, from the raw status code).
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import prometheus_client.metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
-
-from twistgate.grpc import NAMES as GRPC_NAMES
 
 __all__ = ["CACHE_RESULTS", "LATENCY_BUCKETS", "METHODS", "NO_ROUTE", "PROTOCOLS", "RequestCounts", "cache_label", "status_class"]
 
@@ -83,24 +80,6 @@ def _new_histogram(histograms: Dict[str, _Histogram], label: str, now: float) ->
     return histogram
 
 
-class _Cell:
-    """
-    Where one kind of request counts: its (route, method, status, upstream,
-    protocol) resolved once to the series it touches, so the next request
-    of the kind skips the label work and the lookups.
-    """
-
-    __slots__ = ("route", "requests", "protocol", "duration", "bytes_out", "upstream_duration")
-
-    def __init__(self, route: str, requests: List[float], protocol: List[float], duration: _Histogram) -> None:
-        self.route = route
-        self.requests = requests
-        self.protocol = protocol
-        self.duration = duration
-        self.bytes_out: Optional[List[float]] = None  # the route's, from its first request that sent a body
-        self.upstream_duration: Optional[_Histogram] = None  # the upstream's, from its first response head
-
-
 class RequestCounts:
     """
     The counters and histograms fed by every finished request (see the
@@ -126,97 +105,30 @@ class RequestCounts:
         self.protocols: Counts = {}
         self.grpc_calls: Counts = {}
         self.split: Counts = {}
-        #: (route, method, status, upstream, protocol) -> the series such a request counts into (`_cell`).
-        self.cells: Dict[Tuple[Any, ...], _Cell] = {}
+        #: Counts `observe_all`'s records (made at its first call).
+        self.fold: Any = None
 
     def observe(self, record: Any) -> None:
         """Count one finished request (an `ExchangeRecord`)."""
         self.observe_all((record,))
 
-    def observe_all(self, records: Iterable[Any]) -> None:
+    def observe_all(self, records: Sequence[Any]) -> None:
         """
-        Count finished requests (`ExchangeRecord`s), in one loop: the
-        gateway folds them in batches (`twistgate.ops.pending`).  A new
-        series is ``_created`` when its first request finished.
+        Count finished requests (`ExchangeRecord`s), in one loop
+        (`twistgate.ops.fold.RecordFold`: the gateway folds its batches
+        into these counts and the stats together).  A new series is
+        ``_created`` when its first request finished.
         """
-        cells = self.cells
-        for record in records:
-            finished = record.finished
-            key = (record.route, record.method, record.status, record.upstream, record.protocol)
-            cell = cells.get(key)
-            if cell is None:
-                cell = self._cell(key, finished)
-            cell.requests[0] += 1
-            cell.protocol[0] += 1
-            route = cell.route
-            histogram = cell.duration
-            latency = record.latency  # a WebSocket's is its handshake, not the hours it stayed open
-            if not latency > 0.0:
-                latency = 0.0
-            histogram.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1  # le is inclusive, as Prometheus's
-            histogram.total += latency
-            if record.bytes_in:
-                _add(self.bytes_in, route, record.bytes_in, finished)
-            sent = record.bytes_out
-            if sent:  # (nearly every request sends a body)
-                found = cell.bytes_out
-                if found is None:
-                    found = cell.bytes_out = _entry(self.bytes_out, route, finished)
-                found[0] += sent
-            upstream = record.upstream
-            if upstream is not None:
-                head = record.upstream_head_seconds
-                if head is not None:
-                    histogram = cell.upstream_duration
-                    if histogram is None:
-                        histogram = cell.upstream_duration = (
-                            self.upstream_duration.get(upstream) or _new_histogram(self.upstream_duration, upstream, finished)
-                        )
-                    if not head > 0.0:
-                        head = 0.0
-                    histogram.buckets[bisect_left(LATENCY_BUCKETS, head)] += 1
-                    histogram.total += head
-                if record.attempts > 1:
-                    _add(self.retries, upstream, record.attempts - 1, finished)
-            error = record.error
-            if error is not None:
-                if error == "rate_limited":
-                    _add(self.rate_limited, route, 1, finished)
-                elif error == "unauthorized" or error == "forbidden":
-                    _add(self.auth_rejected, (route, error), 1, finished)
-            state = record.state
-            if state and ("cache" in state or "split" in state):  # (a traced request's holds its trace)
-                result = state.get("cache")
-                if result is not None:
-                    _add(self.cache, (route, cache_label(result)), 1, finished)
-                arm = state.get("split")
-                if arm is not None:
-                    _add(self.split, (route, arm), 1, finished)
-            if record.client_gone:
-                _add(self.client_gone, route, 1, finished)
-            grpc_status = record.grpc_status
-            if grpc_status is not None:
-                _add(self.grpc_calls, (route, GRPC_NAMES.get(grpc_status, "other")), 1, finished)
+        if self.fold is None:
+            from twistgate.ops.fold import RecordFold  # (which imports this module)
 
-    def _cell(self, key: Tuple[Any, ...], finished: float) -> "_Cell":
-        """
-        The series a request of ``key``'s kind counts into (created as its
-        first request finished, when new).  Kept for the next request of the
-        kind when its labels are bounded (a known method and protocol).
-        """
-        route, method, status, _, protocol = key
-        if route is None:
-            route = NO_ROUTE
-        known = method in METHODS and protocol in PROTOCOLS
-        cell = _Cell(
-            route,
-            _entry(self.requests, (route, method if method in METHODS else "OTHER", status), finished),
-            _entry(self.protocols, protocol if protocol in PROTOCOLS else "other", finished, 0),
-            self.duration.get(route) or _new_histogram(self.duration, route, finished),
-        )
-        if known:
-            self.cells[key] = cell
-        return cell
+            self.fold = RecordFold(self, None)
+        self.fold(records)
+
+    @property
+    def cells(self) -> Dict[Tuple[Any, ...], Any]:
+        """The kinds of request `observe_all` remembers (`RecordFold.kinds`: bounded labels only)."""
+        return self.fold.kinds if self.fold is not None else {}
 
     # -- exposition -------------------------------------------------------------
 

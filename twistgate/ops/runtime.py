@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from twisted.logger import Logger
 
 from twistgate.ops.audit import AuditTrail
+from twistgate.ops.fold import RecordFold
 from twistgate.ops.history import History
 from twistgate.ops.metrics import GatewayMetrics, LiveCollector, new_registry
 from twistgate.ops.pending import PendingRecords
@@ -40,7 +41,7 @@ class Operations:
         self.metrics = GatewayMetrics(self.registry, clock.seconds)
         self.stats = Stats(clock)
         #: Finished requests not yet counted: folded into the metrics and the stats before either is read.
-        self.pending = PendingRecords((self.metrics.counts.observe_all, self.stats.observe_all))
+        self.pending = PendingRecords((RecordFold(self.metrics.counts, self.stats),))
         self.metrics.counts.before_read = self.stats.before_read = self.pending.fold
         self.history = History(clock, self.stats)  # sampled on a timer the service starts
         self.audit = AuditTrail(clock)

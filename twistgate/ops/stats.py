@@ -14,7 +14,7 @@ import math
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from twistgate.ops.metrics import NO_ROUTE, cache_label, status_class
+from twistgate.ops.metrics import NO_ROUTE, status_class
 
 WINDOW = 300.0  # seconds of samples kept for the percentiles
 RATE_WINDOW = 10.0  # seconds the "requests per second" figure averages over
@@ -24,10 +24,6 @@ MAX_SAMPLES = 4096  # per route: bounds memory and the cost of a sort
 def _kind(status: int) -> Tuple[str, bool]:
     """A status's class and whether it counts as an error (5xx, or no answer)."""
     return status_class(status), status >= 500 or status == 0
-
-
-#: `_kind` of every status code, worked out once.
-_KINDS: Dict[int, Tuple[str, bool]] = {status: _kind(status) for status in range(0, 600)}
 
 
 def percentile(ordered: List[float], p: float) -> Optional[float]:
@@ -111,6 +107,8 @@ class Stats:
         self._total = _Series(max_samples)
         self._routes: Dict[str, _Series] = {}
         self.before_read: Optional[Callable[[], None]] = None
+        #: Counts `observe_all`'s records (made at its first call).
+        self.fold: Any = None
 
     @property
     def total(self) -> _Series:
@@ -129,41 +127,15 @@ class Stats:
 
     def observe_all(self, records: Sequence[Any]) -> None:
         """
-        Count finished requests (`ExchangeRecord`s), in one loop (the gateway
-        folds them in batches): `_Series.add`, inline for the gateway's series
-        and the route's, with the status class and error flag looked up.
+        Count finished requests (`ExchangeRecord`s), in one loop
+        (`twistgate.ops.fold.RecordFold`: the gateway folds its batches
+        into these stats and the metrics together).
         """
-        total, routes, max_samples = self._total, self._routes, self.max_samples
-        total_status, total_samples = total.status, total.samples
-        for record in records:
-            status = record.status
-            klass, error = _KINDS.get(status) or _kind(status)
-            latency = record.latency  # a WebSocket's is its handshake
-            sample = (record.finished, latency if latency > 0.0 else 0.0)
-            name = record.route
-            series = routes.get(NO_ROUTE if name is None else name)
-            if series is None:
-                series = routes[NO_ROUTE if name is None else name] = _Series(max_samples)
-            series.count += 1
-            total_status[klass] = total_status.get(klass, 0) + 1
-            counts = series.status
-            counts[klass] = counts.get(klass, 0) + 1
-            if error:
-                total.errors += 1
-                series.errors += 1
-            state = record.state
-            if state and "cache" in state:  # (a traced request's holds its trace)
-                cache = state["cache"]
-                if cache is not None:
-                    if cache_label(cache) == "hit":
-                        total.cache_hits += 1
-                        series.cache_hits += 1
-                    else:
-                        total.cache_misses += 1
-                        series.cache_misses += 1
-            total_samples.append(sample)
-            series.samples.append(sample)
-        total.count += len(records)
+        if self.fold is None:
+            from twistgate.ops.fold import RecordFold  # (which imports this module)
+
+            self.fold = RecordFold(None, self)
+        self.fold(records)
 
     def export(self) -> Dict[str, Any]:
         """Everything `merged` needs to add this process's stats to others'."""

@@ -168,6 +168,28 @@ class Tracer:
         raw[TRACEPARENT] = [f"00-{context.trace_id}-{context.span_id}-{_FLAGS[context.flags]}".encode("ascii")]
         return context
 
+    def begin_prepared(self, request: Any, forwarding: bytes) -> None:
+        """
+        `begin` for a bare route's block of ready lines (`Exchange._forward_prepared`):
+        the ``traceparent`` goes upstream as the block's last line after
+        ``forwarding`` (`ProxyRequest.prepared_fields`), never set into the
+        headers only to be taken out again.
+        """
+        raw = request.headers.raw
+        if self.batched and TRACEPARENT not in raw:
+            fresh = self.fresh
+            if not fresh:
+                fresh = self.fresh = new_traceparents(FRESH_BATCH)
+            value = fresh.pop()
+            if TRACESTATE in raw:
+                del raw[TRACESTATE]
+            context = request.state["trace"] = _new(NewTrace)
+            context.traceparent = value
+        else:
+            request.state["trace"] = self.begin(request.headers)
+            (value,) = raw.pop(TRACEPARENT)
+        request.prepared_fields = b"%sTraceparent: %s\r\n" % (forwarding, value)
+
     # -- spans ---------------------------------------------------------------
 
     def observe(self, record: Any) -> None:
