@@ -43,7 +43,6 @@ from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
 from twistgate.http import request_id_of, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
-from twistgate.ops.tracing import TRACEPARENT
 from twistgate.record import ExchangeRecord
 from twistgate.relay import BodyRelay
 from twistgate.request_target import split_target
@@ -186,11 +185,14 @@ class Exchange(ResponsePath, OwnAnswers):
         self.due = now + timeout
         if route.bare:  # no layer but tracing, which the exchange does itself
             tracer = route.trace
-            if tracer is not None:
-                request.state["trace"] = tracer.begin(headers)
             if prepared is not None:
                 # The forwarding fields (and the trace's, as the last line) go upstream as ready lines.
-                request.prepared_fields = prepared if tracer is None else b"%sTraceparent: %s\r\n" % (prepared, raw.pop(TRACEPARENT)[0])
+                if tracer is None:
+                    request.prepared_fields = prepared
+                else:
+                    tracer.begin_prepared(request, prepared)
+            elif tracer is not None:
+                request.state["trace"] = tracer.begin(headers)
             self._forward()
             return
         if prepared is not None:  # no layer reads or edits them (`twistgate.chain.forwarding_blind`)

@@ -136,16 +136,8 @@ class Tracer:
         sent = raw.get(TRACEPARENT)
         parent = parse_traceparent(sent) if sent is not None else None
         if parent is None and self.batched:
-            # The usual case: a ready value, its ids read from it only if someone asks (`NewTrace`).
-            fresh = self.fresh
-            if not fresh:
-                fresh = self.fresh = new_traceparents(FRESH_BATCH)
-            value = fresh.pop()
-            if TRACESTATE in raw:
-                del raw[TRACESTATE]
-            raw[TRACEPARENT] = [value]
-            context = _new(NewTrace)  # (NewTrace(value) without the call to __init__)
-            context.traceparent = value
+            context = self._fresh(raw)
+            raw[TRACEPARENT] = [context.traceparent]
             return context
         if parent is None:
             trace_id, span_id = new_trace_ids()
@@ -170,25 +162,30 @@ class Tracer:
 
     def begin_prepared(self, request: Any, forwarding: bytes) -> None:
         """
-        `begin` for a bare route's block of ready lines (`Exchange._forward_prepared`):
+        `begin` for a bare route's block of ready lines (`Exchange.start`):
         the ``traceparent`` goes upstream as the block's last line after
         ``forwarding`` (`ProxyRequest.prepared_fields`), never set into the
         headers only to be taken out again.
         """
         raw = request.headers.raw
         if self.batched and TRACEPARENT not in raw:
-            fresh = self.fresh
-            if not fresh:
-                fresh = self.fresh = new_traceparents(FRESH_BATCH)
-            value = fresh.pop()
-            if TRACESTATE in raw:
-                del raw[TRACESTATE]
-            context = request.state["trace"] = _new(NewTrace)
-            context.traceparent = value
+            context = request.state["trace"] = self._fresh(raw)
+            value = context.traceparent
         else:
             request.state["trace"] = self.begin(request.headers)
             (value,) = raw.pop(TRACEPARENT)
         request.prepared_fields = b"%sTraceparent: %s\r\n" % (forwarding, value)
+
+    def _fresh(self, raw: Any) -> "NewTrace":
+        """The usual new trace: a ready value from the batch, its ids read from it only if someone asks (`NewTrace`)."""
+        fresh = self.fresh
+        if not fresh:
+            fresh = self.fresh = new_traceparents(FRESH_BATCH)
+        if TRACESTATE in raw:
+            del raw[TRACESTATE]
+        context = _new(NewTrace)  # (NewTrace(value) without the call to __init__)
+        context.traceparent = fresh.pop()
+        return context
 
     # -- spans ---------------------------------------------------------------
 
