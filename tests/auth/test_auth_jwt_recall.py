@@ -97,3 +97,14 @@ def test_a_recalled_token_is_refused_exactly_where_verify_refuses_it():
             assert (authenticator.recall(request) is not None) is good, (offset, good)
             assert (gw.get(headers=bearer(value)).code == 200) is good, (offset, good)
         gw.clock.rightNow = NOW
+
+
+def test_a_recalled_token_never_reaches_the_upstream_unless_the_route_keeps_credentials():
+    """A recalled identity's Authorization field goes as `strip` removes it, and stays with keep_credentials."""
+    good = token(HS_SECRET, "HS256")
+    for route_auth, kept in (("[tokens]", False), ("{any: [tokens], keep_credentials: true}", True)):
+        gw = gateway(route_auth)
+        for spelling in (f"Bearer {good}", f"bearer {good}", f"Bearer {good}", f"bearer {good}"):  # verified, then recalled
+            reply = gw.get(headers={"Authorization": spelling})
+            assert reply.code == 200 and gw.records[-1].consumer == "alice"
+            assert reply.upstream_headers.get("authorization") == ([spelling] if kept else None)

@@ -147,6 +147,7 @@ _Remembered = Tuple[Identity, Tuple[Any, Any, Any], Optional[str], VerificationK
 class JwtAuthenticator:
     kind = "jwt"
     reads_forwarding = False  # its own credential only (`twistgate.policies.auth.policy`'s sight)
+    recalled_field = b"Authorization"  # where `recall` found a token: a Bearer value, all of it what `strip` removes
 
     def __init__(
         self, config: JwtConfig, clock: Any, static_keys: Sequence[VerificationKey] = (), key_set: Optional[KeySet] = None

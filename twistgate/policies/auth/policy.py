@@ -107,6 +107,8 @@ class AuthStage:
         self._recall = getattr(self.authenticators[0], "recall", None) if len(self.authenticators) == 1 else None
         #: What removes the route's credentials once admitted (nothing with keep_credentials).
         self._strips = () if config.keep_credentials else tuple(authenticator.strip for authenticator in self.authenticators)
+        #: The field a recalled identity's credential came in, removed as `strip` would, without its checks (None: kept).
+        self._recalled_field = getattr(self.authenticators[0], "recalled_field", None) if self._recall and self._strips else None
 
     @hookimpl
     def on_request(self, request: Any) -> Any:
@@ -116,7 +118,7 @@ class AuthStage:
         recall = self._recall
         if recall is not None:
             identity = recall(request)
-            if identity is not None and self._admit(request, identity, None) is None:
+            if identity is not None and self._admit(request, identity, None, True) is None:
                 return None
         return self._attempt(request, 0, None)
 
@@ -181,8 +183,11 @@ class AuthStage:
 
     # -- deciding ------------------------------------------------------------
 
-    def _admit(self, request: Any, identity: Identity, outcome: Optional[_Outcome]) -> Optional[_Outcome]:
-        """Let the request in as `identity` (None), or note why not (the outcome, made if need be)."""
+    def _admit(self, request: Any, identity: Identity, outcome: Optional[_Outcome], recalled: bool = False) -> Optional[_Outcome]:
+        """
+        Let the request in as `identity` (None), or note why not (the outcome, made if need be).
+        `recalled`: the identity came from `recall`, whose field holds nothing but its credential.
+        """
         if not self.anyone:
             scopes = self.scopes  # (a subset test first: no difference and sort when all are there)
             missing = () if scopes <= identity.scopes else tuple(sorted(scopes - identity.scopes))
@@ -201,8 +206,11 @@ class AuthStage:
                 return outcome
         request.consumer = identity.consumer or None  # a forward answer may name nobody
         request.state["auth"] = dict(identity.details)
-        for strip in self._strips:
-            strip(request)
+        if recalled and self._recalled_field is not None:
+            del request.headers.raw[self._recalled_field]
+        else:
+            for strip in self._strips:
+                strip(request)
         if identity.headers:
             headers = request.headers
             for name, value in identity.headers:
