@@ -25,7 +25,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twistgate.errors import GatewayError
 from twistgate.grpc import STATUS as GRPC_STATUS
 from twistgate.grpc import status_of, status_trailers
-from twistgate.headers import Headers
+from twistgate.headers import Headers, fields_into
 from twistgate.http import relayed_reason, strip_hop_by_hop
 from twistgate.messages import ProxyResponse
 from twistgate.relay import BodyRelay, applied_codings, body_ended_cleanly, discard, forwarded_trailers, is_stream, run_filters
@@ -64,17 +64,22 @@ class ResponsePath:
             route.destination.answered(self.proxy_request, self.call, headers)
         reason = relayed_reason(response.phrase)
         if self.websocket or route is None or route.responds:
-            # (status, headers, reason, body, from_upstream)
-            self._respond(ProxyResponse(code, headers, reason, None, True))
-            return
-        # No layer sees the answer (and no WebSocket's handshake): no `ProxyResponse` for it.
+            lines_of = None if self.websocket or route is None else route.chain.response_lines
+            if lines_of is None:
+                # (status, headers, reason, body, from_upstream)
+                self._respond(ProxyResponse(code, headers, reason, None, True))
+                return
+            prepared = lines_of(self.proxy_request, raw)  # the one layer on the way back only adds ready lines
+        else:
+            prepared = b""
+        # No layer sees the answer but as ready lines (and no WebSocket's handshake): no `ProxyResponse` for it.
         if self.answered:
             discard(response)
             return
         self.answered = True
         if b"Date" not in raw:
             raw[b"Date"] = [self.generation.http_date()]  # (as `_send`)
-        self._relay(code, reason, headers, None, b"")
+        self._relay(code, reason, headers, None, prepared)
 
     def _respond(self, response: ProxyResponse) -> None:
         route = self.route
@@ -145,6 +150,8 @@ class ResponsePath:
                 downstream.respond(status, reason, headers, whole, lines)
                 return
             self.arm_route(getattr(upstream_response, "timers", None))  # the route timeout bounds the body too
+        if prepared and self.response is None:
+            fields_into(raw, prepared)  # (a layer's lines with no `ProxyResponse` to spell them out: `_got_response`)
         self._own_fields(raw)
         downstream.write_head(status, reason, headers)
         self.relay = BodyRelay(downstream, filters, self._body_done)

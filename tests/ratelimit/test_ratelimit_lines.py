@@ -238,3 +238,29 @@ def test_no_built_in_stage_answers_after_the_rate_limit_unless_outside_it():
                 if marker is not None and (marker.get("trylast") or marker.get("wrapper") or marker.get("hookwrapper")):
                     late.append(cls)
     assert late == []
+
+
+@pytest.mark.parametrize("reads", [[HEAD + b"hello"], [HEAD, b"hel", b"lo"]], ids=["one-write", "streamed"])
+def test_a_route_whose_only_layer_out_is_the_rate_limit_answers_without_a_proxy_response(reads: List[bytes], monkeypatch: Any) -> None:
+    """The chain hands the exchange the stage's lines (`RouteChain.response_lines`); the same fields go out."""
+    import twistgate.exchange_respond
+
+    gateway = Gateway()
+    assert gateway.generation.routes_by_name["all"].chain.response_lines == stage_of(gateway.generation).response_lines
+
+    def made(*args: Any) -> None:
+        raise AssertionError("a ProxyResponse was made")
+
+    monkeypatch.setattr(twistgate.exchange_respond, "ProxyResponse", made)
+    for remaining in (99, 98):
+        answer = gateway.answer(gateway.send(GET), reads)
+        assert answer.endswith(b"hello") and limit_fields(fields(answer)) == expected(remaining)
+        assert len(fields(answer)[b"X-Request-Id"]) == 1
+
+
+def test_a_route_with_another_layer_out_goes_through_the_chain():
+    gateway = Gateway(LIMITED + ", cors: {origins: ['https://a.example']}")
+    assert stage_of(gateway.generation).ready_lines
+    assert gateway.generation.routes_by_name["all"].chain.response_lines is None
+    plugged = Gateway(LIMITED + ", plugins: {rewriting: {}}", plugins=REWRITING)
+    assert plugged.generation.routes_by_name["all"].chain.response_lines is None

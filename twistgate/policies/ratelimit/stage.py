@@ -118,6 +118,8 @@ class RateLimitStage:
         # has one (memory) and the headers from bytes made now.
         self._one_headers = OneLimitHeaders(self.names[0], self.limits[0], self.policy) if len(self.limits) == 1 else None
         self.ready_lines = ready_lines and self._one_headers is not None
+        #: What this layer does on the way back, when it is only that (`RouteChain.response_lines`).
+        self.response_lines_only = self.response_lines if self.ready_lines else None
 
     @property
     def backend(self) -> Any:
@@ -179,30 +181,40 @@ class RateLimitStage:
 
     @hookimpl
     def on_response(self, request: ProxyRequest, response: ProxyResponse) -> None:
+        if self.ready_lines:
+            response.prepared_fields += self.response_lines(request, response.headers.raw)
+            return
         decision = request.state.get(STATE_KEY)
         if decision is None:
             return
         raw = response.headers.raw
-        if self.ready_lines:
-            # The usual route: `OneLimitHeaders.write`'s fields as ready lines (one write in the engine too);
-            # the upstream's own of those names would go out twice.
-            if (
-                b"Ratelimit" in raw  # (five lookups cost less than raw.keys().isdisjoint(ONE_LIMIT_NAMES))
-                or b"Ratelimit-Policy" in raw
-                or b"X-Ratelimit-Limit" in raw
-                or b"X-Ratelimit-Remaining" in raw
-                or b"X-Ratelimit-Reset" in raw
-            ):
-                for name in ONE_LIMIT_NAMES:
-                    raw.pop(name, None)
-            response.prepared_fields += self._one_headers.lines(decision if decision.__class__ is Outcome else decision.outcomes[0])
-            return
         one = self._one_headers
         if one is not None:
             one.write(raw, decision)
             return
         for name, value in decision_headers(self.names, self.limits, self.policy, decision):
             raw[name] = [value]
+
+    def response_lines(self, request: ProxyRequest, raw: Dict[bytes, List[bytes]]) -> bytes:
+        """
+        The usual route's (`ready_lines`) `on_response`: `OneLimitHeaders.write`'s fields as ready
+        lines (one write in the engine too), and ``raw`` (the answer's fields) without the upstream's
+        own of those names, which would go out twice.  All this layer does on the way back: the
+        exchange may call it alone, without a `ProxyResponse` (`twistgate.plugins.calls.RouteChain.response_lines`).
+        """
+        decision = request.state.get(STATE_KEY)
+        if decision is None:
+            return b""
+        if (
+            b"Ratelimit" in raw  # (five lookups cost less than raw.keys().isdisjoint(ONE_LIMIT_NAMES))
+            or b"Ratelimit-Policy" in raw
+            or b"X-Ratelimit-Limit" in raw
+            or b"X-Ratelimit-Remaining" in raw
+            or b"X-Ratelimit-Reset" in raw
+        ):
+            for name in ONE_LIMIT_NAMES:
+                raw.pop(name, None)
+        return self._one_headers.lines(decision if decision.__class__ is Outcome else decision.outcomes[0])
 
     @hookimpl
     def on_error(self, request: ProxyRequest, failure: Failure) -> None:
