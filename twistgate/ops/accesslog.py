@@ -184,7 +184,7 @@ def json_line(record: Any) -> str:
         duration_ms = _milliseconds(duration if duration > 0.0 else 0.0)
         upstream_ms = _milliseconds(upstream_head) if upstream_head is not None else "null"
         if trace.__class__ is NewTrace:  # (its id cut from its traceparent here: a property call fewer)
-            trace_id = _string(trace.traceparent[3:35].decode("ascii"))
+            trace_id = f'"{trace.traceparent[3:35].decode()}"'  # (hex digits the gateway drew: nothing to escape)
         elif trace.__class__ is TraceContext:
             trace_id = _string(trace.trace_id)  # (a trace id that is not text: TypeError, the long way)
         elif trace is None:
