@@ -16,7 +16,7 @@ from tests.ops.helpers import access_record as record
 from tests.ops.helpers import yaml
 from twistgate.config import load_text
 from twistgate.ops.accesslog import json_line, text_line
-from twistgate.ops.tracing import TraceContext
+from twistgate.ops.tracing import NewTrace, TraceContext
 from twistgate.testing import GatewayHarness
 
 
@@ -56,6 +56,12 @@ LINES = [
         '{"time":"2023-11-14T22:13:20.262Z","request_id":"r-1","method":"GET","path":"/p","route":"r","status":200,"error":null,"bytes_in":0,"bytes_out":10,"duration_ms":12.5,"upstream":"app","upstream_target":"http://app","upstream_duration_ms":10.1,"retries":0,"client_ip":"203.0.113.9","consumer":"alice","cache":"HIT","client_gone":false,"protocol":"HTTP/2","grpc_status":14,"trace_id":"abababababababababababababababab"}\n',
         '203.0.113.9 - alice [2023-11-14T22:13:20.262Z] "GET /p" 200 10 12.5ms route=r target=http://app retries=0 cache=HIT error=- proto=HTTP/2 grpc_status=14 id=r-1\n',
         id='http2_grpc_cache_trace',
+    ),
+    pytest.param(
+        {'state': {'trace': NewTrace(b'00-' + b'ef' * 16 + b'-' + b'12' * 8 + b'-01')}},
+        '{"time":"2023-11-14T22:13:20.262Z","request_id":"r-1","method":"GET","path":"/p","route":"r","status":200,"error":null,"bytes_in":0,"bytes_out":10,"duration_ms":12.5,"upstream":"app","upstream_target":"http://app","upstream_duration_ms":10.1,"retries":0,"client_ip":"203.0.113.9","consumer":"alice","cache":null,"client_gone":false,"protocol":"HTTP/1.1","grpc_status":null,"trace_id":"efefefefefefefefefefefefefefefef"}\n',
+        '203.0.113.9 - alice [2023-11-14T22:13:20.262Z] "GET /p" 200 10 12.5ms route=r target=http://app retries=0 cache=- error=- proto=HTTP/1.1 id=r-1\n',
+        id='a_new_trace',
     ),
     pytest.param(
         {'status': 101, 'upstream_head_seconds': 0.002, 'finished': 1700003600.999999, 'state': {'websocket': {'close_code': 1000, 'closed_by': 'client'}}},
