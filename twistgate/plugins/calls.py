@@ -136,11 +136,8 @@ class RouteChain:
         self._request_functions = _functions_if(on_request, lambda call: call.pick == 0)
         self._response_functions = _functions_if(on_response, lambda call: call.pick == ALL_ARGS)
         self._deepest_response = max((call.layer for call in on_response), default=0)
-        #: ``(request, raw) -> bytes``, when the route's one ``on_response`` layer only adds ready header
-        #: lines (a stage's ``response_lines_only``: the rate limit's): the exchange calls it for an
-        #: upstream's answer instead of `on_response_now`, with no `ProxyResponse` (else None).
         only = on_response[0].function if len(on_response) == 1 and on_response[0].pick == ALL_ARGS else None
-        self.response_lines = getattr(getattr(only, "__self__", None), "response_lines_only", None)
+        self.response_lines = getattr(getattr(only, "__self__", None), "response_lines_only", None)  # (all the one layer adds)
 
     def __repr__(self) -> str:
         return f"<RouteChain {self.route} {list(self.names)}>"
