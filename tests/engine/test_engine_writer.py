@@ -133,6 +133,25 @@ def test_transports_without_a_socket_always_queue():
     assert clock.getDelayedCalls() == []
 
 
+def test_on_pypy_the_socket_transports_read_smaller_pieces(monkeypatch):
+    """PyPy's recv(n) takes n bytes of nursery whatever arrives: the writer sets READ_SIZE as the transport's read size."""
+    from twistgate.engine import writer
+
+    a, b = pair()
+    monkeypatch.setattr(writer, "READ_SIZE", 16384)
+    tcp, in_memory = Transport(a), Transport(None)
+    SocketWriter(tcp, Clock())
+    SocketWriter(in_memory, Clock())
+    assert tcp.bufferSize == 16384
+    assert not hasattr(in_memory, "bufferSize")  # no socket, nothing read from one
+    monkeypatch.setattr(writer, "READ_SIZE", None)  # CPython: Twisted's own read size stays
+    untouched = Transport(b)
+    SocketWriter(untouched, Clock())
+    assert not hasattr(untouched, "bufferSize")
+    a.close()
+    b.close()
+
+
 def test_peer_closed_peeks_without_reading():
     a, b = socket.socketpair()
     a.setblocking(False)
