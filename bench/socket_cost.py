@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--pace-ms", type=float, default=0.0)
     parser.add_argument("--perf", action="store_true")
+    parser.add_argument("--path", default="/", help="the path wrk asks for (/64k: 64 KiB answers)")
     parser.add_argument("--record", metavar="FILE", help="also `perf record` the proxy into FILE while measuring")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before measuring (PyPy's JIT wants ~10)")
     parser.add_argument("--python", default=str(HERE.parent / ".venv" / "bin" / "python"))
@@ -105,7 +106,7 @@ def main() -> int:
         proxy = procs.start(args.proxy, argv, "0", env=env)
         if not wait_ready(port, proxy, args.proxy, headers):
             return 2
-        compare.run_wrk(port, "/", 50, args.warmup, "1", headers)
+        compare.run_wrk(port, args.path, 50, args.warmup, "1", headers)
         if args.pace_ms:
             os.environ["PACE_MS"] = str(args.pace_ms)
             compare.HERE = workdir  # run_wrk takes report.lua from there
@@ -119,7 +120,7 @@ def main() -> int:
             time.sleep(0.3)
         user0, sys0 = proc_cpu(proxy.pid)
         idle0, all0 = cpu1_idle()
-        result = compare.run_wrk(port, "/", 50, args.seconds, "1", headers)
+        result = compare.run_wrk(port, args.path, 50, args.seconds, "1", headers)
         user1, sys1 = proc_cpu(proxy.pid)
         idle1, all1 = cpu1_idle()
         n = result["requests"]

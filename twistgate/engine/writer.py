@@ -26,10 +26,6 @@ pauses the producers as usual.  Before the connection closes or changes
 hands, `flush` sends what waits (`queue_only` does it too).  TLS
 transports (whose handle is not a socket) and in-memory ones always use
 `transport.write`.
-
-On PyPy the writer also sets its TCP transport's read size (Twisted's
-public ``bufferSize``) to `twistgate.gc_tuning.READ_SIZE`: it is the one
-place that sees each of the engine's sockets.
 """
 
 from __future__ import annotations
@@ -39,8 +35,6 @@ from typing import Any, Callable, List, Optional
 from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IReactorTime
-
-from twistgate.gc_tuning import READ_SIZE
 
 __all__ = ["SocketWriter", "WriteBatch", "peer_closed"]
 
@@ -91,8 +85,6 @@ class SocketWriter:
         self._send: Optional[Callable[[bytes], int]] = handle.send if isinstance(handle, socket.socket) else None
         self._batch = batch_for(clock) if self._send is not None else None
         self._pending: Optional[List[bytes]] = None  # this pass's writes, in order
-        if READ_SIZE is not None and self._send is not None:
-            transport.bufferSize = READ_SIZE  # PyPy: smaller reads, less nursery (twistgate.gc_tuning.READ_SIZE)
 
     def write(self, data: bytes) -> None:
         if self._send is None:
