@@ -51,15 +51,14 @@ PYPY_GC_SETTINGS: Mapping[str, str] = {
 }
 
 
-#: How many bytes a TCP transport of the engine asks the kernel for at a
-#: time on PyPy (Twisted's transports ask for 64 KiB).  PyPy's
-#: ``socket.recv(n)`` makes an n-byte buffer in the nursery and shrinks it to
-#: what arrived, which does not give the rest back: with 64 KiB, the two
-#: reads of a proxied request took 128 KiB of nursery, more than the rest of
-#: the request (~70 KiB), and brought minor collections twice as often.  16
-#: KiB halves the nursery a request uses with sockets (PYPYLOG: ~200 -> ~100
-#: KiB a request; docs/deployment.md, "On PyPy") and still reads a 64 KiB
-#: body in 4 reads.  CPython's ``recv`` gives the unused buffer back at once.
+#: How many bytes the engine's server transports (the clients' side) ask
+#: the kernel for at a time on PyPy (Twisted's transports ask for 64 KiB).
+#: PyPy's ``socket.recv(n)`` makes an n-byte string in the nursery and
+#: shrinks it to what arrived, which does not give the rest back: with 64
+#: KiB, a proxied request took ~200 KiB of nursery instead of ~100, so
+#: minor collections came twice as often (PYPYLOG; docs/deployment.md, "On
+#: PyPy").  The upstream side keeps 64 KiB reads (twistgate.engine.writer).
+#: CPython's ``recv`` gives the unused buffer back at once.
 PYPY_READ_SIZE = 16 * 1024
 
 #: The read size the engine gives its TCP transports: None (Twisted's) on CPython.
