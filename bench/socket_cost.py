@@ -72,7 +72,8 @@ def proxy_command(proxy: str, python: str, up_port: int, port: int, workdir: Pat
     """(argv, environment, request header lines) of ``gw``, ``full`` or ``engine`` listening on `port`."""
     env = {"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)}
     if is_pypy(python):
-        env.update(compare.PYPY_ENVIRONMENT)  # as bench/compare.py runs twistgate-pypy
+        # as bench/compare.py runs twistgate-pypy; a setting in this environment wins (to try others)
+        env.update({name: value for name, value in compare.PYPY_ENVIRONMENT.items() if name not in os.environ})
     if proxy == "engine":
         return [python, str(HERE / "engine_proxy.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"], env, []
     config, headers = "bench/gw-bench.yaml", []
