@@ -3,7 +3,7 @@
 bench/socket_cost.py - one proxy's CPU per request with sockets, split
 into user and system time, and how idle the load generator's CPU was.
 
-    bench/socket_cost.py gw|full|engine [--seconds 5] [--pace-ms 5] [--perf]
+    bench/socket_cost.py gw|full|engine [--seconds 5] [--warmup 3] [--pace-ms 5] [--perf]
 
 Starts the same upstream as bench/profile_gateway.py on CPU 1 (nginx, else
 bench/upstream.py), the proxy on CPU 0 (``gw``: twistd on
@@ -14,7 +14,9 @@ wait that long between requests (wrk's ``delay`` hook), so that proxies of
 different speeds are compared at one request rate; ``--perf`` counts, with
 ``perf stat`` tracepoints, the system calls and the inter-processor
 interrupts (IPIs) per request.  docs/benchmarks.md ("Why the gateway's
-layer costs twice as much with sockets") uses it.  Standard library only.
+layer costs twice as much with sockets") uses it.  A PyPy ``--python``
+gets the collector settings bench/compare.py gives twistgate-pypy.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -60,9 +62,18 @@ def cpu1_idle() -> tuple:
     return 0, 1
 
 
+def is_pypy(python: str) -> bool:
+    """Whether `python` is PyPy (whose collector settings come from the environment)."""
+    probe = [python, "-c", "import platform; print(platform.python_implementation())"]
+    return subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "PyPy"
+
+
 def proxy_command(proxy: str, python: str, up_port: int, port: int, workdir: Path) -> Tuple[List[str], Dict[str, str], List[str]]:
     """(argv, environment, request header lines) of ``gw``, ``full`` or ``engine`` listening on `port`."""
     env = {"BENCH_PORT": str(port), "BENCH_UPSTREAM_PORT": str(up_port)}
+    if is_pypy(python):
+        # as bench/compare.py runs twistgate-pypy; a setting in this environment wins (to try others)
+        env.update({name: value for name, value in compare.PYPY_ENVIRONMENT.items() if name not in os.environ})
     if proxy == "engine":
         return [python, str(HERE / "engine_proxy.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"], env, []
     config, headers = "bench/gw-bench.yaml", []
@@ -80,6 +91,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--pace-ms", type=float, default=0.0)
     parser.add_argument("--perf", action="store_true")
+    parser.add_argument("--path", default="/", help="the path wrk asks for (/64k: 64 KiB answers)")
+    parser.add_argument("--record", metavar="FILE", help="also `perf record` the proxy into FILE while measuring")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of load before measuring (PyPy's JIT wants ~10)")
     parser.add_argument("--python", default=str(HERE.parent / ".venv" / "bin" / "python"))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="twistgate-socket-cost."))
@@ -93,7 +107,7 @@ def main() -> int:
         proxy = procs.start(args.proxy, argv, "0", env=env)
         if not wait_ready(port, proxy, args.proxy, headers):
             return 2
-        compare.run_wrk(port, "/", 50, 3, "1", headers)  # warm-up
+        compare.run_wrk(port, args.path, 50, args.warmup, "1", headers)
         if args.pace_ms:
             os.environ["PACE_MS"] = str(args.pace_ms)
             compare.HERE = workdir  # run_wrk takes report.lua from there
@@ -102,9 +116,12 @@ def main() -> int:
         if args.perf:
             perf = subprocess.Popen(["perf", "stat", "-x,", "-o", str(workdir / "perf.txt"), "-p", str(proxy.pid), "-e", TRACEPOINTS])
             time.sleep(0.3)
+        if args.record:
+            recorder = subprocess.Popen(["perf", "record", "-q", "-o", args.record, "-p", str(proxy.pid)])
+            time.sleep(0.3)
         user0, sys0 = proc_cpu(proxy.pid)
         idle0, all0 = cpu1_idle()
-        result = compare.run_wrk(port, "/", 50, args.seconds, "1", headers)
+        result = compare.run_wrk(port, args.path, 50, args.seconds, "1", headers)
         user1, sys1 = proc_cpu(proxy.pid)
         idle1, all1 = cpu1_idle()
         n = result["requests"]
@@ -114,6 +131,9 @@ def main() -> int:
         tick = os.sysconf("SC_CLK_TCK")
         print(f"{args.proxy}: {result['rps']:.0f} req/s, user {(user1 - user0) / tick / n * 1e6:.1f} µs/req, "
               f"system {(sys1 - sys0) / tick / n * 1e6:.1f} µs/req, CPU 1 idle {(idle1 - idle0) / max(all1 - all0, 1) * 100:.0f} %")
+        if args.record:
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait()
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait()
