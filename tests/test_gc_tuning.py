@@ -110,10 +110,3 @@ def test_the_supervisor_starts_workers_with_the_collector_settings(monkeypatch, 
     [env] = supervisor.reactor.spawned
     assert env["PYPY_GC_NURSERY"] == PYPY_GC_SETTINGS["PYPY_GC_NURSERY"]
     assert env["PYPY_GC_MIN"] == "64MB"
-
-
-def test_the_read_size_is_set_on_pypy_only():
-    """CPython's recv gives an unused buffer back at once, so its transports keep Twisted's read size."""
-    expected = gc_tuning.PYPY_READ_SIZE if platform.python_implementation() == "PyPy" else None
-    assert gc_tuning.READ_SIZE == expected
-    assert 4096 <= gc_tuning.PYPY_READ_SIZE < 65536

@@ -36,7 +36,7 @@ import gc
 import platform
 from typing import Dict, Mapping
 
-__all__ = ["JIT_TRACE_LIMIT", "PYPY_GC_SETTINGS", "PYPY_READ_SIZE", "READ_SIZE", "settle", "worker_environment"]
+__all__ = ["JIT_TRACE_LIMIT", "PYPY_GC_SETTINGS", "settle", "worker_environment"]
 
 ON_PYPY = platform.python_implementation() == "PyPy"
 
@@ -49,20 +49,6 @@ PYPY_GC_SETTINGS: Mapping[str, str] = {
     "PYPY_GC_INCREMENT_STEP": "8MB",
     "PYPY_GC_MIN": "48MB",
 }
-
-
-#: How many bytes the engine's server transports (the clients' side) ask
-#: the kernel for at a time on PyPy (Twisted's transports ask for 64 KiB).
-#: PyPy's ``socket.recv(n)`` makes an n-byte string in the nursery and
-#: shrinks it to what arrived, which does not give the rest back: with 64
-#: KiB, a proxied request took ~200 KiB of nursery instead of ~100, so
-#: minor collections came twice as often (PYPYLOG; docs/deployment.md, "On
-#: PyPy").  The upstream side keeps 64 KiB reads (twistgate.engine.writer).
-#: CPython's ``recv`` gives the unused buffer back at once.
-PYPY_READ_SIZE = 16 * 1024
-
-#: The read size the engine gives its TCP transports: None (Twisted's) on CPython.
-READ_SIZE = PYPY_READ_SIZE if ON_PYPY else None
 
 
 #: PyPy's JIT gives up a trace longer than 6,000 operations (its default)

@@ -133,36 +133,6 @@ def test_transports_without_a_socket_always_queue():
     assert clock.getDelayedCalls() == []
 
 
-class TCPTransport(Transport):
-    no_delay = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.no_delay = enabled
-
-
-def test_on_pypy_the_socket_transports_read_smaller_pieces(monkeypatch):
-    """PyPy's recv(n) takes n bytes of nursery whatever arrives: the writer sets READ_SIZE as the transport's read size."""
-    from twistgate.engine import writer
-
-    a, b = pair()
-    c, d = pair()
-    monkeypatch.setattr(writer, "READ_SIZE", 16384)
-    server_side, upstream_side, in_memory = TCPTransport(a), TCPTransport(c), TCPTransport(None)
-    SocketWriter(server_side, Clock(), small_reads=True)
-    SocketWriter(upstream_side, Clock())
-    SocketWriter(in_memory, Clock(), small_reads=True)
-    assert server_side.bufferSize == 16384
-    assert not hasattr(upstream_side, "bufferSize")  # a 64 KiB answer still comes in one read
-    assert server_side.no_delay and upstream_side.no_delay  # a body read in pieces is not held back by Nagle
-    assert not hasattr(in_memory, "bufferSize") and not in_memory.no_delay  # no socket, nothing read from one
-    monkeypatch.setattr(writer, "READ_SIZE", None)  # CPython: Twisted's own read size and Nagle stay
-    untouched = TCPTransport(b)
-    SocketWriter(untouched, Clock(), small_reads=True)
-    assert not hasattr(untouched, "bufferSize") and not untouched.no_delay
-    for sock in (a, b, c, d):
-        sock.close()
-
-
 def test_peer_closed_peeks_without_reading():
     a, b = socket.socketpair()
     a.setblocking(False)

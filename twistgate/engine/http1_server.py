@@ -83,7 +83,7 @@ class HTTP1ServerProtocol(ConnectionFlow, Protocol):
         transport = self.transport
         peer = transport.getPeer()
         self.client = (getattr(peer, "host", ""), getattr(peer, "port", 0))
-        self.out = SocketWriter(transport, self._clock, small_reads=True)
+        self.out = SocketWriter(transport, self._clock)
         transport.registerProducer(WriteFlow(self), True)
         if self._on_connection is not None:
             self._on_connection(1)

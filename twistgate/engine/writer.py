@@ -26,15 +26,6 @@ pauses the producers as usual.  Before the connection closes or changes
 hands, `flush` sends what waits (`queue_only` does it too).  TLS
 transports (whose handle is not a socket) and in-memory ones always use
 `transport.write`.
-
-On PyPy a writer made with ``small_reads`` (the server's: requests are
-small, bodies rare) sets its TCP transport's read size (Twisted's public
-``bufferSize``) to `twistgate.gc_tuning.READ_SIZE` (16 KiB, not 64); the
-upstream side keeps 64 KiB.  Bodies then travel in pieces, in sends
-smaller than loopback's 64 KiB segment, and with Nagle's algorithm each
-would wait for the ACK of the one before, which the peer delays by up to
-40 ms (64 KiB answers: 1,100 requests a second where 10,000 went): so on
-PyPy every writer's socket gets ``TCP_NODELAY``.
 """
 
 from __future__ import annotations
@@ -45,9 +36,7 @@ from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IReactorTime
 
-from twistgate.gc_tuning import READ_SIZE
-
-__all__ = ["SocketWriter", "WriteBatch", "no_delay", "peer_closed"]
+__all__ = ["SocketWriter", "WriteBatch", "peer_closed"]
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
@@ -89,17 +78,13 @@ def batch_for(clock: IReactorTime) -> WriteBatch:
 class SocketWriter:
     __slots__ = ("_send", "_transport", "_batch", "_pending")
 
-    def __init__(self, transport: Any, clock: IReactorTime, small_reads: bool = False) -> None:
+    def __init__(self, transport: Any, clock: IReactorTime) -> None:
         self._transport = transport
         get_handle = getattr(transport, "getHandle", None)
         handle = get_handle() if get_handle is not None else None
         self._send: Optional[Callable[[bytes], int]] = handle.send if isinstance(handle, socket.socket) else None
         self._batch = batch_for(clock) if self._send is not None else None
         self._pending: Optional[List[bytes]] = None  # this pass's writes, in order
-        if READ_SIZE is not None and self._send is not None:  # PyPy (twistgate.gc_tuning.READ_SIZE)
-            no_delay(transport)  # a body read in pieces goes out in sends below loopback's segment size
-            if small_reads:
-                transport.bufferSize = READ_SIZE
 
     def write(self, data: bytes) -> None:
         if self._send is None:
@@ -140,16 +125,6 @@ class SocketWriter:
     def discard(self) -> None:
         """Drop what waits (the connection is being reset: nothing more may reach the peer)."""
         self._pending = None
-
-
-def no_delay(transport: Any) -> None:
-    """Sends go out at once, without Nagle's wait for the ACK of the previous one (TCP only)."""
-    set_no_delay = getattr(transport, "setTcpNoDelay", None)
-    if set_no_delay is not None:
-        try:
-            set_no_delay(True)
-        except Exception:  # not a TCP socket (a test transport)
-            pass
 
 
 def peer_closed(transport: Any) -> bool:

@@ -30,7 +30,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from twistgate.engine.writer import SocketWriter, no_delay
+from twistgate.engine.writer import SocketWriter
 from twistgate.websocket.frames import ABNORMAL, FrameScanner, close_frame
 
 __all__ = ["Tunnel"]
@@ -53,7 +53,7 @@ class _Side(Protocol):
 
     def connectionMade(self) -> None:
         self.open = True
-        no_delay(self.transport)  # frames go out at once: an echo is a round trip
+        no_delay(self.transport)
         # Straight to the socket while nothing is queued (no reactor turn per frame); once a
         # send is short, through the transport, whose buffer pauses the other side.
         self.out = SocketWriter(self.transport, self.tunnel.clock)
@@ -234,3 +234,13 @@ def _unregister(transport: Any) -> None:
     # A transport with a (paused) producer resumes it instead of closing once drained.
     if getattr(transport, "producer", None) is not None:
         transport.unregisterProducer()
+
+
+def no_delay(transport: Any) -> None:
+    """Frames go out at once (no Nagle wait for the previous one's ACK): an echo is a round trip."""
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        try:
+            set_no_delay(True)
+        except Exception:  # not a TCP socket (a test transport)
+            pass
