@@ -19,16 +19,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twistgate.engine.pool import PooledRequest
 from twistgate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from twistgate.relay import discard
 from twistgate.upstream.attempt import Attempt
 from twistgate.upstream.body import WatchedBody
-from twistgate.upstream.failures import CONNECT_FAILURE, TIMEOUT, ClientBodyFailed, client_error, describe, kind_of
+from twistgate.upstream.failures import CONNECT_FAILURE, ClientBodyFailed, attempt_outcome
 from twistgate.upstream.retry import CallPolicy, backoff, retries_on, safe_to_repeat
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class Forwarding(PooledRequest):
         if self.done:
             # Cancelled by the client, or the total timeout answered already.
             if not isinstance(result, Failure):
-                _discard(result)
+                discard(result)
             attempt.abandon()
             return
         if isinstance(result, Failure):
@@ -277,18 +277,7 @@ class Forwarding(PooledRequest):
             attempt.abandon()
             self._fail(ClientBodyFailed())
             return
-        if timed_out:
-            kind = CONNECT_FAILURE if failure.check(ConnectingCancelledError) else TIMEOUT
-            error = client_error(TIMEOUT, None)
-        else:
-            kind = kind_of(failure)
-            error = client_error(kind, failure)
-        if stalled:
-            reason = "the upstream took none of the request body within the write timeout"
-        elif timed_out:
-            reason = "no response head within the read timeout"
-        else:
-            reason = describe(failure)
+        kind, error, reason = attempt_outcome(failure, timed_out, stalled)
         attempt.failed(reason)
         _log.info(
             "upstream {upstream}: {target} failed for {request_id}: {reason}",
@@ -308,7 +297,7 @@ class Forwarding(PooledRequest):
         retry = self.policy.retry
         if retry is not None and status in retry.statuses:
             if self._may_retry(None, status, attempt, sent=True):
-                _discard(watched)
+                discard(watched)
                 return
         self._succeed(watched)
 
@@ -407,21 +396,3 @@ class Forwarding(PooledRequest):
 def _ignore_cancel(failure: Failure) -> None:
     failure.trap(CancelledError)
 
-
-def _discard(response: Any) -> None:
-    """Drop a response nobody will read (its connection is closed)."""
-    try:
-        response.deliverBody(_Discard())
-    except Exception:  # pragma: no cover - already delivered
-        pass
-
-
-class _Discard:
-    def makeConnection(self, transport: Any) -> None:
-        transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Any) -> None:
-        pass

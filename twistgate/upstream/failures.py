@@ -5,7 +5,7 @@ outlier detection use, and the error the client sees for it.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionDone, ConnectionLost, DNSLookupError
@@ -106,3 +106,25 @@ def describe(failure: Failure) -> str:
         return "; ".join(describe(r) for r in reasons)
     text = failure.getErrorMessage()
     return f"{type(value).__name__}: {text}" if text and type(value).__name__ not in text else (text or type(value).__name__)
+
+
+def attempt_outcome(failure: Failure, timed_out: bool, stalled: bool) -> Tuple[str, GatewayError, str]:
+    """
+    A failed attempt's kind (for retries, breakers and ejection), the error
+    the client gets, and the reason logged; ``timed_out``: no head within
+    the read timeout (or, with ``stalled``, no body taken within the write
+    timeout).
+    """
+    if timed_out:
+        kind = CONNECT_FAILURE if failure.check(ConnectingCancelledError) else TIMEOUT
+        error = client_error(TIMEOUT, None)
+    else:
+        kind = kind_of(failure)
+        error = client_error(kind, failure)
+    if stalled:
+        reason = "the upstream took none of the request body within the write timeout"
+    elif timed_out:
+        reason = "no response head within the read timeout"
+    else:
+        reason = describe(failure)
+    return kind, error, reason
