@@ -14,7 +14,7 @@ wait that long between requests (wrk's ``delay`` hook), so that proxies of
 different speeds are compared at one request rate; ``--perf`` counts, with
 ``perf stat`` tracepoints, the system calls and the inter-processor
 interrupts (IPIs) per request.  docs/benchmarks.md ("Why the gateway's
-layer costs twice as much with sockets") uses it.  A PyPy ``--python``
+layer cost twice as much with sockets" and "The wake-ups") uses it.  A PyPy ``--python``
 gets the collector settings bench/compare.py gives twistgate-pypy.
 Standard library only.
 """
