@@ -135,7 +135,8 @@ def test_sigusr1_reopens_the_access_log_file_for_logrotate(tmp_path: Path, worke
             os.rename(access, tmp_path / "access.log.1")  # what logrotate does first
             proc.send_signal(signal.SIGUSR1)  # its postrotate
             _until(access.exists, proc)
-            time.sleep(0.5)  # every worker has had the signal
+            if workers > 1:  # every worker has reopened it (each says so through the supervisor's log)
+                _until(lambda: own.read_text().count("reopened") >= workers, proc)
             for _ in range(4):
                 assert http_request(f"http://127.0.0.1:{port}/after").status == 200
             _until(lambda: access.read_text().count("/after") == 4, proc)
