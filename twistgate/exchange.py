@@ -41,7 +41,7 @@ from twistgate.exchange_answers import OwnAnswers
 from twistgate.exchange_respond import ResponsePath
 from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
-from twistgate.http import request_id_of, strip_hop_by_hop
+from twistgate.http import HOP_BY_HOP, request_id_of, strip_hop_by_hop
 from twistgate.messages import ProxyRequest, ProxyResponse, Response
 from twistgate.record import ExchangeRecord
 from twistgate.relay import BodyRelay
@@ -61,8 +61,8 @@ _log = Logger()
 # answers `Expect: 100-continue` itself, the client side frames the body
 # (its own Content-Length / Transfer-Encoding), and Host and X-Request-ID are
 # set by the gateway.  (Host, nearly always there, is taken out on its own:
-# the others are found with one set operation.)
-_DROP_FROM_REQUEST = frozenset({b"Expect", b"Content-Length", b"X-Request-Id"})
+# the others, and the hop-by-hop fields, are found with one set operation.)
+_DROP_FROM_REQUEST = HOP_BY_HOP | {b"Expect", b"Content-Length", b"X-Request-Id"}
 
 
 class Exchange(ResponsePath, OwnAnswers):
@@ -107,7 +107,7 @@ class Exchange(ResponsePath, OwnAnswers):
         self.grpc = b"Content-Type" in raw and is_grpc(headers)  # (a gRPC call: the gateway's own answers are gRPC-shaped)
         when_finished = getattr(downstream, "when_finished", None)
         if when_finished is not None:  # the HTTP/1.1 engine: a callback, no Deferred
-            when_finished(self._finished_checked)
+            when_finished(self._finished)
         else:
             downstream.notify_finish().addBoth(self._finished).addErrback(self._crashed)
         listener = downstream.listener
@@ -129,7 +129,9 @@ class Exchange(ResponsePath, OwnAnswers):
         self.route = route = match.payload
         self.raw_params = match.raw_params
         self.client_path = path_s
-        strip_hop_by_hop(raw, raw.get(b"Connection"))
+        connection = raw.get(b"Connection")
+        if connection is not None:  # (else no field is named by it: `_DROP_FROM_REQUEST` takes the hop-by-hop ones)
+            strip_hop_by_hop(raw, connection)
         raw.pop(b"Host", None)
         if not _DROP_FROM_REQUEST.isdisjoint(raw):
             for name in _DROP_FROM_REQUEST.intersection(raw):
@@ -321,47 +323,44 @@ class Exchange(ResponsePath, OwnAnswers):
             self.timer.cancel()
             self.timer = None
 
-    def _finished_checked(self, result: Any) -> None:
+    def _finished(self, result: Any) -> None:
+        """The client's side is over: answered, or the client went away.  (A bug here is logged, never raised to the engine.)"""
         try:
-            self._finished(result)
+            generation = self.generation
+            request = self.proxy_request
+            if request is not None and request.finishers:
+                request.run_done()  # what layers hold for the request (concurrency slots)
+            if result is not None and isinstance(result, Failure):  # (None: answered; the usual case asks no more)
+                if result.check(GatewayError) and not self.answered:
+                    # The engine answered itself (413, 408, 400 mid-body): an
+                    # answer, not a client that left.
+                    self.answered = True
+                    self.error = result.value
+                else:
+                    self.client_gone = True
+                self._cancel_timer()
+                if self.upstream_d is not None:
+                    d, self.upstream_d = self.upstream_d, None
+                    d.cancel()
+                if self.relay is not None:
+                    self.relay.abort()
+                body = self.downstream.body
+                if body is not None and not self.downstream.body_complete:
+                    body.abort(BodyAborted("client went away"))
+            if generation.observers:
+                record = ExchangeRecord.of(self, generation.clock.seconds())
+                for observe in generation.observers:
+                    try:
+                        observe(record)
+                    except Exception:
+                        _log.failure("exchange observer {observer!r} failed", observer=observe)
+            # No reference cycles outlive the exchange: refcounting frees it at
+            # once, and the cyclic collector has nothing of it to find.
+            if self.call is not None:
+                self.call.interim = self.call.deadline = None
+            if self.relay is None:
+                self.upstream_response = None
+            generation.inflight.done()  # (counted in by `GatewayResource.render`)
         except Exception:
             self._crashed(Failure())
-
-    def _finished(self, result: Any) -> None:
-        """The client's side is over: answered, or the client went away."""
-        generation = self.generation
-        request = self.proxy_request
-        if request is not None and request.finishers:
-            request.run_done()  # what layers hold for the request (concurrency slots)
-        if result is not None and isinstance(result, Failure):  # (None: answered; the usual case asks no more)
-            if result.check(GatewayError) and not self.answered:
-                # The engine answered itself (413, 408, 400 mid-body): an
-                # answer, not a client that left.
-                self.answered = True
-                self.error = result.value
-            else:
-                self.client_gone = True
-            self._cancel_timer()
-            if self.upstream_d is not None:
-                d, self.upstream_d = self.upstream_d, None
-                d.cancel()
-            if self.relay is not None:
-                self.relay.abort()
-            body = self.downstream.body
-            if body is not None and not self.downstream.body_complete:
-                body.abort(BodyAborted("client went away"))
-        if generation.observers:
-            record = ExchangeRecord.of(self, generation.clock.seconds())
-            for observe in generation.observers:
-                try:
-                    observe(record)
-                except Exception:
-                    _log.failure("exchange observer {observer!r} failed", observer=observe)
-        # No reference cycles outlive the exchange: refcounting frees it at
-        # once, and the cyclic collector has nothing of it to find.
-        if self.call is not None:
-            self.call.interim = self.call.deadline = None
-        if self.relay is None:
-            self.upstream_response = None
-        generation.inflight.done()  # (counted in by `GatewayResource.render`)
 

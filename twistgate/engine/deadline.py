@@ -23,12 +23,13 @@ class Deadline:
         passed; it returns ``None`` (done) or a later due time to wait for.
     """
 
-    __slots__ = ("_clock", "_expired", "_timer", "kind", "due")
+    __slots__ = ("_clock", "_expired", "_timer", "_timer_at", "kind", "due")
 
     def __init__(self, clock: IReactorTime, expired: Callable[[int, float], Optional[float]]) -> None:
         self._clock = clock
         self._expired = expired
         self._timer: Any = None
+        self._timer_at = 0.0  # when `_timer` fires (kept here: a DelayedCall's getTime() is a Python call)
         self.kind = 0  # 0: no deadline
         self.due = 0.0
 
@@ -39,8 +40,10 @@ class Deadline:
         timer = self._timer
         if timer is None:
             self._timer = self._clock.callLater(seconds, self._fired)
-        elif timer.getTime() > due:
+            self._timer_at = due
+        elif self._timer_at > due:
             timer.reset(seconds)
+            self._timer_at = due
 
     def clear(self) -> None:
         self.kind = 0
@@ -60,4 +63,6 @@ class Deadline:
         due = self.due if now < self.due else self._expired(kind, now)
         if due is not None and self.kind == kind:
             self.due = due
-            self._timer = self._clock.callLater(max(due - now, 0.0), self._fired)
+            delay = max(due - now, 0.0)
+            self._timer = self._clock.callLater(delay, self._fired)
+            self._timer_at = now + delay  # (what callLater works out: exact on a test clock)

@@ -51,7 +51,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         self.requests = 0  # requests sent on this connection
         self.idle_since = 0.0
         self.in_pool = False
-        self._closing = False
+        self.closing = False  # closed or closing: never to be used again (read by the pool)
         self._aborted = False
         self._upgraded: Optional[IProtocol] = None
         self._upgrade_rest = b""
@@ -85,15 +85,18 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
 
     # -- sending ---------------------------------------------------------------
 
-    def send(
-        self, request: "PooledRequest", method: bytes, target: bytes, headers: Headers, body: Any, on_interim: Any,
-        reused: bool, fields: bytes = b"",
-    ) -> None:
-        """Write one request (``fields``: more, as ready header lines); the outcome goes to ``request`` (`head_received` / `failed`)."""
+    def send(self, request: "PooledRequest", reused: bool) -> None:
+        """
+        Write ``request`` (its method, path, headers, payload, and ``fields``:
+        more, as ready header lines); the outcome goes to it (`head_received` / `failed`).
+        """
+        method = request.method
+        body = request.payload
+        fields = request.fields
         # What a clean end (the only one after which a connection is reused) does not leave as a new request needs:
         self._request = request
         self._method = method
-        self._on_interim = on_interim
+        self._on_interim = request.on_interim
         self._reused = reused
         self._sent = False
         self._chunked = False
@@ -101,9 +104,9 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
         self._persist = False
         self._message_done = False
         self.requests += 1
-        line = b"%s %s HTTP/1.1\r\n" % (method, target)
+        line = b"%s %s HTTP/1.1\r\n" % (method, request.path)
         transport = self.transport
-        raw = headers.raw
+        raw = request.headers.raw
         if CONTENT_LENGTH in raw or TRANSFER_ENCODING in raw:
             # The connection frames the body itself; a caller's own framing fields would contradict it.
             raw = {name: values for name, values in raw.items() if name not in (CONTENT_LENGTH, TRANSFER_ENCODING)}
@@ -196,7 +199,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
             # Only now, with every byte of this read parsed: a connection that
             # carried more than its one response is closed, never reused.
             self._release = False
-            if not self._closing:
+            if not self.closing:
                 self._pool.release(self)
             if done is not True:
                 done._finished(_DONE)
@@ -287,7 +290,7 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
     def _complete(self) -> None:
         response = self._response
         self._response = None
-        if self._persist and not self._closing:
+        if self._persist and not self.closing:
             if self._paused:
                 self._paused = False
                 self.transport.resumeProducing()
@@ -328,11 +331,6 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
 
     # -- lifetime ----------------------------------------------------------------
 
-    @property
-    def closing(self) -> bool:
-        """Closed or closing: never to be used again."""
-        return self._closing
-
     def looks_closed(self) -> bool:
         """Whether the upstream already closed (or wrote to) this idle connection."""
         return peer_closed(self.transport)
@@ -351,8 +349,8 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
             protocol.dataReceived(rest)
 
     def close(self) -> None:
-        if not self._closing:
-            self._closing = True
+        if not self.closing:
+            self.closing = True
             self.out.flush()  # what this pass wrote goes first
             self.transport.loseConnection()
 
@@ -364,12 +362,12 @@ class HTTP1ClientProtocol(FieldCollector, Protocol):
             self.transport.unregisterProducer()
             body.stopProducing()
         if not self._aborted:
-            self._aborted = self._closing = True
+            self._aborted = self.closing = True
             self.out.discard()
             self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._closing = True
+        self.closing = True
         on_lost, self.on_lost = self.on_lost, None
         if on_lost is not None:
             on_lost.callback(None)

@@ -287,7 +287,7 @@ class PooledRequest:
 
     def send_on(self, connection: HTTP1ClientProtocol, reused: bool) -> None:
         self.connection = connection
-        connection.send(self, self.method, self.path, self.headers, self.payload, self.on_interim, reused, self.fields)
+        connection.send(self, reused)
 
     # called by the connection
 
