@@ -282,17 +282,15 @@ class _LineWriter:
     def write_waiting(self) -> None:
         """Write the records waiting, as one string (a record whose line cannot be made is logged and left out)."""
         records = self.waiting
-        if not records:
-            return
-        self.waiting = []
-        formatter = self.formatter
-        lines = []
-        for record in records:
-            try:
-                lines.append(formatter(record))
-            except Exception:
-                _log.failure("access log: no line for request {request_id}", request_id=getattr(record, "request_id", None))
-        self.stream.write("".join(lines))
+        if records:
+            self.waiting = []
+            lines = []
+            for record in records:
+                try:
+                    lines.append(self.formatter(record))
+                except Exception:
+                    _log.failure("access log: no line for request {request_id}", request_id=getattr(record, "request_id", None))
+            self.stream.write("".join(lines))
 
 
 #: Records an access log file keeps waiting at most before their lines are made (`_LineWriter.waiting`).
