@@ -253,3 +253,48 @@ def test_milliseconds_are_written_as_json_dumps_writes_the_rounded_number():
         assert _milliseconds(seconds) == json.dumps(round(seconds * 1000.0, 3) + 0.0)
 
     check()
+
+
+def test_a_files_lines_are_made_a_batch_at_a_time_and_in_order(tmp_path, monkeypatch):
+    """
+    A buffered file's records wait: their lines are made BATCH at a time, and
+    at a flush (and a reopen, above), in the order the requests finished; a
+    record whose line cannot be made is logged and left out, not the batch.
+    """
+    from twisted.internet.task import Clock
+    from twisted.logger import globalLogPublisher
+
+    from twistgate.ops import accesslog
+    from twistgate.ops.settings import AccessLogSettings
+
+    made = []
+
+    def line(one):
+        if one.request_id == "bad":
+            raise ValueError("no line")
+        made.append(one.request_id)
+        return one.request_id + "\n"
+
+    monkeypatch.setattr(accesslog, "json_line", line)
+    log = tmp_path / "access.log"
+    access = accesslog.AccessLog(AccessLogSettings(path=str(log), flush_interval=5.0), clock=Clock())
+    access.start()
+    first = [f"r{i}" for i in range(accesslog.BATCH)]
+    for request_id in first[:-1]:
+        access.observe(record(request_id=request_id))
+    assert made == []
+    access.observe(record(request_id=first[-1]))
+    assert made == first
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for request_id in ("late", "bad", "last"):
+            access.observe(record(request_id=request_id))
+        access.observe(record(request_id="unlogged", logged=False))
+        assert made == first
+        access.flush()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert log.read_text().splitlines() == first + ["late", "last"]
+    assert [event["request_id"] for event in events if "log_failure" in event] == ["bad"]
+    access.stop()
