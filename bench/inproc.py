@@ -46,6 +46,8 @@ from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.base import DelayedCall  # noqa: E402
 from twisted.internet.testing import MemoryReactor, StringTransport  # noqa: E402
 
+from twistgate.gc_tuning import ON_PYPY, settle  # noqa: E402
+
 SMALL = ("hello from the bench upstream " + "." * 100)[:99].encode() + b"\n"
 
 
@@ -210,10 +212,18 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions")
+    parser.add_argument("--vmprof", metavar="FILE", help="PyPy: profile the timed batches with vmprof into FILE")
     args = parser.parse_args()
+    if ON_PYPY:
+        settle()  # as twistd twistgate does: on PyPy, the JIT's longer traces
     bench = Bench(args)
     bench.batch(args.batch)  # warm up: connections, caches
     gc.collect()
+    profile_file = open(args.vmprof, "w+b") if args.vmprof else None
+    if profile_file:
+        import vmprof  # pip install vmprof (its reader; the sampler is PyPy's own)
+
+        vmprof.enable(profile_file.fileno(), period=0.0005)
     best, times = float("inf"), []
     for _ in range(args.batches):
         start = time.process_time()
@@ -221,6 +231,9 @@ def main() -> int:
         elapsed = (time.process_time() - start) / args.batch * 1e6
         times.append(elapsed)
         best = min(best, elapsed)
+    if profile_file:
+        vmprof.disable()
+        profile_file.close()
     times.sort()
     what = "engine" if args.engine else ("full pipeline" if args.full else "minimal route")
     print(f"{what}, {args.size}-byte answers: {best:.1f} us/request (fastest of {args.batches} batches of "
