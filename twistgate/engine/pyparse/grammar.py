@@ -55,6 +55,10 @@ FIELDS = re.compile(rb"(?:[%s]+:[%s]*\r\n)*" % (TCHAR, VALUE_CHAR))
 #: The start of a field line (or of the blank line ending the head).
 FIELD_PREFIX = re.compile(rb"[%s]*|[%s]+:[%s]*\r?|\r" % (TCHAR, TCHAR, VALUE_CHAR))
 _FIELD = re.compile(rb"[%s]+:[%s]*" % (TCHAR, VALUE_CHAR))
+#: A field name (llhttp's token).
+TOKEN = re.compile(rb"[%s]+" % TCHAR)
+#: A byte no field line holds, but for its CRLF: one search over a block of lines finds a bad value.
+NOT_IN_FIELDS = re.compile(rb"[^%s\r\n]" % VALUE_CHAR)
 _CONTENT_LENGTH = re.compile(rb"([0-9]+)[ \t]*")
 _MAX_UINT64 = 0xFFFFFFFFFFFFFFFF
 
@@ -219,6 +223,12 @@ def check_status_prefix(partial: bytes) -> None:
         status_line(partial + b"\x00")  # raises what llhttp raises there
     elif match.group(2) is not None and (int(match.group(1)), int(match.group(2))) not in VERSIONS:
         raise HttpParserError("Invalid HTTP version")
+
+
+def check_fields(data: bytes, start: int, stop: int) -> None:
+    """Refuse the field lines in ``data[start:stop]`` (each with its CRLF) unless all are valid, with llhttp's error."""
+    if FIELDS.fullmatch(data, start, stop) is None:
+        raise field_error(data[start : stop - 2])
 
 
 def field_error(lines: bytes) -> HttpParserError:
