@@ -36,6 +36,13 @@ def _ignore(*args: Any) -> None:
     pass
 
 
+def _after_blanks(data: bytes, at: int, end: int) -> int:
+    """Where the spaces and tabs from ``at`` end (at most ``end``)."""
+    while at < end and data[at] in (32, 9):
+        at += 1
+    return at
+
+
 def callback_of(protocol: Any, name: str) -> Callable[..., Any]:
     return getattr(protocol, name, None) or _ignore
 
@@ -255,8 +262,8 @@ class MessageParser(FramingFields):
                 kind = name_kind(name) if colon >= 0 else -1
                 if kind < 0:
                     check_fields(data, start, stop)  # raises: a name that is not a token
-            while value_at < eol and data[value_at] in (32, 9):  # SP, HTAB: llhttp skips them
-                value_at += 1
+            if value_at < eol and data[value_at] in (32, 9):  # SP, HTAB: llhttp skips them
+                value_at = _after_blanks(data, value_at + 1, eol)  # (no loop here: one blank is the rule)
             value, pos = data[value_at:eol], eol + 2
             headers.append((name, value))
             if kind > 0:
