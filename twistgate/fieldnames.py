@@ -16,7 +16,7 @@ list: the callers only walk it).
 from __future__ import annotations
 
 import platform
-from typing import Any, List
+from typing import Any, Iterable, List
 
 __all__ = ["FieldNames"]
 
@@ -24,16 +24,19 @@ __all__ = ["FieldNames"]
 class _LoopedFieldNames(frozenset):  # type: ignore[type-arg]
     """PyPy's `FieldNames`: set operations with a dict look each name up instead of copying the dict's keys."""
 
-    __slots__ = ()
+    __slots__ = ("_names",)
+
+    def __init__(self, names: Iterable[bytes] = ()) -> None:
+        self._names = tuple(self)  # a tuple's loop is a few operations a name, a set's iterator many more
 
     def isdisjoint(self, other: Any) -> bool:
-        for name in self:
+        for name in self._names:
             if name in other:
                 return False
         return True
 
     def intersection(self, other: Any) -> List[bytes]:  # type: ignore[override]
-        return [name for name in self if name in other]
+        return [name for name in self._names if name in other]
 
 
 FieldNames: Any = _LoopedFieldNames if platform.python_implementation() == "PyPy" else frozenset
