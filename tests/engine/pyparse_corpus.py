@@ -67,6 +67,9 @@ REQUESTS = [
     b'GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n',
+    b'GET / HTTP/1.1\r\nContent-Length: 0000000000000000003\r\n\r\nabc',  # 19 digits: the digits-only way
+    b'GET / HTTP/1.1\r\nContent-Length: 00000000000000000003\r\n\r\nabc',  # 20: the pattern's
+    b'GET / HTTP/1.1\r\nContent-Length: 3 \r\n\r\nabc',
     b'GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
     b'GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n',

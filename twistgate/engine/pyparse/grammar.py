@@ -12,7 +12,7 @@ versions are accepted, a reason phrase may hold any byte but CR and LF.
 from __future__ import annotations
 
 import re
-from typing import FrozenSet, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 __all__ = [
     "HttpParserCallbackError",
@@ -195,8 +195,18 @@ def check_request_prefix(line: bytes) -> None:
     raise HttpParserError("Expected HTTP/, RTSP/ or ICE/")
 
 
-def status_line(line: bytes) -> Tuple[int, int, int, Optional[bytes]]:
+StatusLine = Tuple[int, int, int, Optional[bytes]]
+
+#: Status lines seen valid -> what they say: an upstream sends a few (``HTTP/1.1 200 OK``) over and over, and
+#: on PyPy a pattern's match enters the regex engine's loops several times.  Bounded, as `framing.NAMES`.
+_STATUS_LINES: Dict[bytes, StatusLine] = {}
+
+
+def status_line(line: bytes) -> StatusLine:
     """``(major, minor, status, reason)`` of a status line (``reason`` None when there is no space after the code)."""
+    known = _STATUS_LINES.get(line)
+    if known is not None:
+        return known
     match = _STATUS_LINE.fullmatch(line)
     if match is None:
         if not line.startswith((b"HTTP/", b"RTSP/", b"ICE/")):
@@ -207,7 +217,10 @@ def status_line(line: bytes) -> Tuple[int, int, int, Optional[bytes]]:
     version = int(match.group(1)), int(match.group(2))
     if version not in VERSIONS:
         raise HttpParserError("Invalid HTTP version")
-    return version[0], version[1], int(match.group(3)), match.group(5) if match.group(4) else None
+    parsed = version[0], version[1], int(match.group(3)), match.group(5) if match.group(4) else None
+    if len(_STATUS_LINES) < 256:
+        _STATUS_LINES[line] = parsed
+    return parsed
 
 
 _STATUS_PREFIX = re.compile(
@@ -251,6 +264,8 @@ def field_error(lines: bytes) -> HttpParserError:
 
 def content_length(value: bytes) -> int:
     """A Content-Length value (leading whitespace already gone), refused as llhttp refuses it."""
+    if value.isdigit() and len(value) < 20:  # the usual value, without a pattern (isdigit: ASCII digits only)
+        return int(value)
     match = _CONTENT_LENGTH.fullmatch(value)
     if match is None:
         if not value.strip(b" \t"):
