@@ -119,6 +119,9 @@ def request_line(line: bytes) -> RequestLine:
         return method, target, 0, 9, False
     while line[end : end + 1] == b" ":
         end += 1
+    if len(line) == end + 8 and line.startswith(b"HTTP/1.1", end):  # the usual version, without the pattern
+        _check_protocol(method, b"HTTP")
+        return method, target, 1, 1, True
     protocol = _PROTOCOL.match(line, end)
     if protocol is None:
         if line.startswith((b"HTTP/", b"RTSP/", b"ICE/"), end):
