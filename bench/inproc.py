@@ -7,6 +7,8 @@ bench/inproc.py - the gateway's own Python cost per request, without sockets.
     .venv/bin/python bench/inproc.py --size 65536        # 64 KiB answers (in 16 KiB reads)
     .venv/bin/python bench/inproc.py --engine            # the bare engine (bench/engine_proxy.py's handler)
     .venv/bin/python bench/inproc.py --profile 25        # and the 25 costliest functions (cProfile)
+    .venv-pypy/bin/python bench/inproc.py --vmprof F     # PyPy: vmprof samples of the timed batches
+                                                         # (read with .venv-pypy/bin/python -m vmprof.show F flat)
 
 The same objects as under twistd (the configuration loaded from the file,
 a `Generation`, the listener's `HTTP1ServerFactory`, the upstream group's
@@ -21,6 +23,9 @@ request, timed in batches (CPU time, the fastest batch of many), so a
 change of a few microseconds shows through the noise of a shared machine.
 The fastest batch may have escaped a full garbage collection: the mean
 shows what those cost.
+On PyPy it sets the JIT's trace limit as ``twistd twistgate`` does
+(`twistgate.gc_tuning.settle`), and wants the collector settings
+bench/compare.py gives (its ``PYPY_ENVIRONMENT``) in the environment.
 It is a development tool: the published figures come from bench/compare.py.
 """
 
