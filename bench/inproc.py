@@ -7,6 +7,8 @@ bench/inproc.py - the gateway's own Python cost per request, without sockets.
     .venv/bin/python bench/inproc.py --size 65536        # 64 KiB answers (in 16 KiB reads)
     .venv/bin/python bench/inproc.py --engine            # the bare engine (bench/engine_proxy.py's handler)
     .venv/bin/python bench/inproc.py --profile 25        # and the 25 costliest functions (cProfile)
+    .venv-pypy/bin/python bench/inproc.py --vmprof F     # PyPy: vmprof samples of the timed batches
+                                                         # (read with .venv-pypy/bin/python -m vmprof.show F flat)
 
 The same objects as under twistd (the configuration loaded from the file,
 a `Generation`, the listener's `HTTP1ServerFactory`, the upstream group's
@@ -21,6 +23,11 @@ request, timed in batches (CPU time, the fastest batch of many), so a
 change of a few microseconds shows through the noise of a shared machine.
 The fastest batch may have escaped a full garbage collection: the mean
 shows what those cost.
+On PyPy it sets the JIT's trace limit as ``twistd twistgate`` does
+(`twistgate.gc_tuning.settle`), and wants the collector settings
+bench/compare.py gives (its ``PYPY_ENVIRONMENT``) in the environment.
+There it also prints what a request allocates (minor collections times the
+nursery): steadier than the time, and a third of PyPy's cost is its collector.
 It is a development tool: the published figures come from bench/compare.py.
 """
 
@@ -45,6 +52,8 @@ sys.path.insert(0, str(ROOT))
 from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.base import DelayedCall  # noqa: E402
 from twisted.internet.testing import MemoryReactor, StringTransport  # noqa: E402
+
+from twistgate.gc_tuning import ON_PYPY, settle  # noqa: E402
 
 SMALL = ("hello from the bench upstream " + "." * 100)[:99].encode() + b"\n"
 
@@ -200,6 +209,17 @@ class Bench:
             self.round()
 
 
+def _count_minor_collections() -> List[int]:
+    """PyPy: a counter of minor collections from now on (times the nursery, what requests allocate: steadier than time)."""
+    count = [0]
+
+    def minor(stats: Any) -> None:
+        count[0] += stats.count
+
+    gc.hooks.on_gc_minor = minor
+    return count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(HERE / "gw-bench.yaml"))
@@ -210,10 +230,19 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions")
+    parser.add_argument("--vmprof", metavar="FILE", help="PyPy: profile the timed batches with vmprof into FILE")
     args = parser.parse_args()
+    if ON_PYPY:
+        settle()  # as twistd twistgate does: on PyPy, the JIT's longer traces
     bench = Bench(args)
     bench.batch(args.batch)  # warm up: connections, caches
     gc.collect()
+    profile_file = open(args.vmprof, "w+b") if args.vmprof else None
+    if profile_file:
+        import vmprof  # pip install vmprof (its reader; the sampler is PyPy's own)
+
+        vmprof.enable(profile_file.fileno(), period=0.0005)
+    minors = _count_minor_collections() if ON_PYPY else None
     best, times = float("inf"), []
     for _ in range(args.batches):
         start = time.process_time()
@@ -221,6 +250,14 @@ def main() -> int:
         elapsed = (time.process_time() - start) / args.batch * 1e6
         times.append(elapsed)
         best = min(best, elapsed)
+    if profile_file:
+        vmprof.disable()
+        profile_file.close()
+    if minors is not None:
+        gc.hooks.on_gc_minor = None
+        nursery = gc.get_stats()._s.nursery_size  # noqa: SLF001 - PyPy's own stats, in bytes
+        print(f"PyPy: {minors[0] * nursery / (args.batches * args.batch) / 1024:.1f} KB allocated a request "
+              f"({minors[0]} minor collections of a {nursery >> 20} MB nursery)")
     times.sort()
     what = "engine" if args.engine else ("full pipeline" if args.full else "minimal route")
     print(f"{what}, {args.size}-byte answers: {best:.1f} us/request (fastest of {args.batches} batches of "

@@ -39,6 +39,7 @@ from twistgate.conditions import RequestFacts
 from twistgate.errors import GatewayError, RouteNotFound, UpstreamTimeout
 from twistgate.exchange_answers import OwnAnswers
 from twistgate.exchange_respond import ResponsePath
+from twistgate.fieldnames import FieldNames
 from twistgate.grpc import is_grpc, parse_timeout
 from twistgate.headers import Headers
 from twistgate.http import HOP_BY_HOP, request_id_of, strip_hop_by_hop
@@ -62,7 +63,7 @@ _log = Logger()
 # (its own Content-Length / Transfer-Encoding), and Host and X-Request-ID are
 # set by the gateway.  (Host, nearly always there, is taken out on its own:
 # the others, and the hop-by-hop fields, are found with one set operation.)
-_DROP_FROM_REQUEST = HOP_BY_HOP | {b"Expect", b"Content-Length", b"X-Request-Id"}
+_DROP_FROM_REQUEST = FieldNames(HOP_BY_HOP | {b"Expect", b"Content-Length", b"X-Request-Id"})
 
 
 class Exchange(ResponsePath, OwnAnswers):

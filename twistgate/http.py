@@ -14,6 +14,7 @@ import re
 from ipaddress import ip_address
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from twistgate.fieldnames import FieldNames
 from twistgate.headers import Headers, canonical_name
 from twistgate.ops.tracecontext import HEX as _HEX
 from twistgate.reasons import reason_for
@@ -29,7 +30,7 @@ _canonical = canonical_name
 # Envoy do; an authenticator that reads it (api_key with `header:
 # Proxy-Authorization`, a forward authenticator that sends it) removes it
 # before forwarding, as with every credential the gateway checked.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP = FieldNames(
     _canonical(name)
     for name in (
         b"connection",
@@ -226,7 +227,7 @@ class ForwardingPolicy:
 
 
 #: The forwarding fields `ForwardingPolicy.block` replaces (Via is continued: `apply` then).
-_CLIENT_FORWARDING = frozenset({b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Forwarded-Host", b"Forwarded"})
+_CLIENT_FORWARDING = FieldNames({b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Forwarded-Host", b"Forwarded"})
 
 #: Every field `ForwardingPolicy` writes, lower-cased (as configured names are
 #: compared): what a layer must not read for a route to send them prepared

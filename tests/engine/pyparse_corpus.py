@@ -48,6 +48,13 @@ REQUESTS = [
     b'GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n',
     b'GET / HTTP/1.1\r\nHo{st: a\r\n\r\n',
     b'GET / HTTP/1.1\r\n: a\r\n\r\n',
+    # a field line's checks once its name is known valid: a lone CR or LF between two lines, a bad byte or a
+    # bad name after framing fields that conflict (the field's error comes first), a name seen valid before
+    b'GET / HTTP/1.1\r\nHost: a\n\rX: b\r\n\r\n',
+    b'GET / HTTP/1.1\r\nHost: a\r\r\n\r\n',
+    b'GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\nX y: z\r\n\r\n',
+    b'GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\nX: \x00\r\n\r\n',
+    b'GET / HTTP/1.1\r\nHost: a\r\nHost: b\x7f\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx',
     b'GET / HTTP/1.1\r\nContent-Length: 1 \r\n\r\nx',
     b'GET / HTTP/1.1\r\nContent-Length: 1\t\r\n\r\nx',
@@ -60,6 +67,9 @@ REQUESTS = [
     b'GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n',
+    b'GET / HTTP/1.1\r\nContent-Length: 0000000000000000003\r\n\r\nabc',  # 19 digits: the digits-only way
+    b'GET / HTTP/1.1\r\nContent-Length: 00000000000000000003\r\n\r\nabc',  # 20: the pattern's
+    b'GET / HTTP/1.1\r\nContent-Length: 3 \r\n\r\nabc',
     b'GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n',
     b'GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
     b'GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n',

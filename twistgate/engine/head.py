@@ -25,6 +25,7 @@ from twistgate.engine.framing import (
 )
 from twistgate.engine.limits import ServerLimits
 from twistgate.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, URITooLong
+from twistgate.fieldnames import FieldNames
 from twistgate.headers import Headers
 
 __all__ = ["ParsedHead", "RequestHeadParser"]
@@ -39,7 +40,7 @@ Raw = Dict[bytes, List[bytes]]
 ParsedHead = Tuple[bytes, bytes, bytes, Headers, bool, bool, bool, int]
 
 #: Fields that change how a request is framed or kept: a head without any of them is the common case.
-_FRAMING_FIELDS = frozenset({CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, b"Expect"})
+_FRAMING_FIELDS = FieldNames({CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, b"Expect"})
 
 
 class RequestHeadParser(FieldCollector):

@@ -9,11 +9,11 @@ complete, and a line still arriving is refused as far as llhttp would have
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
-from twistgate.engine.pyparse.grammar import HttpParserError, content_length
+from twistgate.engine.pyparse.grammar import TOKEN, HttpParserError, content_length
 
-__all__ = ["SPECIAL", "SPECIAL_LENGTHS", "FramingFields"]
+__all__ = ["KNOWN_NAMES", "SPECIAL", "SPECIAL_LENGTHS", "FramingFields", "name_kind"]
 
 # what a field means to framing (names compared case-insensitively)
 SPECIAL = {
@@ -24,6 +24,24 @@ SPECIAL = {
     b"upgrade": 4,
 }
 SPECIAL_LENGTHS = frozenset(len(name) for name in SPECIAL)
+
+#: Field names found valid -> what they mean to framing (`SPECIAL`'s kind, 0 for none): a head's usual
+#: names cost a lookup each instead of a pattern and a ``lower()``.  Bounded: a flood of new names costs
+#: the pattern each, never memory.
+KNOWN_NAMES: Dict[bytes, int] = {}
+_KNOWN_MAX = 512
+
+
+def name_kind(name: bytes) -> int:
+    """`SPECIAL`'s kind of a field name (0 for none), or -1 when the name is not a token."""
+    kind = KNOWN_NAMES.get(name)
+    if kind is None:
+        if TOKEN.fullmatch(name) is None:
+            return -1
+        kind = SPECIAL.get(name.lower(), 0)
+        if len(KNOWN_NAMES) < _KNOWN_MAX:
+            KNOWN_NAMES[name] = kind
+    return kind
 
 
 def _codings(transfer_encoding: bytes) -> List[bytes]:

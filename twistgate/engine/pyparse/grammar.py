@@ -12,7 +12,7 @@ versions are accepted, a reason phrase may hold any byte but CR and LF.
 from __future__ import annotations
 
 import re
-from typing import FrozenSet, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 __all__ = [
     "HttpParserCallbackError",
@@ -55,6 +55,10 @@ FIELDS = re.compile(rb"(?:[%s]+:[%s]*\r\n)*" % (TCHAR, VALUE_CHAR))
 #: The start of a field line (or of the blank line ending the head).
 FIELD_PREFIX = re.compile(rb"[%s]*|[%s]+:[%s]*\r?|\r" % (TCHAR, TCHAR, VALUE_CHAR))
 _FIELD = re.compile(rb"[%s]+:[%s]*" % (TCHAR, VALUE_CHAR))
+#: A field name (llhttp's token).
+TOKEN = re.compile(rb"[%s]+" % TCHAR)
+#: A byte no field line holds, but for its CRLF: one search over a block of lines finds a bad value.
+NOT_IN_FIELDS = re.compile(rb"[^%s\r\n]" % VALUE_CHAR)
 _CONTENT_LENGTH = re.compile(rb"([0-9]+)[ \t]*")
 _MAX_UINT64 = 0xFFFFFFFFFFFFFFFF
 
@@ -115,6 +119,9 @@ def request_line(line: bytes) -> RequestLine:
         return method, target, 0, 9, False
     while line[end : end + 1] == b" ":
         end += 1
+    if len(line) == end + 8 and line.startswith(b"HTTP/1.1", end):  # the usual version, without the pattern
+        _check_protocol(method, b"HTTP")
+        return method, target, 1, 1, True
     protocol = _PROTOCOL.match(line, end)
     if protocol is None:
         if line.startswith((b"HTTP/", b"RTSP/", b"ICE/"), end):
@@ -191,8 +198,18 @@ def check_request_prefix(line: bytes) -> None:
     raise HttpParserError("Expected HTTP/, RTSP/ or ICE/")
 
 
-def status_line(line: bytes) -> Tuple[int, int, int, Optional[bytes]]:
+StatusLine = Tuple[int, int, int, Optional[bytes]]
+
+#: Status lines seen valid -> what they say: an upstream sends a few (``HTTP/1.1 200 OK``) over and over, and
+#: on PyPy a pattern's match enters the regex engine's loops several times.  Bounded, as `framing.NAMES`.
+_STATUS_LINES: Dict[bytes, StatusLine] = {}
+
+
+def status_line(line: bytes) -> StatusLine:
     """``(major, minor, status, reason)`` of a status line (``reason`` None when there is no space after the code)."""
+    known = _STATUS_LINES.get(line)
+    if known is not None:
+        return known
     match = _STATUS_LINE.fullmatch(line)
     if match is None:
         if not line.startswith((b"HTTP/", b"RTSP/", b"ICE/")):
@@ -203,7 +220,10 @@ def status_line(line: bytes) -> Tuple[int, int, int, Optional[bytes]]:
     version = int(match.group(1)), int(match.group(2))
     if version not in VERSIONS:
         raise HttpParserError("Invalid HTTP version")
-    return version[0], version[1], int(match.group(3)), match.group(5) if match.group(4) else None
+    parsed = version[0], version[1], int(match.group(3)), match.group(5) if match.group(4) else None
+    if len(_STATUS_LINES) < 256:
+        _STATUS_LINES[line] = parsed
+    return parsed
 
 
 _STATUS_PREFIX = re.compile(
@@ -219,6 +239,12 @@ def check_status_prefix(partial: bytes) -> None:
         status_line(partial + b"\x00")  # raises what llhttp raises there
     elif match.group(2) is not None and (int(match.group(1)), int(match.group(2))) not in VERSIONS:
         raise HttpParserError("Invalid HTTP version")
+
+
+def check_fields(data: bytes, start: int, stop: int) -> None:
+    """Refuse the field lines in ``data[start:stop]`` (each with its CRLF) unless all are valid, with llhttp's error."""
+    if FIELDS.fullmatch(data, start, stop) is None:
+        raise field_error(data[start : stop - 2])
 
 
 def field_error(lines: bytes) -> HttpParserError:
@@ -241,6 +267,8 @@ def field_error(lines: bytes) -> HttpParserError:
 
 def content_length(value: bytes) -> int:
     """A Content-Length value (leading whitespace already gone), refused as llhttp refuses it."""
+    if value.isdigit() and len(value) < 20:  # the usual value, without a pattern (isdigit: ASCII digits only)
+        return int(value)
     match = _CONTENT_LENGTH.fullmatch(value)
     if match is None:
         if not value.strip(b" \t"):

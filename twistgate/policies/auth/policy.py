@@ -38,6 +38,7 @@ from twistgate.policies.auth.parse import parse_route_auth
 from twistgate.config._issues import suggest
 from twistgate.config.model import ConfigError, ConfigIssue, RouteConfig
 from twistgate.errors import Forbidden, ServiceUnavailable, Unauthorized
+from twistgate.fieldnames import FieldNames
 from twistgate.headers import canonical_name
 from twistgate.plugins.hookspecs import hookimpl
 from twistgate.policies import BLIND, Policy, Sight
@@ -69,7 +70,7 @@ class IdentityHeaders:
     def __init__(self, names: Any) -> None:
         self.names = tuple(sorted(names))
         self.folded = frozenset(_folded(name) for name in self.names)
-        self._keys = frozenset(canonical_name(name) for name in self.names)  # as `Headers.raw` keys them
+        self._keys = FieldNames(canonical_name(name) for name in self.names)  # as `Headers.raw` keys them
 
     def scrub(self, headers: Any) -> None:
         if not self.folded:
