@@ -7,6 +7,7 @@ real socket, the way Twisted's TCP transport reads it: what a read of
     .venv-pypy/bin/python bench/read_cost.py                 # recv(65536), Twisted's read size
     .venv-pypy/bin/python bench/read_cost.py --read 16384    # smaller reads
     .venv-pypy/bin/python bench/read_cost.py --into          # recv_into a buffer kept for the run
+    .venv-pypy/bin/python bench/read_cost.py --into client   # only the client side (what the gateway does on PyPy)
 
 Each request's bytes, and each piece of the upstream's answer, go through
 a socket pair (``send`` then ``recv``) before ``dataReceived``: the system
@@ -14,8 +15,8 @@ calls are the same whatever ``--read`` is, so a difference between runs
 is the interpreter's.  PyPy's ``recv(n)`` makes an n-byte string and
 shrinks it to what arrived; in a bare loop over a socket pair each
 ``recv(65536)`` takes 64 KiB of nursery (a minor collection every 256
-reads), and in twistd under wrk the nursery per proxied request is ~170
-KiB where the rest of the request allocates ~20-40 KiB (PYPYLOG gc-minor).
+reads), and in twistd under wrk a proxied request takes 170-200 KiB of
+nursery, 128 of them its two reads (PYPYLOG gc-minor).
 Run it on PyPy: it sets the collector settings bench/compare.py gives
 PyPy (`PYPY_ENVIRONMENT`) where the caller did not.  Read the mean of the
 second half (after the JIT's warm-up, every collection counted), not the
@@ -63,7 +64,8 @@ class ThroughSocket:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--read", type=int, default=65536, help="bytes asked for per read (Twisted's: 65536)")
-    parser.add_argument("--into", action="store_true", help="recv_into a buffer kept for the run instead of recv")
+    parser.add_argument("--into", nargs="?", const="both", choices=("both", "client"),
+                        help="recv_into a buffer kept for the run instead of recv (both sides, or the client side only)")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
@@ -74,13 +76,15 @@ def main() -> int:
     import inproc  # after the settings: it builds the gateway
 
     sender, receiver = socket.socketpair()
-    read = reader(receiver, args.read, args.into)
+    read = reader(receiver, args.read, args.into is not None)
+    upstream_read = read if args.into != "client" else reader(receiver, args.read, False)
 
     class Bench(inproc.Bench):
         def _connect_new(self) -> None:
             known = len(self.upstreams)
             super()._connect_new()
-            self.upstreams[known:] = [(ThroughSocket(p, sender.send, read), w) for p, w in self.upstreams[known:]]
+            self.upstreams[known:] = [(ThroughSocket(p, sender.send, upstream_read), w)
+                                        for p, w in self.upstreams[known:]]
 
     bench = Bench(inproc.argparse.Namespace(config=str(HERE / "gw-bench.yaml"), full=False, engine=False, size=100,
                                             connections=50))
@@ -91,7 +95,7 @@ def main() -> int:
         bench.batch(args.batch)
         times.append((time.process_time() - start) / args.batch * 1e6)
     tail = sorted(times[len(times) // 2:])
-    how = f"recv_into a {args.read}-byte buffer" if args.into else f"recv({args.read})"
+    how = f"recv({args.read})" if args.into is None else f"recv_into a {args.read}-byte buffer ({args.into})"
     print(f"{how}: second half {sum(tail) / len(tail):.1f} us/request mean, {tail[len(tail) // 2]:.1f} median "
           f"({args.batches} batches of {args.batch}, minimal route, 100-byte answers)")
     return 0
