@@ -5,14 +5,15 @@ the process instead of a new 64 KiB string per read.
 Twisted's TCP transport reads with ``recv(bufferSize)`` (64 KiB).  PyPy's
 ``recv(n)`` makes an n-byte string and shrinks it to what arrived, and the
 nursery does not get the rest back: each read of a 100-byte request takes
-64 KiB of it, several times what the rest of the request allocates, so
-minor collections come that much more often, each copying the requests in
-flight to the old generation.  `BufferedReadServer` reads with
+64 KiB of it, as much as the rest of a proxied request allocates, so minor
+collections come that much more often, each copying the requests in flight
+to the old generation.  `BufferedReadServer` reads with
 ``recv_into`` a buffer made once and hands the protocol a copy of what
-arrived (bench/read_cost.py: 17.8-18.8 -> 13.9-14.3 us a request in process
-when both sides read this way; docs/deployment.md, "On PyPy").  CPython's
-``recv`` gives the unused buffer back at once and gains nothing, so there
-`buffered_reads` leaves the endpoint as it is (decided at import).
+arrived (bench/read_cost.py, minimal route: ~19.9 -> ~17.4 us a request;
+~16.3 if the upstream side read this way too; docs/deployment.md, "On
+PyPy").  CPython's ``recv`` gives the unused buffer back at once and gains
+nothing, so there `buffered_reads` leaves the endpoint as it is (decided
+at import).
 
 Twisted's ``tcp.Port`` documents its ``transport`` attribute as the class
 to replace for another kind of transport; `buffered_reads` sets it on the
@@ -41,7 +42,7 @@ _VIEW = memoryview(_BUFFER)
 
 
 class BufferedReadServer(tcp.Server):
-    """Twisted's accepted TCP connection, reading into the process's buffer."""
+    """Twisted's accepted TCP connection, reading into the process's buffer (up to its 64 KiB, Twisted's bufferSize)."""
 
     def doRead(self) -> Any:
         try:
