@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from twistgate.config.endpoints import with_default_backlog
 from twistgate.config.model import ConfigError, ConfigIssue, LimitsConfig, ListenerConfig, Location, SessionResumptionConfig
+from twistgate.engine.buffered_reads import buffered_reads
 from twistgate.engine.http2_server import H2ServerFactory
 from twistgate.engine.protocol_switch import ProtocolSwitchFactory
 from twistgate.engine.http1_server import HTTP1ServerFactory
@@ -135,6 +136,7 @@ def build_listener(
     """
     if endpoint is None:
         endpoint = serverFromString(reactor, with_default_backlog(config.endpoint))
+    endpoint = buffered_reads(endpoint)  # PyPy: reads without a 64 KiB string each
     if config.tls is None:
         return Listener(config=config, endpoint=endpoint)
     where = f"listeners[{index}].tls"
