@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 
 from twistgate.engine.errors import UpstreamClosedConnection
 from twistgate.engine.http1_client import HTTP1ClientProtocol
+from twistgate.engine.upstream_reads import CLIENT_PROTOCOL
 from twistgate.engine.response import UpstreamResponse
 from twistgate.headers import Headers
 
@@ -216,7 +217,7 @@ class _ClientFactory(Factory):
         self.key = key
 
     def buildProtocol(self, addr: Any) -> HTTP1ClientProtocol:
-        return HTTP1ClientProtocol(self.pool, self.key)
+        return CLIENT_PROTOCOL(self.pool, self.key)
 
 
 class PooledRequest:
