@@ -7,7 +7,8 @@ real socket, the way Twisted's TCP transport reads it: what a read of
     .venv-pypy/bin/python bench/read_cost.py                 # recv(65536), Twisted's read size
     .venv-pypy/bin/python bench/read_cost.py --read 16384    # smaller reads
     .venv-pypy/bin/python bench/read_cost.py --into          # recv_into a buffer kept for the run
-    .venv-pypy/bin/python bench/read_cost.py --into client   # only the client side (what the gateway does on PyPy)
+    .venv-pypy/bin/python bench/read_cost.py --into client   # only the client side
+    .venv-pypy/bin/python bench/read_cost.py --into client --upstream-read 16384   # what the gateway does on PyPy
 
 Each request's bytes, and each piece of the upstream's answer, go through
 a socket pair (``send`` then ``recv``) before ``dataReceived``: the system
@@ -66,6 +67,8 @@ def main() -> int:
     parser.add_argument("--read", type=int, default=65536, help="bytes asked for per read (Twisted's: 65536)")
     parser.add_argument("--into", nargs="?", const="both", choices=("both", "client"),
                         help="recv_into a buffer kept for the run instead of recv (both sides, or the client side only)")
+    parser.add_argument("--upstream-read", type=int,
+                        help="bytes asked for per read of the upstream's answers with recv (default: --read)")
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
@@ -77,7 +80,9 @@ def main() -> int:
 
     sender, receiver = socket.socketpair()
     read = reader(receiver, args.read, args.into is not None)
-    upstream_read = read if args.into != "client" else reader(receiver, args.read, False)
+    upstream_size = args.upstream_read or args.read
+    upstream_into = args.into == "both" and args.upstream_read is None
+    upstream_read = read if upstream_into else reader(receiver, upstream_size, False)
 
     class Bench(inproc.Bench):
         def _connect_new(self) -> None:
@@ -96,6 +101,8 @@ def main() -> int:
         times.append((time.process_time() - start) / args.batch * 1e6)
     tail = sorted(times[len(times) // 2:])
     how = f"recv({args.read})" if args.into is None else f"recv_into a {args.read}-byte buffer ({args.into})"
+    if not upstream_into and upstream_size != args.read:
+        how += f", upstream recv({upstream_size})"
     print(f"{how}: second half {sum(tail) / len(tail):.1f} us/request mean, {tail[len(tail) // 2]:.1f} median "
           f"({args.batches} batches of {args.batch}, minimal route, 100-byte answers)")
     return 0

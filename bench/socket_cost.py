@@ -62,6 +62,11 @@ def cpu1_idle() -> tuple:
     return 0, 1
 
 
+def minor_collections(log: str) -> int:
+    """Minor collections PyPy logged to `log` so far (PYPYLOG=gc-minor; its buffer lags by a few)."""
+    return Path(log).read_text(errors="replace").count("{gc-minor\n") if log and Path(log).exists() else 0
+
+
 def is_pypy(python: str) -> bool:
     """Whether `python` is PyPy (whose collector settings come from the environment)."""
     probe = [python, "-c", "import platform; print(platform.python_implementation())"]
@@ -94,6 +99,8 @@ def main() -> int:
     parser.add_argument("--path", default="/", help="the path wrk asks for (/64k: 64 KiB answers)")
     parser.add_argument("--record", metavar="FILE", help="also `perf record` the proxy into FILE while measuring")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before measuring (PyPy's JIT wants ~10)")
+    parser.add_argument("--gc-log", metavar="FILE",
+                        help="PyPy: log minor collections to FILE (PYPYLOG) and print requests per minor collection")
     parser.add_argument("--python", default=str(HERE.parent / ".venv" / "bin" / "python"))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="twistgate-socket-cost."))
@@ -104,6 +111,8 @@ def main() -> int:
         if not start_upstream(procs, workdir, up_port, args.python, "1"):
             return 2
         argv, env, headers = proxy_command(args.proxy, args.python, up_port, port, workdir)
+        if args.gc_log:
+            env["PYPYLOG"] = f"gc-minor:{args.gc_log}"
         proxy = procs.start(args.proxy, argv, "0", env=env)
         if not wait_ready(port, proxy, args.proxy, headers):
             return 2
@@ -121,9 +130,11 @@ def main() -> int:
             time.sleep(0.3)
         user0, sys0 = proc_cpu(proxy.pid)
         idle0, all0 = cpu1_idle()
+        minor0 = minor_collections(args.gc_log)
         result = compare.run_wrk(port, args.path, 50, args.seconds, "1", headers)
         user1, sys1 = proc_cpu(proxy.pid)
         idle1, all1 = cpu1_idle()
+        minor1 = minor_collections(args.gc_log)
         n = result["requests"]
         if not n:
             print("no requests answered", file=sys.stderr)
@@ -131,6 +142,8 @@ def main() -> int:
         tick = os.sysconf("SC_CLK_TCK")
         print(f"{args.proxy}: {result['rps']:.0f} req/s, user {(user1 - user0) / tick / n * 1e6:.1f} µs/req, "
               f"system {(sys1 - sys0) / tick / n * 1e6:.1f} µs/req, CPU 1 idle {(idle1 - idle0) / max(all1 - all0, 1) * 100:.0f} %")
+        if args.gc_log:
+            print(f"  {n / max(minor1 - minor0, 1):.0f} requests per minor collection ({minor1 - minor0} of them)")
         if args.record:
             recorder.send_signal(signal.SIGINT)
             recorder.wait()
