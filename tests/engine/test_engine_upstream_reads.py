@@ -25,9 +25,16 @@ SMALL_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class SizedTransport(StringTransport):
-    """A StringTransport with a TCP transport's ``bufferSize`` (what ``doRead`` asks for)."""
+    """A StringTransport with a TCP transport's ``bufferSize`` (what ``doRead`` asks for) and a socket's waiting bytes."""
 
     bufferSize = LARGE_READ
+    protocol: Any = None
+    waiting = b""
+
+    def doRead(self) -> None:
+        data, self.waiting = self.waiting[: self.bufferSize], self.waiting[self.bufferSize :]
+        if data:
+            self.protocol.dataReceived(data)
 
 
 class Endpoint:
@@ -38,6 +45,7 @@ class Endpoint:
     def connect(self, factory: Any) -> Any:
         protocol = factory.buildProtocol(None)
         transport = self.transport_class()
+        transport.protocol = protocol
         protocol.makeConnection(transport)
         self.connections.append((protocol, transport))
         return succeed(protocol)
@@ -96,6 +104,30 @@ def test_a_large_or_streamed_body_is_read_64_kib_at_a_time_then_the_next_request
         assert len(s.endpoint.connections) == 1 and s.read_size == SMALL_READ
 
 
+def test_a_full_small_read_with_a_large_bodys_head_reads_the_rest_in_the_same_pass(monkeypatch):
+    """Two pieces from two passes, the first shorter than loopback's segment, would wait 40 ms on the client's ACK."""
+    s = Setup(monkeypatch)
+    responses = s.request()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n"
+    answer = head + b"x" * 70000
+    s.endpoint.connections[-1][1].waiting = answer[SMALL_READ:]  # what the socket holds after this read
+    s.answer(answer[:SMALL_READ])  # a full small read
+    body = BodyCollector()
+    responses[0].deliverBody(body)
+    assert body.data == b"x" * 70000 and s.read_size == LARGE_READ
+    assert s.pool.idle_count("k") == 1
+
+
+def test_a_short_read_with_a_large_bodys_head_leaves_the_rest_to_the_reactor(monkeypatch):
+    s = Setup(monkeypatch)
+    responses = s.request()
+    s.endpoint.connections[-1][1].waiting = b"x" * 10  # would be read if the connection asked
+    s.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"x" * 100)
+    body = BodyCollector()
+    responses[0].deliverBody(body)
+    assert body.data == b"x" * 100 and s.read_size == LARGE_READ
+
+
 def test_a_body_up_to_the_small_size_keeps_small_reads(monkeypatch):
     s = Setup(monkeypatch)
     responses = s.request()
@@ -132,10 +164,10 @@ def test_a_transport_without_a_read_size_is_left_alone(monkeypatch):
     assert not hasattr(s.endpoint.connections[-1][1], "bufferSize")
 
 
-def test_under_tls_the_tcp_transport_below_is_sized():
+def test_a_tls_layer_is_left_as_it_is():
     tcp_like = SizedTransport()
     tls = TLSMemoryBIOProtocol(None, HTTP1ClientProtocol(None, "k"))  # type: ignore[arg-type]
     tls.transport = tcp_like
-    assert tcp_transport(tls) is tcp_like
+    assert tcp_transport(tls) is None
     assert tcp_transport(tcp_like) is tcp_like
     assert tcp_transport(StringTransport()) is None

@@ -13,12 +13,21 @@ KiB) are read, Twisted's 64 KiB again from a response head announcing a
 longer, chunked or until-close body, while a request body is sent
 (``bufferSize`` is also where the transport pauses its producer), and
 after a 101 hands the connection to a tunnel.  Each request sets it again.
-Under a TLS layer the TCP transport is the `TLSMemoryBIOProtocol`'s own
-``transport``; other wrappers are left as they are.
 
-CPython's ``recv`` gives the unused buffer back at once and gains nothing:
-there the pool builds `HTTP1ClientProtocol` itself (`CLIENT_PROTOCOL`,
-decided at import).
+A large body must not reach the client in two pieces from two reactor
+passes, the first one shorter than loopback's segment (64 KiB): the
+client's kernel delays its ACK of such a piece, and Nagle's algorithm holds
+the second one until that ACK (40 ms: 64 KiB answers fell from ~14,000 to
+~1,100 a second).  So when a full 16 KiB read brought a head announcing a
+large body, the connection reads the rest at once, in the same pass
+(``doRead``, the transport's `IReadDescriptor` method), and the client's
+writer sends both pieces together as it did with one 64 KiB read.
+
+TLS connections are left as they are: there the protocol's transport is
+the TLS layer, whose reads of the TCP transport below do not line up with
+what reaches the protocol.  CPython's ``recv`` gives the unused buffer
+back at once and gains nothing: there the pool builds
+`HTTP1ClientProtocol` itself (`CLIENT_PROTOCOL`, decided at import).
 """
 
 from __future__ import annotations
@@ -26,7 +35,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twistgate.engine.buffered_reads import ON_PYPY
@@ -41,16 +49,16 @@ LARGE_READ = FileDescriptor.bufferSize
 
 
 def tcp_transport(transport: Any) -> Any:
-    """The transport whose ``bufferSize`` sets the read size under ``transport`` (a TLS layer's), or None."""
-    if isinstance(transport, TLSMemoryBIOProtocol):
-        transport = transport.transport
-    return transport if isinstance(getattr(transport, "bufferSize", None), int) else None
+    """``transport`` if its ``bufferSize`` sets its read size (a TCP one, not a TLS layer), else None."""
+    # The class's: a TLS layer's instances hand attribute reads to the transport below.
+    return transport if isinstance(getattr(type(transport), "bufferSize", None), int) else None
 
 
 class SmallReadsClientProtocol(HTTP1ClientProtocol):
     """`HTTP1ClientProtocol` reading `SMALL_READ` bytes at a time unless a large body is on its way."""
 
     reads: Any = None  # the transport whose bufferSize this sets (None: leave reads as they are)
+    read_rest = False  # a full small read brought a large body's head: read the rest in this pass
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -69,6 +77,15 @@ class SmallReadsClientProtocol(HTTP1ClientProtocol):
             length = response.length
             if length is UNKNOWN_LENGTH or length > SMALL_READ:
                 reads.bufferSize = LARGE_READ
+                self.read_rest = self._read_size == SMALL_READ
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.read_rest:
+            self.read_rest = False
+            if not (self.closing or self._paused):
+                # A closed or reset socket is reported again on the reactor's next pass.
+                self.reads.doRead()
 
     def detach(self, protocol: Any) -> None:
         reads = self.reads
