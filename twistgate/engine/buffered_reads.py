@@ -19,7 +19,8 @@ Twisted's ``tcp.Port`` documents its ``transport`` attribute as the class
 to replace for another kind of transport; `buffered_reads` sets it on the
 TCP ports a listener's endpoint makes, TLS listeners' too (TLS is a layer
 of the protocol there), not on UNIX ones, and not on the upstream side,
-whose transports Twisted's connector makes itself.
+whose transports Twisted's connector makes itself: there the connection
+reads smaller pieces instead (`twistgate.engine.upstream_reads`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ after a 101 hands the connection to a tunnel.  Each request sets it again.
 A large body must not reach the client in two pieces from two reactor
 passes, the first one shorter than loopback's segment (64 KiB): the
 client's kernel delays its ACK of such a piece, and Nagle's algorithm holds
-the second one until that ACK (40 ms: 64 KiB answers fell from ~14,000 to
+the second one until that ACK (40 ms: 64 KiB answers fell from ~15,900 to
 ~1,100 a second).  So when a full 16 KiB read brought a head announcing a
 large body, the connection reads the rest at once, in the same pass
 (``doRead``, the transport's `IReadDescriptor` method), and the client's
