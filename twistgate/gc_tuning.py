@@ -56,7 +56,9 @@ PYPY_GC_SETTINGS: Mapping[str, str] = {
 #: the gateway (parse, route, policies, forward, answer) is longer than that
 #: (26 traces given up in the bench's first 10,000 requests).  At 12,000
 #: the minimal route and the full pipeline cost 0.5 and 0.7 us less a
-#: request; PyPy's maximum, 16,384, gained no more.
+#: request; PyPy's maximum, 16,384, gained no more.  With sockets, 16,000
+#: did not either (bench/socket_cost.py gw, 3 alternating pairs on
+#: 2026-12-05: 20.5-22.4 us of CPU a request at 12,000, 19.8-22.4 at 16,000).
 JIT_TRACE_LIMIT = 12000
 
 
