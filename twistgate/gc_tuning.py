@@ -19,8 +19,8 @@ collection is the pause a reload adds.
 
 PyPy has no freeze; there `settle` lets the JIT record longer traces
 (`JIT_TRACE_LIMIT`), and the collector's cost is elsewhere.  Its nursery (where every object starts) is sized from the CPU's cache,
-1 MB on many servers: a request allocates about 18 KB, so a minor
-collection comes every ~50 requests and finds the requests in flight
+1 MB on many servers: a proxied request allocates about 70 KB, so a minor
+collection comes every ~15 requests and finds the requests in flight
 alive, copies them to the old generation, where they die at once and
 bring the next major collection (which marks the whole heap) closer.
 On PyPy the collector then takes about half of the CPU a request costs.
@@ -41,7 +41,7 @@ __all__ = ["JIT_TRACE_LIMIT", "PYPY_GC_SETTINGS", "settle", "worker_environment"
 ON_PYPY = platform.python_implementation() == "PyPy"
 
 #: PyPy's collector for a gateway (measured in docs/deployment.md, "On PyPy"):
-#: a 16 MB nursery (a minor collection every ~900 requests, which finds few
+#: a 16 MB nursery (a minor collection every ~230 requests, which finds few
 #: of them alive), marking steps of 8 MB (pauses as short as the default's),
 #: and the first major collection at 48 MB instead of 8 nurseries (128 MB).
 PYPY_GC_SETTINGS: Mapping[str, str] = {
