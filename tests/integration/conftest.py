@@ -249,6 +249,23 @@ class Reply:
         return json.loads(self.body)
 
 
+#: The sockets behind `refusing_port`, open until the run ends.
+_REFUSING: List[socket.socket] = []
+
+
+def refusing_port() -> int:
+    """
+    A port of 127.0.0.1 that refuses connections until the test run ends:
+    bound, never listening.  (A `free_port` is only free a moment: a
+    gateway's own ``tcp:0`` listener may be given it next, and a "dead"
+    target then forwards back into the gateway.)
+    """
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _REFUSING.append(held)
+    return int(held.getsockname()[1])
+
+
 def http_request(
     port: int,
     method: str = "GET",

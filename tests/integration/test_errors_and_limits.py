@@ -10,8 +10,7 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 from twisted.web.server import NOT_DONE_YET
 
-from tests.integration.conftest import SIMPLE, RecordingUpstream, http_request, raw_exchange
-from twistgate.testing_twistd import free_port
+from tests.integration.conftest import SIMPLE, RecordingUpstream, http_request, raw_exchange, refusing_port
 
 
 def _json_error(reply, status, code):
@@ -42,7 +41,7 @@ routes:
 
 def _gateway(servers, reply=None):
     upstream = RecordingUpstream(reply)
-    gw, _ = servers.gateway(ROUTED, up=servers.upstream(upstream), dead=free_port())
+    gw, _ = servers.gateway(ROUTED, up=servers.upstream(upstream), dead=refusing_port())
     return gw, upstream
 
 

@@ -25,8 +25,7 @@ from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from tests.integration.conftest import http_request
-from twistgate.testing_twistd import free_port
+from tests.integration.conftest import http_request, refusing_port
 
 FAULT_SERVER = Path(__file__).resolve().parents[1] / "upstream" / "faultserver.py"
 
@@ -240,7 +239,7 @@ def test_a_post_that_never_left_goes_to_another_target(servers, faults):
         targets: [{url: "http://127.0.0.1:{dead}"}, {url: "http://127.0.0.1:{b}"}]
         retry: {attempts: 2, backoff: 10ms}
         """,
-        dead=free_port(),
+        dead=refusing_port(),
         b=b.port,
     )
     for _ in range(4):
